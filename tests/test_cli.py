@@ -1,0 +1,153 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from edgecnn.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, code=2, match=None):
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stdout + result.stderr
+    if match:
+        assert match in lines[0], lines[0]
+
+
+def test_help_lists_commands_without_importing_tensorflow():
+    code = (
+        "import sys\n"
+        "sys.argv = ['edgecnn', '--help']\n"
+        "from edgecnn.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+        "assert 'keras' not in sys.modules, 'keras imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for command in ("train", "evaluate"):
+        assert command in done.stdout
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("edgecnn ")
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--epochs", "-1"], "--epochs"),
+        (["--epochs", "0"], "--epochs"),
+        (["--num-filters1", "0"], "--num-filters1"),
+        (["--fc-size", "0"], "--fc-size"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--learning-rate", "-0.1"], "learning_rate"),
+        (["--lr-schedule", "wavy"], "lr_schedule"),
+        (["--filter-size1", "40"], "filter_size1"),
+        (["--dataset", "cifar"], "--dataset"),
+        (["--no-such-option"], "no-such-option"),
+    ],
+)
+def test_train_bad_options(args, match):
+    assert_one_line_error(invoke("train", *args), match=match)
+
+
+def test_train_missing_data_dir(tmp_path):
+    assert_one_line_error(invoke("train", "--data-dir", tmp_path / "nope"), match="does not exist")
+
+
+def test_train_data_dir_without_files(tmp_path):
+    assert_one_line_error(invoke("train", "--data-dir", tmp_path), match="not found")
+
+
+def test_train_unwritable_out_dir(tmp_path, fashion_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")  # a folder cannot be created under a file, even by root
+    result = invoke("train", "--data-dir", fashion_dir, "--out", blocker / "run")
+    assert_one_line_error(result, match="cannot write to output folder")
+
+
+def test_resume_without_checkpoint(tmp_path):
+    assert_one_line_error(invoke("train", "--resume", "--out", tmp_path), match="nothing to resume")
+
+
+def test_resume_refuses_changed_options(trained_run):
+    result = invoke("train", "--resume", "--out", trained_run.out_dir, "--epochs", "5")
+    assert_one_line_error(result, match="--epochs")
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_commands(tmp_path, fashion_dir):
+    out = tmp_path / "run"
+    result = invoke(
+        "train",
+        "--data-dir",
+        fashion_dir,
+        "--train-subset",
+        "3000",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "epoch 1/1" in result.stdout
+    assert "img/s" in result.stdout and "ETA" in result.stdout
+    assert "Accuracy on Test-Set:" in result.stdout
+    assert json.loads((out / "metrics.json").read_text())["test_total"] == 10_000
+
+    result = invoke("evaluate", out, "--data-dir", fashion_dir, "--image-index", "5")
+    assert result.exit_code == 0, result.stderr
+    assert "Confusion matrix" in result.stdout
+    assert (out / "conv2_outputs.png").is_file()
+
+    assert_one_line_error(invoke("evaluate", out, "--image-index", "10000"), match="--image-index")
+
+
+def test_evaluate_missing_path(tmp_path):
+    assert_one_line_error(invoke("evaluate", tmp_path / "nope.keras"), match="does not exist")
+
+
+def test_evaluate_run_dir_without_model(tmp_path):
+    assert_one_line_error(invoke("evaluate", tmp_path), match="no model.keras")
+
+
+@pytest.mark.parametrize(
+    "payload", [b"", b"random bytes that are not a zip archive", b"PK\x03\x04 truncated zip"]
+)
+def test_evaluate_corrupt_model(tmp_path, payload):
+    bad = tmp_path / "model.keras"
+    bad.write_bytes(payload)
+    assert_one_line_error(invoke("evaluate", bad), match=str(bad))
+
+
+def test_evaluate_model_with_other_input_shape(tmp_path):
+    import keras
+
+    model = keras.Sequential(
+        [keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    model.save(tmp_path / "other.keras")
+    result = invoke("evaluate", tmp_path / "other.keras")
+    assert_one_line_error(result, match="28x28x1")
+
+
+def test_evaluate_unwritable_out(trained_run, tmp_path):
+    blocker = tmp_path / "f"
+    blocker.write_text("x")
+    assert_one_line_error(
+        invoke("evaluate", trained_run.out_dir, "--out", blocker / "o"), match="cannot write"
+    )

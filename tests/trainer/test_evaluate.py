@@ -1,0 +1,75 @@
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgecnn.trainer.evaluate import FIGURES, evaluate
+
+EXPECTED_SIZES = {  # (min width, min height) in pixels: each figure really has its content
+    "samples.png": (400, 400),
+    "errors.png": (400, 400),
+    "confusion_matrix.png": (500, 450),
+    "conv1_weights.png": (300, 300),
+    "conv2_weights.png": (400, 400),
+    "conv1_outputs.png": (300, 300),
+    "conv2_outputs.png": (400, 400),
+}
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained_run, tmp_path_factory, fashion_dir):
+    out = tmp_path_factory.mktemp("eval")
+    log = io.StringIO()
+    metrics = evaluate(
+        trained_run.out_dir, out_dir=out, data_dir=fashion_dir, image_index=3, stream=log
+    )
+    return out, metrics, log.getvalue()
+
+
+def test_metrics_match_training(evaluated, trained_run):
+    out, metrics, _ = evaluated
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["test_accuracy"] == pytest.approx(trained_run.metrics["test_accuracy"])
+    assert np.array(saved["confusion_matrix"]).sum() == 10_000
+    assert np.array(saved["confusion_matrix"]).trace() == saved["test_correct"]
+    assert set(saved["per_class_accuracy"]) == set(trained_run.metrics["per_class_accuracy"])
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_every_figure_decodes_and_is_not_blank(evaluated, name):
+    out, _, _ = evaluated
+    with Image.open(out / name) as im:
+        im.load()
+        pixels = np.asarray(im.convert("RGB"), dtype=np.float32)
+    w_min, h_min = EXPECTED_SIZES[name]
+    assert pixels.shape[1] >= w_min and pixels.shape[0] >= h_min, pixels.shape
+    assert pixels.std() > 20, "figure is (nearly) blank"
+    assert (pixels < 128).mean() > 0.01, "figure has almost no dark content"
+
+
+def test_weight_figures_use_the_seismic_map(evaluated):
+    out, _, _ = evaluated
+    with Image.open(out / "conv1_weights.png") as im:
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    red = (rgb[..., 0] > 150) & (rgb[..., 2] < 100)
+    blue = (rgb[..., 2] > 150) & (rgb[..., 0] < 100)
+    assert red.sum() > 50 and blue.sum() > 50  # positive and negative weights both shown
+
+
+def test_confusion_matrix_printed_as_text(evaluated):
+    _, metrics, log = evaluated
+    assert "Confusion matrix" in log
+    assert "Ankle boot" in log
+    first_row = next(line for line in log.splitlines() if line.startswith("(0) T-shirt/top"))
+    assert [int(v) for v in first_row.split()[2:]] == metrics["confusion_matrix"][0]
+    assert "Accuracy on Test-Set:" in log
+
+
+def test_merges_into_the_run_metrics(trained_run, fashion_dir):
+    evaluate(trained_run.out_dir, data_dir=fashion_dir, stream=io.StringIO())
+    merged = json.loads((trained_run.out_dir / "metrics.json").read_text())
+    assert "train_seconds" in merged and "confusion_matrix" in merged
+    for name in FIGURES:
+        assert (trained_run.out_dir / name).is_file()

@@ -1,0 +1,176 @@
+"""``edgecnn train`` and ``edgecnn evaluate``. TensorFlow is imported inside the commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+class DatasetName(str, Enum):
+    """Datasets the trainer knows."""
+
+    fashion = "fashion"
+    mnist = "mnist"
+
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Folder with the four IDX files (else EDGECNN_DATA_DIR, "
+        "Debian's dataset-fashion-mnist, the Keras cache, a Keras download).",
+    ),
+]
+
+
+def _config_overrides(**options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split given (non-None) CLI options into TrainConfig fields and ModelConfig fields."""
+    from edgecnn.trainer.config import ModelConfig
+
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    given = {k: v for k, v in options.items() if v is not None}
+    return (
+        {k: v for k, v in given.items() if k not in model_fields},
+        {k: v for k, v in given.items() if k in model_fields},
+    )
+
+
+def _resume_config(out: Path, train_over: dict[str, Any], model_over: dict[str, Any]) -> Any:
+    from edgecnn.errors import ConfigError
+    from edgecnn.trainer.config import TrainConfig
+
+    state_path = out / "checkpoint.json"
+    try:
+        saved = TrainConfig.from_dict(json.loads(state_path.read_text())["config"])
+    except FileNotFoundError:
+        raise ConfigError(f"nothing to resume: {state_path} does not exist") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"cannot resume: {state_path} is unreadable ({e})") from None
+    changed = [k for k, v in train_over.items() if getattr(saved, k) != v]
+    changed += [k for k, v in model_over.items() if getattr(saved.model, k) != v]
+    if changed:
+        raise ConfigError(
+            f"--resume continues the run as it was configured; drop "
+            f"{', '.join('--' + k.replace('_', '-') for k in changed)}"
+        )
+    return saved
+
+
+def train_command(
+    dataset: Annotated[
+        DatasetName | None, typer.Option(help="Dataset to train on. [default: fashion]")
+    ] = None,
+    data_dir: DataDirOption = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Passes over the 55,000 training images. [default: 8]")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="[default: 128]")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="Adam's initial learning rate. [default: 0.002]")
+    ] = None,
+    lr_schedule: Annotated[
+        str | None, typer.Option(help="'cosine' (decay to 0) or 'constant'. [default: cosine]")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Seed for weights, order, augmentation. [default: 42]")
+    ] = None,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            "--augment",
+            help="Random shifts of up to 2 pixels, plus horizontal flips for Fashion-MNIST.",
+        ),
+    ] = False,
+    train_subset: Annotated[
+        int | None, typer.Option(min=1, help="Use only the first N training images (quick trials).")
+    ] = None,
+    filter_size1: Annotated[int | None, typer.Option(min=1, help="[default: 5]")] = None,
+    num_filters1: Annotated[int | None, typer.Option(min=1, help="[default: 16]")] = None,
+    filter_size2: Annotated[int | None, typer.Option(min=1, help="[default: 5]")] = None,
+    num_filters2: Annotated[int | None, typer.Option(min=1, help="[default: 36]")] = None,
+    fc_size: Annotated[int | None, typer.Option(min=1, help="[default: 128]")] = None,
+    out: Annotated[Path, typer.Option(help="Run directory to write.")] = Path("runs/latest"),
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue an interrupted run in --out from its last checkpoint."
+        ),
+    ] = False,
+) -> None:
+    """Train the tutorial CNN; writes model.keras, config.json, history.json, metrics.json."""
+    from edgecnn.trainer.config import ModelConfig, TrainConfig
+
+    train_over, model_over = _config_overrides(
+        dataset=dataset.value if dataset else None,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        lr_schedule=lr_schedule,
+        seed=seed,
+        train_subset=train_subset,
+        filter_size1=filter_size1,
+        num_filters1=num_filters1,
+        filter_size2=filter_size2,
+        num_filters2=num_filters2,
+        fc_size=fc_size,
+    )
+    if augment:
+        train_over["augment_shift"] = 2
+        train_over["augment_flip"] = train_over.get("dataset", "fashion") == "fashion"
+    if resume:
+        config = _resume_config(out, train_over, model_over)
+    else:
+        config = TrainConfig(model=ModelConfig(**model_over), **train_over)
+    # Checked before TensorFlow's slow import so that bad input is answered at once.
+    from edgecnn._atomic import ensure_writable_dir
+    from edgecnn.trainer.data import load_arrays
+
+    ensure_writable_dir(out)
+    load_arrays(config.dataset, data_dir)
+
+    from edgecnn.trainer.train import train
+
+    train(config, out, data_dir=data_dir, resume=resume)
+
+
+def evaluate_command(
+    target: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN_DIR_OR_MODEL", help="A run directory (with model.keras) or a .keras file."
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where to write metrics.json and the PNGs. [default: the run directory]"),
+    ] = None,
+    data_dir: DataDirOption = None,
+    dataset: Annotated[DatasetName | None, typer.Option(help="Override the run's dataset.")] = None,
+    image_index: Annotated[
+        int, typer.Option(min=0, help="Test image whose conv layer outputs are drawn.")
+    ] = 0,
+) -> None:
+    """Evaluate on the test set; draw the confusion matrix, errors, filters and layer outputs."""
+    from edgecnn.trainer.runs import resolve_model
+
+    resolve_model(target)  # a wrong path is answered before TensorFlow's slow import
+    from edgecnn.trainer.evaluate import evaluate
+
+    evaluate(
+        target,
+        out_dir=out,
+        data_dir=data_dir,
+        dataset=dataset.value if dataset else None,
+        image_index=image_index,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the trainer's commands to the ``edgecnn`` app."""
+    app.command("train")(train_command)
+    app.command("evaluate")(evaluate_command)

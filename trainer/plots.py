@@ -1,0 +1,119 @@
+"""The tutorial's pictures, drawn with matplotlib's Agg backend and saved atomically."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and Raspberry Pis; must precede pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from edgecnn import _atomic  # noqa: E402
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Save ``fig`` as PNG through a temporary file, then close it."""
+    with _atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
+
+
+def plot_images(
+    images: np.ndarray,
+    labels: Sequence[str],
+    y_true: np.ndarray,
+    y_pred: np.ndarray | None = None,
+    title: str | None = None,
+) -> Figure:
+    """A 3x3 grid of images with their true (and predicted) class, as the tutorial draws."""
+    fig, axes = plt.subplots(3, 3, figsize=(6.4, 7.2))
+    fig.subplots_adjust(hspace=0.6, wspace=0.3)
+    for i, ax in enumerate(axes.flat):
+        if i < len(images):
+            ax.imshow(images[i], cmap="binary")
+            text = f"True: {labels[y_true[i]]}"
+            if y_pred is not None:
+                text += f"\nPred: {labels[y_pred[i]]}"
+            ax.set_xlabel(text, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], title: str) -> Figure:
+    """Counts of true (rows) vs predicted (columns) classes, with each count written in."""
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(8, 7))
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ticks = np.arange(len(labels))
+    ax.set_xticks(
+        ticks, [f"({i}) {name}" for i, name in enumerate(labels)], rotation=45, ha="right"
+    )
+    ax.set_yticks(ticks, [f"({i}) {name}" for i, name in enumerate(labels)])
+    ax.set_xlabel("Predicted")
+    ax.set_ylabel("True")
+    threshold = cm.max() / 2
+    for (i, j), value in np.ndenumerate(cm):
+        ax.text(
+            j,
+            i,
+            str(value),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if value > threshold else "black",
+        )
+    ax.set_title(title)
+    return fig
+
+
+def plot_conv_weights(weights: np.ndarray, title: str, input_channel: int = 0) -> Figure:
+    """Filters of a conv layer for one input channel, blue negative, red positive.
+
+    ``weights`` is Keras' ``(height, width, in_channels, filters)``. As in the tutorial,
+    the colour range is symmetric around zero and shared by all filters, so colours
+    compare across filters.
+    """
+    w = weights[:, :, input_channel, :]
+    limit = float(np.abs(w).max()) or 1.0
+    n = w.shape[-1]
+    rows, cols = _grid(n)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.6))
+    for i, ax in enumerate(np.asarray(axes).flat):
+        if i < n:
+            ax.imshow(w[:, :, i], vmin=-limit, vmax=limit, cmap="seismic", interpolation="nearest")
+            ax.set_xlabel(str(i), fontsize=8, labelpad=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{title}\n(blue < 0 < red, range +/-{limit:.3f})", fontsize=10)
+    return fig
+
+
+def plot_layer_outputs(outputs: np.ndarray, title: str) -> Figure:
+    """Every channel of one image's activation map ``(H, W, channels)``, dark = strong."""
+    n = outputs.shape[-1]
+    rows, cols = _grid(n)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.6))
+    for i, ax in enumerate(np.asarray(axes).flat):
+        if i < n:
+            ax.imshow(outputs[:, :, i], cmap="binary", interpolation="nearest")
+            ax.set_xlabel(str(i), fontsize=8, labelpad=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    return fig
