@@ -9,7 +9,6 @@ import pytest
 
 # Tests never download anything: a missing dataset must fail loudly, not fetch.
 os.environ["EDGECNN_OFFLINE"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -39,12 +38,14 @@ def quick_config():
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, fashion_dir, quick_config):
     """A run directory with a model trained on real Fashion-MNIST (once per session)."""
+    import dataclasses
     import io
+    from types import SimpleNamespace
 
     from edgecnn.trainer.train import train
 
     out = tmp_path_factory.mktemp("run")
     log = io.StringIO()
     result = train(quick_config, out, data_dir=fashion_dir, stream=log)
-    result.log = log.getvalue()  # type: ignore[attr-defined]
-    return result
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    return SimpleNamespace(**fields, log=log.getvalue())

@@ -10,12 +10,23 @@ from typing import Annotated, Any
 
 import typer
 
+from edgecnn.trainer.config import ModelConfig, TrainConfig
+
 
 class DatasetName(str, Enum):
     """Datasets the trainer knows."""
 
     fashion = "fashion"
     mnist = "mnist"
+
+
+_DEFAULTS = TrainConfig()
+
+
+def _default(name: str) -> str:
+    """``[default: X]`` for a training option, read from :class:`TrainConfig` itself."""
+    source = _DEFAULTS if hasattr(_DEFAULTS, name) else _DEFAULTS.model
+    return f"[default: {getattr(source, name)}]"
 
 
 DataDirOption = Annotated[
@@ -30,8 +41,6 @@ DataDirOption = Annotated[
 
 def _config_overrides(**options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split given (non-None) CLI options into TrainConfig fields and ModelConfig fields."""
-    from edgecnn.trainer.config import ModelConfig
-
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     given = {k: v for k, v in options.items() if v is not None}
     return (
@@ -42,7 +51,6 @@ def _config_overrides(**options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _resume_config(out: Path, train_over: dict[str, Any], model_over: dict[str, Any]) -> Any:
     from edgecnn.errors import ConfigError
-    from edgecnn.trainer.config import TrainConfig
 
     state_path = out / "checkpoint.json"
     try:
@@ -63,21 +71,25 @@ def _resume_config(out: Path, train_over: dict[str, Any], model_over: dict[str, 
 
 def train_command(
     dataset: Annotated[
-        DatasetName | None, typer.Option(help="Dataset to train on. [default: fashion]")
+        DatasetName | None, typer.Option(help=f"Dataset to train on. {_default('dataset')}")
     ] = None,
     data_dir: DataDirOption = None,
     epochs: Annotated[
-        int | None, typer.Option(min=1, help="Passes over the 55,000 training images. [default: 8]")
+        int | None,
+        typer.Option(min=1, help=f"Passes over the training images. {_default('epochs')}"),
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="[default: 128]")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help=_default("batch_size"))] = None,
     learning_rate: Annotated[
-        float | None, typer.Option(help="Adam's initial learning rate. [default: 0.002]")
+        float | None,
+        typer.Option(help=f"Adam's initial learning rate. {_default('learning_rate')}"),
     ] = None,
     lr_schedule: Annotated[
-        str | None, typer.Option(help="'cosine' (decay to 0) or 'constant'. [default: cosine]")
+        str | None,
+        typer.Option(help=f"'cosine' (decay to 0) or 'constant'. {_default('lr_schedule')}"),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(min=0, help="Seed for weights, order, augmentation. [default: 42]")
+        int | None,
+        typer.Option(min=0, help=f"Seed for weights, order, augmentation. {_default('seed')}"),
     ] = None,
     augment: Annotated[
         bool,
@@ -89,11 +101,11 @@ def train_command(
     train_subset: Annotated[
         int | None, typer.Option(min=1, help="Use only the first N training images (quick trials).")
     ] = None,
-    filter_size1: Annotated[int | None, typer.Option(min=1, help="[default: 5]")] = None,
-    num_filters1: Annotated[int | None, typer.Option(min=1, help="[default: 16]")] = None,
-    filter_size2: Annotated[int | None, typer.Option(min=1, help="[default: 5]")] = None,
-    num_filters2: Annotated[int | None, typer.Option(min=1, help="[default: 36]")] = None,
-    fc_size: Annotated[int | None, typer.Option(min=1, help="[default: 128]")] = None,
+    filter_size1: Annotated[int | None, typer.Option(min=1, help=_default("filter_size1"))] = None,
+    num_filters1: Annotated[int | None, typer.Option(min=1, help=_default("num_filters1"))] = None,
+    filter_size2: Annotated[int | None, typer.Option(min=1, help=_default("filter_size2"))] = None,
+    num_filters2: Annotated[int | None, typer.Option(min=1, help=_default("num_filters2"))] = None,
+    fc_size: Annotated[int | None, typer.Option(min=1, help=_default("fc_size"))] = None,
     out: Annotated[Path, typer.Option(help="Run directory to write.")] = Path("runs/latest"),
     resume: Annotated[
         bool,
@@ -103,8 +115,6 @@ def train_command(
     ] = False,
 ) -> None:
     """Train the tutorial CNN; writes model.keras, config.json, history.json, metrics.json."""
-    from edgecnn.trainer.config import ModelConfig, TrainConfig
-
     train_over, model_over = _config_overrides(
         dataset=dataset.value if dataset else None,
         epochs=epochs,
@@ -128,10 +138,10 @@ def train_command(
         config = TrainConfig(model=ModelConfig(**model_over), **train_over)
     # Checked before TensorFlow's slow import so that bad input is answered at once.
     from edgecnn._atomic import ensure_writable_dir
-    from edgecnn.trainer.data import load_arrays
+    from edgecnn.trainer.data import locate_dataset
 
     ensure_writable_dir(out)
-    load_arrays(config.dataset, data_dir)
+    locate_dataset(config.dataset, data_dir)
 
     from edgecnn.trainer.train import train
 

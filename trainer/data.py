@@ -118,7 +118,7 @@ def _keras_home() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
 
 
-def _candidate_dirs(name: str, data_dir: str | os.PathLike[str] | None) -> list[Path]:
+def _candidate_dirs(name: str) -> list[Path]:
     dirs = []
     if name in DEBIAN_DIRS:
         dirs.append(DEBIAN_DIRS[name])
@@ -199,13 +199,16 @@ def _not_found_message(name: str, data_dir: str | os.PathLike[str] | None) -> st
     return f"{TITLES[name]} not found: " + "; ".join(ways)
 
 
-def load_arrays(
+def locate_dataset(
     name: str = "fashion", data_dir: str | os.PathLike[str] | None = None
-) -> tuple[tuple[np.ndarray, ...], str]:
-    """Find and read a dataset; return ``(x_train, y_train, x_test, y_test)`` and its source.
+) -> Path | dict[str, Path] | None:
+    """Find a dataset's files without reading them.
+
+    Returns the four IDX files, the Keras ``mnist.npz`` cache, or ``None`` when only a
+    download is left to try.
 
     Raises:
-        DataError: the dataset is nowhere to be found, or a file found is corrupt.
+        DataError: an unknown dataset, or an explicit folder that lacks the files.
     """
     if name not in LABELS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(LABELS)}")
@@ -218,14 +221,30 @@ def load_arrays(
         files = _idx_files(folder) or _idx_files(folder / KERAS_SUBDIRS[name])
         if files is None:
             raise DataError(_not_found_message(name, data_dir))
-        return _load_folder(files), str(files["train_images"].parent)
-    for folder in _candidate_dirs(name, data_dir):
+        return files
+    for folder in _candidate_dirs(name):
         files = _idx_files(folder)
         if files is not None:
-            return _load_folder(files), str(folder)
+            return files
     npz = _keras_home() / "datasets" / "mnist.npz"
     if name == "mnist" and npz.is_file():
-        return _load_keras_mnist_npz(npz), str(npz)
+        return npz
+    return None
+
+
+def load_arrays(
+    name: str = "fashion", data_dir: str | os.PathLike[str] | None = None
+) -> tuple[tuple[np.ndarray, ...], str]:
+    """Find and read a dataset; return ``(x_train, y_train, x_test, y_test)`` and its source.
+
+    Raises:
+        DataError: the dataset is nowhere to be found, or a file found is corrupt.
+    """
+    found = locate_dataset(name, data_dir)
+    if isinstance(found, dict):
+        return _load_folder(found), str(found["train_images"].parent)
+    if isinstance(found, Path):
+        return _load_keras_mnist_npz(found), str(found)
     arrays = _download(name)
     if arrays is None:
         raise DataError(_not_found_message(name, data_dir))

@@ -60,7 +60,7 @@ def load_keras_model(path: Path) -> Any:
 
 
 def _activation(model: Any, layer: str, image: np.ndarray) -> np.ndarray:
-    probe = keras.Model(model.inputs, model.get_layer(layer).output)
+    probe = keras.Model(model.inputs[0], model.get_layer(layer).output)
     return np.asarray(probe(image[np.newaxis], training=False))[0]
 
 
