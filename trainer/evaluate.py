@@ -131,10 +131,14 @@ def evaluate(
         ),
         # The tutorial shows each conv block's output: after its max-pool and ReLU.
         "conv1_outputs.png": plots.plot_layer_outputs(
-            _activation(model, "relu1", image), f"conv1 outputs (after pool + ReLU), {caption}"
+            _activation(model, "relu1", image),
+            f"conv1 outputs (after pool + ReLU), {caption}",
+            image,
         ),
         "conv2_outputs.png": plots.plot_layer_outputs(
-            _activation(model, "relu2", image), f"conv2 outputs (after pool + ReLU), {caption}"
+            _activation(model, "relu2", image),
+            f"conv2 outputs (after pool + ReLU), {caption}",
+            image,
         ),
     }
     for filename, fig in figures.items():

@@ -41,9 +41,12 @@ def format_confusion_matrix(cm: np.ndarray, labels: Sequence[str]) -> str:
     cm = np.asarray(cm)
     width = max(len(str(cm.max())), 4)
     name_width = max(len(label) for label in labels)
-    header = " " * (name_width + 3) + " ".join(f"({i})".rjust(width) for i in range(len(labels)))
+    index_width = len(f"({len(labels) - 1})")
+    prefix = index_width + 1 + name_width
+    header = " " * prefix + "".join(f" {f'({i})':>{width}}" for i in range(len(labels)))
     rows = [
-        f"({i}) {label.ljust(name_width)}" + "".join(f" {v:>{width}d}" for v in row)
+        f"{f'({i})':<{index_width}} {label.ljust(name_width)}"
+        + "".join(f" {v:>{width}d}" for v in row)
         for i, (label, row) in enumerate(zip(labels, cm, strict=True))
     ]
-    return "\n".join([header, *rows, " " * (name_width + 3) + "columns: predicted class"])
+    return "\n".join([header, *rows, " " * prefix + " columns: predicted class"])

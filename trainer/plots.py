@@ -104,15 +104,27 @@ def plot_conv_weights(weights: np.ndarray, title: str, input_channel: int = 0) -
     return fig
 
 
-def plot_layer_outputs(outputs: np.ndarray, title: str) -> Figure:
-    """Every channel of one image's activation map ``(H, W, channels)``, dark = strong."""
-    n = outputs.shape[-1]
-    rows, cols = _grid(n)
+def plot_layer_outputs(outputs: np.ndarray, title: str, image: np.ndarray | None = None) -> Figure:
+    """Every channel of one image's activation map ``(H, W, channels)``, dark = strong.
+
+    With ``image``, the input picture comes first, so the figure says what it responds to.
+    """
+    panels = [outputs[:, :, i] for i in range(outputs.shape[-1])]
+    names = [str(i) for i in range(len(panels))]
+    if image is not None:
+        panels.insert(0, np.squeeze(image))
+        names.insert(0, "input")
+    rows, cols = _grid(len(panels))
     fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.6))
     for i, ax in enumerate(np.asarray(axes).flat):
-        if i < n:
-            ax.imshow(outputs[:, :, i], cmap="binary", interpolation="nearest")
-            ax.set_xlabel(str(i), fontsize=8, labelpad=1)
+        if i < len(panels):
+            ax.imshow(panels[i], cmap="binary", interpolation="nearest")
+            ax.set_xlabel(
+                names[i],
+                fontsize=8,
+                labelpad=1,
+                fontweight="bold" if names[i] == "input" else "normal",
+            )
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title, fontsize=10)
