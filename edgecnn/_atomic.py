@@ -15,21 +15,29 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def temporary_path(final: str | os.PathLike[str]) -> Path:
+    """Create an empty, hidden temporary file beside ``final``, with the same suffix.
+
+    The suffix is kept because some writers (Keras, matplotlib) and readers (the runtime)
+    choose the format from it.
+    """
+    final = Path(final)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
+    )
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_UMASK)
+    return Path(name)
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it over ``final`` if the block succeeds.
 
-    The temporary name keeps ``final``'s suffix because some writers (Keras, matplotlib)
-    choose the format from it. On any exception, Ctrl-C included, the temporary file is
-    removed and ``final`` is left untouched.
+    On any exception, Ctrl-C included, the temporary file is removed and ``final`` is
+    left untouched.
     """
-    final = Path(final)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_UMASK)
+    tmp = temporary_path(final)
     try:
         yield tmp
         os.replace(tmp, final)

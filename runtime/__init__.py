@@ -1,7 +1,27 @@
-"""Inference for edgecnn models: numpy plus one interpreter, never TensorFlow."""
+"""Inference for edgecnn models: numpy plus one interpreter, never TensorFlow.
+
+>>> from edgecnn.runtime import load_classifier
+>>> clf = load_classifier("exports/model_int8.tflite")
+>>> clf.classify(image, top_k=3)
+[('Sneaker', 0.97), ('Sandal', 0.02), ('Ankle boot', 0.01)]
+"""
 
 from __future__ import annotations
 
+from edgecnn.runtime.classifier import BACKENDS, Classifier, load_classifier
+from edgecnn.runtime.errors import InferenceError, InputError, ModelError
 from edgecnn.runtime.labels import FASHION_MNIST_LABELS, LABELS, MNIST_LABELS
+from edgecnn.runtime.metadata import ModelMetadata
 
-__all__ = ["FASHION_MNIST_LABELS", "LABELS", "MNIST_LABELS"]
+__all__ = [
+    "BACKENDS",
+    "FASHION_MNIST_LABELS",
+    "LABELS",
+    "MNIST_LABELS",
+    "Classifier",
+    "InferenceError",
+    "InputError",
+    "ModelError",
+    "ModelMetadata",
+    "load_classifier",
+]

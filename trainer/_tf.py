@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import tempfile
-from collections.abc import Iterator
 from types import ModuleType
 
-
-@contextlib.contextmanager
-def _captured_stderr() -> Iterator[list[bytes]]:
-    """Capture what C++ code writes to file descriptor 2; yields a list that gets the bytes."""
-    captured: list[bytes] = []
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to hide
-        yield captured
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            captured.append(sink.read())
+from edgecnn._quiet import native_stderr_hidden
 
 
 def import_tensorflow() -> ModuleType:
@@ -46,15 +24,12 @@ def import_tensorflow() -> ModuleType:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        with _captured_stderr() as captured:
+        with native_stderr_hidden():
             import tensorflow as tf
     except ImportError:
         from edgecnn.errors import EdgecnnError
 
         raise EdgecnnError('this command needs TensorFlow: pip install "edgecnn[train]"') from None
-    except Exception:
-        sys.stderr.write(b"".join(captured).decode(errors="replace"))
-        raise
     return tf
 
 

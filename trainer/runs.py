@@ -7,13 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.errors import ModelError  # one error type for bad models, in every stage
 from edgecnn.trainer.config import TrainConfig
 
 MODEL_FILE = "model.keras"
-
-
-class ModelError(EdgecnnError):
-    """A model file is missing, unreadable, or not the network edgecnn trains."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,114 @@
+"""``edgecnn export``. TensorFlow is imported inside the command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgecnn.export.config import ExportConfig
+
+_DEFAULTS = ExportConfig()
+
+
+def export_command(
+    target: Annotated[
+        Path,
+        typer.Argument(
+            metavar="MODEL_OR_RUN_DIR", help="A run directory (with model.keras) or a .keras file."
+        ),
+    ],
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also write full-integer int8 TFLite and ONNX files.")
+    ] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also write a float16 TFLite file.")] = False,
+    dynamic: Annotated[
+        bool,
+        typer.Option("--dynamic", help="Also write a dynamic-range TFLite file (int8 weights)."),
+    ] = False,
+    formats: Annotated[
+        str, typer.Option(help="Comma-separated subset of tflite,onnx.")
+    ] = "tflite,onnx",
+    calib_samples: Annotated[
+        int, typer.Option(help="Training images used to calibrate int8.")
+    ] = _DEFAULTS.calib_samples,
+    calib_method: Annotated[
+        str, typer.Option(help="ONNX int8 calibration: minmax, entropy or percentile.")
+    ] = _DEFAULTS.calib_method,
+    seed: Annotated[int, typer.Option(help="Seed for drawing calibration images.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder. [default: exports/ in the run directory]")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Folder with the dataset's IDX files.")
+    ] = None,
+    max_accuracy_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="Reject a file whose accuracy drops more than this many points "
+            "(overrides every format's gate)."
+        ),
+    ] = None,
+    min_agreement: Annotated[
+        float | None,
+        typer.Option(
+            help="Reject a file whose top-1 agreement with Keras is below this "
+            "fraction, e.g. 0.995 (overrides every format's gate)."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON instead of a table.")
+    ] = False,
+) -> None:
+    """Convert to TFLite and ONNX; keep each file only if it matches the Keras model.
+
+    Every file is run through edgecnn.runtime on the 10,000 test images. A file that fails
+    its gate is moved aside as *.rejected and the command exits with 1.
+    """
+    import io
+
+    from edgecnn._atomic import ensure_writable_dir
+    from edgecnn.trainer.runs import resolve_model
+
+    config = ExportConfig(
+        formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+        int8=int8,
+        fp16=fp16,
+        dynamic=dynamic,
+        calib_samples=calib_samples,
+        calib_method=calib_method,
+        seed=seed,
+        max_accuracy_drop=max_accuracy_drop,
+        min_agreement=min_agreement,
+    )
+    source = resolve_model(target)  # bad paths are answered before TensorFlow's slow import
+    if out is not None:
+        ensure_writable_dir(out)
+    from edgecnn.export.exporter import export_model
+
+    def progress(row: dict) -> None:
+        if not as_json:
+            status = "ok" if row["passed"] else "REJECTED"
+            typer.echo(f"  {row['file']:22s} agreement {100 * row['agreement']:6.2f}%  {status}")
+
+    if not as_json:
+        typer.echo(f"Exporting {source.model_path} ...")
+    report = export_model(
+        target,
+        config,
+        out_dir=out,
+        data_dir=data_dir,
+        on_file=progress,
+        stream=io.StringIO() if as_json else None,
+    )
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    if not report["passed"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``edgecnn export`` to the app."""
+    app.command("export")(export_command)

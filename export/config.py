@@ -1,0 +1,107 @@
+"""Export configuration: which files to write and what each must prove before it is kept."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from edgecnn.errors import ConfigError
+
+FORMATS = ("tflite", "onnx")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What an exported file must reach against the Keras model on the 10,000 test images."""
+
+    min_agreement: float
+    max_accuracy_drop_pp: float | None = None
+    max_prob_diff: float | None = None
+
+    def failures(self, row: dict[str, Any]) -> list[str]:
+        """Why ``row`` (a verification result) fails this gate; empty if it passes."""
+        why = []
+        if row["agreement"] < self.min_agreement:
+            why.append(
+                f"top-1 agreement {100 * row['agreement']:.2f}% < {100 * self.min_agreement:.2f}%"
+            )
+        if self.max_accuracy_drop_pp is not None and -row["delta_pp"] > self.max_accuracy_drop_pp:
+            why.append(
+                f"accuracy dropped {-row['delta_pp']:.2f} pp > {self.max_accuracy_drop_pp:.2f} pp"
+            )
+        if self.max_prob_diff is not None and row["max_prob_diff"] > self.max_prob_diff:
+            why.append(
+                f"max probability difference {row['max_prob_diff']:.2e} > {self.max_prob_diff:.0e}"
+            )
+        return why
+
+
+#: The default gate of each precision.
+GATES = {
+    "float32": Gate(min_agreement=0.999, max_prob_diff=1e-4),
+    "float16": Gate(min_agreement=0.999),
+    "dynamic": Gate(min_agreement=0.99, max_accuracy_drop_pp=0.5),
+    "int8": Gate(min_agreement=0.99, max_accuracy_drop_pp=0.5),
+}
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Which files ``edgecnn export`` writes, how int8 is calibrated, and gate overrides."""
+
+    formats: tuple[str, ...] = FORMATS
+    int8: bool = False
+    fp16: bool = False
+    dynamic: bool = False
+    calib_samples: int = 500
+    calib_method: str = "minmax"
+    seed: int = 0
+    max_accuracy_drop: float | None = None
+    min_agreement: float | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown or not self.formats:
+            raise ConfigError(
+                f"--formats takes a comma-separated subset of "
+                f"{','.join(FORMATS)}; got {','.join(self.formats) or 'nothing'}"
+            )
+        if (self.fp16 or self.dynamic) and "tflite" not in self.formats:
+            flag = "--fp16" if self.fp16 else "--dynamic"
+            raise ConfigError(f"{flag} writes a TFLite file; add tflite to --formats")
+        if self.calib_samples < 1:
+            raise ConfigError(f"--calib-samples must be at least 1, got {self.calib_samples}")
+        if self.calib_method not in CALIBRATION_METHODS:
+            raise ConfigError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
+            raise ConfigError("--max-accuracy-drop must be >= 0 percentage points")
+        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1.01:
+            raise ConfigError("--min-agreement is a fraction in [0, 1]")
+
+    def targets(self) -> list[tuple[str, str]]:
+        """``(format, precision)`` of every model file to write, in order."""
+        out = [(fmt, "float32") for fmt in self.formats]
+        if self.fp16:
+            out.append(("tflite", "float16"))
+        if self.dynamic:
+            out.append(("tflite", "dynamic"))
+        if self.int8:
+            out += [(fmt, "int8") for fmt in self.formats]
+        return out
+
+    def gate(self, precision: str) -> Gate:
+        """The gate for ``precision`` with this configuration's overrides applied."""
+        gate = GATES[precision]
+        if self.min_agreement is not None:
+            gate = dataclasses.replace(gate, min_agreement=self.min_agreement)
+        if self.max_accuracy_drop is not None:
+            gate = dataclasses.replace(gate, max_accuracy_drop_pp=self.max_accuracy_drop)
+        return gate
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {**dataclasses.asdict(self), "formats": list(self.formats)}

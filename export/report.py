@@ -1,0 +1,36 @@
+"""The export report as a table for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """One row per exported file: size, accuracy, agreement, latency, gate."""
+    header = (
+        f"{'format':8s} {'file':22s} {'KiB':>7s} {'ratio':>6s} {'accuracy':>9s} "
+        f"{'delta':>7s} {'agree':>8s} {'max |dp|':>9s} {'latency':>9s}  gate"
+    )
+    lines = [
+        f"Export of {report['source']} ({report['dataset']}, Keras accuracy "
+        f"{100 * report['keras_accuracy']:.2f}% on {report['test_images']:,} test images)",
+        header,
+        "-" * len(header),
+    ]
+    for r in report["files"]:
+        gate = "pass" if r["passed"] else "FAIL: " + "; ".join(r["failures"])
+        lines.append(
+            f"{r['format']:8s} {r['file']:22s} {r['size_bytes'] / 1024:7.1f} "
+            f"{r['size_ratio']:6.3f} {100 * r['accuracy']:8.2f}% {r['delta_pp']:+6.2f}pp "
+            f"{100 * r['agreement']:7.2f}% {r['max_prob_diff']:9.2e} "
+            f"{r['latency_us']:7.0f}us  {gate}"
+        )
+    kept = sum(r["passed"] for r in report["files"])
+    lines.append(
+        f"{kept} of {len(report['files'])} files passed their gate; written to "
+        f"{report['out_dir']} in {report['seconds']:.0f} s"
+    )
+    rejected = [r["file"] for r in report["files"] if not r["passed"]]
+    if rejected:
+        lines.append("Rejected (moved aside as *.rejected): " + ", ".join(rejected))
+    return "\n".join(lines)

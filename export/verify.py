@@ -1,0 +1,50 @@
+"""The verification gate: run an exported file through edgecnn.runtime and compare with Keras."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.runtime import load_classifier
+
+
+def compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy, its change against the reference in points, top-1 agreement, max |dp|."""
+    pred, ref_pred = probs.argmax(axis=1), reference.argmax(axis=1)
+    accuracy = float(np.mean(pred == labels))
+    reference_accuracy = float(np.mean(ref_pred == labels))
+    return {
+        "accuracy": accuracy,
+        "reference_accuracy": reference_accuracy,
+        "delta_pp": 100 * (accuracy - reference_accuracy),
+        "agreement": float(np.mean(pred == ref_pred)),
+        "max_prob_diff": float(np.abs(probs - reference).max()),
+    }
+
+
+def single_image_latency_us(classifier: Any, image: np.ndarray, runs: int = 200) -> float:
+    """Median wall time of ``classifier.predict`` on one image, in microseconds."""
+    for _ in range(20):
+        classifier.predict(image)
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        classifier.predict(image)
+        times[i] = time.perf_counter() - start
+    return float(np.median(times) * 1e6)
+
+
+def verify_file(
+    path: Path, images: np.ndarray, labels: np.ndarray, reference: np.ndarray
+) -> dict[str, Any]:
+    """Classify the uint8 test ``images`` with the runtime, exactly as a user would."""
+    classifier = load_classifier(path)
+    probs = classifier.predict(images)
+    return {
+        **compare(probs, reference, labels),
+        "backend": classifier.backend_name,
+        "latency_us": single_image_latency_us(classifier, images[:1]),
+    }

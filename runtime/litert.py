@@ -1,0 +1,129 @@
+"""``.tflite`` models on LiteRT (``ai-edge-litert``) or the legacy ``tflite-runtime``."""
+
+from __future__ import annotations
+
+import threading
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.runtime.errors import ModelError
+from edgecnn.runtime.metadata import (
+    METADATA_KEY,
+    ModelMetadata,
+    Quantization,
+    parse_metadata,
+    read_sidecar,
+)
+from edgecnn.runtime.preprocess import dequantize, quantize
+from edgecnn.runtime.tflite_metadata import read_tflite_metadata
+
+#: Interpreter modules by backend name, and the extra that installs each.
+MODULES = {
+    "litert": ("ai_edge_litert.interpreter", 'pip install "edgecnn[litert]"'),
+    "tflite": ("tflite_runtime.interpreter", "pip install tflite-runtime"),
+}
+# Large batches run in chunks so that the interpreter's arena stays small on devices.
+MAX_CHUNK = 256
+
+
+def import_interpreter(name: str) -> Any:
+    """The interpreter module for ``name``, or a ModelError saying what to install."""
+    module, install = MODULES[name]
+    try:
+        return import_module(module)
+    except ImportError:
+        raise ModelError(f"the {name} backend needs {module.split('.')[0]}: {install}") from None
+
+
+def _quantization(detail: dict[str, Any]) -> Quantization | None:
+    if detail["dtype"] not in (np.int8, np.uint8):
+        return None
+    scale, zero_point = detail["quantization"]
+    return Quantization(float(scale), int(zero_point))
+
+
+class LiteRTBackend:
+    """Runs a TFLite flatbuffer with one interpreter per thread.
+
+    LiteRT interpreters are not thread-safe, and one shared behind a lock would serialise
+    a multi-threaded app; an interpreter of this model costs well under a megabyte.
+    """
+
+    def __init__(
+        self, path: Path, data: bytes, num_threads: int | None = None, module: str = "litert"
+    ) -> None:
+        self.name = module
+        self.path = path
+        self._module = import_interpreter(module)
+        self._data = data
+        self._num_threads = num_threads
+        self._local = threading.local()
+        interpreter = self._interpreter()
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}"
+            )
+        self._input, self._output = inputs[0], outputs[0]
+        shape = tuple(int(d) for d in self._input["shape_signature"])
+        if shape[1:] != (28, 28, 1):
+            raise ModelError(f"{path}: model input has shape {shape[1:]}, not 28x28x1")
+        if tuple(self._output["shape"])[-1:] != (10,):
+            raise ModelError(
+                f"{path}: model output has shape {tuple(self._output['shape'])}, "
+                "expected 10 classes"
+            )
+        self.input_quantization = _quantization(self._input)
+        self.output_quantization = _quantization(self._output)
+        self.metadata = self._read_metadata()
+
+    def _read_metadata(self) -> ModelMetadata:
+        try:
+            embedded = read_tflite_metadata(self._data).get(METADATA_KEY)
+        except ValueError:
+            embedded = None
+        if embedded:
+            return parse_metadata(embedded, str(self.path))
+        return read_sidecar(self.path) or ModelMetadata()
+
+    def _interpreter(self) -> Any:
+        local = self._local
+        interpreter = getattr(local, "interpreter", None)
+        if interpreter is None:
+            try:
+                interpreter = self._module.Interpreter(
+                    model_content=self._data, num_threads=self._num_threads
+                )
+                interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as e:
+                first = (str(e).strip().splitlines() or ["unreadable"])[0]
+                raise ModelError(f"{self.path}: not a valid TFLite model ({first})") from None
+            local.interpreter, local.batch = interpreter, 1
+        return interpreter
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images in [0, 1]."""
+        interpreter = self._interpreter()
+        local = self._local
+        in_index, out_index = self._input["index"], self._output["index"]
+        out = np.empty((len(x), 10), dtype=np.float32)
+        for start in range(0, len(x), MAX_CHUNK):
+            part = x[start : start + MAX_CHUNK]
+            if len(part) != local.batch:
+                interpreter.resize_tensor_input(in_index, [len(part), 28, 28, 1])
+                interpreter.allocate_tensors()
+                local.batch = len(part)
+            if self.input_quantization is not None:
+                part = quantize(part, self.input_quantization, self._input["dtype"])
+            interpreter.set_tensor(in_index, part)
+            interpreter.invoke()
+            y = interpreter.get_tensor(out_index)
+            if self.output_quantization is not None:
+                y = dequantize(y, self.output_quantization)
+                # int8 probabilities come in steps of 1/256; renormalise so each row sums to 1.
+                y = y / np.maximum(y.sum(axis=1, keepdims=True), np.float32(1e-12))
+            out[start : start + len(part)] = y
+        return out

@@ -1,0 +1,111 @@
+"""The network in plain numpy, for devices with no interpreter wheel (32-bit Raspberry Pi OS).
+
+It reads ``weights.npz`` as written by ``edgecnn export``:
+
+========================  ============================  ==================================
+key                       shape (defaults)              meaning
+========================  ============================  ==================================
+``conv1.kernel``          (5, 5, 1, 16)                 height, width, in, out (HWIO)
+``conv1.bias``            (16,)
+``conv2.kernel``          (5, 5, 16, 36)                HWIO
+``conv2.bias``            (36,)
+``fc1.kernel``            (1764, 128)                   rows in NHWC flatten order
+``fc1.bias``              (128,)
+``logits.kernel``         (128, 10)
+``logits.bias``           (10,)
+``metadata``              0-d string                    the model's JSON metadata
+========================  ============================  ==================================
+
+All arrays are float32. Convolutions use 'same' padding and stride 1; pooling is 2x2 max
+with stride 2, followed by ReLU, exactly as the Keras model.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.runtime.errors import ModelError
+from edgecnn.runtime.metadata import ModelMetadata, parse_metadata, read_sidecar
+from edgecnn.runtime.preprocess import softmax
+
+WEIGHT_KEYS = (
+    "conv1.kernel", "conv1.bias", "conv2.kernel", "conv2.bias",
+    "fc1.kernel", "fc1.bias", "logits.kernel", "logits.bias",
+)  # fmt: skip
+# im2col of conv2 needs about 0.3 MB per image; chunks keep a large batch's peak memory flat.
+MAX_CHUNK = 128
+
+
+def _conv_same(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """'same' convolution, stride 1, NHWC input and HWIO kernel, as im2col + one matmul."""
+    kh, kw, cin, cout = kernel.shape
+    top, left = (kh - 1) // 2, (kw - 1) // 2  # TensorFlow puts the odd pixel bottom/right
+    xp = np.pad(x, ((0, 0), (top, kh - 1 - top), (left, kw - 1 - left), (0, 0)))
+    n, h, w = x.shape[:3]
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))
+    # (n, h, w, cin, kh, kw) -> (n, h, w, kh, kw, cin) to match the HWIO kernel's row order.
+    cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * h * w, kh * kw * cin)
+    return (cols @ kernel.reshape(-1, cout) + bias).reshape(n, h, w, cout)
+
+
+def _pool_relu(x: np.ndarray) -> np.ndarray:
+    n, h, w, c = x.shape
+    h2, w2 = h // 2, w // 2
+    pooled = x[:, : 2 * h2, : 2 * w2].reshape(n, h2, 2, w2, 2, c).max(axis=(2, 4))
+    return np.maximum(pooled, 0, out=pooled)
+
+
+class NumpyBackend:
+    """Runs ``weights.npz`` with numpy alone; stateless, so safe from any number of threads."""
+
+    name = "numpy"
+
+    def __init__(self, path: Path, data: bytes | None = None, num_threads: int | None = None):
+        self.path = path
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                missing = [k for k in WEIGHT_KEYS if k not in npz.files]
+                if missing:
+                    raise ModelError(
+                        f"{path}: not an edgecnn weights file (missing {', '.join(missing)})"
+                    )
+                self._w = {k: np.asarray(npz[k], dtype=np.float32) for k in WEIGHT_KEYS}
+                meta = str(npz["metadata"]) if "metadata" in npz.files else None
+        except ModelError:
+            raise
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise ModelError(f"{path}: not a readable weights.npz ({e})") from None
+        w = self._w
+        k1, k2 = w["conv1.kernel"], w["conv2.kernel"]
+        if k1.ndim != 4 or k1.shape[2] != 1 or k2.ndim != 4 or k2.shape[2] != k1.shape[3]:
+            raise ModelError(
+                f"{path}: conv kernels have shapes {k1.shape} and {k2.shape}; the "
+                "first must take 1 channel and feed the second"
+            )
+        flat = 7 * 7 * k2.shape[3]
+        if w["fc1.kernel"].shape[0] != flat or w["logits.kernel"].shape != (
+            w["fc1.kernel"].shape[1],
+            10,
+        ):
+            raise ModelError(f"{path}: dense layers do not fit a 28x28x1 input and 10 classes")
+        if meta:
+            self.metadata = parse_metadata(meta, str(path))
+        else:
+            self.metadata = read_sidecar(path) or ModelMetadata()
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images."""
+        w = self._w
+        h = _pool_relu(_conv_same(x, w["conv1.kernel"], w["conv1.bias"]))
+        h = _pool_relu(_conv_same(h, w["conv2.kernel"], w["conv2.bias"]))
+        h = np.maximum(h.reshape(len(x), -1) @ w["fc1.kernel"] + w["fc1.bias"], 0)
+        return h @ w["logits.kernel"] + w["logits.bias"]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images in [0, 1]."""
+        return np.concatenate(
+            [softmax(self.logits(x[i : i + MAX_CHUNK])) for i in range(0, len(x), MAX_CHUNK)]
+        )

@@ -1,0 +1,65 @@
+"""``.onnx`` models on onnxruntime's CPU execution provider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.runtime.errors import ModelError
+from edgecnn.runtime.metadata import METADATA_KEY, ModelMetadata, parse_metadata, read_sidecar
+
+
+def import_onnxruntime() -> Any:
+    """onnxruntime, or a ModelError saying what to install."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelError(
+            'the onnxruntime backend needs onnxruntime: pip install "edgecnn[onnx]"'
+        ) from None
+    return onnxruntime
+
+
+class OnnxBackend:
+    """Runs an ONNX model; ``InferenceSession.run`` is safe to call from many threads."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, data: bytes, num_threads: int | None = None) -> None:
+        ort = import_onnxruntime()
+        self.path = path
+        options = ort.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: warnings go to stderr otherwise
+        try:
+            self._session = ort.InferenceSession(
+                data, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own pybind exception types
+            first = (str(e).strip().splitlines() or ["unreadable"])[0]
+            raise ModelError(f"{path}: not a valid ONNX model ({first[:200]})") from None
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}"
+            )
+        shape = tuple(inputs[0].shape)
+        if len(shape) != 4 or tuple(shape[1:]) != (28, 28, 1):
+            raise ModelError(f"{path}: model input has shape {shape[1:]}, not 28x28x1")
+        if inputs[0].type != "tensor(float)":
+            raise ModelError(f"{path}: model input type is {inputs[0].type}, expected float")
+        self._input_name, self._output_name = inputs[0].name, outputs[0].name
+        embedded = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if embedded:
+            self.metadata = parse_metadata(embedded, str(path))
+        else:
+            self.metadata = read_sidecar(path) or ModelMetadata()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images in [0, 1]."""
+        result = self._session.run([self._output_name], {self._input_name: x})[0]
+        return np.asarray(result, dtype=np.float32)
