@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -40,7 +41,6 @@ def trained_run(tmp_path_factory, fashion_dir, quick_config):
     """A run directory with a model trained on real Fashion-MNIST (once per session)."""
     import dataclasses
     import io
-    from types import SimpleNamespace
 
     from edgecnn.trainer.train import train
 
@@ -49,3 +49,37 @@ def trained_run(tmp_path_factory, fashion_dir, quick_config):
     result = train(quick_config, out, data_dir=fashion_dir, stream=log)
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
     return SimpleNamespace(**fields, log=log.getvalue())
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run, tmp_path_factory, fashion_dir):
+    """Every export of the trained fixture (int8, float16, dynamic too), verified, once."""
+    import io
+
+    from edgecnn.export.config import ExportConfig
+    from edgecnn.export.exporter import export_model
+
+    out = tmp_path_factory.mktemp("exports")
+    log = io.StringIO()
+    config = ExportConfig(int8=True, fp16=True, dynamic=True)
+    report = export_model(
+        trained_run.out_dir, config, out_dir=out, data_dir=fashion_dir, stream=log
+    )
+    return SimpleNamespace(
+        out=out, report=report, log=log.getvalue(), model_path=trained_run.out_dir / "model.keras"
+    )
+
+
+@pytest.fixture(scope="session")
+def keras_reference(trained_run, fashion_dir):
+    """The Keras model's probabilities on the 10,000 test images, and the labels."""
+    import keras
+    import numpy as np
+
+    from edgecnn.trainer.data import load_dataset, to_float
+
+    model = keras.models.load_model(trained_run.out_dir / "model.keras")
+    data = load_dataset("fashion", fashion_dir)
+    logits = model.predict(to_float(data.x_test), batch_size=1000, verbose=0)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    return SimpleNamespace(probs=probs / probs.sum(1, keepdims=True), x=data.x_test, y=data.y_test)

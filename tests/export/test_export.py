@@ -1,0 +1,194 @@
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from edgecnn.runtime import load_classifier
+from edgecnn.runtime.labels import FASHION_MNIST_LABELS
+
+FILES = [
+    "model_float32.tflite",
+    "model_float32.onnx",
+    "model_float16.tflite",
+    "model_dynamic.tflite",
+    "model_int8.tflite",
+    "model_int8.onnx",
+    "weights.npz",
+]
+
+
+def test_every_file_is_written_verified_and_reported(exported):
+    names = sorted(p.name for p in exported.out.iterdir())
+    for name in FILES:
+        assert name in names, name
+        assert f"{name}.json" in names or name == "weights.npz" and f"{name}.json" in names
+    assert not [n for n in names if n.endswith(".rejected") or ".tmp" in n], names
+    report = json.loads((exported.out / "export_report.json").read_text())
+    assert report["passed"] is True
+    assert [r["file"] for r in report["files"]] == FILES
+    for row in report["files"]:
+        for key in (
+            "size_bytes",
+            "size_ratio",
+            "accuracy",
+            "delta_pp",
+            "agreement",
+            "max_prob_diff",
+            "latency_us",
+            "passed",
+        ):
+            assert key in row, key
+        assert row["size_bytes"] == (exported.out / row["file"]).stat().st_size
+    assert "Ankle boot" not in exported.log  # a table of files, not labels
+    assert "model_int8.tflite" in exported.log and "pass" in exported.log
+
+
+@pytest.mark.parametrize(
+    "name,atol",
+    [("model_float32.tflite", 1e-5), ("model_float32.onnx", 1e-5), ("weights.npz", 1e-5)],
+)
+def test_float32_files_match_keras(exported, keras_reference, name, atol):
+    probs = load_classifier(exported.out / name).predict(keras_reference.x)
+    np.testing.assert_allclose(probs, keras_reference.probs, atol=atol)
+    assert np.mean(probs.argmax(1) == keras_reference.probs.argmax(1)) >= 0.999
+
+
+@pytest.mark.parametrize(
+    "name,min_agreement,max_drop_pp",
+    [
+        ("model_float16.tflite", 0.999, 0.1),
+        ("model_dynamic.tflite", 0.99, 0.5),
+        ("model_int8.tflite", 0.99, 0.5),
+        ("model_int8.onnx", 0.99, 0.5),
+    ],
+)
+def test_reduced_precision_files_agree_with_keras(
+    exported, keras_reference, name, min_agreement, max_drop_pp
+):
+    probs = load_classifier(exported.out / name).predict(keras_reference.x)
+    pred, ref = probs.argmax(1), keras_reference.probs.argmax(1)
+    assert np.mean(pred == ref) >= min_agreement
+    drop = 100 * (np.mean(ref == keras_reference.y) - np.mean(pred == keras_reference.y))
+    assert drop <= max_drop_pp
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-3)
+
+
+def test_int8_files_are_about_a_quarter_of_float32(exported):
+    f32 = (exported.out / "model_float32.tflite").stat().st_size
+    assert (exported.out / "model_int8.tflite").stat().st_size <= 0.27 * f32
+    assert (exported.out / "model_int8.onnx").stat().st_size <= 0.27 * f32
+
+
+def test_int8_tflite_is_full_integer(exported):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_path=str(exported.out / "model_int8.tflite"),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.allocate_tensors()
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    dtypes = {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    assert dtypes <= {"int8", "int32"}, dtypes  # int32: biases and shapes; no float tensor
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    compute = {"CONV_2D", "MAX_POOL_2D", "RELU", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"}
+    shape_math = {"SHAPE", "STRIDED_SLICE", "PACK"}  # int32 flatten shape for a dynamic batch
+    assert ops <= compute | shape_math, ops
+    assert "DEQUANTIZE" not in ops and "QUANTIZE" not in ops
+
+
+def test_int8_onnx_is_qdq_with_int8_weights(exported):
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    graph = onnx.load(exported.out / "model_int8.onnx").graph
+    producers = {out: node for node in graph.node for out in node.output}
+    initializers = {i.name: i for i in graph.initializer}
+    compute = [n for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    assert len(compute) == 4
+    for node in compute:
+        for name in node.input[:2]:  # activation and weight both arrive dequantized
+            assert producers[name].op_type == "DequantizeLinear", (node.name, name)
+        weight_q = producers[node.input[1]].input[0]
+        assert initializers[weight_q].data_type == TensorProto.INT8
+        scale = numpy_helper.to_array(initializers[producers[node.input[1]].input[1]])
+        assert scale.size > 1, "weights must be quantized per channel"
+    # Float initializers may only be quantization scales: every weight matrix is int8.
+    scales = {n.input[1] for n in graph.node if n.op_type.endswith("uantizeLinear")}
+    big_float = [
+        i.name
+        for i in graph.initializer
+        if i.data_type == TensorProto.FLOAT
+        and i.name not in scales
+        and numpy_helper.to_array(i).size > 64
+    ]
+    assert not big_float, big_float
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node)
+    dim = graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim.dim_param == "batch"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_metadata_is_embedded_and_beside(exported, name):
+    clf = load_classifier(exported.out / name)
+    meta = clf.metadata
+    assert meta.labels == FASHION_MNIST_LABELS and clf.labels == FASHION_MNIST_LABELS
+    assert meta.dataset == "fashion" and meta.input_shape == (28, 28, 1)
+    assert meta.layout == "NHWC" and meta.light_on_dark and meta.pixel_scale == 1 / 255
+    digest = hashlib.sha256(exported.model_path.read_bytes()).hexdigest()
+    assert meta.source_sha256 == digest
+    assert meta.edgecnn_version
+    sidecar = json.loads((exported.out / f"{name}.json").read_text())
+    assert sidecar == meta.to_dict()
+    if "int8" in name:
+        assert meta.precision == "int8"
+        assert meta.quantization["calibration"]["split"] == "train"
+    if name == "model_int8.tflite":
+        q = meta.quantization
+        assert q["input"]["dtype"] == "int8" and q["output"]["dtype"] == "int8"
+        assert q["input"]["scale"] == pytest.approx(1 / 255)
+
+
+def test_metadata_from_the_sidecar_alone(exported, tmp_path):
+    import onnx
+
+    proto = onnx.load(exported.out / "model_float32.onnx")
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, bare)
+    sidecar = json.loads((exported.out / "model_float32.onnx.json").read_text())
+    sidecar["labels"] = [f"class {i}" for i in range(10)]
+    (tmp_path / "bare.onnx.json").write_text(json.dumps(sidecar))
+    assert load_classifier(bare).labels[3] == "class 3"
+
+
+def test_tflite_signature_names_input_and_output(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    for name in ("model_float32.tflite", "model_int8.tflite"):
+        interpreter = Interpreter(model_path=str(exported.out / name))
+        assert interpreter.get_signature_list() == {
+            "serving_default": {"inputs": ["image"], "outputs": ["probabilities"]}
+        }
+
+
+def test_calibration_uses_only_training_images(exported):
+    record = json.loads((exported.out / "calibration.json").read_text())
+    assert record["split"] == "train" and record["samples"] == 500
+    indices = np.array(record["train_indices"])
+    assert len(set(indices.tolist())) == 500 and indices.max() < 55_000
+    np.testing.assert_array_equal(np.array(record["file_indices"]), indices + 5000)
+
+
+def test_calibration_draw_is_seeded(fashion_dir):
+    from edgecnn.export.config import ExportConfig
+    from edgecnn.export.exporter import calibration_images
+    from edgecnn.trainer.data import load_dataset
+
+    data = load_dataset("fashion", fashion_dir)
+    _, a = calibration_images(data, ExportConfig(seed=1, calib_samples=50))
+    _, b = calibration_images(data, ExportConfig(seed=1, calib_samples=50))
+    _, c = calibration_images(data, ExportConfig(seed=2, calib_samples=50))
+    assert a["train_indices"] == b["train_indices"] != c["train_indices"]
