@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.runtime.errors import InputError, ModelError
+from edgecnn.runtime.images import is_image_source, load_image
 from edgecnn.runtime.metadata import ModelMetadata
 from edgecnn.runtime.preprocess import to_batch
 
@@ -86,19 +87,32 @@ class Classifier:
         """One image's shape, ``(28, 28, 1)``, NHWC."""
         return self.metadata.input_shape
 
-    def predict(self, images: Any) -> np.ndarray:
-        """Class probabilities, float32 ``(N, 10)``, for uint8 [0, 255] or float [0, 1] images.
+    def predict(self, images: Any, invert: bool | None = None) -> np.ndarray:
+        """Class probabilities, float32 ``(N, 10)``.
+
+        ``images`` is a uint8 [0, 255] or float [0, 1] array of one or more 28x28 images,
+        or a picture (path or encoded bytes), or a list of pictures. Pictures are
+        greyscaled, resized and, if dark-on-light, inverted (``invert`` forces it).
 
         Raises:
-            InputError: the array cannot be images for this model.
+            InputError: the input cannot be images for this model.
         """
-        return self._backend.predict(to_batch(images))
+        return self._backend.predict(self._batch(images, invert))
 
-    def classify(self, image: Any, top_k: int = 3) -> list[tuple[str, float]]:
+    def _batch(self, images: Any, invert: bool | None) -> np.ndarray:
+        if is_image_source(images):
+            images = load_image(images, invert)
+        elif isinstance(images, (list, tuple)) and images and all(map(is_image_source, images)):
+            images = np.stack([load_image(i, invert) for i in images])
+        return to_batch(images)
+
+    def classify(
+        self, image: Any, top_k: int = 3, invert: bool | None = None
+    ) -> list[tuple[str, float]]:
         """The ``top_k`` most likely labels of one image, most likely first."""
         if not 1 <= top_k <= len(self.labels):
             raise InputError(f"top_k must be in 1..{len(self.labels)}, got {top_k}")
-        batch = to_batch(image)
+        batch = self._batch(image, invert)
         if len(batch) != 1:
             raise InputError(f"classify takes one image, got {len(batch)}; use predict")
         probs = self._backend.predict(batch)[0]

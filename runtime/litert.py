@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from importlib import import_module
 from pathlib import Path
@@ -17,7 +18,7 @@ from edgecnn.runtime.metadata import (
     parse_metadata,
     read_sidecar,
 )
-from edgecnn.runtime.preprocess import dequantize, quantize
+from edgecnn.runtime.preprocess import as_float, dequantize_table, pixel_table, quantize
 from edgecnn.runtime.tflite_metadata import read_tflite_metadata
 
 #: Interpreter modules by backend name, and the extra that installs each.
@@ -27,6 +28,15 @@ MODULES = {
 }
 # Large batches run in chunks so that the interpreter's arena stays small on devices.
 MAX_CHUNK = 256
+
+
+def default_threads() -> int:
+    """All cores, up to 4.
+
+    LiteRT itself defaults to one thread, which leaves a Raspberry Pi's other cores idle;
+    beyond 4 this small network gains nothing.
+    """
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 def import_interpreter(name: str) -> Any:
@@ -59,7 +69,7 @@ class LiteRTBackend:
         self.path = path
         self._module = import_interpreter(module)
         self._data = data
-        self._num_threads = num_threads
+        self.threads = num_threads or default_threads()
         self._local = threading.local()
         interpreter = self._interpreter()
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
@@ -78,6 +88,10 @@ class LiteRTBackend:
             )
         self.input_quantization = _quantization(self._input)
         self.output_quantization = _quantization(self._output)
+        if self.input_quantization is not None:
+            self._pixel_codes = pixel_table(self.input_quantization, self._input["dtype"])
+        if self.output_quantization is not None:
+            self._code_values = dequantize_table(self.output_quantization, self._output["dtype"])
         self.metadata = self._read_metadata()
 
     def _read_metadata(self) -> ModelMetadata:
@@ -95,7 +109,7 @@ class LiteRTBackend:
         if interpreter is None:
             try:
                 interpreter = self._module.Interpreter(
-                    model_content=self._data, num_threads=self._num_threads
+                    model_content=self._data, num_threads=self.threads
                 )
                 interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as e:
@@ -106,24 +120,43 @@ class LiteRTBackend:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images in [0, 1]."""
+        try:
+            return self._predict(x)
+        except (ValueError, RuntimeError) as e:
+            # A flatbuffer can parse yet hold impossible tensors (a corrupted scale, say):
+            # the interpreter then fails when it prepares or runs them.
+            first = (str(e).strip().splitlines() or ["failed"])[0]
+            raise ModelError(
+                f"{self.path}: the interpreter cannot run this model ({first[:200]})"
+            ) from None
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        if len(x) <= MAX_CHUNK:
+            return self._run(x)
+        return np.concatenate(
+            [self._run(x[i : i + MAX_CHUNK]) for i in range(0, len(x), MAX_CHUNK)]
+        )
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
         interpreter = self._interpreter()
         local = self._local
-        in_index, out_index = self._input["index"], self._output["index"]
-        out = np.empty((len(x), 10), dtype=np.float32)
-        for start in range(0, len(x), MAX_CHUNK):
-            part = x[start : start + MAX_CHUNK]
-            if len(part) != local.batch:
-                interpreter.resize_tensor_input(in_index, [len(part), 28, 28, 1])
-                interpreter.allocate_tensors()
-                local.batch = len(part)
-            if self.input_quantization is not None:
-                part = quantize(part, self.input_quantization, self._input["dtype"])
-            interpreter.set_tensor(in_index, part)
-            interpreter.invoke()
-            y = interpreter.get_tensor(out_index)
-            if self.output_quantization is not None:
-                y = dequantize(y, self.output_quantization)
-                # int8 probabilities come in steps of 1/256; renormalise so each row sums to 1.
-                y = y / np.maximum(y.sum(axis=1, keepdims=True), np.float32(1e-12))
-            out[start : start + len(part)] = y
-        return out
+        in_index = self._input["index"]
+        if len(x) != local.batch:
+            interpreter.resize_tensor_input(in_index, [len(x), 28, 28, 1])
+            interpreter.allocate_tensors()
+            local.batch = len(x)
+        if self.input_quantization is None:
+            x = as_float(x)
+        elif x.dtype == np.uint8:
+            x = self._pixel_codes[x]
+        else:
+            x = quantize(x, self.input_quantization, self._input["dtype"])
+        interpreter.set_tensor(in_index, x)
+        interpreter.invoke()
+        y = interpreter.get_tensor(self._output["index"])
+        if self.output_quantization is None:
+            return y
+        y = self._code_values[y.view(np.uint8)]
+        # int8 probabilities come in steps of 1/256; renormalise so each row sums to 1.
+        y /= np.maximum(y.sum(axis=1, keepdims=True), np.float32(1e-12))
+        return y

@@ -29,7 +29,7 @@ import numpy as np
 
 from edgecnn.runtime.errors import ModelError
 from edgecnn.runtime.metadata import ModelMetadata, parse_metadata, read_sidecar
-from edgecnn.runtime.preprocess import softmax
+from edgecnn.runtime.preprocess import as_float, softmax
 
 WEIGHT_KEYS = (
     "conv1.kernel", "conv1.bias", "conv2.kernel", "conv2.bias",
@@ -65,6 +65,7 @@ class NumpyBackend:
 
     def __init__(self, path: Path, data: bytes | None = None, num_threads: int | None = None):
         self.path = path
+        self.threads = None  # numpy's BLAS decides
         try:
             with np.load(path, allow_pickle=False) as npz:
                 missing = [k for k in WEIGHT_KEYS if k not in npz.files]
@@ -107,5 +108,8 @@ class NumpyBackend:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images in [0, 1]."""
         return np.concatenate(
-            [softmax(self.logits(x[i : i + MAX_CHUNK])) for i in range(0, len(x), MAX_CHUNK)]
+            [
+                softmax(self.logits(as_float(x[i : i + MAX_CHUNK])))
+                for i in range(0, len(x), MAX_CHUNK)
+            ]
         )

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgecnn.runtime.errors import ModelError
 from edgecnn.runtime.metadata import METADATA_KEY, ModelMetadata, parse_metadata, read_sidecar
+from edgecnn.runtime.preprocess import as_float
 
 
 def import_onnxruntime() -> Any:
@@ -31,8 +32,8 @@ class OnnxBackend:
         ort = import_onnxruntime()
         self.path = path
         options = ort.SessionOptions()
-        if num_threads:
-            options.intra_op_num_threads = num_threads
+        self.threads = num_threads or 0  # 0: onnxruntime's choice, one per physical core
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: warnings go to stderr otherwise
         try:
@@ -53,7 +54,10 @@ class OnnxBackend:
         if inputs[0].type != "tensor(float)":
             raise ModelError(f"{path}: model input type is {inputs[0].type}, expected float")
         self._input_name, self._output_name = inputs[0].name, outputs[0].name
-        embedded = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        try:
+            embedded = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        except (UnicodeDecodeError, RuntimeError) as e:
+            raise ModelError(f"{path}: unreadable model metadata ({e})") from None
         if embedded:
             self.metadata = parse_metadata(embedded, str(path))
         else:
@@ -61,5 +65,11 @@ class OnnxBackend:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images in [0, 1]."""
-        result = self._session.run([self._output_name], {self._input_name: x})[0]
+        try:
+            result = self._session.run([self._output_name], {self._input_name: as_float(x)})[0]
+        except Exception as e:  # onnxruntime's own exception types; the model is at fault
+            first = (str(e).strip().splitlines() or ["failed"])[0]
+            raise ModelError(
+                f"{self.path}: onnxruntime cannot run this model ({first[:200]})"
+            ) from None
         return np.asarray(result, dtype=np.float32)
