@@ -1,0 +1,169 @@
+import json
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgecnn.cli import app
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, match=None):
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    if match:
+        assert match in lines[0], lines[0]
+
+
+def test_predict_images_and_arrays(exported, keras_reference, tmp_path):
+    np.save(tmp_path / "three.npy", keras_reference.x[:3])
+    result = invoke(
+        "predict",
+        exported.out / "model_int8.tflite",
+        DATA / "ankle_boot.png",
+        DATA / "ankle_boot.npy",
+        tmp_path / "three.npy",
+        "--top-k",
+        "2",
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5
+    assert lines[0].split()[1:3] == ["Ankle", "boot"]
+    assert f"{tmp_path / 'three.npy'}[2]" in lines[4]
+
+
+def test_predict_json(exported):
+    result = invoke(
+        "predict",
+        exported.out / "model_float32.onnx",
+        DATA / "ankle_boot.npy",
+        "--json",
+        "--top-k",
+        "4",
+        "--backend",
+        "onnxruntime",
+        "--threads",
+        "1",
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    (row,) = doc["results"]
+    assert doc["backend"] == "onnxruntime" and len(row["top_k"]) == 4
+    assert row["label"] == row["top_k"][0]["label"]
+    assert row["confidence"] == pytest.approx(row["top_k"][0]["probability"])
+
+
+def test_predict_bad_input(exported, tmp_path):
+    model = exported.out / "model_int8.tflite"
+    one_line_error(
+        invoke("predict", tmp_path / "nope.tflite", DATA / "ankle_boot.png"), "does not exist"
+    )
+    one_line_error(invoke("predict", model, tmp_path / "missing.png"), "does not exist")
+    (tmp_path / "empty.png").write_bytes(b"")
+    one_line_error(invoke("predict", model, tmp_path / "empty.png"), "empty")
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 32, 32), np.uint8))
+    one_line_error(invoke("predict", model, tmp_path / "wrong.npy"), "shape")
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    one_line_error(invoke("predict", model, tmp_path / "junk.npy"), "not a readable .npy")
+    one_line_error(
+        invoke("predict", model, DATA / "ankle_boot.png", "--backend", "numpy"),
+        "cannot run .tflite",
+    )
+    one_line_error(invoke("predict", model, DATA / "ankle_boot.png", "--backend", "tensorrt"))
+    one_line_error(invoke("predict", model, DATA / "ankle_boot.png", "--threads", "0"))
+    one_line_error(invoke("predict", model, DATA / "ankle_boot.png", "--top-k", "11"))
+    (tmp_path / "bad.onnx").write_bytes((exported.out / "model_int8.tflite").read_bytes())
+    one_line_error(invoke("predict", tmp_path / "bad.onnx", DATA / "ankle_boot.png"), "rename")
+
+
+def test_bench_json_and_table(exported):
+    model = exported.out / "model_int8.tflite"
+    result = invoke("bench", model, "--batch-sizes", "1,4", "--runs", "20", "--json")
+    assert result.exit_code == 0, result.stderr
+    (doc,) = json.loads(result.stdout)
+    assert set(doc["latency_us"]) == {"p50", "p95", "p99"}
+    assert set(doc["throughput"]) == {"1", "4"} and doc["latency_ratio"] > 0
+    assert doc["peak_rss_mb"] > 10 and doc["cold_start_s"] > 0 and doc["size_bytes"] > 0
+    table = invoke(
+        "bench", model, exported.out / "weights.npz", "--batch-sizes", "2", "--runs", "10"
+    )
+    assert table.exit_code == 0 and "raw" in table.stdout and "weights.npz" in table.stdout
+    one_line_error(invoke("bench", model, "--batch-sizes", "a,b"), "--batch-sizes")
+    one_line_error(invoke("bench", model, "--batch-sizes", "0"), "--batch-sizes")
+
+
+def test_predict_command_never_imports_tensorflow(exported):
+    code = (
+        "import sys\n"
+        f"sys.argv = ['edgecnn', 'predict', {str(exported.out / 'model_int8.tflite')!r}, "
+        f"{str(DATA / 'ankle_boot.png')!r}]\n"
+        "from edgecnn.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "heavy = ('tensorflow', 'keras', 'edgecnn.trainer.train', 'edgecnn.export.exporter')\n"
+        "bad = [m for m in heavy if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Ankle boot" in done.stdout
+
+
+@pytest.mark.slow
+def test_fresh_environment_with_only_the_litert_extra(tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    bin_dir = env_dir / "bin"
+    src = tmp_path / "src"  # a clean copy: no build leftovers from this checkout
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "runs", "*.egg-info", "build", "__pycache__"
+        ),
+    )
+    done = subprocess.run(
+        [bin_dir / "python", "-m", "pip", "install", "-q", f"{src}[litert]"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    check = subprocess.run([bin_dir / "python", "-c", "import tensorflow"], capture_output=True)
+    assert check.returncode != 0, "tensorflow must not be installed by the litert extra"
+    result = subprocess.run(
+        [bin_dir / "edgecnn", "predict", DATA / "tiny_float32.tflite", DATA / "ankle_boot.npy"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Ankle boot" in result.stdout
+    # Without Pillow a picture gets one sentence naming the extra to install.
+    result = subprocess.run(
+        [bin_dir / "edgecnn", "predict", DATA / "tiny_float32.tflite", DATA / "ankle_boot.png"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and 'pip install "edgecnn[images]"' in result.stderr
+    # And an .onnx model names the onnx extra.
+    onnx_like = tmp_path / "m.onnx"
+    onnx_like.write_bytes(b"\x08\x07" + b"\x00" * 64)
+    result = subprocess.run(
+        [bin_dir / "edgecnn", "predict", onnx_like, DATA / "ankle_boot.npy"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and 'pip install "edgecnn[onnx]"' in result.stderr
