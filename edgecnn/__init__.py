@@ -7,11 +7,8 @@ Importing ``edgecnn`` itself is cheap and never pulls in TensorFlow.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("edgecnn")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+# Read by pyproject.toml; a literal rather than importlib.metadata, which would add tens
+# of milliseconds to every runtime start on a Raspberry Pi.
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

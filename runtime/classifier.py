@@ -100,6 +100,8 @@ class Classifier:
         return self._backend.predict(self._batch(images, invert))
 
     def _batch(self, images: Any, invert: bool | None) -> np.ndarray:
+        if type(images) is np.ndarray:  # the hot path: skip the picture checks
+            return to_batch(images)
         if is_image_source(images):
             images = load_image(images, invert)
         elif isinstance(images, (list, tuple)) and images and all(map(is_image_source, images)):

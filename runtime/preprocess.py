@@ -73,8 +73,8 @@ def to_batch(images: Any, side: int = IMAGE_SIDE) -> np.ndarray:
 
 
 def as_float(x: np.ndarray) -> np.ndarray:
-    """A batch from :func:`to_batch` as float32 in [0, 1]."""
-    return PIXEL_TO_FLOAT[x] if x.dtype == np.uint8 else x
+    """A batch from :func:`to_batch` as float32 in [0, 1] (for uint8, exactly the trainer's)."""
+    return x.astype(np.float32) / np.float32(255) if x.dtype == np.uint8 else x
 
 
 def quantize(x: np.ndarray, q: Quantization, dtype: type = np.int8) -> np.ndarray:
