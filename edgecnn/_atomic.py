@@ -46,12 +46,18 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Atomically write ``data`` to ``path``."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+def write_synced(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` and flush it to disk, so that a rename after it is durable."""
+    with open(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Atomically write ``data`` to ``path``."""
+    with atomic_path(path) as tmp:
+        write_synced(tmp, data)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

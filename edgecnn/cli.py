@@ -37,8 +37,8 @@ class EdgecnnGroup(TyperGroup):
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except Exception as e:
-            if type(e).__name__ == "Abort":  # Ctrl-C or EOF at a prompt
-                _fail("aborted", 1)
+            if type(e).__name__ == "Abort":  # older Click turns Ctrl-C into Abort
+                _fail("interrupted", 130)
             # Click's usage errors (vendored by newer Typer, so matched by shape, not type).
             if hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int):
                 hint = ""

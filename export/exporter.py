@@ -102,7 +102,7 @@ def _convert(
     cache: dict[str, bytes],
 ) -> tuple[bytes, ModelMetadata]:
     """One file's bytes, metadata embedded, and that metadata."""
-    calib_summary = {k: calib_record[k] for k in ("split", "samples", "seed", "method")}
+    calib_summary = {k: calib_record[k] for k in ("split", "samples", "seed")}
     if fmt == "tflite":
         from edgecnn.export import to_tflite
 
@@ -112,7 +112,7 @@ def _convert(
             quant = {
                 "scheme": "full integer int8, per-channel weights",
                 **_tflite_io_quantization(data),
-                "calibration": calib_summary,
+                "calibration": {**calib_summary, "method": "minmax (TFLite converter)"},
             }
         elif precision == "dynamic":
             quant = {"scheme": "dynamic range: int8 weights, float activations"}
@@ -133,7 +133,8 @@ def _convert(
             quant = {
                 "scheme": "static QDQ: int8 activations, per-channel int8 weights "
                 "(7-bit range), float softmax and dense outputs",
-                "calibration": calib_summary,
+                "input": {"dtype": "float32", "note": "quantized inside the graph"},
+                "calibration": {**calib_summary, "method": config.calib_method},
             }
         meta = _metadata(base, precision, quant)
         return to_onnx.set_metadata(data, METADATA_KEY, meta.to_json()), meta
@@ -195,7 +196,7 @@ def export_model(
         final = out / name
         tmp = _atomic.temporary_path(final)
         try:
-            tmp.write_bytes(data_bytes)
+            _atomic.write_synced(tmp, data_bytes)
             row: dict[str, Any] = {
                 "format": fmt,
                 "precision": precision,
@@ -210,9 +211,13 @@ def export_model(
             row["failures"] = config.gate(precision).failures(row)
             row["passed"] = not row["failures"]
             if row["passed"]:
-                os.replace(tmp, final)
+                # Sidecar first: a crash between the two renames leaves the old model with
+                # new metadata beside it, and the metadata embedded in the model wins.
                 _atomic.write_text(sidecar_path(final), meta.to_json())
+                os.replace(tmp, final)
             else:
+                # An older file of this name came from another export: removing it keeps
+                # the folder from mixing files of two models.
                 os.replace(tmp, out / f"{name}.rejected")
                 final.unlink(missing_ok=True)
                 sidecar_path(final).unlink(missing_ok=True)

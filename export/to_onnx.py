@@ -13,9 +13,6 @@ from edgecnn.trainer._tf import import_tensorflow
 
 OPSET = 17
 
-#: Calibration methods ``--calib-method`` accepts, mapped to onnxruntime's names.
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-
 
 def convert_float(model: Any) -> bytes:
     """The float32 ONNX graph of the serving function, with a dynamic batch dimension.

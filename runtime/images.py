@@ -74,7 +74,14 @@ def load_image(source: str | os.PathLike[str] | bytes, invert: bool | None = Non
                 )
             if im.format == "JPEG":
                 im.draft("L", (56, 56))  # let the decoder downscale large JPEGs cheaply
-            im = im.convert("L") if im.mode not in ("RGBA", "LA", "PA") else _flatten(im)
+            if im.mode.startswith("I"):  # 16- or 32-bit greyscale: scale, don't clip, to 8 bits
+                wide = np.asarray(im, dtype=np.float64)
+                top = 65535.0 if im.mode.startswith("I;16") or wide.max() <= 65535 else wide.max()
+                im = image_module.fromarray(np.clip(wide / top * 255, 0, 255).astype(np.uint8))
+            elif im.mode in ("RGBA", "LA", "PA"):
+                im = _flatten(im)
+            else:
+                im = im.convert("L")
             im = im.resize((28, 28), image_module.Resampling.LANCZOS, reducing_gap=3.0)
             pixels = np.asarray(im, dtype=np.uint8)
     except InputError:

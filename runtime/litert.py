@@ -11,13 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.runtime.errors import ModelError
-from edgecnn.runtime.metadata import (
-    METADATA_KEY,
-    ModelMetadata,
-    Quantization,
-    parse_metadata,
-    read_sidecar,
-)
+from edgecnn.runtime.metadata import METADATA_KEY, ModelMetadata, Quantization, resolve_metadata
 from edgecnn.runtime.preprocess import as_float, dequantize_table, pixel_table, quantize
 from edgecnn.runtime.tflite_metadata import read_tflite_metadata
 
@@ -48,10 +42,12 @@ def import_interpreter(name: str) -> Any:
         raise ModelError(f"the {name} backend needs {module.split('.')[0]}: {install}") from None
 
 
-def _quantization(detail: dict[str, Any]) -> Quantization | None:
+def _quantization(detail: dict[str, Any], path: Path) -> Quantization | None:
     if detail["dtype"] not in (np.int8, np.uint8):
         return None
     scale, zero_point = detail["quantization"]
+    if not (np.isfinite(scale) and scale > 0):
+        raise ModelError(f"{path}: tensor {detail['name']} has an invalid int8 scale {scale}")
     return Quantization(float(scale), int(zero_point))
 
 
@@ -86,8 +82,8 @@ class LiteRTBackend:
                 f"{path}: model output has shape {tuple(self._output['shape'])}, "
                 "expected 10 classes"
             )
-        self.input_quantization = _quantization(self._input)
-        self.output_quantization = _quantization(self._output)
+        self.input_quantization = _quantization(self._input, path)
+        self.output_quantization = _quantization(self._output, path)
         self._pixels_xor_128 = False
         if self.input_quantization is not None:
             self._pixel_codes = pixel_table(self.input_quantization, self._input["dtype"])
@@ -105,9 +101,7 @@ class LiteRTBackend:
             embedded = read_tflite_metadata(self._data).get(METADATA_KEY)
         except ValueError:
             embedded = None
-        if embedded:
-            return parse_metadata(embedded, str(self.path))
-        return read_sidecar(self.path) or ModelMetadata()
+        return resolve_metadata(embedded, self.path)
 
     def _interpreter(self) -> Any:
         local = self._local

@@ -79,6 +79,8 @@ class ModelMetadata:
             if data.get("format") != "edgecnn-model":
                 raise ModelError("metadata is not edgecnn's (no format: edgecnn-model)")
             pre = data.get("preprocessing", {})
+            if len(data["labels"]) != 10 or tuple(data["input"]["shape"]) != (28, 28, 1):
+                raise ModelError("metadata must name 10 labels and a (28, 28, 1) input")
             return cls(
                 labels=tuple(data["labels"]),
                 dataset=data.get("dataset", "fashion"),
@@ -93,8 +95,8 @@ class ModelMetadata:
                 edgecnn_version=data.get("edgecnn_version"),
                 quantization=dict(data.get("quantization") or {}),
             )
-        except (KeyError, TypeError, AttributeError) as e:
-            raise ModelError(f"incomplete edgecnn metadata: missing {e}") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise ModelError(f"incomplete or invalid edgecnn metadata ({e})") from None
 
     def to_json(self) -> str:
         """Indented JSON text."""
@@ -122,4 +124,15 @@ def read_sidecar(model_path: Path) -> ModelMetadata | None:
     path = sidecar_path(model_path)
     if not path.is_file():
         return None
-    return parse_metadata(path.read_bytes(), str(path))
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"cannot read {path}: {e.strerror}") from None
+    return parse_metadata(raw, str(path))
+
+
+def resolve_metadata(embedded: bytes | str | None, model_path: Path) -> ModelMetadata:
+    """Embedded metadata if the file has it, else the sidecar, else Fashion-MNIST defaults."""
+    if embedded:
+        return parse_metadata(embedded, str(model_path))
+    return read_sidecar(model_path) or ModelMetadata()

@@ -22,13 +22,14 @@ with stride 2, followed by ReLU, exactly as the Keras model.
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from edgecnn.runtime.errors import ModelError
-from edgecnn.runtime.metadata import ModelMetadata, parse_metadata, read_sidecar
+from edgecnn.runtime.metadata import resolve_metadata
 from edgecnn.runtime.preprocess import as_float, softmax
 
 WEIGHT_KEYS = (
@@ -67,7 +68,7 @@ class NumpyBackend:
         self.path = path
         self.threads = None  # numpy's BLAS decides
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            with np.load(io.BytesIO(data) if data else path, allow_pickle=False) as npz:
                 missing = [k for k in WEIGHT_KEYS if k not in npz.files]
                 if missing:
                     raise ModelError(
@@ -79,23 +80,28 @@ class NumpyBackend:
             raise
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
             raise ModelError(f"{path}: not a readable weights.npz ({e})") from None
+        self._check_shapes()
+        self.metadata = resolve_metadata(meta, path)
+
+    def _check_shapes(self) -> None:
         w = self._w
         k1, k2 = w["conv1.kernel"], w["conv2.kernel"]
-        if k1.ndim != 4 or k1.shape[2] != 1 or k2.ndim != 4 or k2.shape[2] != k1.shape[3]:
+        ok = k1.ndim == 4 and k2.ndim == 4 and w["fc1.kernel"].ndim == 2
+        ok = ok and k1.shape[2] == 1 and k2.shape[2] == k1.shape[3]
+        if ok:
+            fc_in, fc_out = 7 * 7 * k2.shape[3], w["fc1.kernel"].shape[-1]
+            expected = {
+                "conv1.bias": (k1.shape[3],), "conv2.bias": (k2.shape[3],),
+                "fc1.kernel": (fc_in, fc_out), "fc1.bias": (fc_out,),
+                "logits.kernel": (fc_out, 10), "logits.bias": (10,),
+            }  # fmt: skip
+            ok = all(w[k].shape == shape for k, shape in expected.items())
+        if not ok:
+            shapes = ", ".join(f"{k} {w[k].shape}" for k in WEIGHT_KEYS)
             raise ModelError(
-                f"{path}: conv kernels have shapes {k1.shape} and {k2.shape}; the "
-                "first must take 1 channel and feed the second"
+                f"{self.path}: weights do not form the edgecnn network for 28x28x1 "
+                f"images and 10 classes ({shapes})"
             )
-        flat = 7 * 7 * k2.shape[3]
-        if w["fc1.kernel"].shape[0] != flat or w["logits.kernel"].shape != (
-            w["fc1.kernel"].shape[1],
-            10,
-        ):
-            raise ModelError(f"{path}: dense layers do not fit a 28x28x1 input and 10 classes")
-        if meta:
-            self.metadata = parse_metadata(meta, str(path))
-        else:
-            self.metadata = read_sidecar(path) or ModelMetadata()
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Logits ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images."""

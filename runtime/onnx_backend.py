@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.runtime.errors import ModelError
-from edgecnn.runtime.metadata import METADATA_KEY, ModelMetadata, parse_metadata, read_sidecar
+from edgecnn.runtime.metadata import METADATA_KEY, resolve_metadata
 from edgecnn.runtime.preprocess import as_float
 
 
@@ -51,6 +51,10 @@ class OnnxBackend:
         shape = tuple(inputs[0].shape)
         if len(shape) != 4 or tuple(shape[1:]) != (28, 28, 1):
             raise ModelError(f"{path}: model input has shape {shape[1:]}, not 28x28x1")
+        if tuple(outputs[0].shape)[-1:] != (10,):
+            raise ModelError(
+                f"{path}: model output has shape {tuple(outputs[0].shape)}, expected 10 classes"
+            )
         if inputs[0].type != "tensor(float)":
             raise ModelError(f"{path}: model input type is {inputs[0].type}, expected float")
         self._input_name, self._output_name = inputs[0].name, outputs[0].name
@@ -58,10 +62,7 @@ class OnnxBackend:
             embedded = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         except (UnicodeDecodeError, RuntimeError) as e:
             raise ModelError(f"{path}: unreadable model metadata ({e})") from None
-        if embedded:
-            self.metadata = parse_metadata(embedded, str(path))
-        else:
-            self.metadata = read_sidecar(path) or ModelMetadata()
+        self.metadata = resolve_metadata(embedded, path)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images in [0, 1]."""

@@ -39,8 +39,15 @@ echo "==> pip install -e .[all]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[all]"
 
 if [ "$mode" = run ]; then
+    out=runs/latest
+    prev=""
+    for arg in "$@"; do
+        [ "$prev" = --out ] && out=$arg
+        case "$arg" in --out=*) out=${arg#--out=} ;; esac
+        prev=$arg
+    done
     .venv/bin/edgecnn train "$@"
-    .venv/bin/edgecnn evaluate runs/latest
+    .venv/bin/edgecnn evaluate "$out"
 else
     .venv/bin/ruff check .
     .venv/bin/pytest "$@"

@@ -57,14 +57,15 @@ def _resume_config(out: Path, train_over: dict[str, Any], model_over: dict[str, 
         saved = TrainConfig.from_dict(json.loads(state_path.read_text())["config"])
     except FileNotFoundError:
         raise ConfigError(f"nothing to resume: {state_path} does not exist") from None
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, OSError) as e:
         raise ConfigError(f"cannot resume: {state_path} is unreadable ({e})") from None
     changed = [k for k, v in train_over.items() if getattr(saved, k) != v]
     changed += [k for k, v in model_over.items() if getattr(saved.model, k) != v]
     if changed:
+        flags = {"--" + k.replace("_", "-") for k in changed}
+        flags = {"--augment" if f.startswith("--augment-") else f for f in flags}
         raise ConfigError(
-            f"--resume continues the run as it was configured; drop "
-            f"{', '.join('--' + k.replace('_', '-') for k in changed)}"
+            f"--resume continues the run as it was configured; drop {', '.join(sorted(flags))}"
         )
     return saved
 
@@ -129,12 +130,14 @@ def train_command(
         num_filters2=num_filters2,
         fc_size=fc_size,
     )
-    if augment:
-        train_over["augment_shift"] = 2
-        train_over["augment_flip"] = train_over.get("dataset", "fashion") == "fashion"
     if resume:
+        if augment:  # compared with the saved run's augmentation, whatever its dataset
+            train_over["augment_shift"] = 2
         config = _resume_config(out, train_over, model_over)
     else:
+        if augment:
+            train_over["augment_shift"] = 2
+            train_over["augment_flip"] = train_over.get("dataset", "fashion") == "fashion"
         config = TrainConfig(model=ModelConfig(**model_over), **train_over)
     # Checked before TensorFlow's slow import so that bad input is answered at once.
     from edgecnn._atomic import ensure_writable_dir

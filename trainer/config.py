@@ -83,8 +83,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Rebuild a configuration saved by :meth:`to_dict`; unknown keys are an error."""
-        data = dict(data)
         try:
+            data = dict(data)
             return cls(model=ModelConfig(**data.pop("model", {})), **data)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise ConfigError(f"invalid training configuration: {e}") from None

@@ -44,6 +44,6 @@ def resolve_model(target: str | Path) -> ModelSource:
     if config_path.is_file():
         try:
             config = TrainConfig.from_dict(json.loads(config_path.read_text()))
-        except (ValueError, EdgecnnError):
+        except (ValueError, OSError, EdgecnnError):
             config = None  # an unrelated or older config.json: fall back to the defaults
     return ModelSource(model_path=model_path, run_dir=run_dir, config=config)

@@ -144,12 +144,23 @@ def train(
         compile_model(model, config, steps_per_epoch)
         history: list[dict[str, Any]] = []
         best_val, start_epoch, train_seconds = -1.0, 0, 0.0
-        # A fresh run must not be mistaken for the continuation of an older one.
-        (out / STATE_FILE).unlink(missing_ok=True)
+        # A fresh run must not be mistaken for an older one left in the same folder: its
+        # model, checkpoints and results go before the new config.json is written.
+        for stale in [
+            MODEL_FILE,
+            STATE_FILE,
+            "history.json",
+            "metrics.json",
+            *(p.name for p in out.glob("checkpoint-e*.keras")),
+        ]:
+            (out / stale).unlink(missing_ok=True)
     else:
-        model = keras.models.load_model(out / state["checkpoint"])
-        history, best_val = state["history"], state["best_val_accuracy"]
-        start_epoch, train_seconds = state["epoch"], state["train_seconds"]
+        try:
+            model = keras.models.load_model(out / state["checkpoint"])
+            history, best_val = state["history"], state["best_val_accuracy"]
+            start_epoch, train_seconds = state["epoch"], state["train_seconds"]
+        except (KeyError, TypeError, ValueError, OSError) as e:
+            raise ConfigError(f"cannot resume from {out}: damaged checkpoint ({e})") from None
         say(f"Resuming from {out / state['checkpoint']} (epoch {start_epoch} of {config.epochs})")
     _atomic.write_json(out / "config.json", config.to_dict())
 

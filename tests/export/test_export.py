@@ -22,7 +22,7 @@ def test_every_file_is_written_verified_and_reported(exported):
     names = sorted(p.name for p in exported.out.iterdir())
     for name in FILES:
         assert name in names, name
-        assert f"{name}.json" in names or name == "weights.npz" and f"{name}.json" in names
+        assert f"{name}.json" in names
     assert not [n for n in names if n.endswith(".rejected") or ".tmp" in n], names
     report = json.loads((exported.out / "export_report.json").read_text())
     assert report["passed"] is True

@@ -52,8 +52,9 @@ def test_gate_failure_rejects_the_file_and_exits_1(trained_run, tmp_path, fashio
     assert row["passed"] is False and "agreement" in row["failures"][0]
     assert report["passed"] is False
     assert "FAIL: top-1 agreement" in result.stdout
-    # The other formats were still finished: the numpy weights passed their own gate.
-    assert (out / "weights.npz").is_file() or (out / "weights.npz.rejected").is_file()
+    # The other files were still made and judged: at 101% every one of them is rejected.
+    assert (out / "weights.npz.rejected").is_file() and not (out / "weights.npz").exists()
+    assert [r["passed"] for r in report["files"]] == [False, False]
 
 
 def test_json_report(trained_run, tmp_path, fashion_dir):

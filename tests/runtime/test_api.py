@@ -132,5 +132,6 @@ def test_threads_share_one_classifier(exported, keras_reference):
             t.start()
         for t in threads:
             t.join(timeout=300)
+        assert not any(t.is_alive() for t in threads), "a worker hung"
         assert not errors, errors
         assert not mismatches, f"{name}: {len(mismatches)} answers differed across threads"

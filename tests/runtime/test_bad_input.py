@@ -232,3 +232,45 @@ def test_a_20000_pixel_square_picture_is_refused_before_decoding(clf, tmp_path):
 def test_errors_share_one_base():
     assert issubclass(ModelError, InferenceError) and issubclass(InputError, InferenceError)
     assert issubclass(InputError, ValueError)
+
+
+def test_metadata_that_cannot_be_right_is_a_model_error(exported, tmp_path):
+    import json
+    import shutil
+
+    import onnx
+
+    proto = onnx.load(exported.out / "model_float32.onnx")
+    del proto.metadata_props[:]
+    onnx.save(proto, tmp_path / "m.onnx")
+    meta = json.loads((exported.out / "model_float32.onnx.json").read_text())
+    for broken in (
+        {**meta, "labels": ["a", "b", "c"]},
+        {**meta, "preprocessing": {"pixel_scale": "one"}},
+        [1, 2],
+        {"format": "x"},
+    ):
+        (tmp_path / "m.onnx.json").write_text(json.dumps(broken))
+        with pytest.raises(ModelError, match="metadata"):
+            load_classifier(tmp_path / "m.onnx")
+    shutil.copy(exported.out / "weights.npz", tmp_path / "w.npz")
+    with np.load(tmp_path / "w.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["fc1.bias"] = arrays["fc1.bias"][:5]
+    np.savez(tmp_path / "w.npz", **arrays)
+    with pytest.raises(ModelError, match="do not form the edgecnn network"):
+        load_classifier(tmp_path / "w.npz")
+    arrays["fc1.kernel"] = np.float32(1.0)
+    np.savez(tmp_path / "w.npz", **arrays)
+    with pytest.raises(ModelError, match="do not form the edgecnn network"):
+        load_classifier(tmp_path / "w.npz")
+
+
+def test_sixteen_bit_pictures_are_scaled_not_clipped(exported, keras_reference):
+    from PIL import Image
+
+    clf = load_classifier(exported.out / "model_float32.tflite")
+    image = keras_reference.x[0]
+    buffer = io.BytesIO()
+    Image.fromarray(image.astype(np.uint16) * 257).save(buffer, format="PNG")
+    np.testing.assert_allclose(clf.predict(buffer.getvalue()), clf.predict(image), atol=1e-6)

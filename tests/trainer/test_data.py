@@ -68,9 +68,10 @@ def test_data_dir_beats_environment_which_beats_debian(
     assert len(data.load_dataset("fashion", tmp_path / "a").x_test) == 11
     assert len(data.load_dataset("fashion").x_test) == 22
     monkeypatch.delenv("EDGECNN_DATA_DIR")
-    if fashion_dir == data.DEBIAN_DIRS["fashion"]:
-        _, source = data.load_arrays("fashion")
-        assert source == str(data.DEBIAN_DIRS["fashion"])
+    if not (data.DEBIAN_DIRS["fashion"] / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("dataset-fashion-mnist is not installed: the Debian step cannot be checked")
+    _, source = data.load_arrays("fashion")
+    assert source == str(data.DEBIAN_DIRS["fashion"])
 
 
 def test_keras_cache_folder_and_mnist_npz(tmp_path, clean_env):

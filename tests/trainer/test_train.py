@@ -159,3 +159,16 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "checkpoint.json").write_text("{broken")
     with pytest.raises(ConfigError, match="unreadable"):
         read_checkpoint_state(tmp_path)
+
+
+def test_a_fresh_run_clears_an_old_run_in_the_same_folder(tmp_path, fashion_dir):
+    from edgecnn.trainer.train import train
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for stale in ("model.keras", "checkpoint-e007.keras", "metrics.json", "history.json"):
+        (out / stale).write_text("from an older run")
+    train(TrainConfig(epochs=1, train_subset=500), out, data_dir=fashion_dir, stream=io.StringIO())
+    assert not (out / "checkpoint-e007.keras").exists()
+    assert json.loads((out / "history.json").read_text())[0]["epoch"] == 1
+    assert (out / "model.keras").read_bytes()[:2] == b"PK"
