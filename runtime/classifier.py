@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.errors import InputError, ModelError
+from edgecnn.runtime.errors import InputError, ModelError, read_file
 from edgecnn.runtime.images import is_image_source, load_image
 from edgecnn.runtime.metadata import ModelMetadata
 from edgecnn.runtime.preprocess import to_batch
@@ -139,16 +139,7 @@ def load_classifier(
         raise ModelError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
     if num_threads is not None and num_threads < 1:
         raise ModelError(f"num_threads must be at least 1, got {num_threads}")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise ModelError(f"{path} is a directory, not a model file") from None
-    except OSError as e:
-        raise ModelError(f"cannot read {path}: {e.strerror}") from None
-    if not data:
-        raise ModelError(f"{path} is empty")
+    data = read_file(path, ModelError, "a model file")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ModelError(

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.errors import InputError, read_file
 
 #: Pictures above this many pixels are refused before they are decoded (a 20000x20000
 #: PNG would need 400 MB as greyscale and far more in RGBA).
@@ -54,14 +53,7 @@ def load_image(source: str | os.PathLike[str] | bytes, invert: bool | None = Non
         data = bytes(source)
     else:
         name = str(source)
-        try:
-            data = Path(source).read_bytes()
-        except FileNotFoundError:
-            raise InputError(f"{name} does not exist") from None
-        except IsADirectoryError:
-            raise InputError(f"{name} is a directory, not an image") from None
-        except OSError as e:
-            raise InputError(f"cannot read {name}: {e.strerror}") from None
+        data = read_file(source, InputError, "an image")
     if not data:
         raise InputError(f"{name} is empty")
     try:

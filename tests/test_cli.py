@@ -3,25 +3,7 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
-
-from edgecnn.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, code=2, match=None):
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.stdout + result.stderr
-    if match:
-        assert match in lines[0], lines[0]
+from cli_helpers import assert_one_line_error, invoke
 
 
 def test_help_lists_commands_without_importing_tensorflow():

@@ -8,25 +8,9 @@ import time
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import assert_one_line_error, invoke
 
-from edgecnn.cli import app
 from edgecnn.runtime import load_classifier
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, code=2, match=None):
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    if match:
-        assert match in lines[0], lines[0]
 
 
 def test_gate_failure_rejects_the_file_and_exits_1(trained_run, tmp_path, fashion_dir):
@@ -104,17 +88,17 @@ def test_default_out_is_exports_in_the_run_directory(trained_run, fashion_dir):
     ],
 )
 def test_impossible_options(trained_run, args, match):
-    one_line_error(invoke("export", trained_run.out_dir, *args), match=match)
+    assert_one_line_error(invoke("export", trained_run.out_dir, *args), match=match)
 
 
 def test_missing_model(tmp_path):
-    one_line_error(invoke("export", tmp_path / "nope.keras"), match="does not exist")
+    assert_one_line_error(invoke("export", tmp_path / "nope.keras"), match="does not exist")
 
 
 def test_not_a_keras_model(tmp_path):
     bad = tmp_path / "model.keras"
     bad.write_bytes(b"\x00" * 100)
-    one_line_error(invoke("export", bad, "--out", tmp_path / "o"), match="not a Keras model")
+    assert_one_line_error(invoke("export", bad, "--out", tmp_path / "o"), match="not a Keras model")
 
 
 def test_model_with_other_input_shape(tmp_path):
@@ -124,13 +108,13 @@ def test_model_with_other_input_shape(tmp_path):
         [keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)]
     )
     model.save(tmp_path / "other.keras")
-    one_line_error(invoke("export", tmp_path / "other.keras"), match="28x28x1")
+    assert_one_line_error(invoke("export", tmp_path / "other.keras"), match="28x28x1")
 
 
 def test_unwritable_out_dir(trained_run, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    one_line_error(
+    assert_one_line_error(
         invoke("export", trained_run.out_dir, "--out", blocker / "x"), match="cannot write"
     )
 

@@ -7,26 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import assert_one_line_error, invoke
 
-from edgecnn.cli import app
-
-runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, match=None):
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    if match:
-        assert match in lines[0], lines[0]
 
 
 def test_predict_images_and_arrays(exported, keras_reference, tmp_path):
@@ -70,25 +54,29 @@ def test_predict_json(exported):
 
 def test_predict_bad_input(exported, tmp_path):
     model = exported.out / "model_int8.tflite"
-    one_line_error(
+    assert_one_line_error(
         invoke("predict", tmp_path / "nope.tflite", DATA / "ankle_boot.png"), "does not exist"
     )
-    one_line_error(invoke("predict", model, tmp_path / "missing.png"), "does not exist")
+    assert_one_line_error(invoke("predict", model, tmp_path / "missing.png"), "does not exist")
     (tmp_path / "empty.png").write_bytes(b"")
-    one_line_error(invoke("predict", model, tmp_path / "empty.png"), "empty")
+    assert_one_line_error(invoke("predict", model, tmp_path / "empty.png"), "empty")
     np.save(tmp_path / "wrong.npy", np.zeros((3, 32, 32), np.uint8))
-    one_line_error(invoke("predict", model, tmp_path / "wrong.npy"), "shape")
+    assert_one_line_error(invoke("predict", model, tmp_path / "wrong.npy"), "shape")
     (tmp_path / "junk.npy").write_bytes(b"junk")
-    one_line_error(invoke("predict", model, tmp_path / "junk.npy"), "not a readable .npy")
-    one_line_error(
+    assert_one_line_error(invoke("predict", model, tmp_path / "junk.npy"), "not a readable .npy")
+    assert_one_line_error(
         invoke("predict", model, DATA / "ankle_boot.png", "--backend", "numpy"),
         "cannot run .tflite",
     )
-    one_line_error(invoke("predict", model, DATA / "ankle_boot.png", "--backend", "tensorrt"))
-    one_line_error(invoke("predict", model, DATA / "ankle_boot.png", "--threads", "0"))
-    one_line_error(invoke("predict", model, DATA / "ankle_boot.png", "--top-k", "11"))
+    assert_one_line_error(
+        invoke("predict", model, DATA / "ankle_boot.png", "--backend", "tensorrt")
+    )
+    assert_one_line_error(invoke("predict", model, DATA / "ankle_boot.png", "--threads", "0"))
+    assert_one_line_error(invoke("predict", model, DATA / "ankle_boot.png", "--top-k", "11"))
     (tmp_path / "bad.onnx").write_bytes((exported.out / "model_int8.tflite").read_bytes())
-    one_line_error(invoke("predict", tmp_path / "bad.onnx", DATA / "ankle_boot.png"), "rename")
+    assert_one_line_error(
+        invoke("predict", tmp_path / "bad.onnx", DATA / "ankle_boot.png"), "rename"
+    )
 
 
 def test_bench_json_and_table(exported):
@@ -103,8 +91,8 @@ def test_bench_json_and_table(exported):
         "bench", model, exported.out / "weights.npz", "--batch-sizes", "2", "--runs", "10"
     )
     assert table.exit_code == 0 and "raw" in table.stdout and "weights.npz" in table.stdout
-    one_line_error(invoke("bench", model, "--batch-sizes", "a,b"), "--batch-sizes")
-    one_line_error(invoke("bench", model, "--batch-sizes", "0"), "--batch-sizes")
+    assert_one_line_error(invoke("bench", model, "--batch-sizes", "a,b"), "--batch-sizes")
+    assert_one_line_error(invoke("bench", model, "--batch-sizes", "0"), "--batch-sizes")
 
 
 def test_predict_command_never_imports_tensorflow(exported):
