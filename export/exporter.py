@@ -19,6 +19,7 @@ from edgecnn.export.config import ExportConfig
 from edgecnn.export.report import format_table
 from edgecnn.export.verify import compare, verify_file
 from edgecnn.runtime.metadata import METADATA_KEY, ModelMetadata, sidecar_path
+from edgecnn.runtime.preprocess import softmax
 from edgecnn.trainer.data import VALIDATION_SIZE, Dataset, load_dataset, to_float
 from edgecnn.trainer.runs import resolve_model
 
@@ -173,9 +174,7 @@ def export_model(
     _atomic.write_json(out / "calibration.json", calib_record)
 
     x_test = to_float(data.x_test)
-    logits = model.predict(x_test, batch_size=1000, verbose=0)
-    reference = np.exp(logits - logits.max(axis=1, keepdims=True))
-    reference /= reference.sum(axis=1, keepdims=True)
+    reference = softmax(model.predict(x_test, batch_size=1000, verbose=0))
     base = ModelMetadata(
         labels=data.labels,
         dataset=data.name,

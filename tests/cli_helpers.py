@@ -20,3 +20,22 @@ def assert_one_line_error(result, match=None, code=2):
     assert "Traceback" not in result.stdout + result.stderr
     if match:
         assert match in lines[0], lines[0]
+
+
+def run_cli_without(args, forbidden):
+    """Run ``edgecnn ARGS`` in a fresh interpreter; it must succeed and import none of
+    ``forbidden``. Returns the finished process (stdout as text)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        f"sys.argv = ['edgecnn', *{[str(a) for a in args]!r}]\n"
+        "from edgecnn.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        f"loaded = [m for m in {tuple(forbidden)!r} if m in sys.modules]\n"
+        "assert not loaded, f'imported: {loaded}'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done

@@ -1,22 +1,11 @@
 import json
-import subprocess
-import sys
 
 import pytest
-from cli_helpers import assert_one_line_error, invoke
+from cli_helpers import assert_one_line_error, invoke, run_cli_without
 
 
 def test_help_lists_commands_without_importing_tensorflow():
-    code = (
-        "import sys\n"
-        "sys.argv = ['edgecnn', '--help']\n"
-        "from edgecnn.cli import main\n"
-        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
-        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
-        "assert 'keras' not in sys.modules, 'keras imported'\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    done = run_cli_without(["--help"], ("tensorflow", "keras"))
     for command in ("train", "evaluate"):
         assert command in done.stdout
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -51,14 +50,13 @@ def _config_overrides(**options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _resume_config(out: Path, train_over: dict[str, Any], model_over: dict[str, Any]) -> Any:
     from edgecnn.errors import ConfigError
+    from edgecnn.trainer.runs import read_checkpoint_state
 
-    state_path = out / "checkpoint.json"
+    state = read_checkpoint_state(out)
     try:
-        saved = TrainConfig.from_dict(json.loads(state_path.read_text())["config"])
-    except FileNotFoundError:
-        raise ConfigError(f"nothing to resume: {state_path} does not exist") from None
-    except (ValueError, KeyError, TypeError, OSError) as e:
-        raise ConfigError(f"cannot resume: {state_path} is unreadable ({e})") from None
+        saved = TrainConfig.from_dict(state["config"])
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"cannot resume from {out}: no training configuration ({e})") from None
     changed = [k for k, v in train_over.items() if getattr(saved, k) != v]
     changed += [k for k, v in model_over.items() if getattr(saved.model, k) != v]
     if changed:

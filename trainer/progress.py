@@ -34,7 +34,6 @@ class ProgressCallback(keras.callbacks.Callback):
         epochs: int,
         steps_per_epoch: int,
         batch_size: int,
-        done_before: float = 0.0,
         stream: TextIO | None = None,
     ) -> None:
         super().__init__()
@@ -43,7 +42,6 @@ class ProgressCallback(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.stream = stream or sys.stdout
         self.interactive = self.stream.isatty()
-        self.seconds_per_epoch: list[float] = []
         self._epoch = 0
         self._start = 0.0
         self._last_print = 0.0

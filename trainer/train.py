@@ -21,12 +21,10 @@ from edgecnn.trainer.data import Dataset, load_dataset, to_float
 from edgecnn.trainer.metrics import accuracy_line, classification_metrics
 from edgecnn.trainer.model import build_model
 from edgecnn.trainer.progress import ProgressCallback, format_duration
+from edgecnn.trainer.runs import MODEL_FILE, STATE_FILE, read_checkpoint_state
 
 tf = import_tensorflow()
 keras = tf.keras
-
-MODEL_FILE = "model.keras"
-STATE_FILE = "checkpoint.json"
 
 
 class TrainingInterrupted(EdgecnnError):
@@ -43,25 +41,6 @@ class TrainResult:
     config: TrainConfig
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
-
-
-def read_checkpoint_state(out_dir: Path) -> dict[str, Any]:
-    """The state saved after the last completed epoch in ``out_dir``.
-
-    Raises:
-        ConfigError: there is no usable checkpoint to resume from.
-    """
-    path = out_dir / STATE_FILE
-    try:
-        state = json.loads(path.read_text())
-        checkpoint = out_dir / state["checkpoint"]
-    except FileNotFoundError:
-        raise ConfigError(f"nothing to resume: {path} does not exist") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"cannot resume: {path} is unreadable ({e})") from None
-    if not checkpoint.is_file():
-        raise ConfigError(f"cannot resume: checkpoint {checkpoint} is missing")
-    return state
 
 
 def compile_model(model: Any, config: TrainConfig, steps_per_epoch: int) -> None:
