@@ -233,12 +233,15 @@ def export_model(
     ) or next(r["size_bytes"] for r in rows if r["precision"] == "float32")
     for row in rows:
         row["size_ratio"] = row["size_bytes"] / float32_size
+    keras_scores = compare(reference, reference, data.y_test)
     report = {
         "source": str(source.model_path),
         "source_sha256": base.source_sha256,
         "dataset": data.name,
         "test_images": int(len(data.x_test)),
-        "keras_accuracy": compare(reference, reference, data.y_test)["accuracy"],
+        "labels": list(data.labels),
+        "keras_accuracy": keras_scores["accuracy"],
+        "keras_per_class_accuracy": keras_scores["per_class_accuracy"],
         "config": config.to_dict(),
         "calibration_file": "calibration.json",
         "out_dir": str(out),

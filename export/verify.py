@@ -11,17 +11,25 @@ import numpy as np
 from edgecnn.runtime import load_classifier
 
 
-def compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Accuracy, its change against the reference in points, top-1 agreement, max |dp|."""
+def compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Accuracy, its change against the reference in points, top-1 agreement, max |dp|.
+
+    Also the accuracy per true class (in class order), which shows where quantization moved
+    the answers even when the total barely changed.
+    """
     pred, ref_pred = probs.argmax(axis=1), reference.argmax(axis=1)
     accuracy = float(np.mean(pred == labels))
     reference_accuracy = float(np.mean(ref_pred == labels))
+    classes = probs.shape[1]
+    correct = np.bincount(labels[pred == labels], minlength=classes)
+    totals = np.maximum(np.bincount(labels, minlength=classes), 1)
     return {
         "accuracy": accuracy,
         "reference_accuracy": reference_accuracy,
         "delta_pp": 100 * (accuracy - reference_accuracy),
         "agreement": float(np.mean(pred == ref_pred)),
         "max_prob_diff": float(np.abs(probs - reference).max()),
+        "per_class_accuracy": (correct / totals).tolist(),
     }
 
 

@@ -6,20 +6,10 @@ import sys
 import time
 from typing import Any, TextIO
 
+from edgecnn._format import format_duration
 from edgecnn.trainer._tf import import_keras
 
 keras = import_keras()
-
-
-def format_duration(seconds: float) -> str:
-    """``75.2`` -> ``"1m15s"``; short durations keep one decimal."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 class ProgressCallback(keras.callbacks.Callback):

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from edgecnn import _atomic
+from edgecnn._format import format_duration
 from edgecnn.errors import ConfigError, EdgecnnError
 from edgecnn.trainer._tf import import_tensorflow
 from edgecnn.trainer.augment import augment
@@ -20,7 +21,7 @@ from edgecnn.trainer.config import TrainConfig
 from edgecnn.trainer.data import Dataset, load_dataset, to_float
 from edgecnn.trainer.metrics import accuracy_line, classification_metrics
 from edgecnn.trainer.model import build_model
-from edgecnn.trainer.progress import ProgressCallback, format_duration
+from edgecnn.trainer.progress import ProgressCallback
 from edgecnn.trainer.runs import MODEL_FILE, STATE_FILE, read_checkpoint_state
 
 tf = import_tensorflow()
