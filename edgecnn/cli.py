@@ -82,10 +82,12 @@ def _root(
 
 
 def _register() -> None:
+    from edgecnn import run_cli
     from edgecnn.export import cli as export_cli
     from edgecnn.runtime import cli as runtime_cli
     from edgecnn.trainer import cli as trainer_cli
 
+    run_cli.register(app)
     trainer_cli.register(app)
     export_cli.register(app)
     runtime_cli.register(app)

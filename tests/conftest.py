@@ -83,3 +83,43 @@ def keras_reference(trained_run, fashion_dir):
     logits = model.predict(to_float(data.x_test), batch_size=1000, verbose=0)
     probs = np.exp(logits - logits.max(1, keepdims=True))
     return SimpleNamespace(probs=probs / probs.sum(1, keepdims=True), x=data.x_test, y=data.y_test)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory, fashion_dir):
+    """``edgecnn run`` on a small budget whose export stage fails once, then ``--resume``.
+
+    The failure is injected into the real exporter: the third file's conversion raises
+    "No space left on device", after two files were converted and verified.
+    """
+    import hashlib
+    import json
+
+    from cli_helpers import invoke
+
+    from edgecnn.export import exporter
+
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    args = ["--out", out, "--data-dir", fashion_dir]
+    real_convert, calls = exporter._convert, []
+
+    def failing_convert(*a, **kw):
+        calls.append(a[:2])
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_convert(*a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(exporter, "_convert", failing_convert)
+        failed = invoke("run", "--epochs", 1, "--train-subset", 20_000, "--bench-runs", 50, *args)
+    model_sha = hashlib.sha256((out / "model.keras").read_bytes()).hexdigest()
+    state_after_failure = json.loads((out / "run.json").read_text())
+    resumed = invoke("run", "--resume", *args)
+    return SimpleNamespace(
+        out=out,
+        failed=failed,
+        failed_state=state_after_failure,
+        model_sha_after_failure=model_sha,
+        resumed=resumed,
+        exports_tried_before_failure=list(calls),
+    )

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Set up edgecnn on a fresh Debian or Ubuntu machine, then run the main job or the tests.
 #
-#   bash tools/bootstrap.sh run    # train with the default recipe, then evaluate
+#   bash tools/bootstrap.sh run    # edgecnn run: train, evaluate, export, bench, report
 #   bash tools/bootstrap.sh test   # the full test suite
 #
-# Installs what is missing with apt (Python's venv, the Fashion-MNIST package), creates
-# .venv with every extra, and is safe to run again: each step is skipped once done.
+# Installs what is missing with apt (Python's venv, the Fashion-MNIST package, and for the
+# tests Chromium), creates .venv with every extra, and is safe to run again: each step is
+# skipped once done. Extra arguments go to 'edgecnn run' or to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
@@ -24,6 +25,9 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv pytho
 if [ -z "${EDGECNN_DATA_DIR:-}" ] && [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
     packages+=(dataset-fashion-mnist)
 fi
+if [ "$mode" = test ] && ! command -v chromium >/dev/null; then
+    packages+=(chromium) # the report's real-browser test
+fi
 if [ ${#packages[@]} -gt 0 ]; then
     echo "==> apt-get install ${packages[*]}"
     as_root apt-get update -qq
@@ -39,16 +43,8 @@ echo "==> pip install -e .[all]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[all]"
 
 if [ "$mode" = run ]; then
-    out=runs/latest
-    prev=""
-    for arg in "$@"; do
-        [ "$prev" = --out ] && out=$arg
-        case "$arg" in --out=*) out=${arg#--out=} ;; esac
-        prev=$arg
-    done
-    .venv/bin/edgecnn train "$@"
-    .venv/bin/edgecnn evaluate "$out"
+    exec .venv/bin/edgecnn run "$@"
 else
     .venv/bin/ruff check .
-    .venv/bin/pytest "$@"
+    exec .venv/bin/pytest "$@"
 fi

@@ -1,0 +1,56 @@
+"""The report's own charts: training curves, and size and latency per exported file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from edgecnn.trainer import plots  # selects matplotlib's Agg backend before any figure
+
+
+def plot_history(history: list[dict[str, Any]]) -> Figure:
+    """Loss and accuracy per epoch, training beside validation."""
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plots.plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, key, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
+        scale = 100 if key == "accuracy" else 1
+        ax.plot(epochs, [scale * h[key] for h in history], "o-", label="training", ms=4)
+        ax.plot(epochs, [scale * h[f"val_{key}"] for h in history], "s-", label="validation", ms=4)
+        ax.set_title(title + (" (%)" if scale == 100 else ""))
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[1].legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_exports(files: list[dict[str, Any]], latency_us: dict[str, float]) -> Figure:
+    """Two bar charts: file size (KiB) and single-image p50 latency (us) per exported file.
+
+    ``latency_us`` maps file names to the bench stage's p50; files missing from it are
+    drawn without a latency bar.
+    """
+    names = [f["file"] for f in files]
+    sizes = np.array([f["size_bytes"] / 1024 for f in files])
+    latencies = np.array([latency_us.get(n, np.nan) for n in names])
+    colors = ["#4c72b0" if f["precision"] == "float32" else "#dd8452" for f in files]
+    fig, axes = plots.plt.subplots(1, 2, figsize=(9, 0.45 * len(names) + 1.4))
+    y = np.arange(len(names))
+    for ax, values, title, unit in (
+        (axes[0], sizes, "File size", "KiB"),
+        (axes[1], latencies, "1-image latency, p50", "us"),
+    ):
+        ax.barh(y, np.nan_to_num(values), color=colors)
+        for yi, v in zip(y, values, strict=True):
+            if np.isfinite(v):
+                ax.text(v, yi, f" {v:,.0f}", va="center", fontsize=8)
+        ax.set_yticks(y, names if ax is axes[0] else [""] * len(names), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"{title} ({unit})")
+        ax.set_xlim(0, np.nanmax(values) * 1.25 if np.isfinite(values).any() else 1)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,128 @@
+"""``report.html`` in a real browser: Debian's Chromium, headless, at laptop and phone widths.
+
+Playwright drives the installed Chromium (no browser download). Every request the page
+makes is recorded and aborted: the report must load nothing but itself.
+"""
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+WIDTHS = {"laptop": (1280, 800), "phone": (390, 844)}
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One real Chromium with a fresh, empty profile for this module."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail(
+            "Chromium is not installed: run 'apt-get install chromium' (.ci/run does)",
+            pytrace=False,
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            tmp_path_factory.mktemp("chromium-profile"),
+            executable_path=path,
+            args=CHROMIUM_ARGS,
+            headless=True,
+        )
+        yield context
+        context.close()
+
+
+@pytest.fixture(scope="module", params=list(WIDTHS))
+def rendered(request, browser, pipeline_run, tmp_path_factory):
+    """The report loaded at one width: what the page asked for, its images, a screenshot."""
+    width, height = WIDTHS[request.param]
+    page = browser.new_page()
+    page.set_viewport_size({"width": width, "height": height})
+    requests = []
+
+    def record(route):
+        requests.append(route.request.url)
+        if route.request.url.startswith("file:"):
+            route.continue_()
+        else:
+            route.abort()
+
+    page.route("**/*", record)
+    page.goto((pipeline_run.out / "report.html").as_uri(), wait_until="load")
+    images = page.evaluate(
+        "() => [...document.images].map(i => ({loaded: i.complete && i.naturalWidth > 0, "
+        "src: i.currentSrc.slice(0, 22), width: i.getBoundingClientRect().width}))"
+    )
+    layout = page.evaluate(
+        "() => ({page: document.documentElement.scrollWidth, window: innerWidth, "
+        "sections: [...document.querySelectorAll('section')].map(s => s.id)})"
+    )
+    shot = tmp_path_factory.mktemp("shots") / f"{request.param}.png"
+    page.screenshot(path=shot, full_page=True)
+    page.close()
+    return {
+        "device": request.param,
+        "width": width,
+        "requests": requests,
+        "images": images,
+        "layout": layout,
+        "shot": shot,
+    }
+
+
+def test_the_page_makes_no_network_request(rendered, pipeline_run):
+    assert rendered["requests"] == [(pipeline_run.out / "report.html").as_uri()]
+
+
+def test_every_image_in_the_page_loaded(rendered):
+    images = rendered["images"]
+    assert len(images) == 9  # 7 tutorial figures, the training curves, the export chart
+    assert all(i["loaded"] for i in images), images
+    assert all(i["src"] == "data:image/png;base64," for i in images)
+    # Pictures shrink to fit a phone instead of overflowing it.
+    assert all(0 < i["width"] <= rendered["width"] for i in images)
+
+
+def test_nothing_is_wider_than_the_window(rendered):
+    layout = rendered["layout"]
+    # Wide tables scroll inside their own box; the page itself never scrolls sideways.
+    assert layout["page"] <= layout["window"], layout
+    assert layout["sections"] == [
+        "summary",
+        "training",
+        "accuracy",
+        "network",
+        "exports",
+        "benchmark",
+        "int8",
+        "use",
+    ]
+
+
+def test_screenshot_shows_the_report(rendered):
+    with Image.open(rendered["shot"]) as im:
+        width, height = im.size
+        pixels = np.asarray(im.convert("RGB"), dtype=np.int16)
+    assert width == rendered["width"] and height > 3 * WIDTHS[rendered["device"]][1]
+    # The dark header band on top...
+    assert pixels[:30].reshape(-1, 3).mean(axis=0).max() < 80
+    # ...then light sections holding many colors (figures, charts, tables)...
+    colors = len(np.unique(pixels.reshape(-1, 3) // 16, axis=0))
+    assert colors > 50, f"only {colors} colors: the page rendered almost nothing"
+    # ...and no tall blank band where an image failed to draw.
+    rows = pixels[200:].std(axis=(1, 2))
+    longest_blank = max(len(run) for run in "".join("b" if s < 1 else "x" for s in rows).split("x"))
+    assert longest_blank < 400, longest_blank

@@ -1,0 +1,231 @@
+"""``edgecnn run`` end to end on a small budget: a failed export stage, then ``--resume``."""
+
+import hashlib
+import json
+import re
+import shlex
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import assert_one_line_error, invoke
+from PIL import Image
+
+from edgecnn.pipeline import STAGES, new_run_dir, point_latest
+from edgecnn.runtime import load_classifier
+from edgecnn.trainer.evaluate import FIGURES
+
+EXPORTED = [
+    "model_float32.tflite",
+    "model_float32.onnx",
+    "model_float16.tflite",
+    "model_dynamic.tflite",
+    "model_int8.tflite",
+    "model_int8.onnx",
+    "weights.npz",
+]
+
+
+def test_a_failed_stage_stops_the_run_with_one_line_and_keeps_earlier_stages(pipeline_run):
+    assert_one_line_error(
+        pipeline_run.failed, match="stage 'export' failed: unexpected OSError", code=1
+    )
+    assert "edgecnn run --resume --out" in pipeline_run.failed.stderr
+    stages = pipeline_run.failed_state["stages"]
+    assert [stages[s]["status"] for s in ("train", "evaluate", "export")] == [
+        "done",
+        "done",
+        "failed",
+    ]
+    assert "No space left on device" in stages["export"]["error"]
+    assert "bench" not in stages and "report" not in stages
+    # Two files were converted and verified before the failure; nothing half-written stays.
+    assert len(pipeline_run.exports_tried_before_failure) == 3
+
+
+def test_resume_continues_from_the_first_unfinished_stage(pipeline_run):
+    result = pipeline_run.resumed
+    assert result.exit_code == 0, result.stderr
+    assert "[1/5] train: done earlier, kept" in result.stdout
+    assert "[2/5] evaluate: done earlier, kept" in result.stdout
+    assert "[3/5] export\n" in result.stdout
+    # Training did not run again: the very same model file went into the exports.
+    model = pipeline_run.out / "model.keras"
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == pipeline_run.model_sha_after_failure
+    state = json.loads((pipeline_run.out / "run.json").read_text())
+    assert [state["stages"][s]["status"] for s in STAGES] == ["done"] * len(STAGES)
+    assert state["stages"]["train"] == pipeline_run.failed_state["stages"]["train"]
+
+
+def test_every_exported_model_loads_in_the_runtime_and_classifies_the_sample(pipeline_run):
+    exports = pipeline_run.out / "exports"
+    report = json.loads((exports / "export_report.json").read_text())
+    assert [f["file"] for f in report["files"]] == EXPORTED
+    assert all(f["passed"] for f in report["files"])
+    assert not list(exports.glob("*.rejected")) and not list(exports.glob(".*tmp*"))
+    labels = {
+        load_classifier(exports / name).classify(pipeline_run.out / "sample.png")[0][0]
+        for name in EXPORTED
+    }
+    assert len(labels) == 1  # every format agrees on the sample picture
+
+
+def test_every_json_file_parses_and_holds_what_the_report_needs(pipeline_run):
+    out = pipeline_run.out
+    files = sorted(out.rglob("*.json"))
+    assert {p.name for p in files} >= {
+        "run.json",
+        "config.json",
+        "history.json",
+        "metrics.json",
+        "bench.json",
+        "export_report.json",
+        "calibration.json",
+        "model_int8.tflite.json",
+    }
+    for path in files:
+        json.loads(path.read_text())
+    bench = json.loads((out / "bench.json").read_text())
+    assert [r["model"] for r in bench["results"]] == EXPORTED
+    for r in bench["results"]:
+        assert r["latency_us"]["p50"] > 0 and r["raw_latency_us"]["p50"] > 0
+        assert set(r["throughput"]) == {"1", "32", "256"}
+    run = json.loads((out / "run.json").read_text())
+    assert run["environment"]["versions"]["TensorFlow"]
+    assert run["environment"]["versions"]["LiteRT"]
+    assert run["environment"]["versions"]["onnxruntime"]
+    assert run["environment"]["machine"]["cores"] >= 1
+
+
+def test_every_png_decodes_and_is_not_blank(pipeline_run):
+    out = pipeline_run.out
+    pngs = sorted(out.glob("*.png"))
+    assert {p.name for p in pngs} == {
+        *FIGURES,
+        "training_curves.png",
+        "export_chart.png",
+        "sample.png",
+    }
+    for path in pngs:
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            pixels = np.asarray(im.convert("L"), dtype=np.float32)
+        assert pixels.std() > 5, f"{path.name} looks blank"
+        assert len(np.unique(pixels)) > 8, f"{path.name} has almost no detail"
+
+
+class _Sources(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.links = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        for key in ("href", "src", "action", "poster", "srcset"):
+            if key in attrs and tag != "img":
+                self.links.append(attrs[key])
+
+
+def test_report_is_self_contained(pipeline_run):
+    page = (pipeline_run.out / "report.html").read_text()
+    parser = _Sources()
+    parser.feed(page)
+    # 7 tutorial figures, the training curves and the export chart.
+    assert len(parser.images) == len(FIGURES) + 2
+    assert all(src.startswith("data:image/png;base64,") for src in parser.images)
+    assert all(link.startswith("#") for link in parser.links), parser.links
+    assert "<script" not in page.lower()
+    assert not re.search(r"https?://", page), "the page names a network address"
+    assert "default-src 'none'" in page  # and forbids any fetch, should one slip in
+
+
+def test_report_shows_every_section_the_issue_asks_for(pipeline_run):
+    page = (pipeline_run.out / "report.html").read_text()
+    for text in (
+        "Test accuracy",
+        "Machine and versions",
+        "Time per stage",
+        "Loss and accuracy",
+        "most often mistaken for",
+        "Confusion matrix",
+        "Misclassified",
+        "conv1 filters",
+        "conv2 outputs",
+        "size ratio",
+        "agreement",
+        "gate",
+        "raw p50",
+        "batch 256",
+        "model_int8.tflite against model_float32.tflite",
+        "model_int8.onnx against model_float32.onnx",
+    ):
+        assert text in page, text
+    for version in ("TensorFlow", "LiteRT", "onnxruntime"):
+        assert f"<dt>{version}</dt>" in page
+
+
+def test_summary_ends_with_a_predict_command_that_works(pipeline_run):
+    stdout = pipeline_run.resumed.stdout
+    assert "Accuracy on Test-Set:" in stdout and "7 of 7 files passed" in stdout
+    command = shlex.split(stdout.strip().splitlines()[-1])
+    assert command[:2] == ["edgecnn", "predict"] and "_int8." in command[2]
+    result = invoke(*command[1:])
+    assert result.exit_code == 0, result.stderr
+    assert "sample.png" in result.stdout
+
+
+def test_resume_refuses_changed_options(pipeline_run):
+    result = invoke("run", "--resume", "--out", pipeline_run.out, "--epochs", 3)
+    assert_one_line_error(result, match="drop --epochs")
+
+
+def test_resume_without_a_run_is_one_line(tmp_path):
+    assert_one_line_error(invoke("run", "--resume", "--out", tmp_path), match="nothing to resume")
+    (tmp_path / "run.json").write_text("{not json")
+    assert_one_line_error(invoke("run", "--resume", "--out", tmp_path), match="unreadable")
+
+
+def test_a_new_run_never_mixes_with_an_old_one(tmp_path, fashion_dir):
+    (tmp_path / "run.json").write_text("{}")
+    result = invoke("run", "--out", tmp_path, "--data-dir", fashion_dir)
+    assert_one_line_error(result, match="already holds a run")
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--data-dir", "/nonexistent/data"], "does not exist"),
+        (["--dataset", "cifar"], "--dataset"),
+        (["--bench-runs", "1"], "--bench-runs"),
+    ],
+)
+def test_bad_options_are_answered_before_any_work(tmp_path, args, match):
+    out = tmp_path / "new-run"
+    assert_one_line_error(invoke("run", "--out", out, *args), match=match)
+    assert not out.exists()  # no empty run folder is left behind
+
+
+def test_default_run_folders_are_unique_and_latest_follows_them(tmp_path):
+    first = new_run_dir(tmp_path)
+    first.mkdir()
+    second = new_run_dir(tmp_path)
+    assert second != first and second.parent == tmp_path
+    second.mkdir()
+    assert point_latest(first) == tmp_path / "latest"
+    assert point_latest(second) == tmp_path / "latest"
+    assert (tmp_path / "latest").resolve() == second.resolve()
+    assert Path((tmp_path / "latest").readlink()) == Path(second.name)  # relative: movable
+
+
+def test_latest_is_left_alone_when_it_is_a_real_folder(tmp_path):
+    (tmp_path / "latest").mkdir()
+    (tmp_path / "latest" / "model.keras").write_text("from edgecnn train")
+    run = tmp_path / "20260101-000000"
+    run.mkdir()
+    assert point_latest(run) is None
+    assert (tmp_path / "latest" / "model.keras").read_text() == "from edgecnn train"
