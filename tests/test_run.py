@@ -229,3 +229,24 @@ def test_latest_is_left_alone_when_it_is_a_real_folder(tmp_path):
     run.mkdir()
     assert point_latest(run) is None
     assert (tmp_path / "latest" / "model.keras").read_text() == "from edgecnn train"
+
+
+@pytest.mark.parametrize("opened", [True, False])
+def test_open_shows_the_report_and_resume_of_a_finished_run_redoes_nothing(
+    pipeline_run, monkeypatch, opened
+):
+    import webbrowser
+
+    urls = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: urls.append(url) or opened)
+    before = (pipeline_run.out / "run.json").read_text()
+    result = invoke("run", "--resume", "--out", pipeline_run.out, "--open")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("done earlier, kept") == len(STAGES)
+    assert (pipeline_run.out / "run.json").read_text().count('"status": "done"') == len(STAGES)
+    assert (
+        json.loads(before)["stages"]
+        == json.loads((pipeline_run.out / "run.json").read_text())["stages"]
+    )
+    assert urls == [(pipeline_run.out / "report.html").resolve().as_uri()]
+    assert ("open " + urls[0] + " yourself" in result.stdout) is not opened
