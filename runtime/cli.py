@@ -130,6 +130,9 @@ def bench_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``edgecnn predict`` and ``edgecnn bench`` to the app."""
+    """Add ``edgecnn predict``, ``edgecnn bench`` and ``edgecnn serve`` to the app."""
+    from edgecnn.runtime.serve_cli import serve_command
+
     app.command("predict")(predict_command)
     app.command("bench")(bench_command)
+    app.command("serve")(serve_command)

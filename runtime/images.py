@@ -21,7 +21,8 @@ MAX_PIXELS = 50_000_000
 FORMATS = ("PNG", "JPEG", "BMP")
 
 
-def _pillow() -> Any:
+def load_pillow() -> Any:
+    """Pillow's ``Image`` module, or an InputError saying how to install it."""
     try:
         from PIL import Image
     except ImportError:
@@ -47,7 +48,7 @@ def load_image(source: str | os.PathLike[str] | bytes, invert: bool | None = Non
     Raises:
         InputError: missing, empty, undecodable or oversized pictures.
     """
-    image_module = _pillow()
+    image_module = load_pillow()
     name = "image bytes"
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -88,7 +89,7 @@ def load_image(source: str | os.PathLike[str] | bytes, invert: bool | None = Non
 
 def _flatten(im: Any) -> Any:
     """Composite a transparent picture onto white, then greyscale it."""
-    image_module = _pillow()
+    image_module = load_pillow()
     rgba = im.convert("RGBA")
     background = image_module.new("RGBA", rgba.size, (255, 255, 255, 255))
     return image_module.alpha_composite(background, rgba).convert("L")

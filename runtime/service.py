@@ -1,0 +1,190 @@
+"""What ``edgecnn serve`` answers, apart from HTTP: request bodies in, JSON documents out.
+
+A fixed pool of workers does the decoding and inference, so however many connections
+wait, at most ``workers`` pictures are being decoded and classified at once, and each
+worker keeps the one interpreter the runtime gives its thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgecnn.runtime.classifier import Classifier
+from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.images import load_pillow
+
+#: What a body's first bytes say it is.
+MAGIC: dict[bytes, str] = {
+    b"\x89PNG\r\n\x1a\n": "png",
+    b"\xff\xd8\xff": "jpeg",
+    b"BM": "bmp",
+    b"\x93NUMPY": "npy",
+}
+ACCEPTED = "a PNG, JPEG or BMP picture, or a .npy array of one 28x28 image"
+
+
+class RequestError(Exception):
+    """A request the service refuses, with the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def body_kind(body: bytes, content_type: str = "") -> str:
+    """``png``, ``jpeg``, ``bmp`` or ``npy``, told from the bytes, not the Content-Type.
+
+    Raises:
+        RequestError: 400 for an empty body, 415 for anything else.
+    """
+    if not body:
+        raise RequestError(400, f"empty body: send {ACCEPTED}")
+    for magic, kind in MAGIC.items():
+        if body.startswith(magic):
+            return kind
+    hint = ""
+    if content_type.startswith(("multipart/", "application/x-www-form-urlencoded")):
+        hint = " (send the file's raw bytes as the body, not a form)"
+    raise RequestError(415, f"unsupported content: expected {ACCEPTED}{hint}")
+
+
+def read_npy(body: bytes, max_items: int = 28 * 28) -> np.ndarray:
+    """The array in a ``.npy`` file's bytes, refusing it before allocating if it is too big.
+
+    ``np.load`` would allocate whatever shape the header claims, so the header is checked
+    against ``max_items`` and the body's real length first.
+
+    Raises:
+        RequestError: 400 for a malformed, object-dtype, oversized or truncated array.
+    """
+    fmt = np.lib.format
+    stream = io.BytesIO(body)
+    try:
+        version = fmt.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
+    except (ValueError, TypeError, SyntaxError) as e:
+        raise RequestError(400, f"not a readable .npy array ({e})") from None
+    if dtype.hasobject or dtype.fields is not None:
+        raise RequestError(400, f"the .npy array has dtype {dtype}; send uint8 or float")
+    items = int(np.prod(shape, dtype=np.int64))
+    if items > max_items:
+        raise RequestError(400, f"the .npy array has shape {shape}; send one 28x28 image")
+    data = body[stream.tell() :]
+    if len(data) != items * dtype.itemsize:
+        raise RequestError(
+            400, f"the .npy array is truncated: {len(data)} of {items * dtype.itemsize} bytes"
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+@dataclass
+class Counters:
+    """Requests answered, for ``/health``; updated from many threads."""
+
+    started: float = field(default_factory=time.monotonic)
+    requests: int = 0
+    classified: int = 0
+    errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, status: int, classified: bool = False) -> None:
+        """Record one answered request."""
+        with self._lock:
+            self.requests += 1
+            self.classified += classified
+            self.errors += status >= 400
+
+
+class ClassifierService:
+    """A loaded classifier behind ``workers`` threads, answering as JSON-ready dicts."""
+
+    def __init__(self, classifier: Classifier, workers: int) -> None:
+        self.classifier = classifier
+        self.model = classifier.path.name
+        self.workers = workers
+        self.counters = Counters()
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="edgecnn-worker")
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Give every worker its interpreter now, so the first requests do not pay for it.
+
+        The barrier holds each warm-up job until all have started: one job per thread.
+        It also proves the model runs before the server says it is listening.
+        """
+        with contextlib.suppress(InputError):  # no Pillow: pictures get that error later
+            load_pillow().preinit()  # import the decoders before the first picture
+        barrier = threading.Barrier(self.workers)
+        blank = np.zeros((28, 28), np.uint8)
+
+        def warm() -> None:
+            barrier.wait(timeout=60)
+            self.classifier.classify(blank)
+
+        for job in [self._pool.submit(warm) for _ in range(self.workers)]:
+            job.result()
+
+    def classify(self, body: bytes, top_k: int, content_type: str = "") -> dict[str, Any]:
+        """Classify one picture or ``.npy`` body on a worker; the reply document.
+
+        Raises:
+            RequestError: the body is not something this service classifies.
+            InputError: the picture or array cannot be an image for the model.
+        """
+        if not 1 <= top_k <= len(self.classifier.labels):
+            raise RequestError(400, f"top_k must be in 1..{len(self.classifier.labels)}")
+        kind = body_kind(body, content_type)
+        return self._pool.submit(self._classify, body, kind, top_k).result()
+
+    def _classify(self, body: bytes, kind: str, top_k: int) -> dict[str, Any]:
+        start = time.perf_counter()
+        image: Any = read_npy(body) if kind == "npy" else body
+        ranked = self.classifier.classify(image, top_k=top_k)
+        latency_ms = (time.perf_counter() - start) * 1000
+        return {
+            "label": ranked[0][0],
+            "confidence": ranked[0][1],
+            "top_k": [{"label": label, "probability": p} for label, p in ranked],
+            "model": self.model,
+            "backend": self.classifier.backend_name,
+            "latency_ms": round(latency_ms, 3),
+        }
+
+    def health(self, status: str = "ok") -> dict[str, Any]:
+        """Liveness and counters."""
+        c = self.counters
+        return {
+            "status": status,
+            "model": self.model,
+            "backend": self.classifier.backend_name,
+            "workers": self.workers,
+            "uptime_s": round(time.monotonic() - c.started, 3),
+            "requests_served": c.requests,
+            "classified": c.classified,
+            "errors": c.errors,
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        """The model's own metadata, as embedded in the file, with its name and backend."""
+        return {
+            "model": self.model,
+            "backend": self.classifier.backend_name,
+            **self.classifier.metadata.to_dict(),
+        }
+
+    def close(self) -> None:
+        """Finish queued work and stop the workers."""
+        self._pool.shutdown(wait=True)
