@@ -1,0 +1,91 @@
+"""Starting the real ``edgecnn serve`` in a subprocess on a free loopback port, and calling it."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from types import SimpleNamespace
+
+import numpy as np
+from PIL import Image
+
+EDGECNN = [sys.executable, "-m", "edgecnn"]
+
+
+@contextmanager
+def running_server(model, *args, command=EDGECNN, startup_timeout=120):
+    """``edgecnn serve MODEL --port 0 ARGS...``, up and healthy; SIGTERM at the end.
+
+    Yields ``proc``, ``port``, ``banner`` (the startup line) and ``stderr()``.
+    """
+    cmd = [*command, "serve", str(model), "--port", "0", *[str(a) for a in args]]
+    # stderr goes to a file, not a pipe: a full pipe would block the server.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+
+        kept = []  # what it wrote, kept once it has exited and the file is gone
+
+        def stderr():
+            if kept:
+                return kept[0]
+            log.seek(0)
+            return log.read().decode(errors="replace")
+
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], startup_timeout)
+            banner = proc.stdout.readline() if ready else ""
+            found = re.search(r"http://127\.0\.0\.1:(\d+)/", banner)
+            assert found, (banner, stderr())
+            port = int(found.group(1))
+            server = SimpleNamespace(proc=proc, port=port, banner=banner, stderr=stderr)
+            deadline = time.monotonic() + startup_timeout
+            while call(port, "GET", "/health")[0] != 200:
+                assert time.monotonic() < deadline, stderr()
+                time.sleep(0.05)
+            yield server
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            proc.stdout.close()
+            kept.append(stderr())
+
+
+def call(port, method, path, body=None, headers=None, conn=None):
+    """One request; ``(status, JSON document or None, response)``. Reuses ``conn`` if given."""
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    raw = response.read()
+    document = json.loads(raw) if raw else None
+    return response.status, document, response
+
+
+def png_bytes(image):
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def expected_reply(ranked):
+    """The ``top_k`` list the server should send for ``Classifier.classify``'s answer."""
+    return [{"label": label, "probability": p} for label, p in ranked]
