@@ -1,0 +1,58 @@
+"""What an Android or iOS app does with model_int8.tflite, written in Python.
+
+    python examples/mobile_style.py runs/latest/exports/model_int8.tflite shoe.png
+
+No edgecnn import: only LiteRT, numpy, Pillow and the model's metadata (the JSON beside
+the file, which is also embedded in it). Each step maps to a line of Kotlin or Swift;
+see docs/embedding.md.
+"""
+
+import json
+import sys
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+from PIL import Image
+
+
+def main(model_path: str, picture: str) -> int:
+    """Preprocess, quantize, run the signature by name, dequantize, pick the label."""
+    with open(model_path + ".json") as f:
+        meta = json.load(f)
+    height, width, _ = meta["input"]["shape"]
+
+    # 1. Greyscale, 28x28, light object on a dark background: a picture whose border is
+    #    light (a dark object on white paper) is inverted. Then 0..1, as in training.
+    im = Image.open(picture).convert("L").resize((width, height), Image.Resampling.LANCZOS)
+    pixels = np.asarray(im, dtype=np.float32)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    if meta["preprocessing"]["light_on_dark"] and border.mean() > 127:
+        pixels = 255 - pixels
+    x = pixels * meta["preprocessing"]["pixel_scale"]
+
+    # 2. int8 input: q = round(x / scale) + zero_point, from the model's own numbers.
+    q_in = meta["quantization"]["input"]
+    q = np.clip(np.round(x / q_in["scale"]) + q_in["zero_point"], -128, 127).astype(np.int8)
+
+    # 3. Call the model by its signature and tensor names, as mobile LiteRT code does.
+    interpreter = Interpreter(model_path=model_path)
+    runner = interpreter.get_signature_runner("serving_default")
+    out = runner(**{meta["input"]["name"]: q.reshape(1, height, width, 1)})
+    q_out = out[meta["output"]["name"]][0]
+
+    # 4. int8 output back to probabilities: p = scale * (q - zero_point).
+    scale, zero_point = (
+        meta["quantization"]["output"]["scale"],
+        meta["quantization"]["output"]["zero_point"],
+    )
+    probabilities = scale * (q_out.astype(np.float32) - zero_point)
+    probabilities /= probabilities.sum()  # int8 steps of 1/256 need not sum to exactly 1
+    best = int(np.argmax(probabilities))
+    print(f"{picture}: {meta['labels'][best]} ({probabilities[best]:.1%})")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,90 @@
+"""The examples in examples/ run as documented, on real exports, and agree with the API."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serve_helpers import running_server
+
+from edgecnn.runtime import load_classifier
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+PICTURE = Path(__file__).parent / "data" / "ankle_boot.png"
+
+
+def run_example(name, *args):
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_every_example_is_tested():
+    tested = {"classify.py", "batch_and_threads.py", "http_client.py", "mobile_style.py"}
+    assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+
+
+@pytest.mark.parametrize("model", ["model_int8.tflite", "model_float32.onnx", "weights.npz"])
+def test_classify_prints_what_the_api_says(exported, model):
+    path = exported.out / model
+    label, probability = load_classifier(path).classify(PICTURE, top_k=3)[0]
+    out = run_example("classify.py", path, PICTURE)
+    assert f"{PICTURE}: {label} ({probability:.1%})" in out
+
+
+def test_classify_explains_a_bad_model_in_one_line(tmp_path):
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(b"not a model")
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "classify.py"), str(bad), str(PICTURE)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("cannot load the model:") and "Traceback" not in done.stderr
+
+
+def test_batch_and_threads_agree(exported, keras_reference, tmp_path):
+    images = tmp_path / "images.npy"
+    np.save(images, keras_reference.x[:200])
+    out = run_example("batch_and_threads.py", exported.out / "model_int8.tflite", images)
+    assert "200 images" in out and "same answers: True" in out
+
+
+def test_mobile_style_matches_the_runtime_without_importing_edgecnn(exported, tmp_path):
+    model = exported.out / "model_int8.tflite"
+    # A dark-on-light photo of the same boot: the example must invert it as the runtime does.
+    from PIL import Image, ImageOps
+
+    photo = tmp_path / "photo.png"
+    with Image.open(PICTURE) as im:
+        ImageOps.invert(im.convert("L")).resize((200, 200)).save(photo)
+    clf = load_classifier(model)
+    label, probability = clf.classify(PICTURE)[0]
+    out = run_example("mobile_style.py", model, PICTURE)
+    assert f"{PICTURE}: {label} ({probability:.1%})" in out  # 28x28: bit-identical input
+    # A resized photo: the example resizes plainly, the runtime with Pillow's reducing_gap
+    # (as an app's own resizer would differ): the same class, nearly the same probability.
+    label, probability = clf.classify(photo)[0]
+    found = re.search(r": (.+) \((\d+\.\d)%\)", run_example("mobile_style.py", model, photo))
+    assert found.group(1) == label
+    assert abs(float(found.group(2)) / 100 - probability) < 0.02
+    source = (EXAMPLES / "mobile_style.py").read_text()
+    assert "edgecnn" not in source.split('"""', 2)[2].replace("edgecnn serve", "")
+
+
+def test_http_client_gets_the_api_answer_from_a_running_server(exported):
+    model = exported.out / "model_int8.tflite"
+    label, probability = load_classifier(model).classify(PICTURE, top_k=3)[0]
+    with running_server(model, "--threads", "1") as server:
+        out = run_example("http_client.py", f"http://127.0.0.1:{server.port}", PICTURE)
+    assert f"{PICTURE}: {label} ({probability:.1%}) by model_int8.tflite" in out
+    assert json.dumps(label)  # the reply's label is the API's label, not a transformed one
