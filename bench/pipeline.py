@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-STAGES = ("train", "evaluate", "export", "bench", "report")
+from edgecnn.pipeline import STAGES
+
 GOAL_TOTAL_S, GOAL_NON_TRAINING_S = 7 * 60, 90
 
 

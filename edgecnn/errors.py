@@ -12,6 +12,11 @@ class EdgecnnError(Exception):
 
     exit_code = 2
 
+    def with_exit_code(self, code: int) -> EdgecnnError:
+        """This error, reported with exit code ``code`` instead of the class's."""
+        self.exit_code = code
+        return self
+
 
 class ConfigError(EdgecnnError, ValueError):
     """An option or configuration value is impossible (zero filters, negative epochs)."""

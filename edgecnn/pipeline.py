@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import shlex
 import sys
 import time
 import traceback
@@ -22,8 +23,8 @@ from typing import Any, TextIO
 from edgecnn import __version__, _atomic
 from edgecnn.environment import describe_environment
 from edgecnn.errors import ConfigError, EdgecnnError
+from edgecnn.run_dirs import RUN_FILE
 
-RUN_FILE = "run.json"
 BENCH_FILE = "bench.json"
 REPORT_FILE = "report.html"
 SAMPLE_FILE = "sample.png"
@@ -113,16 +114,15 @@ def _write_sample(ctx: RunContext) -> None:
 
 
 def _export(ctx: RunContext) -> None:
+    """Export and verify every format; a file that fails its gate is kept aside, not used.
+
+    A rejected file does not stop the run: the report shows why it failed, and
+    ``edgecnn run`` exits with 1 at the end (as ``edgecnn export`` does). Retrying would
+    not help, since conversion and calibration are deterministic.
+    """
     from edgecnn.export.exporter import export_model
 
-    report = export_model(ctx.out, ctx.options.export_config(), data_dir=ctx.data_dir)
-    rejected = [r["file"] for r in report["files"] if not r["passed"]]
-    if rejected:
-        raise StageFailed(
-            f"{', '.join(rejected)} failed the verification gate (see "
-            f"{ctx.out / 'exports' / 'export_report.json'})",
-            exit_code=1,
-        )
+    export_model(ctx.out, ctx.options.export_config(), data_dir=ctx.data_dir)
 
 
 def _bench(ctx: RunContext) -> None:
@@ -131,7 +131,10 @@ def _bench(ctx: RunContext) -> None:
 
     exports = ctx.out / "exports"
     results = []
+    largest = str(max(BENCH_BATCH_SIZES))
     for row in load_report(exports)["files"]:
+        if not row["passed"]:
+            continue  # moved aside as *.rejected: not a file anyone should run
         result = bench_model(
             exports / row["file"],
             BENCH_BATCH_SIZES,
@@ -143,8 +146,8 @@ def _bench(ctx: RunContext) -> None:
         lat, raw = result["latency_us"], result["raw_latency_us"]
         ctx.say(
             f"  {row['file']:22s} {result['backend']:12s} 1 image p50 {lat['p50']:6.0f} us "
-            f"(raw {raw['p50']:5.0f} us)  batch 256: "
-            f"{result['throughput']['256']['images_per_s']:8,.0f} img/s"
+            f"(raw {raw['p50']:5.0f} us)  batch {largest}: "
+            f"{result['throughput'][largest]['images_per_s']:8,.0f} img/s"
         )
     _atomic.write_json(
         ctx.out / BENCH_FILE,
@@ -167,14 +170,27 @@ STAGE_FUNCTIONS: dict[str, Callable[[RunContext], None]] = {
     "report": _report,
 }
 
-#: Files a stage must have left for ``--resume`` to trust its "done".
-STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "train": ("model.keras", "config.json", "history.json", "metrics.json"),
-    "evaluate": ("confusion_matrix.png", "errors.png", SAMPLE_FILE),
-    "export": ("exports/export_report.json",),
-    "bench": (BENCH_FILE,),
-    "report": (REPORT_FILE,),
-}
+
+def stage_outputs(stage: str, out: Path) -> list[Path]:
+    """Files a stage must have left for ``--resume`` to trust its "done"."""
+    from edgecnn.trainer.runs import MODEL_FILE
+
+    if stage == "train":
+        names = [MODEL_FILE, "config.json", "history.json", "metrics.json"]
+    elif stage == "evaluate":
+        from edgecnn.trainer.evaluate import FIGURES
+
+        names = [*FIGURES, SAMPLE_FILE]
+    elif stage == "export":
+        report = out / "exports" / "export_report.json"
+        try:
+            files = json.loads(report.read_text())["files"]
+            return [report, *(out / "exports" / f["file"] for f in files if f["passed"])]
+        except (OSError, ValueError, KeyError, TypeError):
+            return [report]
+    else:
+        names = [BENCH_FILE] if stage == "bench" else [REPORT_FILE]
+    return [out / name for name in names]
 
 
 def _now() -> str:
@@ -182,7 +198,7 @@ def _now() -> str:
 
 
 def load_state(out: Path) -> dict[str, Any]:
-    """``run.json`` of ``out``.
+    """``run.json`` of ``out``, checked enough that resuming from it cannot go wrong.
 
     Raises:
         ConfigError: there is no readable run to resume there.
@@ -190,7 +206,9 @@ def load_state(out: Path) -> dict[str, Any]:
     path = out / RUN_FILE
     try:
         state = json.loads(path.read_text())
-        state["options"], state["stages"]  # noqa: B018 (shape check)
+        if not isinstance(state["options"], dict) or not isinstance(state["stages"], dict):
+            raise TypeError("options and stages must be objects")
+        RunOptions(**state["options"])
     except FileNotFoundError:
         raise ConfigError(
             f"nothing to resume: {path} does not exist (start a run with 'edgecnn run')"
@@ -200,19 +218,10 @@ def load_state(out: Path) -> dict[str, Any]:
     return state
 
 
-def check_fresh(out: Path) -> None:
-    """A new run never mixes with an older run's files."""
-    if (out / RUN_FILE).exists() or (out / "model.keras").exists():
-        raise ConfigError(
-            f"{out} already holds a run: continue it with 'edgecnn run --resume --out {out}' "
-            "or choose another --out"
-        )
-
-
 def _is_done(state: dict[str, Any], stage: str, out: Path) -> bool:
     record = state["stages"].get(stage, {})
     return record.get("status") == "done" and all(
-        (out / name).is_file() for name in STAGE_OUTPUTS[stage]
+        path.is_file() for path in stage_outputs(stage, out)
     )
 
 
@@ -252,12 +261,14 @@ def run_stages(
     """
     ctx = RunContext(out, RunOptions(**state["options"]), data_dir, stream or sys.stdout, resuming)
     state["environment"] = describe_environment()  # a resumed run may be on another machine
+    redo = False  # once a stage runs again, every later stage must too: its inputs changed
     for number, stage in enumerate(STAGES, 1):
         record = state["stages"].setdefault(stage, {})
-        if _is_done(state, stage, out):
+        if not redo and _is_done(state, stage, out):
             ctx.say(f"==> [{number}/{len(STAGES)}] {stage}: done earlier, kept")
             continue
         ctx.say(f"==> [{number}/{len(STAGES)}] {stage}")
+        redo = True
         record.update(status="running", started=_now(), error=None)
         _atomic.write_json(out / RUN_FILE, state)
         started = time.perf_counter()
@@ -270,11 +281,13 @@ def run_stages(
             _atomic.write_json(out / RUN_FILE, state)
             if isinstance(e, SystemExit | GeneratorExit):
                 raise
-            verb = "was interrupted" if code == 130 else "failed"
+            resume = f"edgecnn run --resume --out {shlex.quote(str(out))}"
+            if data_dir is not None:
+                resume += f" --data-dir {shlex.quote(str(data_dir))}"
+            what = "was interrupted" if code == 130 else f"failed: {message}"
+            kept = "what the earlier stages wrote is kept; " if number > 1 else ""
             raise StageFailed(
-                f"stage '{stage}' {verb}: {message}; the earlier stages' files are kept in "
-                f"{out}: continue with 'edgecnn run --resume --out {out}'",
-                exit_code=code,
+                f"stage '{stage}' {what}; {kept}continue with: {resume}", exit_code=code
             ) from e
         record.update(status="done", seconds=time.perf_counter() - started, finished=_now())
         _atomic.write_json(out / RUN_FILE, state)
@@ -283,37 +296,12 @@ def run_stages(
 
 def _failure(e: BaseException) -> tuple[str, int]:
     """One line about ``e`` and the exit code it deserves."""
-    if isinstance(e, EdgecnnError):
-        return str(e), e.exit_code
     if isinstance(e, KeyboardInterrupt):
         return "interrupted", 130
+    if isinstance(e, EdgecnnError):
+        # The trainer's own Ctrl-C message suggests 'edgecnn train --resume': not here.
+        return ("interrupted" if e.exit_code == 130 else str(e)), e.exit_code
     if os.environ.get("EDGECNN_DEBUG"):
         traceback.print_exc()
     first = (str(e).strip().splitlines() or [""])[0]
     return f"unexpected {type(e).__name__}: {first}", 1
-
-
-def new_run_dir(root: Path) -> Path:
-    """``root/<timestamp>``, unique even for two runs started in the same second."""
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    candidate, n = root / stamp, 1
-    while candidate.exists():
-        n += 1
-        candidate = root / f"{stamp}-{n}"
-    return candidate
-
-
-def point_latest(run_dir: Path) -> Path | None:
-    """Make ``<parent>/latest`` a relative symlink to ``run_dir``, replaced atomically.
-
-    Returns ``None`` (and changes nothing) when ``latest`` is a real folder, for instance
-    one written by ``edgecnn train``'s default ``--out runs/latest``.
-    """
-    latest = run_dir.parent / "latest"
-    if latest.exists() and not latest.is_symlink():
-        return None
-    tmp = run_dir.parent / f".latest.{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(run_dir.name, target_is_directory=True)
-    os.replace(tmp, latest)
-    return latest

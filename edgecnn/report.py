@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import struct
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ FIGURE_CAPTIONS = {
     "samples.png": "Test images with their true and predicted classes",
     "errors.png": "Misclassified test images",
     "confusion_matrix.png": "Confusion matrix (rows: true class, columns: predicted class)",
-    "conv1_weights.png": "conv1 filters (5x5, 16 of them)",
+    "conv1_weights.png": "conv1 filters",
     "conv1_outputs.png": "conv1 outputs for one test image (after max-pool and ReLU)",
-    "conv2_weights.png": "conv2 filters (5x5, input channel 0 of 16)",
+    "conv2_weights.png": "conv2 filters (their weights on input channel 0)",
     "conv2_outputs.png": "conv2 outputs for the same image",
 }
 #: Nothing may be fetched: images only from data: URIs, styles only inline, no scripts.
@@ -31,10 +30,6 @@ CSP = (
     "form-action 'none'"
 )
 E = html.escape
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -126,17 +121,26 @@ def page(title: str, nav: list[tuple[str, str]], body: str) -> str:
 
 def write_report(run_dir: Path) -> Path:
     """Draw the report's charts into ``run_dir`` and write ``report.html`` beside them."""
-    from edgecnn import charts
-    from edgecnn.report_sections import SECTIONS, RunData
+    from edgecnn import charts, report_models, report_sections
     from edgecnn.trainer.plots import save_figure
 
-    run = RunData.load(run_dir)
+    sections = [
+        ("summary", "Summary", report_sections.summary),
+        ("training", "Training", report_sections.training),
+        ("accuracy", "Test accuracy", report_sections.accuracy),
+        ("network", "Inside the network", report_sections.network),
+        ("exports", "Exported models", report_models.exports),
+        ("benchmark", "Benchmark", report_models.benchmark),
+        ("int8", "What int8 changed", report_models.int8_changes),
+        ("use", "Use it", report_models.usage),
+    ]
+    run = report_sections.RunData.load(run_dir)
     save_figure(charts.plot_history(run.history), run_dir / "training_curves.png")
     save_figure(
         charts.plot_exports(run.export["files"], run.latency_by_file()),
         run_dir / "export_chart.png",
     )
-    parts = [(anchor, title, build(run)) for anchor, title, build in SECTIONS]
+    parts = [(anchor, title, build(run)) for anchor, title, build in sections]
     document = page(
         f"edgecnn run {run.name}",
         [(anchor, title) for anchor, title, _ in parts],

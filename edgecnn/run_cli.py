@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import webbrowser
 from pathlib import Path
@@ -10,21 +11,19 @@ from typing import Annotated, Any
 
 import typer
 
+from edgecnn.errors import EdgecnnError
 from edgecnn.pipeline import (
     BENCH_FILE,
     REPORT_FILE,
-    RUN_FILE,
     SAMPLE_FILE,
     STAGES,
     RunOptions,
-    check_fresh,
     load_state,
-    new_run_dir,
-    point_latest,
     resume_options,
     run_stages,
     start_state,
 )
+from edgecnn.run_dirs import RUN_FILE, check_fresh, new_run_dir, point_latest
 from edgecnn.trainer.cli import DatasetName
 
 RUNS_ROOT = Path("runs")
@@ -98,23 +97,29 @@ def run_command(
         "bench_runs": bench_runs,
     }
     if resume:
-        out = out or RUNS_ROOT / "latest"
+        # The run itself, not the 'latest' link: later runs move the link.
+        out = _real(out or RUNS_ROOT / "latest")
         state = load_state(out)
         options = resume_options(state, given)
+        if data_dir is None and state.get("data_dir"):
+            data_dir = Path(state["data_dir"])
+        # Answered before TensorFlow's slow import.
+        locate_dataset(options.dataset, data_dir)
     else:
         options = RunOptions(**{k: v for k, v in given.items() if v is not None})
         options.train_config(), options.export_config()  # impossible options fail here
+        if out is not None:
+            check_fresh(out)
+        # Answered before TensorFlow's slow import, and before a run folder is made.
+        locate_dataset(options.dataset, data_dir)
         default_out = out is None
         out = out or new_run_dir(RUNS_ROOT)
-        check_fresh(out)
-    # Answered before TensorFlow's slow import, and before a new run folder is made.
-    locate_dataset(options.dataset, data_dir)
-    if not resume:
         ensure_writable_dir(out)
         state = start_state(out, options)
+        state["data_dir"] = str(data_dir.resolve()) if data_dir else None
         write_json(out / RUN_FILE, state)
         if default_out and point_latest(out) is None:
-            typer.echo(f"note: {RUNS_ROOT / 'latest'} is a folder, so it was left as it is")
+            typer.echo(f"note: {RUNS_ROOT / 'latest'} exists and is not a link: left as it is")
     typer.echo(f"edgecnn run: {out}  ({', '.join(STAGES)})")
     state = run_stages(out, state, data_dir=data_dir, resuming=resume)
     typer.echo(format_summary(out, state))
@@ -122,6 +127,24 @@ def run_command(
         report = (out / REPORT_FILE).resolve()
         if not webbrowser.open(report.as_uri()):
             typer.echo(f"could not start a browser here; open {report.as_uri()} yourself")
+    rejected = _rejected(out)
+    if rejected:
+        raise EdgecnnError(
+            f"{', '.join(rejected)} failed the verification gate and "
+            f"{'was' if len(rejected) == 1 else 'were'} moved aside as *.rejected; "
+            f"{out / REPORT_FILE} shows why"
+        ).with_exit_code(1)
+
+
+def _real(path: Path) -> Path:
+    """``path`` with symlinks resolved, kept relative when it was."""
+    real = Path(os.path.realpath(path))
+    return real if path.is_absolute() else Path(os.path.relpath(real))
+
+
+def _rejected(out: Path) -> list[str]:
+    report = json.loads((out / "exports" / "export_report.json").read_text())
+    return [f["file"] for f in report["files"] if not f["passed"]]
 
 
 def format_summary(out: Path, state: dict[str, Any]) -> str:

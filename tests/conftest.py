@@ -112,6 +112,7 @@ def pipeline_run(tmp_path_factory, fashion_dir):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(exporter, "_convert", failing_convert)
         failed = invoke("run", "--epochs", 1, "--train-subset", 20_000, "--bench-runs", 50, *args)
+    exports_after_failure = sorted(p.name for p in (out / "exports").iterdir())
     model_sha = hashlib.sha256((out / "model.keras").read_bytes()).hexdigest()
     state_after_failure = json.loads((out / "run.json").read_text())
     resumed = invoke("run", "--resume", *args)
@@ -122,4 +123,5 @@ def pipeline_run(tmp_path_factory, fashion_dir):
         model_sha_after_failure=model_sha,
         resumed=resumed,
         exports_tried_before_failure=list(calls),
+        exports_after_failure=exports_after_failure,
     )

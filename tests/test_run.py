@@ -12,7 +12,8 @@ import pytest
 from cli_helpers import assert_one_line_error, invoke
 from PIL import Image
 
-from edgecnn.pipeline import STAGES, new_run_dir, point_latest
+from edgecnn.pipeline import STAGES
+from edgecnn.run_dirs import new_run_dir, point_latest
 from edgecnn.runtime import load_classifier
 from edgecnn.trainer.evaluate import FIGURES
 
@@ -31,7 +32,7 @@ def test_a_failed_stage_stops_the_run_with_one_line_and_keeps_earlier_stages(pip
     assert_one_line_error(
         pipeline_run.failed, match="stage 'export' failed: unexpected OSError", code=1
     )
-    assert "edgecnn run --resume --out" in pipeline_run.failed.stderr
+    assert "continue with: edgecnn run --resume --out" in pipeline_run.failed.stderr
     stages = pipeline_run.failed_state["stages"]
     assert [stages[s]["status"] for s in ("train", "evaluate", "export")] == [
         "done",
@@ -42,6 +43,13 @@ def test_a_failed_stage_stops_the_run_with_one_line_and_keeps_earlier_stages(pip
     assert "bench" not in stages and "report" not in stages
     # Two files were converted and verified before the failure; nothing half-written stays.
     assert len(pipeline_run.exports_tried_before_failure) == 3
+    assert pipeline_run.exports_after_failure == [
+        "calibration.json",
+        "model_float32.onnx",
+        "model_float32.onnx.json",
+        "model_float32.tflite",
+        "model_float32.tflite.json",
+    ]
 
 
 def test_resume_continues_from_the_first_unfinished_stage(pipeline_run):
@@ -212,10 +220,9 @@ def test_bad_options_are_answered_before_any_work(tmp_path, args, match):
 
 def test_default_run_folders_are_unique_and_latest_follows_them(tmp_path):
     first = new_run_dir(tmp_path)
-    first.mkdir()
-    second = new_run_dir(tmp_path)
+    second = new_run_dir(tmp_path)  # the same second: another name, never the same folder
     assert second != first and second.parent == tmp_path
-    second.mkdir()
+    assert first.is_dir() and second.is_dir()
     assert point_latest(first) == tmp_path / "latest"
     assert point_latest(second) == tmp_path / "latest"
     assert (tmp_path / "latest").resolve() == second.resolve()
@@ -250,3 +257,86 @@ def test_open_shows_the_report_and_resume_of_a_finished_run_redoes_nothing(
     )
     assert urls == [(pipeline_run.out / "report.html").resolve().as_uri()]
     assert ("open " + urls[0] + " yourself" in result.stdout) is not opened
+
+
+def _copy_run(pipeline_run, tmp_path):
+    """A copy of the finished run to change without touching the shared one."""
+    import shutil
+
+    copy = tmp_path / "run copy"  # a space in the path, on purpose
+    shutil.copytree(pipeline_run.out, copy, symlinks=True)
+    return copy
+
+
+def test_a_stage_run_again_runs_every_later_stage_again(pipeline_run, tmp_path):
+    run = _copy_run(pipeline_run, tmp_path)
+    (run / "bench.json").unlink()
+    report_before = (run / "report.html").stat().st_mtime_ns
+    result = invoke("run", "--resume", "--out", run)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("done earlier, kept") == 3  # train, evaluate, export
+    assert "[4/5] bench\n" in result.stdout and "[5/5] report\n" in result.stdout
+    assert (run / "report.html").stat().st_mtime_ns != report_before
+
+
+def test_ctrl_c_in_a_stage_is_one_line_exit_130_and_resumable(pipeline_run, tmp_path, monkeypatch):
+    from edgecnn import pipeline
+
+    run = _copy_run(pipeline_run, tmp_path)
+    (run / "report.html").unlink()
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as mp:
+        mp.setitem(pipeline.STAGE_FUNCTIONS, "report", interrupted)
+        result = invoke("run", "--resume", "--out", run)
+    assert_one_line_error(result, match="stage 'report' was interrupted", code=130)
+    # The command it suggests is quoted for a shell, space and all.
+    assert f"continue with: edgecnn run --resume --out '{run}'" in result.stderr
+    assert json.loads((run / "run.json").read_text())["stages"]["report"]["status"] == "failed"
+    assert not (run / "report.html").exists()
+    command = shlex.split(result.stderr.split("continue with: ", 1)[1])
+    assert invoke(*command[1:]).exit_code == 0
+    assert (run / "report.html").is_file()
+
+
+def test_a_rejected_file_is_reported_and_the_run_exits_1(pipeline_run, tmp_path):
+    run = _copy_run(pipeline_run, tmp_path)
+    report_path = run / "exports" / "export_report.json"
+    report = json.loads(report_path.read_text())
+    row = next(f for f in report["files"] if f["file"] == "model_int8.tflite")
+    row.update(passed=False, failures=["agreement 99.00% < 99.50%"])
+    report["passed"] = False
+    report_path.write_text(json.dumps(report))
+    (run / "bench.json").unlink()  # bench and report run again, without the rejected file
+    result = invoke("run", "--resume", "--out", run)
+    assert_one_line_error(result, match="model_int8.tflite failed the verification gate", code=1)
+    bench = json.loads((run / "bench.json").read_text())
+    assert "model_int8.tflite" not in [r["model"] for r in bench["results"]]
+    page = (run / "report.html").read_text()
+    assert "FAIL</span> agreement 99.00% &lt; 99.50%" in page
+    assert "model_int8.onnx" in result.stdout.strip().splitlines()[-1]  # still recommended
+
+
+def test_report_without_int8_files(pipeline_run, tmp_path):
+    from edgecnn.report import write_report
+
+    run = _copy_run(pipeline_run, tmp_path)
+    for name, key in (("exports/export_report.json", "files"), ("bench.json", "results")):
+        data = json.loads((run / name).read_text())
+        data[key] = [r for r in data[key] if "int8" not in (r.get("file") or r["model"])]
+        (run / name).write_text(json.dumps(data))
+    page = write_report(run).read_text()
+    assert "No int8 file was exported in this run." in page
+    # The smallest file that passed: int8 weights with float activations.
+    assert "model_dynamic.tflite" in page.split("Recommended model", 1)[1][:200]
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"options": [], "stages": {}}', '{"options": {"foo": 1}, "stages": {}}', '{"options": {}}'],
+)
+def test_resume_from_a_damaged_run_json_is_one_line(tmp_path, content):
+    (tmp_path / "run.json").write_text(content)
+    assert_one_line_error(invoke("run", "--resume", "--out", tmp_path), match="unreadable")

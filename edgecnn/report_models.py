@@ -1,0 +1,155 @@
+"""The report's sections about the exported files: gates, benchmark, int8, how to use them."""
+
+from __future__ import annotations
+
+import shlex
+
+from edgecnn.report import E, Markup, figure, pct, table
+from edgecnn.report_sections import RunData, best_file
+
+
+def exports(run: RunData) -> str:
+    """Every exported file against the Keras model, and a chart of size and latency."""
+    rows = []
+    for f in run.export["files"]:
+        gate = Markup('<span class="pass">pass</span>')
+        if not f["passed"]:
+            gate = Markup(f'<span class="fail">FAIL</span> {E("; ".join(f["failures"]))}')
+        rows.append(
+            [
+                f["format"],
+                f["file"],
+                f"{f['size_bytes'] / 1024:,.1f}",
+                f"{f['size_ratio']:.3f}",
+                pct(f["accuracy"]),
+                f"{f['delta_pp']:+.2f}",
+                pct(f["agreement"]),
+                f"{f['max_prob_diff']:.1e}",
+                gate,
+            ]
+        )
+    keras = run.export["keras_accuracy"]
+    return (
+        f"<p>Each file was run through <code>edgecnn.runtime</code> on all "
+        f"{run.export['test_images']:,} test images and compared with the Keras model "
+        f"({pct(keras)}): a file is kept only if it passes its gate.</p>"
+        + table(
+            [
+                "format",
+                "file",
+                "KiB",
+                "size ratio",
+                "accuracy",
+                "delta (pp)",
+                "agreement",
+                "max |dp|",
+                "gate",
+            ],
+            rows,
+            numeric_from=2,
+        )
+        + figure(run.run_dir / "export_chart.png", "Size and single-image latency per file")
+    )
+
+
+def benchmark(run: RunData) -> str:
+    """Latency and throughput through the runtime, beside the bare interpreter."""
+    results = run.bench.get("results", [])
+    latency = [
+        [
+            r["model"],
+            r["backend"],
+            r["threads"] or ("all" if r["backend"] == "onnxruntime" else "-"),
+            f"{r['latency_us']['p50']:,.0f}",
+            f"{r['latency_us']['p95']:,.0f}",
+            f"{r['raw_latency_us']['p50']:,.0f}",
+            f"{r['latency_ratio']:.2f}x",
+            f"{r['cold_start_s']:.2f}",
+            f"{r['peak_rss_one_image_mb']:.0f}",
+        ]
+        for r in results
+    ]
+    sizes = run.bench.get("batch_sizes", [])
+    throughput = [
+        [r["model"]]
+        + [
+            f"{r['throughput'][str(b)]['images_per_s']:,.0f} "
+            f"({r['throughput'][str(b)]['ratio']:.2f}x)"
+            for b in sizes
+        ]
+        for r in results
+    ]
+    cores = run.bench.get("cpu_count", "?")
+    return (
+        f"<p>Measured on this machine ({cores} cores) through <code>edgecnn.runtime</code>, "
+        "interleaved with the bare interpreter in the same process so that both see the "
+        "same load. Ratio: edgecnn against raw.</p><h3>One image at a time (microseconds)</h3>"
+        + table(
+            [
+                "file",
+                "backend",
+                "threads",
+                "p50",
+                "p95",
+                "raw p50",
+                "ratio",
+                "cold start (s)",
+                "peak RSS (MB)",
+            ],
+            latency,
+            numeric_from=2,
+        )
+        + "<h3>Throughput (images per second; ratio against raw)</h3>"
+        + table(["file", *(f"batch {b}" for b in sizes)], throughput)
+    )
+
+
+def int8_changes(run: RunData) -> str:
+    """The classes whose accuracy moved most when the model went to int8."""
+    files = {(f["format"], f["precision"]): f for f in run.export["files"]}
+    parts = []
+    for (fmt, precision), f in files.items():
+        base = files.get((fmt, "float32"))
+        if precision != "int8" or not base or "per_class_accuracy" not in f:
+            continue
+        moved = sorted(
+            zip(run.labels, base["per_class_accuracy"], f["per_class_accuracy"], strict=True),
+            key=lambda t: -abs(t[2] - t[1]),
+        )[:5]
+        changed = round((1 - f["agreement"]) * run.export["test_images"])
+        rows = [
+            [
+                label,
+                pct(a, 1),
+                pct(b, 1),
+                Markup(
+                    f'<span class="{"up" if b > a else "down" if b < a else ""}">'
+                    f"{100 * (b - a):+.1f}</span>"
+                ),
+            ]
+            for label, a, b in moved
+        ]
+        parts.append(
+            f"<h3>{E(f['file'])} against {E(base['file'])}</h3><p>{changed:,} of "
+            f"{run.export['test_images']:,} test images get another top-1 class; accuracy "
+            f"{f['delta_pp']:+.2f} points overall.</p>"
+            + table(["class", "float32", "int8", "change (pp)"], rows)
+        )
+    return "".join(parts) or "<p>No int8 file was exported in this run.</p>"
+
+
+def usage(run: RunData) -> str:
+    """How to use the recommended file, as commands to copy."""
+    best = best_file(run.export["files"])
+    if best is None:
+        return "<p>No exported file passed its gate.</p>"
+    path = str(run.run_dir / "exports" / best["file"])
+    command = shlex.join(["edgecnn", "predict", path, str(run.run_dir / "sample.png")])
+    return (
+        f"<p>Classify a picture with <code>{E(best['file'])}</code> (only numpy and "
+        f"{'LiteRT' if best['format'] == 'tflite' else 'onnxruntime'} needed):</p>"
+        f"<pre>{E(command)}</pre>"
+        "<p>From Python:</p><pre>from edgecnn.runtime import load_classifier\n"
+        f"clf = load_classifier({E(repr(path))})\n"
+        'print(clf.classify("picture.png", top_k=3))</pre>'
+    )
