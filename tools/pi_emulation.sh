@@ -216,10 +216,22 @@ in_root() {
         for _ in $(seq 1 "$n"); do mount --bind "$1" "$root$2" || exit 1; shift 2; done
         exec chroot "$root" /usr/bin/env -i QEMU_CPU="$cpu" HOME=/root LANG=C.UTF-8 \
             PATH='"$VENV"'/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"'
-    local status=0
-    as_root env QEMU_CPU="$cpu" unshare --mount --propagation private --pid --fork \
+    # In the background so that a TERM or INT (a timeout, Ctrl-C) can end it: unshare
+    # ignores both while it waits, and the command, pid 1 of its namespace, ignores them
+    # too. A KILL to unshare makes --kill-child end the namespace instead of orphaning it.
+    local -a sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" env QEMU_CPU="$cpu" unshare --mount --propagation private --pid --kill-child \
         --mount-proc="$root/proc" sh -c "$script" sh "$root" "$cpu" $((${#binds[@]} / 2)) \
-        "${binds[@]}" "$@" || status=$?
+        "${binds[@]}" "$@" <&0 &
+    local pid=$! status=0
+    trap 'kill -KILL "$pid" 2>/dev/null' TERM INT
+    wait "$pid" || status=$?
+    while kill -0 "$pid" 2>/dev/null; do
+        status=0
+        wait "$pid" || status=$?
+    done
+    trap - TERM INT
     for top in "${created[@]}"; do
         [ ! -d "$top" ] || as_root find "$top" -depth -type d -empty -delete
     done
