@@ -55,10 +55,6 @@ class RunData:
         """Single-image p50 latency (us) of each benchmarked file."""
         return {r["model"]: r["latency_us"]["p50"] for r in self.bench.get("results", [])}
 
-    def passed_files(self) -> list[dict[str, Any]]:
-        """Export rows of the files that passed their gate."""
-        return [f for f in self.export["files"] if f["passed"]]
-
 
 def best_file(files: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The file to recommend: the int8 file that agrees best with Keras (then the smaller).

@@ -8,13 +8,14 @@ import shlex
 from pathlib import Path
 
 from edgecnn.errors import ConfigError
+from edgecnn.trainer.runs import MODEL_FILE
 
 RUN_FILE = "run.json"
 
 
 def check_fresh(out: Path) -> None:
     """A new run never mixes with an older run's files."""
-    if (out / RUN_FILE).exists() or (out / "model.keras").exists():
+    if (out / RUN_FILE).exists() or (out / MODEL_FILE).exists():
         raise ConfigError(
             f"{out} already holds a run; choose another --out, or continue it with: "
             f"edgecnn run --resume --out {shlex.quote(str(out))}"
