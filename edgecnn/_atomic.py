@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from edgecnn import _json
 
 # mkstemp creates files readable by their owner only; outputs get the usual permissions.
 _UMASK = os.umask(0)
@@ -66,8 +67,8 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON to ``path``."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Atomically write ``obj`` as indented, strict JSON (never NaN) to ``path``."""
+    write_text(path, _json.dumps(obj) + "\n")
 
 
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
@@ -87,3 +88,35 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
         reason = e.strerror or type(e).__name__
         raise ConfigError(f"cannot write to output folder {path}: {reason}") from None
     return path
+
+
+@contextlib.contextmanager
+def exclusive(folder: str | os.PathLike[str], what: str = "edgecnn") -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` for the block, after removing stale temporaries.
+
+    Under the lock no other edgecnn process writes to ``folder``, so any temporary file
+    of :func:`temporary_path` found there was left by a killed process (SIGKILL skips
+    every cleanup) and is removed.
+
+    Raises:
+        ConfigError: another process holds the lock.
+    """
+    import fcntl
+
+    from edgecnn.errors import ConfigError
+
+    folder = Path(folder)
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"{folder} is being written by another {what} process; wait for it to finish"
+            ) from None
+        for stale in folder.glob(".*.tmp*"):
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink(missing_ok=True)
+        yield folder
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

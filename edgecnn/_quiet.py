@@ -28,6 +28,8 @@ def native_stderr_hidden() -> Iterator[None]:
         failed = False
         try:
             yield
+        except KeyboardInterrupt:
+            raise  # the user stopped it: what the libraries printed is not the story
         except BaseException:
             failed = True
             raise

@@ -14,11 +14,11 @@ import typer
 from typer.core import TyperGroup
 
 from edgecnn import __version__
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, Interrupted, one_line, plain_os_error
 
 
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -28,6 +28,13 @@ class EdgecnnGroup(TyperGroup):
     0 success, 2 bad input (usage errors and :class:`EdgecnnError`), 130 Ctrl-C,
     1 anything unexpected (``EDGECNN_DEBUG=1`` shows its traceback).
     """
+
+    def invoke(self, ctx: Any) -> Any:  # noqa: D102
+        # Typer turns Ctrl-C into a silent exit code 130 before main() could say so.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted") from None
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # noqa: D102
         try:
@@ -46,6 +53,9 @@ class EdgecnnGroup(TyperGroup):
                 if ctx is not None:
                     hint = f" (see '{ctx.command_path} --help')"
                 _fail(f"{e.format_message()}{hint}", e.exit_code)
+            plain = plain_os_error(e)
+            if plain is not None:
+                _fail(str(plain), plain.exit_code)
             if os.environ.get("EDGECNN_DEBUG"):
                 traceback.print_exc()
             first = (str(e).strip().splitlines() or [""])[0]

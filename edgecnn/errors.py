@@ -6,6 +6,8 @@ anything else is a bug and exits with 1.
 
 from __future__ import annotations
 
+import errno
+
 
 class EdgecnnError(Exception):
     """Base of all errors edgecnn reports to users (bad input, missing data or models)."""
@@ -24,3 +26,52 @@ class ConfigError(EdgecnnError, ValueError):
 
 class DataError(EdgecnnError):
     """A dataset is missing, corrupt or truncated."""
+
+
+class Interrupted(EdgecnnError):
+    """Ctrl-C (SIGINT) stopped a command."""
+
+    exit_code = 130
+
+
+#: Conditions of the machine, not bugs: said plainly, with the path when there is one.
+_PLAIN_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EMFILE: "too many open files",
+    errno.EIO: "input/output error (a failing disk or medium)",
+}
+
+
+def plain_os_error(error: BaseException) -> EdgecnnError | None:
+    """An :class:`EdgecnnError` for an ``OSError`` that is a condition of the machine.
+
+    A full disk, a read-only file system or a missing permission is something a user
+    fixes, not a bug: it deserves a sentence rather than "unexpected OSError". ``None``
+    for every other error.
+    """
+    if not isinstance(error, OSError) or error.errno not in _PLAIN_ERRNOS:
+        return None
+    where = f" while writing {error.filename}" if error.filename else ""
+    return EdgecnnError(f"{_PLAIN_ERRNOS[error.errno]}{where}")
+
+
+def one_line(message: str) -> str:
+    """``message`` with control characters escaped, so that it prints as one line.
+
+    File names may hold newlines or terminal escape sequences; an error line must not
+    break in two or recolour a terminal.
+    """
+    out = []
+    for ch in message:
+        code = ord(ch)
+        if ch == "\n":
+            out.append("\\n")
+        elif code < 0x20 or 0x7F <= code < 0xA0 or ch in "\u2028\u2029":
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -1,0 +1,16 @@
+"""JSON as edgecnn writes it: strict, so that no file or reply ever holds NaN or Infinity."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def dumps(obj: Any, indent: int | None = 2) -> str:
+    """``obj`` as standard JSON text.
+
+    Raises:
+        ValueError: ``obj`` holds NaN or infinity, which JSON cannot express (Python's
+            default would write the non-standard ``NaN`` that other parsers reject).
+    """
+    return json.dumps(obj, indent=indent, allow_nan=False)
