@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,10 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.errors import InputError, ModelError, read_file
+from edgecnn._files import as_path
+from edgecnn.runtime import integrity
+from edgecnn.runtime.errors import (
+    MODEL_MAX_BYTES,
+    BackendUnavailable,
+    InputError,
+    ModelError,
+    read_file,
+)
 from edgecnn.runtime.images import is_image_source, load_image
-from edgecnn.runtime.metadata import ModelMetadata
-from edgecnn.runtime.preprocess import to_batch
+from edgecnn.runtime.metadata import ModelMetadata, Sidecar, read_sidecar, resolve_metadata
+from edgecnn.runtime.preprocess import softmax, to_batch
 
 
 def _litert(path: Path, data: bytes, threads: int | None) -> Any:
@@ -53,6 +62,33 @@ SUFFIXES: dict[str, tuple[str, ...]] = {
     ".onnx": ("onnxruntime",),
     ".npz": ("numpy",),
 }
+#: A probability row may miss 1 by this much (int8 outputs come in steps of 1/256).
+_SUM_TOLERANCE = 0.02
+
+
+def max_threads() -> int:
+    """The most interpreter threads a model may be given: 4 per core, at most 64.
+
+    More threads than that only slow this small network down; far more crash
+    interpreters or stall the machine.
+    """
+    return min(64, 4 * (os.cpu_count() or 1))
+
+
+def check_threads(value: Any, what: str = "num_threads") -> int | None:
+    """``value`` as a thread count in 1..:func:`max_threads`, or None (the backend's choice).
+
+    Raises:
+        InputError: not an integer, or out of range.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{what} must be an integer, got {type(value).__name__} {value!r:.20}")
+    cap = max_threads()
+    if not 1 <= value <= cap:
+        raise InputError(f"{what} must be in 1..{cap} (4 per CPU core, at most 64), got {value}")
+    return int(value)
 
 
 def _sniff(data: bytes) -> str | None:
@@ -96,50 +132,83 @@ class Classifier:
 
         Raises:
             InputError: the input cannot be images for this model.
+            ModelError: the model computed NaN, infinity, or no probability distribution.
         """
-        return self._backend.predict(self._batch(images, invert))
+        outputs = self._backend.predict(self._batch(images, invert))
+        if self.metadata.output_kind == "logits":
+            outputs = softmax(outputs)
+        return self._checked(outputs)
+
+    def _checked(self, probs: np.ndarray) -> np.ndarray:
+        """``probs``, once it is certain they are finite rows of probabilities."""
+        sums = probs.sum(axis=1)
+        low, high, smallest = float(sums.min()), float(sums.max()), float(probs.min())
+        # Written so that NaN fails every comparison.
+        if low >= 1 - _SUM_TOLERANCE and high <= 1 + _SUM_TOLERANCE and smallest >= 0:
+            return probs
+        if not np.isfinite(sums).all():
+            raise ModelError(
+                f"{self.path}: the model computed NaN or infinity; the file is damaged"
+            )
+        raise ModelError(
+            f"{self.path}: the model's outputs are not probabilities (rows sum to "
+            f"{low:.3g}..{high:.3g}, smallest {smallest:.3g}); a model that ends at logits "
+            'must say so in its metadata ("output": {"kind": "logits"})'
+        )
 
     def _batch(self, images: Any, invert: bool | None) -> np.ndarray:
         if type(images) is np.ndarray:  # the hot path: skip the picture checks
             return to_batch(images)
         if is_image_source(images):
-            images = load_image(images, invert)
+            images = self._picture(images, invert)
         elif isinstance(images, (list, tuple)) and images and all(map(is_image_source, images)):
-            images = np.stack([load_image(i, invert) for i in images])
+            images = np.stack([self._picture(i, invert) for i in images])
         return to_batch(images)
+
+    def _picture(self, source: Any, invert: bool | None) -> np.ndarray:
+        return load_image(
+            source, invert, side=self.input_shape[0], light_on_dark=self.metadata.light_on_dark
+        )
 
     def classify(
         self, image: Any, top_k: int = 3, invert: bool | None = None
     ) -> list[tuple[str, float]]:
-        """The ``top_k`` most likely labels of one image, most likely first."""
-        if not 1 <= top_k <= len(self.labels):
-            raise InputError(f"top_k must be in 1..{len(self.labels)}, got {top_k}")
+        """The ``top_k`` most likely labels of one image, most likely first.
+
+        Raises:
+            InputError: ``top_k`` is not an integer in 1..classes, or not one image.
+        """
+        k = _top_k(top_k, len(self.labels))
         batch = self._batch(image, invert)
         if len(batch) != 1:
             raise InputError(f"classify takes one image, got {len(batch)}; use predict")
-        probs = self._backend.predict(batch)[0]
-        order = np.argsort(-probs, kind="stable")[:top_k]
+        probs = self.predict(batch)[0]
+        order = np.argsort(-probs, kind="stable")[:k]
         return [(self.labels[i], float(probs[i])) for i in order]
 
 
-def load_classifier(
-    path: str | os.PathLike[str], backend: str = "auto", num_threads: int | None = None
-) -> Classifier:
-    """Load ``path`` (``.tflite``, ``.onnx`` or ``weights.npz``) with ``backend``.
+def _top_k(value: Any, classes: int) -> int:
+    if isinstance(value, bool):
+        value = None  # True is not 1
+    try:
+        k = operator.index(value)
+    except TypeError:
+        raise InputError(
+            f"top_k must be an integer, got {type(value).__name__} {value!r:.20}"
+        ) from None
+    if not 1 <= k <= classes:
+        raise InputError(f"top_k must be in 1..{classes}, got {k}")
+    return k
 
-    ``backend="auto"`` takes the first installed backend for the file's format: LiteRT,
-    then tflite-runtime, for ``.tflite``; onnxruntime for ``.onnx``; numpy for ``.npz``.
 
-    Raises:
-        ModelError: missing, empty or corrupt file, an unknown or missing backend, or a
-            model that does not take 28x28x1 images.
-    """
-    path = Path(path)
-    if backend != "auto" and backend not in BACKENDS:
-        raise ModelError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
-    if num_threads is not None and num_threads < 1:
-        raise ModelError(f"num_threads must be at least 1, got {num_threads}")
-    data = read_file(path, ModelError, "a model file")
+def _check_backend_name(backend: Any) -> str:
+    if not isinstance(backend, str) or (backend != "auto" and backend not in BACKENDS):
+        raise ModelError(f"unknown backend {backend!r:.40}; choose auto, {', '.join(BACKENDS)}")
+    return backend
+
+
+def _check_format(path: Path, data: bytes, backend: str) -> tuple[str, ...]:
+    """The backends to try for ``path``, after checking its name against its content."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ModelError(
@@ -151,20 +220,93 @@ def load_classifier(
         raise ModelError(f"{path} is a {actual} file with a {suffix} name; rename it")
     if actual is None and suffix != ".onnx":
         raise ModelError(f"{path} is not a {suffix} file (unrecognised content)")
-    candidates = SUFFIXES[suffix] if backend == "auto" else (backend,)
-    if backend != "auto" and backend not in SUFFIXES[suffix]:
+    if backend == "auto":
+        return SUFFIXES[suffix]
+    if backend not in SUFFIXES[suffix]:
         raise ModelError(
             f"the {backend} backend cannot run {suffix} files; use {' or '.join(SUFFIXES[suffix])}"
         )
-    error: ModelError | None = None
-    for name in candidates:
+    return (backend,)
+
+
+def _open_backend(path: Path, data: bytes, names: tuple[str, ...], threads: int | None) -> Any:
+    """The first backend of ``names`` that is installed, loaded with the model."""
+    missing: BackendUnavailable | None = None
+    for name in names:
         try:
-            loaded = BACKENDS[name](path, data, num_threads)
-        except ModelError as e:
-            if "pip install" not in str(e):
-                raise  # the file is bad, not the backend missing: no point trying another
-            error = error or e
-            continue
-        return Classifier(path=path, backend_name=name, metadata=loaded.metadata, _backend=loaded)
-    assert error is not None
-    raise error
+            return name, BACKENDS[name](path, data, threads)
+        except BackendUnavailable as e:
+            missing = missing or e  # the first backend's install hint is the one to give
+    assert missing is not None
+    raise missing
+
+
+def _check_bytes(data: bytes, path: Path, sidecar: Sidecar | None) -> bool:
+    """Verify the digests a file's raw bytes carry, before any interpreter parses them.
+
+    Some interpreters crash on damaged files (tflite-runtime on 32-bit ARM), so damage
+    must be caught here. Returns whether the file holds its own ``content_sha256``.
+    """
+    if sidecar is not None and sidecar.file_sha256 is not None:
+        integrity.check_file(data, sidecar.file_sha256, path, path.with_name(path.name + ".json"))
+    return integrity.check_content(data, path)
+
+
+def _check_records(path: Path, metadata: ModelMetadata, backend: Any, sealed: bool,
+                   sidecar: Sidecar | None) -> None:  # fmt: skip
+    """The integrity record the metadata promises must have been verified."""
+    record = metadata.integrity
+    if "weights_sha256" in record:
+        verify = getattr(backend, "verify_weights", None)
+        if verify is None:
+            raise ModelError(f"{path}: records a weights digest its format cannot have")
+        verify(record["weights_sha256"])
+    elif "content_sha256" in record and not sealed and sidecar is None:
+        raise ModelError(f"{path}: its metadata records a digest the file does not hold")
+
+
+def _check_contract(path: Path, metadata: ModelMetadata, backend: Any) -> None:
+    """The metadata must describe the model the file holds."""
+    if len(metadata.labels) != backend.num_classes:
+        raise ModelError(
+            f"{path}: the metadata names {len(metadata.labels)} labels for a model with "
+            f"{backend.num_classes} outputs"
+        )
+    if tuple(metadata.input_shape) != tuple(backend.input_shape):
+        raise ModelError(
+            f"{path}: the metadata says input {metadata.input_shape}, the model takes "
+            f"{backend.input_shape}"
+        )
+
+
+def load_classifier(
+    path: str | os.PathLike[str] | bytes,
+    backend: str = "auto",
+    num_threads: int | None = None,
+    check_integrity: bool = True,
+) -> Classifier:
+    """Load ``path`` (``.tflite``, ``.onnx`` or ``weights.npz``) with ``backend``.
+
+    ``backend="auto"`` takes the first installed backend for the file's format: LiteRT,
+    then tflite-runtime, for ``.tflite``; onnxruntime for ``.onnx``; numpy for ``.npz``.
+    Files exported by edgecnn record their own SHA-256, and a file that no longer matches
+    it is refused; ``check_integrity=False`` loads it anyway (for files edited on purpose).
+
+    Raises:
+        ModelError: missing, empty, damaged or corrupt file, an unknown or missing
+            backend, or a model that does not take 28x28x1 images.
+        InputError: ``path`` or ``num_threads`` is not of a usable type or value.
+    """
+    path = as_path(path, InputError, "a model file")
+    backend = _check_backend_name(backend)
+    threads = check_threads(num_threads)
+    data = read_file(path, ModelError, "a model file", MODEL_MAX_BYTES)
+    names = _check_format(path, data, backend)
+    sidecar = read_sidecar(path)
+    sealed = _check_bytes(data, path, sidecar) if check_integrity else False
+    name, loaded = _open_backend(path, data, names, threads)
+    metadata = resolve_metadata(loaded.embedded_metadata, path, sidecar)
+    if check_integrity:
+        _check_records(path, metadata, loaded, sealed, sidecar)
+    _check_contract(path, metadata, loaded)
+    return Classifier(path=path, backend_name=name, metadata=metadata, _backend=loaded)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,36 +24,51 @@ BackendOption = Annotated[
     BackendName, typer.Option(help="Interpreter to use; auto picks the first installed.")
 ]
 ThreadsOption = Annotated[
-    int | None, typer.Option(min=1, help="Interpreter threads. [default: the backend's best]")
+    int | None,
+    typer.Option(
+        min=1, help="Interpreter threads, up to 4 per core. [default: the backend's best]"
+    ),
 ]
+IntegrityOption = Annotated[
+    bool,
+    typer.Option(
+        "--integrity-check/--no-integrity-check",
+        help="Refuse a model whose bytes differ from the SHA-256 it records (a damaged or "
+        "edited file).",
+    ),
+]
+#: A .npy batch is memory-mapped, so it may be large; this only refuses absurd headers.
+NPY_MAX_BYTES = 64 << 30
 
 
-def _inputs(files: list[Path]) -> list[tuple[str, Any]]:
+def _inputs(files: list[Path], side: int) -> list[tuple[str, Any]]:
     """``(name, image)`` pairs: pictures as paths, ``.npy`` arrays split into images."""
-    import numpy as np
-
+    from edgecnn._files import check_regular_file
     from edgecnn.runtime.errors import InputError
-    from edgecnn.runtime.preprocess import to_batch
+    from edgecnn.runtime.npy import NpyError, open_npy
 
     items: list[tuple[str, Any]] = []
     for path in files:
         if path.suffix.lower() != ".npy":
             items.append((str(path), path))
             continue
+        check_regular_file(path, NPY_MAX_BYTES, InputError, "a .npy array")
         try:
-            array = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise InputError(f"{path} does not exist") from None
-        except (OSError, ValueError, EOFError) as e:
+            array = open_npy(path, NPY_MAX_BYTES)
+        except NpyError as e:
             raise InputError(f"{path} is not a readable .npy array ({e})") from None
-        try:
-            batch = to_batch(array)
-        except InputError as e:
-            raise InputError(f"{path}: {e}") from None
-        if len(batch) == 1:
+        except OSError as e:
+            raise InputError(f"cannot read {path}: {e.strerror}") from None
+        # One image, (S, S) or (S, S, 1); or a batch, (N, S, S) or (N, S, S, 1).
+        if array.shape in ((side, side), (side, side, 1)):
             items.append((str(path), array))
+        elif array.ndim in (3, 4) and array.shape[1:3] == (side, side):
+            items += [(f"{path}[{i}]", array[i]) for i in range(len(array))]
         else:
-            items += [(f"{path}[{i}]", array[i]) for i in range(len(batch))]
+            raise InputError(
+                f"{path}: images must have shape ({side}, {side}) or (N, {side}, {side}), "
+                f"optionally with a last axis of 1; got {array.shape}"
+            )
     return items
 
 
@@ -63,20 +77,31 @@ def predict_command(
     files: Annotated[
         list[Path], typer.Argument(metavar="FILE...", help="Images (PNG/JPEG/BMP) or .npy arrays.")
     ],
-    top_k: Annotated[int, typer.Option(min=1, max=10, help="Classes to list per input.")] = 3,
+    top_k: Annotated[int, typer.Option(min=1, help="Classes to list per input.")] = 3,
     backend: BackendOption = BackendName.auto,
     threads: ThreadsOption = None,
+    integrity_check: IntegrityOption = True,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Classify images with an exported model; one line per input."""
+    from edgecnn import _json
+    from edgecnn._quiet import native_stderr_hidden
     from edgecnn.runtime import load_classifier
+    from edgecnn.runtime.classifier import check_threads
     from edgecnn.runtime.errors import InputError
 
-    classifier = load_classifier(model, backend=backend.value, num_threads=threads)
+    check_threads(threads, "--threads")
+    with native_stderr_hidden():
+        classifier = load_classifier(
+            model, backend=backend.value, num_threads=threads, check_integrity=integrity_check
+        )
+    if top_k > len(classifier.labels):
+        raise InputError(f"--top-k must be in 1..{len(classifier.labels)}, got {top_k}")
     results = []
-    for name, item in _inputs(files):
+    for name, item in _inputs(files, classifier.input_shape[0]):
         try:
-            ranked = classifier.classify(item, top_k=top_k)
+            with native_stderr_hidden():
+                ranked = classifier.classify(item, top_k=top_k)
         except InputError as e:
             raise InputError(e if str(e).startswith(name) else f"{name}: {e}") from None
         results.append(
@@ -88,12 +113,8 @@ def predict_command(
             }
         )
     if as_json:
-        typer.echo(
-            json.dumps(
-                {"model": str(model), "backend": classifier.backend_name, "results": results},
-                indent=2,
-            )
-        )
+        document = {"model": str(model), "backend": classifier.backend_name, "results": results}
+        typer.echo(_json.dumps(document))
         return
     width = max(len(r["file"]) for r in results)
     for r in results:
@@ -101,6 +122,10 @@ def predict_command(
         typer.echo(
             f"{r['file']:<{width}}  {r['label']:<12s} {100 * r['confidence']:5.1f}%  [{others}]"
         )
+
+
+#: The largest batch ``bench`` builds: beyond it a benchmark measures memory, not speed.
+MAX_BENCH_BATCH = 4096
 
 
 def bench_command(
@@ -111,8 +136,10 @@ def bench_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Latency, throughput, load time and memory of each model, beside the raw interpreter."""
+    from edgecnn import _json
     from edgecnn.errors import ConfigError
     from edgecnn.runtime.bench import bench_model, format_bench
+    from edgecnn.runtime.classifier import check_threads
 
     try:
         sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
@@ -120,18 +147,21 @@ def bench_command(
         raise ConfigError(
             f"--batch-sizes takes integers like 1,32,256; got {batch_sizes}"
         ) from None
-    if not sizes or min(sizes) < 1:
-        raise ConfigError(f"--batch-sizes must be positive integers; got {batch_sizes}")
+    if not sizes or min(sizes) < 1 or max(sizes) > MAX_BENCH_BATCH:
+        raise ConfigError(
+            f"--batch-sizes must be integers in 1..{MAX_BENCH_BATCH}; got {batch_sizes}"
+        )
+    check_threads(threads, "--threads")
     results = [bench_model(m, sizes, threads, runs) for m in models]
     if as_json:
-        typer.echo(json.dumps(results, indent=2))
+        typer.echo(_json.dumps(results))
     else:
         typer.echo(format_bench(results))
 
 
 def register(app: typer.Typer) -> None:
     """Add ``edgecnn predict``, ``edgecnn bench`` and ``edgecnn serve`` to the app."""
-    from edgecnn.runtime.serve_cli import serve_command
+    from edgecnn.runtime.serve.cli import serve_command
 
     app.command("predict")(predict_command)
     app.command("bench")(bench_command)

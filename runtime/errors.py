@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+from edgecnn._files import MiB, read_regular_file
 from edgecnn.errors import EdgecnnError
+
+#: The largest files the runtime reads. Its models are a few MB at most; pictures are
+#: refused by pixel count long before this, which only stops endless or giant files.
+MODEL_MAX_BYTES = 256 * MiB
+IMAGE_MAX_BYTES = 64 * MiB
+SIDECAR_MAX_BYTES = 1 * MiB
 
 
 class InferenceError(EdgecnnError):
@@ -13,27 +19,30 @@ class InferenceError(EdgecnnError):
 
 
 class ModelError(InferenceError):
-    """A model file is missing, corrupt, of the wrong kind or shape, or lacks its interpreter."""
+    """A model file is missing, corrupt, of the wrong kind or shape, or lacks its interpreter.
+
+    Also raised when a model computes NaN, infinity or something that is not a
+    probability distribution: the file, not the input, is at fault.
+    """
+
+
+class BackendUnavailable(ModelError):
+    """The interpreter a backend needs is not installed; the message says what to install."""
 
 
 class InputError(InferenceError, ValueError):
-    """Input the model cannot classify: wrong shape, dtype or range, NaN, an unreadable image."""
+    """Input the model cannot classify, or an impossible argument.
+
+    Wrong shape, dtype or range, NaN, an unreadable or oversized picture, a ``top_k`` or
+    ``num_threads`` that is not a sensible integer.
+    """
 
 
-def read_file(path: str | os.PathLike[str], error: type[InferenceError], kind: str) -> bytes:
-    """The non-empty contents of ``path``, or ``error`` saying plainly why not.
+def read_file(
+    path: str | os.PathLike[str] | bytes, error: type[InferenceError], kind: str, limit: int
+) -> bytes:
+    """The non-empty contents of the regular file ``path``, or ``error`` saying plainly why not.
 
     ``kind`` names what the file should be ("a model file", "an image") in the message.
     """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise error(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise error(f"{path} is a directory, not {kind}") from None
-    except OSError as e:
-        raise error(f"cannot read {path}: {e.strerror}") from None
-    if not data:
-        raise error(f"{path} is empty")
-    return data
+    return read_regular_file(path, limit, error, kind)

@@ -1,24 +1,46 @@
-"""Pictures (PNG, JPEG, BMP; any size or colour mode) -> the 28x28 uint8 images the model takes.
+"""Pictures (PNG, JPEG, BMP; any size or colour mode) -> the small uint8 images a model takes.
 
 Fashion-MNIST items are light on a black background. A photo of a shoe on a white table
-is the opposite, so a picture whose border is brighter than mid-grey is inverted, unless
-the caller says otherwise. Decoding needs Pillow (``pip install "edgecnn[images]"``).
+is the opposite, so for a light-on-dark model a picture whose border is brighter than
+mid-grey is inverted, unless the caller says otherwise. Decoding needs Pillow
+(``pip install "edgecnn[images]"``).
+
+A small file can decode to a huge picture (a 95 KB PNG can hold 7000x7000 16-bit
+pixels), so the size is read from the file's header and refused above
+:data:`MAX_PIXELS` before anything is decoded. Large JPEGs are decoded at 1/2 to 1/8
+scale by the decoder itself, and every other picture is shrunk by whole-pixel boxes in
+its own mode before any conversion, so no full-size copy in a wider type is ever made.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
+import struct
 from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.errors import InputError, read_file
+from edgecnn.runtime.errors import IMAGE_MAX_BYTES, InputError, read_file
 
-#: Pictures above this many pixels are refused before they are decoded (a 20000x20000
-#: PNG would need 400 MB as greyscale and far more in RGBA).
-MAX_PIXELS = 50_000_000
+#: Decoded pixels at most (4096 x 4096). Far below Pillow's own limit (89 million),
+#: which guards against bombs, not against memory on a 1 GB Raspberry Pi: the worst
+#: picture under this limit peaks at about 100 MB (measured by ``bench/decode.py``).
+MAX_PIXELS = 4096 * 4096
+#: JPEGs are decoded at up to 1/8 scale (libjpeg's DCT scaling), so they may declare
+#: this many times more pixels than :data:`MAX_PIXELS` decode to.
+JPEG_SCALE = 8
 FORMATS = ("PNG", "JPEG", "BMP")
+#: Resampling shrinks by whole-pixel boxes first, down to this many times the target
+#: size, then resamples with Lanczos: Pillow's ``reducing_gap``, done by hand so that
+#: it happens before the colour conversions.
+REDUCING_GAP = 3.0
+#: EXIF orientation -> the transpose that makes the picture upright (as phones save it).
+_ORIENTATION = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+                6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}  # fmt: skip
+_EXIF_ORIENTATION = 0x0112
+_ADDRESS = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 def load_pillow() -> Any:
@@ -37,59 +59,205 @@ def is_image_source(obj: Any) -> bool:
     return isinstance(obj, (str, os.PathLike, bytes, bytearray, memoryview))
 
 
-def load_image(source: str | os.PathLike[str] | bytes, invert: bool | None = None) -> np.ndarray:
-    """Decode a picture into a uint8 ``(28, 28)`` image, light on dark.
+def picture_header(data: bytes) -> tuple[str, int, int] | None:
+    """``(format, width, height)`` read from a PNG, JPEG or BMP header; None if unrecognised.
+
+    Only the header is read, so a picture can be refused for its size before a decoder
+    allocates anything.
+    """
+    try:
+        if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", data[16:24])
+            return "PNG", width, height
+        if data.startswith(b"BM"):
+            (dib_size,) = struct.unpack("<I", data[14:18])
+            if dib_size == 12:  # OS/2 BITMAPCOREHEADER
+                width, height = struct.unpack("<HH", data[18:22])
+            else:
+                width, height = struct.unpack("<ii", data[18:26])
+            return "BMP", abs(width), abs(height)
+        if data.startswith(b"\xff\xd8"):
+            return _jpeg_header(data)
+    except struct.error:
+        return None
+    return None
+
+
+def _jpeg_header(data: bytes) -> tuple[str, int, int] | None:
+    """The size in the first start-of-frame marker of a JPEG."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # stand-alone markers
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7,
+                      0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):  # fmt: skip
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return "JPEG", width, height
+        if marker == 0xDA or length < 2:  # scan data before any frame: not a JPEG we read
+            return None
+        pos += 2 + length
+    return None
+
+
+def _too_large(name: str, width: int, height: int) -> InputError:
+    return InputError(
+        f"{name} is {width}x{height} pixels; the limit is {MAX_PIXELS:,} decoded pixels "
+        "(4096x4096; JPEGs are decoded at down to 1/8 scale, so may be larger)"
+    )
+
+
+def check_picture_size(data: bytes, name: str) -> str:
+    """The picture's format, after refusing it if it would decode to too many pixels.
+
+    Raises:
+        InputError: not a PNG, JPEG or BMP, or too large.
+    """
+    header = picture_header(data)
+    if header is None:
+        raise InputError(f"{name} is not a PNG, JPEG or BMP image (unrecognised content)")
+    fmt, width, height = header
+    limit = MAX_PIXELS * (JPEG_SCALE * JPEG_SCALE if fmt == "JPEG" else 1)
+    pillow_limit = getattr(load_pillow(), "MAX_IMAGE_PIXELS", None)
+    if pillow_limit:  # above it Pillow warns on stderr, or refuses
+        limit = min(limit, int(pillow_limit))
+    if width * height > limit:
+        raise _too_large(name, width, height)
+    return fmt
+
+
+def decode_picture(data: bytes, name: str, size: tuple[int, int]) -> Any:
+    """Decode ``data`` into an upright greyscale Pillow image of ``size`` (width, height).
+
+    Raises:
+        InputError: unreadable, truncated or oversized pictures.
+    """
+    image_module = load_pillow()
+    fmt = check_picture_size(data, name)
+    try:
+        with image_module.open(io.BytesIO(data), formats=[fmt]) as im:
+            if fmt == "JPEG":  # let the decoder downscale, in greyscale, for free
+                im.draft("L", (2 * size[0], 2 * size[1]))
+            if im.width * im.height > MAX_PIXELS:
+                raise _too_large(name, im.width, im.height)
+            orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+            im.load()
+            upright = size if orientation < 5 else (size[1], size[0])  # 5-8 turn 90 degrees
+            small = _shrink(_reducible(im), upright)
+    except InputError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError) as e:
+        reason = _ADDRESS.sub("", str(e)).strip() or type(e).__name__
+        if isinstance(e, image_module.UnidentifiedImageError):
+            reason = "unrecognised content"
+        raise InputError(f"{name} is not a PNG, JPEG or BMP image ({reason[:120]})") from None
+    transpose = _ORIENTATION.get(orientation)
+    if transpose is not None:  # as phones save pictures taken sideways
+        small = small.transpose(getattr(image_module.Transpose, transpose))
+    small = _greyscale(small)
+    return small.resize(size, image_module.Resampling.LANCZOS)
+
+
+def _reducible(im: Any) -> Any:
+    """``im`` in a mode Pillow can shrink: 16-bit greyscale becomes 8-bit, palettes expand."""
+    if im.mode.startswith("I"):  # 16- or 32-bit greyscale: scale, don't clip, to 8 bits
+        return _eight_bit(im)
+    if im.mode in ("P", "PA"):
+        return im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
+    if im.mode in ("L", "LA", "RGB", "RGBA"):
+        return im
+    return im.convert("RGB")  # 1, CMYK, YCbCr, La, RGBa...
+
+
+def _eight_bit(im: Any) -> Any:
+    """A 16- or 32-bit greyscale image as 8-bit "L", a band of rows at a time.
+
+    Whole, the conversion would need a full-size copy four or eight bytes per pixel.
+    """
+    image_module = load_pillow()
+    width, height = im.size
+    top = 65535
+    if not im.mode.startswith("I;16"):
+        extrema = im.getextrema()
+        top = max(65535, int(extrema[1]))
+    out = np.empty((height, width), dtype=np.uint8)
+    band = max(1, (1 << 20) // max(width, 1))
+    for y in range(0, height, band):
+        rows = np.asarray(im.crop((0, y, width, min(y + band, height))), dtype=np.int64)
+        scaled = (np.clip(rows, 0, top) * 255 + top // 2) // top
+        out[y : y + band] = scaled.astype(np.uint8)
+    return image_module.fromarray(out)
+
+
+def _shrink(im: Any, size: tuple[int, int]) -> Any:
+    """Shrink ``im`` by whole-pixel boxes to within :data:`REDUCING_GAP` of ``size``.
+
+    A band of rows at a time: Pillow's ``reduce`` makes a full-size copy of a transparent
+    picture first (to premultiply its alpha). Bands a whole number of boxes high give
+    exactly the result of reducing the picture at once.
+    """
+    fx = max(1, int(im.width / size[0] / REDUCING_GAP))
+    fy = max(1, int(im.height / size[1] / REDUCING_GAP))
+    if fx == 1 and fy == 1:
+        return im
+    image_module = load_pillow()
+    out = image_module.new(im.mode, (-(-im.width // fx), -(-im.height // fy)))
+    rows = fy * max(1, (1 << 20) // max(1, im.width * fy))  # about a megapixel per band
+    for top in range(0, im.height, rows):
+        band = im.crop((0, top, im.width, min(top + rows, im.height)))
+        out.paste(band.reduce((fx, fy)), (0, top // fy))
+    return out
+
+
+def _greyscale(im: Any) -> Any:
+    """Greyscale; transparent pictures are composited onto white first."""
+    if im.mode == "L":
+        return im
+    if im.mode in ("RGBA", "LA"):
+        image_module = load_pillow()
+        rgba = im.convert("RGBA")
+        background = image_module.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return image_module.alpha_composite(background, rgba).convert("L")
+    return im.convert("L")
+
+
+def load_image(
+    source: str | os.PathLike[str] | bytes,
+    invert: bool | None = None,
+    side: int = 28,
+    light_on_dark: bool = True,
+) -> np.ndarray:
+    """Decode a picture into a uint8 ``(side, side)`` image as the model expects it.
 
     Args:
         source: a file path, or the bytes of a PNG, JPEG or BMP file.
-        invert: ``None`` inverts when the picture's border is light (dark-on-light);
-            ``True`` or ``False`` force it.
+        invert: ``None`` decides from the picture: for a ``light_on_dark`` model, a
+            picture with a light border (dark-on-light) is inverted; otherwise pictures
+            are used as they are. ``True`` or ``False`` force it.
+        side: the model's input width and height.
+        light_on_dark: whether the model was trained on light objects on a dark
+            background (its metadata says).
 
     Raises:
         InputError: missing, empty, undecodable or oversized pictures.
     """
-    image_module = load_pillow()
     name = "image bytes"
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:
+        data = read_file(source, InputError, "an image", IMAGE_MAX_BYTES)
         name = str(source)
-        data = read_file(source, InputError, "an image")
     if not data:
         raise InputError(f"{name} is empty")
-    try:
-        with image_module.open(io.BytesIO(data), formats=FORMATS) as im:
-            width, height = im.size
-            if width * height > MAX_PIXELS:
-                raise InputError(
-                    f"{name} is {width}x{height} pixels; the limit is "
-                    f"{MAX_PIXELS // 1_000_000} megapixels"
-                )
-            if im.format == "JPEG":
-                im.draft("L", (56, 56))  # let the decoder downscale large JPEGs cheaply
-            if im.mode.startswith("I"):  # 16- or 32-bit greyscale: scale, don't clip, to 8 bits
-                wide = np.asarray(im, dtype=np.float64)
-                top = 65535.0 if im.mode.startswith("I;16") or wide.max() <= 65535 else wide.max()
-                im = image_module.fromarray(np.clip(wide / top * 255, 0, 255).astype(np.uint8))
-            elif im.mode in ("RGBA", "LA", "PA"):
-                im = _flatten(im)
-            else:
-                im = im.convert("L")
-            im = im.resize((28, 28), image_module.Resampling.LANCZOS, reducing_gap=3.0)
-            pixels = np.asarray(im, dtype=np.uint8)
-    except InputError:
-        raise
-    except (OSError, ValueError, SyntaxError, image_module.DecompressionBombError) as e:
-        raise InputError(f"{name} is not a PNG, JPEG or BMP image ({e})") from None
+    pixels = np.asarray(decode_picture(data, name, (side, side)), dtype=np.uint8)
     if invert is None:
         border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-        invert = float(border.mean()) > 127
+        invert = light_on_dark and float(border.mean()) > 127
     return 255 - pixels if invert else pixels
-
-
-def _flatten(im: Any) -> Any:
-    """Composite a transparent picture onto white, then greyscale it."""
-    image_module = load_pillow()
-    rgba = im.convert("RGBA")
-    background = image_module.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return image_module.alpha_composite(background, rgba).convert("L")

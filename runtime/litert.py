@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.errors import ModelError
-from edgecnn.runtime.metadata import METADATA_KEY, ModelMetadata, Quantization, resolve_metadata
+from edgecnn.runtime.errors import BackendUnavailable, ModelError
+from edgecnn.runtime.metadata import METADATA_KEY, Quantization
 from edgecnn.runtime.preprocess import as_float, dequantize_table, pixel_table, quantize
 from edgecnn.runtime.tflite_metadata import read_tflite_metadata
 
@@ -34,12 +34,14 @@ def default_threads() -> int:
 
 
 def import_interpreter(name: str) -> Any:
-    """The interpreter module for ``name``, or a ModelError saying what to install."""
+    """The interpreter module for ``name``, or BackendUnavailable saying what to install."""
     module, install = MODULES[name]
     try:
         return import_module(module)
     except ImportError:
-        raise ModelError(f"the {name} backend needs {module.split('.')[0]}: {install}") from None
+        raise BackendUnavailable(
+            f"the {name} backend needs {module.split('.')[0]}: {install}"
+        ) from None
 
 
 def _quantization(detail: dict[str, Any], path: Path) -> Quantization | None:
@@ -94,14 +96,12 @@ class LiteRTBackend:
             )
         if self.output_quantization is not None:
             self._code_values = dequantize_table(self.output_quantization, self._output["dtype"])
-        self.metadata = self._read_metadata()
-
-    def _read_metadata(self) -> ModelMetadata:
+        self.input_shape = (28, 28, 1)
+        self.num_classes = 10
         try:
-            embedded = read_tflite_metadata(self._data).get(METADATA_KEY)
+            self.embedded_metadata = read_tflite_metadata(data).get(METADATA_KEY)
         except ValueError:
-            embedded = None
-        return resolve_metadata(embedded, self.path)
+            self.embedded_metadata = None
 
     def _interpreter(self) -> Any:
         local = self._local

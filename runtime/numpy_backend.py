@@ -18,18 +18,24 @@ key                       shape (defaults)              meaning
 
 All arrays are float32. Convolutions use 'same' padding and stride 1; pooling is 2x2 max
 with stride 2, followed by ReLU, exactly as the Keras model.
+
+The archive is read member by member, each ``.npy`` header checked against the size the
+zip directory declares before anything is allocated, so a damaged or hostile file is a
+:class:`ModelError`, never a memory error.
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from edgecnn.runtime.errors import ModelError
-from edgecnn.runtime.metadata import resolve_metadata
+from edgecnn.runtime import integrity
+from edgecnn.runtime.errors import MODEL_MAX_BYTES, ModelError
+from edgecnn.runtime.npy import NpyError, read_member
 from edgecnn.runtime.preprocess import as_float, softmax
 
 WEIGHT_KEYS = (
@@ -38,6 +44,8 @@ WEIGHT_KEYS = (
 )  # fmt: skip
 # im2col of conv2 needs about 0.3 MB per image; chunks keep a large batch's peak memory flat.
 MAX_CHUNK = 128
+#: Weights larger than this (in absolute value) are damage, not training.
+MAX_WEIGHT = 1e6
 
 
 def _conv_same(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -59,29 +67,68 @@ def _pool_relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(pooled, 0, out=pooled)
 
 
+def read_weights(data: bytes, path: Path) -> tuple[dict[str, np.ndarray], str | None]:
+    """The float32 weight arrays and the metadata string of a ``weights.npz``'s bytes.
+
+    Raises:
+        ModelError: not a readable archive, missing or non-float arrays, damaged members.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = {info.filename: info for info in archive.infolist()}
+            missing = [k for k in WEIGHT_KEYS if f"{k}.npy" not in members]
+            if missing:
+                raise ModelError(
+                    f"{path}: not an edgecnn weights file (missing {', '.join(missing)})"
+                )
+            declared = sum(members[f"{k}.npy"].file_size for k in WEIGHT_KEYS)
+            if declared > MODEL_MAX_BYTES:
+                raise ModelError(f"{path}: its arrays claim {declared:,} bytes; not a weights file")
+            weights = {}
+            for key in WEIGHT_KEYS:
+                info = members[f"{key}.npy"]
+                with archive.open(info) as stream:
+                    array = read_member(stream, info.file_size, MODEL_MAX_BYTES // 4)
+                with np.errstate(over="ignore"):  # 1e300 becomes inf, refused below
+                    weights[key] = array.astype(np.float32)
+            metadata = None
+            if "metadata.npy" in members:
+                info = members["metadata.npy"]
+                with archive.open(info) as stream:
+                    metadata = str(read_member(stream, info.file_size, 1, kinds="U"))
+    except ModelError:
+        raise
+    except NpyError as e:
+        raise ModelError(f"{path}: a weight array is damaged ({e})") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
+            ValueError, NotImplementedError, RuntimeError, UnicodeDecodeError) as e:  # fmt: skip
+        # NotImplementedError: a damaged directory names an unknown compression method.
+        raise ModelError(f"{path}: not a readable weights.npz ({type(e).__name__}: {e})") from None
+    return weights, metadata
+
+
 class NumpyBackend:
     """Runs ``weights.npz`` with numpy alone; stateless, so safe from any number of threads."""
 
     name = "numpy"
 
-    def __init__(self, path: Path, data: bytes | None = None, num_threads: int | None = None):
+    def __init__(self, path: Path, data: bytes, num_threads: int | None = None) -> None:
         self.path = path
         self.threads = None  # numpy's BLAS decides
-        try:
-            with np.load(io.BytesIO(data) if data else path, allow_pickle=False) as npz:
-                missing = [k for k in WEIGHT_KEYS if k not in npz.files]
-                if missing:
-                    raise ModelError(
-                        f"{path}: not an edgecnn weights file (missing {', '.join(missing)})"
-                    )
-                self._w = {k: np.asarray(npz[k], dtype=np.float32) for k in WEIGHT_KEYS}
-                meta = str(npz["metadata"]) if "metadata" in npz.files else None
-        except ModelError:
-            raise
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-            raise ModelError(f"{path}: not a readable weights.npz ({e})") from None
+        self._w, self.embedded_metadata = read_weights(data, path)
+        self._check_values()
         self._check_shapes()
-        self.metadata = resolve_metadata(meta, path)
+        self.input_shape = (28, 28, 1)
+        self.num_classes = int(self._w["logits.bias"].shape[0])
+
+    def _check_values(self) -> None:
+        for key, array in self._w.items():
+            if not np.isfinite(array).all():
+                raise ModelError(f"{self.path}: {key} holds NaN or infinity; the file is damaged")
+            if array.size and float(np.abs(array).max()) > MAX_WEIGHT:
+                raise ModelError(
+                    f"{self.path}: {key} holds values above {MAX_WEIGHT:g}; the file is damaged"
+                )
 
     def _check_shapes(self) -> None:
         w = self._w
@@ -102,6 +149,14 @@ class NumpyBackend:
                 f"{self.path}: weights do not form the edgecnn network for 28x28x1 "
                 f"images and 10 classes ({shapes})"
             )
+
+    def verify_weights(self, expected: str) -> None:
+        """Compare the weights with the digest recorded in the metadata.
+
+        Raises:
+            ModelError: they differ.
+        """
+        integrity.check_weights(self._w, WEIGHT_KEYS, expected, self.path)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Logits ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images."""

@@ -7,20 +7,29 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.errors import ModelError
-from edgecnn.runtime.metadata import METADATA_KEY, resolve_metadata
+from edgecnn.runtime.errors import BackendUnavailable, ModelError
+from edgecnn.runtime.metadata import METADATA_KEY
+from edgecnn.runtime.onnx_scan import MalformedProtobuf, uses_external_data
 from edgecnn.runtime.preprocess import as_float
+
+# Large batches run in chunks: onnxruntime would otherwise allocate every intermediate
+# tensor for the whole batch (9.4 GB for 100,000 images).
+MAX_CHUNK = 256
 
 
 def import_onnxruntime() -> Any:
-    """onnxruntime, or a ModelError saying what to install."""
+    """onnxruntime, or BackendUnavailable saying what to install."""
     try:
         import onnxruntime
     except ImportError:
-        raise ModelError(
+        raise BackendUnavailable(
             'the onnxruntime backend needs onnxruntime: pip install "edgecnn[onnx]"'
         ) from None
     return onnxruntime
+
+
+def _first_line(error: Exception, default: str) -> str:
+    return ((str(error).strip().splitlines() or [default])[0])[:200]
 
 
 class OnnxBackend:
@@ -31,6 +40,15 @@ class OnnxBackend:
     def __init__(self, path: Path, data: bytes, num_threads: int | None = None) -> None:
         ort = import_onnxruntime()
         self.path = path
+        try:
+            external = uses_external_data(data)
+        except MalformedProtobuf as e:
+            raise ModelError(f"{path}: not a valid ONNX model ({e})") from None
+        if external:
+            raise ModelError(
+                f"{path}: a tensor keeps its data in another file (ONNX external data); "
+                "edgecnn never writes such models and refuses to read files they name"
+            )
         options = ort.SessionOptions()
         self.threads = num_threads or 0  # 0: onnxruntime's choice, one per physical core
         options.intra_op_num_threads = self.threads
@@ -41,8 +59,9 @@ class OnnxBackend:
                 data, sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as e:  # onnxruntime raises its own pybind exception types
-            first = (str(e).strip().splitlines() or ["unreadable"])[0]
-            raise ModelError(f"{path}: not a valid ONNX model ({first[:200]})") from None
+            raise ModelError(
+                f"{path}: not a valid ONNX model ({_first_line(e, 'unreadable')})"
+            ) from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(
@@ -57,20 +76,29 @@ class OnnxBackend:
             )
         if inputs[0].type != "tensor(float)":
             raise ModelError(f"{path}: model input type is {inputs[0].type}, expected float")
+        self.input_shape = (28, 28, 1)
+        self.num_classes = 10
         self._input_name, self._output_name = inputs[0].name, outputs[0].name
         try:
-            embedded = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+            self.embedded_metadata = self._session.get_modelmeta().custom_metadata_map.get(
+                METADATA_KEY
+            )
         except (UnicodeDecodeError, RuntimeError) as e:
             raise ModelError(f"{path}: unreadable model metadata ({e})") from None
-        self.metadata = resolve_metadata(embedded, path)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images in [0, 1]."""
+        if len(x) <= MAX_CHUNK:
+            return self._run(x)
+        return np.concatenate(
+            [self._run(x[i : i + MAX_CHUNK]) for i in range(0, len(x), MAX_CHUNK)]
+        )
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
         try:
             result = self._session.run([self._output_name], {self._input_name: as_float(x)})[0]
         except Exception as e:  # onnxruntime's own exception types; the model is at fault
-            first = (str(e).strip().splitlines() or ["failed"])[0]
             raise ModelError(
-                f"{self.path}: onnxruntime cannot run this model ({first[:200]})"
+                f"{self.path}: onnxruntime cannot run this model ({_first_line(e, 'failed')})"
             ) from None
         return np.asarray(result, dtype=np.float32)

@@ -40,10 +40,11 @@ def to_batch(images: Any, side: int = IMAGE_SIDE) -> np.ndarray:
         arr = np.asarray(images)
     except (ValueError, TypeError) as e:
         raise InputError(f"cannot read input as an array: {e}") from None
-    if arr.dtype == np.bool_ or not (
-        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
-    ):
+    # By kind, not issubdtype: timedelta64 counts as an integer there.
+    if arr.dtype.kind not in "uif":
         raise InputError(f"images must be uint8 or float arrays, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise InputError(f"empty batch: no images to classify (got shape {arr.shape})")
     shape = arr.shape
     if shape in ((side, side), (side, side, 1)):
         arr = arr.reshape(1, side, side, 1)
@@ -54,9 +55,7 @@ def to_batch(images: Any, side: int = IMAGE_SIDE) -> np.ndarray:
             f"images must have shape ({side}, {side}), (N, {side}, {side}) or "
             f"(N, {side}, {side}, 1); got {shape}"
         )
-    if arr.shape[0] == 0:
-        raise InputError("empty batch: no images to classify")
-    if np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype.kind in "ui":
         if arr.dtype != np.uint8:
             lo, hi = int(arr.min()), int(arr.max())
             if lo < 0 or hi > 255:

@@ -13,10 +13,19 @@ import struct
 _MODEL_BUFFERS, _MODEL_METADATA = 4, 6
 
 
+_MAX_ENTRIES = 1000  # a model has a handful of metadata entries; a damaged count is not looped
+
+
+def _in_bounds(buf: bytes, pos: int, size: int) -> int:
+    if not 0 <= pos <= len(buf) - size:
+        raise IndexError(f"offset {pos} outside the {len(buf)}-byte file")
+    return pos
+
+
 class _Table:
     def __init__(self, buf: bytes, pos: int) -> None:
-        self.buf, self.pos = buf, pos
-        vtable = pos - struct.unpack_from("<i", buf, pos)[0]
+        self.buf, self.pos = buf, _in_bounds(buf, pos, 4)
+        vtable = _in_bounds(buf, pos - struct.unpack_from("<i", buf, pos)[0], 4)
         self.vt_len = struct.unpack_from("<H", buf, vtable)[0]
         self.vtable = vtable
 
@@ -25,7 +34,7 @@ class _Table:
         if entry >= self.vt_len:
             return None
         off = struct.unpack_from("<H", self.buf, self.vtable + entry)[0]
-        return self.pos + off if off else None
+        return _in_bounds(self.buf, self.pos + off, 1) if off else None
 
     def scalar(self, index: int, fmt: str, default: int = 0) -> int:
         at = self._field(index)
@@ -39,8 +48,10 @@ class _Table:
         at = self._field(index)
         if at is None:
             return None
-        start = self._indirect(at)
-        return start + 4, struct.unpack_from("<I", self.buf, start)[0]
+        start = _in_bounds(self.buf, self._indirect(at), 4)
+        length = struct.unpack_from("<I", self.buf, start)[0]
+        _in_bounds(self.buf, start + 4, length)
+        return start + 4, length
 
     def string(self, index: int) -> str | None:
         vec = self.vector(index)
@@ -65,6 +76,8 @@ def read_tflite_metadata(data: bytes) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
         if meta is None or buffers is None:
             return out
+        if meta[1] > _MAX_ENTRIES:
+            raise ValueError(f"corrupt TFLite flatbuffer: {meta[1]} metadata entries")
         for i in range(meta[1]):
             entry = model.table_at(meta[0], i)
             name = entry.string(0) or ""
@@ -74,7 +87,7 @@ def read_tflite_metadata(data: bytes) -> dict[str, bytes]:
             buffer = model.table_at(buffers[0], index)
             offset, size = buffer.scalar(1, "Q"), buffer.scalar(2, "Q")
             if offset > 1:  # large models keep buffers after the flatbuffer
-                out[name] = data[offset : offset + size]
+                out[name] = data[_in_bounds(data, offset, size) : offset + size]
             else:
                 vec = buffer.vector(0)
                 out[name] = b"" if vec is None else data[vec[0] : vec[0] + vec[1]]
