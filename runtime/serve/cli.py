@@ -7,17 +7,17 @@ from typing import Annotated
 
 import typer
 
-from edgecnn.runtime.cli import BackendName, BackendOption, ModelArg
-
-#: Large enough for a phone photo; the limit is what a connection may hold in memory.
-DEFAULT_MAX_BODY = 4 * 1024 * 1024
-DEFAULT_MAX_CONNECTIONS = 16
+from edgecnn.runtime.cli import BackendName, BackendOption, IntegrityOption, ModelArg
 
 
 def serve_command(
     model: ModelArg,
     host: Annotated[
-        str, typer.Option(help="Address to listen on; 0.0.0.0 serves other machines too.")
+        str,
+        typer.Option(
+            help="Address to listen on; 0.0.0.0 serves every machine that can reach this "
+            "one, without authentication."
+        ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = 8080,
     threads: Annotated[
@@ -30,16 +30,35 @@ def serve_command(
     ] = None,
     max_body_bytes: Annotated[
         int, typer.Option(min=1, help="Larger bodies are refused (413) unread.")
-    ] = DEFAULT_MAX_BODY,
+    ] = 4 * 1024 * 1024,
     max_connections: Annotated[
         int,
         typer.Option(
             min=1,
-            help="Open connections at most; more clients wait to be accepted. Bounds memory "
-            "to about this times --max-body-bytes.",
+            max=4096,
+            help="Open connections at most. Beyond it, a new client replaces the connection "
+            "idle longest (else the one slowest to send its request).",
         ),
-    ] = DEFAULT_MAX_CONNECTIONS,
+    ] = 256,
+    max_buffered_bytes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Memory for bodies being received, over all connections; a request that "
+            "would exceed it gets 503.",
+        ),
+    ] = 64 * 1024 * 1024,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            max=3600,
+            help="Seconds a request's head and body may take to arrive, from its first "
+            "byte; slower requests get 408.",
+        ),
+    ] = 10.0,
     backend: BackendOption = BackendName.auto,
+    integrity_check: IntegrityOption = True,
     access_log: Annotated[
         bool, typer.Option("--access-log", help="One line per request on stderr.")
     ] = False,
@@ -52,23 +71,47 @@ def serve_command(
     """
     from edgecnn._quiet import native_stderr_hidden
     from edgecnn.runtime import load_classifier
+    from edgecnn.runtime.classifier import check_threads
     from edgecnn.runtime.litert import default_threads
-    from edgecnn.runtime.serve import make_server, serve_until_signalled
-    from edgecnn.runtime.service import ClassifierService
+    from edgecnn.runtime.serve.server import (
+        Limits,
+        is_loopback,
+        make_server,
+        serve_until_signalled,
+    )
+    from edgecnn.runtime.serve.service import ClassifierService
 
-    workers = threads or default_threads()
+    workers = check_threads(threads, "--threads") or default_threads()
     # Every worker's interpreter is made here, so LiteRT's banner is hidden once for all.
     with native_stderr_hidden():
-        classifier = load_classifier(model, backend=backend.value, num_threads=1)
+        classifier = load_classifier(
+            model, backend=backend.value, num_threads=1, check_integrity=integrity_check
+        )
         service = ClassifierService(classifier, workers)
+    limits = Limits(
+        max_connections=max_connections,
+        max_body_bytes=max_body_bytes,
+        max_buffered_bytes=max(max_buffered_bytes, max_body_bytes),
+        request_timeout=request_timeout,
+    )
     try:
-        server = make_server(service, host, port, max_connections, max_body_bytes, access_log)
+        server = make_server(service, host, port, limits, access_log)
     except BaseException:
         service.close()
         raise
-    typer.echo(
-        f"serving {Path(model).name} ({classifier.backend_name}, {workers} workers) "
-        f"on {server.url} ; Ctrl-C or SIGTERM stops"
-    )
-    reason = serve_until_signalled(server)
+    if not is_loopback(server):
+        typer.echo(
+            f"warning: listening on {host}: any machine that can reach this one can use the "
+            "model, and edgecnn serve has no authentication or TLS; put a reverse proxy in "
+            "front, or keep --host 127.0.0.1",
+            err=True,
+        )
+
+    def started() -> None:
+        typer.echo(
+            f"serving {Path(model).name} ({classifier.backend_name}, {workers} workers) "
+            f"on {server.url} ; Ctrl-C or SIGTERM stops"
+        )
+
+    reason = serve_until_signalled(server, on_started=started)
     typer.echo(f"stopped on {reason} after {service.counters.requests} requests")

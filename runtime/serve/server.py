@@ -1,164 +1,394 @@
-"""``edgecnn serve``'s HTTP server: the standard library's, bounded, and stopped gracefully.
+"""``edgecnn serve``'s HTTP server: one asyncio loop reads and writes, a thread pool classifies.
 
-One thread per open connection reads requests and writes replies; the classifying is done
-by :class:`~edgecnn.runtime.service.ClassifierService`'s fixed pool of workers. Memory
-stays bounded however many clients call: at most ``max_connections`` connections are
-open (the rest wait in the listen backlog), each holding at most one body of
-``max_body_bytes``, and at most ``workers`` pictures are decoded at once.
+Slow or idle clients must not take the service offline, so no thread waits on a socket:
+the event loop reads every connection, and a request reaches the worker pool only once
+its whole body has arrived. What a client can hold is bounded:
+
+* time: the head and body of a request must arrive within ``request_timeout`` of its
+  first byte (else 408), and a connection idle between requests is closed after
+  ``idle_timeout``;
+* connections: at most ``max_connections`` are open; a new one beyond that replaces the
+  connection idle for longest, else the one that has been reading its request longest,
+  so a newcomer is always answered;
+* memory: bodies being received reserve their declared length from a budget of
+  ``max_buffered_bytes`` (503 when it is spent), and decoding happens only in the
+  ``workers`` threads.
+
+SIGTERM or Ctrl-C stops accepting, closes idle connections, lets requests in flight
+finish (up to :data:`GRACE_SECONDS`), and returns.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
-import http.server
 import os
 import signal
 import socket
-import socketserver
 import sys
-import threading
 import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.serve_handler import Handler
-from edgecnn.runtime.service import ClassifierService
+from edgecnn.runtime.errors import InputError, ModelError
+from edgecnn.runtime.serve import http
+from edgecnn.runtime.serve.http import HttpError, Request
+from edgecnn.runtime.serve.service import ClassifierService, RequestError
 
-#: Seconds in-flight requests get to finish after SIGTERM before the process exits anyway.
+#: Seconds in-flight requests get to finish after SIGTERM before the server stops anyway.
 GRACE_SECONDS = 10.0
+#: A keep-alive connection with no new request for this long is closed.
+IDLE_TIMEOUT = 15.0
+#: After refusing a body unread, keep reading (and dropping) it this long before closing,
+#: so that the client reads the refusal instead of a connection reset.
+LINGER_SECONDS = 2.0
+#: Endpoints and the methods each answers.
+ROUTES: dict[str, tuple[str, ...]] = {
+    "/classify": ("POST",),
+    "/health": ("GET", "HEAD"),
+    "/metadata": ("GET", "HEAD"),
+}
+_TOP_K = "^[0-9]{1,4}$"
 
 
 class ServeError(EdgecnnError):
     """The server cannot start: the address is taken, forbidden or unknown."""
 
 
-class ClassifierServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    """A threading HTTP server with a cap on open connections and a graceful :meth:`stop`."""
+@dataclass(frozen=True)
+class Limits:
+    """What one client may hold: time, connections, memory."""
 
-    daemon_threads = True
-    # Bursts of clients connect at once; the default backlog of 5 makes the rest retry
-    # their SYN a second later.
-    request_queue_size = 128
+    max_connections: int = 256
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_buffered_bytes: int = 64 * 1024 * 1024
+    request_timeout: float = 10.0
+    idle_timeout: float = IDLE_TIMEOUT
+
+
+class _Connection:
+    """One open connection's state, for eviction and graceful stop."""
+
+    __slots__ = ("writer", "phase", "since", "reserved")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.phase = "idle"  # idle (between requests) -> reading -> working -> idle
+        self.since = time.monotonic()
+        self.reserved = 0  # bytes of the body budget this connection's request holds
+
+    def enter(self, phase: str) -> None:
+        self.phase, self.since = phase, time.monotonic()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.transport.abort()
+
+
+class ClassifierServer:
+    """The listening socket, its connections, and the routes to the service."""
 
     def __init__(
         self,
-        address: tuple[Any, ...],
-        family: socket.AddressFamily,
+        sock: socket.socket,
         service: ClassifierService,
-        max_connections: int,
-        max_body_bytes: int,
+        limits: Limits,
         access_log: bool = False,
     ) -> None:
-        self.address_family = family
+        self.sock = sock
         self.service = service
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits
         self.access_log = access_log
         self.stopping = False
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._lock = threading.Condition()
-        self._open = 0
-        self._busy = 0
-        self._idle: set[socket.socket] = set()
-        super().__init__(address, Handler)
-
-    def server_bind(self) -> None:
-        """Bind without HTTPServer's reverse DNS lookup, which can stall a device offline."""
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        self._connections: set[_Connection] = set()
+        self._buffered = 0
+        self._closed: asyncio.Event | None = None
 
     @property
     def url(self) -> str:
         """``http://host:port/`` of the listening socket (the real port if 0 was asked)."""
-        host = self.server_address[0]
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.server_address[1]}/"
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Start a connection's thread once a slot is free; until then stop accepting."""
-        while not self._slots.acquire(timeout=0.2):
-            if self.stopping:
-                self.shutdown_request(request)
-                return
-        with self._lock:
-            self._open += 1
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._closed()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:  # noqa: D102
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._closed()
-
-    def _closed(self) -> None:
-        with self._lock:
-            self._open -= 1
-            self._lock.notify_all()
-        self._slots.release()
-
-    def wait_for_request(self, conn: socket.socket) -> bool:
-        """Mark ``conn`` idle between requests; False if the server is stopping."""
-        with self._lock:
-            if self.stopping:
-                return False
-            self._idle.add(conn)
-            return True
-
-    def request_started(self, conn: socket.socket) -> None:
-        """Mark ``conn`` busy: a request line has arrived, and it will be answered."""
-        with self._lock:
-            self._idle.discard(conn)
-            self._busy += 1
-
-    def request_done(self) -> None:
-        """A request started on some connection has been answered (or abandoned)."""
-        with self._lock:
-            self._busy -= 1
+        host, port = self.sock.getsockname()[:2]
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
     @property
     def in_flight(self) -> int:
-        """Requests being handled now: read, queued, classified or answered."""
-        return self._busy
+        """Requests whose head has arrived and that are not answered yet."""
+        return sum(c.phase != "idle" for c in self._connections)
 
-    def _wake_idle(self) -> None:
-        # An idle keep-alive connection is blocked reading the next request line:
-        # shutting its read side ends that read, and its thread closes it.
-        for conn in self._idle:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RD)
-        self._idle.clear()
+    # -- lifecycle ---------------------------------------------------------------------
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away is not worth a traceback; anything else gets one line."""
-        error = sys.exc_info()[1]
-        if isinstance(error, (ConnectionError, TimeoutError)):
-            return
-        print(f"error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
-
-    def stop(self, grace: float = GRACE_SECONDS) -> None:
-        """Stop accepting, close idle connections, let in-flight requests finish."""
-        with self._lock:
+    async def serve(self, stop: asyncio.Event, grace: float = GRACE_SECONDS) -> None:
+        """Serve until ``stop`` is set, then stop gracefully."""
+        self._closed = asyncio.Event()
+        server = await asyncio.start_server(
+            self._connection, sock=self.sock, limit=http.MAX_HEAD_BYTES + 1024
+        )
+        try:
+            await stop.wait()
+        finally:
             self.stopping = True
-            self._wake_idle()
-        self.shutdown()
-        self.server_close()
-        deadline = time.monotonic() + grace
-        with self._lock:
-            self._wake_idle()
-            while self._open and (left := deadline - time.monotonic()) > 0:
-                self._lock.wait(left)
-        self.service.close()
+            server.close()
+            for conn in list(self._connections):
+                if conn.phase == "idle":
+                    conn.abort()
+            deadline = time.monotonic() + grace
+            while self._connections and time.monotonic() < deadline:
+                self._closed.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), deadline - time.monotonic())
+            for conn in list(self._connections):
+                conn.abort()
+            await server.wait_closed()
+
+    def _make_room(self) -> bool:
+        """Close one connection if all slots are taken; False if none can be closed."""
+        if len(self._connections) < self.limits.max_connections:
+            return True
+        for phase in ("idle", "reading"):
+            candidates = [c for c in self._connections if c.phase == phase]
+            if candidates:
+                min(candidates, key=lambda c: c.since).abort()
+                return True
+        return False
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                          ) -> None:  # fmt: skip
+        if not self._make_room():
+            writer.write(http.reply(503, {"error": "server busy; retry"}, close=True))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.drain(), 1.0)
+            writer.close()
+            return
+        conn = _Connection(writer)
+        self._connections.add(conn)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # a reply is written at once; Nagle would hold it back
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while not self.stopping:
+                conn.enter("idle")
+                if not await self._exchange(conn, reader, writer):
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
+            pass
+        except Exception as e:  # a bug here must not take the server down with it
+            print(f"error: unexpected {type(e).__name__}: {e}", file=sys.stderr)
+            if os.environ.get("EDGECNN_DEBUG"):
+                traceback.print_exc()
+        finally:
+            self._connections.discard(conn)
+            writer.close()
+            if self._closed is not None:
+                self._closed.set()
+
+    # -- one request ---------------------------------------------------------------------
+
+    async def _exchange(self, conn: _Connection, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> bool:  # fmt: skip
+        """Read one request and answer it; whether the connection stays open."""
+        limits = self.limits
+        first = await self._first_byte(reader)
+        if first is None:
+            return False
+        conn.enter("reading")
+        deadline = time.monotonic() + limits.request_timeout
+        started = time.perf_counter()
+        request: Request | None = None
+        try:
+            head = first + await _before(deadline, reader.readuntil(b"\r\n\r\n"))
+            request = http.parse_head(head)
+            status, document, extra, unread = await self._respond(
+                request, reader, writer, deadline, conn
+            )
+        except asyncio.LimitOverrunError:
+            status, document, extra, unread = 431, {"error": "request head too large"}, {}, True
+        except asyncio.TimeoutError:
+            message = f"the request did not arrive within {limits.request_timeout:g} s"
+            status, document, extra, unread = 408, {"error": message}, {}, True
+        except HttpError as e:
+            status, document, extra, unread = e.status, {"error": str(e)}, {}, e.close
+        finally:
+            self._buffered -= conn.reserved
+            conn.reserved = 0
+        keep = not unread and not self.stopping and request is not None and request.keep_alive
+        head_only = request is not None and request.method == "HEAD"
+        writer.write(http.reply(status, document, head_only=head_only, close=not keep,
+                                extra=extra))  # fmt: skip
+        await _before(time.monotonic() + limits.request_timeout, writer.drain())
+        self.service.counters.count(status, classified=status == 200 and "top_k" in document)
+        if self.access_log:
+            self._log(writer, request, status, started)
+        if unread:
+            await self._linger(reader, writer)
+        return keep
+
+    async def _first_byte(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The first byte of the next request (blank lines before it skipped), or None."""
+        while True:
+            try:
+                byte = await asyncio.wait_for(reader.read(1), self.limits.idle_timeout)
+            except asyncio.TimeoutError:
+                return None
+            if byte not in (b"\r", b"\n"):
+                return byte or None
+
+    async def _respond(
+        self,
+        request: Request,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        deadline: float,
+        conn: _Connection,
+    ) -> tuple[int, dict[str, Any], dict[str, str], bool]:
+        """``(status, document, extra headers, body left unread)`` for one request."""
+        allowed = ROUTES.get(request.path)
+        if allowed is None or request.method not in allowed:
+            unread = not await self._discard_body(request, reader, deadline)
+            if allowed is None:
+                endpoints = ", ".join(f"{m[0]} {p}" for p, m in ROUTES.items())
+                return 404, {"error": f"no endpoint {request.path}; {endpoints}"}, {}, unread
+            message = f"{request.path} takes {' or '.join(allowed)}"
+            return 405, {"error": message}, {"Allow": ", ".join(allowed)}, unread
+        if request.path == "/classify":
+            return await self._classify(request, reader, writer, deadline, conn)
+        unread = not await self._discard_body(request, reader, deadline)
+        if request.path == "/health":
+            status = "stopping" if self.stopping else "ok"
+            # Not counting this request itself.
+            document = {**self.service.health(status), "in_flight": self.in_flight - 1}
+        else:
+            document = self.service.metadata()
+        return 200, document, {}, unread
+
+    async def _classify(
+        self,
+        request: Request,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        deadline: float,
+        conn: _Connection,
+    ) -> tuple[int, dict[str, Any], dict[str, str], bool]:
+        try:
+            top_k = _top_k(request.query)
+            body = await self._read_body(request, reader, writer, deadline, conn)
+        except RequestError as e:
+            return e.status, {"error": str(e)}, {}, True
+        conn.enter("working")
+        try:
+            future = self.service.submit(body, top_k, request.header("Content-Type") or "")
+            document = await asyncio.wrap_future(future)
+        except RequestError as e:
+            return e.status, {"error": str(e)}, {}, False
+        except InputError as e:
+            return 400, {"error": str(e)}, {}, False
+        except ModelError as e:
+            return 500, {"error": str(e)}, {}, False
+        except Exception as e:
+            print(f"error: unexpected {type(e).__name__}: {e}", file=sys.stderr)
+            if os.environ.get("EDGECNN_DEBUG"):
+                traceback.print_exc()
+            return 500, {"error": f"internal error ({type(e).__name__})"}, {}, False
+        return 200, document, {}, False
+
+    async def _read_body(self, request: Request, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter, deadline: float, conn: _Connection
+                         ) -> bytes:  # fmt: skip
+        """The body, once its length is known to fit the limits.
+
+        Raises:
+            RequestError: 411 without a length, 413 too large, 503 no memory budget left.
+        """
+        length = request.content_length()
+        if length is None:
+            raise RequestError(411, "Content-Length is required")
+        limit = self.limits.max_body_bytes
+        if length > limit:
+            raise RequestError(
+                413, f"body of {length} bytes is over the limit of {limit} (--max-body-bytes)"
+            )
+        if self._buffered + length > self.limits.max_buffered_bytes:
+            raise RequestError(503, "server busy receiving other bodies; retry")
+        self._buffered += length
+        conn.reserved += length
+        if request.expects_continue:
+            writer.write(http.CONTINUE)
+        try:
+            return await _before(deadline, reader.readexactly(length))
+        except asyncio.IncompleteReadError as e:
+            raise RequestError(
+                400, f"body ended after {len(e.partial)} of {length} bytes"
+            ) from None
+
+    async def _discard_body(self, request: Request, reader: asyncio.StreamReader,
+                            deadline: float) -> bool:  # fmt: skip
+        """Read and drop a body nobody asked for; False if it was left unread."""
+        try:
+            length = request.content_length()
+        except HttpError:
+            return False
+        if not length:
+            return True
+        if length > self.limits.max_body_bytes:
+            return False
+        left = length
+        while left:
+            chunk = await _before(deadline, reader.read(min(left, 65536)))
+            if not chunk:
+                return False
+            left -= len(chunk)
+        return True
+
+    async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Half-close, then drop what the client still sends, for :data:`LINGER_SECONDS`."""
+        with contextlib.suppress(Exception):
+            if writer.can_write_eof():
+                writer.write_eof()
+            end = time.monotonic() + LINGER_SECONDS
+            while await _before(end, reader.read(65536)):
+                pass
+
+    def _log(self, writer: asyncio.StreamWriter, request: Request | None, status: int,
+             started: float) -> None:  # fmt: skip
+        peer = (writer.get_extra_info("peername") or ("-",))[0]
+        line = f"{request.method} {request.target[:200]}" if request else "(unparsed request)"
+        ms = (time.perf_counter() - started) * 1000
+        print(f'{peer} "{line}" {status} {ms:.1f}ms', file=sys.stderr, flush=True)
+
+
+async def _before(deadline: float, awaitable: Awaitable[Any]) -> Any:
+    """``awaitable``'s result, or asyncio.TimeoutError once ``deadline`` has passed."""
+    return await asyncio.wait_for(awaitable, max(0.0, deadline - time.monotonic()))
+
+
+def _top_k(query: str) -> int:
+    """``top_k`` from the query string: plain ASCII digits only.
+
+    Raises:
+        RequestError: 400 for an unknown parameter or a value that is not an integer.
+    """
+    import re
+
+    params = parse_qs(query, keep_blank_values=True)
+    unknown = set(params) - {"top_k"}
+    if unknown:
+        raise RequestError(400, f"unknown query parameter {sorted(unknown)[0]!r:.40}; use top_k")
+    raw = params.get("top_k", ["3"])[-1]
+    if not re.match(_TOP_K, raw, flags=re.ASCII) or raw != raw.strip():
+        raise RequestError(400, f"top_k must be an integer, got {raw[:20]!r}")
+    return int(raw)
 
 
 def make_server(
     service: ClassifierService,
     host: str,
     port: int,
-    max_connections: int,
-    max_body_bytes: int,
+    limits: Limits,
     access_log: bool = False,
 ) -> ClassifierServer:
     """Bind a :class:`ClassifierServer` to ``host:port`` (0: any free port).
@@ -168,14 +398,16 @@ def make_server(
     """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as e:
-        raise ServeError(f"cannot listen on {host!r}: {e.strerror}") from None
+    except (socket.gaierror, UnicodeError) as e:
+        raise ServeError(f"cannot listen on {host!r}: {getattr(e, 'strerror', e)}") from None
     family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        return ClassifierServer(
-            address, family, service, max_connections, max_body_bytes, access_log
-        )
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)  # bursts of clients connect at once
     except OSError as e:
+        sock.close()
         reason = {
             errno.EADDRINUSE: f"port {port} on {host} is already in use; stop the other "
             "server or pick another --port",
@@ -184,30 +416,47 @@ def make_server(
             errno.EADDRNOTAVAIL: f"{host} is not an address of this machine",
         }.get(e.errno or 0, f"cannot listen on {host}:{port}: {e.strerror or e}")
         raise ServeError(reason) from None
+    sock.setblocking(False)
+    return ClassifierServer(sock, service, limits, access_log)
 
 
-def serve_until_signalled(server: ClassifierServer, grace: float = GRACE_SECONDS) -> str:
+def is_loopback(server: ClassifierServer) -> bool:
+    """Whether only this machine can reach ``server``."""
+    import ipaddress
+
+    host = server.sock.getsockname()[0]
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    return False
+
+
+def serve_until_signalled(
+    server: ClassifierServer,
+    grace: float = GRACE_SECONDS,
+    on_started: Callable[[], None] | None = None,
+) -> str:
     """Serve until SIGTERM or SIGINT, then stop gracefully; the signal's name.
 
-    Must run in the main thread (only it may install signal handlers). The accept loop
-    runs in a thread of its own because ``shutdown`` cannot be called from inside it.
+    Must run in the main thread (only it may install signal handlers).
     """
     received: list[str] = []
-    stop = threading.Event()
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        received.append(signal.Signals(signum).name)
-        stop.set()
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
+        if on_started is not None:
+            loop.call_soon(on_started)
+        try:
+            await server.serve(stop, grace)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
-    stop_signals = [signal.SIGINT, signal.SIGTERM] if os.name == "posix" else [signal.SIGINT]
-    previous = {sig: signal.signal(sig, on_signal) for sig in stop_signals}
-    loop = threading.Thread(target=server.serve_forever, name="edgecnn-accept", daemon=True)
-    loop.start()
     try:
-        while not stop.wait(0.5) and loop.is_alive():
-            pass
+        asyncio.run(main())
     finally:
-        server.stop(grace)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return received[0] if received else "the accept loop ending"
+        server.service.close()
+        server.sock.close()
+    return received[0] if received else "the server stopping"

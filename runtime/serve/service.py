@@ -1,17 +1,17 @@
 """What ``edgecnn serve`` answers, apart from HTTP: request bodies in, JSON documents out.
 
 A fixed pool of workers does the decoding and inference, so however many connections
-wait, at most ``workers`` pictures are being decoded and classified at once, and each
-worker keeps the one interpreter the runtime gives its thread.
+wait, at most ``workers`` pictures are being decoded and classified at once (which bounds
+the memory decoding takes to ``workers`` times the worst picture under the pixel limit),
+and each worker keeps the one interpreter the runtime gives its thread.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 from edgecnn.runtime.classifier import Classifier
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.images import load_pillow
+from edgecnn.runtime.npy import NpyError, parse_npy
 
 #: What a body's first bytes say it is.
 MAGIC: dict[bytes, str] = {
@@ -28,7 +29,7 @@ MAGIC: dict[bytes, str] = {
     b"BM": "bmp",
     b"\x93NUMPY": "npy",
 }
-ACCEPTED = "a PNG, JPEG or BMP picture, or a .npy array of one 28x28 image"
+ACCEPTED = "a PNG, JPEG or BMP picture, or a .npy array of one image"
 
 
 class RequestError(Exception):
@@ -56,38 +57,19 @@ def body_kind(body: bytes, content_type: str = "") -> str:
     raise RequestError(415, f"unsupported content: expected {ACCEPTED}{hint}")
 
 
-def read_npy(body: bytes, max_items: int = 28 * 28) -> np.ndarray:
-    """The array in a ``.npy`` file's bytes, refusing it before allocating if it is too big.
+def read_npy(body: bytes, side: int) -> np.ndarray:
+    """The one image in a ``.npy`` body, refused before anything is allocated if it is not.
 
-    ``np.load`` would allocate whatever shape the header claims, so the header is checked
-    against ``max_items`` and the body's real length first.
+    The header's shape is checked against ``side`` x ``side`` and the body's real length
+    first: ``np.load`` would allocate whatever the header claims.
 
     Raises:
-        RequestError: 400 for a malformed, object-dtype, oversized or truncated array.
+        RequestError: 400 for a malformed, non-numeric, oversized or truncated array.
     """
-    fmt = np.lib.format
-    stream = io.BytesIO(body)
     try:
-        version = fmt.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(stream)
-        else:
-            raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
-    except (ValueError, TypeError, SyntaxError) as e:
+        return parse_npy(body, side * side, lambda: f"send one {side}x{side} image")
+    except NpyError as e:
         raise RequestError(400, f"not a readable .npy array ({e})") from None
-    if dtype.hasobject or dtype.fields is not None:
-        raise RequestError(400, f"the .npy array has dtype {dtype}; send uint8 or float")
-    items = int(np.prod(shape, dtype=np.int64))
-    if items > max_items:
-        raise RequestError(400, f"the .npy array has shape {shape}; send one 28x28 image")
-    data = body[stream.tell() :]
-    if len(data) != items * dtype.itemsize:
-        raise RequestError(
-            400, f"the .npy array is truncated: {len(data)} of {items * dtype.itemsize} bytes"
-        )
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
 @dataclass
@@ -128,7 +110,7 @@ class ClassifierService:
         with contextlib.suppress(InputError):  # no Pillow: pictures get that error later
             load_pillow().preinit()  # import the decoders before the first picture
         barrier = threading.Barrier(self.workers)
-        blank = np.zeros((28, 28), np.uint8)
+        blank = np.zeros(self.classifier.input_shape[:2], np.uint8)
 
         def warm() -> None:
             barrier.wait(timeout=60)
@@ -137,21 +119,28 @@ class ClassifierService:
         for job in [self._pool.submit(warm) for _ in range(self.workers)]:
             job.result()
 
-    def classify(self, body: bytes, top_k: int, content_type: str = "") -> dict[str, Any]:
-        """Classify one picture or ``.npy`` body on a worker; the reply document.
+    def submit(self, body: bytes, top_k: int, content_type: str = "") -> Future[dict[str, Any]]:
+        """Check a body, then classify it on a worker; the future of the reply document.
 
         Raises:
             RequestError: the body is not something this service classifies.
-            InputError: the picture or array cannot be an image for the model.
         """
         if not 1 <= top_k <= len(self.classifier.labels):
             raise RequestError(400, f"top_k must be in 1..{len(self.classifier.labels)}")
         kind = body_kind(body, content_type)
-        return self._pool.submit(self._classify, body, kind, top_k).result()
+        return self._pool.submit(self._classify, body, kind, top_k)
 
     def _classify(self, body: bytes, kind: str, top_k: int) -> dict[str, Any]:
+        """The reply document (runs on a worker).
+
+        Raises:
+            RequestError: a malformed ``.npy`` body.
+            InputError: the picture or array cannot be an image for the model.
+            ModelError: the model failed on it.
+        """
         start = time.perf_counter()
-        image: Any = read_npy(body) if kind == "npy" else body
+        side = self.classifier.input_shape[0]
+        image: Any = read_npy(body, side) if kind == "npy" else body
         ranked = self.classifier.classify(image, top_k=top_k)
         latency_ms = (time.perf_counter() - start) * 1000
         return {
