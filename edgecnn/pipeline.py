@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from edgecnn import __version__, _atomic
 from edgecnn.environment import describe_environment
-from edgecnn.errors import ConfigError, EdgecnnError
+from edgecnn.errors import ConfigError, EdgecnnError, plain_os_error
 from edgecnn.run_dirs import RUN_FILE
 
 BENCH_FILE = "bench.json"
@@ -298,6 +298,9 @@ def _failure(e: BaseException) -> tuple[str, int]:
     """One line about ``e`` and the exit code it deserves."""
     if isinstance(e, KeyboardInterrupt):
         return "interrupted", 130
+    plain = plain_os_error(e)
+    if plain is not None:
+        e = plain
     if isinstance(e, EdgecnnError):
         # The trainer's own Ctrl-C message suggests 'edgecnn train --resume': not here.
         return ("interrupted" if e.exit_code == 130 else str(e)), e.exit_code

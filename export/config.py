@@ -21,17 +21,22 @@ class Gate:
     max_prob_diff: float | None = None
 
     def failures(self, row: dict[str, Any]) -> list[str]:
-        """Why ``row`` (a verification result) fails this gate; empty if it passes."""
+        """Why ``row`` (a verification result) fails this gate; empty if it passes.
+
+        Every test is written so that a NaN measurement fails it.
+        """
         why = []
-        if row["agreement"] < self.min_agreement:
+        if not row["agreement"] >= self.min_agreement:
             why.append(
                 f"top-1 agreement {100 * row['agreement']:.2f}% < {100 * self.min_agreement:.2f}%"
             )
-        if self.max_accuracy_drop_pp is not None and -row["delta_pp"] > self.max_accuracy_drop_pp:
+        if self.max_accuracy_drop_pp is not None and not (
+            -row["delta_pp"] <= self.max_accuracy_drop_pp
+        ):
             why.append(
                 f"accuracy dropped {-row['delta_pp']:.2f} pp > {self.max_accuracy_drop_pp:.2f} pp"
             )
-        if self.max_prob_diff is not None and row["max_prob_diff"] > self.max_prob_diff:
+        if self.max_prob_diff is not None and not row["max_prob_diff"] <= self.max_prob_diff:
             why.append(
                 f"max probability difference {row['max_prob_diff']:.2e} > {self.max_prob_diff:.0e}"
             )
@@ -77,10 +82,12 @@ class ExportConfig:
             raise ConfigError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be >= 0, got {self.seed}")
-        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
-            raise ConfigError("--max-accuracy-drop must be >= 0 percentage points")
-        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1.01:
-            raise ConfigError("--min-agreement is a fraction in [0, 1]")
+        # Written so that NaN fails: a NaN threshold would make the gate unfailable.
+        drop = self.max_accuracy_drop
+        if drop is not None and not (0 <= drop <= 100):
+            raise ConfigError(f"--max-accuracy-drop must be 0..100 percentage points, got {drop}")
+        if self.min_agreement is not None and not (0 <= self.min_agreement <= 1.01):
+            raise ConfigError(f"--min-agreement is a fraction in [0, 1], got {self.min_agreement}")
 
     def targets(self) -> list[tuple[str, str]]:
         """``(format, precision)`` of every model file to write, in order."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,10 +19,11 @@ from edgecnn._quiet import native_stderr_hidden
 from edgecnn.export.config import ExportConfig
 from edgecnn.export.report import format_table
 from edgecnn.export.verify import compare, verify_file
+from edgecnn.runtime import integrity
 from edgecnn.runtime.metadata import METADATA_KEY, ModelMetadata, sidecar_path
 from edgecnn.runtime.preprocess import softmax
 from edgecnn.trainer.data import VALIDATION_SIZE, Dataset, load_dataset, to_float
-from edgecnn.trainer.runs import resolve_model
+from edgecnn.trainer.runs import ModelSource, resolve_model
 
 SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "numpy": ".npz"}
 # The exact int8 ONNX recipe; measured choices, see README "Export" for the numbers.
@@ -71,7 +73,27 @@ def calibration_images(data: Dataset, config: ExportConfig) -> tuple[np.ndarray,
 
 
 def _metadata(base: ModelMetadata, precision: str, quantization: dict[str, Any]) -> ModelMetadata:
-    return ModelMetadata(**{**base.__dict__, "precision": precision, "quantization": quantization})
+    """The file's metadata, with a placeholder digest that :func:`integrity.seal` fills in."""
+    return dataclasses.replace(
+        base,
+        precision=precision,
+        quantization=quantization,
+        integrity={"content_sha256": integrity.PLACEHOLDER},
+    )
+
+
+def _sealed(data: bytes, meta: ModelMetadata) -> tuple[bytes, ModelMetadata]:
+    """The file with its own digest written in, and the metadata that records it."""
+    data = integrity.seal(data)
+    return data, dataclasses.replace(
+        meta, integrity={"content_sha256": integrity.content_digest(data) or ""}
+    )
+
+
+def sidecar_document(meta: ModelMetadata, name: str, data: bytes) -> dict[str, Any]:
+    """``<file>.json``: the metadata, and the whole file's name, size and SHA-256."""
+    record = {"name": name, "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return {**meta.to_dict(), "file": record}
 
 
 def _tflite_io_quantization(flatbuffer: bytes) -> dict[str, Any]:
@@ -120,7 +142,7 @@ def _convert(
         elif precision == "float16":
             quant = {"scheme": "float16 weights, float32 computation"}
         meta = _metadata(base, precision, quant)
-        return to_tflite.embed_metadata(data, METADATA_KEY, meta.to_json().encode()), meta
+        return _sealed(to_tflite.embed_metadata(data, METADATA_KEY, meta.to_json().encode()), meta)
     if fmt == "onnx":
         from edgecnn.export import to_onnx
 
@@ -138,11 +160,10 @@ def _convert(
                 "calibration": {**calib_summary, "method": config.calib_method},
             }
         meta = _metadata(base, precision, quant)
-        return to_onnx.set_metadata(data, METADATA_KEY, meta.to_json()), meta
+        return _sealed(to_onnx.set_metadata(data, METADATA_KEY, meta.to_json()), meta)
     from edgecnn.export import to_numpy
 
-    meta = _metadata(base, "float32", {})
-    return to_numpy.convert(model, meta.to_json()), meta
+    return to_numpy.convert(model, dataclasses.replace(base, precision="float32"))
 
 
 def export_model(
@@ -159,14 +180,26 @@ def export_model(
     the full test set, then renamed to its final name if it passes its gate or to
     ``<name>.rejected`` if not. Returns the report also saved as ``export_report.json``.
     """
-    from edgecnn.trainer.evaluate import load_keras_model
-
-    stream = stream or sys.stdout
     started = time.perf_counter()
     source = resolve_model(target)
     out = _atomic.ensure_writable_dir(
         out_dir or (source.run_dir or source.model_path.parent) / "exports"
     )
+    with _atomic.exclusive(out, "edgecnn export"):
+        return _export_into(out, source, config, data_dir, stream or sys.stdout, on_file, started)
+
+
+def _export_into(
+    out: Path,
+    source: ModelSource,
+    config: ExportConfig,
+    data_dir: str | Path | None,
+    stream: TextIO,
+    on_file: Callable[[dict[str, Any]], None] | None,
+    started: float,
+) -> dict[str, Any]:
+    from edgecnn.trainer.evaluate import load_keras_model
+
     model = load_keras_model(source.model_path)
     dataset = source.config.dataset if source.config else "fashion"
     data = load_dataset(dataset, data_dir)
@@ -211,8 +244,8 @@ def export_model(
             row["passed"] = not row["failures"]
             if row["passed"]:
                 # Sidecar first: a crash between the two renames leaves the old model with
-                # new metadata beside it, and the metadata embedded in the model wins.
-                _atomic.write_text(sidecar_path(final), meta.to_json())
+                # a new sidecar beside it, which then refuses it (its SHA-256 differs).
+                _atomic.write_json(sidecar_path(final), sidecar_document(meta, name, data_bytes))
                 os.replace(tmp, final)
             else:
                 # An older file of this name came from another export: removing it keeps

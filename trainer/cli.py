@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from edgecnn.errors import ConfigError
 from edgecnn.trainer.config import ModelConfig, TrainConfig
+from edgecnn.trainer.runs import check_out_dir
 
 
 class DatasetName(str, Enum):
@@ -49,7 +53,6 @@ def _config_overrides(**options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _resume_config(out: Path, train_over: dict[str, Any], model_over: dict[str, Any]) -> Any:
-    from edgecnn.errors import ConfigError
     from edgecnn.trainer.runs import read_checkpoint_state
 
     state = read_checkpoint_state(out)
@@ -105,15 +108,32 @@ def train_command(
     filter_size2: Annotated[int | None, typer.Option(min=1, help=_default("filter_size2"))] = None,
     num_filters2: Annotated[int | None, typer.Option(min=1, help=_default("num_filters2"))] = None,
     fc_size: Annotated[int | None, typer.Option(min=1, help=_default("fc_size"))] = None,
-    out: Annotated[Path, typer.Option(help="Run directory to write.")] = Path("runs/latest"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory to write. [default: a new runs/<timestamp>, with runs/latest "
+            "pointing at it]"
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
             "--resume", help="Continue an interrupted run in --out from its last checkpoint."
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace a model already trained in --out (never an 'edgecnn run')."
+        ),
+    ] = False,
 ) -> None:
-    """Train the tutorial CNN; writes model.keras, config.json, history.json, metrics.json."""
+    """Train the tutorial CNN; writes model.keras, config.json, history.json, metrics.json.
+
+    Each training goes to a new runs/<timestamp> unless --out names a folder; a folder
+    that already holds a trained model is refused unless --force, and a folder of
+    'edgecnn run' always.
+    """
     train_over, model_over = _config_overrides(
         dataset=dataset.value if dataset else None,
         epochs=epochs,
@@ -128,6 +148,10 @@ def train_command(
         num_filters2=num_filters2,
         fc_size=fc_size,
     )
+    if resume and out is None:
+        raise ConfigError("--resume needs the --out folder of the training to continue")
+    if out is not None:
+        check_out_dir(out, resume, force)
     if resume:
         if augment:  # compared with the saved run's augmentation, whatever its dataset
             train_over["augment_shift"] = 2
@@ -137,16 +161,37 @@ def train_command(
             train_over["augment_shift"] = 2
             train_over["augment_flip"] = train_over.get("dataset", "fashion") == "fashion"
         config = TrainConfig(model=ModelConfig(**model_over), **train_over)
-    # Checked before TensorFlow's slow import so that bad input is answered at once.
-    from edgecnn._atomic import ensure_writable_dir
+    # Checked before TensorFlow's slow import (and before any folder is made) so that bad
+    # input is answered at once.
     from edgecnn.trainer.data import locate_dataset
 
-    ensure_writable_dir(out)
     locate_dataset(config.dataset, data_dir)
+    with _output_folder(out) as folder:
+        from edgecnn.trainer.train import train
 
-    from edgecnn.trainer.train import train
+        train(config, folder, data_dir=data_dir, resume=resume)
 
-    train(config, out, data_dir=data_dir, resume=resume)
+
+@contextlib.contextmanager
+def _output_folder(out: Path | None) -> Iterator[Path]:
+    """``out``, or a new ``runs/<timestamp>`` that ``runs/latest`` then points at.
+
+    A folder this command created is removed again if training fails before writing
+    anything into it.
+    """
+    from edgecnn._atomic import ensure_writable_dir
+    from edgecnn.run_folder import new_run_dir, point_latest
+
+    created = out is None or not out.exists()
+    folder = new_run_dir() if out is None else ensure_writable_dir(out)
+    try:
+        yield folder
+    except BaseException:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+    if out is None and point_latest(folder) is None:
+        typer.echo(f"note: {folder.parent / 'latest'} is not a link: left as it is")
 
 
 def evaluate_command(

@@ -11,6 +11,8 @@ Search order for the four files (``train-images-idx3-ubyte.gz`` and friends, gzi
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import struct
 import zlib
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn._files import read_regular_file
 from edgecnn.errors import DataError
 from edgecnn.runtime.labels import LABELS
 
@@ -61,24 +64,29 @@ class Dataset:
         return TITLES[self.name]
 
 
+#: The largest IDX file read (uncompressed): MNIST-sized sets are 47 MB, EMNIST 0.6 GB.
+IDX_MAX_BYTES = 4 << 30
+
+
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read one IDX file of unsigned bytes (gzipped or not) into an array of its shape.
 
     Raises:
-        DataError: the file is unreadable, not IDX, not uint8, or truncated. The message
-            names the file.
+        DataError: the file is unreadable, not a regular file, not IDX, not uint8, or
+            truncated. The message names the file.
     """
     path = Path(path)
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError, zlib.error) as e:
-        # gzip raises EOFError on a cut-off stream and BadGzipFile (an OSError) on garbage.
-        reason = "the gzip stream is cut off" if isinstance(e, EOFError) else str(e)
-        raise DataError(f"{path}: cannot read: {reason}") from None
+    raw = read_regular_file(path, IDX_MAX_BYTES, DataError, "an IDX file")
+    if path.suffix == ".gz":
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+                raw = f.read(IDX_MAX_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as e:
+            # gzip raises EOFError on a cut-off stream and BadGzipFile (an OSError) on garbage.
+            reason = "the gzip stream is cut off" if isinstance(e, EOFError) else str(e)
+            raise DataError(f"{path}: cannot read: {reason}") from None
+        if len(raw) > IDX_MAX_BYTES:
+            raise DataError(f"{path}: decompresses to more than {IDX_MAX_BYTES >> 30} GiB")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DataError(f"{path}: not an IDX file (bad magic number)")
     if raw[2] != _UBYTE:
@@ -88,7 +96,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if ndim == 0 or len(raw) < header:
         raise DataError(f"{path}: IDX header is truncated or has no dimensions")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(dims, dtype=np.int64))
+    expected = math.prod(dims)  # Python integers: an int64 product could wrap to 0
     found = len(raw) - header
     if found != expected:
         what = "truncated" if found < expected else "longer than its header says"
@@ -112,6 +120,11 @@ def _idx_files(folder: Path) -> dict[str, Path] | None:
     if all(found.values()):
         return found  # type: ignore[return-value]
     return None
+
+
+def _missing_idx(folder: Path) -> list[str]:
+    """The IDX files ``folder`` lacks, by their usual names."""
+    return [f"{stem}[.gz]" for stem in _STEMS.values() if _idx_file(folder, stem) is None]
 
 
 def _keras_home() -> Path:
@@ -187,7 +200,11 @@ def _download(name: str) -> tuple[np.ndarray, ...] | None:
 def _not_found_message(name: str, data_dir: str | os.PathLike[str] | None) -> str:
     ways = []
     if data_dir is not None:
-        ways.append(f"{data_dir} has no IDX files")
+        missing = _missing_idx(Path(data_dir).expanduser())
+        if len(missing) < len(_STEMS):
+            ways.append(f"{data_dir} lacks {', '.join(missing)}")
+        else:
+            ways.append(f"{data_dir} has no IDX files")
     if name in DEBIAN_PACKAGES:
         ways.append(f"install them with 'sudo apt-get install {DEBIAN_PACKAGES[name]}'")
     ways.append(

@@ -19,6 +19,7 @@ from edgecnn.trainer.metrics import (
     classification_metrics,
     format_confusion_matrix,
 )
+from edgecnn.trainer.model import LAYER_NAMES
 from edgecnn.trainer.runs import ModelError, resolve_model
 
 keras = import_keras()
@@ -40,6 +41,8 @@ def load_keras_model(path: Path) -> Any:
     Raises:
         ModelError: the file is not a loadable Keras model of that shape.
     """
+    if not path.is_file():
+        raise ModelError(f"{path} is not a regular file")
     if path.stat().st_size == 0:
         raise ModelError(f"{path} is empty")
     if not zipfile.is_zipfile(path):
@@ -56,6 +59,13 @@ def load_keras_model(path: Path) -> Any:
         )
     if tuple(model.output_shape[1:]) != (10,):
         raise ModelError(f"{path} outputs shape {model.output_shape[1:]}; expected 10 classes")
+    names = {layer.name for layer in model.layers}
+    missing = [name for name in LAYER_NAMES if name not in names]
+    if missing:
+        raise ModelError(
+            f"{path} is not an edgecnn network: it has no layer named {missing[0]} "
+            f"(edgecnn models have {', '.join(LAYER_NAMES)})"
+        )
     return model
 
 

@@ -7,8 +7,8 @@ from typing import Any
 from edgecnn.trainer._tf import import_keras
 from edgecnn.trainer.config import ModelConfig
 
-#: Layer names the evaluator, exporter and plots look up.
-CONV_LAYERS = ("conv1", "conv2")
+#: Layer names the evaluator and the exporter look up; a model without them is not ours.
+LAYER_NAMES = ("conv1", "relu1", "conv2", "relu2", "fc1", "logits")
 
 
 def build_model(config: ModelConfig | None = None) -> Any:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecnn._files import MiB, read_regular_file
 from edgecnn.errors import ConfigError, EdgecnnError
+from edgecnn.run_folder import CONFIG_FILE, MODEL_FILE, RUN_FILE, STATE_FILE
 from edgecnn.runtime.errors import ModelError  # one error type for bad models, in every stage
 from edgecnn.trainer.config import TrainConfig
 
-MODEL_FILE = "model.keras"
-#: Written after every completed epoch; names that epoch's checkpoint file.
-STATE_FILE = "checkpoint.json"
+__all__ = ["MODEL_FILE", "STATE_FILE", "ModelSource", "check_out_dir", "resolve_model"]
+
+#: What ``checkpoint.json`` may name: a checkpoint file inside the run folder, no path.
+CHECKPOINT_NAME = re.compile(r"checkpoint-e\d{3,6}\.keras")
 
 
 @dataclass(frozen=True)
@@ -40,32 +44,74 @@ def resolve_model(target: str | Path) -> ModelSource:
             )
     elif target.is_file():
         model_path, run_dir = target, None
+    elif target.exists():
+        raise ModelError(f"{target} is not a regular file (a device, pipe or socket)")
     else:
         raise ModelError(f"{target} does not exist")
     config = None
-    config_path = model_path.parent / "config.json"
+    config_path = model_path.parent / CONFIG_FILE
     if config_path.is_file():
         try:
-            config = TrainConfig.from_dict(json.loads(config_path.read_text()))
-        except (ValueError, OSError, EdgecnnError):
+            raw = read_regular_file(config_path, MiB, ConfigError, "a configuration file")
+            config = TrainConfig.from_dict(json.loads(raw))
+        except (ValueError, OSError, TypeError, RecursionError, EdgecnnError):
             config = None  # an unrelated or older config.json: fall back to the defaults
     return ModelSource(model_path=model_path, run_dir=run_dir, config=config)
 
 
+def check_out_dir(out: Path, resume: bool, force: bool) -> None:
+    """``edgecnn train --out`` never silently replaces a model or touches a pipeline's run.
+
+    Raises:
+        ConfigError: ``out`` belongs to ``edgecnn run``; or it holds a trained model or an
+            interrupted training and neither ``--resume`` nor ``--force`` was given.
+    """
+    if (out / RUN_FILE).exists():
+        raise ConfigError(
+            f"{out} is a run of 'edgecnn run' and edgecnn train does not change it; continue "
+            f"it with 'edgecnn run --resume --out {out}', or train into another --out"
+        )
+    if resume or force:
+        return
+    if (out / MODEL_FILE).exists():
+        raise ConfigError(
+            f"{out} already holds a trained {MODEL_FILE}; train into another --out (or leave "
+            "--out out for a new runs/<timestamp>), or pass --force to replace it"
+        )
+    if (out / STATE_FILE).exists():
+        raise ConfigError(
+            f"{out} holds an interrupted training; continue it with 'edgecnn train --resume "
+            f"--out {out}', or pass --force to start over"
+        )
+
+
 def read_checkpoint_state(out_dir: Path) -> dict[str, Any]:
-    """The state saved after the last completed epoch in ``out_dir``.
+    """The state saved after the last completed epoch in ``out_dir``, checked.
 
     Raises:
         ConfigError: there is no usable checkpoint to resume from.
     """
     path = out_dir / STATE_FILE
+    if not path.exists():
+        raise ConfigError(f"nothing to resume: {path} does not exist")
+    raw = read_regular_file(path, MiB, ConfigError, "a checkpoint record")
     try:
-        state = json.loads(path.read_text())
-        checkpoint = out_dir / state["checkpoint"]
-    except FileNotFoundError:
-        raise ConfigError(f"nothing to resume: {path} does not exist") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        state = json.loads(raw)
+        name = state["checkpoint"]
+        epoch = state["epoch"]
+        if not isinstance(name, str) or not CHECKPOINT_NAME.fullmatch(name):
+            raise ValueError(f"checkpoint {name!r:.60} is not a checkpoint file of this folder")
+        if type(epoch) is not int or epoch < 1:
+            raise ValueError(f"epoch {epoch!r:.20} is not a completed epoch")
+        if not isinstance(state.get("history"), list) or len(state["history"]) != epoch:
+            raise ValueError("its history does not match its epoch")
+        if not isinstance(state.get("best_val_accuracy"), (int, float)):
+            raise ValueError("no best validation accuracy")
+        if not isinstance(state.get("train_seconds"), (int, float)):
+            raise ValueError("no training time")
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise ConfigError(f"cannot resume: {path} is unreadable ({e})") from None
+    checkpoint = out_dir / name
     if not checkpoint.is_file():
         raise ConfigError(f"cannot resume: checkpoint {checkpoint} is missing")
     return state

@@ -104,7 +104,17 @@ def train(
         EdgecnnError: bad configuration, missing data, unwritable ``out_dir``.
     """
     out = _atomic.ensure_writable_dir(out_dir)
-    stream = stream or sys.stdout
+    with _atomic.exclusive(out, "edgecnn train"):
+        return _train_into(out, config, data_dir, resume, stream or sys.stdout)
+
+
+def _train_into(
+    out: Path,
+    config: TrainConfig,
+    data_dir: str | Path | None,
+    resume: bool,
+    stream: TextIO,
+) -> TrainResult:
 
     def say(line: str) -> None:
         stream.write(line + "\n")
@@ -135,12 +145,16 @@ def train(
         ]:
             (out / stale).unlink(missing_ok=True)
     else:
+        checkpoint = out / state["checkpoint"]
         try:
-            model = keras.models.load_model(out / state["checkpoint"])
-            history, best_val = state["history"], state["best_val_accuracy"]
-            start_epoch, train_seconds = state["epoch"], state["train_seconds"]
-        except (KeyError, TypeError, ValueError, OSError) as e:
-            raise ConfigError(f"cannot resume from {out}: damaged checkpoint ({e})") from None
+            model = keras.models.load_model(checkpoint)
+        except Exception as e:  # Keras raises many types for a damaged archive
+            raise ConfigError(
+                f"cannot resume: checkpoint {checkpoint} is damaged ({type(e).__name__}); "
+                "start over with --force"
+            ) from None
+        history, best_val = state["history"], state["best_val_accuracy"]
+        start_epoch, train_seconds = state["epoch"], state["train_seconds"]
         say(f"Resuming from {out / state['checkpoint']} (epoch {start_epoch} of {config.epochs})")
     _atomic.write_json(out / "config.json", config.to_dict())
 
