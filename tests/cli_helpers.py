@@ -39,3 +39,14 @@ def run_cli_without(args, forbidden):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return done
+
+
+def interruptible():
+    """``preexec_fn`` for a child that will get SIGINT: Ctrl-C back to its default.
+
+    A shell starting the tests in the background (``nohup ... &``) makes them ignore
+    SIGINT, and children inherit that; Python then never raises KeyboardInterrupt.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -111,7 +111,9 @@ def pipeline_run(tmp_path_factory, fashion_dir):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(exporter, "_convert", failing_convert)
-        failed = invoke("run", "--epochs", 1, "--train-subset", 20_000, "--bench-runs", 50, *args)
+        # Two epochs: after one, a few hundred near-ties make int8 agreement a coin toss
+        # around the 99% gate on some CPUs.
+        failed = invoke("run", "--epochs", 2, "--train-subset", 20_000, "--bench-runs", 50, *args)
     exports_after_failure = sorted(p.name for p in (out / "exports").iterdir())
     model_sha = hashlib.sha256((out / "model.keras").read_bytes()).hexdigest()
     state_after_failure = json.loads((out / "run.json").read_text())

@@ -30,7 +30,7 @@ EXPORTED = [
 
 def test_a_failed_stage_stops_the_run_with_one_line_and_keeps_earlier_stages(pipeline_run):
     assert_one_line_error(
-        pipeline_run.failed, match="stage 'export' failed: unexpected OSError", code=1
+        pipeline_run.failed, match="stage 'export' failed: no space left on the device", code=2
     )
     assert "continue with: edgecnn run --resume --out" in pipeline_run.failed.stderr
     stages = pipeline_run.failed_state["stages"]
@@ -39,7 +39,7 @@ def test_a_failed_stage_stops_the_run_with_one_line_and_keeps_earlier_stages(pip
         "done",
         "failed",
     ]
-    assert "No space left on device" in stages["export"]["error"]
+    assert stages["export"]["error"] == "no space left on the device"
     assert "bench" not in stages and "report" not in stages
     # Two files were converted and verified before the failure; nothing half-written stays.
     assert len(pipeline_run.exports_tried_before_failure) == 3

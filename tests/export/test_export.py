@@ -141,7 +141,10 @@ def test_metadata_is_embedded_and_beside(exported, name):
     assert meta.source_sha256 == digest
     assert meta.edgecnn_version
     sidecar = json.loads((exported.out / f"{name}.json").read_text())
-    assert sidecar == meta.to_dict()
+    data = (exported.out / name).read_bytes()
+    record = {"name": name, "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert sidecar == {**meta.to_dict(), "file": record}
+    assert meta.schema == 2 and meta.integrity
     if "int8" in name:
         assert meta.precision == "int8"
         assert meta.quantization["calibration"]["split"] == "train"
@@ -159,6 +162,7 @@ def test_metadata_from_the_sidecar_alone(exported, tmp_path):
     bare = tmp_path / "bare.onnx"
     onnx.save(proto, bare)
     sidecar = json.loads((exported.out / "model_float32.onnx.json").read_text())
+    del sidecar["file"]  # written by hand, for a file edited by hand: no SHA-256 to check
     sidecar["labels"] = [f"class {i}" for i in range(10)]
     (tmp_path / "bare.onnx.json").write_text(json.dumps(sidecar))
     assert load_classifier(bare).labels[3] == "class 3"

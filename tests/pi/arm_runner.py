@@ -67,23 +67,32 @@ _LOAD = """
 import sys
 from edgecnn.runtime import ModelError, load_classifier
 try:
-    load_classifier(sys.argv[1])
+    load_classifier(sys.argv[1], check_integrity=sys.argv[2] == "check")
 except ModelError as e:
     print(e)
 """
 
 
 def probe_corrupt(models: Path, work: Path) -> dict:
-    """Load a .tflite with 200 bytes flipped mid-file in a child process, which may crash."""
+    """Load a .tflite with 200 bytes flipped mid-file in a child process, which may crash.
+
+    Once as users do (the file's recorded SHA-256 is checked first), once without that
+    check, so that the interpreter itself meets the damage.
+    """
     data = (models / "model_int8.tflite").read_bytes()
     bad = work / "corrupt.tflite"
     bad.write_bytes(data[:200] + bytes(b ^ 0xFF for b in data[200:400]) + data[400:])
-    command = [sys.executable, "-c", _LOAD, str(bad)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        return {"returncode": None, "output": "no answer in 60 s"}
-    return {"returncode": done.returncode, "output": (done.stdout + done.stderr)[-500:]}
+    result = {}
+    for mode in ("check", "no-check"):
+        command = [sys.executable, "-c", _LOAD, str(bad), mode]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            result[mode] = {"returncode": None, "output": "no answer in 60 s"}
+            continue
+        output = (done.stdout + done.stderr)[-500:]
+        result[mode] = {"returncode": done.returncode, "output": output}
+    return result
 
 
 def main() -> None:

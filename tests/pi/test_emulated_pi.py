@@ -203,6 +203,13 @@ def test_api_and_cli_on_the_emulated_system(emulated, arch):
     assert [r["confidence"] for r in cli["results"]] == pytest.approx(probs.max(1), abs=1e-6)
 
 
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_a_corrupted_tflite_file_is_refused_before_the_interpreter_sees_it(emulated, arch):
+    probe = emulated[arch].info["corrupt"]["check"]
+    assert probe["returncode"] == 0, probe
+    assert "damaged" in probe["output"]
+
+
 @pytest.mark.parametrize(
     "arch",
     [
@@ -212,13 +219,14 @@ def test_api_and_cli_on_the_emulated_system(emulated, arch):
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="tflite-runtime 2.14 does not verify the flatbuffer, as LiteRT does: "
-                "a corrupted file crashes the interpreter (SIGSEGV) instead of a ModelError",
+                "with the integrity check turned off, a corrupted file crashes the "
+                "interpreter (SIGSEGV) instead of a ModelError",
             ),
         ),
     ],
 )
-def test_a_corrupted_tflite_file_is_a_model_error(emulated, arch):
-    probe = emulated[arch].info["corrupt"]
+def test_without_the_integrity_check_the_interpreter_meets_the_damage(emulated, arch):
+    probe = emulated[arch].info["corrupt"]["no-check"]
     assert probe["returncode"] == 0, probe
     assert "not a valid TFLite model" in probe["output"]
 
@@ -235,10 +243,22 @@ def test_outputs_match_x86(emulated, x86, pi_images, arch, key):
     assert np.mean(arm.argmax(1) == pi_images.y) > 0.75
 
 
-def test_int8_on_32_bit_arm_is_identical_to_x86_with_the_same_kernels(
-    emulated, x86_builtin_kernels
-):
-    batched, single = x86_builtin_kernels
+#: Of 1,000 images, how many may differ in one int8 output step between tflite-runtime on
+#: 32-bit ARM and the same builtin kernels on x86. They were identical on an AVX2 host; on
+#: an AVX-512 VNNI host one image in 1,000 came out one step apart (the optimized kernels
+#: take other SIMD paths); top-1 never moved.
+MAX_ROWS_ONE_STEP_APART = 5
+
+
+def test_int8_on_32_bit_arm_matches_x86_with_the_same_kernels(emulated, x86_builtin_kernels):
     outputs = emulated["armhf"].outputs
-    np.testing.assert_array_equal(outputs["model_int8.tflite"], batched)
-    np.testing.assert_array_equal(outputs["model_int8.tflite", "single"], single)
+    for arm, host in zip(
+        (outputs["model_int8.tflite"], outputs["model_int8.tflite", "single"]),
+        x86_builtin_kernels,
+        strict=True,
+    ):
+        np.testing.assert_array_equal(arm.argmax(1), host.argmax(1))
+        rows = np.flatnonzero((arm != host).any(axis=1))
+        assert len(rows) <= MAX_ROWS_ONE_STEP_APART, rows
+        # One code of 1/256 apart, then each row renormalised: at most about 2/256.
+        np.testing.assert_allclose(arm, host, rtol=0, atol=2.5 / 256)

@@ -57,7 +57,7 @@ def test_unknown_suffix_backend_and_threads(exported, tmp_path):
         load_classifier(exported.out / "model_int8.tflite", backend="tensorrt")
     with pytest.raises(ModelError, match="cannot run .tflite"):
         load_classifier(exported.out / "model_int8.tflite", backend="onnxruntime")
-    with pytest.raises(ModelError, match="num_threads"):
+    with pytest.raises(InputError, match="num_threads"):
         load_classifier(exported.out / "model_int8.tflite", num_threads=0)
     with pytest.raises(ModelError, match="directory"):
         load_classifier(exported.out)

@@ -154,7 +154,7 @@ def _corrupt(tmp_path, key, payload: bytes, name_suffix=".gz"):
         ),
         ("test_labels", gzip.compress(idx_bytes(np.zeros(49, np.uint8))), "49 labels for 50"),
         ("test_labels", gzip.compress(idx_bytes(np.full(50, 10, np.uint8))), "out of range"),
-        ("train_labels", b"", "cannot read|bad magic"),
+        ("train_labels", b"", "is empty"),
     ],
 )
 def test_corrupt_files_get_a_clear_error_naming_the_file(tmp_path, clean_env, key, payload, match):

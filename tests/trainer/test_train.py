@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from cli_helpers import interruptible
 
 from edgecnn.errors import ConfigError
 from edgecnn.trainer.config import TrainConfig
@@ -95,6 +96,7 @@ def _edgecnn(*args, **kwargs):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
         **kwargs,
     )
 

@@ -1,0 +1,204 @@
+"""What hostile or unlucky input used to do to training, evaluation and export."""
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+
+import numpy as np
+import pytest
+from cli_helpers import assert_one_line_error, invoke
+from idx_files import STEMS, write_dataset
+
+from edgecnn.errors import DataError
+from edgecnn.trainer import data
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- 3. edgecnn train never silently replaces a model ------------------------------------
+
+
+def test_train_refuses_a_folder_with_a_trained_model(trained_run, tmp_path, fashion_dir):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.out_dir, run)
+    before = {p.name: _sha(p) for p in run.iterdir() if p.is_file()}
+    result = invoke("train", "--out", run, "--data-dir", fashion_dir, "--epochs", 1)
+    assert_one_line_error(result, "already holds a trained model.keras")
+    assert "--force" in result.stderr
+    assert {p.name: _sha(p) for p in run.iterdir() if p.is_file()} == before
+
+
+def test_train_never_touches_a_folder_of_edgecnn_run(tmp_path, fashion_dir):
+    run = tmp_path / "runs" / "20260101-000000"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    (run / "model.keras").write_text("the pipeline's model")
+    (tmp_path / "runs" / "latest").symlink_to(run.name)
+    for out in (run, tmp_path / "runs" / "latest"):
+        for extra in ([], ["--force"], ["--resume"]):
+            result = invoke("train", "--out", out, "--data-dir", fashion_dir, *extra)
+            assert_one_line_error(result, "is a run of 'edgecnn run'")
+    assert (run / "model.keras").read_text() == "the pipeline's model"
+
+
+def test_an_interrupted_training_is_not_started_over_by_accident(tmp_path, fashion_dir):
+    (tmp_path / "checkpoint.json").write_text("{}")
+    result = invoke("train", "--out", tmp_path, "--data-dir", fashion_dir)
+    assert_one_line_error(result, "holds an interrupted training")
+
+
+@pytest.mark.slow
+def test_default_train_writes_a_new_folder_and_force_replaces(tmp_path, fashion_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["--data-dir", fashion_dir, "--epochs", 1, "--train-subset", 500, "--batch-size", 64]
+    first = invoke("train", *args)
+    assert first.exit_code == 0, first.stderr
+    second = invoke("train", *args, "--seed", 3)
+    assert second.exit_code == 0, second.stderr
+    runs = sorted(p for p in (tmp_path / "runs").iterdir() if not p.is_symlink())
+    assert len(runs) == 2 and all((r / "model.keras").is_file() for r in runs)
+    assert (tmp_path / "runs" / "latest").resolve() == runs[1].resolve()
+    old = _sha(runs[0] / "model.keras")
+    forced = invoke("train", *args, "--seed", 4, "--out", runs[0], "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert _sha(runs[0] / "model.keras") != old
+
+
+def test_a_failed_train_leaves_no_empty_folder(tmp_path, fashion_dir):
+    broken = tmp_path / "data"
+    write_dataset(broken)
+    (broken / (STEMS["train_images"] + ".gz")).write_bytes(b"not gzip")
+    out = tmp_path / "new-run"
+    assert_one_line_error(invoke("train", "--out", out, "--data-dir", broken), "cannot read")
+    assert not out.exists()
+
+
+# -- 11. checkpoints, IDX headers, layer names, full disks, NaN gates ---------------------
+
+
+@pytest.mark.parametrize(
+    "state,match",
+    [
+        ({"checkpoint": "checkpoint-e001.keras", "epoch": -5}, "not a completed epoch"),
+        ({"checkpoint": "../../etc/passwd", "epoch": 1}, "not a checkpoint file"),
+        ({"checkpoint": "/etc/passwd", "epoch": 1}, "not a checkpoint file"),
+        ([1, 2], "unreadable"),
+    ],
+)
+def test_impossible_checkpoint_records_are_refused(tmp_path, state, match):
+    (tmp_path / "checkpoint.json").write_text(json.dumps(state))
+    (tmp_path / "config.json").write_text("{}")
+    assert_one_line_error(invoke("train", "--resume", "--out", tmp_path), match)
+
+
+def test_a_truncated_checkpoint_says_it_is_damaged(trained_run, tmp_path, fashion_dir):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.out_dir, run)
+    state = json.loads((run / "checkpoint.json").read_text())
+    checkpoint = run / state["checkpoint"]
+    checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
+    result = invoke("train", "--resume", "--out", run, "--data-dir", fashion_dir)
+    assert_one_line_error(result, "is damaged")
+
+
+def test_idx_dimensions_whose_product_wraps_are_refused(tmp_path):
+    header = bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**31, 2**31, 4)  # 2**64: 0 in int64
+    (tmp_path / "x.idx").write_bytes(header)
+    with pytest.raises(DataError, match="truncated"):
+        data.read_idx(tmp_path / "x.idx")
+
+
+def test_a_folder_missing_one_idx_file_names_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGECNN_DATA_DIR", raising=False)
+    write_dataset(tmp_path / "d")
+    (tmp_path / "d" / (STEMS["test_labels"] + ".gz")).unlink()
+    with pytest.raises(DataError, match="lacks t10k-labels-idx1-ubyte"):
+        data.load_dataset("fashion", tmp_path / "d")
+
+
+def test_idx_files_that_are_devices_are_refused(tmp_path):
+    (tmp_path / "zero").symlink_to("/dev/zero")
+    with pytest.raises(DataError, match="not a regular file"):
+        data.read_idx(tmp_path / "zero")
+
+
+@pytest.fixture(scope="module")
+def renamed_layers(tmp_path_factory):
+    """A Keras model of the right shapes whose layers are not named as edgecnn's."""
+    import keras
+
+    out = tmp_path_factory.mktemp("renamed") / "model.keras"
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(4, 5, padding="same", name="first"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, name="last"),
+        ]
+    )
+    model.save(out)
+    return out
+
+
+def test_export_refuses_a_foreign_network_before_writing_anything(renamed_layers, tmp_path):
+    out = tmp_path / "exports"
+    result = invoke("export", renamed_layers, "--out", out)
+    assert_one_line_error(result, "not an edgecnn network: it has no layer named conv1")
+    assert not out.exists() or not list(out.iterdir())
+    assert_one_line_error(invoke("evaluate", renamed_layers), "no layer named conv1")
+
+
+@pytest.mark.parametrize("option", ["--max-accuracy-drop", "--min-agreement"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_gates_that_could_never_fail_are_refused(trained_run, option, value):
+    assert_one_line_error(invoke("export", trained_run.out_dir, option, value), option)
+
+
+def test_a_full_disk_during_export_is_said_plainly(trained_run, tmp_path, monkeypatch, fashion_dir):
+    from edgecnn import _atomic
+
+    def full(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_atomic, "write_synced", full)
+    out = tmp_path / "exports"
+    result = invoke(
+        "export", trained_run.out_dir, "--formats", "onnx", "--out", out, "--data-dir", fashion_dir
+    )
+    assert_one_line_error(result, "no space left on the device")
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_a_killed_exports_temporaries_are_cleaned_up(trained_run, tmp_path, fashion_dir):
+    out = tmp_path / "exports"
+    out.mkdir()
+    stale = [out / ".model_float32.k3j2h1.tmp.onnx", out / ".model_int8.x8y7z6.tmp.tflite"]
+    for path in stale:
+        path.write_bytes(os.urandom(100))
+    result = invoke(
+        "export", trained_run.out_dir, "--formats", "onnx", "--out", out, "--data-dir", fashion_dir
+    )
+    assert result.exit_code == 0, result.stderr
+    assert not any(p.exists() for p in stale)
+
+
+def test_two_exports_into_one_folder_do_not_mix(trained_run, tmp_path):
+    from edgecnn import _atomic
+
+    out = tmp_path / "exports"
+    out.mkdir()
+    with _atomic.exclusive(out):
+        result = invoke("export", trained_run.out_dir, "--formats", "onnx", "--out", out)
+    assert_one_line_error(result, "being written by another")
+
+
+def test_exported_files_never_hold_nan_json(exported):
+    for path in exported.out.glob("*.json"):
+        text = path.read_text()
+        assert "NaN" not in text and "Infinity" not in text, path
+        json.loads(text)
+    assert np.isfinite([r["max_prob_diff"] for r in exported.report["files"]]).all()
