@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edgecnn import __version__, _atomic
+from edgecnn._files import MiB, read_regular_file
 from edgecnn.environment import describe_environment
 from edgecnn.errors import ConfigError, EdgecnnError, plain_os_error
 from edgecnn.run_dirs import RUN_FILE
@@ -204,16 +205,17 @@ def load_state(out: Path) -> dict[str, Any]:
         ConfigError: there is no readable run to resume there.
     """
     path = out / RUN_FILE
+    if not path.exists():
+        raise ConfigError(
+            f"nothing to resume: {path} does not exist (start a run with 'edgecnn run')"
+        )
+    raw = read_regular_file(path, MiB, ConfigError, "a run record")
     try:
-        state = json.loads(path.read_text())
+        state = json.loads(raw)
         if not isinstance(state["options"], dict) or not isinstance(state["stages"], dict):
             raise TypeError("options and stages must be objects")
         RunOptions(**state["options"])
-    except FileNotFoundError:
-        raise ConfigError(
-            f"nothing to resume: {path} does not exist (start a run with 'edgecnn run')"
-        ) from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise ConfigError(f"cannot resume: {path} is unreadable ({e})") from None
     return state
 

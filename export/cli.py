@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -69,6 +68,7 @@ def export_command(
     """
     import io
 
+    from edgecnn import _json
     from edgecnn._atomic import ensure_writable_dir
     from edgecnn.trainer.runs import resolve_model
 
@@ -104,7 +104,7 @@ def export_command(
         stream=io.StringIO() if as_json else None,
     )
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(_json.dumps(report))
     if not report["passed"]:
         raise typer.Exit(1)
 
