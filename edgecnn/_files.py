@@ -51,6 +51,15 @@ def check_regular_file(
         raise error(f"{path} does not exist") from None
     except OSError as e:
         raise error(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+    _check_stat(info, path, limit, error, kind)
+    if not info.st_size:
+        raise error(f"{path} is empty")
+    return path
+
+
+def _check_stat(
+    info: os.stat_result, path: Path, limit: int, error: type[Exception], kind: str
+) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise error(f"{path} is a directory, not {kind}")
     if not stat.S_ISREG(info.st_mode):
@@ -59,9 +68,6 @@ def check_regular_file(
         raise error(
             f"{path} is {format_size(info.st_size)}; {kind} may be at most {format_size(limit)}"
         )
-    if not info.st_size:
-        raise error(f"{path} is empty")
-    return path
 
 
 def read_regular_file(
@@ -88,15 +94,7 @@ def read_regular_file(
     except OSError as e:
         raise error(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
     try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise error(f"{path} is a directory, not {kind}")
-        if not stat.S_ISREG(info.st_mode):
-            raise error(f"{path} is not a regular file (a device, pipe or socket), not {kind}")
-        if info.st_size > limit:
-            raise error(
-                f"{path} is {format_size(info.st_size)}; {kind} may be at most {format_size(limit)}"
-            )
+        _check_stat(os.fstat(fd), path, limit, error, kind)
         chunks, size = [], 0
         while size <= limit:
             chunk = os.read(fd, min(limit + 1 - size, 1 << 22))

@@ -74,6 +74,18 @@ def call(port, method, path, body=None, headers=None, conn=None):
     return response.status, document, response
 
 
+def raw_exchange(port, data, wait=10.0):
+    """Send raw bytes, read the whole reply (the server closes these connections)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def png_bytes(image):
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "PNG")

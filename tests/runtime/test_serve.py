@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, invoke
-from serve_helpers import call, expected_reply, npy_bytes, png_bytes, running_server
+from serve_helpers import call, expected_reply, npy_bytes, png_bytes, raw_exchange, running_server
 
 from edgecnn.runtime import load_classifier
 from edgecnn.trainer.data import load_dataset
@@ -126,16 +126,6 @@ def test_wrong_method_is_405_with_allow(tiny_server, method, path, allow):
     assert status == 405 and response.getheader("Allow") == allow and path in reply["error"]
 
 
-def _raw(port, data, wait=10.0):
-    """Send raw bytes, read the whole reply (the server closes these connections)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
-        sock.sendall(data)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @pytest.mark.parametrize(
     "request_bytes,status,match",
     [
@@ -155,7 +145,7 @@ def _raw(port, data, wait=10.0):
     ],
 )
 def test_protocol_errors_are_json_too(tiny_server, request_bytes, status, match):
-    reply = _raw(tiny_server.port, request_bytes)
+    reply = raw_exchange(tiny_server.port, request_bytes)
     assert reply.startswith(f"HTTP/1.1 {status} ".encode()), reply[:200]
     assert b"application/json" in reply and match in reply.split(b"\r\n\r\n", 1)[1]
     assert call(tiny_server.port, "GET", "/health")[0] == 200

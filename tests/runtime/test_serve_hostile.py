@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from serve_helpers import call, running_server
+from serve_helpers import call, raw_exchange, running_server
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TINY = DATA / "tiny_float32.tflite"
@@ -36,15 +36,6 @@ def _health_latencies(port, seconds, interval=0.2):
         times.append(time.monotonic() - start)
         time.sleep(interval)
     return times
-
-
-def _raw(port, data, wait=10.0):
-    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
-        sock.sendall(data)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def test_slow_and_idle_clients_never_keep_health_from_answering():
@@ -103,7 +94,7 @@ def test_bodies_being_received_share_one_memory_budget():
         first = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         first.sendall(b"POST /classify HTTP/1.1\r\nContent-Length: 60000\r\n\r\n" + PNG[:100])
         time.sleep(0.3)  # its 60,000 bytes are reserved while they arrive
-        second = _raw(
+        second = raw_exchange(
             server.port, b"POST /classify HTTP/1.1\r\nContent-Length: 60000\r\n\r\n" + PNG[:100]
         )
         assert second.startswith(b"HTTP/1.1 503 "), second[:100]
@@ -178,7 +169,7 @@ def test_concurrent_huge_pictures_stay_within_the_decode_budget():
 )
 def test_ambiguous_or_malformed_requests_are_refused(request_bytes, status, match):
     with running_server(TINY) as server:
-        reply = _raw(server.port, request_bytes)
+        reply = raw_exchange(server.port, request_bytes)
         assert reply.startswith(f"HTTP/1.1 {status} ".encode()), reply[:200]
         assert match in reply and b"application/json" in reply
         assert call(server.port, "GET", "/health")[0] == 200
@@ -190,7 +181,7 @@ def test_equal_duplicate_lengths_are_one_length():
             len(PNG),
             len(PNG),
         )
-        reply = _raw(server.port, head + b"Connection: close\r\n\r\n" + PNG)
+        reply = raw_exchange(server.port, head + b"Connection: close\r\n\r\n" + PNG)
         assert reply.startswith(b"HTTP/1.1 200 ")
 
 
