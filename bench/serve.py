@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from edgecnn.runtime import load_classifier
-from edgecnn.runtime.litert import default_threads
+from edgecnn.runtime.backends import default_threads
 from edgecnn.trainer.data import load_dataset
 
 

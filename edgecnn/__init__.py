@@ -1,8 +1,14 @@
 """edgecnn: the classic tutorial CNN, trained, exported and verified for edge devices.
 
-The stages live in sub-packages that import in one direction only:
-``edgecnn.trainer`` -> ``edgecnn.export`` -> ``edgecnn.runtime``.
-Importing ``edgecnn`` itself is cheap and never pulls in TensorFlow.
+``edgecnn`` itself is the floor every stage stands on (errors, atomic writes, bounded
+reads, run folder names) and the CLI root. The stages import downwards only:
+
+    edgecnn.pipeline -> edgecnn.export -> edgecnn.trainer -> edgecnn.runtime -> edgecnn
+
+The runtime is the shared inference layer: the trainer and the exporter use it, and it
+imports no other stage and never TensorFlow. ``tests/test_architecture.py`` checks these
+rules on every module, and that no two modules import each other in a circle. Importing
+``edgecnn`` itself is cheap and never pulls in TensorFlow.
 """
 
 from __future__ import annotations

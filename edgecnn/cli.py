@@ -36,9 +36,10 @@ class EdgecnnGroup(TyperGroup):
         except KeyboardInterrupt:
             raise Interrupted("interrupted") from None
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # noqa: D102
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        kwargs["standalone_mode"] = False  # errors come here, to be said in one line
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            rv = super().main(*args, **kwargs)
         except EdgecnnError as e:
             _fail(str(e), e.exit_code)
         except KeyboardInterrupt:
@@ -47,12 +48,13 @@ class EdgecnnGroup(TyperGroup):
             if type(e).__name__ == "Abort":  # older Click turns Ctrl-C into Abort
                 _fail("interrupted", 130)
             # Click's usage errors (vendored by newer Typer, so matched by shape, not type).
-            if hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int):
+            code = getattr(e, "exit_code", None)
+            if hasattr(e, "format_message") and isinstance(code, int):
                 hint = ""
                 ctx = getattr(e, "ctx", None)
                 if ctx is not None:
                     hint = f" (see '{ctx.command_path} --help')"
-                _fail(f"{e.format_message()}{hint}", e.exit_code)
+                _fail(f"{e.format_message()}{hint}", code)
             plain = plain_os_error(e)
             if plain is not None:
                 _fail(str(plain), plain.exit_code)
@@ -92,12 +94,12 @@ def _root(
 
 
 def _register() -> None:
-    from edgecnn import run_cli
     from edgecnn.export import cli as export_cli
+    from edgecnn.pipeline import cli as pipeline_cli
     from edgecnn.runtime import cli as runtime_cli
     from edgecnn.trainer import cli as trainer_cli
 
-    run_cli.register(app)
+    pipeline_cli.register(app)
     trainer_cli.register(app)
     export_cli.register(app)
     runtime_cli.register(app)

@@ -24,6 +24,16 @@ HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 #: Names the last completed epoch's checkpoint, ``checkpoint-eNNN.keras``.
 STATE_FILE = "checkpoint.json"
+#: Written by ``edgecnn evaluate``: the tutorial's pictures.
+FIGURE_FILES = (
+    "samples.png",
+    "errors.png",
+    "confusion_matrix.png",
+    "conv1_weights.png",
+    "conv2_weights.png",
+    "conv1_outputs.png",
+    "conv2_outputs.png",
+)
 # Written by the exporter, in EXPORTS_DIR.
 EXPORTS_DIR = "exports"
 EXPORT_REPORT_FILE = "export_report.json"
@@ -33,6 +43,8 @@ RUN_FILE = "run.json"
 BENCH_FILE = "bench.json"
 REPORT_FILE = "report.html"
 SAMPLE_FILE = "sample.png"
+#: Drawn for the report, beside the tutorial's pictures.
+CHART_FILES = ("training_curves.png", "export_chart.png")
 
 
 def new_run_dir(root: Path = RUNS_ROOT) -> Path:

@@ -70,7 +70,7 @@ def export_command(
 
     from edgecnn import _json
     from edgecnn._atomic import ensure_writable_dir
-    from edgecnn.trainer.runs import resolve_model
+    from edgecnn.trainer.sources import resolve_model
 
     config = ExportConfig(
         formats=tuple(f.strip() for f in formats.split(",") if f.strip()),

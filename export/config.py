@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgecnn.errors import ConfigError
+from edgecnn.export import formats as registry
 
-FORMATS = ("tflite", "onnx")
+#: Formats ``--formats`` chooses from; the others (weights.npz) are always written.
+FORMATS = tuple(name for name, fmt in registry.FORMATS.items() if fmt.selectable)
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -98,7 +100,12 @@ class ExportConfig:
             out.append(("tflite", "dynamic"))
         if self.int8:
             out += [(fmt, "int8") for fmt in self.formats]
-        return out
+        always = [(n, f.precisions[0]) for n, f in registry.FORMATS.items() if not f.selectable]
+        return out + always
+
+    def file_names(self) -> list[str]:
+        """The files :meth:`targets` names, in order."""
+        return [registry.FORMATS[fmt].file_name(precision) for fmt, precision in self.targets()]
 
     def gate(self, precision: str) -> Gate:
         """The gate for ``precision`` with this configuration's overrides applied."""

@@ -1,20 +1,22 @@
-"""What every exported file computes: ``image`` (N, 28, 28, 1) in, ``probabilities`` out."""
+"""What every exported file computes: ``image`` (N, H, W, C) in, ``probabilities`` out."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from edgecnn.runtime.contract import INPUT_NAME, OUTPUT_NAME
 from edgecnn.trainer._tf import import_tensorflow
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
 SIGNATURE_KEY = "serving_default"
 
 
-def input_spec() -> Any:
-    """A float32 ``(None, 28, 28, 1)`` spec named ``image``; the batch stays dynamic."""
+def input_spec(model: Any) -> Any:
+    """A float32 ``(None, H, W, C)`` spec named ``image``, the model's own image shape.
+
+    The batch dimension stays dynamic.
+    """
     tf = import_tensorflow()
-    return tf.TensorSpec([None, 28, 28, 1], tf.float32, name=INPUT_NAME)
+    return tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name=INPUT_NAME)
 
 
 def serving_function(model: Any) -> Any:
@@ -26,7 +28,7 @@ def serving_function(model: Any) -> Any:
     """
     tf = import_tensorflow()
 
-    @tf.function(input_signature=[input_spec()])
+    @tf.function(input_signature=[input_spec(model)])
     def serve(image: Any) -> dict[str, Any]:
         return {OUTPUT_NAME: tf.nn.softmax(model(image, training=False), axis=-1)}
 

@@ -8,13 +8,16 @@
 
 from __future__ import annotations
 
-from edgecnn.runtime.classifier import BACKENDS, Classifier, load_classifier
-from edgecnn.runtime.errors import InferenceError, InputError, ModelError
+from edgecnn.runtime.backends import BACKENDS, Backend
+from edgecnn.runtime.classifier import Classifier, load_classifier
+from edgecnn.runtime.errors import BackendUnavailable, InferenceError, InputError, ModelError
 from edgecnn.runtime.labels import FASHION_MNIST_LABELS, LABELS, MNIST_LABELS
 from edgecnn.runtime.metadata import ModelMetadata
 
 __all__ = [
     "BACKENDS",
+    "Backend",
+    "BackendUnavailable",
     "FASHION_MNIST_LABELS",
     "LABELS",
     "MNIST_LABELS",

@@ -4,64 +4,30 @@ from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn._files import as_path
+from edgecnn._files import as_path, read_regular_file
 from edgecnn.runtime import integrity
+from edgecnn.runtime.backends import BACKENDS, Backend, candidates, suffixes
+from edgecnn.runtime.contract import (
+    SUPPORTED_CLASSES,
+    SUPPORTED_INPUT_SHAPES,
+    shape_text,
+)
 from edgecnn.runtime.errors import (
     MODEL_MAX_BYTES,
     BackendUnavailable,
     InputError,
     ModelError,
-    read_file,
 )
 from edgecnn.runtime.images import is_image_source, load_image
 from edgecnn.runtime.metadata import ModelMetadata, Sidecar, read_sidecar, resolve_metadata
 from edgecnn.runtime.preprocess import softmax, to_batch
 
-
-def _litert(path: Path, data: bytes, threads: int | None) -> Any:
-    from edgecnn.runtime.litert import LiteRTBackend
-
-    return LiteRTBackend(path, data, threads, module="litert")
-
-
-def _tflite(path: Path, data: bytes, threads: int | None) -> Any:
-    from edgecnn.runtime.litert import LiteRTBackend
-
-    return LiteRTBackend(path, data, threads, module="tflite")
-
-
-def _onnxruntime(path: Path, data: bytes, threads: int | None) -> Any:
-    from edgecnn.runtime.onnx_backend import OnnxBackend
-
-    return OnnxBackend(path, data, threads)
-
-
-def _numpy(path: Path, data: bytes, threads: int | None) -> Any:
-    from edgecnn.runtime.numpy_backend import NumpyBackend
-
-    return NumpyBackend(path, data, threads)
-
-
-#: Backends by name. Each module is imported only when chosen.
-BACKENDS: dict[str, Callable[[Path, bytes, int | None], Any]] = {
-    "litert": _litert,
-    "tflite": _tflite,
-    "onnxruntime": _onnxruntime,
-    "numpy": _numpy,
-}
-#: Which backends can run which file, in the order ``backend="auto"`` tries them.
-SUFFIXES: dict[str, tuple[str, ...]] = {
-    ".tflite": ("litert", "tflite"),
-    ".onnx": ("onnxruntime",),
-    ".npz": ("numpy",),
-}
 #: A probability row may miss 1 by this much (int8 outputs come in steps of 1/256).
 _SUM_TOLERANCE = 0.02
 
@@ -111,7 +77,7 @@ class Classifier:
     path: Path
     backend_name: str
     metadata: ModelMetadata
-    _backend: Any
+    backend: Backend
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -120,21 +86,22 @@ class Classifier:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """One image's shape, ``(28, 28, 1)``, NHWC."""
+        """One image's shape, ``(height, width, channels)``: ``(28, 28, 1)`` by default."""
         return self.metadata.input_shape
 
     def predict(self, images: Any, invert: bool | None = None) -> np.ndarray:
-        """Class probabilities, float32 ``(N, 10)``.
+        """Class probabilities, float32 ``(N, classes)``.
 
-        ``images`` is a uint8 [0, 255] or float [0, 1] array of one or more 28x28 images,
-        or a picture (path or encoded bytes), or a list of pictures. Pictures are
-        greyscaled, resized and, if dark-on-light, inverted (``invert`` forces it).
+        ``images`` is a uint8 [0, 255] or float [0, 1] array of one or more images of
+        :attr:`input_shape`, or a picture (path or encoded bytes), or a list of pictures.
+        Pictures are greyscaled, resized and, for a light-on-dark model, inverted when
+        dark-on-light (``invert`` forces it either way).
 
         Raises:
             InputError: the input cannot be images for this model.
             ModelError: the model computed NaN, infinity, or no probability distribution.
         """
-        outputs = self._backend.predict(self._batch(images, invert))
+        outputs = self.backend.predict(self._batch(images, invert))
         if self.metadata.output_kind == "logits":
             outputs = softmax(outputs)
         return self._checked(outputs)
@@ -158,12 +125,12 @@ class Classifier:
 
     def _batch(self, images: Any, invert: bool | None) -> np.ndarray:
         if type(images) is np.ndarray:  # the hot path: skip the picture checks
-            return to_batch(images)
+            return to_batch(images, self.input_shape)
         if is_image_source(images):
             images = self._picture(images, invert)
         elif isinstance(images, (list, tuple)) and images and all(map(is_image_source, images)):
             images = np.stack([self._picture(i, invert) for i in images])
-        return to_batch(images)
+        return to_batch(images, self.input_shape)
 
     def _picture(self, source: Any, invert: bool | None) -> np.ndarray:
         return load_image(
@@ -210,31 +177,31 @@ def _check_backend_name(backend: Any) -> str:
 def _check_format(path: Path, data: bytes, backend: str) -> tuple[str, ...]:
     """The backends to try for ``path``, after checking its name against its content."""
     suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
+    if suffix not in suffixes():
         raise ModelError(
             f"{path}: unknown model format {suffix or '(no suffix)'}; expected "
-            f"{', '.join(SUFFIXES)}"
+            f"{', '.join(suffixes())}"
         )
     actual = _sniff(data)
     if actual is not None and actual != suffix:
         raise ModelError(f"{path} is a {actual} file with a {suffix} name; rename it")
     if actual is None and suffix != ".onnx":
         raise ModelError(f"{path} is not a {suffix} file (unrecognised content)")
-    if backend == "auto":
-        return SUFFIXES[suffix]
-    if backend not in SUFFIXES[suffix]:
-        raise ModelError(
-            f"the {backend} backend cannot run {suffix} files; use {' or '.join(SUFFIXES[suffix])}"
-        )
-    return (backend,)
+    names = candidates(suffix, backend)
+    if not names:
+        usable = " or ".join(candidates(suffix, "auto"))
+        raise ModelError(f"the {backend} backend cannot run {suffix} files; use {usable}")
+    return names
 
 
-def _open_backend(path: Path, data: bytes, names: tuple[str, ...], threads: int | None) -> Any:
+def _open_backend(
+    path: Path, data: bytes, names: tuple[str, ...], threads: int | None
+) -> tuple[str, Backend]:
     """The first backend of ``names`` that is installed, loaded with the model."""
     missing: BackendUnavailable | None = None
     for name in names:
         try:
-            return name, BACKENDS[name](path, data, threads)
+            return name, BACKENDS[name].open(path, data, threads)
         except BackendUnavailable as e:
             missing = missing or e  # the first backend's install hint is the one to give
     assert missing is not None
@@ -265,8 +232,16 @@ def _check_records(path: Path, metadata: ModelMetadata, backend: Any, sealed: bo
         raise ModelError(f"{path}: its metadata records a digest the file does not hold")
 
 
-def _check_contract(path: Path, metadata: ModelMetadata, backend: Any) -> None:
-    """The metadata must describe the model the file holds."""
+def _check_contract(path: Path, metadata: ModelMetadata, backend: Backend) -> None:
+    """The model must be one this runtime runs, and its metadata must describe it."""
+    if backend.input_shape not in SUPPORTED_INPUT_SHAPES:
+        supported = ", ".join(map(shape_text, SUPPORTED_INPUT_SHAPES))
+        raise ModelError(f"{path}: model input has shape {backend.input_shape}, not {supported}")
+    if backend.num_classes not in SUPPORTED_CLASSES:
+        raise ModelError(
+            f"{path}: model output has {backend.num_classes} classes, expected "
+            f"{' or '.join(map(str, SUPPORTED_CLASSES))}"
+        )
     if len(metadata.labels) != backend.num_classes:
         raise ModelError(
             f"{path}: the metadata names {len(metadata.labels)} labels for a model with "
@@ -288,19 +263,20 @@ def load_classifier(
     """Load ``path`` (``.tflite``, ``.onnx`` or ``weights.npz``) with ``backend``.
 
     ``backend="auto"`` takes the first installed backend for the file's format: LiteRT,
-    then tflite-runtime, for ``.tflite``; onnxruntime for ``.onnx``; numpy for ``.npz``.
+    then tflite-runtime, for ``.tflite``; onnxruntime for ``.onnx``; numpy for ``.npz``
+    (see :data:`~edgecnn.runtime.backends.BACKENDS` for every name).
     Files exported by edgecnn record their own SHA-256, and a file that no longer matches
     it is refused; ``check_integrity=False`` loads it anyway (for files edited on purpose).
 
     Raises:
         ModelError: missing, empty, damaged or corrupt file, an unknown or missing
-            backend, or a model that does not take 28x28x1 images.
+            backend, or a model whose input or outputs this runtime does not support.
         InputError: ``path`` or ``num_threads`` is not of a usable type or value.
     """
     path = as_path(path, InputError, "a model file")
     backend = _check_backend_name(backend)
     threads = check_threads(num_threads)
-    data = read_file(path, ModelError, "a model file", MODEL_MAX_BYTES)
+    data = read_regular_file(path, MODEL_MAX_BYTES, ModelError, "a model file")
     names = _check_format(path, data, backend)
     sidecar = read_sidecar(path)
     sealed = _check_bytes(data, path, sidecar) if check_integrity else False
@@ -309,4 +285,4 @@ def load_classifier(
     if check_integrity:
         _check_records(path, metadata, loaded, sealed, sidecar)
     _check_contract(path, metadata, loaded)
-    return Classifier(path=path, backend_name=name, metadata=metadata, _backend=loaded)
+    return Classifier(path=path, backend_name=name, metadata=metadata, backend=loaded)

@@ -2,50 +2,29 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from edgecnn.runtime.options import (
+    AUTO,
+    BackendOption,
+    IntegrityOption,
+    ModelArg,
+    ThreadsOption,
+)
 
-class BackendName(str, Enum):
-    """Backends ``--backend`` accepts."""
-
-    auto = "auto"
-    litert = "litert"
-    tflite = "tflite"
-    onnxruntime = "onnxruntime"
-    numpy = "numpy"
-
-
-ModelArg = Annotated[Path, typer.Argument(metavar="MODEL", help=".tflite, .onnx or weights.npz")]
-BackendOption = Annotated[
-    BackendName, typer.Option(help="Interpreter to use; auto picks the first installed.")
-]
-ThreadsOption = Annotated[
-    int | None,
-    typer.Option(
-        min=1, help="Interpreter threads, up to 4 per core. [default: the backend's best]"
-    ),
-]
-IntegrityOption = Annotated[
-    bool,
-    typer.Option(
-        "--integrity-check/--no-integrity-check",
-        help="Refuse a model whose bytes differ from the SHA-256 it records (a damaged or "
-        "edited file).",
-    ),
-]
 #: A .npy batch is memory-mapped, so it may be large; this only refuses absurd headers.
 NPY_MAX_BYTES = 64 << 30
 
 
-def _inputs(files: list[Path], side: int) -> list[tuple[str, Any]]:
+def _inputs(files: list[Path], shape: tuple[int, int, int]) -> list[tuple[str, Any]]:
     """``(name, image)`` pairs: pictures as paths, ``.npy`` arrays split into images."""
     from edgecnn._files import check_regular_file
     from edgecnn.runtime.errors import InputError
     from edgecnn.runtime.npy import NpyError, open_npy
+    from edgecnn.runtime.preprocess import shape_hint, single_image_shapes
 
     items: list[tuple[str, Any]] = []
     for path in files:
@@ -59,15 +38,14 @@ def _inputs(files: list[Path], side: int) -> list[tuple[str, Any]]:
             raise InputError(f"{path} is not a readable .npy array ({e})") from None
         except OSError as e:
             raise InputError(f"cannot read {path}: {e.strerror}") from None
-        # One image, (S, S) or (S, S, 1); or a batch, (N, S, S) or (N, S, S, 1).
-        if array.shape in ((side, side), (side, side, 1)):
+        # One image, or a batch of them (split, so that each gets its own line).
+        if array.shape in single_image_shapes(shape):
             items.append((str(path), array))
-        elif array.ndim in (3, 4) and array.shape[1:3] == (side, side):
+        elif array.ndim in (3, 4) and array.shape[1:] in single_image_shapes(shape):
             items += [(f"{path}[{i}]", array[i]) for i in range(len(array))]
         else:
             raise InputError(
-                f"{path}: images must have shape ({side}, {side}) or (N, {side}, {side}), "
-                f"optionally with a last axis of 1; got {array.shape}"
+                f"{path}: images must have shape {shape_hint(shape)}; got {array.shape}"
             )
     return items
 
@@ -78,7 +56,7 @@ def predict_command(
         list[Path], typer.Argument(metavar="FILE...", help="Images (PNG/JPEG/BMP) or .npy arrays.")
     ],
     top_k: Annotated[int, typer.Option(min=1, help="Classes to list per input.")] = 3,
-    backend: BackendOption = BackendName.auto,
+    backend: BackendOption = AUTO,
     threads: ThreadsOption = None,
     integrity_check: IntegrityOption = True,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
@@ -97,8 +75,8 @@ def predict_command(
         )
     if top_k > len(classifier.labels):
         raise InputError(f"--top-k must be in 1..{len(classifier.labels)}, got {top_k}")
-    results = []
-    for name, item in _inputs(files, classifier.input_shape[0]):
+    results: list[dict[str, Any]] = []
+    for name, item in _inputs(files, classifier.input_shape):
         try:
             with native_stderr_hidden():
                 ranked = classifier.classify(item, top_k=top_k)
@@ -116,7 +94,7 @@ def predict_command(
         document = {"model": str(model), "backend": classifier.backend_name, "results": results}
         typer.echo(_json.dumps(document))
         return
-    width = max(len(r["file"]) for r in results)
+    width = max(len(str(r["file"])) for r in results)
     for r in results:
         others = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top_k"])
         typer.echo(
@@ -138,7 +116,7 @@ def bench_command(
     """Latency, throughput, load time and memory of each model, beside the raw interpreter."""
     from edgecnn import _json
     from edgecnn.errors import ConfigError
-    from edgecnn.runtime.bench import bench_model, format_bench
+    from edgecnn.runtime.benchmark import bench_model, format_bench
     from edgecnn.runtime.classifier import check_threads
 
     try:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-from edgecnn._files import MiB, read_regular_file
+from edgecnn._files import MiB
 from edgecnn.errors import EdgecnnError
 
 #: The largest files the runtime reads. Its models are a few MB at most; pictures are
@@ -36,13 +34,3 @@ class InputError(InferenceError, ValueError):
     Wrong shape, dtype or range, NaN, an unreadable or oversized picture, a ``top_k`` or
     ``num_threads`` that is not a sensible integer.
     """
-
-
-def read_file(
-    path: str | os.PathLike[str] | bytes, error: type[InferenceError], kind: str, limit: int
-) -> bytes:
-    """The non-empty contents of the regular file ``path``, or ``error`` saying plainly why not.
-
-    ``kind`` names what the file should be ("a model file", "an image") in the message.
-    """
-    return read_regular_file(path, limit, error, kind)

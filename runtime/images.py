@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.errors import IMAGE_MAX_BYTES, InputError, read_file
+from edgecnn._files import read_regular_file
+from edgecnn.runtime.contract import DEFAULT_IMAGE_SIZE
+from edgecnn.runtime.errors import IMAGE_MAX_BYTES, InputError
 
 #: Decoded pixels at most (4096 x 4096). Far below Pillow's own limit (89 million),
-#: which guards against bombs, not against memory on a 1 GB Raspberry Pi: the worst
-#: picture under this limit peaks at about 100 MB (measured by ``bench/decode.py``).
+#: which guards against bombs, not against memory on a 1 GB Raspberry Pi; the worst
+#: picture under this limit is measured by ``bench/decode.py`` (docs/benchmarks.md).
 MAX_PIXELS = 4096 * 4096
 #: JPEGs are decoded at up to 1/8 scale (libjpeg's DCT scaling), so they may declare
 #: this many times more pixels than :data:`MAX_PIXELS` decode to.
@@ -231,7 +233,7 @@ def _greyscale(im: Any) -> Any:
 def load_image(
     source: str | os.PathLike[str] | bytes,
     invert: bool | None = None,
-    side: int = 28,
+    side: int = DEFAULT_IMAGE_SIZE,
     light_on_dark: bool = True,
 ) -> np.ndarray:
     """Decode a picture into a uint8 ``(side, side)`` image as the model expects it.
@@ -252,7 +254,7 @@ def load_image(
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:
-        data = read_file(source, InputError, "an image", IMAGE_MAX_BYTES)
+        data = read_regular_file(source, IMAGE_MAX_BYTES, InputError, "an image")
         name = str(source)
     if not data:
         raise InputError(f"{name} is empty")

@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecnn.runtime.errors import SIDECAR_MAX_BYTES, ModelError, read_file
+from edgecnn._files import read_regular_file
+from edgecnn.runtime.contract import (
+    DEFAULT_INPUT_SHAPE,
+    INPUT_NAME,
+    LAYOUT,
+    OUTPUT_NAME,
+    PIXEL_SCALE,
+)
+from edgecnn.runtime.errors import SIDECAR_MAX_BYTES, ModelError
 from edgecnn.runtime.labels import FASHION_MNIST_LABELS
 
 METADATA_KEY = "edgecnn"
@@ -46,12 +54,12 @@ class ModelMetadata:
 
     labels: tuple[str, ...] = FASHION_MNIST_LABELS
     dataset: str = "fashion"
-    input_shape: tuple[int, int, int] = (28, 28, 1)
-    layout: str = "NHWC"
-    input_name: str = "image"
-    output_name: str = "probabilities"
+    input_shape: tuple[int, int, int] = DEFAULT_INPUT_SHAPE
+    layout: str = LAYOUT
+    input_name: str = INPUT_NAME
+    output_name: str = OUTPUT_NAME
     output_kind: str = "probabilities"
-    pixel_scale: float = 1 / 255
+    pixel_scale: float = PIXEL_SCALE
     light_on_dark: bool = True
     precision: str = "float32"
     source_sha256: str | None = None
@@ -115,8 +123,8 @@ def _parse(data: dict[str, Any]) -> ModelMetadata:
         raise ModelError(f"metadata schema {schema!r} is not one this edgecnn reads (1..2)")
     io_in, io_out = _object(data, "input"), _object(data, "output", {})
     pre = _object(data, "preprocessing", {})
-    scale = pre.get("pixel_scale", 1 / 255)
-    if not isinstance(scale, (int, float)) or not math.isclose(scale, 1 / 255, rel_tol=1e-6):
+    scale = pre.get("pixel_scale", PIXEL_SCALE)
+    if not isinstance(scale, (int, float)) or not math.isclose(scale, PIXEL_SCALE, rel_tol=1e-6):
         raise ModelError(
             f"metadata asks for pixel_scale {scale!r}; this runtime feeds pixels / 255 only"
         )
@@ -126,8 +134,8 @@ def _parse(data: dict[str, Any]) -> ModelMetadata:
     kind = io_out.get("kind", "probabilities")
     if kind not in OUTPUT_KINDS:
         raise ModelError(f"metadata output kind {kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
-    layout = io_in.get("layout", "NHWC")
-    if layout != "NHWC":
+    layout = io_in.get("layout", LAYOUT)
+    if layout != LAYOUT:
         raise ModelError(f"metadata input layout {layout!r} is not NHWC")
     integrity = _object(data, "integrity", {})
     for key, value in integrity.items():
@@ -143,10 +151,10 @@ def _parse(data: dict[str, Any]) -> ModelMetadata:
         dataset=_text(data.get("dataset", "fashion"), "dataset"),
         input_shape=_shape(io_in["shape"]),
         layout=layout,
-        input_name=_text(io_in.get("name", "image"), "input name"),
-        output_name=_text(io_out.get("name", "probabilities"), "output name"),
+        input_name=_text(io_in.get("name", INPUT_NAME), "input name"),
+        output_name=_text(io_out.get("name", OUTPUT_NAME), "output name"),
         output_kind=kind,
-        pixel_scale=1 / 255,
+        pixel_scale=PIXEL_SCALE,
         light_on_dark=light_on_dark,
         precision=_text(data.get("precision", "float32"), "precision"),
         source_sha256=data.get("source_sha256") if _is_digest(data.get("source_sha256")) else None,
@@ -258,7 +266,7 @@ def read_sidecar(model_path: Path) -> Sidecar | None:
     path = sidecar_path(model_path)
     if not path.exists():
         return None
-    raw = read_file(path, ModelError, "a metadata file", SIDECAR_MAX_BYTES)
+    raw = read_regular_file(path, SIDECAR_MAX_BYTES, ModelError, "a metadata file")
     metadata = parse_metadata(raw, str(path))
     record = json.loads(raw).get("file")
     digest = record.get("sha256") if isinstance(record, dict) else None

@@ -6,36 +6,48 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.runtime.contract import DEFAULT_INPUT_SHAPE
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.metadata import Quantization
 
-IMAGE_SIDE = 28
 _RANGE_SLACK = 1e-3  # float inputs a rounding error outside [0, 1] are clipped, not refused
 #: uint8 pixel -> model input, computed as the trainer does (float32 division by 255).
 PIXEL_TO_FLOAT = np.arange(256, dtype=np.float32) / np.float32(255)
-_SHAPES = {(IMAGE_SIDE, IMAGE_SIDE), (IMAGE_SIDE, IMAGE_SIDE, 1)}
 
 
-def to_batch(images: Any, side: int = IMAGE_SIDE) -> np.ndarray:
-    """Validate an image array and return it as a ``(N, side, side, 1)`` batch.
+def single_image_shapes(shape: tuple[int, int, int]) -> tuple[tuple[int, ...], ...]:
+    """The shapes one image may come in: ``(H, W, C)``, and ``(H, W)`` for greyscale."""
+    return (shape, shape[:2]) if shape[2] == 1 else (shape,)
 
-    Accepts uint8 in [0, 255] or float in [0, 1], shaped ``(28, 28)``, ``(28, 28, 1)``,
-    ``(N, 28, 28)`` or ``(N, 28, 28, 1)``. uint8 stays uint8 (backends map it through
-    lookup tables, cheaper than float arithmetic); everything else becomes float32 in
-    [0, 1].
+
+def shape_hint(shape: tuple[int, int, int]) -> str:
+    """The array shapes accepted for ``shape`` images, for error messages."""
+    h, w, c = shape
+    if c == 1:
+        return f"({h}, {w}), (N, {h}, {w}) or (N, {h}, {w}, 1)"
+    return f"({h}, {w}, {c}) or (N, {h}, {w}, {c})"
+
+
+def to_batch(images: Any, shape: tuple[int, int, int] = DEFAULT_INPUT_SHAPE) -> np.ndarray:
+    """Validate an image array and return it as a ``(N, H, W, C)`` batch of ``shape`` images.
+
+    Accepts uint8 in [0, 255] or float in [0, 1]: one image ``(H, W, C)`` or a batch
+    ``(N, H, W, C)``; greyscale images may leave out the channel axis. uint8 stays uint8
+    (backends map it through lookup tables, cheaper than float arithmetic); everything
+    else becomes float32 in [0, 1].
 
     Raises:
         InputError: wrong type, rank, size or range; NaN or infinity; an empty batch.
     """
-    if type(images) is np.ndarray and images.dtype == np.uint8 and side == IMAGE_SIDE:
+    if type(images) is np.ndarray and images.dtype == np.uint8:
         # The common case, kept to a few attribute reads: it sits on every request's path.
-        shape = images.shape
-        if shape[-2:] == (side, side) and images.ndim == 3 and shape[0]:
-            return images.reshape(shape[0], side, side, 1)
-        if images.ndim == 4 and shape[1:] == (side, side, 1) and shape[0]:
+        got = images.shape
+        if images.ndim == 4 and got[1:] == shape and got[0]:
             return images
-        if shape in _SHAPES:
-            return images.reshape(1, side, side, 1)
+        if images.ndim == 3 and shape[2] == 1 and got[1:] == shape[:2] and got[0]:
+            return images.reshape(got[0], *shape)
+        if got in single_image_shapes(shape):
+            return images.reshape(1, *shape)
     try:
         arr = np.asarray(images)
     except (ValueError, TypeError) as e:
@@ -45,16 +57,13 @@ def to_batch(images: Any, side: int = IMAGE_SIDE) -> np.ndarray:
         raise InputError(f"images must be uint8 or float arrays, got dtype {arr.dtype}")
     if arr.size == 0:
         raise InputError(f"empty batch: no images to classify (got shape {arr.shape})")
-    shape = arr.shape
-    if shape in ((side, side), (side, side, 1)):
-        arr = arr.reshape(1, side, side, 1)
-    elif arr.ndim == 3 and shape[1:] == (side, side):
+    got = arr.shape
+    if got in single_image_shapes(shape):
+        arr = arr.reshape(1, *shape)
+    elif arr.ndim == 3 and shape[2] == 1 and got[1:] == shape[:2]:
         arr = arr[..., np.newaxis]
-    elif not (arr.ndim == 4 and shape[1:] == (side, side, 1)):
-        raise InputError(
-            f"images must have shape ({side}, {side}), (N, {side}, {side}) or "
-            f"(N, {side}, {side}, 1); got {shape}"
-        )
+    elif not (arr.ndim == 4 and got[1:] == shape):
+        raise InputError(f"images must have shape {shape_hint(shape)}; got {got}")
     if arr.dtype.kind in "ui":
         if arr.dtype != np.uint8:
             lo, hi = int(arr.min()), int(arr.max())
@@ -64,10 +73,10 @@ def to_batch(images: Any, side: int = IMAGE_SIDE) -> np.ndarray:
     arr = arr.astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
         raise InputError("images contain NaN or infinity")
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
-        hint = "; divide by 255 or pass uint8" if hi <= 255 and lo >= 0 else ""
-        raise InputError(f"float images must be in [0, 1], got values in [{lo:g}, {hi:g}]{hint}")
+    low, high = float(arr.min()), float(arr.max())
+    if low < -_RANGE_SLACK or high > 1 + _RANGE_SLACK:
+        hint = "; divide by 255 or pass uint8" if high <= 255 and low >= 0 else ""
+        raise InputError(f"float images must be in [0, 1], got values in [{low:g}, {high:g}]{hint}")
     return np.clip(arr, 0.0, 1.0)
 
 
@@ -89,7 +98,7 @@ def pixel_table(q: Quantization, dtype: type = np.int8) -> np.ndarray:
 
 def dequantize_table(q: Quantization, dtype: type = np.int8) -> np.ndarray:
     """Float value of every integer code, indexed by the code's bits read as uint8."""
-    codes = np.arange(256, dtype=np.uint8).view(dtype)
+    codes: np.ndarray = np.arange(256, dtype=np.uint8).view(dtype)
     return dequantize(codes, q)
 
 

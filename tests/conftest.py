@@ -1,4 +1,10 @@
-"""Shared fixtures: the real Fashion-MNIST files and a briefly trained model, built once."""
+"""Shared fixtures: the real Fashion-MNIST files, small checked-in models, and (for the slow
+tests) a briefly trained model and its exports, built once per session.
+
+A test that uses a fixture which trains or exports is marked ``slow`` here, whatever its
+module says, so ``pytest -m "not slow and not pi"`` is the fast loop: the runtime on the
+files in ``tests/data/tiny``, no TensorFlow.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,46 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from shared import TINY
 
 # Tests never download anything: a missing dataset must fail loudly, not fetch.
 os.environ["EDGECNN_OFFLINE"] = "1"
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+#: Fixtures that train a model or export one (TensorFlow, seconds to minutes).
+SLOW_FIXTURES = {
+    "trained_run",
+    "exported",
+    "keras_reference",
+    "pipeline_run",
+    "wrong_shape_models",
+    "nan_models",
+    "logits_model",
+    "renamed_layers",
+    "evaluated",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that uses a slow fixture as ``slow``."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Path:
+    """The folder of small checked-in models (see tests/data/README.md)."""
+    return TINY
+
+
+@pytest.fixture(scope="session")
+def test_images(fashion_dir):
+    """The 10,000 real Fashion-MNIST test images (uint8) and labels; no TensorFlow."""
+    from edgecnn.trainer.data import load_arrays
+
+    (_, _, x_test, y_test), _ = load_arrays("fashion", fashion_dir)
+    return SimpleNamespace(x=x_test, y=y_test)
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +131,8 @@ def pipeline_run(tmp_path_factory, fashion_dir):
     """``edgecnn run`` on a small budget whose export stage fails once, then ``--resume``.
 
     The failure is injected into the real exporter: the third file's conversion raises
-    "No space left on device", after two files were converted and verified.
+    "No space left on device" (a condition of the machine), after two files were converted
+    and verified.
     """
     import hashlib
     import json

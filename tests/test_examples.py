@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from serve_helpers import running_server
+from shared import TINY
 
 from edgecnn.runtime import load_classifier
 
@@ -33,8 +34,8 @@ def test_every_example_is_tested():
 
 
 @pytest.mark.parametrize("model", ["model_int8.tflite", "model_float32.onnx", "weights.npz"])
-def test_classify_prints_what_the_api_says(exported, model):
-    path = exported.out / model
+def test_classify_prints_what_the_api_says(model):
+    path = TINY / model
     label, probability = load_classifier(path).classify(PICTURE, top_k=3)[0]
     out = run_example("classify.py", path, PICTURE)
     assert f"{PICTURE}: {label} ({probability:.1%})" in out
@@ -52,15 +53,15 @@ def test_classify_explains_a_bad_model_in_one_line(tmp_path):
     assert done.stderr.startswith("cannot load the model:") and "Traceback" not in done.stderr
 
 
-def test_batch_and_threads_agree(exported, keras_reference, tmp_path):
+def test_batch_and_threads_agree(test_images, tmp_path):
     images = tmp_path / "images.npy"
-    np.save(images, keras_reference.x[:200])
-    out = run_example("batch_and_threads.py", exported.out / "model_int8.tflite", images)
+    np.save(images, test_images.x[:200])
+    out = run_example("batch_and_threads.py", TINY / "model_int8.tflite", images)
     assert "200 images" in out and "same answers: True" in out
 
 
-def test_mobile_style_matches_the_runtime_without_importing_edgecnn(exported, tmp_path):
-    model = exported.out / "model_int8.tflite"
+def test_mobile_style_matches_the_runtime_without_importing_edgecnn(tmp_path):
+    model = TINY / "model_int8.tflite"
     # A dark-on-light photo of the same boot: the example must invert it as the runtime does.
     from PIL import Image, ImageOps
 
@@ -81,8 +82,8 @@ def test_mobile_style_matches_the_runtime_without_importing_edgecnn(exported, tm
     assert "edgecnn" not in source.split('"""', 2)[2].replace("edgecnn serve", "")
 
 
-def test_http_client_gets_the_api_answer_from_a_running_server(exported):
-    model = exported.out / "model_int8.tflite"
+def test_http_client_gets_the_api_answer_from_a_running_server():
+    model = TINY / "model_int8.tflite"
     label, probability = load_classifier(model).classify(PICTURE, top_k=3)[0]
     with running_server(model, "--threads", "1") as server:
         out = run_example("http_client.py", f"http://127.0.0.1:{server.port}", PICTURE)

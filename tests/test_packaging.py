@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from shared import source_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    src = source_copy(out)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
         check=True,
         capture_output=True,
     )
@@ -35,9 +37,19 @@ def test_wheel_puts_every_module_under_edgecnn(wheel):
         "edgecnn/trainer/train.py",
         "edgecnn/trainer/data.py",
         "edgecnn/export/__init__.py",
+        "edgecnn/export/formats/tflite.py",
         "edgecnn/runtime/__init__.py",
+        "edgecnn/runtime/backends/litert.py",
+        "edgecnn/runtime/serve/server.py",
+        "edgecnn/pipeline/stages.py",
+        "edgecnn/pipeline/report/html.py",
     ):
         assert module in names, module
+    # Every module of the source is in the wheel, and nothing twice.
+    assert len(names) == len(set(names))
+    for folder, package in (("runtime", "runtime"), ("pipeline", "pipeline")):
+        for path in (ROOT / folder).rglob("*.py"):
+            assert f"edgecnn/{package}/{path.relative_to(ROOT / folder)}" in names, path
     assert not any(n.startswith("edgecnn/tests") for n in names)
 
 
@@ -49,9 +61,9 @@ def test_plain_install_imports_every_stage(wheel, tmp_path):
     # The base install only: numpy and Typer; no interpreter, no TensorFlow.
     subprocess.run([py, "-m", "pip", "install", "-q", str(wheel)], check=True, capture_output=True)
     code = (
-        "import edgecnn, edgecnn.trainer, edgecnn.export, edgecnn.runtime, "
+        "import edgecnn, edgecnn.trainer, edgecnn.export, edgecnn.runtime, edgecnn.pipeline, "
         "edgecnn.runtime.labels, importlib.util as u; "
-        "assert all(u.find_spec(m) is None for m in ('trainer', 'export', 'runtime'))"
+        "assert all(u.find_spec(m) is None for m in ('trainer', 'export', 'runtime', 'pipeline'))"
     )
     done = subprocess.run([py, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -63,7 +75,7 @@ def test_no_generic_top_level_modules_in_this_environment():
     """However edgecnn was installed here (editable or not), only ``edgecnn`` is importable."""
     code = (
         "import importlib.util as u, edgecnn.trainer; "
-        "print([m for m in ('trainer', 'export', 'runtime') if u.find_spec(m)])"
+        "print([m for m in ('trainer', 'export', 'runtime', 'pipeline') if u.find_spec(m)])"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path.home()

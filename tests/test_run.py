@@ -11,21 +11,14 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, invoke
 from PIL import Image
+from shared import EXPORTED_FILES
 
 from edgecnn.pipeline import STAGES
-from edgecnn.run_dirs import new_run_dir, point_latest
+from edgecnn.run_folder import FIGURE_FILES as FIGURES
+from edgecnn.run_folder import new_run_dir, point_latest
 from edgecnn.runtime import load_classifier
-from edgecnn.trainer.evaluate import FIGURES
 
-EXPORTED = [
-    "model_float32.tflite",
-    "model_float32.onnx",
-    "model_float16.tflite",
-    "model_dynamic.tflite",
-    "model_int8.tflite",
-    "model_int8.onnx",
-    "weights.npz",
-]
+EXPORTED = list(EXPORTED_FILES)
 
 
 def test_a_failed_stage_stops_the_run_with_one_line_and_keeps_earlier_stages(pipeline_run):
@@ -151,7 +144,7 @@ def test_report_is_self_contained(pipeline_run):
     assert "default-src 'none'" in page  # and forbids any fetch, should one slip in
 
 
-def test_report_shows_every_section_the_issue_asks_for(pipeline_run):
+def test_report_shows_every_section(pipeline_run):
     page = (pipeline_run.out / "report.html").read_text()
     for text in (
         "Test accuracy",
@@ -280,7 +273,7 @@ def test_a_stage_run_again_runs_every_later_stage_again(pipeline_run, tmp_path):
 
 
 def test_ctrl_c_in_a_stage_is_one_line_exit_130_and_resumable(pipeline_run, tmp_path, monkeypatch):
-    from edgecnn import pipeline
+    from edgecnn.pipeline import stages
 
     run = _copy_run(pipeline_run, tmp_path)
     (run / "report.html").unlink()
@@ -289,7 +282,7 @@ def test_ctrl_c_in_a_stage_is_one_line_exit_130_and_resumable(pipeline_run, tmp_
         raise KeyboardInterrupt
 
     with monkeypatch.context() as mp:
-        mp.setitem(pipeline.STAGE_FUNCTIONS, "report", interrupted)
+        mp.setitem(stages.STAGE_FUNCTIONS, "report", interrupted)
         result = invoke("run", "--resume", "--out", run)
     assert_one_line_error(result, match="stage 'report' was interrupted", code=130)
     # The command it suggests is quoted for a shell, space and all.
@@ -320,7 +313,7 @@ def test_a_rejected_file_is_reported_and_the_run_exits_1(pipeline_run, tmp_path)
 
 
 def test_report_without_int8_files(pipeline_run, tmp_path):
-    from edgecnn.report import write_report
+    from edgecnn.pipeline.report import write_report
 
     run = _copy_run(pipeline_run, tmp_path)
     for name, key in (("exports/export_report.json", "files"), ("bench.json", "results")):

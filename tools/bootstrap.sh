@@ -5,8 +5,9 @@
 #   bash tools/bootstrap.sh test   # the full test suite
 #
 # Installs what is missing with apt (Python's venv, the Fashion-MNIST package, and for the
-# tests Chromium), creates .venv with every extra, and is safe to run again: each step is
-# skipped once done. Extra arguments go to 'edgecnn run' or to pytest.
+# tests Chromium), creates .venv with every extra (and for the tests the development
+# tools), and is safe to run again: each step is skipped once done. Extra arguments go
+# to 'edgecnn run' or to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
@@ -38,13 +39,18 @@ if [ ! -x .venv/bin/python ]; then
     echo "==> creating .venv"
     python3 -m venv .venv
 fi
-echo "==> pip install -e .[all]"
+extras=all
+[ "$mode" = test ] && extras=all,dev
+echo "==> pip install -e .[$extras]"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[all]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
 
 if [ "$mode" = run ]; then
     exec .venv/bin/edgecnn run "$@"
 else
+    echo "==> ruff check, ruff format --check, mypy"
     .venv/bin/ruff check .
+    .venv/bin/ruff format --check .
+    .venv/bin/mypy
     exec .venv/bin/pytest "$@"
 fi

@@ -13,11 +13,10 @@ def import_tensorflow() -> ModuleType:
     """Import TensorFlow with oneDNN kernels on and its start-up chatter hidden.
 
     TensorFlow only enables oneDNN by default on CPUs with AVX-512 VNNI or newer. On an
-    AVX2 CPU its own kernels run this network's convolutions about 3x slower (measured:
-    170 ms vs 60 ms for forward and backward of a 256-image batch), so turn it on unless
-    the user chose otherwise. The variable is read once, when TensorFlow is first imported.
-    TensorFlow logs a few lines to stderr before its log level applies; they are swallowed
-    unless the import fails.
+    AVX2 CPU its own kernels run this network's convolutions several times slower
+    (docs/benchmarks.md, "Training"), so turn it on unless the user chose otherwise. The
+    variable is read once, when TensorFlow is first imported. TensorFlow logs a few lines
+    to stderr before its log level applies; they are swallowed unless the import fails.
     """
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]

@@ -12,8 +12,8 @@ def augment(x: np.ndarray, rng: np.random.Generator, shift: int, flip: bool) -> 
     Horizontal flips suit clothing, not digits; the caller decides.
     """
     n, h, w = x.shape[:3]
-    if flip:
-        mirrored = rng.random(n) < 0.5
+    if flip:  # a random half of the images, mirrored left to right
+        mirrored = np.less(rng.random(n), 0.5)
         x = np.where(mirrored[:, None, None, None], x[:, :, ::-1], x)
     if shift:
         padded = np.pad(x, ((0, 0), (shift, shift), (shift, shift), (0, 0)))

@@ -13,7 +13,7 @@ import typer
 
 from edgecnn.errors import ConfigError
 from edgecnn.trainer.config import ModelConfig, TrainConfig
-from edgecnn.trainer.runs import check_out_dir
+from edgecnn.trainer.sources import check_out_dir
 
 
 class DatasetName(str, Enum):
@@ -53,7 +53,7 @@ def _config_overrides(**options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _resume_config(out: Path, train_over: dict[str, Any], model_over: dict[str, Any]) -> Any:
-    from edgecnn.trainer.runs import read_checkpoint_state
+    from edgecnn.trainer.checkpoints import read_checkpoint_state
 
     state = read_checkpoint_state(out)
     try:
@@ -152,7 +152,7 @@ def train_command(
         raise ConfigError("--resume needs the --out folder of the training to continue")
     if out is not None:
         check_out_dir(out, resume, force)
-    if resume:
+    if resume and out is not None:
         if augment:  # compared with the saved run's augmentation, whatever its dataset
             train_over["augment_shift"] = 2
         config = _resume_config(out, train_over, model_over)
@@ -212,7 +212,7 @@ def evaluate_command(
     ] = 0,
 ) -> None:
     """Evaluate on the test set; draw the confusion matrix, errors, filters and layer outputs."""
-    from edgecnn.trainer.runs import resolve_model
+    from edgecnn.trainer.sources import resolve_model
 
     resolve_model(target)  # a wrong path is answered before TensorFlow's slow import
     from edgecnn.trainer.evaluate import evaluate

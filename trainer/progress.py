@@ -12,7 +12,7 @@ from edgecnn.trainer._tf import import_keras
 keras = import_keras()
 
 
-class ProgressCallback(keras.callbacks.Callback):
+class ProgressCallback(keras.callbacks.Callback):  # type: ignore[name-defined]
     """Reports progress inside each epoch.
 
     On a terminal one line is redrawn a few times a second; in a log file (CI, ``nohup``)

@@ -6,7 +6,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -15,14 +15,15 @@ import numpy as np
 from edgecnn import _atomic
 from edgecnn._format import format_duration
 from edgecnn.errors import ConfigError, EdgecnnError
+from edgecnn.run_folder import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE
 from edgecnn.trainer._tf import import_tensorflow
 from edgecnn.trainer.augment import augment
+from edgecnn.trainer.checkpoints import read_checkpoint_state, save_checkpoint
 from edgecnn.trainer.config import TrainConfig
 from edgecnn.trainer.data import Dataset, load_dataset, to_float
 from edgecnn.trainer.metrics import accuracy_line, classification_metrics
 from edgecnn.trainer.model import build_model
 from edgecnn.trainer.progress import ProgressCallback
-from edgecnn.trainer.runs import MODEL_FILE, STATE_FILE, read_checkpoint_state
 
 tf = import_tensorflow()
 keras = tf.keras
@@ -71,20 +72,19 @@ def _epoch_data(
     return xe, ye
 
 
-def _save_checkpoint(model: Any, out_dir: Path, state: dict[str, Any]) -> None:
-    """Write the epoch's checkpoint, then point ``checkpoint.json`` at it, then drop the old one.
+@dataclass
+class Session:
+    """One training as it goes: the model, the data it sees, and where it stands."""
 
-    Killed at any moment, ``checkpoint.json`` names a complete checkpoint file.
-    """
-    name = f"checkpoint-e{state['epoch']:03d}.keras"
-    with _atomic.atomic_path(out_dir / name) as tmp:
-        model.save(tmp)
-    previous = None
-    if (out_dir / STATE_FILE).is_file():
-        previous = json.loads((out_dir / STATE_FILE).read_text()).get("checkpoint")
-    _atomic.write_json(out_dir / STATE_FILE, {**state, "checkpoint": name})
-    if previous and previous != name:
-        (out_dir / previous).unlink(missing_ok=True)
+    out: Path
+    config: TrainConfig
+    data: Dataset
+    model: Any
+    steps_per_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val: float = -1.0
+    start_epoch: int = 0
+    train_seconds: float = 0.0
 
 
 def train(
@@ -104,46 +104,44 @@ def train(
         EdgecnnError: bad configuration, missing data, unwritable ``out_dir``.
     """
     out = _atomic.ensure_writable_dir(out_dir)
-    with _atomic.exclusive(out, "edgecnn train"):
-        return _train_into(out, config, data_dir, resume, stream or sys.stdout)
-
-
-def _train_into(
-    out: Path,
-    config: TrainConfig,
-    data_dir: str | Path | None,
-    resume: bool,
-    stream: TextIO,
-) -> TrainResult:
+    stream = stream or sys.stdout
 
     def say(line: str) -> None:
         stream.write(line + "\n")
         stream.flush()
 
-    state = read_checkpoint_state(out) if resume else None
-    data = load_dataset(config.dataset, data_dir, config.train_subset)
-    keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
+    with _atomic.exclusive(out, "edgecnn train"):
+        state = read_checkpoint_state(out) if resume else None
+        data = load_dataset(config.dataset, data_dir, config.train_subset)
+        # Seeded before the model is built: its initial weights come from this seed.
+        keras.utils.set_random_seed(config.seed)
+        tf.config.experimental.enable_op_determinism()
+        session = _start(out, config, data, state, say)
+        say(
+            f"Training on {data.title} from {data.source}: {len(data.x_train):,} train / "
+            f"{len(data.x_val):,} validation / {len(data.x_test):,} test images, "
+            f"{session.model.count_params():,} parameters, {config.epochs} epochs of "
+            f"{session.steps_per_epoch} batches of {config.batch_size}"
+        )
+        _run_epochs(session, stream, say)
+        return _finish(session, say)
 
-    x_train, y_train = to_float(data.x_train), data.y_train.astype(np.int32)
-    x_val, y_val = to_float(data.x_val), data.y_val.astype(np.int32)
-    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
 
+def _start(
+    out: Path, config: TrainConfig, data: Dataset, state: dict[str, Any] | None, say: Any
+) -> Session:
+    """A new model (clearing an older run's files), or the checkpoint to resume from."""
+    steps = math.ceil(len(data.x_train) / config.batch_size)
     if state is None:
         model = build_model(config.model)
-        compile_model(model, config, steps_per_epoch)
-        history: list[dict[str, Any]] = []
-        best_val, start_epoch, train_seconds = -1.0, 0, 0.0
+        compile_model(model, config, steps)
         # A fresh run must not be mistaken for an older one left in the same folder: its
         # model, checkpoints and results go before the new config.json is written.
-        for stale in [
-            MODEL_FILE,
-            STATE_FILE,
-            "history.json",
-            "metrics.json",
-            *(p.name for p in out.glob("checkpoint-e*.keras")),
-        ]:
-            (out / stale).unlink(missing_ok=True)
+        stale = [MODEL_FILE, STATE_FILE, HISTORY_FILE, METRICS_FILE]
+        stale += [p.name for p in out.glob("checkpoint-e*.keras")]
+        for name in stale:
+            (out / name).unlink(missing_ok=True)
+        session = Session(out, config, data, model, steps)
     else:
         checkpoint = out / state["checkpoint"]
         try:
@@ -153,86 +151,113 @@ def _train_into(
                 f"cannot resume: checkpoint {checkpoint} is damaged ({type(e).__name__}); "
                 "start over with --force"
             ) from None
-        history, best_val = state["history"], state["best_val_accuracy"]
-        start_epoch, train_seconds = state["epoch"], state["train_seconds"]
-        say(f"Resuming from {out / state['checkpoint']} (epoch {start_epoch} of {config.epochs})")
-    _atomic.write_json(out / "config.json", config.to_dict())
+        session = Session(
+            out,
+            config,
+            data,
+            model,
+            steps,
+            history=state["history"],
+            best_val=state["best_val_accuracy"],
+            start_epoch=state["epoch"],
+            train_seconds=state["train_seconds"],
+        )
+        say(f"Resuming from {checkpoint} (epoch {session.start_epoch} of {config.epochs})")
+    _atomic.write_json(out / CONFIG_FILE, config.to_dict())
+    return session
 
-    say(
-        f"Training on {data.title} from {data.source}: {len(x_train):,} train / "
-        f"{len(x_val):,} validation / {len(data.x_test):,} test images, "
-        f"{model.count_params():,} parameters, {config.epochs} epochs of {steps_per_epoch} "
-        f"batches of {config.batch_size}"
+
+def _run_epochs(session: Session, stream: TextIO, say: Any) -> None:
+    """Train the remaining epochs, saving the best model and a checkpoint after each.
+
+    Raises:
+        TrainingInterrupted: Ctrl-C.
+    """
+    config, data = session.config, session.data
+    x_train, y_train = to_float(data.x_train), data.y_train.astype(np.int32)
+    validation = (to_float(data.x_val), data.y_val.astype(np.int32))
+    progress = ProgressCallback(
+        config.epochs, session.steps_per_epoch, config.batch_size, stream=stream
     )
-    progress = ProgressCallback(config.epochs, steps_per_epoch, config.batch_size, stream=stream)
-    epoch = start_epoch
+    epoch = session.start_epoch
     try:
-        for epoch in range(start_epoch, config.epochs):
+        for epoch in range(session.start_epoch, config.epochs):
             xe, ye = _epoch_data(x_train, y_train, config, epoch)
             started = time.perf_counter()
-            fit = model.fit(
+            fit = session.model.fit(
                 xe,
                 ye,
                 batch_size=config.batch_size,
                 epochs=epoch + 1,
                 initial_epoch=epoch,
                 shuffle=False,
-                validation_data=(x_val, y_val),
+                validation_data=validation,
                 verbose=0,
                 callbacks=[progress],
             )
             seconds = time.perf_counter() - started
-            train_seconds += seconds
-            logs = {k: float(v[-1]) for k, v in fit.history.items()}
-            record = {
-                "epoch": epoch + 1,
-                "loss": logs["loss"],
-                "accuracy": logs["accuracy"],
-                "val_loss": logs["val_loss"],
-                "val_accuracy": logs["val_accuracy"],
-                "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
-                "seconds": seconds,
-                "images_per_second": len(xe) / seconds,
-            }
-            history.append(record)
-            improved = record["val_accuracy"] > best_val
-            if improved:
-                best_val = record["val_accuracy"]
-                with _atomic.atomic_path(out / MODEL_FILE) as tmp:
-                    model.save(tmp)
-            _save_checkpoint(
-                model,
-                out,
-                {
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "best_val_accuracy": best_val,
-                    "train_seconds": train_seconds,
-                    "config": config.to_dict(),
-                },
-            )
-            _atomic.write_json(out / "history.json", history)
-            eta = seconds * (config.epochs - epoch - 1)
-            say(
-                f"epoch {epoch + 1}/{config.epochs}  loss {record['loss']:.4f}  "
-                f"acc {100 * record['accuracy']:.2f}%  val_loss {record['val_loss']:.4f}  "
-                f"val_acc {100 * record['val_accuracy']:.2f}%  {format_duration(seconds)}  "
-                f"{record['images_per_second']:,.0f} img/s  ETA {format_duration(eta)}"
-                + ("  * best, saved" if improved else "")
-            )
+            _record_epoch(session, epoch, fit.history, seconds, len(xe), say)
     except KeyboardInterrupt:
-        raise TrainingInterrupted(_interrupted_message(out, epoch, config)) from None
+        raise TrainingInterrupted(_interrupted_message(session.out, epoch, config)) from None
 
-    best_model = keras.models.load_model(out / MODEL_FILE)
-    metrics = _final_metrics(best_model, data, history, train_seconds, config)
-    _atomic.write_json(out / "metrics.json", metrics)
+
+def _record_epoch(
+    session: Session, epoch: int, logs: dict[str, list[float]], seconds: float, images: int,
+    say: Any,
+) -> None:  # fmt: skip
+    """History, best model, checkpoint and one line for a finished epoch."""
+    config, out, model = session.config, session.out, session.model
+    session.train_seconds += seconds
+    last = {k: float(v[-1]) for k, v in logs.items()}
+    record = {
+        "epoch": epoch + 1,
+        "loss": last["loss"],
+        "accuracy": last["accuracy"],
+        "val_loss": last["val_loss"],
+        "val_accuracy": last["val_accuracy"],
+        "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+        "seconds": seconds,
+        "images_per_second": images / seconds,
+    }
+    session.history.append(record)
+    improved = record["val_accuracy"] > session.best_val
+    if improved:
+        session.best_val = record["val_accuracy"]
+        with _atomic.atomic_path(out / MODEL_FILE) as tmp:
+            model.save(tmp)
+    state = {
+        "epoch": epoch + 1,
+        "history": session.history,
+        "best_val_accuracy": session.best_val,
+        "train_seconds": session.train_seconds,
+        "config": config.to_dict(),
+    }
+    save_checkpoint(model, out, state)
+    _atomic.write_json(out / HISTORY_FILE, session.history)
+    eta = seconds * (config.epochs - epoch - 1)
     say(
-        f"Trained {config.epochs} epochs in {format_duration(train_seconds)}; best validation "
-        f"accuracy {100 * best_val:.2f}% (epoch {metrics['best_epoch']}), saved to "
-        f"{out / MODEL_FILE}"
+        f"epoch {epoch + 1}/{config.epochs}  loss {record['loss']:.4f}  "
+        f"acc {100 * record['accuracy']:.2f}%  val_loss {record['val_loss']:.4f}  "
+        f"val_acc {100 * record['val_accuracy']:.2f}%  {format_duration(seconds)}  "
+        f"{record['images_per_second']:,.0f} img/s  ETA {format_duration(eta)}"
+        + ("  * best, saved" if improved else "")
+    )
+
+
+def _finish(session: Session, say: Any) -> TrainResult:
+    """Measure the best epoch's model, write ``metrics.json``, end with the tutorial's line."""
+    out, config = session.out, session.config
+    best_model = keras.models.load_model(out / MODEL_FILE)
+    metrics = _final_metrics(best_model, session.data, session.history, session.train_seconds,
+                             config)  # fmt: skip
+    _atomic.write_json(out / METRICS_FILE, metrics)
+    say(
+        f"Trained {config.epochs} epochs in {format_duration(session.train_seconds)}; best "
+        f"validation accuracy {100 * session.best_val:.2f}% (epoch {metrics['best_epoch']}), "
+        f"saved to {out / MODEL_FILE}"
     )
     say(accuracy_line(metrics["test_correct"], metrics["test_total"]))
-    return TrainResult(out_dir=out, config=config, metrics=metrics, history=history)
+    return TrainResult(out_dir=out, config=config, metrics=metrics, history=session.history)
 
 
 def _interrupted_message(out: Path, epoch: int, config: TrainConfig) -> str:
@@ -261,6 +286,8 @@ def _final_metrics(
         "dataset": data.name,
         **classification_metrics(data.y_test, test_pred, data.labels),
         "val_accuracy": float(np.mean(val_pred == data.y_val)),
+        "train_images": len(data.x_train),
+        "val_images": len(data.x_val),
         "best_epoch": best["epoch"],
         "epochs": len(history),
         "train_seconds": train_seconds,

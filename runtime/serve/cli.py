@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgecnn.runtime.cli import BackendName, BackendOption, IntegrityOption, ModelArg
+from edgecnn.runtime.options import AUTO, BackendOption, IntegrityOption, ModelArg
 
 
 def serve_command(
@@ -57,7 +57,7 @@ def serve_command(
             "byte; slower requests get 408.",
         ),
     ] = 10.0,
-    backend: BackendOption = BackendName.auto,
+    backend: BackendOption = AUTO,
     integrity_check: IntegrityOption = True,
     access_log: Annotated[
         bool, typer.Option("--access-log", help="One line per request on stderr.")
@@ -71,8 +71,8 @@ def serve_command(
     """
     from edgecnn._quiet import native_stderr_hidden
     from edgecnn.runtime import load_classifier
+    from edgecnn.runtime.backends import default_threads
     from edgecnn.runtime.classifier import check_threads
-    from edgecnn.runtime.litert import default_threads
     from edgecnn.runtime.serve.server import (
         Limits,
         is_loopback,

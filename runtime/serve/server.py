@@ -405,7 +405,7 @@ def make_server(
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)  # bursts of clients connect at once
+        sock.listen(1024)  # bursts of clients connect at once; the kernel caps it (somaxconn)
     except OSError as e:
         sock.close()
         reason = {
@@ -444,8 +444,13 @@ def serve_until_signalled(
     async def main() -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+
+        def on_signal(sig: signal.Signals) -> None:
+            received.append(sig.name)
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
+            loop.add_signal_handler(sig, on_signal, sig)
         if on_started is not None:
             loop.call_soon(on_started)
         try:

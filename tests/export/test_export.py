@@ -3,19 +3,12 @@ import json
 
 import numpy as np
 import pytest
+from shared import EXPORTED_FILES
 
 from edgecnn.runtime import load_classifier
 from edgecnn.runtime.labels import FASHION_MNIST_LABELS
 
-FILES = [
-    "model_float32.tflite",
-    "model_float32.onnx",
-    "model_float16.tflite",
-    "model_dynamic.tflite",
-    "model_int8.tflite",
-    "model_int8.onnx",
-    "weights.npz",
-]
+FILES = list(EXPORTED_FILES)
 
 
 def test_every_file_is_written_verified_and_reported(exported):

@@ -7,11 +7,9 @@ nothing about speed on a real Raspberry Pi.
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -136,17 +134,9 @@ def x86_builtin_kernels(exported, pi_images):
     only float ones), so this is the x86 result with the same kernels as 32-bit ARM.
     Returns the batched and the one-image-per-call outputs.
     """
-    from ai_edge_litert import interpreter as litert
-
     from edgecnn.runtime import load_classifier
 
-    clf = load_classifier(exported.out / "model_int8.tflite", backend="litert")
-    backend = clf._backend
-    builtin = litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    backend._module = SimpleNamespace(
-        Interpreter=functools.partial(litert.Interpreter, experimental_op_resolver_type=builtin)
-    )
-    backend._local = threading.local()  # drop the interpreter made with XNNPACK
+    clf = load_classifier(exported.out / "model_int8.tflite", backend="litert-builtin")
     return clf.predict(pi_images.x), _single(clf, pi_images.x)
 
 

@@ -4,34 +4,30 @@ import threading
 import numpy as np
 import pytest
 from PIL import Image
+from shared import TINY, TINY_FILES
 
-from edgecnn.runtime import BACKENDS, InputError, load_classifier
+from edgecnn.runtime import InputError, load_classifier
 from edgecnn.runtime.labels import FASHION_MNIST_LABELS
 
-MODELS = [
-    "model_float32.tflite",
-    "model_int8.tflite",
-    "model_float32.onnx",
-    "model_int8.onnx",
-    "weights.npz",
-]
+#: The backend ``auto`` picks for each file here, with every extra installed.
+AUTO_BACKEND = {".tflite": "litert", ".onnx": "onnxruntime", ".npz": "numpy"}
 
 
-@pytest.fixture(scope="module", params=MODELS)
-def clf(request, exported):
-    return load_classifier(exported.out / request.param)
+@pytest.fixture(scope="module", params=TINY_FILES)
+def clf(request):
+    return load_classifier(TINY / request.param)
 
 
-def test_predict_returns_probabilities(clf, keras_reference):
-    probs = clf.predict(keras_reference.x[:50])
+def test_predict_returns_probabilities(clf, test_images):
+    probs = clf.predict(test_images.x[:50])
     assert probs.shape == (50, 10) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-3)
     assert (probs >= 0).all()
     assert clf.labels == FASHION_MNIST_LABELS and clf.input_shape == (28, 28, 1)
 
 
-def test_every_input_form_gives_the_same_answer(clf, keras_reference):
-    x = keras_reference.x[:5]
+def test_every_input_form_gives_the_same_answer(clf, test_images):
+    x = test_images.x[:5]
     expected = clf.predict(x)
     for form in (
         x.astype(np.float32) / 255,
@@ -46,22 +42,22 @@ def test_every_input_form_gives_the_same_answer(clf, keras_reference):
 
 
 @pytest.mark.parametrize("n", [1, 3, 255, 256, 257, 600])
-def test_any_batch_size_matches_one_at_a_time(clf, keras_reference, n):
-    x = keras_reference.x[:n]
+def test_any_batch_size_matches_one_at_a_time(clf, test_images, n):
+    x = test_images.x[:n]
     batch = clf.predict(x)
     singles = np.concatenate([clf.predict(x[i]) for i in range(0, n, max(1, n // 7))])
     np.testing.assert_allclose(batch[:: max(1, n // 7)], singles, atol=1e-5)
 
 
-def test_classify_top_k(clf, keras_reference):
-    ranked = clf.classify(keras_reference.x[0], top_k=3)
+def test_classify_top_k(clf, test_images):
+    ranked = clf.classify(test_images.x[0], top_k=3)
     assert len(ranked) == 3 and all(label in FASHION_MNIST_LABELS for label, _ in ranked)
     assert ranked[0][1] >= ranked[1][1] >= ranked[2][1]
-    assert ranked[0][0] == FASHION_MNIST_LABELS[int(clf.predict(keras_reference.x[0]).argmax())]
+    assert ranked[0][0] == FASHION_MNIST_LABELS[int(clf.predict(test_images.x[0]).argmax())]
     with pytest.raises(InputError, match="top_k"):
-        clf.classify(keras_reference.x[0], top_k=11)
+        clf.classify(test_images.x[0], top_k=11)
     with pytest.raises(InputError, match="one image"):
-        clf.classify(keras_reference.x[:2])
+        clf.classify(test_images.x[:2])
 
 
 def _png(array, mode="L"):
@@ -70,9 +66,9 @@ def _png(array, mode="L"):
     return buffer.getvalue()
 
 
-def test_pictures_in_any_mode_size_and_polarity(exported, keras_reference, tmp_path):
-    clf = load_classifier(exported.out / "model_float32.tflite")
-    image = keras_reference.x[0]
+def test_pictures_in_any_mode_size_and_polarity(test_images, tmp_path):
+    clf = load_classifier(TINY / "model_float32.tflite")
+    image = test_images.x[0]
     expected = clf.predict(image)
     np.testing.assert_allclose(clf.predict(_png(image)), expected, atol=1e-6)
     path = tmp_path / "boot.png"
@@ -98,15 +94,15 @@ def test_pictures_in_any_mode_size_and_polarity(exported, keras_reference, tmp_p
 
 def test_metadata_is_exposed(clf):
     assert clf.metadata.dataset == "fashion"
-    assert clf.metadata.precision in ("float32", "int8")
-    assert clf.backend_name in BACKENDS
+    assert clf.metadata.precision == ("int8" if "int8" in clf.path.name else "float32")
+    assert clf.backend_name == AUTO_BACKEND[clf.path.suffix] == clf.backend.name
 
 
 @pytest.mark.slow
-def test_threads_share_one_classifier(exported, keras_reference):
+def test_threads_share_one_classifier(test_images):
     for name in ("model_int8.tflite", "model_float32.onnx", "weights.npz"):
-        clf = load_classifier(exported.out / name)
-        images = keras_reference.x[:500]
+        clf = load_classifier(TINY / name)
+        images = test_images.x[:500]
         # One thread's answers, image by image (a batch may round differently in BLAS).
         expected = np.concatenate([clf.predict(image) for image in images])
         mismatches, errors = [], []

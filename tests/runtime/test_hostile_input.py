@@ -24,7 +24,8 @@ from edgecnn.runtime import InputError, ModelError, load_classifier
 from edgecnn.runtime.images import MAX_PIXELS, load_image
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-TINY = DATA / "tiny_float32.tflite"
+TINY = DATA / "tiny"
+TINY_FLOAT = TINY / "model_float32.tflite"
 PICTURE = DATA / "ankle_boot.png"
 
 
@@ -115,7 +116,7 @@ def test_the_worst_pictures_under_the_limit_decode_in_bounded_memory(tmp_path, m
 def test_a_huge_png_prints_no_pillow_warning(tmp_path):
     path = tmp_path / "big.png"
     path.write_bytes(_png(np.zeros((10000, 10000), np.uint8)))
-    result = invoke("predict", TINY, path)
+    result = invoke("predict", TINY_FLOAT, path)
     assert_one_line_error(result, "10000x10000")
     assert "DecompressionBomb" not in result.stderr
 
@@ -228,11 +229,11 @@ def _flip(data: bytes, at: int) -> bytes:
 
 @pytest.mark.parametrize("name", ["model_int8.tflite", "model_float32.onnx", "model_int8.onnx"])
 @pytest.mark.parametrize("sidecar", [False, True], ids=["alone", "with-sidecar"])
-def test_any_changed_byte_is_refused(exported, tmp_path, name, sidecar):
-    data = (exported.out / name).read_bytes()
+def test_any_changed_byte_is_refused(tmp_path, name, sidecar):
+    data = (TINY / name).read_bytes()
     target = tmp_path / name
     if sidecar:
-        target.with_name(name + ".json").write_bytes((exported.out / f"{name}.json").read_bytes())
+        target.with_name(name + ".json").write_bytes((TINY / f"{name}.json").read_bytes())
     # 60 positions in the first 2 KB (headers, tensor tables, scales), 20 anywhere else.
     rng = np.random.default_rng(5)
     positions = sorted(set(rng.integers(0, 2048, 60)) | set(rng.integers(0, len(data), 20)))
@@ -249,8 +250,8 @@ def test_any_changed_byte_is_refused(exported, tmp_path, name, sidecar):
     assert load_classifier(target).predict(np.zeros((1, 28, 28), np.uint8)).shape == (1, 10)
 
 
-def test_changed_weights_in_an_npz_are_refused(exported, tmp_path):
-    with np.load(exported.out / "weights.npz") as z:
+def test_changed_weights_in_an_npz_are_refused(tmp_path):
+    with np.load(TINY / "weights.npz") as z:
         arrays = {k: z[k] for k in z.files}
     arrays["fc1.kernel"] = arrays["fc1.kernel"].copy()
     arrays["fc1.kernel"][3, 4] += 0.5
@@ -260,28 +261,30 @@ def test_changed_weights_in_an_npz_are_refused(exported, tmp_path):
     assert load_classifier(tmp_path / "weights.npz", check_integrity=False).labels
 
 
-def test_a_sidecar_from_another_export_is_noticed(exported, tmp_path):
-    (tmp_path / "m.tflite").write_bytes((exported.out / "model_int8.tflite").read_bytes())
-    other = (exported.out / "model_float32.tflite.json").read_text()
+def test_a_sidecar_from_another_export_is_noticed(tmp_path):
+    (tmp_path / "m.tflite").write_bytes((TINY / "model_int8.tflite").read_bytes())
+    other = (TINY / "model_float32.tflite.json").read_text()
     (tmp_path / "m.tflite.json").write_text(other)
     with pytest.raises(ModelError, match="SHA-256 differs"):
         load_classifier(tmp_path / "m.tflite")
 
 
-def test_the_cli_can_skip_the_integrity_check(exported, tmp_path):
-    data = (exported.out / "model_float32.onnx").read_bytes()
+def test_the_cli_can_skip_the_integrity_check(tmp_path):
+    data = (TINY / "model_float32.onnx").read_bytes()
     (tmp_path / "edited.onnx").write_bytes(_flip(data, len(data) // 2))  # inside a weight
     assert_one_line_error(invoke("predict", tmp_path / "edited.onnx", PICTURE), "damaged")
     result = invoke("predict", tmp_path / "edited.onnx", PICTURE, "--no-integrity-check")
-    assert result.exit_code == 0 and "Ankle boot" in result.stdout
+    assert result.exit_code == 0 and result.stdout.startswith(str(PICTURE))
+    # (One byte in a weight of this small model turns the boot into a sneaker: why the
+    # check is on by default.)
 
 
 # -- 6. EXIF orientation -----------------------------------------------------------------
 
 
-def test_pictures_taken_sideways_are_turned_upright(exported, keras_reference):
-    clf = load_classifier(exported.out / "model_float32.tflite")
-    images, labels = keras_reference.x[:200], keras_reference.y[:200]
+def test_pictures_taken_sideways_are_turned_upright(test_images):
+    clf = load_classifier(TINY / "model_float32.tflite")
+    images, labels = test_images.x[:200], test_images.y[:200]
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to view", as phones save portraits
     correct_upright = correct_sideways = 0
@@ -292,7 +295,7 @@ def test_pictures_taken_sideways_are_turned_upright(exported, keras_reference):
         big.transpose(Image.Transpose.ROTATE_90).save(sideways, "JPEG", quality=95, exif=exif)
         correct_upright += clf.classify(upright.getvalue())[0][0] == clf.labels[label]
         correct_sideways += clf.classify(sideways.getvalue())[0][0] == clf.labels[label]
-    assert correct_upright > 150  # a trained model, JPEG at 4x
+    assert correct_upright > 130  # a small trained model (78% on the test set), JPEG at 4x
     assert abs(correct_sideways - correct_upright) <= 6  # was 2.5% against 91%
 
 
@@ -302,18 +305,24 @@ def test_pictures_taken_sideways_are_turned_upright(exported, keras_reference):
 @pytest.mark.parametrize("value", [0, 100000, 2**31, -1])
 def test_thread_counts_beyond_the_cap_are_refused(value):
     with pytest.raises(InputError, match="num_threads must be in 1.."):
-        load_classifier(TINY, num_threads=value)
+        load_classifier(TINY_FLOAT, num_threads=value)
     if value < 1:
         return  # Typer's own range check answers first
     for command in ("predict", "bench", "serve"):
-        args = [command, TINY, *([PICTURE] if command == "predict" else []), "--threads", value]
+        args = [
+            command,
+            TINY_FLOAT,
+            *([PICTURE] if command == "predict" else []),
+            "--threads",
+            value,
+        ]
         assert_one_line_error(invoke(*args), "--threads")
 
 
 @pytest.mark.parametrize("value", ["2", 2.0, True])
 def test_thread_counts_of_the_wrong_type_are_refused(value):
     with pytest.raises(InputError, match="num_threads must be an integer"):
-        load_classifier(TINY, num_threads=value)
+        load_classifier(TINY_FLOAT, num_threads=value)
 
 
 # -- 8. devices and pipes ----------------------------------------------------------------
@@ -347,18 +356,18 @@ def test_devices_pipes_and_oversized_files_are_refused_at_once(tmp_path):
     assert len(lines) == 5, done.stdout + done.stderr
     assert all("not a regular file" in line for line in lines[:4]), lines
     assert "may be at most 256.0 MiB" in lines[4]
-    result = invoke("predict", TINY, tmp_path / "random.png")
+    result = invoke("predict", TINY_FLOAT, tmp_path / "random.png")
     assert_one_line_error(result, "not a regular file")
 
 
 # -- 9. ONNX external data ---------------------------------------------------------------
 
 
-def test_onnx_files_with_external_data_are_refused(exported, tmp_path, monkeypatch):
+def test_onnx_files_with_external_data_are_refused(tmp_path, monkeypatch):
     import onnx
     from onnx.external_data_helper import convert_model_to_external_data
 
-    proto = onnx.load(exported.out / "model_float32.onnx")
+    proto = onnx.load(TINY / "model_float32.onnx")
     del proto.metadata_props[:]
     convert_model_to_external_data(proto, location="secret.txt", size_threshold=1024)
     onnx.save(proto, tmp_path / "m.onnx", save_as_external_data=False)
@@ -396,8 +405,8 @@ def _npy_header(descr: str, shape: tuple) -> bytes:
     return buffer.getvalue()
 
 
-def test_damaged_and_hostile_npz_files_are_model_errors(exported, tmp_path):
-    (tmp_path / "a.npz").write_bytes((exported.out / "weights.npz").read_bytes())
+def test_damaged_and_hostile_npz_files_are_model_errors(tmp_path):
+    (tmp_path / "a.npz").write_bytes((TINY / "weights.npz").read_bytes())
     _zip_method_flipped(tmp_path / "a.npz")
     with pytest.raises(ModelError, match="not a readable weights.npz"):
         load_classifier(tmp_path / "a.npz")
@@ -423,14 +432,14 @@ def test_damaged_and_hostile_npz_files_are_model_errors(exported, tmp_path):
 )
 def test_hostile_npy_files_are_one_line_exit_2(tmp_path, header, match):
     (tmp_path / "x.npy").write_bytes(header + b"\0" * 64)
-    assert_one_line_error(invoke("predict", TINY, tmp_path / "x.npy"), match)
+    assert_one_line_error(invoke("predict", TINY_FLOAT, tmp_path / "x.npy"), match)
 
 
 def test_timedelta_arrays_are_refused(tmp_path):
     np.save(tmp_path / "t.npy", np.zeros((28, 28), "m8[s]"))
-    assert_one_line_error(invoke("predict", TINY, tmp_path / "t.npy"), "not a plain number")
+    assert_one_line_error(invoke("predict", TINY_FLOAT, tmp_path / "t.npy"), "not a plain number")
     with pytest.raises(InputError, match="dtype"):
-        load_classifier(TINY).predict(np.zeros((28, 28), "m8[s]"))
+        load_classifier(TINY_FLOAT).predict(np.zeros((28, 28), "m8[s]"))
 
 
 def _with_metadata(source: Path, target: Path, value: str) -> Path:
@@ -443,11 +452,11 @@ def _with_metadata(source: Path, target: Path, value: str) -> Path:
     return target
 
 
-def test_hostile_metadata_is_a_model_error_naming_the_file(exported, tmp_path):
-    meta = json.loads((exported.out / "model_float32.onnx.json").read_text())
+def test_hostile_metadata_is_a_model_error_naming_the_file(tmp_path):
+    meta = json.loads((TINY / "model_float32.onnx.json").read_text())
     del meta["file"]
     meta["integrity"], meta["schema"] = {}, 1
-    source = exported.out / "model_float32.onnx"
+    source = TINY / "model_float32.onnx"
     cases = {
         "deep": "[" * 100_000 + "]" * 100_000,
         "int labels": json.dumps({**meta, "labels": list(range(10))}),
@@ -468,51 +477,51 @@ def test_hostile_metadata_is_a_model_error_naming_the_file(exported, tmp_path):
         assert "\x1b" not in result.stderr
 
 
-def test_light_on_dark_false_is_honoured(exported, tmp_path, keras_reference):
-    meta = json.loads((exported.out / "model_float32.onnx.json").read_text())
+def test_light_on_dark_false_is_honoured(tmp_path, test_images):
+    meta = json.loads((TINY / "model_float32.onnx.json").read_text())
     del meta["file"]
     meta["integrity"], meta["schema"] = {}, 1
     meta["preprocessing"]["light_on_dark"] = False
-    path = _with_metadata(
-        exported.out / "model_float32.onnx", tmp_path / "m.onnx", json.dumps(meta)
-    )
+    path = _with_metadata(TINY / "model_float32.onnx", tmp_path / "m.onnx", json.dumps(meta))
     clf = load_classifier(path)
-    dark_on_light = _png(255 - keras_reference.x[0])
-    np.testing.assert_allclose(clf.predict(dark_on_light), clf.predict(255 - keras_reference.x[0]))
+    dark_on_light = _png(255 - test_images.x[0])
+    np.testing.assert_allclose(clf.predict(dark_on_light), clf.predict(255 - test_images.x[0]))
 
 
 @pytest.mark.parametrize("value", [1.5, "3", None, True, " 3"])
 def test_top_k_of_the_wrong_type_is_an_input_error(value):
     with pytest.raises(InputError, match="top_k must be an integer"):
-        load_classifier(TINY).classify(np.zeros((28, 28), np.uint8), top_k=value)
+        load_classifier(TINY_FLOAT).classify(np.zeros((28, 28), np.uint8), top_k=value)
 
 
 def test_model_paths_of_any_form():
     with pytest.raises(InputError, match="must be a file path"):
         load_classifier(None)
-    assert load_classifier(os.fsencode(TINY)).labels[9] == "Ankle boot"
+    assert load_classifier(os.fsencode(TINY_FLOAT)).labels[9] == "Ankle boot"
     with pytest.raises(ModelError, match="unknown backend"):
-        load_classifier(TINY, backend=None)
+        load_classifier(TINY_FLOAT, backend=None)
 
 
 def test_an_empty_list_is_an_empty_batch():
     with pytest.raises(InputError, match="empty batch"):
-        load_classifier(TINY).predict([])
+        load_classifier(TINY_FLOAT).predict([])
 
 
 def test_bench_refuses_absurd_batch_sizes():
-    assert_one_line_error(invoke("bench", TINY, "--batch-sizes", "100000000"), "--batch-sizes")
+    assert_one_line_error(
+        invoke("bench", TINY_FLOAT, "--batch-sizes", "100000000"), "--batch-sizes"
+    )
 
 
 def test_a_file_name_with_a_newline_stays_one_line(tmp_path):
     odd = tmp_path / "two\nlines.png"
-    assert_one_line_error(invoke("predict", TINY, odd), "two\\nlines.png")
+    assert_one_line_error(invoke("predict", TINY_FLOAT, odd), "two\\nlines.png")
 
 
 # -- 12. large batches on onnxruntime ----------------------------------------------------
 
 
-def test_onnxruntime_runs_large_batches_in_bounded_memory(exported):
+def test_onnxruntime_runs_large_batches_in_bounded_memory():
     code = (
         "import numpy as np\n"
         "from edgecnn.runtime import load_classifier\n"
@@ -522,7 +531,7 @@ def test_onnxruntime_runs_large_batches_in_bounded_memory(exported):
         "mark()\n"
         "assert clf.predict(images).shape == (20000, 10)\n"
     )
-    before, after, _ = _peak_rss_mb(code, exported.out / "model_float32.onnx")
+    before, after, _ = _peak_rss_mb(code, TINY / "model_float32.onnx")
     # Whole, 20,000 images took about 1.9 GB; in chunks of 256 the growth is the output.
     assert after - before < 150, f"peak grew {after - before:.0f} MB"
 
@@ -535,7 +544,7 @@ def test_ctrl_c_in_a_runtime_command_is_one_line_and_130():
     import time
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgecnn", "bench", str(TINY), "--runs", "100000000"],
+        [sys.executable, "-m", "edgecnn", "bench", str(TINY_FLOAT), "--runs", "100000000"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -548,13 +557,13 @@ def test_ctrl_c_in_a_runtime_command_is_one_line_and_130():
     assert err.strip() == "error: interrupted", err
 
 
-def test_an_npz_renamed_npy_is_named_for_what_it_is(exported, tmp_path):
-    (tmp_path / "w.npy").write_bytes((exported.out / "weights.npz").read_bytes())
-    assert_one_line_error(invoke("predict", TINY, tmp_path / "w.npy"), "zip archive")
+def test_an_npz_renamed_npy_is_named_for_what_it_is(tmp_path):
+    (tmp_path / "w.npy").write_bytes((TINY / "weights.npz").read_bytes())
+    assert_one_line_error(invoke("predict", TINY_FLOAT, tmp_path / "w.npy"), "zip archive")
 
 
-def test_many_threads_loading_at_once_see_the_same_integrity_verdict(exported):
-    path = exported.out / "model_int8.tflite"
+def test_many_threads_loading_at_once_see_the_same_integrity_verdict():
+    path = TINY / "model_int8.tflite"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     errors = []
 

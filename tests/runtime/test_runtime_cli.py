@@ -1,5 +1,4 @@
 import json
-import shutil
 import subprocess
 import venv
 from pathlib import Path
@@ -7,16 +6,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, invoke, run_cli_without
+from shared import source_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
+TINY = DATA / "tiny"
 
 
-def test_predict_images_and_arrays(exported, keras_reference, tmp_path):
-    np.save(tmp_path / "three.npy", keras_reference.x[:3])
+def test_predict_images_and_arrays(test_images, tmp_path):
+    np.save(tmp_path / "three.npy", test_images.x[:3])
     result = invoke(
         "predict",
-        exported.out / "model_int8.tflite",
+        TINY / "model_int8.tflite",
         DATA / "ankle_boot.png",
         DATA / "ankle_boot.npy",
         tmp_path / "three.npy",
@@ -30,10 +31,10 @@ def test_predict_images_and_arrays(exported, keras_reference, tmp_path):
     assert f"{tmp_path / 'three.npy'}[2]" in lines[4]
 
 
-def test_predict_json(exported):
+def test_predict_json():
     result = invoke(
         "predict",
-        exported.out / "model_float32.onnx",
+        TINY / "model_float32.onnx",
         DATA / "ankle_boot.npy",
         "--json",
         "--top-k",
@@ -51,8 +52,8 @@ def test_predict_json(exported):
     assert row["confidence"] == pytest.approx(row["top_k"][0]["probability"])
 
 
-def test_predict_bad_input(exported, tmp_path):
-    model = exported.out / "model_int8.tflite"
+def test_predict_bad_input(tmp_path):
+    model = TINY / "model_int8.tflite"
     assert_one_line_error(
         invoke("predict", tmp_path / "nope.tflite", DATA / "ankle_boot.png"), "does not exist"
     )
@@ -72,33 +73,29 @@ def test_predict_bad_input(exported, tmp_path):
     )
     assert_one_line_error(invoke("predict", model, DATA / "ankle_boot.png", "--threads", "0"))
     assert_one_line_error(invoke("predict", model, DATA / "ankle_boot.png", "--top-k", "11"))
-    (tmp_path / "bad.onnx").write_bytes((exported.out / "model_int8.tflite").read_bytes())
+    (tmp_path / "bad.onnx").write_bytes((TINY / "model_int8.tflite").read_bytes())
     assert_one_line_error(
         invoke("predict", tmp_path / "bad.onnx", DATA / "ankle_boot.png"), "rename"
     )
 
 
-def test_bench_json_and_table(exported):
-    model = exported.out / "model_int8.tflite"
+def test_bench_json_and_table():
+    model = TINY / "model_int8.tflite"
     result = invoke("bench", model, "--batch-sizes", "1,4", "--runs", "20", "--json")
     assert result.exit_code == 0, result.stderr
     (doc,) = json.loads(result.stdout)
     assert set(doc["latency_us"]) == {"p50", "p95", "p99"}
     assert set(doc["throughput"]) == {"1", "4"} and doc["latency_ratio"] > 0
     assert doc["peak_rss_mb"] > 10 and doc["cold_start_s"] > 0 and doc["size_bytes"] > 0
-    table = invoke(
-        "bench", model, exported.out / "weights.npz", "--batch-sizes", "2", "--runs", "10"
-    )
+    table = invoke("bench", model, TINY / "weights.npz", "--batch-sizes", "2", "--runs", "10")
     assert table.exit_code == 0 and "raw" in table.stdout and "weights.npz" in table.stdout
     assert_one_line_error(invoke("bench", model, "--batch-sizes", "a,b"), "--batch-sizes")
     assert_one_line_error(invoke("bench", model, "--batch-sizes", "0"), "--batch-sizes")
 
 
-def test_predict_command_never_imports_tensorflow(exported):
+def test_predict_command_never_imports_tensorflow():
     heavy = ("tensorflow", "keras", "edgecnn.trainer.train", "edgecnn.export.exporter")
-    done = run_cli_without(
-        ["predict", exported.out / "model_int8.tflite", DATA / "ankle_boot.png"], heavy
-    )
+    done = run_cli_without(["predict", TINY / "model_int8.tflite", DATA / "ankle_boot.png"], heavy)
     assert "Ankle boot" in done.stdout
 
 
@@ -107,14 +104,7 @@ def test_fresh_environment_with_only_the_litert_extra(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / "bin"
-    src = tmp_path / "src"  # a clean copy: no build leftovers from this checkout
-    shutil.copytree(
-        ROOT,
-        src,
-        ignore=shutil.ignore_patterns(
-            ".venv", ".git", "runs", "*.egg-info", "build", "__pycache__"
-        ),
-    )
+    src = source_copy(tmp_path)  # a clean copy: no build leftovers from this checkout
     done = subprocess.run(
         [bin_dir / "python", "-m", "pip", "install", "-q", f"{src}[litert]"],
         capture_output=True,
@@ -124,7 +114,7 @@ def test_fresh_environment_with_only_the_litert_extra(tmp_path):
     check = subprocess.run([bin_dir / "python", "-c", "import tensorflow"], capture_output=True)
     assert check.returncode != 0, "tensorflow must not be installed by the litert extra"
     result = subprocess.run(
-        [bin_dir / "edgecnn", "predict", DATA / "tiny_float32.tflite", DATA / "ankle_boot.npy"],
+        [bin_dir / "edgecnn", "predict", TINY / "model_float32.tflite", DATA / "ankle_boot.npy"],
         capture_output=True,
         text=True,
     )
@@ -132,7 +122,7 @@ def test_fresh_environment_with_only_the_litert_extra(tmp_path):
     assert "Ankle boot" in result.stdout
     # Without Pillow a picture gets one sentence naming the extra to install.
     result = subprocess.run(
-        [bin_dir / "edgecnn", "predict", DATA / "tiny_float32.tflite", DATA / "ankle_boot.png"],
+        [bin_dir / "edgecnn", "predict", TINY / "model_float32.tflite", DATA / "ankle_boot.png"],
         capture_output=True,
         text=True,
     )

@@ -17,10 +17,9 @@ from cli_helpers import assert_one_line_error, invoke
 from serve_helpers import call, expected_reply, npy_bytes, png_bytes, raw_exchange, running_server
 
 from edgecnn.runtime import load_classifier
-from edgecnn.trainer.data import load_dataset
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-TINY = DATA / "tiny_float32.tflite"
+TINY = DATA / "tiny" / "model_float32.tflite"
 MAX_BODY = 20_000
 
 
@@ -30,35 +29,30 @@ def tiny_server():
         yield server
 
 
-@pytest.fixture(scope="module")
-def test_images(fashion_dir):
-    return load_dataset("fashion", fashion_dir).x_test
-
-
 def test_classify_png_and_npy_like_the_api(tiny_server, test_images):
     clf = load_classifier(TINY, num_threads=1)
     conn = http.client.HTTPConnection("127.0.0.1", tiny_server.port, timeout=60)
-    for image in test_images[:10]:
+    for image in test_images.x[:10]:
         for body, same in ((png_bytes(image), png_bytes(image)), (npy_bytes(image), image)):
             status, reply, response = call(0, "POST", "/classify?top_k=4", body, conn=conn)
             assert status == 200 and response.getheader("Content-Type") == "application/json"
             assert reply["top_k"] == expected_reply(clf.classify(same, top_k=4))
             assert (reply["label"], reply["confidence"]) == tuple(reply["top_k"][0].values())
-            assert reply["model"] == "tiny_float32.tflite" and reply["backend"] == "litert"
+            assert reply["model"] == "model_float32.tflite" and reply["backend"] == "litert"
             assert reply["latency_ms"] > 0
-    status, reply, _ = call(tiny_server.port, "POST", "/classify", npy_bytes(test_images[0]))
+    status, reply, _ = call(tiny_server.port, "POST", "/classify", npy_bytes(test_images.x[0]))
     assert status == 200 and len(reply["top_k"]) == 3  # the default, as `edgecnn predict`
 
 
 def test_health_and_metadata(tiny_server):
     status, health, _ = call(tiny_server.port, "GET", "/health")
     assert status == 200
-    assert health["status"] == "ok" and health["model"] == "tiny_float32.tflite"
+    assert health["status"] == "ok" and health["model"] == "model_float32.tflite"
     assert health["workers"] == 2 and health["uptime_s"] > 0 and health["in_flight"] == 0
     before = health["requests_served"]
     assert call(tiny_server.port, "GET", "/health")[1]["requests_served"] == before + 1
     status, meta, _ = call(tiny_server.port, "GET", "/metadata")
-    expected = {"model": "tiny_float32.tflite", "backend": "litert"}
+    expected = {"model": "model_float32.tflite", "backend": "litert"}
     assert status == 200 and meta == {**expected, **load_classifier(TINY).metadata.to_dict()}
     assert meta["labels"][9] == "Ankle boot" and meta["input"]["shape"] == [28, 28, 1]
     assert meta["precision"] == "float32" and meta["edgecnn_version"]
@@ -192,9 +186,9 @@ def _classify_everywhere(port, bodies, expected, clients, requests):
 
 
 @pytest.mark.parametrize("name", ["model_int8.tflite", "model_float32.onnx"])
-def test_8_concurrent_clients_x_250_requests_get_the_api_answers(exported, test_images, name):
-    model = exported.out / name
-    images = test_images[:200]
+def test_8_concurrent_clients_x_250_requests_get_the_api_answers(test_images, name):
+    model = DATA / "tiny" / name
+    images = test_images.x[:200]
     clf = load_classifier(model, num_threads=1)  # what each server worker runs
     bodies = [png_bytes(x) for x in images] + [npy_bytes(x) for x in images]
     expected = [expected_reply(clf.classify(b)) for b in bodies[:200]]
@@ -253,7 +247,7 @@ GUARD = (
 
 def test_serve_never_imports_tensorflow(test_images):
     with running_server(TINY, command=[sys.executable, "-c", GUARD]) as server:
-        for body in (PNG, npy_bytes(test_images[0])):
+        for body in (PNG, npy_bytes(test_images.x[0])):
             assert call(server.port, "POST", "/classify", body)[0] == 200
         assert call(server.port, "GET", "/metadata")[0] == 200
         server.proc.send_signal(signal.SIGTERM)
@@ -264,7 +258,7 @@ def test_serve_never_imports_tensorflow(test_images):
 def test_startup_prints_one_line_with_the_url(tiny_server):
     assert tiny_server.banner.count("\n") == 1
     assert f"http://127.0.0.1:{tiny_server.port}/" in tiny_server.banner
-    assert "tiny_float32.tflite" in tiny_server.banner
+    assert "model_float32.tflite" in tiny_server.banner
 
 
 def test_port_in_use_is_one_error_line():

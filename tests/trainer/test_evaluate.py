@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecnn.trainer.evaluate import FIGURES, evaluate
+from edgecnn.run_folder import FIGURE_FILES as FIGURES
 
 EXPECTED_SIZES = {  # (min width, min height) in pixels: each figure really has its content
     "samples.png": (400, 400),
@@ -20,6 +20,8 @@ EXPECTED_SIZES = {  # (min width, min height) in pixels: each figure really has 
 
 @pytest.fixture(scope="module")
 def evaluated(trained_run, tmp_path_factory, fashion_dir):
+    from edgecnn.trainer.evaluate import evaluate
+
     out = tmp_path_factory.mktemp("eval")
     log = io.StringIO()
     metrics = evaluate(
@@ -68,6 +70,8 @@ def test_confusion_matrix_printed_as_text(evaluated):
 
 
 def test_merges_into_the_run_metrics(trained_run, fashion_dir):
+    from edgecnn.trainer.evaluate import evaluate
+
     evaluate(trained_run.out_dir, data_dir=fashion_dir, stream=io.StringIO())
     merged = json.loads((trained_run.out_dir / "metrics.json").read_text())
     assert "train_seconds" in merged and "confusion_matrix" in merged

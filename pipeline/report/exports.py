@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shlex
 
-from edgecnn.report import E, Markup, figure, pct, table
-from edgecnn.report_sections import RunData, best_file
+from edgecnn.pipeline.recommend import best_file
+from edgecnn.pipeline.report.html import E, Markup, figure, pct, table
+from edgecnn.pipeline.results import RunData
+from edgecnn.run_folder import CHART_FILES, EXPORTS_DIR, SAMPLE_FILE
 
 
 def exports(run: RunData) -> str:
@@ -48,7 +50,7 @@ def exports(run: RunData) -> str:
             rows,
             numeric_from=2,
         )
-        + figure(run.run_dir / "export_chart.png", "Size and single-image latency per file")
+        + figure(run.run_dir / CHART_FILES[1], "Size and single-image latency per file")
     )
 
 
@@ -59,7 +61,7 @@ def benchmark(run: RunData) -> str:
         [
             r["model"],
             r["backend"],
-            r["threads"] or ("all" if r["backend"] == "onnxruntime" else "-"),
+            r["threads"] or "its own",  # None: numpy's BLAS picks its threads
             f"{r['latency_us']['p50']:,.0f}",
             f"{r['latency_us']['p95']:,.0f}",
             f"{r['raw_latency_us']['p50']:,.0f}",
@@ -143,8 +145,8 @@ def usage(run: RunData) -> str:
     best = best_file(run.export["files"])
     if best is None:
         return "<p>No exported file passed its gate.</p>"
-    path = str(run.run_dir / "exports" / best["file"])
-    command = shlex.join(["edgecnn", "predict", path, str(run.run_dir / "sample.png")])
+    path = str(run.run_dir / EXPORTS_DIR / best["file"])
+    command = shlex.join(["edgecnn", "predict", path, str(run.run_dir / SAMPLE_FILE)])
     return (
         f"<p>Classify a picture with <code>{E(best['file'])}</code> (only numpy and "
         f"{'LiteRT' if best['format'] == 'tflite' else 'onnxruntime'} needed):</p>"

@@ -8,10 +8,43 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.export.formats import Job, placeholder_metadata, sealed
 from edgecnn.export.serving import input_spec, serving_function
+from edgecnn.runtime.contract import INPUT_NAME
+from edgecnn.runtime.metadata import METADATA_KEY, ModelMetadata
 from edgecnn.trainer._tf import import_tensorflow
 
 OPSET = 17
+#: The int8 recipe; each choice measured, see docs/export-design.md.
+INT8_OPTIONS: dict[str, Any] = {
+    # 7-bit weights: on x86 CPUs without VNNI, onnxruntime's u8*s8 kernels otherwise
+    # saturate 16-bit intermediate sums.
+    "reduce_range": True,
+    # Keep the dense layers' outputs (the logits) unquantized: their int8 rounding decides
+    # near-ties between classes. Weights and inputs stay int8.
+    "extra_options": {"OpTypesToExcludeOutputQuantization": ["Gemm"]},
+}
+INT8_SCHEME = (
+    "static QDQ: int8 activations, per-channel int8 weights (7-bit range), float softmax "
+    "and dense outputs"
+)
+
+
+def convert(precision: str, job: Job) -> tuple[bytes, ModelMetadata]:
+    """The ``precision`` ONNX graph of ``job.model``, with its metadata embedded and sealed."""
+    if "onnx_float32" not in job.cache:  # the int8 graph is quantized from the float one
+        job.cache["onnx_float32"] = convert_float(job.model)
+    data, quantization = job.cache["onnx_float32"], {}
+    if precision == "int8":
+        method = job.config.calib_method
+        data = quantize_int8(data, job.calibration, method, **INT8_OPTIONS)
+        quantization = {
+            "scheme": INT8_SCHEME,
+            "input": {"dtype": "float32", "note": "quantized inside the graph"},
+            "calibration": job.calibration_summary(method),
+        }
+    meta = placeholder_metadata(job.base, precision, quantization)
+    return sealed(set_metadata(data, METADATA_KEY, meta.to_json()), meta)
 
 
 def convert_float(model: Any) -> bytes:
@@ -25,7 +58,7 @@ def convert_float(model: Any) -> bytes:
     import tf2onnx
 
     proto, _ = tf2onnx.convert.from_function(
-        serving_function(model), input_signature=[input_spec()], opset=OPSET
+        serving_function(model), input_signature=[input_spec(model)], opset=OPSET
     )
     for value in list(proto.graph.input) + list(proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
@@ -40,7 +73,7 @@ class _Reader:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self._batches, None)
-        return None if batch is None else {"image": batch}
+        return None if batch is None else {INPUT_NAME: batch}
 
 
 def quantize_int8(

@@ -1,4 +1,4 @@
-"""``edgecnn run``: train, evaluate, export, benchmark and report, as resumable stages.
+"""``edgecnn run``'s stages: train, evaluate, export, benchmark and report, resumable.
 
 Each stage writes its outputs atomically and is recorded in ``run.json`` only once they are
 all written. A failed or interrupted stage keeps everything earlier stages produced, and
@@ -7,9 +7,6 @@ all written. A failed or interrupted stage keeps everything earlier stages produ
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import json
 import os
 import shlex
 import sys
@@ -20,16 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from edgecnn import __version__, _atomic
-from edgecnn._files import MiB, read_regular_file
+from edgecnn import _atomic
 from edgecnn.environment import describe_environment
-from edgecnn.errors import ConfigError, EdgecnnError, plain_os_error
-from edgecnn.run_dirs import RUN_FILE
+from edgecnn.errors import EdgecnnError, plain_os_error
+from edgecnn.pipeline.state import STAGES, RunOptions, is_done, mark, now
+from edgecnn.run_folder import BENCH_FILE, EXPORTS_DIR, SAMPLE_FILE, STATE_FILE
 
-BENCH_FILE = "bench.json"
-REPORT_FILE = "report.html"
-SAMPLE_FILE = "sample.png"
-STAGES = ("train", "evaluate", "export", "bench", "report")
 #: Batch sizes the bench stage measures; enough to show where batching pays off.
 BENCH_BATCH_SIZES = [1, 32, 256]
 
@@ -40,35 +33,6 @@ class StageFailed(EdgecnnError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What ``edgecnn run`` was asked to do; saved in ``run.json`` so ``--resume`` keeps it."""
-
-    dataset: str = "fashion"
-    epochs: int | None = None  # None: the trainer's default recipe
-    int8: bool = True
-    augment: bool = False
-    seed: int | None = None
-    train_subset: int | None = None
-    bench_runs: int = 300
-
-    def train_config(self) -> Any:
-        """The :class:`TrainConfig` of this run."""
-        from edgecnn.trainer.config import TrainConfig
-
-        given = {"epochs": self.epochs, "seed": self.seed, "train_subset": self.train_subset}
-        fields = {k: v for k, v in given.items() if v is not None}
-        if self.augment:
-            fields.update(augment_shift=2, augment_flip=self.dataset == "fashion")
-        return TrainConfig(dataset=self.dataset, **fields)
-
-    def export_config(self) -> Any:
-        """Every TFLite and ONNX precision the issue asks for; int8 unless ``--no-int8``."""
-        from edgecnn.export.config import ExportConfig
-
-        return ExportConfig(int8=self.int8, fp16=True, dynamic=True)
 
 
 @dataclass
@@ -88,7 +52,6 @@ class RunContext:
 
 
 def _train(ctx: RunContext) -> None:
-    from edgecnn.trainer.runs import STATE_FILE
     from edgecnn.trainer.train import train
 
     # An interrupted training continues from its last completed epoch.
@@ -128,9 +91,9 @@ def _export(ctx: RunContext) -> None:
 
 def _bench(ctx: RunContext) -> None:
     from edgecnn.export.exporter import load_report
-    from edgecnn.runtime.bench import bench_model
+    from edgecnn.runtime.benchmark import bench_model
 
-    exports = ctx.out / "exports"
+    exports = ctx.out / EXPORTS_DIR
     results = []
     largest = str(max(BENCH_BATCH_SIZES))
     for row in load_report(exports)["files"]:
@@ -157,7 +120,7 @@ def _bench(ctx: RunContext) -> None:
 
 
 def _report(ctx: RunContext) -> None:
-    from edgecnn.report import write_report
+    from edgecnn.pipeline.report import write_report
 
     path = write_report(ctx.out)
     ctx.say(f"  wrote {path} ({path.stat().st_size / 1024:.0f} KiB, self-contained)")
@@ -170,83 +133,7 @@ STAGE_FUNCTIONS: dict[str, Callable[[RunContext], None]] = {
     "bench": _bench,
     "report": _report,
 }
-
-
-def stage_outputs(stage: str, out: Path) -> list[Path]:
-    """Files a stage must have left for ``--resume`` to trust its "done"."""
-    from edgecnn.trainer.runs import MODEL_FILE
-
-    if stage == "train":
-        names = [MODEL_FILE, "config.json", "history.json", "metrics.json"]
-    elif stage == "evaluate":
-        from edgecnn.trainer.evaluate import FIGURES
-
-        names = [*FIGURES, SAMPLE_FILE]
-    elif stage == "export":
-        report = out / "exports" / "export_report.json"
-        try:
-            files = json.loads(report.read_text())["files"]
-            return [report, *(out / "exports" / f["file"] for f in files if f["passed"])]
-        except (OSError, ValueError, KeyError, TypeError):
-            return [report]
-    else:
-        names = [BENCH_FILE] if stage == "bench" else [REPORT_FILE]
-    return [out / name for name in names]
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def load_state(out: Path) -> dict[str, Any]:
-    """``run.json`` of ``out``, checked enough that resuming from it cannot go wrong.
-
-    Raises:
-        ConfigError: there is no readable run to resume there.
-    """
-    path = out / RUN_FILE
-    if not path.exists():
-        raise ConfigError(
-            f"nothing to resume: {path} does not exist (start a run with 'edgecnn run')"
-        )
-    raw = read_regular_file(path, MiB, ConfigError, "a run record")
-    try:
-        state = json.loads(raw)
-        if not isinstance(state["options"], dict) or not isinstance(state["stages"], dict):
-            raise TypeError("options and stages must be objects")
-        RunOptions(**state["options"])
-    except (ValueError, KeyError, TypeError, RecursionError) as e:
-        raise ConfigError(f"cannot resume: {path} is unreadable ({e})") from None
-    return state
-
-
-def _is_done(state: dict[str, Any], stage: str, out: Path) -> bool:
-    record = state["stages"].get(stage, {})
-    return record.get("status") == "done" and all(
-        path.is_file() for path in stage_outputs(stage, out)
-    )
-
-
-def start_state(out: Path, options: RunOptions) -> dict[str, Any]:
-    """A new ``run.json`` for a run about to start."""
-    return {
-        "edgecnn_version": __version__,
-        "name": out.name,
-        "created": _now(),
-        "options": dataclasses.asdict(options),
-        "stages": {},
-        "environment": describe_environment(),
-    }
-
-
-def resume_options(state: dict[str, Any], given: dict[str, Any]) -> RunOptions:
-    """The saved options of a run; options given again must not contradict them."""
-    saved = RunOptions(**state["options"])
-    changed = [k for k, v in given.items() if v is not None and getattr(saved, k) != v]
-    if changed:
-        flags = ", ".join("--" + k.replace("_", "-") for k in sorted(changed))
-        raise ConfigError(f"--resume continues the run as it was started; drop {flags}")
-    return saved
+assert tuple(STAGE_FUNCTIONS) == STAGES
 
 
 def run_stages(
@@ -265,35 +152,38 @@ def run_stages(
     state["environment"] = describe_environment()  # a resumed run may be on another machine
     redo = False  # once a stage runs again, every later stage must too: its inputs changed
     for number, stage in enumerate(STAGES, 1):
-        record = state["stages"].setdefault(stage, {})
-        if not redo and _is_done(state, stage, out):
+        if not redo and is_done(state, stage, out):
             ctx.say(f"==> [{number}/{len(STAGES)}] {stage}: done earlier, kept")
             continue
         ctx.say(f"==> [{number}/{len(STAGES)}] {stage}")
         redo = True
-        record.update(status="running", started=_now(), error=None)
-        _atomic.write_json(out / RUN_FILE, state)
+        mark(state, stage, out, status="running", started=now(), error=None)
         started = time.perf_counter()
         try:
             STAGE_FUNCTIONS[stage](ctx)
         except BaseException as e:
-            record.update(status="failed", seconds=time.perf_counter() - started)
             message, code = _failure(e)
-            record["error"] = message
-            _atomic.write_json(out / RUN_FILE, state)
+            seconds = time.perf_counter() - started
+            mark(state, stage, out, status="failed", seconds=seconds, error=message)
             if isinstance(e, SystemExit | GeneratorExit):
                 raise
-            resume = f"edgecnn run --resume --out {shlex.quote(str(out))}"
-            if data_dir is not None:
-                resume += f" --data-dir {shlex.quote(str(data_dir))}"
-            what = "was interrupted" if code == 130 else f"failed: {message}"
-            kept = "what the earlier stages wrote is kept; " if number > 1 else ""
-            raise StageFailed(
-                f"stage '{stage}' {what}; {kept}continue with: {resume}", exit_code=code
-            ) from e
-        record.update(status="done", seconds=time.perf_counter() - started, finished=_now())
-        _atomic.write_json(out / RUN_FILE, state)
+            raise _stage_failed(stage, number, message, code, out, data_dir) from e
+        mark(
+            state, stage, out, status="done", seconds=time.perf_counter() - started, finished=now()
+        )
     return state
+
+
+def _stage_failed(
+    stage: str, number: int, message: str, code: int, out: Path, data_dir: Path | None
+) -> StageFailed:
+    """The one line that says which stage failed and how to continue."""
+    resume = f"edgecnn run --resume --out {shlex.quote(str(out))}"
+    if data_dir is not None:
+        resume += f" --data-dir {shlex.quote(str(data_dir))}"
+    what = "was interrupted" if code == 130 else f"failed: {message}"
+    kept = "what the earlier stages wrote is kept; " if number > 1 else ""
+    return StageFailed(f"stage '{stage}' {what}; {kept}continue with: {resume}", exit_code=code)
 
 
 def _failure(e: BaseException) -> tuple[str, int]:

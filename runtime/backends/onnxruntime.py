@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.runtime.backends import default_threads
 from edgecnn.runtime.errors import BackendUnavailable, ModelError
 from edgecnn.runtime.metadata import METADATA_KEY
 from edgecnn.runtime.onnx_scan import MalformedProtobuf, uses_external_data
 from edgecnn.runtime.preprocess import as_float
 
 # Large batches run in chunks: onnxruntime would otherwise allocate every intermediate
-# tensor for the whole batch (9.4 GB for 100,000 images).
+# tensor for the whole batch (gigabytes for a folder of pictures).
 MAX_CHUNK = 256
 
 
@@ -30,6 +32,11 @@ def import_onnxruntime() -> Any:
 
 def _first_line(error: Exception, default: str) -> str:
     return ((str(error).strip().splitlines() or [default])[0])[:200]
+
+
+def open_backend(path: Path, data: bytes, threads: int | None = None) -> OnnxBackend:
+    """An :class:`OnnxBackend` (the registry's factory)."""
+    return OnnxBackend(path, data, threads)
 
 
 class OnnxBackend:
@@ -50,7 +57,9 @@ class OnnxBackend:
                 "edgecnn never writes such models and refuses to read files they name"
             )
         options = ort.SessionOptions()
-        self.threads = num_threads or 0  # 0: onnxruntime's choice, one per physical core
+        # Chosen here rather than left to onnxruntime (one per physical core), so that
+        # every backend reports the threads it really uses.
+        self.threads = num_threads or default_threads()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: warnings go to stderr otherwise
@@ -67,17 +76,17 @@ class OnnxBackend:
             raise ModelError(
                 f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}"
             )
-        shape = tuple(inputs[0].shape)
-        if len(shape) != 4 or tuple(shape[1:]) != (28, 28, 1):
-            raise ModelError(f"{path}: model input has shape {shape[1:]}, not 28x28x1")
-        if tuple(outputs[0].shape)[-1:] != (10,):
+        shape, output = tuple(inputs[0].shape), tuple(outputs[0].shape)
+        sizes = [*shape[1:], *output[1:]]
+        if len(shape) != 4 or len(output) != 2 or not all(isinstance(d, int) for d in sizes):
             raise ModelError(
-                f"{path}: model output has shape {tuple(outputs[0].shape)}, expected 10 classes"
+                f"{path}: model maps shape {shape} to {output}; expected images "
+                "(N, height, width, channels) to scores (N, classes)"
             )
         if inputs[0].type != "tensor(float)":
             raise ModelError(f"{path}: model input type is {inputs[0].type}, expected float")
-        self.input_shape = (28, 28, 1)
-        self.num_classes = 10
+        self.input_shape: tuple[int, int, int] = (shape[1], shape[2], shape[3])
+        self.num_classes = int(output[1])
         self._input_name, self._output_name = inputs[0].name, outputs[0].name
         try:
             self.embedded_metadata = self._session.get_modelmeta().custom_metadata_map.get(
@@ -87,7 +96,7 @@ class OnnxBackend:
             raise ModelError(f"{path}: unreadable model metadata ({e})") from None
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images in [0, 1]."""
+        """Outputs ``(N, classes)`` for a batch of uint8 or [0, 1] float images."""
         if len(x) <= MAX_CHUNK:
             return self._run(x)
         return np.concatenate(
@@ -102,3 +111,8 @@ class OnnxBackend:
                 f"{self.path}: onnxruntime cannot run this model ({_first_line(e, 'failed')})"
             ) from None
         return np.asarray(result, dtype=np.float32)
+
+    def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
+        """``InferenceSession.run`` on the batch, already converted to float."""
+        session, feed = self._session, {self._input_name: as_float(batch)}
+        return lambda: session.run(None, feed)

@@ -29,11 +29,14 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgecnn.runtime import integrity
+from edgecnn.runtime.contract import DEFAULT_INPUT_SHAPE
 from edgecnn.runtime.errors import MODEL_MAX_BYTES, ModelError
 from edgecnn.runtime.npy import NpyError, read_member
 from edgecnn.runtime.preprocess import as_float, softmax
@@ -107,18 +110,23 @@ def read_weights(data: bytes, path: Path) -> tuple[dict[str, np.ndarray], str | 
     return weights, metadata
 
 
+def open_backend(path: Path, data: bytes, threads: int | None = None) -> NumpyBackend:
+    """A :class:`NumpyBackend` (the registry's factory); numpy's BLAS picks its own threads."""
+    return NumpyBackend(path, data)
+
+
 class NumpyBackend:
     """Runs ``weights.npz`` with numpy alone; stateless, so safe from any number of threads."""
 
     name = "numpy"
 
-    def __init__(self, path: Path, data: bytes, num_threads: int | None = None) -> None:
+    def __init__(self, path: Path, data: bytes) -> None:
         self.path = path
-        self.threads = None  # numpy's BLAS decides
+        self.threads: int | None = None  # numpy's BLAS decides
         self._w, self.embedded_metadata = read_weights(data, path)
         self._check_values()
         self._check_shapes()
-        self.input_shape = (28, 28, 1)
+        self.input_shape = DEFAULT_INPUT_SHAPE
         self.num_classes = int(self._w["logits.bias"].shape[0])
 
     def _check_values(self) -> None:
@@ -167,10 +175,15 @@ class NumpyBackend:
         return h @ w["logits.kernel"] + w["logits.bias"]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images in [0, 1]."""
+        """Probabilities ``(N, classes)`` for a batch of uint8 or [0, 1] float images."""
         return np.concatenate(
             [
                 softmax(self.logits(as_float(x[i : i + MAX_CHUNK])))
                 for i in range(0, len(x), MAX_CHUNK)
             ]
         )
+
+    def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
+        """The network's numpy code on the batch, already converted to float."""
+        x = as_float(batch.reshape(len(batch), *self.input_shape))
+        return lambda: softmax(self.logits(x))

@@ -8,17 +8,23 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.export.formats import Job
 from edgecnn.runtime import integrity
+from edgecnn.runtime.backends.numpy import WEIGHT_KEYS
 from edgecnn.runtime.metadata import ModelMetadata
-from edgecnn.runtime.numpy_backend import WEIGHT_KEYS
 
 
-def convert(model: Any, base: ModelMetadata) -> tuple[bytes, ModelMetadata]:
+def convert(precision: str, job: Job) -> tuple[bytes, ModelMetadata]:
     """The model's float32 weights as the bytes of an ``.npz`` archive, and their metadata.
 
     The metadata inside records the SHA-256 of the weights (the archive's bytes cannot
     hold their own digest: zip members carry a CRC).
     """
+    return weights_archive(job.model, dataclasses.replace(job.base, precision=precision))
+
+
+def weights_archive(model: Any, base: ModelMetadata) -> tuple[bytes, ModelMetadata]:
+    """The ``.npz`` bytes of ``model``'s weights with ``base`` and their digest inside."""
     arrays: dict[str, np.ndarray] = {}
     for key in WEIGHT_KEYS:
         layer, kind = key.split(".")
@@ -27,5 +33,5 @@ def convert(model: Any, base: ModelMetadata) -> tuple[bytes, ModelMetadata]:
     digest = integrity.weights_digest(arrays, WEIGHT_KEYS)
     meta = dataclasses.replace(base, integrity={"weights_sha256": digest})
     buffer = io.BytesIO()
-    np.savez(buffer, metadata=np.array(meta.to_json()), **arrays)
+    np.savez(buffer, metadata=np.array(meta.to_json()), **arrays)  # type: ignore[arg-type]
     return buffer.getvalue(), meta

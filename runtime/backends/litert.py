@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import threading
+from collections.abc import Callable
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.runtime.backends import default_threads
 from edgecnn.runtime.errors import BackendUnavailable, ModelError
 from edgecnn.runtime.metadata import METADATA_KEY, Quantization
 from edgecnn.runtime.preprocess import as_float, dequantize_table, pixel_table, quantize
@@ -20,17 +21,16 @@ MODULES = {
     "litert": ("ai_edge_litert.interpreter", 'pip install "edgecnn[litert]"'),
     "tflite": ("tflite_runtime.interpreter", "pip install tflite-runtime"),
 }
+#: Which kernels run the model: the default (XNNPACK where it applies), TFLite's
+#: builtin optimized kernels alone, or its reference kernels (plain C++, the
+#: arithmetic TFLite Micro reproduces).
+KERNELS = {
+    "default": None,
+    "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+    "reference": "BUILTIN_REF",
+}
 # Large batches run in chunks so that the interpreter's arena stays small on devices.
 MAX_CHUNK = 256
-
-
-def default_threads() -> int:
-    """All cores, up to 4.
-
-    LiteRT itself defaults to one thread, which leaves a Raspberry Pi's other cores idle;
-    beyond 4 this small network gains nothing.
-    """
-    return max(1, min(os.cpu_count() or 1, 4))
 
 
 def import_interpreter(name: str) -> Any:
@@ -53,6 +53,17 @@ def _quantization(detail: dict[str, Any], path: Path) -> Quantization | None:
     return Quantization(float(scale), int(zero_point))
 
 
+def open_backend(
+    path: Path,
+    data: bytes,
+    threads: int | None = None,
+    module: str = "litert",
+    kernels: str = "default",
+) -> LiteRTBackend:
+    """A :class:`LiteRTBackend` (the registry's factory)."""
+    return LiteRTBackend(path, data, threads, module=module, kernels=kernels)
+
+
 class LiteRTBackend:
     """Runs a TFLite flatbuffer with one interpreter per thread.
 
@@ -61,11 +72,24 @@ class LiteRTBackend:
     """
 
     def __init__(
-        self, path: Path, data: bytes, num_threads: int | None = None, module: str = "litert"
+        self,
+        path: Path,
+        data: bytes,
+        num_threads: int | None = None,
+        module: str = "litert",
+        kernels: str = "default",
     ) -> None:
-        self.name = module
+        self.name = module if kernels == "default" else f"{module}-{kernels}"
         self.path = path
         self._module = import_interpreter(module)
+        self._options: dict[str, Any] = {}
+        resolver_name = KERNELS[kernels]
+        if resolver_name is not None:
+            resolver = getattr(self._module, "OpResolverType", None)
+            if resolver is None:
+                raise BackendUnavailable(f"{module} cannot choose {kernels} kernels")
+            self._options["experimental_op_resolver_type"] = getattr(resolver, resolver_name)
+            self._options["experimental_preserve_all_tensors"] = kernels == "reference"
         self._data = data
         self.threads = num_threads or default_threads()
         self._local = threading.local()
@@ -77,13 +101,14 @@ class LiteRTBackend:
             )
         self._input, self._output = inputs[0], outputs[0]
         shape = tuple(int(d) for d in self._input["shape_signature"])
-        if shape[1:] != (28, 28, 1):
-            raise ModelError(f"{path}: model input has shape {shape[1:]}, not 28x28x1")
-        if tuple(self._output["shape"])[-1:] != (10,):
+        output = tuple(int(d) for d in self._output["shape"])
+        if len(shape) != 4 or len(output) != 2:
             raise ModelError(
-                f"{path}: model output has shape {tuple(self._output['shape'])}, "
-                "expected 10 classes"
+                f"{path}: model maps shape {shape} to {output}; expected images "
+                "(N, height, width, channels) to scores (N, classes)"
             )
+        self.input_shape: tuple[int, int, int] = (shape[1], shape[2], shape[3])
+        self.num_classes = output[1]
         self.input_quantization = _quantization(self._input, path)
         self.output_quantization = _quantization(self._output, path)
         self._pixels_xor_128 = False
@@ -96,8 +121,6 @@ class LiteRTBackend:
             )
         if self.output_quantization is not None:
             self._code_values = dequantize_table(self.output_quantization, self._output["dtype"])
-        self.input_shape = (28, 28, 1)
-        self.num_classes = 10
         try:
             self.embedded_metadata = read_tflite_metadata(data).get(METADATA_KEY)
         except ValueError:
@@ -109,7 +132,7 @@ class LiteRTBackend:
         if interpreter is None:
             try:
                 interpreter = self._module.Interpreter(
-                    model_content=self._data, num_threads=self.threads
+                    model_content=self._data, num_threads=self.threads, **self._options
                 )
                 interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as e:
@@ -119,7 +142,7 @@ class LiteRTBackend:
         return interpreter
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images in [0, 1]."""
+        """Outputs ``(N, classes)`` for a batch of uint8 or [0, 1] float images."""
         try:
             return self._predict(x)
         except (ValueError, RuntimeError) as e:
@@ -142,9 +165,15 @@ class LiteRTBackend:
         local = self._local
         in_index = self._input["index"]
         if len(x) != local.batch:
-            interpreter.resize_tensor_input(in_index, [len(x), 28, 28, 1])
+            interpreter.resize_tensor_input(in_index, [len(x), *self.input_shape])
             interpreter.allocate_tensors()
             local.batch = len(x)
+        interpreter.set_tensor(in_index, self._input_tensor(x))
+        interpreter.invoke()
+        return self._outputs(interpreter.get_tensor(self._output["index"]))
+
+    def _input_tensor(self, x: np.ndarray) -> np.ndarray:
+        """The batch in the input tensor's own type: float, or int8 codes."""
         if self.input_quantization is None:
             x = as_float(x)
         elif x.dtype == np.uint8:
@@ -155,9 +184,10 @@ class LiteRTBackend:
             )
         else:
             x = quantize(x, self.input_quantization, self._input["dtype"])
-        interpreter.set_tensor(in_index, x)
-        interpreter.invoke()
-        y = interpreter.get_tensor(self._output["index"])
+        return x
+
+    def _outputs(self, y: np.ndarray) -> np.ndarray:
+        """The output tensor as float32 probabilities."""
         if self.output_quantization is None:
             return y
         y = self._code_values[y.view(np.uint8)]
@@ -165,3 +195,21 @@ class LiteRTBackend:
         # (A softmax row's codes cannot all be the minimum: the sum is never zero.)
         y /= y.sum(axis=1, keepdims=True)
         return y
+
+    def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
+        """``set_tensor``, ``invoke``, ``get_tensor`` on an interpreter of this model."""
+        interpreter = self._module.Interpreter(
+            model_content=self._data, num_threads=self.threads, **self._options
+        )
+        detail, out_index = self._input, self._output["index"]
+        interpreter.resize_tensor_input(detail["index"], list(batch.shape[:1]) + list(
+            self.input_shape))  # fmt: skip
+        interpreter.allocate_tensors()
+        x = self._input_tensor(batch.reshape(len(batch), *self.input_shape))
+
+        def run() -> Any:
+            interpreter.set_tensor(detail["index"], x)
+            interpreter.invoke()
+            return interpreter.get_tensor(out_index)
+
+        return run

@@ -1,7 +1,8 @@
-"""``report.html``: one self-contained page about a run, readable on a laptop or a phone.
+"""The building blocks of ``report.html``: inlined images, tables, sections, the page.
 
 Images are inlined as data URIs, the styles are inline, there is no script, and a
-Content-Security-Policy forbids the page from loading anything at all.
+Content-Security-Policy forbids the page from loading anything at all. Every text that
+comes from a run (labels, file names, messages) is escaped.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from edgecnn import __version__, _atomic
-from edgecnn.report_style import CSS
+from edgecnn import __version__
+from edgecnn.pipeline.report.style import CSS
 
 FIGURE_CAPTIONS = {
     "samples.png": "Test images with their true and predicted classes",
@@ -117,35 +118,3 @@ def page(title: str, nav: list[tuple[str, str]], body: str) -> str:
         f"<footer>Written by edgecnn {E(__version__)}. This page is self-contained: it loads "
         "nothing from the network.</footer></body></html>\n"
     )
-
-
-def write_report(run_dir: Path) -> Path:
-    """Draw the report's charts into ``run_dir`` and write ``report.html`` beside them."""
-    from edgecnn import charts, report_models, report_sections
-    from edgecnn.trainer.plots import save_figure
-
-    sections = [
-        ("summary", "Summary", report_sections.summary),
-        ("training", "Training", report_sections.training),
-        ("accuracy", "Test accuracy", report_sections.accuracy),
-        ("network", "Inside the network", report_sections.network),
-        ("exports", "Exported models", report_models.exports),
-        ("benchmark", "Benchmark", report_models.benchmark),
-        ("int8", "What int8 changed", report_models.int8_changes),
-        ("use", "Use it", report_models.usage),
-    ]
-    run = report_sections.RunData.load(run_dir)
-    save_figure(charts.plot_history(run.history), run_dir / "training_curves.png")
-    save_figure(
-        charts.plot_exports(run.export["files"], run.latency_by_file()),
-        run_dir / "export_chart.png",
-    )
-    parts = [(anchor, title, build(run)) for anchor, title, build in sections]
-    document = page(
-        f"edgecnn run {run.name}",
-        [(anchor, title) for anchor, title, _ in parts],
-        "".join(section(anchor, title, body) for anchor, title, body in parts),
-    )
-    path = run_dir / "report.html"
-    _atomic.write_text(path, document)
-    return path

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from edgecnn._quiet import native_stderr_hidden
 from edgecnn.runtime.classifier import Classifier, load_classifier
-from edgecnn.runtime.preprocess import as_float, quantize, to_batch
+from edgecnn.runtime.preprocess import to_batch
 
 _COLD_START = """
 import sys, time
@@ -28,43 +29,22 @@ def peak_kb():
 import numpy as np
 from edgecnn.runtime import load_classifier
 clf = load_classifier(sys.argv[1], backend=sys.argv[2], num_threads=int(sys.argv[3]) or None)
-clf.classify(np.zeros((28, 28), np.uint8))
+clf.classify(np.zeros(clf.input_shape, np.uint8))
 t1 = time.perf_counter()
 rss_one = peak_kb()
-clf.predict(np.zeros((int(sys.argv[4]), 28, 28), np.uint8))
+clf.predict(np.zeros((int(sys.argv[4]), *clf.input_shape), np.uint8))
 print(t1 - t0, rss_one, peak_kb())
 """
 
 
-def raw_runner(clf: Classifier, batch: np.ndarray) -> Any:
+def raw_runner(clf: Classifier, batch: np.ndarray) -> Callable[[], Any]:
     """A callable running ``batch`` (uint8) on the bare interpreter, no edgecnn code inside."""
-    backend = clf._backend
-    x = as_float(to_batch(batch))
-    if clf.backend_name in ("litert", "tflite"):
-        interpreter = backend._module.Interpreter(
-            model_content=backend._data, num_threads=backend.threads
-        )
-        detail, out_index = backend._input, backend._output["index"]
-        interpreter.resize_tensor_input(detail["index"], list(x.shape))
-        interpreter.allocate_tensors()
-        if backend.input_quantization is not None:
-            x = quantize(x, backend.input_quantization, detail["dtype"])
-
-        def run_litert() -> Any:
-            interpreter.set_tensor(detail["index"], x)
-            interpreter.invoke()
-            return interpreter.get_tensor(out_index)
-
-        return run_litert
-    if clf.backend_name == "onnxruntime":
-        session, feed = backend._session, {backend._input_name: x}
-        return lambda: session.run(None, feed)
-    return lambda: backend.predict(x)
+    return clf.backend.raw_runner(to_batch(batch, clf.input_shape))
 
 
 def _interleaved(a: Any, b: Any, runs: int, block: int = 25) -> tuple[np.ndarray, np.ndarray]:
     """Time ``a`` and ``b`` alternately in blocks, so load changes hit both alike."""
-    times = {0: [], 1: []}
+    times: dict[int, list[float]] = {0: [], 1: []}
     for _ in range(3):
         a(), b()
     done = 0
@@ -119,22 +99,23 @@ def bench_model(
         load_s = time.perf_counter() - start
         clf.predict(np.zeros((1, *clf.input_shape), np.uint8))
     rng = np.random.default_rng(0)
-    one = rng.integers(0, 256, (1, 28, 28), dtype=np.uint8)
+    one = rng.integers(0, 256, (1, *clf.input_shape), dtype=np.uint8)
     wrapped, raw = _interleaved(lambda: clf.predict(one), raw_runner(clf, one), runs)
     result: dict[str, Any] = {
         "model": str(path),
         "size_bytes": path.stat().st_size,
         "backend": clf.backend_name,
-        "threads": getattr(clf._backend, "threads", None),
+        "threads": clf.backend.threads,
         "precision": clf.metadata.precision,
         "load_s": load_s,
+        "runs": runs,
         "latency_us": {f"p{q}": float(np.percentile(wrapped, q) * 1e6) for q in (50, 95, 99)},
         "raw_latency_us": {f"p{q}": float(np.percentile(raw, q) * 1e6) for q in (50, 95, 99)},
         "throughput": {},
     }
     result["latency_ratio"] = result["latency_us"]["p50"] / result["raw_latency_us"]["p50"]
     for size in batch_sizes:
-        batch = rng.integers(0, 256, (size, 28, 28), dtype=np.uint8)
+        batch = rng.integers(0, 256, (size, *clf.input_shape), dtype=np.uint8)
         reps = max(5, min(200, 20_000 // size))
         if seconds_per_batch_size is not None:
             start = time.perf_counter()
@@ -162,7 +143,7 @@ def format_bench(results: list[dict[str, Any]]) -> str:
         lat, raw = r["latency_us"], r["raw_latency_us"]
         lines.append(
             f"\n{r['model']}  ({r['size_bytes'] / 1024:.1f} KiB, {r['precision']}, "
-            f"{r['backend']}, {r['threads']} threads)\n"
+            f"{r['backend']}, {r['threads'] or 'its own'} threads)\n"
             f"  load {1000 * r['load_s']:.1f} ms; cold start {r['cold_start_s']:.2f} s (peak RSS "
             f"{r['peak_rss_one_image_mb']:.0f} MB); peak RSS after the largest batch "
             f"{r['peak_rss_mb']:.0f} MB\n"

@@ -2,70 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from edgecnn._format import format_duration
-from edgecnn.pipeline import STAGES
-from edgecnn.report import FIGURE_CAPTIONS, E, bar, figure, key_figure, pct, table
-
-
-@dataclass
-class RunData:
-    """Everything a run wrote that the report shows."""
-
-    run_dir: Path
-    state: dict[str, Any]
-    config: dict[str, Any]
-    history: list[dict[str, Any]]
-    metrics: dict[str, Any]
-    export: dict[str, Any]
-    bench: dict[str, Any]
-
-    @classmethod
-    def load(cls, run_dir: Path) -> RunData:
-        """Read ``run.json`` and the files of every stage before the report."""
-
-        def read(name: str) -> Any:
-            return json.loads((run_dir / name).read_text())
-
-        return cls(
-            run_dir=run_dir,
-            state=read("run.json"),
-            config=read("config.json"),
-            history=read("history.json"),
-            metrics=read("metrics.json"),
-            export=read("exports/export_report.json"),
-            bench=read("bench.json"),
-        )
-
-    @property
-    def name(self) -> str:
-        """The run's name: its folder's name."""
-        return self.state.get("name") or self.run_dir.name
-
-    @property
-    def labels(self) -> list[str]:
-        """Class names in class order."""
-        return list(self.metrics["per_class_accuracy"])
-
-    def latency_by_file(self) -> dict[str, float]:
-        """Single-image p50 latency (us) of each benchmarked file."""
-        return {r["model"]: r["latency_us"]["p50"] for r in self.bench.get("results", [])}
-
-
-def best_file(files: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The file to recommend: the int8 file that agrees best with Keras (then the smaller).
-
-    Without int8 files, the smallest float file that passed.
-    """
-    passed = [f for f in files if f["passed"]]
-    int8 = [f for f in passed if f["precision"] == "int8"]
-    if int8:
-        return max(int8, key=lambda f: (f["agreement"], -f["size_bytes"]))
-    return min(passed, key=lambda f: f["size_bytes"], default=None)
+from edgecnn.pipeline.recommend import best_file
+from edgecnn.pipeline.report.html import FIGURE_CAPTIONS, E, bar, figure, key_figure, pct, table
+from edgecnn.pipeline.results import RunData
+from edgecnn.pipeline.state import STAGES
+from edgecnn.run_folder import CHART_FILES
 
 
 def summary(run: RunData) -> str:
@@ -103,9 +47,7 @@ def summary(run: RunData) -> str:
         "Optimizer": f"Adam, learning rate {config['learning_rate']:g} ({config['lr_schedule']})",
         "Seed": config["seed"],
         "Augmentation": augment,
-        "Training images": f"first {config['train_subset']:,}"
-        if config["train_subset"]
-        else "all (55,000)",
+        "Training images": _training_images(config, m),
         "Network": _network(config["model"]),
         "Best epoch": m.get("best_epoch", "?"),
     }
@@ -130,6 +72,13 @@ def summary(run: RunData) -> str:
         + "</div></div><h3>Time per stage</h3>"
         + table(["stage", "status", "wall time"], durations, numeric_from=2)
     )
+
+
+def _training_images(config: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """How many training images the model saw, as the run recorded it."""
+    count = metrics.get("train_images")
+    counted = f" ({count:,})" if isinstance(count, int) else ""
+    return f"first {config['train_subset']:,}" if config["train_subset"] else f"all{counted}"
 
 
 def _network(m: dict[str, Any]) -> str:
@@ -167,7 +116,7 @@ def training(run: RunData) -> str:
         ]
         for h in run.history
     ]
-    return figure(run.run_dir / "training_curves.png", "Loss and accuracy per epoch") + table(
+    return figure(run.run_dir / CHART_FILES[0], "Loss and accuracy per epoch") + table(
         ["epoch", "loss", "accuracy", "val loss", "val accuracy", "time", "img/s"], rows
     )
 

@@ -1,23 +1,16 @@
-"""Run directories and model files: what a path given on the command line points at."""
+"""What a path given on the command line points at: a run folder, a model, an output folder."""
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgecnn._files import MiB, read_regular_file
 from edgecnn.errors import ConfigError, EdgecnnError
 from edgecnn.run_folder import CONFIG_FILE, MODEL_FILE, RUN_FILE, STATE_FILE
 from edgecnn.runtime.errors import ModelError  # one error type for bad models, in every stage
 from edgecnn.trainer.config import TrainConfig
-
-__all__ = ["MODEL_FILE", "STATE_FILE", "ModelSource", "check_out_dir", "resolve_model"]
-
-#: What ``checkpoint.json`` may name: a checkpoint file inside the run folder, no path.
-CHECKPOINT_NAME = re.compile(r"checkpoint-e\d{3,6}\.keras")
 
 
 @dataclass(frozen=True)
@@ -83,35 +76,3 @@ def check_out_dir(out: Path, resume: bool, force: bool) -> None:
             f"{out} holds an interrupted training; continue it with 'edgecnn train --resume "
             f"--out {out}', or pass --force to start over"
         )
-
-
-def read_checkpoint_state(out_dir: Path) -> dict[str, Any]:
-    """The state saved after the last completed epoch in ``out_dir``, checked.
-
-    Raises:
-        ConfigError: there is no usable checkpoint to resume from.
-    """
-    path = out_dir / STATE_FILE
-    if not path.exists():
-        raise ConfigError(f"nothing to resume: {path} does not exist")
-    raw = read_regular_file(path, MiB, ConfigError, "a checkpoint record")
-    try:
-        state = json.loads(raw)
-        name = state["checkpoint"]
-        epoch = state["epoch"]
-        if not isinstance(name, str) or not CHECKPOINT_NAME.fullmatch(name):
-            raise ValueError(f"checkpoint {name!r:.60} is not a checkpoint file of this folder")
-        if type(epoch) is not int or epoch < 1:
-            raise ValueError(f"epoch {epoch!r:.20} is not a completed epoch")
-        if not isinstance(state.get("history"), list) or len(state["history"]) != epoch:
-            raise ValueError("its history does not match its epoch")
-        if not isinstance(state.get("best_val_accuracy"), (int, float)):
-            raise ValueError("no best validation accuracy")
-        if not isinstance(state.get("train_seconds"), (int, float)):
-            raise ValueError("no training time")
-    except (ValueError, KeyError, TypeError, RecursionError) as e:
-        raise ConfigError(f"cannot resume: {path} is unreadable ({e})") from None
-    checkpoint = out_dir / name
-    if not checkpoint.is_file():
-        raise ConfigError(f"cannot resume: checkpoint {checkpoint} is missing")
-    return state

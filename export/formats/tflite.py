@@ -8,13 +8,54 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.export.formats import Job, placeholder_metadata, sealed
 from edgecnn.export.serving import SIGNATURE_KEY, input_spec, serving_function
+from edgecnn.runtime.metadata import METADATA_KEY, ModelMetadata
 from edgecnn.trainer._tf import import_tensorflow
 
 tf = import_tensorflow()
 
 #: TFLite precisions the exporter writes, by name.
 MODES = ("float32", "float16", "dynamic", "int8")
+SCHEMES = {
+    "float32": None,
+    "float16": "float16 weights, float32 computation",
+    "dynamic": "dynamic range: int8 weights, float activations",
+    "int8": "full integer int8, per-channel weights",
+}
+
+
+def convert(precision: str, job: Job) -> tuple[bytes, ModelMetadata]:
+    """The ``precision`` flatbuffer of ``job.model``, with its metadata embedded and sealed."""
+    calibration = job.calibration if precision == "int8" else None
+    data = convert_model(job.model, precision, calibration)
+    quantization: dict[str, Any] = {}
+    if SCHEMES[precision]:
+        quantization["scheme"] = SCHEMES[precision]
+    if precision == "int8":
+        quantization.update(io_quantization(data))
+        quantization["calibration"] = job.calibration_summary("minmax (TFLite converter)")
+    meta = placeholder_metadata(job.base, precision, quantization)
+    return sealed(embed_metadata(data, METADATA_KEY, meta.to_json().encode()), meta)
+
+
+def io_quantization(flatbuffer: bytes) -> dict[str, Any]:
+    """The int8 input and output tensors' dtype, scale and zero-point."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    result = {}
+    for name, detail in (
+        ("input", interpreter.get_input_details()[0]),
+        ("output", interpreter.get_output_details()[0]),
+    ):
+        scale, zero_point = detail["quantization"]
+        result[name] = {
+            "dtype": np.dtype(detail["dtype"]).name,
+            "scale": float(scale),
+            "zero_point": int(zero_point),
+        }
+    return result
 
 
 def _saved_model(model: Any, folder: str) -> None:
@@ -26,7 +67,9 @@ def _saved_model(model: Any, folder: str) -> None:
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(SIGNATURE_KEY, serving_function(model), input_signature=[input_spec()])
+    archive.add_endpoint(
+        SIGNATURE_KEY, serving_function(model), input_signature=[input_spec(model)]
+    )
     archive.write_out(folder, verbose=False)
 
 
@@ -38,12 +81,12 @@ def _representative(calibration: np.ndarray) -> Callable[[], Iterator[list[np.nd
     return generate
 
 
-def convert(model: Any, mode: str, calibration: np.ndarray | None = None) -> bytes:
+def convert_model(model: Any, mode: str, calibration: np.ndarray | None = None) -> bytes:
     """Convert ``model`` to a TFLite flatbuffer in ``mode`` (one of :data:`MODES`).
 
     ``int8`` is full integer: int8 weights, activations, input and output, and only
     int8 builtin ops (conversion fails rather than fall back to float kernels). It needs
-    ``calibration``, float32 ``(N, 28, 28, 1)`` images from the training split.
+    ``calibration``, float32 ``(N, H, W, C)`` images from the training split.
     """
     if mode not in MODES:
         raise ValueError(f"unknown TFLite mode {mode!r}")

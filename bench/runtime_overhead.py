@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.runtime.bench import bench_model
+from edgecnn.runtime.benchmark import bench_model
 
 
 def xnnpack_off_latency(path: Path, threads: int, runs: int = 2000) -> float:

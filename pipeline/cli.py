@@ -1,0 +1,161 @@
+"""``edgecnn run``: the whole job in one command, from the dataset to a verified edge model."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import webbrowser
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgecnn.errors import ConfigError, EdgecnnError
+from edgecnn.pipeline.state import STAGES, RunOptions
+from edgecnn.run_folder import LATEST, MODEL_FILE, REPORT_FILE, RUN_FILE, RUNS_ROOT
+from edgecnn.trainer.cli import DataDirOption, DatasetName
+
+
+def run_command(
+    dataset: Annotated[
+        DatasetName | None, typer.Option(help="Dataset to train on. [default: fashion]")
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Training epochs. [default: the trainer's recipe, 10]"),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run folder. [default: runs/<timestamp>, with runs/latest pointing at it; "
+            "with --resume, runs/latest]"
+        ),
+    ] = None,
+    int8: Annotated[
+        bool | None,
+        typer.Option(
+            "--int8/--no-int8", help="Also export and verify int8 TFLite and ONNX. [default: on]"
+        ),
+    ] = None,
+    open_report: Annotated[
+        bool, typer.Option("--open", help="Open report.html in a browser at the end.")
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue a failed or interrupted run from its first unfinished stage."
+        ),
+    ] = False,
+    data_dir: DataDirOption = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Training seed. [default: 42]")] = None,
+    augment: Annotated[
+        bool | None,
+        typer.Option("--augment", help="Train with random shifts (and flips for Fashion-MNIST)."),
+    ] = None,
+    train_subset: Annotated[
+        int | None, typer.Option(min=1, help="Train on the first N training images (quick trials).")
+    ] = None,
+    bench_runs: Annotated[
+        int | None, typer.Option(min=10, help="Single-image runs per file in the bench stage.")
+    ] = None,
+) -> None:
+    """Train, evaluate, export (verified), benchmark, and write report.html, in one go.
+
+    A failed stage stops the run and keeps what the earlier stages wrote;
+    'edgecnn run --resume' continues from the first unfinished stage.
+    """
+    given: dict[str, Any] = {
+        "dataset": dataset.value if dataset else None,
+        "epochs": epochs,
+        "int8": int8,
+        "augment": augment,
+        "seed": seed,
+        "train_subset": train_subset,
+        "bench_runs": bench_runs,
+    }
+    if resume:
+        out, state, data_dir = _resumed_run(out, given, data_dir)
+    else:
+        out, state = _new_run(out, given, data_dir)
+    from edgecnn.pipeline.results import RunData
+    from edgecnn.pipeline.stages import run_stages
+    from edgecnn.pipeline.summary import format_summary
+
+    typer.echo(f"edgecnn run: {out}  ({', '.join(STAGES)})")
+    run_stages(out, state, data_dir=data_dir, resuming=resume)
+    run = RunData.load(out)
+    typer.echo(format_summary(run))
+    if open_report:
+        _open(out / REPORT_FILE)
+    if run.rejected:
+        raise EdgecnnError(
+            f"{', '.join(run.rejected)} failed the verification gate and "
+            f"{'was' if len(run.rejected) == 1 else 'were'} moved aside as *.rejected; "
+            f"{out / REPORT_FILE} shows why"
+        ).with_exit_code(1)
+
+
+def _resumed_run(
+    out: Path | None, given: dict[str, Any], data_dir: Path | None
+) -> tuple[Path, dict[str, Any], Path | None]:
+    """The run to continue, its saved state, and where its data is."""
+    from edgecnn.pipeline.state import load_state, resume_options
+    from edgecnn.trainer.data import locate_dataset
+
+    # The run itself, not the 'latest' link: later runs move the link.
+    out = _real(out or RUNS_ROOT / LATEST)
+    state = load_state(out)
+    options = resume_options(state, given)
+    if data_dir is None and state.get("data_dir"):
+        data_dir = Path(state["data_dir"])
+    locate_dataset(options.dataset, data_dir)  # answered before TensorFlow's slow import
+    return out, state, data_dir
+
+
+def _new_run(
+    out: Path | None, given: dict[str, Any], data_dir: Path | None
+) -> tuple[Path, dict[str, Any]]:
+    """A new run folder with its ``run.json``, once every option is known to be possible."""
+    from edgecnn._atomic import ensure_writable_dir, write_json
+    from edgecnn.pipeline.state import start_state
+    from edgecnn.run_folder import new_run_dir, point_latest
+    from edgecnn.trainer.data import locate_dataset
+
+    options = RunOptions(**{k: v for k, v in given.items() if v is not None})
+    options.train_config(), options.export_config()  # impossible options fail here
+    if out is not None:
+        _check_fresh(out)
+    # Answered before TensorFlow's slow import, and before a run folder is made.
+    locate_dataset(options.dataset, data_dir)
+    folder = ensure_writable_dir(out) if out is not None else new_run_dir()
+    state = start_state(folder, options, data_dir)
+    write_json(folder / RUN_FILE, state)
+    if out is None and point_latest(folder) is None:
+        typer.echo(f"note: {RUNS_ROOT / LATEST} exists and is not a link: left as it is")
+    return folder, state
+
+
+def _check_fresh(out: Path) -> None:
+    """A new run never mixes with an older run's files."""
+    if (out / RUN_FILE).exists() or (out / MODEL_FILE).exists():
+        raise ConfigError(
+            f"{out} already holds a run; choose another --out, or continue it with: "
+            f"edgecnn run --resume --out {shlex.quote(str(out))}"
+        )
+
+
+def _open(report: Path) -> None:
+    uri = report.resolve().as_uri()
+    if not webbrowser.open(uri):
+        typer.echo(f"could not start a browser here; open {uri} yourself")
+
+
+def _real(path: Path) -> Path:
+    """``path`` with symlinks resolved, kept relative when it was."""
+    real = Path(os.path.realpath(path))
+    return real if path.is_absolute() else Path(os.path.relpath(real))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``edgecnn run`` to the app."""
+    app.command("run")(run_command)

@@ -1,0 +1,45 @@
+"""``report.html``: one self-contained page about a run, readable on a laptop or a phone.
+
+``html`` builds the page from parts, ``sections`` describes the run itself (summary,
+training, accuracy, the network), ``exports`` the exported files (gates, benchmark, int8,
+usage), ``charts`` draws the report's own figures, ``style`` is its stylesheet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgecnn import _atomic
+from edgecnn.run_folder import CHART_FILES, REPORT_FILE
+
+
+def write_report(run_dir: Path) -> Path:
+    """Draw the report's charts into ``run_dir`` and write ``report.html`` beside them."""
+    from edgecnn.pipeline.report import charts, exports, sections
+    from edgecnn.pipeline.report.html import page, section
+    from edgecnn.pipeline.results import RunData
+    from edgecnn.trainer.plots import save_figure
+
+    parts_of_page = [
+        ("summary", "Summary", sections.summary),
+        ("training", "Training", sections.training),
+        ("accuracy", "Test accuracy", sections.accuracy),
+        ("network", "Inside the network", sections.network),
+        ("exports", "Exported models", exports.exports),
+        ("benchmark", "Benchmark", exports.benchmark),
+        ("int8", "What int8 changed", exports.int8_changes),
+        ("use", "Use it", exports.usage),
+    ]
+    run = RunData.load(run_dir)
+    curves, sizes = CHART_FILES
+    save_figure(charts.plot_history(run.history), run_dir / curves)
+    save_figure(charts.plot_exports(run.export["files"], run.latency_by_file()), run_dir / sizes)
+    parts = [(anchor, title, build(run)) for anchor, title, build in parts_of_page]
+    document = page(
+        f"edgecnn run {run.name}",
+        [(anchor, title) for anchor, title, _ in parts],
+        "".join(section(anchor, title, body) for anchor, title, body in parts),
+    )
+    path = run_dir / REPORT_FILE
+    _atomic.write_text(path, document)
+    return path

@@ -1,0 +1,49 @@
+"""The closing summary of ``edgecnn run``: accuracy, the exported files, what to run next."""
+
+from __future__ import annotations
+
+import shlex
+
+from edgecnn._format import format_duration
+from edgecnn.export.table import format_table
+from edgecnn.pipeline.recommend import best_file
+from edgecnn.pipeline.results import RunData
+from edgecnn.pipeline.state import STAGES
+from edgecnn.run_folder import EXPORTS_DIR, REPORT_FILE, SAMPLE_FILE
+from edgecnn.trainer.metrics import accuracy_line
+
+
+def format_summary(run: RunData) -> str:
+    """Time per stage, test accuracy, the export table, where the files are, a command."""
+    out, stages, metrics = run.run_dir, run.state["stages"], run.metrics
+    total = sum(stages[s].get("seconds", 0.0) for s in STAGES)
+    note = "latency: single-image p50 through edgecnn.runtime, from the bench stage"
+    results = run.bench.get("results", [])
+    if results and "runs" in results[0]:
+        note += f" ({results[0]['runs']} calls per file)"
+    lines = [
+        "",
+        f"Run finished in {format_duration(total)}: "
+        + ", ".join(f"{s} {format_duration(stages[s].get('seconds', 0.0))}" for s in STAGES),
+        accuracy_line(metrics["test_correct"], metrics["test_total"]),
+        "",
+        format_table(run.export, run.latency_by_file(), note),
+        "",
+        f"Models:  {out / EXPORTS_DIR}",
+        f"Report:  {out / REPORT_FILE}",
+    ]
+    best = best_file(run.export["files"])
+    if best:
+        kind = "the int8 model" if best["precision"] == "int8" else "the smallest model"
+        command = [
+            "edgecnn",
+            "predict",
+            str(out / EXPORTS_DIR / best["file"]),
+            str(out / SAMPLE_FILE),
+        ]
+        lines += [
+            f"Classify an image with {kind} ({best['size_ratio']:.2f}x the float32 size, "
+            f"{100 * best['agreement']:.2f}% top-1 agreement with Keras):",
+            "  " + shlex.join(command),
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""Interpreters behind :func:`~edgecnn.runtime.load_classifier`: one file each, one entry here.
+
+A backend module defines ``open_backend(path, data, threads, **options)`` returning an
+object that satisfies :class:`Backend`. Registering it is one entry in
+:data:`BACKENDS`, which names the module, the file suffixes it runs, whether
+``backend="auto"`` may choose it (in dict order), and keyword options for its factory.
+Modules are imported only when their backend is chosen, so a device needs only the one
+interpreter it uses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Backend(Protocol):
+    """What the runtime needs from an interpreter, and nothing more.
+
+    Attributes:
+        name: the registry name (``litert``, ``onnxruntime``...).
+        threads: the threads one inference uses; ``None`` when the backend does not let
+            edgecnn choose (numpy's BLAS decides for itself).
+        input_shape: one image, ``(height, width, channels)``, as the model itself says.
+        num_classes: the length of one output row.
+        embedded_metadata: the edgecnn metadata document inside the file, if any.
+    """
+
+    name: str
+    threads: int | None
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    embedded_metadata: bytes | str | None
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Outputs ``(N, num_classes)`` float32 for a batch ``(N, H, W, C)``.
+
+        ``x`` is uint8 pixels or float32 in [0, 1] (already validated by the caller).
+
+        Raises:
+            ModelError: the interpreter cannot run the model.
+        """
+        ...
+
+    def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
+        """A callable that runs the uint8 ``batch`` on the bare interpreter, for ``bench``.
+
+        Everything the runtime does around the interpreter (validating, converting the
+        input, reading the output) is done once beforehand, not inside the callable.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """How to open one backend: its module, the files it runs, and its options."""
+
+    module: str
+    suffixes: tuple[str, ...]
+    auto: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def open(self, path: Path, data: bytes, threads: int | None) -> Backend:
+        """Import the backend's module and load the model with it.
+
+        Raises:
+            BackendUnavailable: its interpreter is not installed.
+            ModelError: the file is not a model it can run.
+        """
+        module = import_module(f"{__name__}.{self.module}")
+        backend: Backend = module.open_backend(path, data, threads, **self.options)
+        return backend
+
+
+#: Backends by name, in the order ``backend="auto"`` tries them for a file.
+BACKENDS: dict[str, BackendEntry] = {
+    "litert": BackendEntry("litert", (".tflite",), options={"module": "litert"}),
+    "tflite": BackendEntry("litert", (".tflite",), options={"module": "tflite"}),
+    # TFLite's builtin kernels without XNNPACK, and its reference kernels: what 32-bit
+    # tflite-runtime and microcontrollers compute, for comparisons. Never chosen by auto.
+    "litert-builtin": BackendEntry(
+        "litert", (".tflite",), auto=False, options={"module": "litert", "kernels": "builtin"}
+    ),
+    "litert-reference": BackendEntry(
+        "litert", (".tflite",), auto=False, options={"module": "litert", "kernels": "reference"}
+    ),
+    "onnxruntime": BackendEntry("onnxruntime", (".onnx",)),
+    "numpy": BackendEntry("numpy", (".npz",)),
+}
+
+
+def default_threads() -> int:
+    """Threads an interpreter gets unless told otherwise: all cores, up to 4.
+
+    LiteRT itself defaults to one thread, which leaves a Raspberry Pi's other cores idle;
+    beyond 4 this small network gains nothing.
+    """
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def suffixes() -> tuple[str, ...]:
+    """Every model file suffix some backend runs."""
+    return tuple(dict.fromkeys(s for entry in BACKENDS.values() for s in entry.suffixes))
+
+
+def candidates(suffix: str, backend: str) -> tuple[str, ...]:
+    """The backends to try for a ``suffix`` file: ``auto``'s list, or the one asked for."""
+    if backend != "auto":
+        return (backend,) if suffix in BACKENDS[backend].suffixes else ()
+    return tuple(n for n, e in BACKENDS.items() if suffix in e.suffixes and e.auto)
