@@ -116,12 +116,17 @@ def resume_options(state: dict[str, Any], given: dict[str, Any]) -> RunOptions:
 def stage_outputs(stage: str, out: Path) -> list[Path]:
     """Files a stage must have left for ``--resume`` to trust its "done"."""
     if stage == "export":
-        report = out / EXPORTS_DIR / EXPORT_REPORT_FILE
+        from edgecnn.export.exporter import load_report
+
+        exports = out / EXPORTS_DIR
         try:
-            files = json.loads(report.read_text())["files"]
-            return [report, *(out / EXPORTS_DIR / f["file"] for f in files if f["passed"])]
+            files = load_report(exports)["files"]
+            return [
+                exports / EXPORT_REPORT_FILE,
+                *(exports / f["file"] for f in files if f["passed"]),
+            ]
         except (OSError, ValueError, KeyError, TypeError):
-            return [report]
+            return [exports / EXPORT_REPORT_FILE]
     names = {
         "train": [MODEL_FILE, CONFIG_FILE, HISTORY_FILE, METRICS_FILE],
         "evaluate": [*FIGURE_FILES, SAMPLE_FILE],

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgecnn.errors import ConfigError
+from edgecnn.runtime.contract import DEFAULT_CLASSES, DEFAULT_IMAGE_SIZE
 from edgecnn.runtime.labels import LABELS
 
 
@@ -19,8 +20,8 @@ class ModelConfig:
     filter_size2: int = 5
     num_filters2: int = 36
     fc_size: int = 128
-    num_classes: int = 10
-    img_size: int = 28
+    num_classes: int = DEFAULT_CLASSES
+    img_size: int = DEFAULT_IMAGE_SIZE
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

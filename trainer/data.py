@@ -23,11 +23,12 @@ import numpy as np
 
 from edgecnn._files import read_regular_file
 from edgecnn.errors import DataError
+from edgecnn.runtime.contract import DEFAULT_IMAGE_SIZE
 from edgecnn.runtime.labels import LABELS
 
 #: The tutorial takes the first 5,000 training images as its validation set.
 VALIDATION_SIZE = 5000
-IMAGE_SIZE = 28
+IMAGE_SIZE = DEFAULT_IMAGE_SIZE  # the IDX datasets' own: 28x28 greyscale
 
 DEBIAN_DIRS = {"fashion": Path("/usr/share/datasets/fashion-mnist")}
 KERAS_SUBDIRS = {"fashion": "fashion-mnist", "mnist": "mnist"}
@@ -141,7 +142,8 @@ def _candidate_dirs(name: str) -> list[Path]:
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, image_path: Path, label_path: Path) -> None:
     if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise DataError(f"{image_path}: images have shape {images.shape}, expected (N, 28, 28)")
+        expected = f"(N, {IMAGE_SIZE}, {IMAGE_SIZE})"
+        raise DataError(f"{image_path}: images have shape {images.shape}, expected {expected}")
     if labels.ndim != 1:
         raise DataError(f"{label_path}: labels have shape {labels.shape}, expected (N,)")
     if len(images) != len(labels):

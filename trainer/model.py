@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgecnn.runtime.contract import DEFAULT_CHANNELS, INPUT_NAME
 from edgecnn.trainer._tf import import_keras
 from edgecnn.trainer.config import ModelConfig
 
@@ -26,7 +27,7 @@ def build_model(config: ModelConfig | None = None) -> Any:
     size = config.img_size
     return keras.Sequential(
         [
-            keras.Input(shape=(size, size, 1), name="image"),
+            keras.Input(shape=(size, size, DEFAULT_CHANNELS), name=INPUT_NAME),
             layers.Conv2D(config.num_filters1, config.filter_size1, padding="same", name="conv1"),
             layers.MaxPooling2D(2, name="pool1"),
             layers.ReLU(name="relu1"),
