@@ -13,11 +13,7 @@ import numpy as np
 from edgecnn._files import as_path, read_regular_file
 from edgecnn.runtime import integrity
 from edgecnn.runtime.backends import BACKENDS, Backend, candidates, suffixes
-from edgecnn.runtime.contract import (
-    SUPPORTED_CLASSES,
-    SUPPORTED_INPUT_SHAPES,
-    shape_text,
-)
+from edgecnn.runtime.contract import check_io
 from edgecnn.runtime.errors import (
     MODEL_MAX_BYTES,
     BackendUnavailable,
@@ -30,6 +26,10 @@ from edgecnn.runtime.preprocess import softmax, to_batch
 
 #: A probability row may miss 1 by this much (int8 outputs come in steps of 1/256).
 _SUM_TOLERANCE = 0.02
+
+
+#: How many classes ``classify`` lists when not told.
+DEFAULT_TOP_K = 3
 
 
 def max_threads() -> int:
@@ -133,14 +133,21 @@ class Classifier:
         return to_batch(images, self.input_shape)
 
     def _picture(self, source: Any, invert: bool | None) -> np.ndarray:
+        height, _, channels = self.input_shape
         return load_image(
-            source, invert, side=self.input_shape[0], light_on_dark=self.metadata.light_on_dark
+            source,
+            invert,
+            side=height,
+            light_on_dark=self.metadata.light_on_dark,
+            channels=channels,
         )
 
     def classify(
-        self, image: Any, top_k: int = 3, invert: bool | None = None
+        self, image: Any, top_k: int | None = None, invert: bool | None = None
     ) -> list[tuple[str, float]]:
         """The ``top_k`` most likely labels of one image, most likely first.
+
+        ``top_k`` defaults to :data:`DEFAULT_TOP_K`, or every class of a model with fewer.
 
         Raises:
             InputError: ``top_k`` is not an integer in 1..classes, or not one image.
@@ -155,6 +162,8 @@ class Classifier:
 
 
 def _top_k(value: Any, classes: int) -> int:
+    if value is None:
+        return min(DEFAULT_TOP_K, classes)
     if isinstance(value, bool):
         value = None  # True is not 1
     try:
@@ -234,14 +243,9 @@ def _check_records(path: Path, metadata: ModelMetadata, backend: Any, sealed: bo
 
 def _check_contract(path: Path, metadata: ModelMetadata, backend: Backend) -> None:
     """The model must be one this runtime runs, and its metadata must describe it."""
-    if backend.input_shape not in SUPPORTED_INPUT_SHAPES:
-        supported = ", ".join(map(shape_text, SUPPORTED_INPUT_SHAPES))
-        raise ModelError(f"{path}: model input has shape {backend.input_shape}, not {supported}")
-    if backend.num_classes not in SUPPORTED_CLASSES:
-        raise ModelError(
-            f"{path}: model output has {backend.num_classes} classes, expected "
-            f"{' or '.join(map(str, SUPPORTED_CLASSES))}"
-        )
+    problem = check_io(backend.input_shape, backend.num_classes)
+    if problem:
+        raise ModelError(f"{path}: the model's {problem}")
     if len(metadata.labels) != backend.num_classes:
         raise ModelError(
             f"{path}: the metadata names {len(metadata.labels)} labels for a model with "

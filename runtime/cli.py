@@ -55,7 +55,12 @@ def predict_command(
     files: Annotated[
         list[Path], typer.Argument(metavar="FILE...", help="Images (PNG/JPEG/BMP) or .npy arrays.")
     ],
-    top_k: Annotated[int, typer.Option(min=1, help="Classes to list per input.")] = 3,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Classes to list per input. [default: 3, or every class if fewer]"
+        ),
+    ] = None,
     backend: BackendOption = AUTO,
     threads: ThreadsOption = None,
     integrity_check: IntegrityOption = True,
@@ -65,7 +70,7 @@ def predict_command(
     from edgecnn import _json
     from edgecnn._quiet import native_stderr_hidden
     from edgecnn.runtime import load_classifier
-    from edgecnn.runtime.classifier import check_threads
+    from edgecnn.runtime.classifier import DEFAULT_TOP_K, check_threads
     from edgecnn.runtime.errors import InputError
 
     check_threads(threads, "--threads")
@@ -73,6 +78,8 @@ def predict_command(
         classifier = load_classifier(
             model, backend=backend.value, num_threads=threads, check_integrity=integrity_check
         )
+    if top_k is None:
+        top_k = min(DEFAULT_TOP_K, len(classifier.labels))
     if top_k > len(classifier.labels):
         raise InputError(f"--top-k must be in 1..{len(classifier.labels)}, got {top_k}")
     results: list[dict[str, Any]] = []

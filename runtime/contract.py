@@ -18,11 +18,27 @@ DEFAULT_CLASSES = 10
 DEFAULT_INPUT_SHAPE = (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, DEFAULT_CHANNELS)
 #: Pixels in [0, 255] become model input in [0, 1].
 PIXEL_SCALE = 1 / 255
-#: The shapes this version's backends and exporter support.
-SUPPORTED_INPUT_SHAPES = (DEFAULT_INPUT_SHAPE,)
-SUPPORTED_CLASSES = (DEFAULT_CLASSES,)
+#: Greyscale or colour.
+CHANNELS = (1, 3)
+#: What a model may take and give, for the runtime: square or not, any sensible size.
+MAX_IMAGE_SIDE = 1024
+MIN_CLASSES, MAX_CLASSES = 2, 1000
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
     """``(28, 28, 1)`` -> ``"28x28x1"``."""
     return "x".join(str(d) for d in shape)
+
+
+def check_io(input_shape: tuple[int, ...], classes: int) -> str | None:
+    """Why a model of this input shape and class count cannot be run here; None if it can."""
+    if len(input_shape) != 3:
+        return f"input has shape {input_shape}; expected (height, width, channels)"
+    height, width, channels = input_shape
+    if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE):
+        return f"input is {height}x{width}; images may be at most {MAX_IMAGE_SIDE} pixels a side"
+    if channels not in CHANNELS:
+        return f"input has {channels} channels; expected 1 (greyscale) or 3 (colour)"
+    if not MIN_CLASSES <= classes <= MAX_CLASSES:
+        return f"output has {classes} classes; expected {MIN_CLASSES} to {MAX_CLASSES}"
+    return None

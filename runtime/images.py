@@ -135,8 +135,10 @@ def check_picture_size(data: bytes, name: str) -> str:
     return fmt
 
 
-def decode_picture(data: bytes, name: str, size: tuple[int, int]) -> Any:
-    """Decode ``data`` into an upright greyscale Pillow image of ``size`` (width, height).
+def decode_picture(data: bytes, name: str, size: tuple[int, int], channels: int = 1) -> Any:
+    """Decode ``data`` into an upright Pillow image of ``size`` (width, height).
+
+    Greyscale ("L") for ``channels`` 1, "RGB" for 3; transparency is composited onto white.
 
     Raises:
         InputError: unreadable, truncated or oversized pictures.
@@ -145,8 +147,8 @@ def decode_picture(data: bytes, name: str, size: tuple[int, int]) -> Any:
     fmt = check_picture_size(data, name)
     try:
         with image_module.open(io.BytesIO(data), formats=[fmt]) as im:
-            if fmt == "JPEG":  # let the decoder downscale, in greyscale, for free
-                im.draft("L", (2 * size[0], 2 * size[1]))
+            if fmt == "JPEG":  # let the decoder downscale (and greyscale) for free
+                im.draft("L" if channels == 1 else "RGB", (2 * size[0], 2 * size[1]))
             if im.width * im.height > MAX_PIXELS:
                 raise _too_large(name, im.width, im.height)
             orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
@@ -163,8 +165,33 @@ def decode_picture(data: bytes, name: str, size: tuple[int, int]) -> Any:
     transpose = _ORIENTATION.get(orientation)
     if transpose is not None:  # as phones save pictures taken sideways
         small = small.transpose(getattr(image_module.Transpose, transpose))
-    small = _greyscale(small)
-    return small.resize(size, image_module.Resampling.LANCZOS)
+    return _finish(small, size, channels)
+
+
+def _finish(im: Any, size: tuple[int, int], channels: int) -> Any:
+    """A shrunk picture in the model's mode, resampled to ``size`` with Lanczos."""
+    image_module = load_pillow()
+    im = _greyscale(im) if channels == 1 else _colour(im)
+    return im.resize(size, image_module.Resampling.LANCZOS)
+
+
+def resize_array(image: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """A uint8 image array ``(H, W)`` or ``(H, W, C)`` brought to ``shape`` ``(h, w, c)``.
+
+    Exactly as a picture file would be: the same shrinking, mode and resampling. Arrays
+    already of ``shape`` are returned as they are.
+    """
+    height, width, channels = shape
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.shape == (height, width) and channels == 1:
+        return image[:, :, np.newaxis]
+    if image.shape == shape:
+        return image
+    image_module = load_pillow()
+    im = image_module.fromarray(np.ascontiguousarray(image))
+    out = np.asarray(_finish(_shrink(im, (width, height)), (width, height), channels))
+    return out.reshape(shape)
 
 
 def _reducible(im: Any) -> Any:
@@ -223,11 +250,30 @@ def _greyscale(im: Any) -> Any:
     if im.mode == "L":
         return im
     if im.mode in ("RGBA", "LA"):
-        image_module = load_pillow()
-        rgba = im.convert("RGBA")
-        background = image_module.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return image_module.alpha_composite(background, rgba).convert("L")
+        return _on_white(im).convert("L")
     return im.convert("L")
+
+
+def _colour(im: Any) -> Any:
+    """RGB; transparent pictures are composited onto white first."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("RGBA", "LA"):
+        return _on_white(im).convert("RGB")
+    return im.convert("RGB")
+
+
+def _on_white(im: Any) -> Any:
+    image_module = load_pillow()
+    rgba = im.convert("RGBA")
+    background = image_module.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return image_module.alpha_composite(background, rgba)
+
+
+def border_mean(pixels: np.ndarray) -> float:
+    """The mean brightness of an image's outermost pixels: its background, most often."""
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return float(border.mean())
 
 
 def load_image(
@@ -235,8 +281,13 @@ def load_image(
     invert: bool | None = None,
     side: int = DEFAULT_IMAGE_SIZE,
     light_on_dark: bool = True,
+    channels: int = 1,
 ) -> np.ndarray:
-    """Decode a picture into a uint8 ``(side, side)`` image as the model expects it.
+    """Decode a picture into a uint8 image as the model expects it: the one preprocessing.
+
+    The trainer reads the pictures of an image folder with this function too, so that
+    training and serving cannot drift apart. Returns ``(side, side)`` for greyscale,
+    ``(side, side, 3)`` for colour.
 
     Args:
         source: a file path, or the bytes of a PNG, JPEG or BMP file.
@@ -246,6 +297,7 @@ def load_image(
         side: the model's input width and height.
         light_on_dark: whether the model was trained on light objects on a dark
             background (its metadata says).
+        channels: 1 (greyscale) or 3 (colour), as the model takes.
 
     Raises:
         InputError: missing, empty, undecodable or oversized pictures.
@@ -258,8 +310,7 @@ def load_image(
         name = str(source)
     if not data:
         raise InputError(f"{name} is empty")
-    pixels = np.asarray(decode_picture(data, name, (side, side)), dtype=np.uint8)
+    pixels = np.asarray(decode_picture(data, name, (side, side), channels), dtype=np.uint8)
     if invert is None:
-        border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-        invert = light_on_dark and float(border.mean()) > 127
+        invert = light_on_dark and border_mean(pixels) > 127
     return 255 - pixels if invert else pixels

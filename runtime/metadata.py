@@ -211,6 +211,12 @@ def check_labels(labels: Any) -> tuple[str, ...]:
             )
         if _unprintable(label):
             raise ModelError(f"metadata label {label!r:.60} holds control characters")
+        try:
+            label.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: bytes of a name in another encoding
+            raise ModelError(
+                f"metadata label {label!r:.60} is not text (bytes in another encoding than UTF-8?)"
+            ) from None
     if len(set(labels)) != len(labels):
         raise ModelError("metadata labels repeat a class name")
     return tuple(labels)

@@ -5,19 +5,22 @@ It reads ``weights.npz`` as written by ``edgecnn export``:
 ========================  ============================  ==================================
 key                       shape (defaults)              meaning
 ========================  ============================  ==================================
-``conv1.kernel``          (5, 5, 1, 16)                 height, width, in, out (HWIO)
+``conv1.kernel``          (5, 5, C, 16)                 height, width, in, out (HWIO)
 ``conv1.bias``            (16,)
 ``conv2.kernel``          (5, 5, 16, 36)                HWIO
 ``conv2.bias``            (36,)
-``fc1.kernel``            (1764, 128)                   rows in NHWC flatten order
+``fc1.kernel``            (H/4 * W/4 * 36, 128)         rows in NHWC flatten order
 ``fc1.bias``              (128,)
-``logits.kernel``         (128, 10)
-``logits.bias``           (10,)
+``logits.kernel``         (128, classes)
+``logits.bias``           (classes,)
+``input_shape``           (3,) int                      (H, W, C) of one image
 ``metadata``              0-d string                    the model's JSON metadata
 ========================  ============================  ==================================
 
-All arrays are float32. Convolutions use 'same' padding and stride 1; pooling is 2x2 max
-with stride 2, followed by ReLU, exactly as the Keras model.
+The weights are float32; H x W x C is 28x28x1 for the tutorial's Fashion-MNIST, and
+``input_shape`` (absent from files of edgecnn 0.1, which were all 28x28x1) says it.
+Convolutions use 'same' padding and stride 1; pooling is 2x2 max with stride 2, followed
+by ReLU, exactly as the Keras model.
 
 The archive is read member by member, each ``.npy`` header checked against the size the
 zip directory declares before anything is allocated, so a damaged or hostile file is a
@@ -70,8 +73,10 @@ def _pool_relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(pooled, 0, out=pooled)
 
 
-def read_weights(data: bytes, path: Path) -> tuple[dict[str, np.ndarray], str | None]:
-    """The float32 weight arrays and the metadata string of a ``weights.npz``'s bytes.
+def read_weights(
+    data: bytes, path: Path
+) -> tuple[dict[str, np.ndarray], tuple[int, ...] | None, str | None]:
+    """The float32 weight arrays, the input shape and the metadata of a ``weights.npz``.
 
     Raises:
         ModelError: not a readable archive, missing or non-float arrays, damaged members.
@@ -94,6 +99,11 @@ def read_weights(data: bytes, path: Path) -> tuple[dict[str, np.ndarray], str | 
                     array = read_member(stream, info.file_size, MODEL_MAX_BYTES // 4)
                 with np.errstate(over="ignore"):  # 1e300 becomes inf, refused below
                     weights[key] = array.astype(np.float32)
+            shape = None
+            if "input_shape.npy" in members:
+                info = members["input_shape.npy"]
+                with archive.open(info) as stream:
+                    shape = tuple(int(d) for d in read_member(stream, info.file_size, 3, "ui"))
             metadata = None
             if "metadata.npy" in members:
                 info = members["metadata.npy"]
@@ -107,7 +117,7 @@ def read_weights(data: bytes, path: Path) -> tuple[dict[str, np.ndarray], str | 
             ValueError, NotImplementedError, RuntimeError, UnicodeDecodeError) as e:  # fmt: skip
         # NotImplementedError: a damaged directory names an unknown compression method.
         raise ModelError(f"{path}: not a readable weights.npz ({type(e).__name__}: {e})") from None
-    return weights, metadata
+    return weights, shape, metadata
 
 
 def open_backend(path: Path, data: bytes, threads: int | None = None) -> NumpyBackend:
@@ -123,10 +133,14 @@ class NumpyBackend:
     def __init__(self, path: Path, data: bytes) -> None:
         self.path = path
         self.threads: int | None = None  # numpy's BLAS decides
-        self._w, self.embedded_metadata = read_weights(data, path)
+        self._w, shape, self.embedded_metadata = read_weights(data, path)
         self._check_values()
+        self.input_shape: tuple[int, int, int] = DEFAULT_INPUT_SHAPE
+        if shape is not None:
+            if len(shape) != 3:
+                raise ModelError(f"{path}: input_shape {shape} is not (height, width, channels)")
+            self.input_shape = (shape[0], shape[1], shape[2])
         self._check_shapes()
-        self.input_shape = DEFAULT_INPUT_SHAPE
         self.num_classes = int(self._w["logits.bias"].shape[0])
 
     def _check_values(self) -> None:
@@ -140,22 +154,25 @@ class NumpyBackend:
 
     def _check_shapes(self) -> None:
         w = self._w
+        height, width, channels = self.input_shape
         k1, k2 = w["conv1.kernel"], w["conv2.kernel"]
         ok = k1.ndim == 4 and k2.ndim == 4 and w["fc1.kernel"].ndim == 2
-        ok = ok and k1.shape[2] == 1 and k2.shape[2] == k1.shape[3]
+        ok = ok and w["logits.kernel"].ndim == 2
+        ok = ok and k1.shape[2] == channels and k2.shape[2] == k1.shape[3]
         if ok:
-            fc_in, fc_out = 7 * 7 * k2.shape[3], w["fc1.kernel"].shape[-1]
+            fc_in = (height // 4) * (width // 4) * k2.shape[3]  # two 2x2 pools
+            fc_out, classes = w["logits.kernel"].shape
             expected = {
                 "conv1.bias": (k1.shape[3],), "conv2.bias": (k2.shape[3],),
                 "fc1.kernel": (fc_in, fc_out), "fc1.bias": (fc_out,),
-                "logits.kernel": (fc_out, 10), "logits.bias": (10,),
+                "logits.bias": (classes,),
             }  # fmt: skip
             ok = all(w[k].shape == shape for k, shape in expected.items())
         if not ok:
             shapes = ", ".join(f"{k} {w[k].shape}" for k in WEIGHT_KEYS)
             raise ModelError(
-                f"{self.path}: weights do not form the edgecnn network for 28x28x1 "
-                f"images and 10 classes ({shapes})"
+                f"{self.path}: weights do not form the edgecnn network for "
+                f"{height}x{width}x{channels} images ({shapes})"
             )
 
     def verify_weights(self, expected: str) -> None:
@@ -167,7 +184,7 @@ class NumpyBackend:
         integrity.check_weights(self._w, WEIGHT_KEYS, expected, self.path)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """Logits ``(N, 10)`` for float32 ``(N, 28, 28, 1)`` images."""
+        """Logits ``(N, classes)`` for float32 ``(N, H, W, C)`` images."""
         w = self._w
         h = _pool_relu(_conv_same(x, w["conv1.kernel"], w["conv1.bias"]))
         h = _pool_relu(_conv_same(h, w["conv2.kernel"], w["conv2.bias"]))

@@ -366,8 +366,8 @@ async def _before(deadline: float, awaitable: Awaitable[Any]) -> Any:
     return await asyncio.wait_for(awaitable, max(0.0, deadline - time.monotonic()))
 
 
-def _top_k(query: str) -> int:
-    """``top_k`` from the query string: plain ASCII digits only.
+def _top_k(query: str) -> int | None:
+    """``top_k`` from the query string (None when not given): plain ASCII digits only.
 
     Raises:
         RequestError: 400 for an unknown parameter or a value that is not an integer.
@@ -378,7 +378,9 @@ def _top_k(query: str) -> int:
     unknown = set(params) - {"top_k"}
     if unknown:
         raise RequestError(400, f"unknown query parameter {sorted(unknown)[0]!r:.40}; use top_k")
-    raw = params.get("top_k", ["3"])[-1]
+    if "top_k" not in params:
+        return None
+    raw = params["top_k"][-1]
     if not re.match(_TOP_K, raw, flags=re.ASCII) or raw != raw.strip():
         raise RequestError(400, f"top_k must be an integer, got {raw[:20]!r}")
     return int(raw)

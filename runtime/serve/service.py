@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.classifier import Classifier
+from edgecnn.runtime.classifier import DEFAULT_TOP_K, Classifier
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.images import load_pillow
 from edgecnn.runtime.npy import NpyError, parse_npy
@@ -57,17 +57,20 @@ def body_kind(body: bytes, content_type: str = "") -> str:
     raise RequestError(415, f"unsupported content: expected {ACCEPTED}{hint}")
 
 
-def read_npy(body: bytes, side: int) -> np.ndarray:
+def read_npy(body: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     """The one image in a ``.npy`` body, refused before anything is allocated if it is not.
 
-    The header's shape is checked against ``side`` x ``side`` and the body's real length
-    first: ``np.load`` would allocate whatever the header claims.
+    The header's shape is checked against one image of ``shape`` and the body's real
+    length first: ``np.load`` would allocate whatever the header claims.
 
     Raises:
         RequestError: 400 for a malformed, non-numeric, oversized or truncated array.
     """
+    height, width, channels = shape
     try:
-        return parse_npy(body, side * side, lambda: f"send one {side}x{side} image")
+        return parse_npy(
+            body, height * width * channels, lambda: f"send one {height}x{width} image"
+        )
     except NpyError as e:
         raise RequestError(400, f"not a readable .npy array ({e})") from None
 
@@ -110,7 +113,7 @@ class ClassifierService:
         with contextlib.suppress(InputError):  # no Pillow: pictures get that error later
             load_pillow().preinit()  # import the decoders before the first picture
         barrier = threading.Barrier(self.workers)
-        blank = np.zeros(self.classifier.input_shape[:2], np.uint8)
+        blank = np.zeros(self.classifier.input_shape, np.uint8)
 
         def warm() -> None:
             barrier.wait(timeout=60)
@@ -119,12 +122,16 @@ class ClassifierService:
         for job in [self._pool.submit(warm) for _ in range(self.workers)]:
             job.result()
 
-    def submit(self, body: bytes, top_k: int, content_type: str = "") -> Future[dict[str, Any]]:
+    def submit(
+        self, body: bytes, top_k: int | None, content_type: str = ""
+    ) -> Future[dict[str, Any]]:
         """Check a body, then classify it on a worker; the future of the reply document.
 
         Raises:
             RequestError: the body is not something this service classifies.
         """
+        if top_k is None:
+            top_k = min(DEFAULT_TOP_K, len(self.classifier.labels))
         if not 1 <= top_k <= len(self.classifier.labels):
             raise RequestError(400, f"top_k must be in 1..{len(self.classifier.labels)}")
         kind = body_kind(body, content_type)
@@ -139,8 +146,8 @@ class ClassifierService:
             ModelError: the model failed on it.
         """
         start = time.perf_counter()
-        side = self.classifier.input_shape[0]
-        image: Any = read_npy(body, side) if kind == "npy" else body
+        shape = self.classifier.input_shape
+        image: Any = read_npy(body, shape) if kind == "npy" else body
         ranked = self.classifier.classify(image, top_k=top_k)
         latency_ms = (time.perf_counter() - start) * 1000
         return {

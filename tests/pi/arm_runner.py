@@ -41,12 +41,15 @@ def check_api(clf, images: np.ndarray) -> dict:
     """The rest of the API on this numpy and interpreter: classify, float input, bad input."""
     floats = clf.predict(images[:8].astype(np.float64) / 255)
     probs = clf.predict(images[:8])
+    height, width, _ = clf.input_shape
     try:
-        clf.predict(np.zeros((2, 27, 28), np.uint8))
+        clf.predict(np.zeros((2, height - 1, width), np.uint8))
         refused = None
     except InputError as e:
         refused = str(e)
     return {
+        "labels": list(clf.labels),
+        "input_shape": list(clf.input_shape),
         "classify": clf.classify(images[0], top_k=3),
         "float_input_max_diff": float(np.abs(floats - probs[:8]).max()),
         "bad_shape_error": refused,

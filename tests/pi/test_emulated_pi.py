@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgecnn.runtime import FASHION_MNIST_LABELS
+from edgecnn.trainer.data import LABELS
 
 pytestmark = [pytest.mark.pi, pytest.mark.slow]
 
@@ -178,8 +178,10 @@ def test_api_and_cli_on_the_emulated_system(emulated, arch):
     result = emulated[arch]
     for name, run in result.info["runs"].items():
         api = run["api"]
+        # Labels and shape come from each file's metadata, as the exporter wrote them.
+        assert api["labels"] == list(LABELS["fashion"]) and api["input_shape"] == [28, 28, 1]
         first = result.outputs.get((name, "single"), result.outputs[name])[0]
-        assert api["classify"][0][0] == FASHION_MNIST_LABELS[first.argmax()], name
+        assert api["classify"][0][0] == api["labels"][first.argmax()], name
         assert api["classify"][0][1] == pytest.approx(float(first.max()), abs=1e-6), name
         assert api["float_input_max_diff"] <= 1e-6, name
         assert "shape" in api["bad_shape_error"], name
@@ -188,7 +190,7 @@ def test_api_and_cli_on_the_emulated_system(emulated, arch):
     assert cli["backend"] == result.info["runs"]["model_int8.tflite"]["backend"]
     probs = result.outputs["model_int8.tflite", "single"][:4]
     assert [r["label"] for r in cli["results"]] == [
-        FASHION_MNIST_LABELS[i] for i in probs.argmax(1)
+        result.info["runs"]["model_int8.tflite"]["api"]["labels"][i] for i in probs.argmax(1)
     ]
     assert [r["confidence"] for r in cli["results"]] == pytest.approx(probs.max(1), abs=1e-6)
 
@@ -225,10 +227,18 @@ def test_without_the_integrity_check_the_interpreter_meets_the_damage(emulated, 
 def test_outputs_match_x86(emulated, x86, pi_images, arch, key):
     arm, host = emulated[arch].outputs[key], x86(key)
     assert arm.shape == host.shape == (len(pi_images.x), 10) and arm.dtype == np.float32
-    np.testing.assert_array_equal(arm.argmax(1), host.argmax(1))
     name = key if isinstance(key, str) else key[0]
     atol = INT8_ATOL if name.endswith("int8.tflite") else FLOAT_ATOL
     np.testing.assert_allclose(arm, host, rtol=0, atol=atol)
+    differ = np.flatnonzero(arm.argmax(1) != host.argmax(1))
+    if name.endswith("int8.tflite"):
+        # Other kernels may break a near-tie the other way: the two top scores of such an
+        # image are a few output steps apart, and few images are that close.
+        rows = np.arange(len(host))[differ]
+        gap = host[rows].max(1) - host[rows, arm.argmax(1)[differ]]
+        assert np.all(gap <= 2 * atol) and len(differ) <= len(host) // 100, (differ, gap)
+    else:
+        assert len(differ) == 0, differ
     # Real images, a trained model: the answers are mostly right, not merely consistent.
     assert np.mean(arm.argmax(1) == pi_images.y) > 0.75
 

@@ -67,32 +67,37 @@ def test_unknown_suffix_backend_and_threads(tmp_path):
 
 @pytest.fixture(scope="module")
 def wrong_shape_models(tmp_path_factory):
-    """A TFLite and an ONNX model whose input is 32x32x3."""
+    """TFLite and ONNX models: ``colour`` takes 32x32x3, ``two`` takes 28x28x2; no metadata."""
     import keras
     import tensorflow as tf
     import tf2onnx
 
     out = tmp_path_factory.mktemp("wrong")
-    model = keras.Sequential(
-        [
-            keras.Input((32, 32, 3)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
-    spec = tf.TensorSpec([None, 32, 32, 3], tf.float32, name="image")
-    fn = tf.function(lambda image: model(image), input_signature=[spec])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
-    (out / "wrong.tflite").write_bytes(converter.convert())
-    proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=17)
-    (out / "wrong.onnx").write_bytes(proto.SerializeToString())
+    for name, shape in {"colour": (32, 32, 3), "two": (28, 28, 2)}.items():
+        model = keras.Sequential(
+            [keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")]
+        )
+        spec = tf.TensorSpec([None, *shape], tf.float32, name="image")
+        fn = tf.function(lambda image, model=model: model(image), input_signature=[spec])
+        concrete = fn.get_concrete_function()
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+        (out / f"{name}.tflite").write_bytes(converter.convert())
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=17)
+        (out / f"{name}.onnx").write_bytes(proto.SerializeToString())
     return out
 
 
-@pytest.mark.parametrize("name", ["wrong.tflite", "wrong.onnx"])
-def test_model_whose_input_is_not_28x28x1(wrong_shape_models, name):
-    with pytest.raises(ModelError, match="not 28x28x1"):
-        load_classifier(wrong_shape_models / name)
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
+def test_model_whose_input_differs_from_its_metadata(wrong_shape_models, suffix):
+    # Without metadata a file is taken for the tutorial's 28x28x1 model, which it is not.
+    with pytest.raises(ModelError, match=r"metadata says input \(28, 28, 1\), the model takes"):
+        load_classifier(wrong_shape_models / f"colour{suffix}")
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
+def test_model_whose_input_is_neither_grey_nor_colour(wrong_shape_models, suffix):
+    with pytest.raises(ModelError, match="input has 2 channels; expected 1"):
+        load_classifier(wrong_shape_models / f"two{suffix}")
 
 
 def test_fuzzed_model_bytes_only_raise_our_errors(tmp_path):
