@@ -91,6 +91,24 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
+def output_folder(path: str | os.PathLike[str], fresh: bool = False) -> Iterator[Path]:
+    """:func:`ensure_writable_dir` for the block, undone if the block fails early.
+
+    A folder it made (or that the caller just made: ``fresh``) is removed again if the
+    block fails before writing anything into it.
+    """
+    path = Path(path)
+    created = fresh or not path.exists()
+    folder = ensure_writable_dir(path)
+    try:
+        yield folder
+    except BaseException:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+
+
+@contextlib.contextmanager
 def exclusive(folder: str | os.PathLike[str], what: str = "edgecnn") -> Iterator[Path]:
     """Hold an exclusive lock on ``folder`` for the block, after removing stale temporaries.
 

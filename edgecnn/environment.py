@@ -34,7 +34,8 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name, as the kernel reports it."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -57,7 +58,7 @@ def describe_environment() -> dict[str, Any]:
     memory = _memory_gib()
     return {
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "architecture": platform.machine(),
             "cores": os.cpu_count(),
             "memory_gib": round(memory, 1) if memory else None,

@@ -20,6 +20,8 @@ LATEST = "latest"
 # Written by the trainer.
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
+#: For an image folder or array file: which images went to train, validation and test.
+SPLIT_FILE = "split.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 #: Names the last completed epoch's checkpoint, ``checkpoint-eNNN.keras``.

@@ -43,6 +43,14 @@ def export_command(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Folder with the dataset's IDX files.")
     ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Your own pictures (a folder of class folders, or an .npz) to calibrate "
+            "and verify on. [default: the data the run trained on]",
+        ),
+    ] = None,
     max_accuracy_drop: Annotated[
         float | None,
         typer.Option(
@@ -63,8 +71,9 @@ def export_command(
 ) -> None:
     """Convert to TFLite and ONNX; keep each file only if it matches the Keras model.
 
-    Every file is run through edgecnn.runtime on the 10,000 test images. A file that fails
-    its gate is moved aside as *.rejected and the command exits with 1.
+    Every file is run through edgecnn.runtime on the test images (Fashion-MNIST's 10,000)
+    and compared with Keras. A file that fails its gate is moved aside as *.rejected and
+    the command exits with 1.
     """
     import io
 
@@ -84,7 +93,7 @@ def export_command(
         min_agreement=min_agreement,
     )
     source = resolve_model(target)  # bad paths are answered before TensorFlow's slow import
-    if out is not None:
+    if out is not None and out.exists():
         ensure_writable_dir(out)
     from edgecnn.export.exporter import export_model
 
@@ -100,6 +109,7 @@ def export_command(
         config,
         out_dir=out,
         data_dir=data_dir,
+        data=data,
         on_file=progress,
         stream=io.StringIO() if as_json else None,
     )

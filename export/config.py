@@ -14,9 +14,18 @@ FORMATS = tuple(name for name, fmt in registry.FORMATS.items() if fmt.selectable
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
+def _apart(value: float, limit: float, scale: float = 1.0) -> tuple[str, str]:
+    """``value`` and ``limit`` printed with enough decimals to tell them apart."""
+    for digits in (2, 3, 4, 6):
+        a, b = f"{scale * value:.{digits}f}", f"{scale * limit:.{digits}f}"
+        if a != b:
+            return a, b
+    return f"{scale * value:g}", f"{scale * limit:g}"
+
+
 @dataclass(frozen=True)
 class Gate:
-    """What an exported file must reach against the Keras model on the 10,000 test images."""
+    """What an exported file must reach against the Keras model on the test images."""
 
     min_agreement: float
     max_accuracy_drop_pp: float | None = None
@@ -29,15 +38,13 @@ class Gate:
         """
         why = []
         if not row["agreement"] >= self.min_agreement:
-            why.append(
-                f"top-1 agreement {100 * row['agreement']:.2f}% < {100 * self.min_agreement:.2f}%"
-            )
+            got, limit = _apart(row["agreement"], self.min_agreement, 100)
+            why.append(f"top-1 agreement {got}% < {limit}%")
         if self.max_accuracy_drop_pp is not None and not (
             -row["delta_pp"] <= self.max_accuracy_drop_pp
         ):
-            why.append(
-                f"accuracy dropped {-row['delta_pp']:.2f} pp > {self.max_accuracy_drop_pp:.2f} pp"
-            )
+            got, limit = _apart(-row["delta_pp"], self.max_accuracy_drop_pp)
+            why.append(f"accuracy dropped {got} pp > {limit} pp")
         if self.max_prob_diff is not None and not row["max_prob_diff"] <= self.max_prob_diff:
             why.append(
                 f"max probability difference {row['max_prob_diff']:.2e} > {self.max_prob_diff:.0e}"

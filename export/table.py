@@ -22,7 +22,9 @@ def format_table(
     )
     lines = [
         f"Export of {report['source']} ({report['dataset']}, Keras accuracy "
-        f"{100 * report['keras_accuracy']:.2f}% on {report['test_images']:,} test images)",
+        f"{100 * report['keras_accuracy']:.2f}% on {report['test_images']:,} test images"
+        + _agreement_note(report)
+        + ")",
         header,
         "-" * len(header),
     ]
@@ -45,3 +47,9 @@ def format_table(
         lines.append("Rejected (moved aside as *.rejected): " + ", ".join(rejected))
     lines.append(latency_note or GATE_LATENCY)
     return "\n".join(lines)
+
+
+def _agreement_note(report: dict[str, Any]) -> str:
+    """``; agreement on 10,000 images`` when agreement was measured on more than the test set."""
+    checked = report.get("agreement_images", report["test_images"])
+    return f"; agreement on {checked:,} images" if checked != report["test_images"] else ""

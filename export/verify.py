@@ -14,20 +14,25 @@ from edgecnn.runtime import load_classifier
 def compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Accuracy, its change against the reference in points, top-1 agreement, max |dp|.
 
-    Also the accuracy per true class (in class order), which shows where quantization moved
-    the answers even when the total barely changed.
+    ``labels`` belong to the first ``len(labels)`` rows (the test images); accuracy is
+    measured on those, agreement and the largest difference on every row, since they
+    compare the file with the reference and need no labels. Also the accuracy per true
+    class (in class order), which shows where quantization moved the answers even when
+    the total barely changed.
     """
     pred, ref_pred = probs.argmax(axis=1), reference.argmax(axis=1)
-    accuracy = float(np.mean(pred == labels))
-    reference_accuracy = float(np.mean(ref_pred == labels))
+    tested, ref_tested = pred[: len(labels)], ref_pred[: len(labels)]
+    accuracy = float(np.mean(tested == labels))
+    reference_accuracy = float(np.mean(ref_tested == labels))
     classes = probs.shape[1]
-    correct = np.bincount(labels[pred == labels], minlength=classes)
+    correct = np.bincount(labels[tested == labels], minlength=classes)
     totals = np.maximum(np.bincount(labels, minlength=classes), 1)
     return {
         "accuracy": accuracy,
         "reference_accuracy": reference_accuracy,
         "delta_pp": 100 * (accuracy - reference_accuracy),
         "agreement": float(np.mean(pred == ref_pred)),
+        "agreement_images": int(len(pred)),
         "max_prob_diff": float(np.abs(probs - reference).max()),
         "per_class_accuracy": (correct / totals).tolist(),
     }
@@ -48,7 +53,10 @@ def single_image_latency_us(classifier: Any, image: np.ndarray, runs: int = 200)
 def verify_file(
     path: Path, images: np.ndarray, labels: np.ndarray, reference: np.ndarray
 ) -> dict[str, Any]:
-    """Classify the uint8 test ``images`` with the runtime, exactly as a user would."""
+    """Classify uint8 ``images`` with the runtime, exactly as a user would.
+
+    ``labels`` are those of the first images (the test split); see :func:`compare`.
+    """
     classifier = load_classifier(path)
     probs = classifier.predict(images)
     return {

@@ -13,13 +13,25 @@ import typer
 from edgecnn.errors import ConfigError, EdgecnnError
 from edgecnn.pipeline.state import STAGES, RunOptions
 from edgecnn.run_folder import LATEST, MODEL_FILE, REPORT_FILE, RUN_FILE, RUNS_ROOT
-from edgecnn.trainer.cli import DataDirOption, DatasetName
+from edgecnn.trainer.cli import (
+    ChannelsOption,
+    DataDirOption,
+    DataOption,
+    DatasetName,
+    ImageSizeOption,
+    SkipBadOption,
+    data_path,
+)
 
 
 def run_command(
     dataset: Annotated[
         DatasetName | None, typer.Option(help="Dataset to train on. [default: fashion]")
     ] = None,
+    data: DataOption = None,
+    image_size: ImageSizeOption = None,
+    channels: ChannelsOption = None,
+    skip_bad_images: SkipBadOption = False,
     epochs: Annotated[
         int | None,
         typer.Option(min=1, help="Training epochs. [default: the trainer's recipe, 10]"),
@@ -66,6 +78,10 @@ def run_command(
     """
     given: dict[str, Any] = {
         "dataset": dataset.value if dataset else None,
+        "data": data_path(data, dataset),
+        "image_size": image_size,
+        "channels": channels,
+        "skip_bad_images": skip_bad_images or None,
         "epochs": epochs,
         "int8": int8,
         "augment": augment,
@@ -100,7 +116,6 @@ def _resumed_run(
 ) -> tuple[Path, dict[str, Any], Path | None]:
     """The run to continue, its saved state, and where its data is."""
     from edgecnn.pipeline.state import load_state, resume_options
-    from edgecnn.trainer.data import locate_dataset
 
     # The run itself, not the 'latest' link: later runs move the link.
     out = _real(out or RUNS_ROOT / LATEST)
@@ -108,7 +123,7 @@ def _resumed_run(
     options = resume_options(state, given)
     if data_dir is None and state.get("data_dir"):
         data_dir = Path(state["data_dir"])
-    locate_dataset(options.dataset, data_dir)  # answered before TensorFlow's slow import
+    options.train_config(data_dir)  # missing data is answered before TensorFlow's import
     return out, state, data_dir
 
 
@@ -119,14 +134,13 @@ def _new_run(
     from edgecnn._atomic import ensure_writable_dir, write_json
     from edgecnn.pipeline.state import start_state
     from edgecnn.run_folder import new_run_dir, point_latest
-    from edgecnn.trainer.data import locate_dataset
 
     options = RunOptions(**{k: v for k, v in given.items() if v is not None})
-    options.train_config(), options.export_config()  # impossible options fail here
     if out is not None:
         _check_fresh(out)
-    # Answered before TensorFlow's slow import, and before a run folder is made.
-    locate_dataset(options.dataset, data_dir)
+    # Impossible options and unusable data are answered here: before TensorFlow's slow
+    # import, and before a run folder is made.
+    options.train_config(data_dir), options.export_config()
     folder = ensure_writable_dir(out) if out is not None else new_run_dir()
     state = start_state(folder, options, data_dir)
     write_json(folder / RUN_FILE, state)

@@ -56,25 +56,15 @@ def _train(ctx: RunContext) -> None:
 
     # An interrupted training continues from its last completed epoch.
     resume = ctx.resuming and (ctx.out / STATE_FILE).is_file()
-    train(ctx.options.train_config(), ctx.out, ctx.data_dir, resume=resume, stream=ctx.stream)
+    config = ctx.options.train_config(ctx.data_dir)
+    train(config, ctx.out, ctx.data_dir, resume=resume, stream=ctx.stream)
 
 
 def _evaluate(ctx: RunContext) -> None:
     from edgecnn.trainer.evaluate import evaluate
 
-    evaluate(ctx.out, data_dir=ctx.data_dir, stream=ctx.stream)
-    _write_sample(ctx)
-
-
-def _write_sample(ctx: RunContext) -> None:
-    """The first test image as a PNG, so the closing summary's command runs as printed."""
-    from PIL import Image
-
-    from edgecnn.trainer.data import load_dataset
-
-    data = load_dataset(ctx.options.dataset, ctx.data_dir)
-    with _atomic.atomic_path(ctx.out / SAMPLE_FILE) as tmp:
-        Image.fromarray(data.x_test[0]).save(tmp, format="PNG")
+    # The first test image as a PNG too, so the closing summary's command runs as printed.
+    evaluate(ctx.out, data_dir=ctx.data_dir, stream=ctx.stream, sample=ctx.out / SAMPLE_FILE)
 
 
 def _export(ctx: RunContext) -> None:

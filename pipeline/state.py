@@ -40,6 +40,11 @@ class RunOptions:
     """What ``edgecnn run`` was asked to do; saved in ``run.json`` so ``--resume`` keeps it."""
 
     dataset: str = "fashion"
+    #: An image folder or .npz to train on instead (absolute path).
+    data: str | None = None
+    image_size: int | None = None  # None: the data's own
+    channels: int | None = None  # None: greyscale
+    skip_bad_images: bool = False
     epochs: int | None = None  # None: the trainer's default recipe
     int8: bool = True
     augment: bool = False
@@ -47,15 +52,26 @@ class RunOptions:
     train_subset: int | None = None
     bench_runs: int = 300
 
-    def train_config(self) -> Any:
-        """The :class:`TrainConfig` of this run."""
-        from edgecnn.trainer.config import TrainConfig
+    def train_config(self, data_dir: Path | None = None) -> Any:
+        """The :class:`TrainConfig` of this run, its network sized to the data.
 
-        given = {"epochs": self.epochs, "seed": self.seed, "train_subset": self.train_subset}
-        fields: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-        if self.augment:
-            fields.update(augment_shift=2, augment_flip=self.dataset == "fashion")
-        return TrainConfig(dataset=self.dataset, **fields)
+        Raises:
+            EdgecnnError: impossible options, or data that is missing or unusable.
+        """
+        from edgecnn.trainer.datasets import configure
+
+        given = {
+            "dataset": self.dataset,
+            "data": self.data,
+            "skip_bad_images": self.skip_bad_images,
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "train_subset": self.train_subset,
+        }
+        options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        sizes = {"img_size": self.image_size, "channels": self.channels}
+        model = {k: v for k, v in sizes.items() if v is not None}
+        return configure(options, model, self.augment, data_dir)
 
     def export_config(self) -> Any:
         """Every TFLite and ONNX precision; int8 unless ``--no-int8``."""

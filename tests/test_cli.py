@@ -105,15 +105,15 @@ def test_evaluate_corrupt_model(tmp_path, payload):
     assert_one_line_error(invoke("evaluate", bad), match=str(bad))
 
 
-def test_evaluate_model_with_other_input_shape(tmp_path):
+def test_evaluate_a_network_that_is_not_edgecnns(tmp_path):
     import keras
 
     model = keras.Sequential(
-        [keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)]
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
     )
     model.save(tmp_path / "other.keras")
     result = invoke("evaluate", tmp_path / "other.keras")
-    assert_one_line_error(result, match="28x28x1")
+    assert_one_line_error(result, match="not an edgecnn network: it has no layer named conv1")
 
 
 def test_evaluate_unwritable_out(trained_run, tmp_path):

@@ -29,7 +29,9 @@ def run_example(name, *args):
 
 
 def test_every_example_is_tested():
-    tested = {"classify.py", "batch_and_threads.py", "http_client.py", "mobile_style.py"}
+    tested = {
+        "classify.py", "batch_and_threads.py", "http_client.py", "mobile_style.py", "shapes.py"
+    }  # fmt: skip
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -89,3 +91,52 @@ def test_http_client_gets_the_api_answer_from_a_running_server():
         out = run_example("http_client.py", f"http://127.0.0.1:{server.port}", PICTURE)
     assert f"{PICTURE}: {label} ({probability:.1%}) by model_int8.tflite" in out
     assert json.dumps(label)  # the reply's label is the API's label, not a transformed one
+
+
+def test_shapes_writes_a_folder_and_an_npz_that_edgecnn_reads(tmp_path):
+    from shapes import CLASSES
+
+    from edgecnn.trainer import datasets
+    from edgecnn.trainer.config import TrainConfig
+
+    assert "12 classes" in run_example("shapes.py", tmp_path / "pictures")
+    info = datasets.inspect(TrainConfig(data=str(tmp_path / "pictures")))
+    assert info.labels == tuple(sorted(CLASSES)) and info.shape == (32, 32, 1)
+    assert {len(list((tmp_path / "pictures" / c).glob("*.png"))) for c in CLASSES} == {190}
+    run_example("shapes.py", tmp_path / "shapes.npz")
+    info = datasets.inspect(TrainConfig(data=str(tmp_path / "shapes.npz")))
+    assert info.labels == CLASSES and info.shape == (32, 32, 3)
+    again = subprocess.run(
+        [sys.executable, str(EXAMPLES / "shapes.py"), str(tmp_path / "pictures")],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def readme_block(heading: str) -> list[str]:
+    """The commands of the first ``sh`` block under ``heading`` in the README."""
+    text = (EXAMPLES.parent / "README.md").read_text()
+    section = text.split(f"\n## {heading}\n", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_the_readme_own_images_commands_work_as_written(tmp_path):
+    """Train on your own images: the README's three commands, in a fresh folder."""
+    bin_dir = Path(sys.executable).parent
+    commands = readme_block("Train on your own images")
+    assert len(commands) == 3
+    outputs = []
+    for command in commands:
+        command = command.replace(".venv/bin/edgecnn", str(bin_dir / "edgecnn"))
+        command = re.sub(r"^python ", f"{sys.executable} ", command)
+        command = command.replace("examples/", f"{EXAMPLES}/")
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, (command, done.stdout[-3000:], done.stderr[-3000:])
+        outputs.append(done.stdout)
+    assert "7 of 7 files passed their gate" in outputs[1]
+    assert outputs[2].split()[2:4] == ["green", "cross"]  # the picture's own class

@@ -32,6 +32,33 @@ def _default(name: str) -> str:
     return f"[default: {getattr(source, name)}]"
 
 
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="Train on your own pictures: a folder with one sub-folder per class (or "
+        "train/, test/ and val/ folders of them), or a .npz with x_train, y_train, x_test, "
+        "y_test. Replaces --dataset.",
+    ),
+]
+ImageSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Images are resized to S x S (16 to 96). [default: the data's own size when "
+        "every image shares it; 28 for Fashion-MNIST]"
+    ),
+]
+ChannelsOption = Annotated[
+    int | None,
+    typer.Option(help="1 (greyscale) or 3 (colour, where colour matters). [default: 1]"),
+]
+SkipBadOption = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad-images",
+        help="Leave out pictures that cannot be read (listed) instead of stopping.",
+    ),
+]
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -108,6 +135,10 @@ def train_command(
     filter_size2: Annotated[int | None, typer.Option(min=1, help=_default("filter_size2"))] = None,
     num_filters2: Annotated[int | None, typer.Option(min=1, help=_default("num_filters2"))] = None,
     fc_size: Annotated[int | None, typer.Option(min=1, help=_default("fc_size"))] = None,
+    data: DataOption = None,
+    image_size: ImageSizeOption = None,
+    channels: ChannelsOption = None,
+    skip_bad_images: SkipBadOption = False,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -147,29 +178,39 @@ def train_command(
         filter_size2=filter_size2,
         num_filters2=num_filters2,
         fc_size=fc_size,
+        data=data_path(data, dataset),
+        skip_bad_images=skip_bad_images or None,
+        img_size=image_size,
+        channels=channels,
     )
     if resume and out is None:
         raise ConfigError("--resume needs the --out folder of the training to continue")
     if out is not None:
         check_out_dir(out, resume, force)
+    # The data is checked before TensorFlow's slow import (and before any folder is
+    # made), so that bad input is answered at once.
+    from edgecnn.trainer.datasets import configure, inspect
+
     if resume and out is not None:
         if augment:  # compared with the saved run's augmentation, whatever its dataset
             train_over["augment_shift"] = 2
         config = _resume_config(out, train_over, model_over)
+        inspect(config, data_dir)
     else:
-        if augment:
-            train_over["augment_shift"] = 2
-            train_over["augment_flip"] = train_over.get("dataset", "fashion") == "fashion"
-        config = TrainConfig(model=ModelConfig(**model_over), **train_over)
-    # Checked before TensorFlow's slow import (and before any folder is made) so that bad
-    # input is answered at once.
-    from edgecnn.trainer.data import locate_dataset
-
-    locate_dataset(config.dataset, data_dir)
+        config = configure(train_over, model_over, augment, data_dir)
     with _output_folder(out) as folder:
         from edgecnn.trainer.train import train
 
         train(config, folder, data_dir=data_dir, resume=resume)
+
+
+def data_path(data: Path | None, dataset: DatasetName | None) -> str | None:
+    """``--data`` as an absolute path (config.json must find it from anywhere)."""
+    if data is None:
+        return None
+    if dataset is not None:
+        raise ConfigError("--data replaces --dataset; give one of them")
+    return str(data.expanduser().resolve())
 
 
 @contextlib.contextmanager
@@ -179,17 +220,11 @@ def _output_folder(out: Path | None) -> Iterator[Path]:
     A folder this command created is removed again if training fails before writing
     anything into it.
     """
-    from edgecnn._atomic import ensure_writable_dir
+    from edgecnn._atomic import output_folder
     from edgecnn.run_folder import new_run_dir, point_latest
 
-    created = out is None or not out.exists()
-    folder = new_run_dir() if out is None else ensure_writable_dir(out)
-    try:
+    with output_folder(new_run_dir() if out is None else out, fresh=out is None) as folder:
         yield folder
-    except BaseException:
-        if created and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-        raise
     if out is None and point_latest(folder) is None:
         typer.echo(f"note: {folder.parent / 'latest'} is not a link: left as it is")
 
@@ -207,6 +242,14 @@ def evaluate_command(
     ] = None,
     data_dir: DataDirOption = None,
     dataset: Annotated[DatasetName | None, typer.Option(help="Override the run's dataset.")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Evaluate on your own pictures (a folder of class folders, or an .npz). "
+            "[default: the data the run trained on]",
+        ),
+    ] = None,
     image_index: Annotated[
         int, typer.Option(min=0, help="Test image whose conv layer outputs are drawn.")
     ] = 0,
@@ -223,6 +266,7 @@ def evaluate_command(
         data_dir=data_dir,
         dataset=dataset.value if dataset else None,
         image_index=image_index,
+        data=data_path(data, dataset),
     )
 
 

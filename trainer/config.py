@@ -7,13 +7,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgecnn.errors import ConfigError
-from edgecnn.runtime.contract import DEFAULT_CLASSES, DEFAULT_IMAGE_SIZE
+from edgecnn.runtime.contract import CHANNELS, DEFAULT_CLASSES, DEFAULT_IMAGE_SIZE
 from edgecnn.runtime.labels import LABELS
+
+#: Input sizes and class counts the trainer builds networks for.
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 96
+MIN_CLASSES, MAX_CLASSES = 2, 100
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The tutorial network's sizes; the defaults are the tutorial's (242,062 parameters)."""
+    """The tutorial network's sizes; the defaults are the tutorial's (242,062 parameters).
+
+    The layers never change; the input (``img_size`` square, ``channels``) and the output
+    (``num_classes``) follow the data.
+    """
 
     filter_size1: int = 5
     num_filters1: int = 16
@@ -22,15 +30,37 @@ class ModelConfig:
     fc_size: int = 128
     num_classes: int = DEFAULT_CLASSES
     img_size: int = DEFAULT_IMAGE_SIZE
+    channels: int = 1
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{f.name} must be a positive integer, got {value!r}")
+        if not MIN_IMAGE_SIZE <= self.img_size <= MAX_IMAGE_SIZE:
+            raise ConfigError(
+                f"image size must be {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels, got "
+                f"{self.img_size} (--image-size)"
+            )
+        if self.channels not in CHANNELS:
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels} (--channels)")
+        if not MIN_CLASSES <= self.num_classes <= MAX_CLASSES:
+            raise ConfigError(
+                f"a model has {MIN_CLASSES} to {MAX_CLASSES} classes, got {self.num_classes}"
+            )
         for name in ("filter_size1", "filter_size2"):
             if getattr(self, name) > self.img_size:
                 raise ConfigError(f"{name} {getattr(self, name)} is larger than the image")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """One image, ``(height, width, channels)``."""
+        return (self.img_size, self.img_size, self.channels)
+
+    @property
+    def flatten_size(self) -> int:
+        """Values after the two 2x2 pools: ``(S/4) x (S/4) x num_filters2``."""
+        return (self.img_size // 4) ** 2 * self.num_filters2
 
 
 @dataclass(frozen=True)
@@ -44,6 +74,10 @@ class TrainConfig:
     """
 
     dataset: str = "fashion"
+    #: An image folder or a .npz file to train on instead of ``dataset`` (absolute path).
+    data: str | None = None
+    #: Leave out pictures that cannot be read (listed), rather than stop.
+    skip_bad_images: bool = False
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 2e-3

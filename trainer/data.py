@@ -18,6 +18,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,12 @@ _UBYTE = 0x08
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset split as in the tutorial; images are uint8 ``(N, 28, 28)``, labels uint8."""
+    """Images split into train, validation and test, and the names of their classes.
+
+    Images are uint8: ``(N, H, W)`` greyscale or ``(N, H, W, 3)`` colour; labels are
+    class indices. ``light_on_dark`` says whether the objects are light on a dark
+    background (Fashion-MNIST's are), which the runtime's picture handling follows.
+    """
 
     name: str
     labels: tuple[str, ...]
@@ -58,11 +64,20 @@ class Dataset:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    light_on_dark: bool = True
+    #: How an image folder or an array file was split and checked (``split.json``).
+    record: dict[str, Any] | None = None
 
     @property
     def title(self) -> str:
-        """The dataset's usual name, such as ``Fashion-MNIST``."""
-        return TITLES[self.name]
+        """The dataset's usual name, such as ``Fashion-MNIST``, or the folder's."""
+        return TITLES.get(self.name, self.name)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """One image, ``(height, width, channels)``."""
+        shape = self.x_train.shape[1:]
+        return (shape[0], shape[1], shape[2] if len(shape) == 3 else 1)
 
 
 #: The largest IDX file read (uncompressed): MNIST-sized sets are 47 MB, EMNIST 0.6 GB.
@@ -304,5 +319,9 @@ def load_dataset(
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 ``(N, 28, 28)`` -> float32 ``(N, 28, 28, 1)`` in [0, 1], the model's input."""
-    return (images.astype(np.float32) / 255.0)[..., np.newaxis]
+    """uint8 images -> float32 ``(N, H, W, C)`` in [0, 1], the model's input.
+
+    Greyscale ``(N, H, W)`` gains its channel axis.
+    """
+    scaled = images.astype(np.float32) / 255.0
+    return scaled[..., np.newaxis] if images.ndim == 3 else scaled

@@ -14,9 +14,10 @@ import numpy as np
 from edgecnn import _atomic
 from edgecnn.errors import ConfigError
 from edgecnn.run_folder import FIGURE_FILES, METRICS_FILE
-from edgecnn.runtime.contract import SUPPORTED_CLASSES, SUPPORTED_INPUT_SHAPES, shape_text
+from edgecnn.runtime.contract import check_io
+from edgecnn.trainer import datasets
 from edgecnn.trainer._tf import import_keras
-from edgecnn.trainer.data import Dataset, load_dataset, to_float
+from edgecnn.trainer.data import Dataset, to_float
 from edgecnn.trainer.metrics import (
     accuracy_line,
     classification_metrics,
@@ -26,6 +27,9 @@ from edgecnn.trainer.model import LAYER_NAMES
 from edgecnn.trainer.sources import ModelError, resolve_model
 
 keras = import_keras()
+
+#: Up to this many classes the confusion matrix is also printed as text.
+TEXT_MATRIX_CLASSES = 20
 
 
 def load_keras_model(path: Path) -> Any:
@@ -45,16 +49,11 @@ def load_keras_model(path: Path) -> Any:
     except Exception as e:  # Keras raises many types for a bad archive; all mean "unusable"
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ModelError(f"cannot load Keras model {path}: {first_line}") from None
-    input_shape = tuple(model.input_shape[1:]) if hasattr(model, "input_shape") else None
-    if input_shape not in SUPPORTED_INPUT_SHAPES:
-        supported = " or ".join(map(shape_text, SUPPORTED_INPUT_SHAPES))
-        raise ModelError(
-            f"{path} takes input of shape {input_shape}; edgecnn models take {supported} images"
-        )
+    input_shape = tuple(model.input_shape[1:]) if hasattr(model, "input_shape") else ()
     classes = tuple(model.output_shape[1:])
-    if len(classes) != 1 or classes[0] not in SUPPORTED_CLASSES:
-        supported = " or ".join(map(str, SUPPORTED_CLASSES))
-        raise ModelError(f"{path} outputs shape {classes}; expected {supported} classes")
+    problem = check_io(input_shape, classes[0] if len(classes) == 1 else 0)
+    if problem:
+        raise ModelError(f"{path} is not a model edgecnn can export: its {problem}")
     names = {layer.name for layer in model.layers}
     missing = [name for name in LAYER_NAMES if name not in names]
     if missing:
@@ -86,27 +85,43 @@ def evaluate(
     data_dir: str | Path | None = None,
     dataset: str | None = None,
     image_index: int = 0,
+    data: str | Path | None = None,
     stream: TextIO | None = None,
+    sample: Path | None = None,
 ) -> dict[str, Any]:
     """Measure a model on the test set; write ``metrics.json`` and the PNG figures.
 
     ``out_dir`` defaults to the run directory (or the model file's folder). If it already
     holds a ``metrics.json`` from training, the evaluation's numbers are merged into it.
+    ``sample`` names a PNG to write the first test image to, a picture to try models on.
     """
     stream = stream or sys.stdout
     source = resolve_model(target)
-    name = dataset or (source.config.dataset if source.config else "fashion")
-    out = _atomic.ensure_writable_dir(out_dir or source.run_dir or source.model_path.parent)
     model = load_keras_model(source.model_path)
-    data = load_dataset(name, data_dir)
-    if not 0 <= image_index < len(data.x_test):
-        raise ConfigError(f"--image-index must be in 0..{len(data.x_test) - 1}, got {image_index}")
-    result = measure(model, data, str(source.model_path))
+    test = datasets.for_model(model, source, data_dir, data, dataset)
+    out = _atomic.ensure_writable_dir(out_dir or source.run_dir or source.model_path.parent)
+    if not 0 <= image_index < len(test.x_test):
+        raise ConfigError(f"--image-index must be in 0..{len(test.x_test) - 1}, got {image_index}")
+    result = measure(model, test, str(source.model_path))
     merged = _merge_metrics(out / METRICS_FILE, result.metrics)
     draw_figures(result, out, image_index)
-    labels, cm = data.labels, np.array(result.metrics["confusion_matrix"])
-    stream.write(f"Confusion matrix ({data.title} test set, rows: true class)\n")
-    stream.write(format_confusion_matrix(cm, labels) + "\n")
+    if sample is not None:
+        from PIL import Image
+
+        with _atomic.atomic_path(sample) as tmp:
+            Image.fromarray(test.x_test[0]).save(tmp, format="PNG")
+    labels, cm = test.labels, np.array(result.metrics["confusion_matrix"])
+    if len(labels) <= TEXT_MATRIX_CLASSES:
+        stream.write(f"Confusion matrix ({test.title} test set, rows: true class)\n")
+        stream.write(format_confusion_matrix(cm, labels) + "\n")
+    else:
+        per_class = result.metrics["per_class_accuracy"]
+        worst = sorted(per_class, key=per_class.get)[:5]
+        stream.write(
+            f"{len(labels)} classes (the matrix is in confusion_matrix.png); least accurate: "
+            + ", ".join(f"{label} {100 * per_class[label]:.1f}%" for label in worst)
+            + "\n"
+        )
     stream.write(accuracy_line(result.metrics["test_correct"], result.metrics["test_total"]) + "\n")
     stream.write(f"Wrote {METRICS_FILE} and {len(FIGURE_FILES)} figures to {out}\n")
     return merged
@@ -136,19 +151,29 @@ def _merge_metrics(path: Path, results: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _nine(indices: np.ndarray, spread: bool) -> np.ndarray:
+    """The first nine of ``indices``, or nine spread evenly over them."""
+    if not spread or len(indices) <= 9:
+        return indices[:9]
+    return indices[np.linspace(0, len(indices) - 1, 9).round().astype(np.int64)]
+
+
 def draw_figures(result: Evaluation, out: Path, image_index: int) -> None:
     """The tutorial's seven pictures, as PNG files in ``out``."""
     from edgecnn.trainer import plots
 
     model, data, pred = result.model, result.data, result.predictions
     labels = data.labels
-    wrong = np.flatnonzero(pred != data.y_test)[:9]
+    # A user's test split is in class order: show pictures from across it, not one class.
+    spread = data.record is not None
+    shown = _nine(np.arange(len(data.y_test)), spread)
+    wrong = _nine(np.flatnonzero(pred != data.y_test), spread)
     image = to_float(data.x_test[image_index : image_index + 1])[0]
     caption = f"test image #{image_index} ({labels[data.y_test[image_index]]})"
     accuracy = result.metrics["test_accuracy"]
     figures = {
         "samples.png": plots.plot_images(
-            data.x_test[:9], labels, data.y_test[:9], pred[:9], f"{data.title} test images"
+            data.x_test[shown], labels, data.y_test[shown], pred[shown], f"{data.title} test images"
         ),
         "errors.png": plots.plot_images(
             data.x_test[wrong], labels, data.y_test[wrong], pred[wrong], "Misclassified test images"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgecnn.runtime.contract import DEFAULT_CHANNELS, INPUT_NAME
+from edgecnn.runtime.contract import INPUT_NAME
 from edgecnn.trainer._tf import import_keras
 from edgecnn.trainer.config import ModelConfig
 
@@ -16,7 +16,7 @@ def build_model(config: ModelConfig | None = None) -> Any:
     """Build the tutorial network; it outputs logits (softmax lives in the loss and the exports).
 
     conv 5x5x16 'same' -> 2x2 max-pool -> ReLU -> conv 5x5x36 'same' -> 2x2 max-pool -> ReLU
-    -> flatten (7*7*36 = 1764) -> dense 128 ReLU -> dense 10.
+    -> flatten (S/4 x S/4 x 36: 1764 for 28x28) -> dense 128 ReLU -> dense classes.
 
     ReLU comes after pooling as in the tutorial: max-pool and ReLU commute, so the result
     is the same as ReLU first, for a quarter of the work.
@@ -27,7 +27,7 @@ def build_model(config: ModelConfig | None = None) -> Any:
     size = config.img_size
     return keras.Sequential(
         [
-            keras.Input(shape=(size, size, DEFAULT_CHANNELS), name=INPUT_NAME),
+            keras.Input(shape=(size, size, config.channels), name=INPUT_NAME),
             layers.Conv2D(config.num_filters1, config.filter_size1, padding="same", name="conv1"),
             layers.MaxPooling2D(2, name="pool1"),
             layers.ReLU(name="relu1"),

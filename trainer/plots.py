@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,6 +26,20 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return path
 
 
+def _short(label: str, limit: int = 18) -> str:
+    """A label short enough for a tick or a caption."""
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def _show(ax: Any, image: np.ndarray) -> None:
+    """Greyscale in the tutorial's inverted map (light objects drawn dark); colour as is."""
+    image = np.squeeze(image)
+    if image.ndim == 3:
+        ax.imshow(image)
+    else:
+        ax.imshow(image, cmap="binary")
+
+
 def _grid(n: int) -> tuple[int, int]:
     cols = math.ceil(math.sqrt(n))
     return math.ceil(n / cols), cols
@@ -42,10 +57,10 @@ def plot_images(
     fig.subplots_adjust(hspace=0.6, wspace=0.3)
     for i, ax in enumerate(axes.flat):
         if i < len(images):
-            ax.imshow(images[i], cmap="binary")
-            text = f"True: {labels[y_true[i]]}"
+            _show(ax, images[i])
+            text = f"True: {_short(labels[y_true[i]])}"
             if y_pred is not None:
-                text += f"\nPred: {labels[y_pred[i]]}"
+                text += f"\nPred: {_short(labels[y_pred[i]])}"
             ax.set_xlabel(text, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -55,20 +70,26 @@ def plot_images(
 
 
 def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], title: str) -> Figure:
-    """Counts of true (rows) vs predicted (columns) classes, with each count written in."""
+    """Counts of true (rows) vs predicted (columns) classes, with each count written in.
+
+    Up to 25 classes every count is written in its cell; beyond, the colours say it and
+    the figure grows with the classes (up to 100).
+    """
     cm = np.asarray(cm)
-    fig, ax = plt.subplots(figsize=(8, 7))
+    n = len(labels)
+    side = min(max(8.0, 0.3 * n + 4), 34.0)
+    fig, ax = plt.subplots(figsize=(side, side * 7 / 8))
     im = ax.imshow(cm, cmap="Blues")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    ticks = np.arange(len(labels))
-    ax.set_xticks(
-        ticks, [f"({i}) {name}" for i, name in enumerate(labels)], rotation=45, ha="right"
-    )
-    ax.set_yticks(ticks, [f"({i}) {name}" for i, name in enumerate(labels)])
+    ticks = np.arange(n)
+    names = [f"({i}) {_short(name)}" for i, name in enumerate(labels)]
+    fontsize = 8 if n <= 25 else 6
+    ax.set_xticks(ticks, names, rotation=45 if n <= 25 else 90, ha="right", fontsize=fontsize)
+    ax.set_yticks(ticks, names, fontsize=fontsize)
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True")
     threshold = cm.max() / 2
-    for (i, j), value in np.ndenumerate(cm):
+    for (i, j), value in np.ndenumerate(cm) if n <= 25 else ():
         ax.text(
             j,
             i,
@@ -118,7 +139,10 @@ def plot_layer_outputs(outputs: np.ndarray, title: str, image: np.ndarray | None
     fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.6))
     for i, ax in enumerate(np.asarray(axes).flat):
         if i < len(panels):
-            ax.imshow(panels[i], cmap="binary", interpolation="nearest")
+            if panels[i].ndim == 3:  # a colour input picture
+                ax.imshow(panels[i], interpolation="nearest")
+            else:
+                ax.imshow(panels[i], cmap="binary", interpolation="nearest")
             ax.set_xlabel(
                 names[i],
                 fontsize=8,

@@ -15,15 +15,25 @@ import numpy as np
 from edgecnn import _atomic
 from edgecnn._format import format_duration
 from edgecnn.errors import ConfigError, EdgecnnError
-from edgecnn.run_folder import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE
+from edgecnn.run_folder import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    SPLIT_FILE,
+    STATE_FILE,
+)
+from edgecnn.runtime.contract import shape_text
+from edgecnn.trainer import datasets
 from edgecnn.trainer._tf import import_tensorflow
 from edgecnn.trainer.augment import augment
 from edgecnn.trainer.checkpoints import read_checkpoint_state, save_checkpoint
 from edgecnn.trainer.config import TrainConfig
-from edgecnn.trainer.data import Dataset, load_dataset, to_float
+from edgecnn.trainer.data import Dataset, to_float
 from edgecnn.trainer.metrics import accuracy_line, classification_metrics
 from edgecnn.trainer.model import build_model
 from edgecnn.trainer.progress import ProgressCallback
+from edgecnn.trainer.splits import read_record, write_record
 
 tf = import_tensorflow()
 keras = tf.keras
@@ -112,16 +122,18 @@ def train(
 
     with _atomic.exclusive(out, "edgecnn train"):
         state = read_checkpoint_state(out) if resume else None
-        data = load_dataset(config.dataset, data_dir, config.train_subset)
+        # A resumed run trains on the split it started with.
+        data = datasets.load(config, data_dir, read_record(out) if resume else None, stream)
         # Seeded before the model is built: its initial weights come from this seed.
         keras.utils.set_random_seed(config.seed)
         tf.config.experimental.enable_op_determinism()
         session = _start(out, config, data, state, say)
         say(
             f"Training on {data.title} from {data.source}: {len(data.x_train):,} train / "
-            f"{len(data.x_val):,} validation / {len(data.x_test):,} test images, "
-            f"{session.model.count_params():,} parameters, {config.epochs} epochs of "
-            f"{session.steps_per_epoch} batches of {config.batch_size}"
+            f"{len(data.x_val):,} validation / {len(data.x_test):,} test images; network "
+            f"{shape_text(config.model.input_shape)} in, flatten {config.model.flatten_size:,}, "
+            f"{config.model.num_classes} classes, {session.model.count_params():,} parameters; "
+            f"{config.epochs} epochs of {session.steps_per_epoch} batches of {config.batch_size}"
         )
         _run_epochs(session, stream, say)
         return _finish(session, say)
@@ -137,7 +149,7 @@ def _start(
         compile_model(model, config, steps)
         # A fresh run must not be mistaken for an older one left in the same folder: its
         # model, checkpoints and results go before the new config.json is written.
-        stale = [MODEL_FILE, STATE_FILE, HISTORY_FILE, METRICS_FILE]
+        stale = [MODEL_FILE, STATE_FILE, HISTORY_FILE, METRICS_FILE, SPLIT_FILE]
         stale += [p.name for p in out.glob("checkpoint-e*.keras")]
         for name in stale:
             (out / name).unlink(missing_ok=True)
@@ -164,6 +176,8 @@ def _start(
         )
         say(f"Resuming from {checkpoint} (epoch {session.start_epoch} of {config.epochs})")
     _atomic.write_json(out / CONFIG_FILE, config.to_dict())
+    if data.record is not None:
+        write_record(out, data.record)
     return session
 
 

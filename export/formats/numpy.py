@@ -33,5 +33,6 @@ def weights_archive(model: Any, base: ModelMetadata) -> tuple[bytes, ModelMetada
     digest = integrity.weights_digest(arrays, WEIGHT_KEYS)
     meta = dataclasses.replace(base, integrity={"weights_sha256": digest})
     buffer = io.BytesIO()
-    np.savez(buffer, metadata=np.array(meta.to_json()), **arrays)  # type: ignore[arg-type]
+    shape = np.array(model.input_shape[1:], dtype=np.int32)
+    np.savez(buffer, metadata=np.array(meta.to_json()), input_shape=shape, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue(), meta

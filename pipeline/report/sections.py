@@ -83,7 +83,9 @@ def _training_images(config: dict[str, Any], metrics: dict[str, Any]) -> str:
 
 def _network(m: dict[str, Any]) -> str:
     """The tutorial's layers, as sizes."""
+    size, channels = m.get("img_size", 28), m.get("channels", 1)
     return (
+        f"{size}x{size}x{channels} in; "
         f"conv {m['filter_size1']}x{m['filter_size1']}x{m['num_filters1']}, pool, ReLU; "
         f"conv {m['filter_size2']}x{m['filter_size2']}x{m['num_filters2']}, pool, ReLU; "
         f"dense {m['fc_size']}, ReLU; dense {m['num_classes']}"

@@ -101,14 +101,16 @@ def test_not_a_keras_model(tmp_path):
     assert_one_line_error(invoke("export", bad, "--out", tmp_path / "o"), match="not a Keras model")
 
 
-def test_model_with_other_input_shape(tmp_path):
+def test_model_whose_input_the_runtime_cannot_take(tmp_path):
     import keras
 
     model = keras.Sequential(
-        [keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)]
+        [keras.Input((28, 28, 2)), keras.layers.Flatten(), keras.layers.Dense(10)]
     )
     model.save(tmp_path / "other.keras")
-    assert_one_line_error(invoke("export", tmp_path / "other.keras"), match="28x28x1")
+    result = invoke("export", tmp_path / "other.keras")
+    assert_one_line_error(result, match="input has 2 channels; expected 1 (greyscale) or 3")
+    assert not (tmp_path / "exports").exists()
 
 
 def test_unwritable_out_dir(trained_run, tmp_path):

@@ -170,7 +170,7 @@ def test_a_full_disk_during_export_is_said_plainly(trained_run, tmp_path, monkey
         "export", trained_run.out_dir, "--formats", "onnx", "--out", out, "--data-dir", fashion_dir
     )
     assert_one_line_error(result, "no space left on the device")
-    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+    assert not out.exists()  # nothing could be written, so the folder it made is gone
 
 
 def test_a_killed_exports_temporaries_are_cleaned_up(trained_run, tmp_path, fashion_dir):
