@@ -12,22 +12,12 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import platform
 import tempfile
 import time
 
 import numpy as np
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from edgecnn.environment import cpu_model
 
 
 def run_baseline(epochs: int, data) -> dict:
@@ -102,7 +92,7 @@ def main() -> None:
     tf = import_tensorflow()
     data = load_dataset("fashion")
     print(
-        f"CPU: {cpu_name()}, {os.cpu_count()} cores; TensorFlow {tf.__version__}, "
+        f"CPU: {cpu_model()}, {os.cpu_count()} cores; TensorFlow {tf.__version__}, "
         f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}"
     )
     base = run_baseline(args.baseline_epochs, data)

@@ -2,7 +2,8 @@
 
     python examples/batch_and_threads.py runs/latest/exports/model_int8.tflite images.npy
 
-``images.npy`` holds N 28x28 uint8 images (light on dark, like Fashion-MNIST).
+``images.npy`` holds N uint8 images of the model's input size (``classifier.input_shape``,
+28x28 for Fashion-MNIST), as the model's training data was.
 """
 
 import sys
@@ -16,12 +17,12 @@ from edgecnn.runtime import load_classifier
 
 def main(model_path: str, images_path: str) -> int:
     """Classify every image as one batch, then one by one from 4 threads; compare."""
-    images = np.load(images_path)  # (N, 28, 28) uint8
+    images = np.load(images_path)  # (N, height, width) or (N, height, width, 3) uint8
     # One interpreter thread each: the app's own threads are the parallelism here.
     classifier = load_classifier(model_path, num_threads=1)
 
     start = time.perf_counter()
-    batch = classifier.predict(images)  # (N, 10) probabilities, one call
+    batch = classifier.predict(images)  # (N, classes) probabilities, one call
     batch_s = time.perf_counter() - start
 
     # A Classifier may be shared: each thread gets its own interpreter behind the scenes.

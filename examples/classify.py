@@ -22,7 +22,7 @@ def main(model_path: str, pictures: list[str]) -> int:
     for picture in pictures:
         try:
             # Any size or colour mode; dark-on-light photos are inverted automatically.
-            ranked = classifier.classify(picture, top_k=3)
+            ranked = classifier.classify(picture)  # the 3 likeliest (or every class if fewer)
         except InferenceError as e:  # InputError: not a picture, unreadable, too large
             print(f"{picture}: {e}", file=sys.stderr)
             return 2

@@ -17,7 +17,7 @@ def main(base_url: str, picture: str) -> int:
     with open(picture, "rb") as f:
         body = f.read()
     request = urllib.request.Request(
-        f"{base_url}/classify?top_k=3",
+        f"{base_url}/classify",  # ?top_k=N for another count than 3
         data=body,
         headers={"Content-Type": "application/octet-stream"},
         method="POST",
@@ -31,7 +31,7 @@ def main(base_url: str, picture: str) -> int:
     ranked = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in reply["top_k"])
     print(
         f"{picture}: {reply['label']} ({reply['confidence']:.1%}) by {reply['model']} "
-        f"in {reply['latency_ms']:.2f} ms; top 3: {ranked}"
+        f"in {reply['latency_ms']:.2f} ms; top {len(reply['top_k'])}: {ranked}"
     )
     return 0
 

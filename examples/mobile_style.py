@@ -19,11 +19,13 @@ def main(model_path: str, picture: str) -> int:
     """Preprocess, quantize, run the signature by name, dequantize, pick the label."""
     with open(model_path + ".json") as f:
         meta = json.load(f)
-    height, width, _ = meta["input"]["shape"]
+    height, width, channels = meta["input"]["shape"]  # 28, 28, 1 for Fashion-MNIST
 
-    # 1. Greyscale, 28x28, light object on a dark background: a picture whose border is
-    #    light (a dark object on white paper) is inverted. Then 0..1, as in training.
-    im = Image.open(picture).convert("L").resize((width, height), Image.Resampling.LANCZOS)
+    # 1. The model's size and mode (greyscale or RGB). For a model of light objects on a
+    #    dark background (Fashion-MNIST's), a picture whose border is light (a dark object
+    #    on white paper) is inverted. Then 0..1, as in training.
+    mode = "L" if channels == 1 else "RGB"
+    im = Image.open(picture).convert(mode).resize((width, height), Image.Resampling.LANCZOS)
     pixels = np.asarray(im, dtype=np.float32)
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     if meta["preprocessing"]["light_on_dark"] and border.mean() > 127:
@@ -37,7 +39,7 @@ def main(model_path: str, picture: str) -> int:
     # 3. Call the model by its signature and tensor names, as mobile LiteRT code does.
     interpreter = Interpreter(model_path=model_path)
     runner = interpreter.get_signature_runner("serving_default")
-    out = runner(**{meta["input"]["name"]: q.reshape(1, height, width, 1)})
+    out = runner(**{meta["input"]["name"]: q.reshape(1, height, width, channels)})
     q_out = out[meta["output"]["name"]][0]
 
     # 4. int8 output back to probabilities: p = scale * (q - zero_point).
