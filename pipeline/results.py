@@ -14,6 +14,7 @@ from edgecnn.run_folder import (
     HISTORY_FILE,
     METRICS_FILE,
     RUN_FILE,
+    SPLIT_FILE,
 )
 
 
@@ -28,6 +29,8 @@ class RunData:
     metrics: dict[str, Any]
     export: dict[str, Any]
     bench: dict[str, Any]
+    #: ``split.json`` of a run on the user's own data: counts per class, warnings.
+    split: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, run_dir: Path) -> RunData:
@@ -45,6 +48,7 @@ class RunData:
             metrics=read(METRICS_FILE),
             export=load_report(run_dir / EXPORTS_DIR),
             bench=read(BENCH_FILE),
+            split=read(SPLIT_FILE) if (run_dir / SPLIT_FILE).exists() else None,
         )
 
     @property

@@ -24,7 +24,7 @@ import numpy as np
 
 from edgecnn._files import read_regular_file
 from edgecnn.errors import DataError
-from edgecnn.runtime.contract import DEFAULT_IMAGE_SIZE
+from edgecnn.runtime.contract import DEFAULT_CLASSES, DEFAULT_IMAGE_SIZE
 from edgecnn.runtime.labels import LABELS
 
 #: The tutorial takes the first 5,000 training images as its validation set.
@@ -165,8 +165,9 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, image_path: Path, label_
         raise DataError(
             f"{label_path}: {len(labels)} labels for {len(images)} images in {image_path.name}"
         )
-    if labels.size and labels.max() >= 10:
-        raise DataError(f"{label_path}: label {int(labels.max())} is out of range 0..9")
+    classes = DEFAULT_CLASSES  # Fashion-MNIST's and MNIST's
+    if labels.size and labels.max() >= classes:
+        raise DataError(f"{label_path}: label {int(labels.max())} is out of range 0..{classes - 1}")
 
 
 def _load_folder(files: dict[str, Path]) -> tuple[np.ndarray, ...]:

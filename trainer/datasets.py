@@ -315,10 +315,12 @@ def _summary(
         f"{'light objects on dark' if light else 'not light-on-dark'} "
         f"({100 * share:.0f}% of training images are light in the middle of a dark border)\n"
     )
-    for warning in splits.warnings_for(data.labels, counts["train"], duplicates):
+    warnings = splits.warnings_for(data.labels, counts["train"], duplicates)
+    for warning in warnings:
         stream.write(warning + "\n")
     stream.flush()
     return {
+        "warnings": [w.removeprefix("warning: ") for w in warnings],
         "classes": list(data.labels),
         "counts": counts,
         "light_on_dark": light,

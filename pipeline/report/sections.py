@@ -10,6 +10,7 @@ from edgecnn.pipeline.report.html import FIGURE_CAPTIONS, E, bar, figure, key_fi
 from edgecnn.pipeline.results import RunData
 from edgecnn.pipeline.state import STAGES
 from edgecnn.run_folder import CHART_FILES
+from edgecnn.runtime.contract import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE
 
 
 def summary(run: RunData) -> str:
@@ -83,7 +84,8 @@ def _training_images(config: dict[str, Any], metrics: dict[str, Any]) -> str:
 
 def _network(m: dict[str, Any]) -> str:
     """The tutorial's layers, as sizes."""
-    size, channels = m.get("img_size", 28), m.get("channels", 1)
+    size = m.get("img_size", DEFAULT_IMAGE_SIZE)  # runs before own data had no such keys
+    channels = m.get("channels", DEFAULT_CHANNELS)
     return (
         f"{size}x{size}x{channels} in; "
         f"conv {m['filter_size1']}x{m['filter_size1']}x{m['num_filters1']}, pool, ReLU; "
@@ -135,7 +137,17 @@ def accuracy(run: RunData) -> str:
             count, j = max(others)
             confused = f"{run.labels[j]} ({count})" if count else "-"
         rows.append([label, bar(acc, pct(acc, 1)), confused])
-    per_class = table(["class", "accuracy", "most often mistaken for"], rows, numeric_from=1)
+    headers = ["class", "accuracy", "most often mistaken for"]
+    warnings = ""
+    if run.split is not None:  # the user's own data: how many images each class had
+        counts = run.split["counts"]
+        for i, row in enumerate(rows):
+            row.append("/".join(f"{counts[s][i]:,}" for s in ("train", "val", "test")))
+        headers.append("images (train/val/test)")
+        warnings = "".join(
+            f"<p><strong>Warning:</strong> {E(w)}</p>" for w in run.split.get("warnings", [])
+        )
+    per_class = table(headers, rows, numeric_from=1)
     figures = [
         figure(run.run_dir / name, FIGURE_CAPTIONS[name])
         for name in ("confusion_matrix.png", "errors.png", "samples.png")
@@ -143,6 +155,7 @@ def accuracy(run: RunData) -> str:
     return (
         f"<p>{m['test_correct']:,} of {m['test_total']:,} test images classified correctly "
         f"({pct(m['test_accuracy'])}) by the Keras model.</p>"
+        + warnings
         + per_class
         + f'<div class="grid">{"".join(figures)}</div>'
     )
