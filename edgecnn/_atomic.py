@@ -31,6 +31,34 @@ def temporary_path(final: str | os.PathLike[str]) -> Path:
     return Path(name)
 
 
+def temporary_dir(final: str | os.PathLike[str]) -> Path:
+    """Create an empty, hidden temporary folder beside the folder ``final``."""
+    final = Path(final)
+    folder = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    os.chmod(folder, 0o777 & ~_UMASK)  # mkdtemp's are private; outputs get the usual mode
+    return folder
+
+
+def replace_dir(folder: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
+    """Move ``folder`` to ``final``, replacing a folder there.
+
+    The old folder is first renamed aside and removed after the new one is in place, so
+    ``final`` is missing for the time between two renames, never half written.
+    """
+    import shutil
+
+    folder, final = Path(folder), Path(final)
+    old = None
+    if final.is_dir() and not final.is_symlink():
+        old = temporary_dir(final)
+        os.replace(final, old)  # over the empty folder just made
+    elif final.exists() or final.is_symlink():
+        final.unlink()
+    os.replace(folder, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it over ``final`` if the block succeeds.
@@ -120,6 +148,7 @@ def exclusive(folder: str | os.PathLike[str], what: str = "edgecnn") -> Iterator
         ConfigError: another process holds the lock.
     """
     import fcntl
+    import shutil
 
     from edgecnn.errors import ConfigError
 
@@ -133,8 +162,12 @@ def exclusive(folder: str | os.PathLike[str], what: str = "edgecnn") -> Iterator
                 f"{folder} is being written by another {what} process; wait for it to finish"
             ) from None
         for stale in folder.glob(".*.tmp*"):
-            if stale.is_file() and not stale.is_symlink():
+            if stale.is_symlink():
+                continue
+            if stale.is_file():
                 stale.unlink(missing_ok=True)
+            elif stale.is_dir() and stale.name.endswith(".tmp"):  # from temporary_dir
+                shutil.rmtree(stale, ignore_errors=True)
         yield folder
     finally:
         os.close(fd)  # closing the descriptor releases the lock

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgecnn.export.config import ExportConfig
+from edgecnn.export.config import DEFAULT_FORMATS, FORMATS, ExportConfig
 
 _DEFAULTS = ExportConfig()
 
@@ -28,8 +28,12 @@ def export_command(
         typer.Option("--dynamic", help="Also write a dynamic-range TFLite file (int8 weights)."),
     ] = False,
     formats: Annotated[
-        str, typer.Option(help="Comma-separated subset of tflite,onnx.")
-    ] = "tflite,onnx",
+        str,
+        typer.Option(
+            help="Comma-separated subset of tflite,onnx,c,tflm, or all. c (a C99 library) "
+            "and tflm (a TensorFlow Lite Micro bundle) are made from the int8 .tflite."
+        ),
+    ] = ",".join(DEFAULT_FORMATS),
     calib_samples: Annotated[
         int, typer.Option(help="Training images used to calibrate int8.")
     ] = _DEFAULTS.calib_samples,
@@ -82,7 +86,7 @@ def export_command(
     from edgecnn.trainer.sources import resolve_model
 
     config = ExportConfig(
-        formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+        formats=_formats(formats),
         int8=int8,
         fp16=fp16,
         dynamic=dynamic,
@@ -122,3 +126,9 @@ def export_command(
 def register(app: typer.Typer) -> None:
     """Add ``edgecnn export`` to the app."""
     app.command("export")(export_command)
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    """``--formats``: names separated by commas; ``all`` for every format."""
+    names = tuple(f.strip() for f in text.split(",") if f.strip())
+    return FORMATS if names == ("all",) else names

@@ -11,6 +11,10 @@ from edgecnn.export import formats as registry
 
 #: Formats ``--formats`` chooses from; the others (weights.npz) are always written.
 FORMATS = tuple(name for name, fmt in registry.FORMATS.items() if fmt.selectable)
+#: What ``edgecnn export`` writes unless told: the files apps load.
+DEFAULT_FORMATS = ("tflite", "onnx")
+#: Generated from the int8 .tflite: microcontroller targets.
+FOLDER_FORMATS = tuple(name for name, fmt in registry.FORMATS.items() if fmt.folder)
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -65,7 +69,7 @@ GATES = {
 class ExportConfig:
     """Which files ``edgecnn export`` writes, how int8 is calibrated, and gate overrides."""
 
-    formats: tuple[str, ...] = FORMATS
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     int8: bool = False
     fp16: bool = False
     dynamic: bool = False
@@ -80,7 +84,7 @@ class ExportConfig:
         if unknown or not self.formats:
             raise ConfigError(
                 f"--formats takes a comma-separated subset of "
-                f"{','.join(FORMATS)}; got {','.join(self.formats) or 'nothing'}"
+                f"{','.join(FORMATS)} (or all); got {','.join(self.formats) or 'nothing'}"
             )
         if (self.fp16 or self.dynamic) and "tflite" not in self.formats:
             flag = "--fp16" if self.fp16 else "--dynamic"
@@ -99,16 +103,26 @@ class ExportConfig:
             raise ConfigError(f"--min-agreement is a fraction in [0, 1], got {self.min_agreement}")
 
     def targets(self) -> list[tuple[str, str]]:
-        """``(format, precision)`` of every model file to write, in order."""
-        out = [(fmt, "float32") for fmt in self.formats]
+        """``(format, precision)`` of every model file and folder to write, in order.
+
+        A folder format brings the file it is generated from (the C library and the
+        TFLite Micro bundle: the int8 ``.tflite``), and comes after everything else.
+        """
+        files = [f for f in self.formats if not registry.FORMATS[f].folder]
+        folders = [f for f in self.formats if registry.FORMATS[f].folder]
+        out = [(fmt, "float32") for fmt in files]
         if self.fp16:
             out.append(("tflite", "float16"))
         if self.dynamic:
             out.append(("tflite", "dynamic"))
         if self.int8:
-            out += [(fmt, "int8") for fmt in self.formats]
+            out += [(fmt, "int8") for fmt in files]
+        for fmt in folders:
+            source = registry.FORMATS[fmt].source
+            if source is not None and source not in out:
+                out.append(source)
         always = [(n, f.precisions[0]) for n, f in registry.FORMATS.items() if not f.selectable]
-        return out + always
+        return out + always + [(fmt, "int8") for fmt in folders]
 
     def file_names(self) -> list[str]:
         """The files :meth:`targets` names, in order."""

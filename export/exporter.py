@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,7 +25,7 @@ import numpy as np
 from edgecnn import __version__, _atomic
 from edgecnn._quiet import native_stderr_hidden
 from edgecnn.export.config import ExportConfig
-from edgecnn.export.formats import FORMATS, Job
+from edgecnn.export.formats import FORMATS, Check, Job
 from edgecnn.export.table import format_table
 from edgecnn.export.verify import compare, verify_file
 from edgecnn.run_folder import CALIBRATION_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
@@ -100,6 +101,10 @@ class Prepared:
     data: Dataset
     images: np.ndarray  # what every file is checked on: the test images first
     reference: np.ndarray  # the Keras model's probabilities on ``images``
+    #: Formats left out, and why (a compiler or a package this machine lacks).
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    #: Results several folder formats share (the reference kernels' outputs).
+    memo: dict[str, Any] = field(default_factory=dict)
 
 
 def export_model(
@@ -129,9 +134,12 @@ def export_model(
         prepared = prepare(source, out, config, data_dir, data)
         rows = []
         for fmt, precision in config.targets():
-            rows.append(export_file(prepared, fmt, precision))
+            row = export_file(prepared, fmt, precision)
+            if row is None:
+                continue
+            rows.append(row)
             if on_file:
-                on_file(rows[-1])
+                on_file(row)
         report = write_report(prepared, rows, time.perf_counter() - started)
     (stream or sys.stdout).write(format_table(report) + "\n")
     return report
@@ -171,11 +179,14 @@ def _convert(fmt: str, precision: str, job: Job) -> tuple[bytes, ModelMetadata]:
         return FORMATS[fmt].convert(precision, job)
 
 
-def export_file(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any]:
+def export_file(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any] | None:
     """Convert one file, verify it under a temporary name, then keep or reject it.
 
-    Returns its row of the report.
+    Returns its row of the report; None for a format this machine cannot write (said in
+    the report's ``skipped``).
     """
+    if FORMATS[fmt].folder:
+        return export_folder(prepared, fmt, precision)
     name = FORMATS[fmt].file_name(precision)
     started = time.perf_counter()
     data, meta = _convert(fmt, precision, prepared.job)
@@ -216,6 +227,60 @@ def export_file(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any]:
     return row
 
 
+def export_folder(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any] | None:
+    """Generate a folder format from its accepted source file, verify it, keep or reject it.
+
+    The folder is filled under a temporary name and moved into place in one rename (or
+    aside as ``<name>.rejected``). Returns its row, or None when it was skipped.
+    """
+    spec = FORMATS[fmt]
+    assert spec.source is not None
+    name = spec.file_name(precision)
+    source = prepared.out / FORMATS[spec.source[0]].file_name(spec.source[1])
+    reason = _missing_tools(fmt)
+    if reason is None and not source.is_file():
+        reason = f"generated from {source.name}, which did not pass its gate"
+    if reason is not None:
+        prepared.skipped.append({"format": fmt, "reason": reason})
+        return None
+    started = time.perf_counter()
+    check = Check(prepared.images, prepared.data.y_test, prepared.reference, source,
+                  prepared.memo)  # fmt: skip
+    folder = _atomic.temporary_dir(prepared.out / name)
+    try:
+        with native_stderr_hidden():
+            row: dict[str, Any] = {"format": fmt, "precision": precision, "file": f"{name}/"}
+            row.update(spec.load_module().export(prepared.job, source, folder, check))
+        failures = prepared.job.config.gate(precision).failures(row)
+        row["failures"] = failures + row.pop("failures_extra", [])
+        row["passed"] = not row["failures"]
+        if row["passed"]:
+            _atomic.replace_dir(folder, prepared.out / name)
+        else:
+            _atomic.replace_dir(folder, prepared.out / f"{name}.rejected")
+            shutil.rmtree(prepared.out / name, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    row["verify_seconds"] = time.perf_counter() - started
+    return row
+
+
+def _missing_tools(fmt: str) -> str | None:
+    """Why this machine cannot write ``fmt`` (no compiler, no package), or None."""
+    if fmt == "c":
+        from edgecnn.export.mcu.toolchain import host_compiler
+
+        if host_compiler() is None:
+            return "no C compiler found (install gcc, or set CC)"
+    if fmt == "tflm":
+        import importlib.util
+
+        if importlib.util.find_spec("tflite_micro") is None:
+            return 'the tflite-micro package is not installed: pip install "edgecnn[mcu]"'
+    return None
+
+
 def write_report(prepared: Prepared, rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     """``export_report.json``: every file's row, the Keras reference, and the configuration."""
     float32 = [r["size_bytes"] for r in rows if r["precision"] == "float32"]
@@ -239,6 +304,7 @@ def write_report(prepared: Prepared, rows: list[dict[str, Any]], seconds: float)
         "calibration_file": CALIBRATION_FILE,
         "out_dir": str(prepared.out),
         "files": rows,
+        "skipped": prepared.skipped,
         "passed": all(r["passed"] for r in rows),
         "seconds": seconds,
         "edgecnn_version": __version__,

@@ -45,6 +45,7 @@ def format_table(
     rejected = [r["file"] for r in report["files"] if not r["passed"]]
     if rejected:
         lines.append("Rejected (moved aside as *.rejected): " + ", ".join(rejected))
+    lines += folder_notes(report)
     lines.append(latency_note or GATE_LATENCY)
     return "\n".join(lines)
 
@@ -53,3 +54,36 @@ def _agreement_note(report: dict[str, Any]) -> str:
     """``; agreement on 10,000 images`` when agreement was measured on more than the test set."""
     checked = report.get("agreement_images", report["test_images"])
     return f"; agreement on {checked:,} images" if checked != report["test_images"] else ""
+
+
+def folder_notes(report: dict[str, Any]) -> list[str]:
+    """What the microcontroller rows proved beyond the gate, and the formats left out."""
+    lines = []
+    for r in report["files"]:
+        if r["format"] == "c" and "reference_identical" in r:
+            n = r["reference_images"]
+            line = (
+                f"{r['file']}: int8 scores bit-identical to TFLite's reference kernels on "
+                f"{100 * r['reference_identical']:.2f}% of {n:,} images; work buffer "
+                f"{r['c']['work_bytes']:,} B"
+            )
+            mcu = r.get("mcu", {})
+            if "library_flash" in mcu:
+                line += f"; Cortex-M4 -Os: flash {mcu['library_flash'] / 1024:.1f} KiB"
+            if "stack_bytes" in mcu:
+                line += (
+                    f", stack {mcu['stack_bytes']:,} B, {mcu['instructions'] / 1e6:.1f}M "
+                    "instructions per image, test vectors equal under QEMU"
+                )
+            elif "skipped" in mcu or "run" in mcu:
+                line += f" (Cortex-M4 not measured: {mcu.get('skipped') or mcu['run']})"
+            lines.append(line)
+        if r["format"] == "tflm" and "tflm" in r:
+            lines.append(
+                f"{r['file']}: TFLM's kernels give the reference kernels' top-1 on "
+                f"{100 * r['reference_top1']:.2f}% of {r['reference_images']:,} images; "
+                f"tensor arena {r['tflm']['arena_bytes']:,} B"
+            )
+    for skipped in report.get("skipped", []):
+        lines.append(f"{skipped['format']}: skipped ({skipped['reason']})")
+    return lines

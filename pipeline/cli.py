@@ -49,6 +49,14 @@ def run_command(
             "--int8/--no-int8", help="Also export and verify int8 TFLite and ONNX. [default: on]"
         ),
     ] = None,
+    mcu: Annotated[
+        bool | None,
+        typer.Option(
+            "--mcu/--no-mcu",
+            help="Also generate and verify the microcontroller C library and TFLite Micro "
+            "bundle from the int8 .tflite (needs --int8). [default: on]",
+        ),
+    ] = None,
     open_report: Annotated[
         bool, typer.Option("--open", help="Open report.html in a browser at the end.")
     ] = False,
@@ -84,11 +92,16 @@ def run_command(
         "skip_bad_images": skip_bad_images or None,
         "epochs": epochs,
         "int8": int8,
+        "mcu": mcu,
         "augment": augment,
         "seed": seed,
         "train_subset": train_subset,
         "bench_runs": bench_runs,
     }
+    if mcu and int8 is False:
+        raise ConfigError(
+            "--mcu needs int8: the microcontroller formats are made from the int8 .tflite"
+        )
     if resume:
         out, state, data_dir = _resumed_run(out, given, data_dir)
     else:

@@ -81,6 +81,7 @@ def _export(ctx: RunContext) -> None:
 
 def _bench(ctx: RunContext) -> None:
     from edgecnn.export.exporter import load_report
+    from edgecnn.export.formats import FORMATS
     from edgecnn.runtime.benchmark import bench_model
 
     exports = ctx.out / EXPORTS_DIR
@@ -89,6 +90,8 @@ def _bench(ctx: RunContext) -> None:
     for row in load_report(exports)["files"]:
         if not row["passed"]:
             continue  # moved aside as *.rejected: not a file anyone should run
+        if not FORMATS[row["format"]].runnable:
+            continue  # the TFLite Micro bundle runs only inside TFLM, on a microcontroller
         result = bench_model(
             exports / row["file"],
             BENCH_BATCH_SIZES,

@@ -47,6 +47,8 @@ class RunOptions:
     skip_bad_images: bool = False
     epochs: int | None = None  # None: the trainer's default recipe
     int8: bool = True
+    #: The C library and TFLite Micro bundle, made from the int8 .tflite.
+    mcu: bool = True
     augment: bool = False
     seed: int | None = None
     train_subset: int | None = None
@@ -74,10 +76,15 @@ class RunOptions:
         return configure(options, model, self.augment, data_dir)
 
     def export_config(self) -> Any:
-        """Every TFLite and ONNX precision; int8 unless ``--no-int8``."""
-        from edgecnn.export.config import ExportConfig
+        """Every TFLite and ONNX precision and the microcontroller formats.
 
-        return ExportConfig(int8=self.int8, fp16=True, dynamic=True)
+        int8 unless ``--no-int8``; the C library and TFLite Micro bundle (made from the int8
+        ``.tflite``) unless ``--no-mcu``.
+        """
+        from edgecnn.export.config import DEFAULT_FORMATS, FOLDER_FORMATS, ExportConfig
+
+        formats = DEFAULT_FORMATS + (FOLDER_FORMATS if self.int8 and self.mcu else ())
+        return ExportConfig(formats=formats, int8=self.int8, fp16=True, dynamic=True)
 
 
 def _now() -> str:

@@ -63,6 +63,12 @@ def _sniff(data: bytes) -> str | None:
         return ".tflite"
     if data[:4] == b"PK\x03\x04":
         return ".npz"
+    if data[:4] == b"\x7fELF":
+        return ".so"
+    if data[:4] in (b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe"):  # Mach-O, 64 and 32 bit
+        return ".dylib"
+    if data[:2] == b"MZ":
+        return ".dll"
     return None
 
 
@@ -177,6 +183,21 @@ def _top_k(value: Any, classes: int) -> int:
     return k
 
 
+def _library_in(path: Path) -> Path:
+    """``exports/c`` stands for the C library compiled inside it; other paths as they are."""
+    if path.is_dir():
+        for suffix in (".so", ".dylib", ".dll"):
+            library = path / f"libedgecnn_model{suffix}"
+            if library.is_file():
+                return library
+        if (path / "model_data.cc").is_file():
+            raise ModelError(
+                f"{path} is a TensorFlow Lite Micro bundle, for firmware (its README.md says "
+                "how); on this machine, load the .tflite file beside it"
+            )
+    return path
+
+
 def _check_backend_name(backend: Any) -> str:
     if not isinstance(backend, str) or (backend != "auto" and backend not in BACKENDS):
         raise ModelError(f"unknown backend {backend!r:.40}; choose auto, {', '.join(BACKENDS)}")
@@ -277,7 +298,7 @@ def load_classifier(
             backend, or a model whose input or outputs this runtime does not support.
         InputError: ``path`` or ``num_threads`` is not of a usable type or value.
     """
-    path = as_path(path, InputError, "a model file")
+    path = _library_in(as_path(path, InputError, "a model file"))
     backend = _check_backend_name(backend)
     threads = check_threads(num_threads)
     data = read_regular_file(path, MODEL_MAX_BYTES, ModelError, "a model file")

@@ -30,13 +30,15 @@ SLOW_FIXTURES = {
     "logits_model",
     "renamed_layers",
     "evaluated",
+    "mcu_export",
 }
 
 
 def pytest_collection_modifyitems(config, items):
     """Mark every test that uses a slow fixture as ``slow``."""
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        slow_fixture = SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if slow_fixture or item.get_closest_marker("mcu"):
             item.add_marker(pytest.mark.slow)
 
 

@@ -4,8 +4,8 @@
 #   bash tools/bootstrap.sh run    # edgecnn run: train, evaluate, export, bench, report
 #   bash tools/bootstrap.sh test   # the full test suite
 #
-# Installs what is missing with apt (Python's venv, the Fashion-MNIST package, and for the
-# tests Chromium), creates .venv with every extra (and for the tests the development
+# Installs what is missing with apt (Python's venv, the Fashion-MNIST package, a C
+# compiler, and for the tests Chromium, GCC for Arm and QEMU), creates .venv with every extra (and for the tests the development
 # tools), and is safe to run again: each step is skipped once done. Extra arguments go
 # to 'edgecnn run' or to pytest.
 set -euo pipefail
@@ -26,8 +26,13 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv pytho
 if [ -z "${EDGECNN_DATA_DIR:-}" ] && [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
     packages+=(dataset-fashion-mnist)
 fi
-if [ "$mode" = test ] && ! command -v chromium >/dev/null; then
-    packages+=(chromium) # the report's real-browser test
+command -v cc >/dev/null || packages+=(gcc) # builds the generated C library
+if [ "$mode" = test ]; then
+    command -v chromium >/dev/null || packages+=(chromium) # the report's real-browser test
+    # The C library on an emulated Cortex-M4: GCC for Arm, its C library, QEMU.
+    command -v arm-none-eabi-gcc >/dev/null || packages+=(gcc-arm-none-eabi)
+    [ -d /usr/lib/arm-none-eabi/newlib ] || packages+=(libnewlib-arm-none-eabi)
+    command -v qemu-system-arm >/dev/null || packages+=(qemu-system-arm)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
     echo "==> apt-get install ${packages[*]}"

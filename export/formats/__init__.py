@@ -1,9 +1,12 @@
 """Exported formats: one module each, one entry here, one converter signature.
 
-A format module defines ``convert(precision, job) -> (bytes, metadata)``: the whole file,
-its metadata embedded, ready for the verification gate. Registering it is one entry in
-:data:`FORMATS`. Modules are imported only when their format is written, so exporting
-ONNX never imports the TFLite converter and the other way round.
+A file format's module defines ``convert(precision, job) -> (bytes, metadata)``: the
+whole file, its metadata embedded, ready for the verification gate. A folder format (the
+C library, the TFLite Micro bundle) is generated from a file that has passed its own
+gate; its module defines ``export(job, source, folder, check) -> dict``, which fills
+``folder`` and verifies it, returning the report row's measurements. Registering either
+is one entry in :data:`FORMATS`. Modules are imported only when their format is
+written, so exporting ONNX never imports the TFLite converter and the other way round.
 """
 
 from __future__ import annotations
@@ -48,15 +51,27 @@ class Format:
     file: str | None = None
     #: Chosen with ``--formats``; the others are always written.
     selectable: bool = True
+    #: A folder generated from another format's file: that file's (format, precision).
+    source: tuple[str, str] | None = None
+    #: ``edgecnn.runtime`` can load it (the TFLite Micro bundle runs only inside TFLM).
+    runnable: bool = True
+
+    @property
+    def folder(self) -> bool:
+        """Whether this format is a folder generated from another file."""
+        return self.source is not None
 
     def file_name(self, precision: str) -> str:
-        """``model_int8.tflite`` and friends."""
+        """``model_int8.tflite`` and friends; a folder format's folder name."""
         return self.file or f"model_{precision}{self.suffix}"
+
+    def load_module(self) -> Any:
+        """The format's module (imported now)."""
+        return import_module(f"{__name__}.{self.module}")
 
     def convert(self, precision: str, job: Job) -> tuple[bytes, ModelMetadata]:
         """The file's bytes and metadata (imports the format's module)."""
-        module = import_module(f"{__name__}.{self.module}")
-        result: tuple[bytes, ModelMetadata] = module.convert(precision, job)
+        result: tuple[bytes, ModelMetadata] = self.load_module().convert(precision, job)
         return result
 
 
@@ -65,7 +80,27 @@ FORMATS: dict[str, Format] = {
     "onnx": Format("onnx", ".onnx", ("float32", "int8")),
     # The runtime's numpy backend, for devices without any interpreter wheel.
     "numpy": Format("numpy", ".npz", ("float32",), file="weights.npz", selectable=False),
+    # Microcontrollers: generated from the int8 .tflite once it has passed its gate.
+    "c": Format("c", "", ("int8",), file="c", source=("tflite", "int8")),
+    "tflm": Format("tflm", "", ("int8",), file="tflm", source=("tflite", "int8"), runnable=False),
 }
+
+
+@dataclass
+class Check:
+    """What a folder format is verified on: the export's images and references.
+
+    ``images`` are uint8, the test images first (their ``labels``); ``reference`` holds the
+    Keras model's probabilities for them; ``source`` is the accepted file the folder was
+    generated from. ``memo`` keeps results that several formats share (the reference
+    kernels' outputs).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    reference: np.ndarray
+    source: Any  # Path
+    memo: dict[str, Any] = field(default_factory=dict)
 
 
 def placeholder_metadata(

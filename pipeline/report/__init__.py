@@ -28,6 +28,7 @@ def write_report(run_dir: Path) -> Path:
         ("exports", "Exported models", exports.exports),
         ("benchmark", "Benchmark", exports.benchmark),
         ("int8", "What int8 changed", exports.int8_changes),
+        ("mcu", "On a microcontroller", exports.microcontrollers),
         ("use", "Use it", exports.usage),
     ]
     run = RunData.load(run_dir)

@@ -148,6 +148,60 @@ def int8_changes(run: RunData) -> str:
     return "".join(parts) or "<p>No int8 file was exported in this run.</p>"
 
 
+def microcontrollers(run: RunData) -> str:
+    """The C library and the TFLite Micro bundle: what they proved, their flash and RAM."""
+    rows = {f["format"]: f for f in run.export["files"] if f["format"] in ("c", "tflm")}
+    parts = []
+    c = rows.get("c")
+    if c and "reference_identical" in c:
+        mcu = c.get("mcu", {})
+        facts = [
+            ["int8 scores equal to TFLite's reference kernels",
+             f"{pct(c['reference_identical'])} of {c['reference_images']:,} images"],
+            ["top-1 equal to the .tflite on LiteRT (XNNPACK)", pct(c["tflite_agreement"])],
+            ["work buffer (RAM, caller's)", f"{c['c']['work_bytes']:,} B"],
+            ["weights and biases (flash)",
+             f"{c['c']['weight_bytes'] + c['c']['bias_bytes']:,} B"],
+        ]  # fmt: skip
+        if "library_flash" in mcu:
+            facts.append(["Cortex-M4 library flash (-Os)", f"{mcu['library_flash']:,} B"])
+        if "stack_bytes" in mcu:
+            facts += [
+                ["stack for one inference (painted)", f"{mcu['stack_bytes']:,} B"],
+                ["instructions per inference (QEMU)", f"{mcu['instructions']:,}"],
+                ["estimate at 168 MHz (1.0 to 1.5 cycles per instruction)",
+                 "{} to {} ms".format(*mcu["ms_at_168_mhz"])],
+                ["test vectors on the emulated Cortex-M4",
+                 f"{c['test_vectors']} of {c['test_vectors']} equal, byte for byte"],
+            ]  # fmt: skip
+        elif "skipped" in mcu:
+            facts.append(["Cortex-M4 build", f"not measured: {mcu['skipped']}"])
+        parts.append(
+            f"<h3>{E(c['file'])}: C99, no dependencies</h3>" + table(["", "measured"], facts)
+        )
+    t = rows.get("tflm")
+    if t and "tflm" in t:
+        facts = [
+            ["top-1 equal to the reference kernels",
+             f"{pct(t['reference_top1'])} of {t['reference_images']:,} images"],
+            ["int8 scores equal to the reference kernels", pct(t["reference_identical"])],
+            ["tensor arena (measured by TFLM)", f"{t['tflm']['arena_bytes']:,} B"],
+            ["operators registered", ", ".join(t["tflm"]["operators"])],
+        ]  # fmt: skip
+        parts.append(
+            f"<h3>{E(t['file'])}: TensorFlow Lite Micro</h3>" + table(["", "measured"], facts)
+        )
+    for skipped in run.export.get("skipped", []):
+        parts.append(f"<p>{E(skipped['format'])}: skipped ({E(skipped['reason'])}).</p>")
+    if not parts:
+        return "<p>No microcontroller format was exported in this run.</p>"
+    return (
+        "<p>Generated from the int8 <code>.tflite</code> after it passed its gate; "
+        "each folder's <code>README.md</code> says how to build it into firmware.</p>"
+        + "".join(parts)
+    )
+
+
 def usage(run: RunData) -> str:
     """How to use the recommended file, as commands to copy."""
     best = best_file(run.export["files"])

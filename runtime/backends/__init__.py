@@ -92,6 +92,8 @@ BACKENDS: dict[str, BackendEntry] = {
     ),
     "onnxruntime": BackendEntry("onnxruntime", (".onnx",)),
     "numpy": BackendEntry("numpy", (".npz",)),
+    # The generated C library, compiled for this machine (``exports/c``): no interpreter.
+    "c": BackendEntry("c", (".so", ".dylib", ".dll")),
 }
 
 

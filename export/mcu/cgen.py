@@ -1,0 +1,486 @@
+"""The C99 library: an int8 ``.tflite`` file written out as code, weights and constants.
+
+:func:`generate` turns a :class:`~edgecnn.export.mcu.graph.Graph` into
+``edgecnn_model.h`` and ``edgecnn_model.c``: the weights as ``static const`` arrays (in
+flash on a microcontroller), every multiplier and shift TFLite would compute when it
+prepares the model, and one function per entry point that runs the layers in order
+through a caller-provided work buffer. Each convolution is fused with the max-pool after
+it, so its full-size output never exists: the work buffer holds two regions, the output
+of one layer and the next, sized to the largest of each.
+
+The arithmetic is ``templates/kernels.c``: TFLite's reference kernels, bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from edgecnn.export.mcu import quant
+from edgecnn.export.mcu.graph import Graph, Layer, UnsupportedModel
+
+HEADER = "edgecnn_model.h"
+SOURCE = "edgecnn_model.c"
+#: Values per line in the generated arrays.
+PER_LINE = 24
+
+
+@dataclass
+class Library:
+    """The generated sources and what they need at run time."""
+
+    files: dict[str, str]
+    work_bytes: int
+    weight_bytes: int  # int8 weights
+    bias_bytes: int  # int32 biases
+    input_shape: tuple[int, int, int]
+    classes: int
+    #: Tensor indices of the softmax's input (logits) and output, for the gate.
+    logits_tensor: int
+    output_tensor: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def c_string(text: str) -> str:
+    """A C string literal of ``text``'s UTF-8 bytes, with every non-ASCII byte escaped.
+
+    Octal escapes (never hex, which would swallow following digits); ``?`` escaped so
+    that no trigraph can form.
+    """
+    out = []
+    for byte in text.encode("utf-8"):
+        ch = chr(byte)
+        if ch in '"\\?':
+            out.append("\\" + ch)
+        elif 0x20 <= byte < 0x7F:
+            out.append(ch)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def c_array(ctype: str, name: str, values: Any, comment: str = "") -> str:
+    """``static const ctype name[n] = {...};`` with a comment line."""
+    flat = np.asarray(values).ravel().tolist()
+    suffix = "u" if ctype == "uint64_t" else ""
+    lines = []
+    for i in range(0, len(flat), PER_LINE):
+        lines.append("    " + ", ".join(f"{int(v)}{suffix}" for v in flat[i : i + PER_LINE]))
+    head = f"/* {comment} */\n" if comment else ""
+    return f"{head}static const {ctype} {name}[{len(flat)}] = {{\n" + ",\n".join(lines) + "\n};\n"
+
+
+def _pad(in_size: int, out_size: int, stride: int, kernel: int) -> int:
+    """TFLite's ComputePaddingHeightWidth for 'same': the padding before the first pixel."""
+    return max(0, (out_size - 1) * stride + kernel - in_size) // 2
+
+
+def _conv(index: int, layer: Layer, source: str, dest: str, lut: str) -> tuple[str, str]:
+    """The constants and the call of one (convolution, max-pool) step."""
+    x, y, w, b = layer.input, layer.output, layer.weights, layer.bias
+    assert w is not None and b is not None and w.data is not None and b.data is not None
+    assert x.quant is not None and y.quant is not None and w.quant is not None
+    _, in_h, in_w, in_c = x.shape
+    _, conv_h, conv_w, out_c = y.shape
+    k_h, k_w = w.shape[1], w.shape[2]
+    stride_h, stride_w = layer.options["stride"]
+    pad_h = pad_w = 0
+    if layer.options["padding"] == "same":
+        pad_h, pad_w = _pad(in_h, conv_h, stride_h, k_h), _pad(in_w, conv_w, stride_w, k_w)
+    scales = np.broadcast_to(w.quant.scales, (out_c,))
+    multipliers, shifts = quant.per_channel_multipliers(x.quant.scale, scales, y.quant.scale)
+    conv_min, conv_max = quant.activation_range(layer.activation, y.quant.scale, y.quant.zero_point)
+    if layer.pool:
+        pool = layer.pool
+        (pool_h, pool_w), (pool_sh, pool_sw) = pool["filter"], pool["stride"]
+        out = pool["output"]
+        assert out.quant is not None
+        _, out_h, out_w, _ = out.shape
+        pool_min, pool_max = quant.activation_range(
+            pool["activation"], out.quant.scale, out.quant.zero_point
+        )
+    else:
+        pool_h = pool_w = pool_sh = pool_sw = 1
+        out_h, out_w, pool_min, pool_max = conv_h, conv_w, quant.INT8_MIN, quant.INT8_MAX
+    p = f"l{index}"
+    consts = "".join([
+        c_array("int8_t", f"{p}_filter", w.data,
+                f"layer {index}: conv {k_h}x{k_w}x{in_c} -> {out_c}, OHWI int8 weights"),
+        c_array("int32_t", f"{p}_bias", b.data),
+        c_array("int32_t", f"{p}_multiplier", multipliers),
+        c_array("int8_t", f"{p}_shift", shifts),
+    ])  # fmt: skip
+    call = (
+        f"    ec_conv_pool({source}, {lut}, {in_h}, {in_w}, {in_c},\n"
+        f"                 {p}_filter, {p}_bias, {out_c}, {k_h}, {k_w},\n"
+        f"                 {stride_h}, {stride_w}, {pad_h}, {pad_w}, {-x.quant.zero_point},\n"
+        f"                 {p}_multiplier, {p}_shift, {y.quant.zero_point},\n"
+        f"                 {conv_min}, {conv_max},\n"
+        f"                 {pool_h}, {pool_w}, {pool_sh}, {pool_sw}, {out_h}, {out_w},\n"
+        f"                 {pool_min}, {pool_max}, {dest});\n"
+    )
+    return consts, call
+
+
+def _dense(index: int, layer: Layer, source: str, dest: str) -> tuple[str, str]:
+    x, y, w, b = layer.input, layer.output, layer.weights, layer.bias
+    assert w is not None and b is not None and w.data is not None and b.data is not None
+    assert x.quant is not None and y.quant is not None and w.quant is not None
+    out_n, in_n = w.shape
+    scales = np.broadcast_to(w.quant.scales, (out_n,))
+    parts = [quant.double_parts(s) for s in quant.effective_scales(x.quant.scale, scales,
+                                                                    y.quant.scale)]  # fmt: skip
+    low, high = quant.activation_range(layer.activation, y.quant.scale, y.quant.zero_point)
+    p = f"l{index}"
+    consts = "".join([
+        c_array("int8_t", f"{p}_weights", w.data,
+                f"layer {index}: fully connected {in_n} -> {out_n}, [out][in] int8 weights"),
+        c_array("int32_t", f"{p}_bias", b.data),
+        c_array("uint64_t", f"{p}_mantissa", [m for m, _ in parts]),
+        c_array("int16_t", f"{p}_exponent", [e for _, e in parts]),
+    ])  # fmt: skip
+    call = (
+        f"    ec_dense({source}, {in_n}, {p}_weights, {p}_bias, {out_n}, {-x.quant.zero_point},\n"
+        f"             {p}_mantissa, {p}_exponent, {y.quant.zero_point}, {low}, {high}, {dest});\n"
+    )
+    return consts, call
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return int(math.prod(shape[1:]))
+
+
+def generate(graph: Graph, model_sha256: str, version: str, labels: tuple[str, ...],
+             light_on_dark: bool) -> Library:  # fmt: skip
+    """``edgecnn_model.h`` and ``edgecnn_model.c`` for ``graph``.
+
+    Raises:
+        UnsupportedModel: a network this generator cannot write.
+    """
+    layers = graph.layers
+    if layers[0].kind != "conv":
+        raise UnsupportedModel("the C generator needs a network that starts with CONV_2D")
+    x, out = graph.input, graph.output
+    assert x.quant is not None and out.quant is not None
+    if len(x.shape) != 4:
+        raise UnsupportedModel(f"the model's input has shape {x.shape}; expected (N, H, W, C)")
+    _, height, width, channels = x.shape
+    classes = _size(out.shape)
+    if len(labels) != classes:
+        raise UnsupportedModel(f"{len(labels)} labels for a model of {classes} classes")
+    softmax = layers[-1]
+    assert softmax.input.quant is not None
+    if abs(out.quant.scale - 1 / 256) > 1e-3 / 256 or out.quant.zero_point != -128:
+        raise UnsupportedModel("the softmax output is not int8 with scale 1/256, zero point -128")
+    sizes = [_size(layer.result.shape) for layer in layers[:-1]]
+    regions = [max(sizes[0::2], default=0), max(sizes[1::2], default=0)]
+    consts, calls = [], []
+    source, lut = "input", "table"
+    for i, layer in enumerate(layers[:-1]):
+        dest = "a" if i % 2 == 0 else "b"
+        if layer.kind == "conv":
+            c, call = _conv(i, layer, source, dest, lut)
+        else:
+            c, call = _dense(i, layer, source, dest)
+        consts.append(c)
+        calls.append(call)
+        source, lut = dest, "NULL"
+    multiplier, left_shift, diff_min = quant.softmax_params(
+        softmax.options["beta"], softmax.input.quant.scale
+    )
+    logits = source
+    calls.append(
+        f"    ec_softmax({logits}, {classes}, {multiplier}, {left_shift}, {diff_min}, scores);\n"
+    )
+    pixel_codes = quant.quantize_pixels(x.quant.scale, x.quant.zero_point)
+    weight_bytes = sum(int(layer.weights.data.size) for layer in layers
+                       if layer.weights is not None and layer.weights.data is not None)  # fmt: skip
+    bias_bytes = sum(4 * int(layer.bias.data.size) for layer in layers
+                     if layer.bias is not None and layer.bias.data is not None)  # fmt: skip
+    work = regions[0] + regions[1]
+    header = _header(height, width, channels, classes, work, x.quant, out.quant,
+                     model_sha256, version, light_on_dark)  # fmt: skip
+    kernels = resources.files("edgecnn.export.mcu").joinpath("templates/kernels.c").read_text()
+    label_lines = ",\n".join(f"    {c_string(label)}" for label in labels)
+    body = f"""/* edgecnn_model.c: generated by edgecnn {version} from an int8 .tflite file whose
+ * SHA-256 is {model_sha256}.
+ * Do not edit: export the model again instead. C99, no dependencies, no dynamic memory,
+ * no global mutable state (reentrant and thread-safe), integer arithmetic only (floats
+ * appear in edgecnn_probabilities alone).
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "{HEADER}"
+
+{kernels}
+/* ---- The model --------------------------------------------------------------------- */
+
+const char *const edgecnn_labels[EDGECNN_NUM_CLASSES] = {{
+{label_lines}
+}};
+
+/* For bindings (Python's ctypes, say) that cannot read the macros. */
+const int32_t edgecnn_dims[5] = {{
+    EDGECNN_INPUT_HEIGHT, EDGECNN_INPUT_WIDTH, EDGECNN_INPUT_CHANNELS, EDGECNN_NUM_CLASSES,
+    EDGECNN_WORK_BYTES
+}};
+const float edgecnn_quantization[4] = {{
+    EDGECNN_INPUT_SCALE, EDGECNN_INPUT_ZERO_POINT, EDGECNN_OUTPUT_SCALE, EDGECNN_OUTPUT_ZERO_POINT
+}};
+
+{
+        c_array(
+            "int8_t",
+            "ec_pixel_codes",
+            pixel_codes,
+            "the int8 input of each pixel value, as edgecnn.runtime quantizes it",
+        )
+    }
+{"".join(consts)}
+/* Work buffer: region a holds the output of layers 0, 2, ..., region b of 1, 3, ... */
+#define EC_REGION_A {regions[0]}
+
+static int ec_run(const int8_t *input, const int8_t *table, void *work, int8_t *logits,
+                  int8_t *scores)
+{{
+    int8_t *a = (int8_t *)work;
+    int8_t *b = a + EC_REGION_A;
+    int c, best = 0;
+    (void)b;
+{"".join(calls)}    if (logits != NULL) {{
+        for (c = 0; c < EDGECNN_NUM_CLASSES; ++c) {{
+            logits[c] = {logits}[c];
+        }}
+    }}
+    for (c = 1; c < EDGECNN_NUM_CLASSES; ++c) {{
+        if (scores[c] > scores[best]) {{
+            best = c;
+        }}
+    }}
+    return best;
+}}
+
+int edgecnn_classify(const uint8_t *pixels, void *work, int8_t *scores)
+{{
+    return ec_run((const int8_t *)(const void *)pixels, ec_pixel_codes, work, NULL, scores);
+}}
+
+int edgecnn_infer(const int8_t *input, void *work, int8_t *logits, int8_t *scores)
+{{
+    return ec_run(input, NULL, work, logits, scores);
+}}
+
+void edgecnn_probabilities(const int8_t *scores, float *probabilities)
+{{
+    float sum = 0.0f;
+    int c;
+    for (c = 0; c < EDGECNN_NUM_CLASSES; ++c) {{
+        probabilities[c] =
+            EDGECNN_OUTPUT_SCALE * (float)(scores[c] - EDGECNN_OUTPUT_ZERO_POINT);
+        sum += probabilities[c];
+    }}
+    for (c = 0; c < EDGECNN_NUM_CLASSES; ++c) {{
+        /* int8 steps of 1/256 need not sum to exactly 1; with many classes every score
+         * can round to zero, and then no class is likelier than another. */
+        probabilities[c] = sum > 0.0f ? probabilities[c] / sum : 1.0f / EDGECNN_NUM_CLASSES;
+    }}
+}}
+"""
+    return Library(
+        files={HEADER: header, SOURCE: body},
+        work_bytes=work,
+        weight_bytes=weight_bytes,
+        bias_bytes=bias_bytes,
+        input_shape=(height, width, channels),
+        classes=classes,
+        logits_tensor=softmax.input.index,
+        output_tensor=out.index,
+        details={"regions": regions, "layers": len(layers)},
+    )
+
+
+def _float(value: float) -> str:
+    """A float32 as a C float literal that reads back to the same float32."""
+    return f"{float(np.float32(value)):.9g}f"
+
+
+def _header(height: int, width: int, channels: int, classes: int, work: int, q_in: Any,
+            q_out: Any, model_sha256: str, version: str, light_on_dark: bool) -> str:  # fmt: skip
+    guard = "EDGECNN_MODEL_H"
+    return f"""/* edgecnn_model.h: the int8 network as a C99 library, by edgecnn {version}.
+ *
+ *     static uint8_t work[EDGECNN_WORK_BYTES];      (or on the stack, or per thread)
+ *     int8_t scores[EDGECNN_NUM_CLASSES];
+ *     int best = edgecnn_classify(pixels, work, scores);
+ *     printf("%s\\n", edgecnn_labels[best]);
+ *
+ * pixels: EDGECNN_INPUT_HEIGHT x EDGECNN_INPUT_WIDTH x EDGECNN_INPUT_CHANNELS uint8 values,
+ * row by row, channels interleaved (RGB for colour), as the model was trained on them:
+ * EDGECNN_LIGHT_ON_DARK says whether objects must be light on a dark background (invert
+ * a camera's dark-on-light picture first). Nothing is allocated and nothing global is
+ * written: any number of calls may run at once, each with its own work buffer.
+ */
+#ifndef {guard}
+#define {guard}
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {{
+#endif
+
+#define EDGECNN_VERSION "{version}"
+/* SHA-256 of the model_int8.tflite file this library was generated from. */
+#define EDGECNN_MODEL_SHA256 "{model_sha256}"
+
+#define EDGECNN_INPUT_HEIGHT {height}
+#define EDGECNN_INPUT_WIDTH {width}
+#define EDGECNN_INPUT_CHANNELS {channels}
+#define EDGECNN_INPUT_SIZE {height * width * channels}
+#define EDGECNN_NUM_CLASSES {classes}
+#define EDGECNN_LIGHT_ON_DARK {1 if light_on_dark else 0}
+/* Bytes of the work buffer one inference needs (any alignment). */
+#define EDGECNN_WORK_BYTES {work}
+
+/* The int8 input: q = round(pixel / 255 / scale) + zero_point. */
+#define EDGECNN_INPUT_SCALE {_float(q_in.scale)}
+#define EDGECNN_INPUT_ZERO_POINT ({q_in.zero_point})
+/* The int8 scores: probability = scale * (score - zero_point), steps of 1/256. */
+#define EDGECNN_OUTPUT_SCALE {_float(q_out.scale)}
+#define EDGECNN_OUTPUT_ZERO_POINT ({q_out.zero_point})
+
+/* Class names, in score order (UTF-8). */
+extern const char *const edgecnn_labels[EDGECNN_NUM_CLASSES];
+
+/* The macros above as data, for bindings that cannot read macros: height, width,
+ * channels, classes, work bytes; input scale and zero point, output scale and zero point. */
+extern const int32_t edgecnn_dims[5];
+extern const float edgecnn_quantization[4];
+
+/* Classify one picture: fills scores (int8 probabilities) and returns the most likely
+ * class (the first of equal scores). */
+int edgecnn_classify(const uint8_t *pixels, void *work, int8_t *scores);
+
+/* The same from the model's int8 input (EDGECNN_INPUT_SIZE values); logits, when not
+ * NULL, receives the int8 scores that feed the softmax. */
+int edgecnn_infer(const int8_t *input, void *work, int8_t *logits, int8_t *scores);
+
+/* Scores to probabilities that sum to 1. */
+void edgecnn_probabilities(const int8_t *scores, float *probabilities);
+
+#ifdef __cplusplus
+}}
+#endif
+
+#endif /* {guard} */
+"""
+
+
+def sha256(data: bytes) -> str:
+    """The SHA-256 of ``data`` as hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+CHECK_PROGRAM = """/* check/main.c: does the library give, on this target, the scores it gave
+ * where it was exported? Build it with the library and run it on the device (or an emulator):
+ *
+ *     cc -std=c99 -O2 -I.. ../edgecnn_model.c main.c -o check && ./check
+ *
+ * It classifies the images in test_vectors.h and compares every int8 score, byte for
+ * byte, with the exporting machine's; it prints one line and returns 0 when all match.
+ * printf is the only thing it needs from the C library.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "edgecnn_model.h"
+#include "test_vectors.h"
+
+#ifndef EDGECNN_CHECK_BEGIN /* hooks for a board's own measurements, around image 0 */
+#define EDGECNN_CHECK_BEGIN()
+#define EDGECNN_CHECK_END()
+#endif
+
+static uint8_t work[EDGECNN_WORK_BYTES];
+
+int main(void)
+{
+    int8_t scores[EDGECNN_NUM_CLASSES];
+    int i, best, mismatches = 0, correct = 0;
+    for (i = 0; i < EDGECNN_TEST_COUNT; ++i) {
+        if (i == 0) {
+            EDGECNN_CHECK_BEGIN();
+        }
+        best = edgecnn_classify(edgecnn_test_images[i], work, scores);
+        if (i == 0) {
+            EDGECNN_CHECK_END();
+        }
+        if (memcmp(scores, edgecnn_test_scores[i], sizeof scores) != 0) {
+            if (mismatches < 5) {
+                printf("image %d: scores differ from the exporting machine's\\n", i);
+            }
+            ++mismatches;
+        }
+        correct += best == edgecnn_test_labels[i];
+    }
+    printf("edgecnn check: %d of %d test images give the expected scores; %d classified "
+           "correctly\\n", EDGECNN_TEST_COUNT - mismatches, EDGECNN_TEST_COUNT, correct);
+    return mismatches != 0;
+}
+"""
+
+
+def test_vectors(images: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> str:
+    """``test_vectors.h``: uint8 images, the int8 scores expected for them, true classes."""
+    count = len(images)
+    flat = images.reshape(count, -1)
+    rows_images = ",\n".join("    {" + ", ".join(str(int(v)) for v in row) + "}" for row in flat)
+    rows_scores = ",\n".join("    {" + ", ".join(str(int(v)) for v in row) + "}" for row in scores)
+    return f"""/* test_vectors.h: {count} test images, the int8 scores the exporting
+ * machine's build of the library gave for them (identical to TFLite's reference
+ * kernels), and their classes. Generated by edgecnn; included by main.c only. */
+#ifndef EDGECNN_TEST_VECTORS_H
+#define EDGECNN_TEST_VECTORS_H
+
+#include <stdint.h>
+
+#include "edgecnn_model.h"
+
+#define EDGECNN_TEST_COUNT {count}
+
+static const uint8_t edgecnn_test_images[EDGECNN_TEST_COUNT][EDGECNN_INPUT_SIZE] = {{
+{rows_images}
+}};
+
+static const int8_t edgecnn_test_scores[EDGECNN_TEST_COUNT][EDGECNN_NUM_CLASSES] = {{
+{rows_scores}
+}};
+
+static const uint8_t edgecnn_test_labels[EDGECNN_TEST_COUNT] = {{
+    {", ".join(str(int(v)) for v in labels)}
+}};
+
+#endif
+"""
+
+
+def metadata_source(metadata_json: str) -> str:
+    """``edgecnn_metadata.c``: the model's metadata, compiled into the host library only.
+
+    A byte array rather than a string literal: C99 compilers need only accept 4,095
+    characters in a literal, and the metadata of a model of many classes is longer.
+    """
+    data = metadata_json.encode("utf-8") + b"\0"
+    return (
+        "/* The model's edgecnn metadata (JSON), for edgecnn.runtime's C backend. */\n"
+        + c_array("unsigned char", "edgecnn_metadata_bytes", list(data)).replace(
+            "static const", "const"
+        )
+        + "const char *const edgecnn_metadata_json = (const char *)edgecnn_metadata_bytes;\n"
+    )

@@ -1,0 +1,264 @@
+"""An int8 ``.tflite`` file as a chain of layers the C generator can write out.
+
+Read straight from the flatbuffer (the schema ships with LiteRT), so that what the C code
+computes is what that exact file holds: its int8 weights, int32 biases, every tensor's
+scale and zero point, and each operator's options. Only what edgecnn's networks are made
+of is understood: ``CONV_2D`` (optionally followed by ``MAX_POOL_2D``, which the C code
+fuses into it), ``RESHAPE`` (with the ``SHAPE``/``STRIDED_SLICE``/``PACK`` that compute
+its dynamic batch size), ``FULLY_CONNECTED`` and a final ``SOFTMAX``, in one chain from
+the int8 input to the int8 output. Anything else is an :class:`UnsupportedModel` naming
+the operator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError
+
+
+class UnsupportedModel(EdgecnnError):
+    """The file is not an int8 network the C generator can write (exit code 2)."""
+
+    exit_code = 2
+
+
+#: Operators that only compute a reshape's target shape from the batch size.
+SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
+ACTIVATIONS = {0: "none", 1: "relu", 3: "relu6"}
+
+
+@dataclass(frozen=True)
+class Quant:
+    """A tensor's quantization: float32 scales (one per channel, or one) and zero points."""
+
+    scales: np.ndarray  # float32
+    zero_points: np.ndarray  # int64
+
+    @property
+    def scale(self) -> float:
+        """The per-tensor scale, as the float32 TFLite stores."""
+        return float(self.scales[0])
+
+    @property
+    def zero_point(self) -> int:
+        """The per-tensor zero point."""
+        return int(self.zero_points[0])
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of the graph: its shape (batch first), type and quantization."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    quant: Quant | None
+    data: np.ndarray | None  # constant tensors only
+
+
+@dataclass
+class Layer:
+    """One step of the chain, with everything its C code needs."""
+
+    kind: str  # "conv", "fc" or "softmax"
+    input: TensorInfo
+    output: TensorInfo
+    weights: TensorInfo | None = None
+    bias: TensorInfo | None = None
+    activation: str = "none"
+    options: dict[str, Any] = field(default_factory=dict)
+    #: A max-pool fused into this convolution: its options and its output tensor.
+    pool: dict[str, Any] | None = None
+
+    @property
+    def result(self) -> TensorInfo:
+        """The tensor this step leaves behind (the pool's output when fused)."""
+        return self.pool["output"] if self.pool else self.output
+
+
+@dataclass
+class Graph:
+    """The chain of layers, from the int8 input to the int8 probabilities."""
+
+    input: TensorInfo
+    output: TensorInfo
+    layers: list[Layer]
+    #: Operator names in the file, in order, for the TFLM resolver.
+    operators: list[str]
+
+
+def _schema() -> Any:
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # pragma: no cover - LiteRT is part of the export extra
+        raise UnsupportedModel(
+            'reading .tflite files needs LiteRT: pip install "edgecnn[litert]"'
+        ) from None
+    return schema
+
+
+def _names(cls: Any) -> dict[int, str]:
+    return {value: name for name, value in vars(cls).items() if not name.startswith("_")}
+
+
+def read(data: bytes) -> Graph:
+    """Parse an int8 ``.tflite`` file into its chain of layers.
+
+    Raises:
+        UnsupportedModel: not int8 throughout, an operator the generator does not know,
+            or a graph that is not one chain.
+    """
+    schema = _schema()
+    try:
+        model = schema.Model.GetRootAsModel(data, 0)
+        if model.SubgraphsLength() != 1:
+            raise UnsupportedModel(f"the model has {model.SubgraphsLength()} subgraphs; one")
+        graph = model.Subgraphs(0)
+        op_names = _names(schema.BuiltinOperator)
+        codes = []
+        for i in range(model.OperatorCodesLength()):
+            code = model.OperatorCodes(i)
+            codes.append(op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "?"))
+        tensors = [
+            _tensor(model, i, graph.Tensors(i), schema) for i in range(graph.TensorsLength())
+        ]
+        ops = [graph.Operators(i) for i in range(graph.OperatorsLength())]
+        names = [codes[op.OpcodeIndex()] for op in ops]
+        graph_in, graph_out = graph.InputsAsNumpy().tolist(), graph.OutputsAsNumpy().tolist()
+    except UnsupportedModel:
+        raise
+    except Exception as e:  # the flatbuffer library raises anything on damaged bytes
+        raise UnsupportedModel(f"the .tflite file cannot be read ({type(e).__name__})") from None
+    if len(graph_in) != 1 or len(graph_out) != 1:
+        raise UnsupportedModel("the model must have one input and one output")
+    first, last = tensors[graph_in[0]], tensors[graph_out[0]]
+    for end in (first, last):
+        if end.dtype != "INT8" or end.quant is None:
+            raise UnsupportedModel(
+                f"the model's {'input' if end is first else 'output'} is {end.dtype.lower()}, "
+                "not int8: export it with --int8 (full-integer quantization)"
+            )
+    layers = _chain(ops, names, tensors, graph_in[0], graph_out[0], schema)
+    return Graph(first, last, layers, list(dict.fromkeys(names)))
+
+
+def _tensor(model: Any, index: int, tensor: Any, schema: Any) -> TensorInfo:
+    types = _names(schema.TensorType)
+    dtype = types.get(tensor.Type(), "?")
+    quant = None
+    q = tensor.Quantization()
+    if q is not None and q.ScaleLength():
+        quant = Quant(q.ScaleAsNumpy().astype(np.float32), q.ZeroPointAsNumpy().astype(np.int64))
+    data = None
+    buffer = model.Buffers(tensor.Buffer())
+    if buffer is not None and buffer.DataLength():
+        kind = {"INT8": np.int8, "INT32": np.int32}.get(dtype)
+        if kind is not None:
+            shape = tuple(int(d) for d in tensor.ShapeAsNumpy())
+            data = np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=kind).reshape(shape)
+    shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+    name = tensor.Name().decode("utf-8", "replace")
+    return TensorInfo(index, name, shape, dtype, quant, data)
+
+
+def _options(op: Any, cls: Any) -> Any:
+    table = op.BuiltinOptions()
+    options = cls()
+    options.Init(table.Bytes, table.Pos)
+    return options
+
+
+def _chain(
+    ops: list[Any], names: list[str], tensors: list[TensorInfo], first: int, last: int,
+    schema: Any,
+) -> list[Layer]:  # fmt: skip
+    """Walk the operators from the input tensor to the output tensor, one chain."""
+    unknown = [n for n in names if n not in ("CONV_2D", "MAX_POOL_2D", "RESHAPE",
+                                             "FULLY_CONNECTED", "SOFTMAX", *SHAPE_OPS)]  # fmt: skip
+    if unknown:
+        raise UnsupportedModel(
+            f"the model uses {unknown[0]}, which the C generator does not know (it writes "
+            "CONV_2D, MAX_POOL_2D, RESHAPE, FULLY_CONNECTED and SOFTMAX)"
+        )
+    layers: list[Layer] = []
+    current = first
+    for op, name in zip(ops, names, strict=True):
+        inputs, outputs = op.InputsAsNumpy().tolist(), op.OutputsAsNumpy().tolist()
+        if name in SHAPE_OPS:
+            continue
+        if inputs[0] != current:
+            raise UnsupportedModel(f"{name} does not follow the previous layer: not one chain")
+        current = outputs[0]
+        x, y = tensors[inputs[0]], tensors[outputs[0]]
+        if name == "RESHAPE":
+            continue  # NHWC data flattened in place: the same bytes in the same order
+        if name == "MAX_POOL_2D":
+            opts = _options(op, schema.Pool2DOptions)
+            pool = {
+                "filter": (opts.FilterHeight(), opts.FilterWidth()),
+                "stride": (opts.StrideH(), opts.StrideW()),
+                "padding": "same" if opts.Padding() == schema.Padding.SAME else "valid",
+                "activation": _activation(opts.FusedActivationFunction(), name),
+                "output": y,
+            }
+            if not layers or layers[-1].kind != "conv" or layers[-1].pool is not None:
+                raise UnsupportedModel("MAX_POOL_2D must follow a CONV_2D here")
+            if pool["padding"] != "valid":
+                raise UnsupportedModel("MAX_POOL_2D with 'same' padding is not supported")
+            if _qp(x) != _qp(y):
+                raise UnsupportedModel("MAX_POOL_2D changes the quantization")
+            layers[-1].pool = pool
+            continue
+        layer = Layer(kind={"CONV_2D": "conv", "FULLY_CONNECTED": "fc", "SOFTMAX": "softmax"}
+                      [name], input=x, output=y)  # fmt: skip
+        if name in ("CONV_2D", "FULLY_CONNECTED"):
+            layer.weights, layer.bias = tensors[inputs[1]], tensors[inputs[2]]
+            for part, what in ((layer.weights, "weights"), (layer.bias, "bias")):
+                if part.data is None or part.quant is None:
+                    raise UnsupportedModel(f"{name} has no constant quantized {what}")
+            if layer.weights.dtype != "INT8" or layer.bias.dtype != "INT32":
+                raise UnsupportedModel(f"{name} is not int8 with int32 biases")
+            if np.any(layer.weights.quant.zero_points != 0):  # type: ignore[union-attr]
+                raise UnsupportedModel(f"{name} has asymmetric weights")
+        if name == "CONV_2D":
+            opts = _options(op, schema.Conv2DOptions)
+            layer.activation = _activation(opts.FusedActivationFunction(), name)
+            layer.options = {
+                "stride": (opts.StrideH(), opts.StrideW()),
+                "dilation": (opts.DilationHFactor(), opts.DilationWFactor()),
+                "padding": "same" if opts.Padding() == schema.Padding.SAME else "valid",
+            }
+            if layer.options["dilation"] != (1, 1):
+                raise UnsupportedModel("dilated CONV_2D is not supported")
+            if layer.weights.shape[3] != x.shape[3]:  # type: ignore[union-attr]
+                raise UnsupportedModel("grouped CONV_2D is not supported")
+        elif name == "FULLY_CONNECTED":
+            opts = _options(op, schema.FullyConnectedOptions)
+            layer.activation = _activation(opts.FusedActivationFunction(), name)
+        elif name == "SOFTMAX":
+            beta = _options(op, schema.SoftmaxOptions).Beta()
+            layer.options = {"beta": float(np.float32(beta))}
+        for t in (x, y):
+            if t.dtype != "INT8" or t.quant is None:
+                raise UnsupportedModel(f"{name} has a {t.dtype.lower()} tensor; all must be int8")
+        layers.append(layer)
+    if current != last or not layers or layers[-1].kind != "softmax":
+        raise UnsupportedModel("the model must end in SOFTMAX, in one chain from its input")
+    if any(layer.kind == "softmax" for layer in layers[:-1]):
+        raise UnsupportedModel("SOFTMAX may only end the model")
+    return layers
+
+
+def _activation(code: int, op: str) -> str:
+    if code not in ACTIVATIONS:
+        raise UnsupportedModel(f"{op} has a fused activation the C generator does not know")
+    return ACTIVATIONS[code]
+
+
+def _qp(t: TensorInfo) -> tuple[float, int] | None:
+    return None if t.quant is None else (t.quant.scale, t.quant.zero_point)

@@ -1,0 +1,123 @@
+"""The generated C library (``edgecnn export --formats c``), compiled for this machine.
+
+``exports/c/libedgecnn_model.so`` is the exporter's host build of ``edgecnn_model.c``,
+the same code a microcontroller runs, with the model's metadata compiled in. It is called
+through ``ctypes`` (standard library): no interpreter at all. Each call runs one image
+with its own work buffer, the library keeps no state, and ctypes releases the GIL while C
+runs, so threads classify in parallel.
+
+A shared library is code: loading one runs nothing but what it holds, and its recorded
+SHA-256 only proves it undamaged, not harmless. Load libraries you exported yourself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.runtime.errors import ModelError
+from edgecnn.runtime.preprocess import Quantization, as_float, dequantize_table, quantize
+
+#: File names of the host library, per platform.
+LIBRARY_SUFFIXES = (".so", ".dylib", ".dll")
+LIBRARY_STEM = "libedgecnn_model"
+_POINTER = ctypes.c_void_p
+
+
+def open_backend(path: Path, data: bytes, threads: int | None = None) -> CBackend:
+    """A :class:`CBackend` (the registry's factory); ``threads`` does not apply."""
+    return CBackend(path)
+
+
+def _symbol(library: Any, name: str, ctype: Any, path: Path) -> Any:
+    try:
+        return ctype.in_dll(library, name)
+    except ValueError:
+        raise ModelError(f"{path}: not an edgecnn C library (it has no {name})") from None
+
+
+class CBackend:
+    """Runs the generated C library; stateless, so one instance serves every thread."""
+
+    name = "c"
+    threads = 1  # one inference runs on the calling thread
+
+    def __init__(self, path: Path) -> None:
+        try:
+            library = ctypes.CDLL(str(path.resolve()))
+        except OSError as e:
+            raise ModelError(f"{path}: cannot load the library ({str(e)[:200]})") from None
+        self.path = path
+        dims = list(_symbol(library, "edgecnn_dims", ctypes.c_int32 * 5, path))
+        quantization = list(_symbol(library, "edgecnn_quantization", ctypes.c_float * 4, path))
+        height, width, channels, classes, work = (int(d) for d in dims)
+        if min(height, width, channels, classes, work) <= 0:
+            raise ModelError(f"{path}: impossible dimensions {dims}")
+        self.input_shape: tuple[int, int, int] = (height, width, channels)
+        self.num_classes = classes
+        self.work_bytes = work
+        self.input_quantization = Quantization(quantization[0], int(quantization[1]))
+        self.output_quantization = Quantization(quantization[2], int(quantization[3]))
+        self._code_values = dequantize_table(self.output_quantization)
+        try:
+            text = ctypes.c_char_p.in_dll(library, "edgecnn_metadata_json").value
+            self.embedded_metadata = text.decode("utf-8") if text else None
+        except (ValueError, UnicodeDecodeError):
+            self.embedded_metadata = None
+        self._classify = library.edgecnn_classify
+        self._infer = library.edgecnn_infer
+        for function in (self._classify, self._infer):
+            function.restype = ctypes.c_int
+        self._classify.argtypes = [_POINTER, _POINTER, _POINTER]
+        self._infer.argtypes = [_POINTER, _POINTER, _POINTER, _POINTER]
+        self._library = library  # keeps the library loaded as long as the backend lives
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """The int8 scores ``(N, classes)`` of a uint8 or [0, 1] float batch."""
+        n = len(x)
+        out = np.empty((n, self.num_classes), dtype=np.int8)
+        work = ctypes.create_string_buffer(self.work_bytes)
+        if x.dtype == np.uint8:
+            images = np.ascontiguousarray(x).reshape(n, -1)
+            for i in range(n):
+                self._classify(images[i].ctypes.data, work, out[i].ctypes.data)
+        else:
+            codes = quantize(as_float(x), self.input_quantization).reshape(n, -1)
+            for i in range(n):
+                self._infer(codes[i].ctypes.data, work, None, out[i].ctypes.data)
+        return out
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """The int8 scores that feed the softmax, for a batch of int8 model inputs."""
+        n = len(x)
+        codes = np.ascontiguousarray(x, dtype=np.int8).reshape(n, -1)
+        out = np.empty((n, self.num_classes), dtype=np.int8)
+        scores = np.empty(self.num_classes, dtype=np.int8)
+        work = ctypes.create_string_buffer(self.work_bytes)
+        for i in range(n):
+            self._infer(codes[i].ctypes.data, work, out[i].ctypes.data, scores.ctypes.data)
+        return out
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities ``(N, classes)``, dequantized as the ``.tflite`` backends do."""
+        y = self._code_values[self.scores(x).view(np.uint8)]
+        y /= y.sum(axis=1, keepdims=True)
+        return y
+
+    def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
+        """``edgecnn_classify`` on each image of the uint8 ``batch``, nothing else."""
+        images = np.ascontiguousarray(batch).reshape(len(batch), -1)
+        pointers = [images[i].ctypes.data for i in range(len(images))]
+        out = np.empty(self.num_classes, dtype=np.int8)
+        work = ctypes.create_string_buffer(self.work_bytes)
+        classify, scores = self._classify, out.ctypes.data
+
+        def run() -> None:
+            for pointer in pointers:
+                classify(pointer, work, scores)
+
+        return run

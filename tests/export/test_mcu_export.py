@@ -1,0 +1,210 @@
+"""The microcontroller formats end to end: ``edgecnn export --formats c,tflm`` on a trained
+model, and the generated library cross-compiled for a Cortex-M4 and run under QEMU.
+
+The QEMU tests need Debian's ``gcc-arm-none-eabi``, ``libnewlib-arm-none-eabi`` and
+``qemu-system-arm`` (``tools/bootstrap.sh test`` installs them); like the Raspberry Pi
+tests they are marked and still run in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import assert_one_line_error, invoke
+from shared import TINY
+
+from edgecnn.export.mcu import cgen, graph, reference, toolchain
+from edgecnn.runtime import load_classifier
+
+TINY_INT8 = TINY / "model_int8.tflite"
+#: Test images the emulated Cortex-M4 classifies and compares with this machine's scores.
+QEMU_IMAGES = 200
+
+
+@pytest.fixture(scope="module")
+def mcu_export(trained_run, tmp_path_factory, fashion_dir):
+    """``edgecnn export --formats c,tflm`` of the trained fixture, as a user runs it."""
+    out = tmp_path_factory.mktemp("mcu") / "exports"
+    result = invoke("export", trained_run.out_dir, "--formats", "c,tflm", "--out", out,
+                    "--data-dir", fashion_dir)  # fmt: skip
+    report = json.loads((out / "export_report.json").read_text())
+    rows = {r["format"]: r for r in report["files"]}
+    return out, result, report, rows
+
+
+@pytest.mark.mcu
+def test_export_writes_verified_c_and_tflm_folders(mcu_export):
+    out, result, report, rows = mcu_export
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert set(rows) == {"tflite", "numpy", "c", "tflm"}  # c, tflm: from the int8 .tflite
+    c, tflm = rows["c"], rows["tflm"]
+    assert c["passed"] and tflm["passed"]
+    assert c["reference_identical"] == 1.0 and c["reference_images"] == 10_000
+    assert tflm["reference_top1"] == 1.0
+    assert sorted(p.name for p in (out / "c").iterdir()) == [
+        "README.md", "check", "edgecnn_model.c", "edgecnn_model.h", "libedgecnn_model.so",
+        "libedgecnn_model.so.json",
+    ]  # fmt: skip
+    assert sorted(p.name for p in (out / "tflm").iterdir()) == [
+        "README.md", "model_data.cc", "model_data.h", "model_info.h", "model_ops.h",
+    ]  # fmt: skip
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    # The measured sizes, as the issue's targets read them (the default network's shape).
+    assert c["c"]["work_bytes"] == 3136 + 1764
+    assert c["mcu"]["library_flash"] <= 245 * 1024
+    assert c["mcu"]["library_ram"] == 0
+    assert c["mcu"]["stack_bytes"] > 0 and c["c"]["work_bytes"] + c["mcu"]["stack_bytes"] <= 8192
+    assert c["mcu"]["check_returncode"] == 0 and c["mcu"]["instructions"] > 1_000_000
+    assert 15_000 < tflm["tflm"]["arena_bytes"] < 40_000
+    assert "c/: int8 scores bit-identical" in result.stdout
+    assert "tflm/: TFLM's kernels give the reference kernels' top-1" in result.stdout
+
+
+@pytest.mark.mcu
+def test_the_tflm_bundle_is_the_tflite_file(mcu_export):
+    out, _, _, _ = mcu_export
+    source = (out / "model_int8.tflite").read_bytes()
+    text = (out / "tflm" / "model_data.cc").read_text()
+    assert "alignas(16) const unsigned char g_edgecnn_model_data[]" in text
+    body = text[text.index("{") + 1 : text.rindex("}")]
+    values = bytes(int(v, 16) for v in body.replace("\n", "").split(",") if v.strip())
+    assert values == source
+    assert f"g_edgecnn_model_data_len = {len(source)};" in text
+    ops = (out / "tflm" / "model_ops.h").read_text()
+    assert "MicroMutableOpResolver<8>" in ops and "AddFullyConnected()" in ops
+
+
+@pytest.mark.mcu
+def test_the_c_folder_loads_through_the_runtime(mcu_export, test_images):
+    out, _, _, _ = mcu_export
+    clf = load_classifier(out / "c")
+    assert clf.backend_name == "c"
+    tflite = load_classifier(out / "model_int8.tflite")
+    agree = np.mean(clf.predict(test_images.x).argmax(1) == tflite.predict(test_images.x).argmax(1))
+    assert agree > 0.995  # XNNPACK rounds a few values otherwise; the reference kernels do not
+
+
+def test_without_a_c_compiler_the_c_format_is_skipped_in_one_line(
+    trained_run, tmp_path, fashion_dir, monkeypatch
+):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("CC", raising=False)
+    out = tmp_path / "exports"
+    result = invoke("export", trained_run.out_dir, "--formats", "c", "--out", out,
+                    "--data-dir", fashion_dir)  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "c: skipped (no C compiler found (install gcc, or set CC))" in result.stdout
+    assert not (out / "c").exists()
+    assert (out / "model_int8.tflite").is_file()
+
+
+def test_a_c_folder_that_fails_its_gate_is_moved_aside(trained_run, tmp_path, fashion_dir,
+                                                        monkeypatch):  # fmt: skip
+    """One reference score off by one (injected): the folder is kept as c.rejected, exit 1."""
+    real = reference.run
+
+    def off_by_one(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.scores[5, 0] += 1
+        return result
+
+    monkeypatch.setattr(reference, "run", off_by_one)
+    out = tmp_path / "exports"
+    result = invoke("export", trained_run.out_dir, "--formats", "c", "--out", out,
+                    "--data-dir", fashion_dir)  # fmt: skip
+    assert result.exit_code == 1
+    assert "1 of 10000 images differ from TFLite's reference kernels" in result.stdout
+    assert (out / "c.rejected" / "edgecnn_model.c").is_file()
+    assert not (out / "c").exists()
+
+
+def test_an_unwritable_output_folder_is_one_line(trained_run, tmp_path, fashion_dir):
+    if os.geteuid() == 0:
+        target = Path("/proc/edgecnn-exports")  # root may write anywhere else
+    else:
+        target = tmp_path / "locked" / "exports"
+        target.parent.mkdir()
+        target.parent.chmod(0o500)
+    result = invoke("export", trained_run.out_dir, "--formats", "c", "--out", target,
+                    "--data-dir", fashion_dir)  # fmt: skip
+    assert_one_line_error(result)
+
+
+# ---- the generated library on an emulated Cortex-M4 ------------------------------------------
+
+
+@pytest.mark.mcu
+def test_cortex_m4_build_gives_the_hosts_scores_byte_for_byte(tmp_path, test_images):
+    """200 test images: every int8 score under QEMU equals the host build's."""
+    from edgecnn.export.formats.c import build_host_library
+
+    data = TINY_INT8.read_bytes()
+    g = graph.read(data)
+    document = json.loads(TINY_INT8.with_name(TINY_INT8.name + ".json").read_text())
+    document.pop("file")
+    from edgecnn.runtime.metadata import ModelMetadata
+
+    meta = ModelMetadata.from_dict(document)
+    library = cgen.generate(g, cgen.sha256(data), "test", meta.labels, meta.light_on_dark)
+    folder = tmp_path / "c"
+    (folder / "check").mkdir(parents=True)
+    for name, text in library.files.items():
+        (folder / name).write_text(text)
+    host, _ = build_host_library(folder, meta)
+    images = test_images.x[:QEMU_IMAGES]
+    scores = load_classifier(host).backend.scores(images)
+    (folder / "check" / "test_vectors.h").write_text(
+        cgen.test_vectors(images, scores, test_images.y[:QEMU_IMAGES])
+    )
+    (folder / "check" / "main.c").write_text(cgen.CHECK_PROGRAM)
+    elf = tmp_path / "check.elf"
+    sizes = toolchain.cortex_m4_check(folder, folder / "check", elf)
+    ran = toolchain.run_on_qemu(elf)
+    assert ran["returncode"] == 0, ran["output"]
+    assert f"{QEMU_IMAGES} of {QEMU_IMAGES} test images give the expected scores" in str(
+        ran["output"]
+    )
+    assert sizes["flash"] > library.weight_bytes and ran["stack_bytes"] > 0
+
+    # And the comparison on the device can fail: one expected score changed.
+    scores[123, 4] += 1
+    (folder / "check" / "test_vectors.h").write_text(
+        cgen.test_vectors(images, scores, test_images.y[:QEMU_IMAGES])
+    )
+    toolchain.cortex_m4_check(folder, folder / "check", elf)
+    ran = toolchain.run_on_qemu(elf)
+    assert ran["returncode"] != 0
+    assert "image 123: scores differ" in str(ran["output"])
+
+
+@pytest.mark.mcu
+def test_floats_only_in_edgecnn_probabilities(tmp_path):
+    """Built for a Cortex-M without an FPU: only edgecnn_probabilities calls float helpers."""
+    import subprocess
+
+    folder = tmp_path / "c"
+    folder.mkdir()
+    data = TINY_INT8.read_bytes()
+    library = cgen.generate(graph.read(data), cgen.sha256(data), "test", tuple("abcdefghij"),
+                            True)  # fmt: skip
+    for name, text in library.files.items():
+        (folder / name).write_text(text)
+    obj = tmp_path / "model.o"
+    toolchain.run([toolchain.ARM_GCC, *toolchain.WARNINGS, "-mcpu=cortex-m4", "-mthumb",
+                   "-mfloat-abi=soft", "-Os", "-ffunction-sections", "-c",
+                   str(folder / cgen.SOURCE), "-o", str(obj)], "compiling")  # fmt: skip
+    relocations = subprocess.run(["arm-none-eabi-objdump", "-r", str(obj)], capture_output=True,
+                                 text=True, check=True).stdout  # fmt: skip
+    section, calls = "", {}
+    for line in relocations.splitlines():
+        if line.startswith("RELOCATION RECORDS FOR"):
+            section = line.split("[")[1].rstrip("]:")
+        elif "__aeabi_" in line or "expf" in line:
+            calls.setdefault(section, []).append(line.split()[-1])
+    assert set(calls) == {".text.edgecnn_probabilities"}, calls
