@@ -140,14 +140,20 @@ def stage_outputs(stage: str, out: Path) -> list[Path]:
     """Files a stage must have left for ``--resume`` to trust its "done"."""
     if stage == "export":
         from edgecnn.export.exporter import load_report
+        from edgecnn.export.formats import FORMATS
 
         exports = out / EXPORTS_DIR
         try:
-            files = load_report(exports)["files"]
-            return [
-                exports / EXPORT_REPORT_FILE,
-                *(exports / f["file"] for f in files if f["passed"]),
-            ]
+            paths = [exports / EXPORT_REPORT_FILE]
+            for f in load_report(exports)["files"]:
+                if not f["passed"]:
+                    continue
+                contents = FORMATS[f["format"]].contents
+                if contents:  # a folder: the files that make it whole
+                    paths += [exports / f["file"] / name for name in contents]
+                else:
+                    paths.append(exports / f["file"])
+            return paths
         except (OSError, ValueError, KeyError, TypeError):
             return [exports / EXPORT_REPORT_FILE]
     names = {

@@ -116,6 +116,7 @@ def test_nothing_is_wider_than_the_window(rendered):
         "exports",
         "benchmark",
         "int8",
+        "mcu",
         "use",
     ]
 

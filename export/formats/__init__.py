@@ -55,6 +55,8 @@ class Format:
     source: tuple[str, str] | None = None
     #: ``edgecnn.runtime`` can load it (the TFLite Micro bundle runs only inside TFLM).
     runnable: bool = True
+    #: A folder format's files that must be there for the folder to be whole.
+    contents: tuple[str, ...] = ()
 
     @property
     def folder(self) -> bool:
@@ -81,8 +83,23 @@ FORMATS: dict[str, Format] = {
     # The runtime's numpy backend, for devices without any interpreter wheel.
     "numpy": Format("numpy", ".npz", ("float32",), file="weights.npz", selectable=False),
     # Microcontrollers: generated from the int8 .tflite once it has passed its gate.
-    "c": Format("c", "", ("int8",), file="c", source=("tflite", "int8")),
-    "tflm": Format("tflm", "", ("int8",), file="tflm", source=("tflite", "int8"), runnable=False),
+    "c": Format(
+        "c",
+        "",
+        ("int8",),
+        file="c",
+        source=("tflite", "int8"),
+        contents=("edgecnn_model.h", "edgecnn_model.c", "README.md"),
+    ),
+    "tflm": Format(
+        "tflm",
+        "",
+        ("int8",),
+        file="tflm",
+        source=("tflite", "int8"),
+        runnable=False,
+        contents=("model_data.h", "model_data.cc", "model_ops.h", "model_info.h", "README.md"),
+    ),
 }
 
 

@@ -353,3 +353,23 @@ def test_quantize_multiplier_reconstructs_the_scale(real):
     multiplier, shift = quant.quantize_multiplier(real)
     assert 2**30 <= multiplier < 2**31
     assert math.isclose(multiplier * 2.0 ** (shift - 31), real, rel_tol=2**-30)
+
+
+def test_resume_trusts_an_mcu_folder_only_while_it_is_whole(tmp_path):
+    """``edgecnn run --resume`` redoes the export when a file of c/ or tflm/ is gone."""
+    from edgecnn.pipeline.state import is_done
+
+    exports = tmp_path / "exports"
+    rows = []
+    for fmt in ("c", "tflm"):
+        from edgecnn.export.formats import FORMATS
+
+        for name in FORMATS[fmt].contents:
+            (exports / fmt / name).parent.mkdir(parents=True, exist_ok=True)
+            (exports / fmt / name).write_text("x")
+        rows.append({"format": fmt, "precision": "int8", "file": f"{fmt}/", "passed": True})
+    (exports / "export_report.json").write_text(json.dumps({"files": rows}))
+    state = {"stages": {"export": {"status": "done"}}}
+    assert is_done(state, "export", tmp_path)
+    (exports / "tflm" / "model_data.cc").unlink()
+    assert not is_done(state, "export", tmp_path)
