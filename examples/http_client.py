@@ -3,7 +3,7 @@
     edgecnn serve runs/latest/exports/model_int8.tflite --port 8080 &
     python examples/http_client.py http://127.0.0.1:8080 shoe.png
 
-The same from a shell: curl --data-binary @shoe.png http://127.0.0.1:8080/classify
+The same from a shell: curl --data-binary @shoe.png 'http://127.0.0.1:8080/classify?top_k=3'
 """
 
 import json
@@ -27,6 +27,10 @@ def main(base_url: str, picture: str) -> int:
             reply = json.load(response)
     except urllib.error.HTTPError as e:  # 4xx: the server says why, as JSON
         print(f"refused ({e.code}): {json.load(e)['error']}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as e:  # no server there, or it hung up
+        reason = getattr(e, "reason", e)
+        print(f"cannot reach {base_url}: {reason}", file=sys.stderr)
         return 1
     ranked = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in reply["top_k"])
     print(

@@ -1,4 +1,4 @@
-"""What an Android or iOS app does with model_int8.tflite, written in Python.
+"""What an Android or iOS app does with a .tflite file (int8 or float), written in Python.
 
     python examples/mobile_style.py runs/latest/exports/model_int8.tflite shoe.png
 
@@ -32,9 +32,13 @@ def main(model_path: str, picture: str) -> int:
         pixels = 255 - pixels
     x = pixels * meta["preprocessing"]["pixel_scale"]
 
-    # 2. int8 input: q = round(x / scale) + zero_point, from the model's own numbers.
-    q_in = meta["quantization"]["input"]
-    q = np.clip(np.round(x / q_in["scale"]) + q_in["zero_point"], -128, 127).astype(np.int8)
+    # 2. An int8 file takes int8: q = round(x / scale) + zero_point, from the model's own
+    #    numbers. A float file (no input quantization recorded) takes x as it is.
+    q_in = meta.get("quantization", {}).get("input")
+    if q_in:
+        q = np.clip(np.round(x / q_in["scale"]) + q_in["zero_point"], -128, 127).astype(np.int8)
+    else:
+        q = x.astype(np.float32)
 
     # 3. Call the model by its signature and tensor names, as mobile LiteRT code does.
     interpreter = Interpreter(model_path=model_path)
@@ -42,13 +46,15 @@ def main(model_path: str, picture: str) -> int:
     out = runner(**{meta["input"]["name"]: q.reshape(1, height, width, channels)})
     q_out = out[meta["output"]["name"]][0]
 
-    # 4. int8 output back to probabilities: p = scale * (q - zero_point).
-    scale, zero_point = (
-        meta["quantization"]["output"]["scale"],
-        meta["quantization"]["output"]["zero_point"],
-    )
-    probabilities = scale * (q_out.astype(np.float32) - zero_point)
-    probabilities /= probabilities.sum()  # int8 steps of 1/256 need not sum to exactly 1
+    # 4. int8 output back to probabilities: p = scale * (q - zero_point); a float file
+    #    gives them directly.
+    q_out_params = meta.get("quantization", {}).get("output")
+    if q_out_params:
+        scale, zero_point = q_out_params["scale"], q_out_params["zero_point"]
+        probabilities = scale * (q_out.astype(np.float32) - zero_point)
+        probabilities /= probabilities.sum()  # int8 steps of 1/256 need not sum to exactly 1
+    else:
+        probabilities = q_out.astype(np.float32)
     best = int(np.argmax(probabilities))
     print(f"{picture}: {meta['labels'][best]} ({probabilities[best]:.1%})")
     return 0

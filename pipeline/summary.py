@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import sys
+from pathlib import Path
 
 from edgecnn._format import format_duration
 from edgecnn.export.table import format_table
@@ -36,7 +40,7 @@ def format_summary(run: RunData) -> str:
     if best:
         kind = "the int8 model" if best["precision"] == "int8" else "the smallest model"
         command = [
-            "edgecnn",
+            edgecnn_command(),
             "predict",
             str(out / EXPORTS_DIR / best["file"]),
             str(out / SAMPLE_FILE),
@@ -47,3 +51,20 @@ def format_summary(run: RunData) -> str:
             "  " + shlex.join(command),
         ]
     return "\n".join(lines)
+
+
+def edgecnn_command() -> str:
+    """How to call ``edgecnn`` from this shell.
+
+    The bare name if it is on ``PATH``, else the path of the one running now
+    (``.venv/bin/edgecnn`` after ``tools/bootstrap.sh``, which never activates the
+    virtual environment).
+    """
+    here = Path(sys.executable).parent / "edgecnn"
+    on_path = shutil.which("edgecnn")
+    if not here.is_file() or (on_path and Path(on_path).resolve() == here.resolve()):
+        return "edgecnn"
+    try:
+        return os.path.relpath(here)
+    except ValueError:  # another drive (Windows)
+        return str(here)

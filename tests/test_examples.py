@@ -84,6 +84,26 @@ def test_mobile_style_matches_the_runtime_without_importing_edgecnn(tmp_path):
     assert "edgecnn" not in source.split('"""', 2)[2].replace("edgecnn serve", "")
 
 
+@pytest.mark.parametrize("model", ["model_int8.tflite", "model_float32.tflite"])
+def test_mobile_style_runs_int8_and_float_files(model):
+    """The docs say the recipe works for float files too: it must not need int8 numbers."""
+    label, probability = load_classifier(TINY / model).classify(PICTURE)[0]
+    out = run_example("mobile_style.py", TINY / model, PICTURE)
+    assert f"{PICTURE}: {label} ({probability:.1%})" in out
+
+
+def test_http_client_says_in_one_line_that_no_server_answers():
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "http_client.py"), "http://127.0.0.1:9", str(PICTURE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("cannot reach http://127.0.0.1:9")
+
+
 def test_http_client_gets_the_api_answer_from_a_running_server():
     model = TINY / "model_int8.tflite"
     label, probability = load_classifier(model).classify(PICTURE, top_k=3)[0]

@@ -176,7 +176,9 @@ def test_summary_ends_with_a_predict_command_that_works(pipeline_run):
     stdout = pipeline_run.resumed.stdout
     assert "Accuracy on Test-Set:" in stdout and "9 of 9 files passed" in stdout
     command = shlex.split(stdout.strip().splitlines()[-1])
-    assert command[:2] == ["edgecnn", "predict"] and "_int8." in command[2]
+    # The bare name when it is on PATH, else the path of the running one (.venv/bin/...).
+    assert Path(command[0]).name == "edgecnn" and command[1] == "predict"
+    assert "_int8." in command[2]
     result = invoke(*command[1:])
     assert result.exit_code == 0, result.stderr
     assert "sample.png" in result.stdout
@@ -336,3 +338,14 @@ def test_report_without_int8_files(pipeline_run, tmp_path):
 def test_resume_from_a_damaged_run_json_is_one_line(tmp_path, content):
     (tmp_path / "run.json").write_text(content)
     assert_one_line_error(invoke("run", "--resume", "--out", tmp_path), match="unreadable")
+
+
+def test_the_printed_command_runs_from_a_shell_without_the_venv(monkeypatch, tmp_path):
+    """After tools/bootstrap.sh, .venv/bin is not on PATH: the summary names the path."""
+    from edgecnn.pipeline.summary import edgecnn_command
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.chdir(tmp_path)
+    command = edgecnn_command()
+    assert command != "edgecnn" and Path(command).name == "edgecnn"
+    assert (tmp_path / command).resolve().is_file()

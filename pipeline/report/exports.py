@@ -208,7 +208,9 @@ def usage(run: RunData) -> str:
     if best is None:
         return "<p>No exported file passed its gate.</p>"
     path = str(run.run_dir / EXPORTS_DIR / best["file"])
-    command = shlex.join(["edgecnn", "predict", path, str(run.run_dir / SAMPLE_FILE)])
+    from edgecnn.pipeline.summary import edgecnn_command
+
+    command = shlex.join([edgecnn_command(), "predict", path, str(run.run_dir / SAMPLE_FILE)])
     return (
         f"<p>Classify a picture with <code>{E(best['file'])}</code> (only numpy and "
         f"{'LiteRT' if best['format'] == 'tflite' else 'onnxruntime'} needed):</p>"
