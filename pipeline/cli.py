@@ -119,9 +119,24 @@ def run_command(
     if run.rejected:
         raise EdgecnnError(
             f"{', '.join(run.rejected)} failed the verification gate and "
-            f"{'was' if len(run.rejected) == 1 else 'were'} moved aside as *.rejected; "
-            f"{out / REPORT_FILE} shows why"
+            f"{'was' if len(run.rejected) == 1 else 'were'} moved aside as *.rejected "
+            f"({out / REPORT_FILE} shows why); {what_to_try(run)}"
         ).with_exit_code(1)
+
+
+def what_to_try(run: Any) -> str:
+    """The next step after a rejected file, from what the run did."""
+    epochs = run.config.get("epochs")
+    exports = shlex.quote(str(run.run_dir))
+    tips = []
+    if run.config.get("train_subset") or (epochs is not None and epochs < 5):
+        tips.append("train longer (a short run leaves many near-ties that int8 rounding flips)")
+    tips += [
+        f"re-export with more calibration images (edgecnn export {exports} --int8 "
+        "--calib-samples 2000)",
+        "or accept a looser gate knowingly (--min-agreement 0.98, --max-accuracy-drop 1)",
+    ]
+    return "try: " + "; ".join(tips)
 
 
 def _resumed_run(

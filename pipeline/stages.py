@@ -161,10 +161,18 @@ def run_stages(
             if isinstance(e, SystemExit | GeneratorExit):
                 raise
             raise _stage_failed(stage, number, message, code, out, data_dir) from e
-        mark(
-            state, stage, out, status="done", seconds=time.perf_counter() - started, finished=now()
-        )
+        extra = {"rejected": _rejected(out)} if stage == "export" else {}
+        mark(state, stage, out, status="done", seconds=time.perf_counter() - started,
+             finished=now(), **extra)  # fmt: skip
     return state
+
+
+def _rejected(out: Path) -> list[dict[str, Any]]:
+    """The files that failed their gate, and why, for ``run.json``."""
+    from edgecnn.export.exporter import load_report
+
+    files = load_report(out / EXPORTS_DIR)["files"]
+    return [{"file": f["file"], "failures": f["failures"]} for f in files if not f["passed"]]
 
 
 def _stage_failed(

@@ -59,6 +59,7 @@ def test_resume_continues_from_the_first_unfinished_stage(pipeline_run):
     assert hashlib.sha256(model.read_bytes()).hexdigest() == pipeline_run.model_sha_after_failure
     state = json.loads((pipeline_run.out / "run.json").read_text())
     assert [state["stages"][s]["status"] for s in STAGES] == ["done"] * len(STAGES)
+    assert state["stages"]["export"]["rejected"] == []  # which files failed, and why
     assert state["stages"]["train"] == pipeline_run.failed_state["stages"]["train"]
 
 
@@ -314,6 +315,8 @@ def test_a_rejected_file_is_reported_and_the_run_exits_1(pipeline_run, tmp_path)
     assert "model_int8.tflite" not in [r["model"] for r in bench["results"]]
     page = (run / "report.html").read_text()
     assert "FAIL</span> agreement 99.00% &lt; 99.50%" in page
+    assert "Rejected by the verification gate" in page  # in the summary, not only the table
+    assert "try: " in result.stderr and "--calib-samples 2000" in result.stderr
     assert "model_int8.onnx" in result.stdout.strip().splitlines()[-1]  # still recommended
 
 

@@ -64,8 +64,21 @@ def summary(run: RunData) -> str:
     durations = [
         [s, stages.get(s, {}).get("status", "?"), _seconds(stages.get(s, {}), s)] for s in STAGES
     ]
+    rejected = [f for f in run.export["files"] if not f["passed"]]
+    warning = ""
+    if rejected:
+        items = "".join(
+            f"<li><code>{E(f['file'])}</code>: {E('; '.join(f['failures']))}</li>" for f in rejected
+        )
+        warning = (
+            '<div class="warning"><strong>Rejected by the verification gate</strong> '
+            "(moved aside as <code>*.rejected</code>; the run exited with 1):"
+            f"<ul>{items}</ul>Try a longer training, more calibration images "
+            "(<code>edgecnn export --calib-samples 2000</code>), or knowingly a looser gate "
+            "(<code>--min-agreement</code>, <code>--max-accuracy-drop</code>).</div>"
+        )
     return (
-        f'<div class="cards">{"".join(cards)}</div>'
+        warning + f'<div class="cards">{"".join(cards)}</div>'
         '<div class="grid"><div><h3>Configuration</h3>'
         + _kv(settings)
         + "</div><div><h3>Machine and versions</h3>"

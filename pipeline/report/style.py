@@ -37,6 +37,8 @@ th{background:var(--bg);font-weight:600}
 td.num,th.num{text-align:right}
 tbody tr:hover{background:#f0f4fa}
 .pass{color:var(--good);font-weight:600}.fail{color:var(--bad);font-weight:600}
+.warning{border:1px solid var(--bad);border-left:6px solid var(--bad);border-radius:8px;
+padding:8px 12px;margin:0 0 12px;overflow-wrap:anywhere}
 .up{color:var(--good)}.down{color:var(--bad)}
 .bar{display:inline-block;min-width:7em;padding:0 4px;text-align:right;
 background:linear-gradient(90deg,#cfe0f5 var(--w),transparent var(--w))}
