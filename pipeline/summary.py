@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgecnn._format import format_duration
 from edgecnn.export.table import format_table
-from edgecnn.pipeline.recommend import best_file
+from edgecnn.pipeline.recommend import best_file, recommend
 from edgecnn.pipeline.results import RunData
 from edgecnn.pipeline.state import STAGES
 from edgecnn.run_folder import EXPORTS_DIR, REPORT_FILE, SAMPLE_FILE
@@ -36,9 +36,14 @@ def format_summary(run: RunData) -> str:
         f"Models:  {out / EXPORTS_DIR}",
         f"Report:  {out / REPORT_FILE}",
     ]
-    best = best_file(run.export["files"])
+    recommended = recommend(run.export["files"], run.latency_by_file())
+    if recommended:
+        lines += ["", "Recommended files, per target:"]
+        width = max(len(r["target"]) for r in recommended)
+        for r in recommended:
+            lines.append(f"  {r['target']:{width}s}  {r['file']:22s} {r['reason']}")
+    best = best_file(run.export["files"], run.latency_by_file())
     if best:
-        kind = "the int8 model" if best["precision"] == "int8" else "the smallest model"
         command = [
             edgecnn_command(),
             "predict",
@@ -46,8 +51,7 @@ def format_summary(run: RunData) -> str:
             str(out / SAMPLE_FILE),
         ]
         lines += [
-            f"Classify an image with {kind} ({best['size_ratio']:.2f}x the float32 size, "
-            f"{100 * best['agreement']:.2f}% top-1 agreement with Keras):",
+            f"Classify an image on this machine with {best['file']}:",
             "  " + shlex.join(command),
         ]
     return "\n".join(lines)

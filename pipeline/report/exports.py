@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from edgecnn.pipeline.recommend import best_file
+from edgecnn.pipeline.recommend import best_file, recommend
 from edgecnn.pipeline.report.html import E, Markup, figure, pct, table
 from edgecnn.pipeline.results import RunData
 from edgecnn.run_folder import CHART_FILES, EXPORTS_DIR, SAMPLE_FILE
@@ -203,17 +203,24 @@ def microcontrollers(run: RunData) -> str:
 
 
 def usage(run: RunData) -> str:
-    """How to use the recommended file, as commands to copy."""
-    best = best_file(run.export["files"])
+    """Which file for which target, and how to use this machine's, as commands to copy."""
+    best = best_file(run.export["files"], run.latency_by_file())
     if best is None:
         return "<p>No exported file passed its gate.</p>"
     path = str(run.run_dir / EXPORTS_DIR / best["file"])
     from edgecnn.pipeline.summary import edgecnn_command
 
     command = shlex.join([edgecnn_command(), "predict", path, str(run.run_dir / SAMPLE_FILE)])
+    needs = {"tflite": "LiteRT", "onnx": "onnxruntime", "numpy": "nothing else"}
+    targets = [
+        [r["target"], Markup(f"<code>{E(r['file'])}</code>"), r["reason"]]
+        for r in recommend(run.export["files"], run.latency_by_file())
+    ]
     return (
-        f"<p>Classify a picture with <code>{E(best['file'])}</code> (only numpy and "
-        f"{'LiteRT' if best['format'] == 'tflite' else 'onnxruntime'} needed):</p>"
+        "<h3>Which file where</h3>"
+        + table(["target", "file", "why"], targets, numeric_from=3)
+        + f"<p>Classify a picture on this machine with <code>{E(best['file'])}</code> (numpy "
+        f"and {needs.get(best['format'], 'its interpreter')} needed):</p>"
         f"<pre>{E(command)}</pre>"
         "<p>From Python:</p><pre>from edgecnn.runtime import load_classifier\n"
         f"clf = load_classifier({E(repr(path))})\n"

@@ -16,7 +16,7 @@ from edgecnn.runtime.contract import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE
 def summary(run: RunData) -> str:
     """Key figures, configuration, machine, versions, time per stage."""
     m, stages = run.metrics, run.state["stages"]
-    best = best_file(run.export["files"])
+    best = best_file(run.export["files"], run.latency_by_file())
     total = sum(stages.get(s, {}).get("seconds", 0.0) for s in STAGES)
     cards = [
         key_figure(
@@ -29,7 +29,7 @@ def summary(run: RunData) -> str:
     if best:
         cards.append(
             key_figure(
-                "Recommended model",
+                "Recommended here",
                 best["file"],
                 f"{best['size_ratio']:.2f}x float32 size, {pct(best['agreement'])} agreement",
             )
