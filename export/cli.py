@@ -119,6 +119,11 @@ def export_command(
     )
     if as_json:
         typer.echo(_json.dumps(report))
+    errors = [s for s in report.get("skipped", []) if s.get("error")]
+    if errors:  # the model cannot be written in a format asked for: say which and why
+        from edgecnn.errors import EdgecnnError
+
+        raise EdgecnnError(f"{errors[0]['format']}: {errors[0]['reason']}").with_exit_code(2)
     if not report["passed"]:
         raise typer.Exit(1)
 

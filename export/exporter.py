@@ -26,6 +26,8 @@ from edgecnn import __version__, _atomic
 from edgecnn._quiet import native_stderr_hidden
 from edgecnn.export.config import ExportConfig
 from edgecnn.export.formats import FORMATS, Check, Job
+from edgecnn.export.mcu.graph import UnsupportedModel
+from edgecnn.export.mcu.toolchain import ToolchainError
 from edgecnn.export.table import format_table
 from edgecnn.export.verify import compare, verify_file
 from edgecnn.run_folder import CALIBRATION_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
@@ -102,7 +104,7 @@ class Prepared:
     images: np.ndarray  # what every file is checked on: the test images first
     reference: np.ndarray  # the Keras model's probabilities on ``images``
     #: Formats left out, and why (a compiler or a package this machine lacks).
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
     #: Results several folder formats share (the reference kernels' outputs).
     memo: dict[str, Any] = field(default_factory=dict)
 
@@ -241,7 +243,7 @@ def export_folder(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any
     if reason is None and not source.is_file():
         reason = f"generated from {source.name}, which did not pass its gate"
     if reason is not None:
-        prepared.skipped.append({"format": fmt, "reason": reason})
+        _skip(prepared, fmt, name, reason)
         return None
     started = time.perf_counter()
     check = Check(prepared.images, prepared.data.y_test, prepared.reference, source,
@@ -250,7 +252,12 @@ def export_folder(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any
     try:
         with native_stderr_hidden():
             row: dict[str, Any] = {"format": fmt, "precision": precision, "file": f"{name}/"}
-            row.update(spec.load_module().export(prepared.job, source, folder, check))
+            try:
+                row.update(spec.load_module().export(prepared.job, source, folder, check))
+            except (UnsupportedModel, ToolchainError) as e:
+                shutil.rmtree(folder, ignore_errors=True)
+                _skip(prepared, fmt, name, str(e), error=True)
+                return None
         failures = prepared.job.config.gate(precision).failures(row)
         row["failures"] = failures + row.pop("failures_extra", [])
         row["passed"] = not row["failures"]
@@ -264,6 +271,20 @@ def export_folder(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any
         raise
     row["verify_seconds"] = time.perf_counter() - started
     return row
+
+
+def _skip(prepared: Prepared, fmt: str, name: str, reason: str, error: bool = False) -> None:
+    """Record ``fmt`` as not written; remove a folder an earlier export left there.
+
+    That folder belongs to another model. ``error``: this model cannot be written so.
+    """
+    entry: dict[str, Any] = {"format": fmt, "reason": reason}
+    if error:
+        entry["error"] = True
+    prepared.skipped.append(entry)
+    stale = prepared.out / name
+    if stale.is_dir() and not stale.is_symlink():
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _missing_tools(fmt: str) -> str | None:

@@ -181,8 +181,12 @@ def _cortex_m4(folder: Path) -> dict[str, Any]:
             result["run"] = f"not run: {toolchain.QEMU} is not installed"
             return result
         elf = work / "check.elf"
-        program = toolchain.cortex_m4_check(folder, folder / "check", elf)
-        ran = toolchain.run_on_qemu(elf)
+        try:  # newlib missing (Debian only recommends it), QEMU failing or hanging
+            program = toolchain.cortex_m4_check(folder, folder / "check", elf)
+            ran = toolchain.run_on_qemu(elf)
+        except toolchain.ToolchainError as e:
+            result["run"] = f"not run: {e}"
+            return result
         result.update(
             program_flash=program["flash"],
             program_ram=program["ram"],

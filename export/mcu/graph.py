@@ -106,6 +106,14 @@ def _names(cls: Any) -> dict[int, str]:
     return {value: name for name, value in vars(cls).items() if not name.startswith("_")}
 
 
+def _zero_bias(weights: TensorInfo) -> TensorInfo:
+    """The bias a layer without one adds: int32 zeros, one per output channel."""
+    channels = weights.shape[0]
+    zeros = np.zeros(channels, dtype=np.int32)
+    quant = Quant(np.ones(1, dtype=np.float32), np.zeros(1, dtype=np.int64))
+    return TensorInfo(-1, "zero bias", (channels,), "INT32", quant, zeros)
+
+
 def read(data: bytes) -> Graph:
     """Parse an int8 ``.tflite`` file into its chain of layers.
 
@@ -217,7 +225,11 @@ def _chain(
         layer = Layer(kind={"CONV_2D": "conv", "FULLY_CONNECTED": "fc", "SOFTMAX": "softmax"}
                       [name], input=x, output=y)  # fmt: skip
         if name in ("CONV_2D", "FULLY_CONNECTED"):
-            layer.weights, layer.bias = tensors[inputs[1]], tensors[inputs[2]]
+            if len(inputs) < 3 or inputs[1] < 0:
+                raise UnsupportedModel(f"{name} has no weights")
+            layer.weights = tensors[inputs[1]]
+            # -1: no bias (the converter drops an all-zero one): an int32 zero per channel.
+            layer.bias = tensors[inputs[2]] if inputs[2] >= 0 else _zero_bias(layer.weights)
             for part, what in ((layer.weights, "weights"), (layer.bias, "bias")):
                 if part.data is None or part.quant is None:
                     raise UnsupportedModel(f"{name} has no constant quantized {what}")

@@ -13,13 +13,16 @@ SHA-256 only proves it undamaged, not harmless. Load libraries you exported your
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.errors import ModelError
+from edgecnn.runtime.errors import InputError, ModelError
 from edgecnn.runtime.preprocess import Quantization, as_float, dequantize_table, quantize
 
 #: File names of the host library, per platform.
@@ -30,7 +33,21 @@ _POINTER = ctypes.c_void_p
 
 def open_backend(path: Path, data: bytes, threads: int | None = None) -> CBackend:
     """A :class:`CBackend` (the registry's factory); ``threads`` does not apply."""
-    return CBackend(path)
+    return CBackend(path, data)
+
+
+def _private_copy(data: bytes, suffix: str) -> Path:
+    """``data`` in a new file of its own, named by its digest.
+
+    The dynamic loader reuses a library already loaded from the same path, so a library
+    replaced by a new export would keep running the old code; loading the exact bytes
+    that were read (and checked) from a fresh name also leaves no window for the file to
+    change between the check and the load.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="edgecnn-c-"))
+    copy = folder / f"{LIBRARY_STEM}-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+    copy.write_bytes(data)
+    return copy
 
 
 def _symbol(library: Any, name: str, ctype: Any, path: Path) -> Any:
@@ -46,11 +63,15 @@ class CBackend:
     name = "c"
     threads = 1  # one inference runs on the calling thread
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, data: bytes | None = None) -> None:
+        copy = _private_copy(path.read_bytes() if data is None else data, path.suffix)
         try:
-            library = ctypes.CDLL(str(path.resolve()))
+            library = ctypes.CDLL(str(copy))
         except OSError as e:
             raise ModelError(f"{path}: cannot load the library ({str(e)[:200]})") from None
+        finally:
+            # Once mapped, the file is not needed (Windows keeps it until exit).
+            shutil.rmtree(copy.parent, ignore_errors=True)
         self.path = path
         dims = list(_symbol(library, "edgecnn_dims", ctypes.c_int32 * 5, path))
         quantization = list(_symbol(library, "edgecnn_quantization", ctypes.c_float * 4, path))
@@ -76,16 +97,32 @@ class CBackend:
         self._infer.argtypes = [_POINTER, _POINTER, _POINTER, _POINTER]
         self._library = library  # keeps the library loaded as long as the backend lives
 
+    def _rows(self, x: np.ndarray, dtype: Any) -> np.ndarray:
+        """``x`` as contiguous rows of one image each, its shape checked first.
+
+        C would read past a smaller image without noticing.
+        """
+        x = np.asarray(x)
+        size = int(np.prod(self.input_shape))
+        if x.ndim < 2 or int(np.prod(x.shape[1:])) != size:
+            raise InputError(
+                f"the C library takes images of {'x'.join(map(str, self.input_shape))} "
+                f"({size} values each), got an array of shape {x.shape}"
+            )
+        return np.ascontiguousarray(x, dtype=dtype).reshape(len(x), size)
+
     def scores(self, x: np.ndarray) -> np.ndarray:
         """The int8 scores ``(N, classes)`` of a uint8 or [0, 1] float batch."""
+        x = np.asarray(x)
         n = len(x)
         out = np.empty((n, self.num_classes), dtype=np.int8)
         work = ctypes.create_string_buffer(self.work_bytes)
         if x.dtype == np.uint8:
-            images = np.ascontiguousarray(x).reshape(n, -1)
+            images = self._rows(x, np.uint8)
             for i in range(n):
                 self._classify(images[i].ctypes.data, work, out[i].ctypes.data)
         else:
+            self._rows(x, np.float32)  # the shape check
             codes = quantize(as_float(x), self.input_quantization).reshape(n, -1)
             for i in range(n):
                 self._infer(codes[i].ctypes.data, work, None, out[i].ctypes.data)
@@ -93,8 +130,8 @@ class CBackend:
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """The int8 scores that feed the softmax, for a batch of int8 model inputs."""
-        n = len(x)
-        codes = np.ascontiguousarray(x, dtype=np.int8).reshape(n, -1)
+        codes = self._rows(x, np.int8)
+        n = len(codes)
         out = np.empty((n, self.num_classes), dtype=np.int8)
         scores = np.empty(self.num_classes, dtype=np.int8)
         work = ctypes.create_string_buffer(self.work_bytes)
@@ -110,7 +147,7 @@ class CBackend:
 
     def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
         """``edgecnn_classify`` on each image of the uint8 ``batch``, nothing else."""
-        images = np.ascontiguousarray(batch).reshape(len(batch), -1)
+        images = self._rows(batch, np.uint8)
         pointers = [images[i].ctypes.data for i in range(len(images))]
         out = np.empty(self.num_classes, dtype=np.int8)
         work = ctypes.create_string_buffer(self.work_bytes)

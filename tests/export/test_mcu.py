@@ -10,6 +10,7 @@ value against Python written from TFLite's definitions.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import math
 import subprocess
@@ -373,3 +374,85 @@ def test_resume_trusts_an_mcu_folder_only_while_it_is_whole(tmp_path):
     assert is_done(state, "export", tmp_path)
     (exports / "tflm" / "model_data.cc").unlink()
     assert not is_done(state, "export", tmp_path)
+
+
+def _patched(edit) -> bytes:
+    """The tiny int8 model with ``edit(model, schema)`` applied to its flatbuffer."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(TINY_INT8.read_bytes(), 0))
+    edit(model, schema)
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_a_dense_layer_without_bias_is_exact(tmp_path, test_images):
+    """The converter drops an all-zero bias (input -1): it is zero, not another tensor."""
+
+    def drop_last_bias(model, schema):
+        codes = [c.builtinCode for c in model.operatorCodes]
+        dense = [op for op in model.subgraphs[0].operators
+                 if codes[op.opcodeIndex] == schema.BuiltinOperator.FULLY_CONNECTED]  # fmt: skip
+        inputs = [int(i) for i in dense[-1].inputs]
+        dense[-1].inputs = [*inputs[:2], -1]
+
+    data = _patched(drop_last_bias)
+    g = graph.read(data)
+    meta = _metadata()
+    library = cgen.generate(g, cgen.sha256(data), "test", meta.labels, meta.light_on_dark)
+    folder = tmp_path / "c"
+    folder.mkdir()
+    for name, text in library.files.items():
+        (folder / name).write_text(text)
+    host, _ = c_format.build_host_library(folder, meta)
+    images = test_images.x[:500]
+    assert g.input.quant is not None
+    inputs = reference.int8_inputs(images, g.input.quant.scale, g.input.quant.zero_point)
+    ref = reference.run(data, inputs.reshape(len(inputs), *library.input_shape),
+                        library.logits_tensor, library.output_tensor)  # fmt: skip
+    np.testing.assert_array_equal(load_classifier(host).backend.scores(images), ref.scores)
+
+
+def test_the_backend_checks_shapes_before_c_reads_them(tiny_c):
+    from edgecnn.runtime.errors import InputError
+
+    backend = load_classifier(tiny_c.host).backend
+    for wrong in (np.zeros((2, 4, 4, 1), np.uint8), np.zeros((1, 3), np.int8), np.zeros(5)):
+        with pytest.raises(InputError, match="28x28x1"):
+            backend.scores(wrong)
+    with pytest.raises(InputError):
+        backend.logits(np.zeros((1, 3), np.int8))
+    with pytest.raises(InputError):
+        backend.raw_runner(np.zeros((1, 27, 28), np.uint8))
+    assert backend.scores(np.zeros((0, 28, 28), np.uint8)).shape == (0, 10)
+
+
+def test_a_replaced_library_is_loaded_anew(tiny_c, tmp_path):
+    """The loader caches libraries by path: a new export at the same path must still win."""
+    import os
+
+    from edgecnn.runtime.backends.c import CBackend
+
+    other = tmp_path / "other"
+    labels = tuple(f"class {i}" for i in range(10))
+    _generate(other, labels)
+    meta = dataclasses.replace(_metadata(), labels=labels)
+    other_lib, _ = c_format.build_host_library(other, meta)
+    path = tmp_path / tiny_c.host.name
+    path.write_bytes(tiny_c.host.read_bytes())
+    first = CBackend(path)
+    os.replace(other_lib, path)
+    second = CBackend(path)
+    assert "class 7" in (second.embedded_metadata or "")
+    assert "class 7" not in (first.embedded_metadata or "")
+
+
+def test_a_tie_for_the_top_score_is_no_tflm_disagreement():
+    from edgecnn.export.formats.tflm import _same_top1
+
+    reference = np.array([[5, 9, 9, 0], [1, 2, 3, 4], [7, 7, 0, 0]], np.int8)
+    tflm = np.array([[5, 8, 9, 0], [1, 2, 4, 3], [6, 7, 0, 0]], np.int8)
+    # Image 0: TFLM's 2 ties the reference's top; 1: a real flip; 2: the reference tied.
+    assert _same_top1(tflm, reference).tolist() == [True, False, True]

@@ -208,3 +208,24 @@ def test_floats_only_in_edgecnn_probabilities(tmp_path):
         elif "__aeabi_" in line or "expf" in line:
             calls.setdefault(section, []).append(line.split()[-1])
     assert set(calls) == {".text.edgecnn_probabilities"}, calls
+
+
+def test_a_model_the_generator_cannot_write_is_one_line_and_no_stale_folder(
+    trained_run, tmp_path, fashion_dir, monkeypatch
+):
+    """An operator the generator lacks (injected): exit 2 naming it; the rest is written,
+    and a c/ folder from an earlier export (another model) does not stay beside it."""
+
+    def unknown_op(data):
+        raise graph.UnsupportedModel("AVERAGE_POOL_2D is not an operator the C generator knows")
+
+    out = tmp_path / "exports"
+    (out / "c").mkdir(parents=True)
+    (out / "c" / "edgecnn_model.c").write_text("/* from another model */")
+    monkeypatch.setattr(graph, "read", unknown_op)
+    result = invoke("export", trained_run.out_dir, "--formats", "c", "--out", out,
+                    "--data-dir", fashion_dir)  # fmt: skip
+    assert_one_line_error(result, match="c: AVERAGE_POOL_2D")
+    assert not (out / "c").exists()
+    assert (out / "model_int8.tflite").is_file() and (out / "export_report.json").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
