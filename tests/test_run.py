@@ -364,3 +364,30 @@ def test_the_printed_command_runs_from_a_shell_without_the_venv(monkeypatch, tmp
     command = edgecnn_command()
     assert command != "edgecnn" and Path(command).name == "edgecnn"
     assert (tmp_path / command).resolve().is_file()
+
+
+@pytest.mark.parametrize("name", ["model_int8.tflite", "model_int8.onnx", "weights.npz", "c"])
+def test_evaluate_an_exported_file_matches_its_export_gate(pipeline_run, tmp_path, name):
+    """edgecnn evaluate on the file a user ships: the gate's accuracy and agreement."""
+    exports = pipeline_run.out / "exports"
+    report = json.loads((exports / "export_report.json").read_text())
+    row = next(f for f in report["files"] if f["file"].rstrip("/") == name)
+    result = invoke("evaluate", exports / name, "--out", tmp_path)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test_accuracy"] == pytest.approx(row["accuracy"], abs=1e-9)
+    # The gate measures agreement on the test images first (10,000 for Fashion-MNIST).
+    assert metrics["keras_agreement"] == pytest.approx(row["agreement"], abs=1e-9)
+    assert len(metrics["differs_from_keras"]) == round((1 - row["agreement"]) * 10_000)
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "metrics.json", "confusion_matrix.png", "errors.png", "differs_from_keras.png"
+    }  # fmt: skip
+    assert "Top-1 agreement with model.keras" in result.stdout
+
+
+def test_evaluate_names_what_it_cannot_run(pipeline_run, tmp_path):
+    assert_one_line_error(invoke("evaluate", pipeline_run.out / "exports" / "tflm"),
+                          match="TensorFlow Lite Micro bundle")  # fmt: skip
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(b"not a model")
+    assert_one_line_error(invoke("evaluate", bad))

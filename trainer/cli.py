@@ -233,7 +233,9 @@ def evaluate_command(
     target: Annotated[
         Path,
         typer.Argument(
-            metavar="RUN_DIR_OR_MODEL", help="A run directory (with model.keras) or a .keras file."
+            metavar="RUN_DIR_OR_MODEL",
+            help="A run directory (with model.keras), a .keras file, or an exported file "
+            "(.tflite, .onnx, weights.npz, the C library's folder), run through edgecnn.runtime.",
         ),
     ],
     out: Annotated[
@@ -254,9 +256,23 @@ def evaluate_command(
         int, typer.Option(min=0, help="Test image whose conv layer outputs are drawn.")
     ] = 0,
 ) -> None:
-    """Evaluate on the test set; draw the confusion matrix, errors, filters and layer outputs."""
-    from edgecnn.trainer.sources import resolve_model
+    """Evaluate on the test set; draw the confusion matrix, errors, filters and layer outputs.
 
+    An exported file is measured as edgecnn.runtime runs it, and compared image by image
+    with the run's Keras model; its numbers go to <file>.evaluation/ beside it.
+    """
+    from edgecnn.trainer.sources import is_exported, resolve_model
+
+    if is_exported(target):
+        from edgecnn.runtime import load_classifier
+
+        load_classifier(target)  # a bad file is answered before TensorFlow's slow import
+        from edgecnn.trainer.evaluate import evaluate_exported
+
+        evaluate_exported(target, out_dir=out, data_dir=data_dir,
+                          dataset=dataset.value if dataset else None,
+                          data=data_path(data, dataset))  # fmt: skip
+        return
     resolve_model(target)  # a wrong path is answered before TensorFlow's slow import
     from edgecnn.trainer.evaluate import evaluate
 

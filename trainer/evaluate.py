@@ -204,3 +204,86 @@ def draw_figures(result: Evaluation, out: Path, image_index: int) -> None:
     assert tuple(figures) == FIGURE_FILES
     for filename, fig in figures.items():
         plots.save_figure(fig, out / filename)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What the data checks read from a model: its input and output shapes."""
+
+    input_shape: tuple[int | None, ...]
+    output_shape: tuple[int | None, ...]
+
+
+def evaluate_exported(
+    target: str | Path,
+    out_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    dataset: str | None = None,
+    data: str | Path | None = None,
+    stream: TextIO | None = None,
+) -> dict[str, Any]:
+    """Measure an exported file, as ``edgecnn.runtime`` runs it, on the test set.
+
+    Accuracy, per class, the confusion matrix and, when the file sits in a run's
+    ``exports/`` beside its ``model.keras``, the test images whose answer differs from the
+    Keras model's. Written to ``<file>.evaluation/`` beside the file unless ``out_dir``.
+    """
+    from edgecnn.runtime import load_classifier
+    from edgecnn.trainer import plots
+    from edgecnn.trainer.sources import ModelSource
+
+    stream = stream or sys.stdout
+    path = Path(target)
+    clf = load_classifier(path)
+    exports = path.resolve().parent  # the C library's folder sits in exports/ too
+    run_dir = exports.parent if (exports.parent / "model.keras").is_file() else None
+    source = resolve_model(run_dir) if run_dir else ModelSource(path, None, None)
+    shape = _Shape((None, *clf.input_shape), (None, len(clf.labels)))
+    test = datasets.for_model(shape, source, data_dir, data, dataset)
+    probs = clf.predict(test.x_test)
+    pred = probs.argmax(axis=1)
+    metrics = classification_metrics(test.y_test, pred, test.labels)
+    metrics.update(file=str(path), backend=clf.backend_name, dataset=test.name)
+    figures = {
+        "confusion_matrix.png": plots.plot_confusion_matrix(
+            np.array(metrics["confusion_matrix"]), test.labels,
+            f"{path.name}: confusion matrix ({100 * metrics['test_accuracy']:.1f}% correct)",
+        ),
+        "errors.png": _gallery(test, pred, pred != test.y_test, f"{path.name}: misclassified"),
+    }  # fmt: skip
+    flipped_line = ""
+    if source.run_dir is not None:
+        model = load_keras_model(source.model_path)
+        keras_pred = model.predict(to_float(test.x_test), batch_size=1000, verbose=0).argmax(1)
+        flipped = pred != keras_pred
+        metrics["keras_agreement"] = float(1 - flipped.mean())
+        metrics["differs_from_keras"] = [int(i) for i in np.flatnonzero(flipped)]
+        figures["differs_from_keras.png"] = _gallery(
+            test, pred, flipped, f"{path.name}: answers that differ from Keras"
+        )
+        flipped_line = (
+            f"Top-1 agreement with {source.model_path.name}: "
+            f"{100 * metrics['keras_agreement']:.2f}% ({int(flipped.sum()):,} of "
+            f"{len(flipped):,} test images differ)\n"
+        )
+    out = _atomic.ensure_writable_dir(out_dir or exports / f"{path.name.rstrip('/')}.evaluation")
+    _atomic.write_json(out / METRICS_FILE, metrics)
+    for name, fig in figures.items():
+        plots.save_figure(fig, out / name)
+    if len(test.labels) <= TEXT_MATRIX_CLASSES:
+        stream.write(f"Confusion matrix of {path.name} ({test.title} test set, rows: true class)\n")
+        stream.write(format_confusion_matrix(np.array(metrics["confusion_matrix"]), test.labels))
+        stream.write("\n")
+    stream.write(accuracy_line(metrics["test_correct"], metrics["test_total"]) + "\n")
+    stream.write(flipped_line)
+    stream.write(f"Wrote {METRICS_FILE} and {len(figures)} figures to {out}\n")
+    return metrics
+
+
+def _gallery(test: Dataset, pred: np.ndarray, which: np.ndarray, title: str) -> Any:
+    """Nine of the test images ``which`` selects, with their class and the file's answer."""
+    from edgecnn.trainer import plots
+
+    chosen = _nine(np.flatnonzero(which), test.record is not None)
+    return plots.plot_images(test.x_test[chosen], test.labels, test.y_test[chosen],
+                             pred[chosen], title)  # fmt: skip

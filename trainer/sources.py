@@ -22,6 +22,20 @@ class ModelSource:
     config: TrainConfig | None
 
 
+#: Suffixes of the files ``edgecnn export`` writes, which evaluate runs through the runtime.
+EXPORTED_SUFFIXES = (".tflite", ".onnx", ".npz", ".so", ".dylib", ".dll")
+
+
+def is_exported(target: str | Path) -> bool:
+    """Whether ``target`` is an exported file or folder (the C library, the TFLM bundle)."""
+    path = Path(target)
+    if path.is_dir():
+        if (path / MODEL_FILE).is_file():
+            return False
+        return any(path.glob("libedgecnn_model.*")) or (path / "model_data.cc").is_file()
+    return path.suffix.lower() in EXPORTED_SUFFIXES
+
+
 def resolve_model(target: str | Path) -> ModelSource:
     """Accept a run directory (with ``model.keras``) or a ``.keras`` file.
 
