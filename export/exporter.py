@@ -33,6 +33,7 @@ from edgecnn.export.verify import compare, verify_file
 from edgecnn.run_folder import CALIBRATION_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
 from edgecnn.runtime.metadata import ModelMetadata, sidecar_path
 from edgecnn.runtime.preprocess import softmax
+from edgecnn.runtime.verify import reference_bytes, reference_count, reference_path
 from edgecnn.trainer import datasets
 from edgecnn.trainer.data import VALIDATION_SIZE, Dataset, to_float
 from edgecnn.trainer.sources import ModelSource, resolve_model
@@ -216,17 +217,39 @@ def export_file(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any] 
             # a new sidecar beside it, which then refuses it (its SHA-256 differs).
             _atomic.write_json(sidecar_path(final), sidecar_document(meta, name, data))
             os.replace(tmp, final)
+            _write_reference(prepared, final, precision, row)
         else:
             # An older file of this name came from another export: removing it keeps the
             # folder from mixing files of two models.
             os.replace(tmp, prepared.out / f"{name}.rejected")
             final.unlink(missing_ok=True)
             sidecar_path(final).unlink(missing_ok=True)
+            reference_path(final).unlink(missing_ok=True)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     row["verify_seconds"] = time.perf_counter() - started - convert_s
     return row
+
+
+def _write_reference(prepared: Prepared, final: Path, precision: str,
+                     row: dict[str, Any]) -> None:  # fmt: skip
+    """``<file>.reference.npz``: what ``edgecnn verify`` checks the file against on a device."""
+    from edgecnn.runtime import load_classifier
+
+    labels = prepared.data.y_test
+    n = reference_count(prepared.images.shape[1:], len(labels))
+    images = prepared.images[:n]
+    with native_stderr_hidden():
+        exported = load_classifier(final).predict(images)
+    gate = prepared.job.config.gate(precision)
+    document = reference_bytes(images, labels[:n], prepared.reference[:n], exported, {
+        "file": final.name, "precision": precision, "backend": row["backend"],
+        "file_sha256": hashlib.sha256(final.read_bytes()).hexdigest(),
+        "min_agreement": float(gate.min_agreement),
+        "max_prob_diff": None if gate.max_prob_diff is None else float(gate.max_prob_diff),
+    })  # fmt: skip
+    _atomic.write_bytes(reference_path(final), document)
 
 
 def export_folder(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any] | None:

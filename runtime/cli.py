@@ -109,6 +109,35 @@ def predict_command(
         )
 
 
+def verify_command(
+    model: ModelArg,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="The reference to check against. [default: MODEL.reference.npz]"),
+    ] = None,
+    backend: BackendOption = AUTO,
+    threads: ThreadsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Check an exported file on this device against the outputs it was exported with.
+
+    Runs the reference images saved beside the file at export and applies the same gate
+    (top-1 agreement with Keras); also says how far this device's outputs are from the
+    exporting machine's. Exit 1 if the file fails (or is not the file that was proven).
+    """
+    from edgecnn import _json
+    from edgecnn._quiet import native_stderr_hidden
+    from edgecnn.runtime.classifier import check_threads
+    from edgecnn.runtime.verify import format_result, verify
+
+    check_threads(threads, "--threads")
+    with native_stderr_hidden():
+        result = verify(model, reference, backend=backend.value, num_threads=threads)
+    typer.echo(_json.dumps(result) if as_json else format_result(result))
+    if not result["passed"]:
+        raise typer.Exit(1)
+
+
 #: The largest batch ``bench`` builds: beyond it a benchmark measures memory, not speed.
 MAX_BENCH_BATCH = 4096
 
@@ -149,5 +178,6 @@ def register(app: typer.Typer) -> None:
     from edgecnn.runtime.serve.cli import serve_command
 
     app.command("predict")(predict_command)
+    app.command("verify")(verify_command)
     app.command("bench")(bench_command)
     app.command("serve")(serve_command)

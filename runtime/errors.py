@@ -24,6 +24,10 @@ class ModelError(InferenceError):
     """
 
 
+class IntegrityError(ModelError):
+    """A model file's bytes or weights differ from the SHA-256 recorded for them."""
+
+
 class BackendUnavailable(ModelError):
     """The interpreter a backend needs is not installed; the message says what to install."""
 

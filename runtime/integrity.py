@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.runtime.errors import ModelError
+from edgecnn.runtime.errors import IntegrityError, ModelError
 
 PLACEHOLDER = "0" * 64
 _FIELD = re.compile(rb'"content_sha256":\s*"([0-9a-f]{64})"')
@@ -64,7 +64,7 @@ def check_content(data: bytes, path: Path) -> bool:
     start, end = found[0].span(1)
     zeroed = data[:start] + PLACEHOLDER.encode() + data[end:]
     if hashlib.sha256(zeroed).hexdigest() != found[0].group(1).decode():
-        raise ModelError(
+        raise IntegrityError(
             f"{path}: its bytes do not match the SHA-256 recorded inside it, so the file is "
             f"damaged or was edited; re-export it ({_SKIP_HINT})"
         )
@@ -78,7 +78,7 @@ def check_file(data: bytes, expected: str, path: Path, sidecar: Path) -> None:
         ModelError: they differ.
     """
     if hashlib.sha256(data).hexdigest() != expected:
-        raise ModelError(
+        raise IntegrityError(
             f"{path}: its SHA-256 differs from the one in {sidecar.name}, so the file is "
             f"damaged, was edited, or the sidecar belongs to another export ({_SKIP_HINT})"
         )
@@ -102,7 +102,7 @@ def check_weights(arrays: Mapping[str, np.ndarray], keys: Sequence[str], expecte
         ModelError: they differ.
     """
     if weights_digest(arrays, keys) != expected:
-        raise ModelError(
+        raise IntegrityError(
             f"{path}: its weights do not match the SHA-256 recorded in its metadata, so the "
             f"file is damaged or was edited; re-export it ({_SKIP_HINT})"
         )

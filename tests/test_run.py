@@ -391,3 +391,13 @@ def test_evaluate_names_what_it_cannot_run(pipeline_run, tmp_path):
     bad = tmp_path / "model.tflite"
     bad.write_bytes(b"not a model")
     assert_one_line_error(invoke("evaluate", bad))
+
+
+def test_every_exported_file_carries_a_reference_that_verify_passes(pipeline_run):
+    exports = pipeline_run.out / "exports"
+    for name in EXPORTED:
+        result = invoke("verify", exports / name, "--json")
+        assert result.exit_code == 0, (name, result.stdout)
+        r = json.loads(result.stdout)
+        assert r["passed"] and r["agreement_with_export"] == 1.0, name
+        assert r["images"] == 500

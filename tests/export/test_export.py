@@ -16,6 +16,7 @@ def test_every_file_is_written_verified_and_reported(exported):
     for name in FILES:
         assert name in names, name
         assert f"{name}.json" in names
+        assert f"{name}.reference.npz" in names  # for edgecnn verify on a device
     assert not [n for n in names if n.endswith(".rejected") or ".tmp" in n], names
     report = json.loads((exported.out / "export_report.json").read_text())
     assert report["passed"] is True

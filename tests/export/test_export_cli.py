@@ -125,7 +125,8 @@ def test_unwritable_out_dir(trained_run, tmp_path):
 def test_killed_mid_export_never_leaves_a_broken_model(exported, tmp_path, fashion_dir):
     out = tmp_path / "exports"
     shutil.copytree(exported.out, out)
-    before = [p.name for p in out.iterdir() if p.suffix in (".tflite", ".onnx", ".npz")]
+    before = [p.name for p in out.iterdir() if p.suffix in (".tflite", ".onnx", ".npz")
+              and not p.name.endswith(".reference.npz")]  # fmt: skip
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -156,3 +157,8 @@ def test_killed_mid_export_never_leaves_a_broken_model(exported, tmp_path, fashi
     for name in before:
         # Whatever sits under a final name is a complete model: the old or the new one.
         assert load_classifier(out / name).predict(images).shape == (2, 10)
+        # ... and its reference, if there, reads whole (old or new; verify says which).
+        if (out / f"{name}.reference.npz").is_file():
+            from edgecnn.runtime.verify import read_reference
+
+            assert len(read_reference(out / f"{name}.reference.npz")["images"]) == 500

@@ -66,6 +66,15 @@ def run_cli(model: Path, images: np.ndarray, work: Path) -> dict:
     return {"returncode": 0, **json.loads(done.stdout)}
 
 
+def run_verify(model: Path) -> dict:
+    """``edgecnn verify --json``: the file against what it gave on the exporting machine."""
+    done = subprocess.run(["edgecnn", "verify", str(model), "--json"], capture_output=True,
+                          text=True)  # fmt: skip
+    if done.returncode not in (0, 1):
+        return {"returncode": done.returncode, "stderr": done.stderr[-2000:]}
+    return {"returncode": done.returncode, **json.loads(done.stdout)}
+
+
 _LOAD = """
 import sys
 from edgecnn.runtime import ModelError, load_classifier
@@ -141,6 +150,8 @@ def main() -> None:
         except ModelError as e:
             info["refusals"]["model_float32.onnx"] = str(e)
     info["cli"] = run_cli(models / "model_int8.tflite", images, work)
+    info["verify"] = {name.split(":")[0]: run_verify(models / name.split(":")[0])
+                      for name in sys.argv[3:]}  # fmt: skip
     info["corrupt"] = probe_corrupt(models, work)
     heavy = ("tensorflow", "keras", "edgecnn.trainer", "edgecnn.export")
     info["forbidden_imports"] = sorted(m for m in heavy if m in sys.modules)

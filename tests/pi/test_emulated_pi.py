@@ -196,6 +196,19 @@ def test_api_and_cli_on_the_emulated_system(emulated, arch):
 
 
 @pytest.mark.parametrize("arch", list(MODELS))
+def test_edgecnn_verify_passes_on_the_emulated_system(emulated, arch):
+    """Parity checked where the file runs: every file passes the gate it passed on x86."""
+    checks = emulated[arch].info["verify"]
+    assert set(checks) == set(MODELS[arch])
+    for name, r in checks.items():
+        assert r["returncode"] == 0 and r["passed"], (name, r)
+        assert r["backend"] == MODELS[arch][name], name
+        assert r["agreement_with_export"] >= 0.99, (name, r["agreement_with_export"])
+        if "float32" in name or name == "weights.npz":
+            assert r["max_diff_from_export"] <= 1e-5, name
+
+
+@pytest.mark.parametrize("arch", list(MODELS))
 def test_a_corrupted_tflite_file_is_refused_before_the_interpreter_sees_it(emulated, arch):
     probe = emulated[arch].info["corrupt"]["check"]
     assert probe["returncode"] == 0, probe
