@@ -43,8 +43,10 @@ def test_a_failed_stage_stops_the_run_with_one_line_and_keeps_earlier_stages(pip
         "calibration.json",
         "model_float32.onnx",
         "model_float32.onnx.json",
+        "model_float32.onnx.reference.npz",
         "model_float32.tflite",
         "model_float32.tflite.json",
+        "model_float32.tflite.reference.npz",
     ]
 
 
