@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import math
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,14 @@ import numpy as np
 MAGIC = b"\x93NUMPY"
 #: dtype kinds that are numbers an image can be made of: unsigned, signed, float.
 NUMERIC_KINDS = "uif"
+#: What reading a damaged or hostile ``.npz`` (a zip archive) can raise besides
+#: :class:`NpyError`, each caught on purpose: ``NotImplementedError`` when a damaged
+#: directory names an unknown compression method, ``RuntimeError`` for an encrypted
+#: member (and ``RecursionError``), ``ValueError`` for bad text and malformed members.
+ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
+    NotImplementedError, RuntimeError,
+)  # fmt: skip
 
 
 class NpyError(ValueError):

@@ -17,7 +17,6 @@ import io
 import json
 import platform
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import numpy as np
 from edgecnn import __version__
 from edgecnn._files import read_regular_file
 from edgecnn.runtime.errors import IntegrityError, ModelError
-from edgecnn.runtime.npy import NpyError, read_member
+from edgecnn.runtime.npy import ARCHIVE_ERRORS, read_member
 
 #: Suffix of the reference written beside each exported file.
 REFERENCE_SUFFIX = ".reference.npz"
@@ -91,8 +90,7 @@ def read_reference(path: Path) -> dict[str, Any]:
         out["meta"] = json.loads(str(out["meta"]))
     except ModelError:
         raise
-    except (NpyError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
-            ValueError, NotImplementedError, RuntimeError, RecursionError) as e:  # fmt: skip
+    except ARCHIVE_ERRORS as e:  # NpyError is a ValueError
         raise ModelError(f"{path}: not a readable reference ({type(e).__name__}: {e})") from None
     n = len(out["images"])
     if not (len(out["labels"]) == len(out["keras"]) == len(out["exported"]) == n > 0):

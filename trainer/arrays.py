@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from edgecnn._files import read_regular_file
 from edgecnn.errors import DataError
 from edgecnn.runtime.metadata import check_labels
-from edgecnn.runtime.npy import NpyError, read_member
+from edgecnn.runtime.npy import ARCHIVE_ERRORS, NpyError, read_member
 from edgecnn.trainer.config import MAX_CLASSES
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
@@ -63,8 +62,7 @@ def read_arrays(path: Path) -> tuple[dict[str, np.ndarray], tuple[str, ...] | No
         raise
     except NpyError as e:
         raise DataError(f"{path}: an array is unreadable ({e})") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
-            NotImplementedError, RuntimeError) as e:  # fmt: skip
+    except ARCHIVE_ERRORS as e:
         raise DataError(f"{path} is not a readable .npz ({type(e).__name__}: {e})") from None
     _check(path, arrays, names)
     return arrays, names, digest

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ import numpy as np
 from edgecnn.runtime import integrity
 from edgecnn.runtime.contract import DEFAULT_INPUT_SHAPE
 from edgecnn.runtime.errors import MODEL_MAX_BYTES, ModelError
-from edgecnn.runtime.npy import NpyError, read_member
+from edgecnn.runtime.npy import ARCHIVE_ERRORS, NpyError, read_member
 from edgecnn.runtime.preprocess import as_float, softmax
 
 WEIGHT_KEYS = (
@@ -113,9 +112,7 @@ def read_weights(
         raise
     except NpyError as e:
         raise ModelError(f"{path}: a weight array is damaged ({e})") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
-            ValueError, NotImplementedError, RuntimeError, UnicodeDecodeError) as e:  # fmt: skip
-        # NotImplementedError: a damaged directory names an unknown compression method.
+    except ARCHIVE_ERRORS as e:
         raise ModelError(f"{path}: not a readable weights.npz ({type(e).__name__}: {e})") from None
     return weights, shape, metadata
 
