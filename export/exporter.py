@@ -209,7 +209,8 @@ def export_file(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any] 
         # would pick it up, and a replaced export is swapped in one rename.
         with native_stderr_hidden():
             labels = prepared.data.y_test
-            row.update(verify_file(tmp, prepared.images, labels, prepared.reference))
+            measured, probs = verify_file(tmp, prepared.images, labels, prepared.reference)
+            row.update(measured)
         row["failures"] = prepared.job.config.gate(precision).failures(row)
         row["passed"] = not row["failures"]
         if row["passed"]:
@@ -217,7 +218,7 @@ def export_file(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any] 
             # a new sidecar beside it, which then refuses it (its SHA-256 differs).
             _atomic.write_json(sidecar_path(final), sidecar_document(meta, name, data))
             os.replace(tmp, final)
-            _write_reference(prepared, final, precision, row)
+            _write_reference(prepared, final, precision, row, probs)
         else:
             # An older file of this name came from another export: removing it keeps the
             # folder from mixing files of two models.
@@ -232,18 +233,18 @@ def export_file(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any] 
     return row
 
 
-def _write_reference(prepared: Prepared, final: Path, precision: str,
-                     row: dict[str, Any]) -> None:  # fmt: skip
-    """``<file>.reference.npz``: what ``edgecnn verify`` checks the file against on a device."""
-    from edgecnn.runtime import load_classifier
+def _write_reference(prepared: Prepared, final: Path, precision: str, row: dict[str, Any],
+                     probs: np.ndarray) -> None:  # fmt: skip
+    """``<file>.reference.npz``: what ``edgecnn verify`` checks the file against on a device.
 
+    ``probs`` are the file's outputs on ``prepared.images`` from its gate (test images
+    first); the reference keeps the first few hundred.
+    """
     labels = prepared.data.y_test
     n = reference_count(prepared.images.shape[1:], len(labels))
-    images = prepared.images[:n]
-    with native_stderr_hidden():
-        exported = load_classifier(final).predict(images)
     gate = prepared.job.config.gate(precision)
-    document = reference_bytes(images, labels[:n], prepared.reference[:n], exported, {
+    document = reference_bytes(prepared.images[:n], labels[:n], prepared.reference[:n],
+                               probs[:n], {
         "file": final.name, "precision": precision, "backend": row["backend"],
         "file_sha256": hashlib.sha256(final.read_bytes()).hexdigest(),
         "min_agreement": float(gate.min_agreement),

@@ -52,15 +52,17 @@ def single_image_latency_us(classifier: Any, image: np.ndarray, runs: int = 200)
 
 def verify_file(
     path: Path, images: np.ndarray, labels: np.ndarray, reference: np.ndarray
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], np.ndarray]:
     """Classify uint8 ``images`` with the runtime, exactly as a user would.
 
     ``labels`` are those of the first images (the test split); see :func:`compare`.
+    Returns the report row's measurements and the file's probabilities.
     """
     classifier = load_classifier(path)
     probs = classifier.predict(images)
-    return {
+    row = {
         **compare(probs, reference, labels),
         "backend": classifier.backend_name,
         "latency_us": single_image_latency_us(classifier, images[:1]),
     }
+    return row, probs
