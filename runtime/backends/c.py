@@ -122,8 +122,7 @@ class CBackend:
             for i in range(n):
                 self._classify(images[i].ctypes.data, work, out[i].ctypes.data)
         else:
-            self._rows(x, np.float32)  # the shape check
-            codes = quantize(as_float(x), self.input_quantization).reshape(n, -1)
+            codes = self._rows(quantize(as_float(x), self.input_quantization), np.int8)
             for i in range(n):
                 self._infer(codes[i].ctypes.data, work, None, out[i].ctypes.data)
         return out
