@@ -456,3 +456,10 @@ def test_a_tie_for_the_top_score_is_no_tflm_disagreement():
     tflm = np.array([[5, 8, 9, 0], [1, 2, 4, 3], [6, 7, 0, 0]], np.int8)
     # Image 0: TFLM's 2 ties the reference's top; 1: a real flip; 2: the reference tied.
     assert _same_top1(tflm, reference).tolist() == [True, False, True]
+
+
+def test_float_pictures_give_the_uint8_answers(tiny_c, test_images):
+    clf = load_classifier(tiny_c.host)
+    images = test_images.x[:100]
+    np.testing.assert_array_equal(clf.predict(images.astype(np.float64) / 255),
+                                  clf.predict(images))  # fmt: skip
