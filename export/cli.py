@@ -37,6 +37,16 @@ def export_command(
     calib_samples: Annotated[
         int, typer.Option(help="Training images used to calibrate int8.")
     ] = _DEFAULTS.calib_samples,
+    full_integer: Annotated[
+        bool,
+        typer.Option(
+            "--full-integer",
+            help="Make every operator of the int8 .tflite int8, the last layer and softmax "
+            "too, for integer-only accelerators (Edge TPU, NNAPI, Ethos-U). By default they "
+            "run in float32: better agreement, and probabilities whose runners-up mean "
+            "something.",
+        ),
+    ] = False,
     calib_method: Annotated[
         str, typer.Option(help="ONNX int8 calibration: minmax, entropy or percentile.")
     ] = _DEFAULTS.calib_method,
@@ -91,6 +101,7 @@ def export_command(
         fp16=fp16,
         dynamic=dynamic,
         calib_samples=calib_samples,
+        full_integer=full_integer,
         calib_method=calib_method,
         seed=seed,
         max_accuracy_drop=max_accuracy_drop,

@@ -74,6 +74,8 @@ class ExportConfig:
     fp16: bool = False
     dynamic: bool = False
     calib_samples: int = 500
+    #: int8 ``.tflite`` with every operator in int8 (the last layer and softmax too).
+    full_integer: bool = False
     calib_method: str = "minmax"
     seed: int = 0
     max_accuracy_drop: float | None = None
@@ -89,6 +91,8 @@ class ExportConfig:
         if (self.fp16 or self.dynamic) and "tflite" not in self.formats:
             flag = "--fp16" if self.fp16 else "--dynamic"
             raise ConfigError(f"{flag} writes a TFLite file; add tflite to --formats")
+        if self.full_integer and ("tflite", "int8") not in self.targets():
+            raise ConfigError("--full-integer changes the int8 .tflite file; add --int8")
         if self.calib_samples < 1:
             raise ConfigError(f"--calib-samples must be at least 1, got {self.calib_samples}")
         if self.calib_method not in CALIBRATION_METHODS:

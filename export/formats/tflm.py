@@ -1,11 +1,13 @@
-"""``model_int8.tflite`` -> ``exports/tflm/``: a bundle for TensorFlow Lite for Microcontrollers.
+"""The int8 network -> ``exports/tflm/``: a bundle for TensorFlow Lite for Microcontrollers.
 
 For firmware already built on TFLM: the flatbuffer as an aligned C array
 (``model_data.cc``/``.h``, what ``xxd -i`` gives, done properly), the exact
 ``MicroMutableOpResolver`` registration for the model's operators (``model_ops.h``), its
 labels and input shape (``model_info.h``), and the tensor arena size TFLM needs, measured
-by TFLM's own allocator. The bundle is kept only if TFLM's kernels (the ``tflite-micro``
-Python package runs them) give the same top-1 class as the ``.tflite`` file on TFLite's
+by TFLM's own allocator. The flatbuffer is the full-integer form of ``model_int8.tflite``
+(:func:`~edgecnn.export.formats.tflite.full_integer_flatbuffer`), the bytes the C library
+is generated from. The bundle is kept only if TFLM's kernels (the ``tflite-micro``
+Python package runs them) give the same top-1 class as that flatbuffer on TFLite's
 reference kernels for every image, besides the usual int8 gate against Keras.
 """
 
@@ -178,7 +180,9 @@ def export(job: Job, source: Path, folder: Path, check: Check) -> dict[str, Any]
     Raises:
         UnsupportedModel: an operator without a known TFLM resolver entry.
     """
-    data = source.read_bytes()
+    from edgecnn.export.formats import tflite  # TensorFlow: only when exporting
+
+    data = tflite.full_integer_flatbuffer(job, source, check.memo)
     g = graph.read(data)
     header, body = model_data(data)
     arena = arena_bytes(data)
@@ -272,8 +276,10 @@ The input is int8 with scale {q.scale:.9g} and zero point {q.zero_point}: for a 
 pixel p (0..255, after the polarity in `model_int8.tflite.json`) that is
 `round(p / 255 / scale) + zero_point`, clamped to -128..127.
 
-TFLM's kernels were run on every test image before this folder was written: top-1
-equals the `.tflite` file's on TFLite's reference kernels for
+`model_data.cc` is `model_int8.tflite` with every layer in int8 (same weights and
+calibration; that file keeps its last layer and softmax in float32, which TFLM's int8
+kernels for Cortex-M do not accelerate). TFLM's kernels were run on every test image before
+this folder was written: top-1 equals that flatbuffer's on TFLite's reference kernels for
 {100 * row["reference_top1"]:.2f}% of them; the int8 scores are identical on
 {100 * row["reference_identical"]:.2f}% (TFLM's softmax rounds otherwise, by up to
 {row["max_reference_steps"]} steps of 1/256). The `c/` folder beside this one is the same

@@ -65,27 +65,55 @@ def test_export_writes_verified_c_and_tflm_folders(mcu_export):
 
 
 @pytest.mark.mcu
-def test_the_tflm_bundle_is_the_tflite_file(mcu_export):
-    out, _, _, _ = mcu_export
-    source = (out / "model_int8.tflite").read_bytes()
+def _model_data(out: Path) -> bytes:
     text = (out / "tflm" / "model_data.cc").read_text()
     assert "alignas(16) const unsigned char g_edgecnn_model_data[]" in text
     body = text[text.index("{") + 1 : text.rindex("}")]
     values = bytes(int(v, 16) for v in body.replace("\n", "").split(",") if v.strip())
-    assert values == source
-    assert f"g_edgecnn_model_data_len = {len(source)};" in text
+    assert f"g_edgecnn_model_data_len = {len(values)};" in text
+    return values
+
+
+def test_the_tflm_bundle_and_the_c_library_share_the_full_integer_flatbuffer(mcu_export):
+    """model_int8.tflite keeps its logits layer in float; the MCU formats are all int8."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    out, _, _, _ = mcu_export
+    data = _model_data(out)
+    assert data != (out / "model_int8.tflite").read_bytes()
+    g = graph.read(data)  # the C generator's reader takes int8 graphs only
+    assert g.output.quant is not None
+    interpreter = Interpreter(model_content=data)
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    header = (out / "c" / "edgecnn_model.h").read_text()
+    assert f'#define EDGECNN_MODEL_SHA256 "{cgen.sha256(data)}"' in header
     ops = (out / "tflm" / "model_ops.h").read_text()
     assert "MicroMutableOpResolver<8>" in ops and "AddFullyConnected()" in ops
+    assert "AddDequantize" not in ops
 
 
 @pytest.mark.mcu
 def test_the_c_folder_loads_through_the_runtime(mcu_export, test_images):
+    from ai_edge_litert.interpreter import Interpreter
+
     out, _, _, _ = mcu_export
     clf = load_classifier(out / "c")
     assert clf.backend_name == "c"
-    tflite = load_classifier(out / "model_int8.tflite")
-    agree = np.mean(clf.predict(test_images.x).argmax(1) == tflite.predict(test_images.x).argmax(1))
+    ours = clf.predict(test_images.x)
+    interpreter = Interpreter(model_content=_model_data(out))
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], [len(test_images.x), 28, 28, 1])
+    interpreter.allocate_tensors()
+    scale, zero_point = detail["quantization"]
+    codes = np.round(test_images.x.reshape(-1, 28, 28, 1) / 255 / scale) + zero_point
+    interpreter.set_tensor(detail["index"], codes.astype(np.int8))
+    interpreter.invoke()
+    theirs = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    agree = np.mean(ours.argmax(1) == theirs.argmax(1))
     assert agree > 0.995  # XNNPACK rounds a few values otherwise; the reference kernels do not
+    # Probabilities from the int8 logits: runners-up ordered, not zero-valued ties.
+    top = np.sort(ours, axis=1)
+    assert np.mean(top[:, -2] > 0) > 0.9
 
 
 def test_without_a_c_compiler_the_c_format_is_skipped_in_one_line(

@@ -271,7 +271,8 @@ def test_int8_on_32_bit_arm_matches_x86_with_the_same_kernels(emulated, x86_buil
         strict=True,
     ):
         np.testing.assert_array_equal(arm.argmax(1), host.argmax(1))
-        rows = np.flatnonzero((arm != host).any(axis=1))
+        # The last layer is float: every row may differ in its last bits.
+        rows = np.flatnonzero((np.abs(arm - host) > FLOAT_ATOL).any(axis=1))
         assert len(rows) <= MAX_ROWS_ONE_STEP_APART, rows
-        # One code of 1/256 apart, then each row renormalised: at most about 2/256.
-        np.testing.assert_allclose(arm, host, rtol=0, atol=2.5 / 256)
+        # One int8 code apart before the float logits layer moves a probability little.
+        np.testing.assert_allclose(arm, host, rtol=0, atol=INT8_ATOL)

@@ -46,8 +46,8 @@ def test_an_untouched_file_passes_with_its_numbers(tiny_exports, name):
     assert r["passed"], r["failures"]
     assert r["images"] == N and r["agreement_with_export"] == 1.0
     assert r["max_diff_from_export"] <= 1e-6
-    if name == "model_int8.tflite":
-        assert r["max_steps_from_export"] == 0  # int8 output: the difference in steps
+    # Differences are in int8 steps only for int8 outputs; the int8 files end in float.
+    assert "max_steps_from_export" not in r
 
 
 def test_the_cli_prints_the_gate_and_passes(tiny_exports):
