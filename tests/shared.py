@@ -40,3 +40,30 @@ def source_copy(folder: Path) -> Path:
         ),
     )
     return src
+
+
+def tiny_exports_with_references(folder, images, labels, names=None):
+    """Copy the tiny files into ``folder``, each with a verify reference as the exporter
+    writes it (Keras stood in for by the float32 .tflite, which matches it to 1e-6), and
+    the export report. Returns ``folder``."""
+    import shutil
+
+    from edgecnn.runtime import load_classifier
+    from edgecnn.runtime.verify import reference_bytes, reference_path
+
+    names = names or ("model_int8.tflite", "model_float32.onnx", "weights.npz", "model_int8.onnx")
+    keras = load_classifier(TINY / "model_float32.tflite").predict(images)
+    gates = {"float32": (0.999, 1e-4), "int8": (0.99, None)}
+    shutil.copy(TINY / "export_report.json", folder / "export_report.json")
+    for name in names:
+        for f in (name, f"{name}.json"):
+            shutil.copy(TINY / f, folder / f)
+        clf = load_classifier(folder / name)
+        precision = clf.metadata.precision
+        min_agreement, max_diff = gates[precision]
+        gate = {"file": name, "precision": precision, "backend": clf.backend_name,
+                "min_agreement": min_agreement, "max_prob_diff": max_diff}  # fmt: skip
+        reference_path(folder / name).write_bytes(
+            reference_bytes(images, labels, keras, clf.predict(images), gate)
+        )
+    return folder

@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # Emulated Raspberry Pi OS: Debian bookworm root filesystems for 64-bit (arm64) and 32-bit
-# (armhf) ARM, run through qemu user-mode emulation, with edgecnn's runtime installed.
+# (armhf) ARM, run through qemu user-mode emulation; edgecnn goes in from a device bundle.
 #
 #   bash tools/pi_emulation.sh build [arm64|armhf ...]    # build or refresh (default: both)
+#   bash tools/pi_emulation.sh install ARCH BUNDLE        # run the bundle's install.sh inside
 #   bash tools/pi_emulation.sh run ARCH [--bind DIR[:INSIDE]]... CMD [ARG...]
-#   bash tools/pi_emulation.sh status | clean
+#   bash tools/pi_emulation.sh status                     # or: clean
 #
 # As root (or through sudo) on Debian or Ubuntu. `build` installs qemu-user-static,
 # binfmt-support and debootstrap with apt, enables the binfmt handlers, and caches each
-# root filesystem in ${EDGECNN_PI_CACHE:-~/.cache/edgecnn/pi}. A rerun only reinstalls
-# edgecnn when the runtime's code changed. The emulated systems never touch the network:
-# the wheels they need are downloaded on this host and installed with --no-index.
+# root filesystem in ${EDGECNN_PI_CACHE:-~/.cache/edgecnn/pi}: what Raspberry Pi OS Lite
+# has for Python (python3, python3-venv; on armhf python3-numpy, since numpy publishes no
+# 32-bit ARM wheels), nothing of edgecnn. The emulated systems never touch the network.
 #
-# Inside, /opt/edgecnn is a venv (first on PATH, so `python3` is the venv's): that is how
-# Raspberry Pi OS bookworm wants pip packages installed (PEP 668). On armhf it sees the
-# system site-packages, because numpy there is Debian's python3-numpy: numpy publishes no
-# 32-bit ARM wheels.
+# `install` takes what `edgecnn bundle RUN --target pi64|pi32` wrote (the .tar.gz or the
+# folder) and runs its install.sh inside, as a user would on the device: a fresh venv in
+# /opt/edgecnn, pip install --no-index from the bundle's wheels, edgecnn verify on its
+# model. /opt/edgecnn/bin is first on PATH in `run`.
 #
 # `run` starts CMD in a private mount namespace with a fresh /proc inside the root
 # filesystem, and bind-mounts each --bind DIR at the same path inside; the mounts vanish
@@ -27,11 +28,8 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 
 # Bump when anything below that shapes a root filesystem changes: it forces a rebuild.
-SCRIPT_VERSION=1
+SCRIPT_VERSION=2
 SUITE=bookworm
-# The wheels inside, pinned so that a cached root filesystem says exactly what it holds.
-ARM64_WHEELS=(numpy==2.4.6 ai-edge-litert==2.3.0 onnxruntime==1.32.0)
-ARMHF_WHEELS=(tflite-runtime==2.14.0)
 CACHE=${EDGECNN_PI_CACHE:-$HOME/.cache/edgecnn/pi}
 VENV=/opt/edgecnn
 
@@ -43,7 +41,7 @@ die() {
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 usage() {
-    sed -n '5,7p' "$0" | sed 's/^# *//' >&2
+    sed -n '5,8p' "$0" | sed 's/^# *//' >&2
     exit 2
 }
 
@@ -57,17 +55,11 @@ check_arch() { case "$1" in arm64 | armhf) ;; *) die "unknown architecture '$1' 
 
 # --- host tools --------------------------------------------------------------------------
 
-host_python() {
-    # pip download and pip wheel only: the project's venv if there is one, else python3.
-    if [ -x "$REPO/.venv/bin/python" ]; then echo "$REPO/.venv/bin/python"; else echo python3; fi
-}
-
 install_host_tools() {
     local missing=() pkg
     for pkg in qemu-user-static binfmt-support debootstrap debian-archive-keyring; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
     done
-    "$(host_python)" -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
     if [ ${#missing[@]} -gt 0 ]; then
         log "apt-get install ${missing[*]}"
         as_root apt-get update -qq
@@ -118,75 +110,14 @@ apt_proxy() {
     fi
 }
 
-# --- wheels ------------------------------------------------------------------------------
-
-# pip does not widen manylinux_2_X platform tags as it does manylinux2014's, so list every
-# glibc up to bookworm's 2.36 (manylinux2014_aarch64 alone finds no ai-edge-litert).
-platform_args() {
-    local machine=$1 minor
-    for minor in $(seq 17 36); do echo "--platform=manylinux_2_${minor}_${machine}"; done
-    echo "--platform=manylinux2014_${machine}"
-    echo "--platform=linux_${machine}"
-}
-
-# download_wheels ARCH DEST [REQUIREMENT...]: wheels for bookworm's CPython 3.11 on ARCH;
-# by default the ones its root filesystem is built with.
-download_wheels() {
-    local arch=$1 dest=$2 machine
-    shift 2
-    machine=$(machine_of "$arch")
-    local -a wanted=("$@")
-    if [ ${#wanted[@]} -eq 0 ]; then
-        if [ "$arch" = arm64 ]; then wanted=("${ARM64_WHEELS[@]}"); else wanted=("${ARMHF_WHEELS[@]}"); fi
-    fi
-    log "$arch: pip download ${wanted[*]} for $machine"
-    mapfile -t platforms < <(platform_args "$machine")
-    # On armhf numpy is Debian's, and no numpy wheel exists to download: pass --no-deps
-    # there; tflite-runtime and edgecnn's other requirements need nothing else from it.
-    local -a extra=()
-    [ "$arch" = armhf ] && [ $# -eq 0 ] && extra=(--no-deps)
-    "$(host_python)" -m pip download -q --disable-pip-version-check --only-binary=:all: \
-        "${platforms[@]}" --python-version 3.11 --implementation cp --abi cp311 \
-        "${extra[@]}" -d "$dest" "${wanted[@]}"
-}
-
-# The runtime's code and this script, hashed: the installed edgecnn is replaced when
-# either changes.
-source_hash() {
-    (cd "$REPO" && find edgecnn runtime pyproject.toml tools/pi_emulation.sh -type f \
-        \( -name '*.py' -o -name '*.toml' -o -name '*.sh' -o -name py.typed \) -print0 |
-        LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16
-}
-
-# edgecnn's wheel (pure Python, built on the host) and, downloaded for the target's
-# platform, its other requirements (typer and what it needs; numpy is already inside).
-build_edgecnn_wheels() {
-    local arch=$1 dest=$2 tmp=$2.tmp requirements
-    rm -rf "$tmp" && mkdir -p "$tmp"
-    "$(host_python)" -m pip wheel -q --disable-pip-version-check --no-deps -w "$tmp" "$REPO" >/dev/null
-    # Its unconditional requirements (extras carry a marker), numpy aside.
-    requirements=$("$(host_python)" -c '
-import sys, zipfile
-from email.parser import Parser
-with zipfile.ZipFile(sys.argv[1]) as wheel:
-    name = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
-    meta = Parser().parsestr(wheel.read(name).decode())
-reqs = meta.get_all("Requires-Dist") or []
-print(" ".join(r for r in reqs if ";" not in r and not r.startswith("numpy")))
-' "$tmp"/edgecnn-*.whl)
-    # shellcheck disable=SC2086 # one requirement per word
-    [ -z "$requirements" ] || download_wheels "$arch" "$tmp" $requirements
-    rm -rf "$dest" && mv "$tmp" "$dest"
-}
-
 # --- root filesystems --------------------------------------------------------------------
 
 rootfs_recipe() {
     local arch=$1
     if [ "$arch" = arm64 ]; then
-        echo "v$SCRIPT_VERSION $SUITE $arch ${ARM64_WHEELS[*]}"
+        echo "v$SCRIPT_VERSION $SUITE $arch python3 python3-venv"
     else
-        echo "v$SCRIPT_VERSION $SUITE $arch python3-numpy ${ARMHF_WHEELS[*]}"
+        echo "v$SCRIPT_VERSION $SUITE $arch python3 python3-venv python3-numpy"
     fi
 }
 
@@ -252,7 +183,7 @@ build_rootfs() {
     # Built beside the target and renamed when complete, so that an interrupted build
     # never leaves a root filesystem that looks finished.
     local tmp=$CACHE/.$arch.building
-    as_root rm -rf "$tmp" && mkdir -p "$tmp/root" "$tmp/wheels"
+    as_root rm -rf "$tmp" && mkdir -p "$tmp/root"
     log "$arch: debootstrap $SUITE from $mirror (several minutes under emulation)"
     apt_proxy
     as_root debootstrap --arch="$arch" --variant=minbase --include="$include" \
@@ -260,15 +191,6 @@ build_rootfs() {
         "$SUITE" "$tmp/root" "$mirror" >"$tmp/debootstrap.log" 2>&1 ||
         die "debootstrap failed; see $tmp/debootstrap.log"
     as_root chroot "$tmp/root" apt-get clean
-    download_wheels "$arch" "$tmp/wheels"
-    log "$arch: installing the wheels into $VENV"
-    local venv_args=()
-    [ "$arch" = armhf ] && venv_args=(--system-site-packages)
-    # Debian's python3 here: the venv's own is first on PATH only once it exists.
-    in_root "$tmp/root" "$arch" python3 -m venv "${venv_args[@]}" "$VENV"
-    in_root "$tmp/root" "$arch" --bind "$tmp/wheels:/mnt/wheels" python3 -m pip install -q \
-        --disable-pip-version-check --no-index --find-links /mnt/wheels \
-        $(cd "$tmp/wheels" && printf '/mnt/wheels/%s ' *.whl)
     echo "$recipe" | as_root tee "$tmp/root/.edgecnn-rootfs" >/dev/null
     as_root rm -rf "$target"
     as_root mv "$tmp/root" "$target"
@@ -276,22 +198,26 @@ build_rootfs() {
     log "$arch: root filesystem built in $((SECONDS - start)) s"
 }
 
-install_edgecnn() {
-    local arch=$1 root=$CACHE/$1 hash stamp=$CACHE/$1/.edgecnn-wheel
-    hash=$(source_hash)
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then
-        return
+# install_bundle ARCH BUNDLE: the bundle's install.sh into a fresh venv at $VENV.
+cmd_install() {
+    [ $# -eq 2 ] || usage
+    local arch=$1 bundle=$2 tmp folder status=0
+    check_arch "$arch"
+    [ -f "$CACHE/$arch/.edgecnn-rootfs" ] || die "no $arch root filesystem: run '$0 build $arch'"
+    [ -e "/proc/sys/fs/binfmt_misc/$(qemu_name "$arch")" ] || enable_binfmt
+    tmp=$(mktemp -d)
+    if [ -f "$bundle" ]; then
+        tar -xzf "$bundle" -C "$tmp" || die "$bundle: not a bundle archive"
+        folder=$(find "$tmp" -mindepth 2 -maxdepth 2 -name install.sh -printf '%h\n' | head -n1)
+    else
+        folder=$(realpath "$bundle")
     fi
-    local wheels=$CACHE/.edgecnn-$hash-$arch
-    [ -d "$wheels" ] || build_edgecnn_wheels "$arch" "$wheels"
-    log "$arch: installing edgecnn ($hash)"
-    # As `pip install edgecnn` would on a device, minus the network: same version number,
-    # new code, so the old one goes first.
-    in_root "$root" "$arch" --bind "$wheels:/mnt/wheels" sh -c '
-        python3 -m pip uninstall -q -y edgecnn 2>/dev/null
-        exec python3 -m pip install -q --disable-pip-version-check --no-index \
-            --find-links /mnt/wheels /mnt/wheels/edgecnn-*.whl'
-    echo "$hash" | as_root tee "$stamp" >/dev/null
+    [ -n "$folder" ] && [ -f "$folder/install.sh" ] || die "$bundle: no install.sh inside"
+    as_root rm -rf "$CACHE/$arch$VENV"
+    in_root "$CACHE/$arch" "$arch" --bind "$folder:/mnt/bundle" sh /mnt/bundle/install.sh "$VENV" ||
+        status=$?
+    rm -rf "$tmp"
+    return "$status"
 }
 
 cmd_build() {
@@ -303,11 +229,7 @@ cmd_build() {
     mkdir -p "$CACHE"
     for arch in "${arches[@]}"; do
         build_rootfs "$arch"
-        install_edgecnn "$arch"
     done
-    # Wheels of older runtime code are no longer needed.
-    find "$CACHE" -maxdepth 1 -name '.edgecnn-*' ! -name ".edgecnn-$(source_hash)-*" \
-        -exec rm -rf {} +
 }
 
 cmd_run() {
@@ -324,9 +246,10 @@ cmd_status() {
     local arch
     for arch in arm64 armhf; do
         if [ -f "$CACHE/$arch/.edgecnn-rootfs" ]; then
-            echo "$arch: $(cat "$CACHE/$arch/.edgecnn-rootfs"); edgecnn" \
-                "$(cat "$CACHE/$arch/.edgecnn-wheel" 2>/dev/null || echo 'not installed')" \
-                "(current $(source_hash)); $(du -sh "$CACHE/$arch" | cut -f1)"
+            local installed="edgecnn not installed"
+            [ ! -x "$CACHE/$arch$VENV/bin/edgecnn" ] || installed="edgecnn installed in $VENV"
+            echo "$arch: $(cat "$CACHE/$arch/.edgecnn-rootfs"); $installed;" \
+                "$(du -sh "$CACHE/$arch" | cut -f1)"
         else
             echo "$arch: not built"
         fi
@@ -335,6 +258,7 @@ cmd_status() {
 
 case "${1:-}" in
 build) shift && cmd_build "$@" ;;
+install) shift && cmd_install "$@" ;;
 run) shift && cmd_run "$@" ;;
 status) cmd_status ;;
 clean) as_root rm -rf "$CACHE" ;;

@@ -75,6 +75,20 @@ def run_verify(model: Path) -> dict:
     return {"returncode": done.returncode, **json.loads(done.stdout)}
 
 
+def verify_tampered(models: Path, work: Path) -> dict:
+    """``edgecnn verify`` on a copy of model_int8.tflite with one byte changed: exit 1."""
+    import shutil
+
+    folder = work / "tampered"
+    folder.mkdir(exist_ok=True)
+    for suffix in ("", ".json", ".reference.npz"):
+        shutil.copy(models / f"model_int8.tflite{suffix}", folder / f"model_int8.tflite{suffix}")
+    data = bytearray((folder / "model_int8.tflite").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (folder / "model_int8.tflite").write_bytes(bytes(data))
+    return run_verify(folder / "model_int8.tflite")
+
+
 _LOAD = """
 import sys
 from edgecnn.runtime import ModelError, load_classifier
@@ -152,6 +166,7 @@ def main() -> None:
     info["cli"] = run_cli(models / "model_int8.tflite", images, work)
     info["verify"] = {name.split(":")[0]: run_verify(models / name.split(":")[0])
                       for name in sys.argv[3:]}  # fmt: skip
+    info["verify_tampered"] = verify_tampered(models, work)
     info["corrupt"] = probe_corrupt(models, work)
     heavy = ("tensorflow", "keras", "edgecnn.trainer", "edgecnn.export")
     info["forbidden_imports"] = sorted(m for m in heavy if m in sys.modules)

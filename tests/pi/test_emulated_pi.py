@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -42,6 +44,9 @@ MODELS = {
     },
 }
 MACHINES = {"arm64": "aarch64", "armhf": "armv7l"}
+#: The bundle each system installs from.
+BUNDLE_TARGETS = {"arm64": "pi64", "armhf": "pi32"}
+EDGECNN = [sys.executable, "-m", "edgecnn"]
 
 
 def _tail(text: str, lines: int = 30) -> str:
@@ -58,6 +63,43 @@ def pi_rootfs() -> None:
             f"{_tail(done.stdout + done.stderr)}",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="session")
+def pi_installed(pi_rootfs, exported, tmp_path_factory):
+    """edgecnn installed in each system from its device bundle, as a user installs it.
+
+    ``edgecnn bundle`` (the real command, default Pythons and model) writes the archive
+    on this host; ``pi_emulation.sh install`` unpacks it and runs its install.sh inside:
+    a fresh venv, ``pip install --no-index``, then ``edgecnn verify`` on the bundled model.
+    Both systems install at once. Returns each install's exit code and output.
+    """
+    folder = tmp_path_factory.mktemp("bundles")
+    bundles = {}
+    for arch, target in BUNDLE_TARGETS.items():
+        bundles[arch] = folder / f"edgecnn-{target}.tar.gz"
+        done = subprocess.run(
+            [*EDGECNN, "bundle", str(exported.out), "--target", target, "--out",
+             str(bundles[arch])],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode != 0:
+            log = _tail(done.stdout + done.stderr)
+            pytest.fail(f"edgecnn bundle --target {target} failed:\n{log}", pytrace=False)
+    procs = {
+        arch: subprocess.Popen(["bash", str(SCRIPT), "install", arch, str(bundle)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for arch, bundle in bundles.items()
+    }  # fmt: skip
+    results = {}
+    for arch, proc in procs.items():
+        output = proc.communicate()[0]
+        results[arch] = SimpleNamespace(returncode=proc.returncode, output=output,
+                                        bundle=bundles[arch])  # fmt: skip
+    failed = [f"{arch}:\n{_tail(r.output)}" for arch, r in results.items() if r.returncode]
+    if failed:
+        pytest.fail("install.sh failed\n" + "\n".join(failed), pytrace=False)
+    return results
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +122,7 @@ def start_emulated(arch: str, models: Path, images: np.ndarray, work: Path) -> s
 
 
 @pytest.fixture(scope="session")
-def emulated(pi_rootfs, exported, pi_images, tmp_path_factory):
+def emulated(pi_installed, exported, pi_images, tmp_path_factory):
     """Each architecture's outputs and info; both run at once, since emulation is slow."""
     works = {arch: tmp_path_factory.mktemp(f"pi-{arch}") for arch in MODELS}
     procs = {
@@ -171,6 +213,41 @@ def test_runs_on_the_emulated_cpu_with_the_device_backends(emulated, arch):
         # Debian's numpy 1.x, and ONNX refused with the install hint rather than a traceback.
         assert info["numpy"].startswith("1.")
         assert "pip install" in info["refusals"]["model_float32.onnx"]
+
+
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_the_bundle_installs_offline_and_its_model_passes_verify(pi_installed, arch):
+    result = pi_installed[arch]
+    assert "Installed edgecnn into /opt/edgecnn" in result.output, result.output
+    # install.sh ends with edgecnn verify on the bundled file, run inside the system.
+    assert "Checking model/model_int8.tflite on this device" in result.output
+    assert result.output.rstrip().splitlines()[-1].endswith("picture.png")
+    assert "PASS" in result.output and "FAIL" not in result.output
+    with tarfile.open(result.bundle) as tar:
+        names = tar.getnames()
+        manifest = json.load(tar.extractfile(f"edgecnn-{BUNDLE_TARGETS[arch]}/bundle.json"))
+    assert manifest["model"] == "model_int8.tflite"
+    expected = {
+        "arm64": ["edgecnn", "ai-edge-litert", "pillow"],
+        "armhf": ["edgecnn", "tflite-runtime"],
+    }
+    assert manifest["pythons"]["3.11"]["requirements"] == expected[arch]
+    if arch == "armhf":  # trixie's Python: no tflite-runtime wheel, so the numpy backend
+        assert manifest["pythons"]["3.13"] == {
+            "requirements": ["edgecnn"],
+            "model": "weights.npz",
+            "missing": "tflite-runtime",
+        }
+        assert not [n for n in names if "/numpy-" in n]  # Debian's numpy on 32-bit ARM
+    else:
+        assert manifest["pythons"]["3.13"]["requirements"] == expected[arch]
+
+
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_a_tampered_model_fails_verify_with_exit_1(emulated, arch):
+    tampered = emulated[arch].info["verify_tampered"]
+    assert tampered["returncode"] == 1 and tampered["passed"] is False, tampered
+    assert any("SHA-256" in f for f in tampered["failures"]), tampered
 
 
 @pytest.mark.parametrize("arch", list(MODELS))

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, invoke, run_cli_without
-from shared import TINY
+from shared import tiny_exports_with_references
 
 from edgecnn.runtime import load_classifier
 from edgecnn.runtime.verify import reference_bytes, reference_path, verify
@@ -18,24 +18,9 @@ N = 300
 
 @pytest.fixture(scope="module")
 def tiny_exports(tmp_path_factory, test_images):
-    """The tiny files, each with a reference as the exporter writes it (Keras stood in for
-    by the float32 .tflite, which matches it to 1e-6)."""
+    """The tiny files, each with a reference as the exporter writes it."""
     folder = tmp_path_factory.mktemp("verify")
-    images, labels = test_images.x[:N], test_images.y[:N]
-    keras = load_classifier(TINY / "model_float32.tflite").predict(images)
-    gates = {"float32": (0.999, 1e-4), "int8": (0.99, None)}
-    for name in ("model_int8.tflite", "model_float32.onnx", "weights.npz", "model_int8.onnx"):
-        for f in (name, f"{name}.json"):
-            shutil.copy(TINY / f, folder / f)
-        clf = load_classifier(folder / name)
-        precision = clf.metadata.precision
-        min_agreement, max_diff = gates[precision]
-        gate = {"file": name, "precision": precision, "backend": clf.backend_name,
-                "min_agreement": min_agreement, "max_prob_diff": max_diff}  # fmt: skip
-        reference_path(folder / name).write_bytes(
-            reference_bytes(images, labels, keras, clf.predict(images), gate)
-        )
-    return folder
+    return tiny_exports_with_references(folder, test_images.x[:N], test_images.y[:N])
 
 
 @pytest.mark.parametrize(
@@ -46,8 +31,13 @@ def test_an_untouched_file_passes_with_its_numbers(tiny_exports, name):
     assert r["passed"], r["failures"]
     assert r["images"] == N and r["agreement_with_export"] == 1.0
     assert r["max_diff_from_export"] <= 1e-6
-    # Differences are in int8 steps only for int8 outputs; the int8 files end in float.
-    assert "max_steps_from_export" not in r
+    # In int8 steps for an int8 output (a --full-integer file, as the tiny one is); the
+    # default int8 files end in float.
+    output = load_classifier(tiny_exports / name).metadata.quantization.get("output")
+    if output:
+        assert r["max_steps_from_export"] == 0
+    else:
+        assert "max_steps_from_export" not in r
 
 
 def test_the_cli_prints_the_gate_and_passes(tiny_exports):

@@ -1,0 +1,451 @@
+"""``edgecnn bundle``: one archive that installs edgecnn and a verified model on a device.
+
+A device often has no route to a package index, and edgecnn is not published on one. The
+bundle carries everything: edgecnn's wheel (built from this source tree), the wheels its
+target needs for each Python it supports (downloaded here, once, for the target's CPU),
+the model file with its sidecar and its ``edgecnn verify`` reference, and ``install.sh``,
+which installs offline into a venv (``pip install --no-index``) and ends by running
+``edgecnn verify`` on the model, so parity with the exporting machine is checked where the
+model runs. The emulated Raspberry Pi tests install from these bundles.
+
+Layout, inside ``edgecnn-<target>/``: ``install.sh``, ``README.txt``, ``bundle.json`` (the
+target, each Python's requirements and model, every file's SHA-256), ``wheels/`` and
+``model/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from email.parser import Parser
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from edgecnn import __version__, _atomic
+from edgecnn.errors import ConfigError, DataError, EdgecnnError
+from edgecnn.run_folder import BENCH_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
+
+#: The numpy backend's file: the fallback where no interpreter wheel exists.
+NUMPY_FILE = "weights.npz"
+
+
+@dataclass(frozen=True)
+class BundleTarget:
+    """A kind of device: its CPU, its Pythons, and the interpreter wheels it can get."""
+
+    key: str
+    name: str
+    machine: str | None  # platform.machine() there; None: any (pure-Python wheels only)
+    pythons: tuple[str, ...]
+    #: Model format -> the interpreter's pip name.
+    interpreters: dict[str, str]
+    #: numpy from the OS (Debian's python3-numpy) instead of a wheel: no 32-bit ARM wheels.
+    system_numpy: bool
+    #: pipeline.recommend's target whose file the bundle takes by default.
+    recommend_key: str
+    notes: str
+
+
+TARGETS = {
+    t.key: t
+    for t in (
+        BundleTarget(
+            "pi64", "Raspberry Pi OS 64-bit (bookworm, trixie)", "aarch64", ("3.11", "3.13"),
+            {"tflite": "ai-edge-litert", "onnx": "onnxruntime"}, False, "pi64",
+            "bookworm has Python 3.11, trixie 3.13; both get LiteRT and onnxruntime wheels.",
+        ),
+        BundleTarget(
+            "pi32", "Raspberry Pi OS 32-bit (bookworm, trixie)", "armv7l", ("3.11", "3.13"),
+            {"tflite": "tflite-runtime"}, True, "pi32",
+            "numpy is Debian's (sudo apt install python3-numpy): no 32-bit ARM wheels exist. "
+            "tflite-runtime 2.14 has a wheel for bookworm's Python 3.11 only; on trixie "
+            "(3.13) the runtime's numpy backend runs weights.npz.",
+        ),
+        BundleTarget(
+            "linux-x86", "64-bit x86 Linux (Debian 12+, Ubuntu 22.04+)", "x86_64",
+            ("3.10", "3.11", "3.12", "3.13"),
+            {"tflite": "ai-edge-litert", "onnx": "onnxruntime"}, False, "here",
+            "Python 3.10 to 3.13; glibc 2.35 or newer.",
+        ),
+        BundleTarget(
+            "generic", "any system with Python 3.10+ and numpy", None, (),
+            {}, True, "pi32",
+            "pure-Python wheels only: numpy and an interpreter (tflite-runtime, "
+            "ai-edge-litert or onnxruntime) must be installed already; without one, the "
+            "numpy backend runs weights.npz.",
+        ),
+    )
+}  # fmt: skip
+#: The newest glibc the wheels may need: bookworm's. pip takes each manylinux_2_X tag
+#: literally, so every one up to it is listed.
+GLIBC_MINOR = 36
+#: Optional wheels: picture files (Pillow). Missing ones are noted, not fatal.
+OPTIONAL = ("pillow",)
+
+
+class BundleError(EdgecnnError):
+    """The bundle cannot be built (no wheel for the target, no edgecnn source, no network)."""
+
+
+def build_bundle(
+    source: Path,
+    target_key: str,
+    out: Path | None = None,
+    model: str | None = None,
+    pythons: tuple[str, ...] | None = None,
+    wheels: Path | None = None,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Write the bundle for ``target_key`` from ``source`` (a run or its exports/ folder).
+
+    ``out`` ending in ``.tar.gz`` or ``.tgz`` is an archive, anything else a folder
+    (default: ``edgecnn-<target>.tar.gz`` beside the exports folder). ``model`` names the
+    exported file (default: the run's recommendation for the target); ``pythons`` the
+    Python versions to carry wheels for; ``wheels`` a folder to take wheels from instead
+    of the package index (``pip download --no-index --find-links``). Returns the manifest.
+    """
+    target = TARGETS.get(target_key)
+    if target is None:
+        raise ConfigError(f"--target must be one of {', '.join(TARGETS)}, got {target_key!r}")
+    exports = _exports_dir(source)
+    rows = _report(exports)["files"]
+    chosen = model or _recommended(rows, target, exports.parent)
+    files = _model_files(exports, rows, chosen)
+    if pythons is None:
+        pythons = target.pythons
+    for version in pythons:
+        if not _is_version(version):
+            raise ConfigError(f"--python takes versions such as 3.11, got {version!r}")
+    if out is None:
+        out = exports.parent / f"edgecnn-{target.key}.tar.gz"
+    archive = out.name.endswith((".tar.gz", ".tgz"))
+    if out.exists() and not archive and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    name = f"edgecnn-{target.key}"
+    with tempfile.TemporaryDirectory(prefix=".edgecnn-bundle-", dir=out.parent) as scratch:
+        root = Path(scratch) / name
+        (root / "wheels").mkdir(parents=True)
+        (root / "model").mkdir()
+        for path in files:
+            shutil.copy2(path, root / "model" / path.name)
+        own = _edgecnn_wheel(root / "wheels", wheels)
+        log(f"  {own.name}")
+        plan = _download(target, pythons, chosen, own, root / "wheels", wheels, log)
+        has_numpy_file = any(p.name == NUMPY_FILE for p in files)
+        for version, entry in plan.items():
+            if entry["model"] == NUMPY_FILE and not has_numpy_file:
+                raise BundleError(
+                    f"{target.name}: Python {version} has no {entry['missing']} wheel, and "
+                    f"the exports hold no {NUMPY_FILE} for the numpy backend; export again "
+                    "or leave that Python out with --python"
+                )
+        manifest: dict[str, Any] = {
+            "edgecnn_version": __version__,
+            "target": target.key,
+            "target_name": target.name,
+            "machine": target.machine,
+            "system_numpy": target.system_numpy,
+            "notes": target.notes,
+            "model": chosen,
+            "pythons": plan,
+            "files": {
+                str(p.relative_to(root)): _sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
+            },
+        }
+        _atomic.write_json(root / "bundle.json", manifest)
+        _write_text(root / "install.sh", _install_script(), executable=True)
+        _write_text(root / "README.txt", readme(manifest))
+        if archive:
+            with _atomic.atomic_path(out) as tmp, tarfile.open(tmp, "w:gz") as tar:
+                tar.add(root, arcname=name)
+        else:
+            _atomic.replace_dir(root, out)
+    manifest["out"] = str(out)
+    manifest["size_bytes"] = _size(out)
+    return manifest
+
+
+def readme(manifest: dict[str, Any]) -> str:
+    """README.txt: what the bundle holds and the one command that installs it."""
+    lines = [
+        f"edgecnn {manifest['edgecnn_version']} for {manifest['target_name']}",
+        "",
+        "Install (offline, into a venv; checks the model with edgecnn verify at the end):",
+        "",
+        "    sh install.sh [VENV]        # default VENV: ~/edgecnn",
+        "",
+        f"Model: model/{manifest['model']}",
+        "",
+        "By Python version:",
+    ]
+    for version, entry in manifest["pythons"].items():
+        extra = f" (no {entry['missing']} wheel)" if entry.get("missing") else ""
+        lines.append(f"  {version}: {' '.join(entry['requirements'])}; runs "
+                     f"model/{entry['model']}{extra}")  # fmt: skip
+    if not manifest["pythons"]:
+        lines.append("  any: pure-Python wheels; numpy and an interpreter come from the system")
+    lines += ["", manifest["notes"], ""]
+    return "\n".join(lines)
+
+
+# --- the source -----------------------------------------------------------------------
+
+
+def _exports_dir(source: Path) -> Path:
+    for candidate in (source, source / EXPORTS_DIR):
+        if (candidate / EXPORT_REPORT_FILE).is_file():
+            return candidate
+    if not source.exists():
+        raise DataError(f"{source} does not exist")
+    raise DataError(
+        f"{source} is neither a run folder nor an exports folder (no {EXPORT_REPORT_FILE}); "
+        "run edgecnn export first"
+    )
+
+
+def _report(exports: Path) -> dict[str, Any]:
+    try:
+        report = json.loads((exports / EXPORT_REPORT_FILE).read_text())
+        if not isinstance(report.get("files"), list):
+            raise ValueError("no list of files")
+        return dict(report)
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError) as e:
+        raise DataError(f"{exports / EXPORT_REPORT_FILE} is unreadable ({e})") from None
+
+
+def _recommended(rows: list[dict[str, Any]], target: BundleTarget, run_dir: Path) -> str:
+    from edgecnn.pipeline.recommend import TARGETS as RECOMMEND_TARGETS
+    from edgecnn.pipeline.recommend import recommend
+
+    wanted = [t for t in RECOMMEND_TARGETS if t.key == target.recommend_key]
+    latency: dict[str, float] = {}
+    if target.recommend_key == "here" and platform.machine() == target.machine:
+        latency = _bench_latency(run_dir)
+        latency = latency or {r["file"]: r["latency_us"] for r in rows if r.get("latency_us")}
+    elif target.recommend_key == "here":  # measured on another CPU: say nothing of speed
+        wanted = [t for t in RECOMMEND_TARGETS if t.key == "pi64"]
+    rows = [r for r in rows if "file" in r and "format" in r]
+    picks = recommend(rows, latency, tuple(wanted))
+    if not picks:
+        raise DataError(f"no exported file that passed its gate runs on {target.name}")
+    return str(picks[0]["file"])
+
+
+def _bench_latency(run_dir: Path) -> dict[str, float]:
+    """Single-image p50 per file from the run's bench stage, if it ran."""
+    try:
+        bench = json.loads((run_dir / BENCH_FILE).read_text())
+        return {
+            r["file"]: float(r["p50_us"])
+            for r in bench.get("results", [])
+            if r.get("batch", 1) == 1 and "p50_us" in r and "file" in r
+        }
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+
+
+def _model_files(exports: Path, rows: list[dict[str, Any]], chosen: str) -> list[Path]:
+    """The chosen file, its sidecar and reference; weights.npz too as the fallback."""
+    passed = {r["file"] for r in rows if r.get("passed")}
+    if chosen not in {r.get("file") for r in rows}:
+        raise ConfigError(f"--model {chosen}: not a file of this export")
+    if chosen not in passed:
+        raise ConfigError(f"--model {chosen}: it failed its gate; bundle a file that passed")
+    names = [chosen]
+    if chosen != NUMPY_FILE and NUMPY_FILE in passed:
+        names.append(NUMPY_FILE)
+    paths = []
+    for name in names:
+        model = exports / name
+        if model.is_dir():
+            raise ConfigError(f"--model {name}: folders (the C library, TFLM) are not bundled")
+        for path in (model, Path(f"{model}.json"), Path(f"{model}.reference.npz")):
+            if not path.is_file():
+                raise DataError(f"{path} is missing; export again")
+            paths.append(path)
+    return paths
+
+
+# --- wheels ---------------------------------------------------------------------------
+
+
+def _edgecnn_wheel(dest: Path, wheels: Path | None) -> Path:
+    """Edgecnn's own wheel: from ``wheels`` if it holds this version, else built here."""
+    if wheels is not None:
+        found = sorted(wheels.glob(f"edgecnn-{__version__}-*.whl"))
+        if found:
+            return Path(shutil.copy2(found[-1], dest))
+    root = _source_tree()
+    done = _pip("wheel", "--no-deps", "-w", str(dest), str(root))
+    if done.returncode != 0:
+        raise BundleError(f"building edgecnn's wheel failed: {_last_line(done)}")
+    return next(dest.glob("edgecnn-*.whl"))
+
+
+def _source_tree() -> Path:
+    """The folder with edgecnn's pyproject.toml, when running from a clone."""
+    here = Path(__file__).resolve().parent  # pipeline/, the symlink resolved
+    for folder in (here, *here.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and 'name = "edgecnn"' in pyproject.read_text():
+            return folder
+    raise BundleError(
+        "edgecnn bundle builds edgecnn's wheel from its source: run it from a clone, or "
+        f"pass --wheels DIR holding edgecnn-{__version__}-*.whl"
+    )
+
+
+def _requirements(wheel: Path) -> list[str]:
+    """The wheel's unconditional requirements (extras carry a marker)."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        meta = Parser().parsestr(archive.read(name).decode())
+    return [r for r in meta.get_all("Requires-Dist") or [] if ";" not in r]
+
+
+def _download(
+    target: BundleTarget,
+    pythons: tuple[str, ...],
+    model: str,
+    own: Path,
+    dest: Path,
+    wheels: Path | None,
+    log: Any,
+) -> dict[str, dict[str, Any]]:
+    """Download each Python's wheels into ``dest``; what each installs and runs."""
+    base = [r for r in _requirements(own) if not (target.system_numpy and r.startswith("numpy"))]
+    fmt = "numpy" if model == NUMPY_FILE else Path(model).suffix.lstrip(".")
+    interpreter = target.interpreters.get(fmt)
+    plan: dict[str, dict[str, Any]] = {}
+    if target.machine is None:
+        _fetch(target, None, base, dest, wheels, own)
+        return plan
+    for version in pythons:
+        _fetch(target, version, base, dest, wheels, own)
+        entry: dict[str, Any] = {"requirements": ["edgecnn"], "model": model}
+        if interpreter:
+            if _fetch(target, version, [interpreter], dest, wheels, own, optional=True):
+                entry["requirements"].append(interpreter)
+            else:
+                entry.update(model=NUMPY_FILE, missing=interpreter)
+        for extra in OPTIONAL:
+            if _fetch(target, version, [extra], dest, wheels, own, optional=True):
+                entry["requirements"].append(extra)
+        log(f"  Python {version}: {' '.join(entry['requirements'])} -> {entry['model']}")
+        plan[version] = entry
+    return plan
+
+
+def _fetch(
+    target: BundleTarget,
+    version: str | None,
+    requirements: list[str],
+    dest: Path,
+    wheels: Path | None,
+    own: Path,
+    optional: bool = False,
+) -> bool:
+    """``pip download`` binary wheels for the target; False if none exists (optional)."""
+    args = ["download", "--only-binary=:all:", "-d", str(dest), "--find-links", str(dest)]
+    if wheels is not None:
+        args += ["--no-index", "--find-links", str(wheels)]
+    if version is not None and target.machine is not None:
+        for minor in range(17, GLIBC_MINOR + 1):
+            args.append(f"--platform=manylinux_2_{minor}_{target.machine}")
+        args += [f"--platform=manylinux2014_{target.machine}", f"--platform=linux_{target.machine}"]
+        abi = "cp" + version.replace(".", "")
+        args += ["--python-version", version, "--implementation", "cp", "--abi", abi]
+    else:  # pure-Python wheels, for any CPython from 3.10 on
+        args += ["--platform", "any", "--python-version", "3.10", "--implementation", "py",
+                 "--abi", "none"]  # fmt: skip
+    if target.system_numpy:
+        # pip must not resolve numpy, which the OS provides: typer's requirements are
+        # listed instead.
+        args.append("--no-deps")
+        requirements = requirements + _pure_dependencies(requirements, own)
+    done = _pip(*args, *dict.fromkeys(requirements))
+    if done.returncode == 0:
+        return True
+    text = done.stdout + done.stderr
+    if optional and "No matching distribution" in text:
+        return False
+    where = f" for Python {version} on {target.machine}" if version else ""
+    raise BundleError(f"pip download {' '.join(requirements)}{where} failed: {_last_line(done)}")
+
+
+def _pure_dependencies(requirements: list[str], own: Path) -> list[str]:
+    """What typer pulls in, resolved on this machine: downloaded with --no-deps elsewhere.
+
+    Only for targets whose numpy comes from the OS, where pip must not resolve numpy.
+    """
+    if not any(r.split(">")[0].split("=")[0].strip() == "typer" for r in requirements):
+        return []
+    from importlib import metadata
+
+    names: list[str] = []
+    todo = ["typer"]
+    while todo:
+        name = todo.pop()
+        try:
+            reqs = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for r in reqs:
+            if ";" in r and "extra ==" in r:
+                continue
+            dep = r.split(";")[0].strip()
+            key = dep.replace(" ", "").split("(")[0]
+            for sep in "<>=!~[":
+                key = key.split(sep)[0]
+            if key and key not in names:
+                names.append(key)
+                todo.append(key)
+    return [n for n in names if n.lower() != "numpy"]
+
+
+def _pip(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "pip", *args, "-q", "--disable-pip-version-check"]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def _last_line(done: subprocess.CompletedProcess[str]) -> str:
+    lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit code {done.returncode}"
+
+
+# --- small helpers --------------------------------------------------------------------
+
+
+def _install_script() -> str:
+    return resources.files("edgecnn.pipeline").joinpath("templates/install.sh").read_text()
+
+
+def _write_text(path: Path, text: str, executable: bool = False) -> None:
+    path.write_text(text)
+    if executable:
+        path.chmod(0o755)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _is_version(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 2 and all(p.isdigit() for p in parts) and parts[0] == "3"

@@ -1,0 +1,105 @@
+#!/bin/sh
+# Installs edgecnn and this bundle's model into a venv without any network access, then
+# checks the model on this device with `edgecnn verify`.
+#
+#   sh install.sh [VENV]        (default VENV: ~/edgecnn)
+#
+# Exit status: 0 installed and verified; 1 installed, but the model failed `edgecnn verify`
+# here; 2 something is missing from this system (the message says what to install).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+venv=${1:-$HOME/edgecnn}
+
+fail() {
+    echo "install.sh: $*" >&2
+    exit 2
+}
+
+command -v python3 >/dev/null 2>&1 || fail "python3 is missing: sudo apt install python3"
+
+# What this bundle installs on this system's Python, from bundle.json: four lines (numpy
+# from the OS or not, the requirements, the model file, the interpreter with no wheel), or
+# one line starting with "error:".
+plan=$(python3 - "$here/bundle.json" <<'PY'
+import json, platform, sys
+
+m = json.load(open(sys.argv[1]))
+version = "%d.%d" % sys.version_info[:2]
+machine = platform.machine()
+if sys.version_info < (3, 10):
+    print("error: edgecnn needs Python 3.10 or newer; this system has " + version)
+elif m["machine"] and machine != m["machine"]:
+    print("error: this bundle is for %s (%s); this system is %s"
+          % (m["target_name"], m["machine"], machine))
+elif m["machine"] and version not in m["pythons"]:
+    print("error: this bundle has wheels for Python %s; this system has %s (edgecnn bundle "
+          "--python %s makes one for it)" % (", ".join(m["pythons"]), version, version))
+else:
+    entry = m["pythons"].get(version, {"requirements": ["edgecnn"], "model": m["model"]})
+    print(int(m["system_numpy"]))
+    print(" ".join(entry["requirements"]))
+    print(entry["model"])
+    print(entry.get("missing", ""))
+PY
+)
+case $plan in error:*) fail "${plan#error: }" ;; esac
+system_numpy=$(echo "$plan" | sed -n 1p)
+requirements=$(echo "$plan" | sed -n 2p)
+model=$(echo "$plan" | sed -n 3p)
+missing=$(echo "$plan" | sed -n 4p)
+
+venv_args=
+if [ "$system_numpy" = 1 ]; then
+    python3 -c "import numpy" 2>/dev/null ||
+        fail "numpy is missing: sudo apt install python3-numpy (no numpy wheel exists for this system)"
+    # The venv sees the system's packages: numpy, and an interpreter if one is installed.
+    venv_args=--system-site-packages
+fi
+if [ -e "$venv" ] && [ ! -x "$venv/bin/python" ]; then
+    fail "$venv exists and is not a venv; name another folder: sh install.sh DIR"
+fi
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv $venv_args "$venv" >/dev/null 2>&1 ||
+        fail "cannot create a venv in $venv: sudo apt install python3-venv"
+fi
+pip="$venv/bin/python -m pip --disable-pip-version-check"
+# The same version with other code must replace the installed one.
+$pip uninstall -q -y edgecnn >/dev/null 2>&1 || true
+# shellcheck disable=SC2086 # one requirement per word
+$pip install -q --no-index --find-links "$here/wheels" $requirements ||
+    fail "pip install from $here/wheels failed (its message is above)"
+echo "Installed edgecnn into $venv ($requirements)"
+[ -z "$missing" ] ||
+    echo "No $missing wheel exists for this Python: the numpy backend runs $model."
+
+if [ ! -e "$here/model/$model" ]; then
+    fail "model/$model is missing from this bundle"
+fi
+# Exit 3: no interpreter for the file's format here (not a damaged file: verify says that).
+unavailable=0
+"$venv/bin/python" -c "import sys
+from edgecnn.runtime import load_classifier
+from edgecnn.runtime.errors import BackendUnavailable
+try:
+    load_classifier(sys.argv[1])
+except BackendUnavailable:
+    sys.exit(3)
+except Exception:
+    pass" "$here/model/$model" 2>/dev/null || unavailable=$?
+if [ "$unavailable" = 3 ] && [ -e "$here/model/weights.npz" ] && [ "$model" != weights.npz ]; then
+    echo "No interpreter here loads $model: the numpy backend runs weights.npz instead."
+    model=weights.npz
+fi
+
+echo "Checking model/$model on this device: edgecnn verify"
+status=0
+"$venv/bin/edgecnn" verify "$here/model/$model" || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "install.sh: edgecnn is installed, but model/$model did not pass edgecnn verify here" >&2
+    exit 1
+fi
+"$venv/bin/python" -c "import PIL" 2>/dev/null ||
+    echo "For picture files (PNG, JPEG) install Pillow: sudo apt install python3-pil"
+echo
+echo "Classify a picture:"
+echo "  $venv/bin/edgecnn predict $here/model/$model picture.png"
