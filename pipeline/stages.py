@@ -76,7 +76,27 @@ def _export(ctx: RunContext) -> None:
     """
     from edgecnn.export.exporter import export_model
 
-    export_model(ctx.out, ctx.options.export_config(), data_dir=ctx.data_dir)
+    report = export_model(ctx.out, ctx.options.export_config(), data_dir=ctx.data_dir)
+    _evaluate_int8(ctx, report["files"])
+
+
+def _evaluate_int8(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
+    """``edgecnn evaluate`` on each int8 file kept, into ``<file>.evaluation/``.
+
+    The report shows their galleries of images whose answer differs from Keras.
+    """
+    import io
+
+    from edgecnn.export.formats import FORMATS
+    from edgecnn.trainer.evaluate import evaluate_exported
+
+    exports = ctx.out / EXPORTS_DIR
+    for row in rows:
+        if row["passed"] and row["precision"] == "int8" and FORMATS[row["format"]].runnable:
+            metrics = evaluate_exported(exports / row["file"], data_dir=ctx.data_dir,
+                                        stream=io.StringIO())  # fmt: skip
+            ctx.say(f"  evaluated {row['file']}: {len(metrics.get('differs_from_keras', [])):,} "
+                    "test images differ from Keras")  # fmt: skip
 
 
 def _bench(ctx: RunContext) -> None:

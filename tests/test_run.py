@@ -167,10 +167,20 @@ def test_report_shows_every_section(pipeline_run):
         "gate",
         "raw p50",
         "batch 256",
-        "model_int8.tflite against model_float32.tflite",
-        "model_int8.onnx against model_float32.onnx",
+        # What int8 changed: per class, and the images each int8 file answers otherwise.
+        "<h3>model_int8.tflite</h3>",
+        "<h3>model_int8.onnx</h3>",
+        "<th>class</th><th class=\"num\">Keras</th><th class=\"num\">int8</th>",
+        "whose top-1 class from model_int8.tflite differs from the Keras model",
+        "whose top-1 class from model_int8.onnx differs from the Keras model",
     ):
         assert text in page, text
+    exports = pipeline_run.out / "exports"
+    for name in ("model_int8.tflite", "model_int8.onnx", "c"):
+        metrics = json.loads((exports / f"{name}.evaluation" / "metrics.json").read_text())
+        row = next(f for f in json.loads((exports / "export_report.json").read_text())["files"]
+                   if f["file"].rstrip("/") == name)  # fmt: skip
+        assert metrics["keras_agreement"] == pytest.approx(row["agreement"], abs=1e-9)
     for version in ("TensorFlow", "LiteRT", "onnxruntime"):
         assert f"<dt>{version}</dt>" in page
 
@@ -337,7 +347,7 @@ def test_report_without_int8_files(pipeline_run, tmp_path):
         ]  # fmt: skip
         (run / name).write_text(json.dumps(data))
     page = write_report(run).read_text()
-    assert "No int8 file was exported in this run." in page
+    assert "No int8 file was kept in this run." in page
     # This machine's pick among what is left: the fastest measured here (ties: smaller).
     bench = json.loads((run / "bench.json").read_text())["results"]
     fastest = min(bench, key=lambda r: r["latency_us"]["p50"])["model"]
