@@ -170,7 +170,7 @@ def test_report_shows_every_section(pipeline_run):
         # What int8 changed: per class, and the images each int8 file answers otherwise.
         "<h3>model_int8.tflite</h3>",
         "<h3>model_int8.onnx</h3>",
-        "<th>class</th><th class=\"num\">Keras</th><th class=\"num\">int8</th>",
+        '<th>class</th><th class="num">Keras</th><th class="num">int8</th>',
         "whose top-1 class from model_int8.tflite differs from the Keras model",
         "whose top-1 class from model_int8.onnx differs from the Keras model",
     ):
