@@ -100,7 +100,7 @@ def build_bundle(
     source: Path,
     target_key: str,
     out: Path | None = None,
-    model: str | None = None,
+    models: tuple[str, ...] | None = None,
     pythons: tuple[str, ...] | None = None,
     wheels: Path | None = None,
     log: Any = print,
@@ -108,8 +108,9 @@ def build_bundle(
     """Write the bundle for ``target_key`` from ``source`` (a run or its exports/ folder).
 
     ``out`` ending in ``.tar.gz`` or ``.tgz`` is an archive, anything else a folder
-    (default: ``edgecnn-<target>.tar.gz`` beside the exports folder). ``model`` names the
-    exported file (default: the run's recommendation for the target); ``pythons`` the
+    (default: ``edgecnn-<target>.tar.gz`` beside the exports folder). ``models`` names the
+    exported files, the first the one install.sh verifies (default: the run's
+    recommendation for the target); ``pythons`` the
     Python versions to carry wheels for; ``wheels`` a folder to take wheels from instead
     of the package index (``pip download --no-index --find-links``). Returns the manifest.
     """
@@ -118,8 +119,14 @@ def build_bundle(
         raise ConfigError(f"--target must be one of {', '.join(TARGETS)}, got {target_key!r}")
     exports = _exports_dir(source)
     rows = _report(exports)["files"]
-    chosen = model or _recommended(rows, target, exports.parent)
-    files = _model_files(exports, rows, chosen)
+    names = list(models or (_recommended(rows, target, exports.parent),))
+    chosen = names[0]
+    for name in names:
+        fmt = _format_of(name)
+        if target.machine is not None and fmt != "numpy" and fmt not in target.interpreters:
+            raise ConfigError(f"--model {name}: {target.name} has no interpreter for "
+                              f".{fmt} files")  # fmt: skip
+    files = _model_files(exports, rows, names)
     if pythons is None:
         pythons = target.pythons
     for version in pythons:
@@ -140,7 +147,7 @@ def build_bundle(
             shutil.copy2(path, root / "model" / path.name)
         own = _edgecnn_wheel(root / "wheels", wheels)
         log(f"  {own.name}")
-        plan = _download(target, pythons, chosen, own, root / "wheels", wheels, log)
+        plan = _download(target, pythons, names, own, root / "wheels", wheels, log)
         has_numpy_file = any(p.name == NUMPY_FILE for p in files)
         for version, entry in plan.items():
             if entry["model"] == NUMPY_FILE and not has_numpy_file:
@@ -157,6 +164,12 @@ def build_bundle(
             "system_numpy": target.system_numpy,
             "notes": target.notes,
             "model": chosen,
+            "models": [
+                p.name
+                for p in files
+                if p.suffix in (".tflite", ".onnx", ".npz")
+                and not p.name.endswith(".reference.npz")
+            ],  # fmt: skip
             "pythons": plan,
             "files": {
                 str(p.relative_to(root)): _sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
@@ -254,15 +267,16 @@ def _bench_latency(run_dir: Path) -> dict[str, float]:
         return {}
 
 
-def _model_files(exports: Path, rows: list[dict[str, Any]], chosen: str) -> list[Path]:
-    """The chosen file, its sidecar and reference; weights.npz too as the fallback."""
+def _model_files(exports: Path, rows: list[dict[str, Any]], chosen: list[str]) -> list[Path]:
+    """The chosen files, their sidecars and references; weights.npz too as the fallback."""
     passed = {r["file"] for r in rows if r.get("passed")}
-    if chosen not in {r.get("file") for r in rows}:
-        raise ConfigError(f"--model {chosen}: not a file of this export")
-    if chosen not in passed:
-        raise ConfigError(f"--model {chosen}: it failed its gate; bundle a file that passed")
-    names = [chosen]
-    if chosen != NUMPY_FILE and NUMPY_FILE in passed:
+    names = list(dict.fromkeys(chosen))
+    for name in names:
+        if name not in {r.get("file") for r in rows}:
+            raise ConfigError(f"--model {name}: not a file of this export")
+        if name not in passed:
+            raise ConfigError(f"--model {name}: it failed its gate; bundle a file that passed")
+    if NUMPY_FILE not in names and NUMPY_FILE in passed:
         names.append(NUMPY_FILE)
     paths = []
     for name in names:
@@ -274,6 +288,10 @@ def _model_files(exports: Path, rows: list[dict[str, Any]], chosen: str) -> list
                 raise DataError(f"{path} is missing; export again")
             paths.append(path)
     return paths
+
+
+def _format_of(name: str) -> str:
+    return "numpy" if name == NUMPY_FILE else Path(name).suffix.lstrip(".")
 
 
 # --- wheels ---------------------------------------------------------------------------
@@ -316,28 +334,39 @@ def _requirements(wheel: Path) -> list[str]:
 def _download(
     target: BundleTarget,
     pythons: tuple[str, ...],
-    model: str,
+    models: list[str],
     own: Path,
     dest: Path,
     wheels: Path | None,
     log: Any,
 ) -> dict[str, dict[str, Any]]:
-    """Download each Python's wheels into ``dest``; what each installs and runs."""
+    """Download each Python's wheels into ``dest``; what each installs and runs.
+
+    Each Python runs the first of ``models`` whose interpreter has a wheel for it, else
+    weights.npz on the numpy backend.
+    """
     base = [r for r in _requirements(own) if not (target.system_numpy and r.startswith("numpy"))]
-    fmt = "numpy" if model == NUMPY_FILE else Path(model).suffix.lstrip(".")
-    interpreter = target.interpreters.get(fmt)
+    interpreters = list(dict.fromkeys(
+        target.interpreters[f] for f in map(_format_of, models) if f in target.interpreters
+    ))  # fmt: skip
     plan: dict[str, dict[str, Any]] = {}
     if target.machine is None:
         _fetch(target, None, base, dest, wheels, own)
         return plan
     for version in pythons:
         _fetch(target, version, base, dest, wheels, own)
-        entry: dict[str, Any] = {"requirements": ["edgecnn"], "model": model}
-        if interpreter:
+        entry: dict[str, Any] = {"requirements": ["edgecnn"]}
+        missing = []
+        for interpreter in interpreters:
             if _fetch(target, version, [interpreter], dest, wheels, own, optional=True):
                 entry["requirements"].append(interpreter)
             else:
-                entry.update(model=NUMPY_FILE, missing=interpreter)
+                missing.append(interpreter)
+        runnable = [m for m in models if _format_of(m) == "numpy"
+                    or target.interpreters.get(_format_of(m)) in entry["requirements"]]  # fmt: skip
+        entry["model"] = runnable[0] if runnable else NUMPY_FILE
+        if missing:
+            entry["missing"] = ", ".join(missing)
         for extra in OPTIONAL:
             if _fetch(target, version, [extra], dest, wheels, own, optional=True):
                 entry["requirements"].append(extra)

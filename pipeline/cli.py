@@ -248,8 +248,13 @@ def bundle_command(
             raise ConfigError("--python takes versions such as 3.11,3.13")
     if wheels is not None and not wheels.is_dir():
         raise ConfigError(f"--wheels {wheels}: not a folder")
+    models = None
+    if model is not None:
+        models = tuple(m.strip() for m in model.split(",") if m.strip())
+        if not models:
+            raise ConfigError("--model takes exported file names, comma-separated")
     typer.echo(f"Bundling for {target} ...")
-    manifest = build_bundle(source, target, out, model, pythons, wheels, log=typer.echo)
+    manifest = build_bundle(source, target, out, models, pythons, wheels, log=typer.echo)
     size = manifest["size_bytes"] / 1e6
     path = Path(manifest["out"])
     folder = f"edgecnn-{manifest['target']}"

@@ -41,6 +41,8 @@ def _leftovers(folder: Path) -> list[str]:
     [
         (["--target", "pi99"], "--target must be one of pi64, pi32, linux-x86, generic"),
         (["--target", "pi64", "--model", "nope.tflite"], "not a file of this export"),
+        (["--target", "pi32", "--model", "model_int8.onnx"], "no interpreter for .onnx files"),
+        (["--target", "pi64", "--model", ","], "--model takes exported file names"),
         (["--target", "pi64", "--python", "3"], "--python takes versions such as 3.11"),
         (["--target", "pi64", "--python", ","], "--python takes versions"),
         (["--target", "pi64", "--wheels", "/nonexistent"], "not a folder"),

@@ -65,11 +65,19 @@ def pi_rootfs() -> None:
         )
 
 
+def _bundled(arch: str) -> list[str]:
+    """Every file the system runs, the int8 .tflite first (the one install.sh verifies)."""
+    names = list(MODELS[arch])
+    names.remove("model_int8.tflite")
+    return ["model_int8.tflite", *names]
+
+
 @pytest.fixture(scope="session")
 def pi_installed(pi_rootfs, exported, tmp_path_factory):
     """edgecnn installed in each system from its device bundle, as a user installs it.
 
-    ``edgecnn bundle`` (the real command, default Pythons and model) writes the archive
+    ``edgecnn bundle`` (the real command, default Pythons, every file the system runs)
+    writes the archive
     on this host; ``pi_emulation.sh install`` unpacks it and runs its install.sh inside:
     a fresh venv, ``pip install --no-index``, then ``edgecnn verify`` on the bundled model.
     Both systems install at once. Returns each install's exit code and output.
@@ -80,7 +88,7 @@ def pi_installed(pi_rootfs, exported, tmp_path_factory):
         bundles[arch] = folder / f"edgecnn-{target}.tar.gz"
         done = subprocess.run(
             [*EDGECNN, "bundle", str(exported.out), "--target", target, "--out",
-             str(bundles[arch])],
+             str(bundles[arch]), "--model", ",".join(_bundled(arch))],
             capture_output=True, text=True,
         )  # fmt: skip
         if done.returncode != 0:
@@ -228,9 +236,10 @@ def test_the_bundle_installs_offline_and_its_model_passes_verify(pi_installed, a
         manifest = json.load(tar.extractfile(f"edgecnn-{BUNDLE_TARGETS[arch]}/bundle.json"))
     assert manifest["model"] == "model_int8.tflite"
     expected = {
-        "arm64": ["edgecnn", "ai-edge-litert", "pillow"],
+        "arm64": ["edgecnn", "ai-edge-litert", "onnxruntime", "pillow"],
         "armhf": ["edgecnn", "tflite-runtime"],
     }
+    assert sorted(manifest["models"]) == sorted(MODELS[arch])
     assert manifest["pythons"]["3.11"]["requirements"] == expected[arch]
     if arch == "armhf":  # trixie's Python: no tflite-runtime wheel, so the numpy backend
         assert manifest["pythons"]["3.13"] == {
