@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from serve_helpers import running_server
-from shared import TINY
+from shared import TINY, TINY_FILES
 
 from edgecnn.runtime import load_classifier
 
@@ -35,7 +35,11 @@ def test_every_example_is_tested():
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
-@pytest.mark.parametrize("model", ["model_int8.tflite", "model_float32.onnx", "weights.npz"])
+#: Every kind of file the runtime loads (the C library needs a compiler: tests/export).
+EVERY_FILE = [*TINY_FILES, "full_integer/model_int8.tflite"]
+
+
+@pytest.mark.parametrize("model", EVERY_FILE)
 def test_classify_prints_what_the_api_says(model):
     path = TINY / model
     label, probability = load_classifier(path).classify(PICTURE, top_k=3)[0]
@@ -55,10 +59,11 @@ def test_classify_explains_a_bad_model_in_one_line(tmp_path):
     assert done.stderr.startswith("cannot load the model:") and "Traceback" not in done.stderr
 
 
-def test_batch_and_threads_agree(test_images, tmp_path):
+@pytest.mark.parametrize("model", EVERY_FILE)
+def test_batch_and_threads_agree(test_images, tmp_path, model):
     images = tmp_path / "images.npy"
     np.save(images, test_images.x[:200])
-    out = run_example("batch_and_threads.py", TINY / "model_int8.tflite", images)
+    out = run_example("batch_and_threads.py", TINY / model, images)
     assert "200 images" in out and "same answers: True" in out
 
 
@@ -84,9 +89,11 @@ def test_mobile_style_matches_the_runtime_without_importing_edgecnn(tmp_path):
     assert "edgecnn" not in source.split('"""', 2)[2].replace("edgecnn serve", "")
 
 
-@pytest.mark.parametrize("model", ["model_int8.tflite", "model_float32.tflite"])
+@pytest.mark.parametrize(
+    "model", ["model_int8.tflite", "full_integer/model_int8.tflite", "model_float32.tflite"]
+)
 def test_mobile_style_runs_int8_and_float_files(model):
-    """The docs say the recipe works for float files too: it must not need int8 numbers."""
+    """The recipe works for every .tflite: int8 input with float or int8 output, float."""
     label, probability = load_classifier(TINY / model).classify(PICTURE)[0]
     out = run_example("mobile_style.py", TINY / model, PICTURE)
     assert f"{PICTURE}: {label} ({probability:.1%})" in out
@@ -104,12 +111,13 @@ def test_http_client_says_in_one_line_that_no_server_answers():
     assert done.stderr.startswith("cannot reach http://127.0.0.1:9")
 
 
-def test_http_client_gets_the_api_answer_from_a_running_server():
-    model = TINY / "model_int8.tflite"
+@pytest.mark.parametrize("name", ["model_int8.tflite", "model_float32.onnx", "weights.npz"])
+def test_http_client_gets_the_api_answer_from_a_running_server(name):
+    model = TINY / name
     label, probability = load_classifier(model).classify(PICTURE, top_k=3)[0]
     with running_server(model, "--threads", "1") as server:
         out = run_example("http_client.py", f"http://127.0.0.1:{server.port}", PICTURE)
-    assert f"{PICTURE}: {label} ({probability:.1%}) by model_int8.tflite" in out
+    assert f"{PICTURE}: {label} ({probability:.1%}) by {name}" in out
     assert json.dumps(label)  # the reply's label is the API's label, not a transformed one
 
 
@@ -163,3 +171,25 @@ def test_the_readme_own_images_commands_work_as_written(tmp_path):
     report = (tmp_path / "runs" / "shapes" / "report.html").read_text()
     assert "images (train/val/test)" in report and "142/16/32" in report  # 190 a class
     assert outputs[2].split()[2:4] == ["green", "cross"]  # the picture's own class
+
+
+def readme_python() -> str:
+    """The README's Python example."""
+    text = (EXAMPLES.parent / "README.md").read_text()
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path):
+    """Its model path and picture swapped for real ones; top_k=3 in the model's order."""
+    code = readme_python()
+    assert 'load_classifier("runs/latest/exports/model_int8.tflite")' in code
+    code = code.replace("runs/latest/exports/model_int8.tflite", str(TINY / "model_int8.tflite"))
+    code = code.replace('"shoe.jpg"', repr(str(PICTURE)))
+    lines = code.strip().splitlines()
+    lines[-1] = "result = " + lines[-1].split("  #")[0]
+    namespace: dict = {}
+    exec("\n".join(lines), namespace)  # noqa: S102 - the README's own lines
+    result = namespace["result"]
+    assert len(result) == 3 and result[0][0] == "Ankle boot"
+    probabilities = [p for _, p in result]
+    assert probabilities == sorted(probabilities, reverse=True) and probabilities[1] > 0

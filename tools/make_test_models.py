@@ -3,7 +3,8 @@
 The tutorial network with fewer filters (4 and 8, dense 32), trained for one epoch on
 20,000 real Fashion-MNIST images, then exported in every format through the real
 exporter and its gates. The fast tests read these files with the runtime alone, so they
-need neither TensorFlow nor training. Run it again when the exported format changes:
+need neither TensorFlow nor training; ``full_integer/`` holds the int8 ``.tflite`` as
+``--full-integer`` writes it. Run it again when the exported format changes:
 
     .venv/bin/python tools/make_test_models.py
 """
@@ -49,6 +50,14 @@ def main() -> None:
         for row in report["files"]:
             for name in (row["file"], f"{row['file']}.json"):
                 shutil.copy(exports / name, OUT / name)
+        # The same int8 .tflite with every layer int8 (--full-integer), which the runtime
+        # and the examples must read as well: int8 output, probabilities in steps of 1/256.
+        full = ExportConfig(formats=("tflite",), int8=True, full_integer=True,
+                            min_agreement=0.97, max_accuracy_drop=1.0)  # fmt: skip
+        export_model(run, full, out_dir=run / "full", stream=io.StringIO())
+        (OUT / "full_integer").mkdir()
+        for name in ("model_int8.tflite", "model_int8.tflite.json"):
+            shutil.copy(run / "full" / name, OUT / "full_integer" / name)
         # The report as the tests read it, without this machine's temporary paths.
         report = {**report, "source": "run/model.keras", "out_dir": "run/exports"}
         _atomic.write_json(OUT / EXPORT_REPORT_FILE, report)

@@ -31,7 +31,7 @@ from edgecnn.export.mcu.graph import UnsupportedModel
 from edgecnn.runtime import load_classifier
 from edgecnn.runtime.metadata import ModelMetadata
 
-TINY_INT8 = TINY / "model_int8.tflite"
+TINY_INT8 = TINY / "full_integer" / "model_int8.tflite"  # every layer int8, as C needs
 ANKLE_BOOT = TINY.parent / "ankle_boot.png"
 
 

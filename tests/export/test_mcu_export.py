@@ -20,7 +20,7 @@ from shared import TINY
 from edgecnn.export.mcu import cgen, graph, reference, toolchain
 from edgecnn.runtime import load_classifier
 
-TINY_INT8 = TINY / "model_int8.tflite"
+TINY_INT8 = TINY / "full_integer" / "model_int8.tflite"  # every layer int8, as C needs
 #: Test images the emulated Cortex-M4 classifies and compares with this machine's scores.
 QEMU_IMAGES = 200
 

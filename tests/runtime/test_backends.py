@@ -43,3 +43,21 @@ def test_tflite_kernels_can_be_chosen(test_images, backend):
     assert np.mean(probs.argmax(1) == expected.argmax(1)) >= 0.98
     with pytest.raises(Exception, match="cannot run .onnx"):
         load_classifier(TINY / "model_int8.onnx", backend=backend)
+
+
+def test_both_kinds_of_int8_tflite_give_probabilities(test_images):
+    """The default int8 file ends in float; a --full-integer one in int8 (steps of 1/256)."""
+    images = test_images.x[:300]
+    default = load_classifier(TINY / "model_int8.tflite")
+    full = load_classifier(TINY / "full_integer" / "model_int8.tflite")
+    assert "output" not in default.metadata.quantization
+    assert full.metadata.quantization["output"]["scale"] == pytest.approx(1 / 256)
+    p, q = default.predict(images), full.predict(images)
+    for probs in (p, q):
+        np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert np.mean(p.argmax(1) == q.argmax(1)) >= 0.97
+    # Runners-up: distinct in the float-ended file, mostly tied at 0 in the full-integer one.
+    top3 = np.sort(p, axis=1)[:, -3:]
+    assert np.mean(top3[:, 1] > top3[:, 0]) > 0.99
+    assert np.mean(np.sort(q, axis=1)[:, -3] == 0) > np.mean(top3[:, 0] == 0)
+    assert default.classify(images[0], top_k=3)[0][0] == full.classify(images[0], top_k=3)[0][0]
