@@ -136,3 +136,21 @@ def test_fresh_environment_with_only_the_litert_extra(tmp_path):
         text=True,
     )
     assert result.returncode == 2 and 'pip install "edgecnn[onnx]"' in result.stderr
+
+
+@pytest.mark.parametrize("model", ["model_int8.tflite", "model_float32.onnx"])
+def test_interpreters_print_nothing_on_stderr_and_errors_are_one_line(model, tmp_path):
+    """In a real process: LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" and
+    onnxruntime's warnings go to file descriptor 2 straight from C++, not through Python."""
+    import sys
+
+    command = [sys.executable, "-m", "edgecnn", "predict", str(TINY / model)]
+    done = subprocess.run([*command, str(DATA / "ankle_boot.npy")], capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0 and "Ankle boot" in done.stdout
+    assert done.stderr == ""
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((2, 27, 28), np.uint8))
+    done = subprocess.run([*command, str(wrong)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("error: ")
