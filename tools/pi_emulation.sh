@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Emulated Raspberry Pi OS: Debian bookworm root filesystems for 64-bit (arm64) and 32-bit
-# (armhf) ARM, run through qemu user-mode emulation; edgecnn goes in from a device bundle.
+# Emulated Raspberry Pi OS: Debian root filesystems for 64-bit (arm64) and 32-bit (armhf)
+# ARM, run through qemu user-mode emulation; edgecnn goes in from a device bundle.
 #
-#   bash tools/pi_emulation.sh build [arm64|armhf ...]    # build or refresh (default: both)
-#   bash tools/pi_emulation.sh install ARCH BUNDLE        # run the bundle's install.sh inside
-#   bash tools/pi_emulation.sh run ARCH [--bind DIR[:INSIDE]]... CMD [ARG...]
+#   bash tools/pi_emulation.sh build [SYSTEM ...]         # build or refresh (default: arm64 armhf)
+#   bash tools/pi_emulation.sh install SYSTEM BUNDLE      # run the bundle's install.sh inside
+#   bash tools/pi_emulation.sh run SYSTEM [--bind DIR[:INSIDE]]... CMD [ARG...]
 #   bash tools/pi_emulation.sh status                     # or: clean
+#
+# SYSTEM is arm64 or armhf (bookworm, Python 3.11), arm64-trixie or armhf-trixie (trixie,
+# Python 3.13).
 #
 # As root (or through sudo) on Debian or Ubuntu. `build` installs qemu-user-static,
 # binfmt-support and debootstrap with apt, enables the binfmt handlers, and caches each
@@ -29,7 +32,7 @@ REPO=$PWD
 
 # Bump when anything below that shapes a root filesystem changes: it forces a rebuild.
 SCRIPT_VERSION=2
-SUITE=bookworm
+SYSTEMS=(arm64 armhf arm64-trixie armhf-trixie)
 CACHE=${EDGECNN_PI_CACHE:-$HOME/.cache/edgecnn/pi}
 VENV=/opt/edgecnn
 
@@ -48,10 +51,14 @@ usage() {
 # The Raspberry Pi 4's Cortex-A72 for 64-bit. qemu-arm has no A72: its Cortex-A15 is the
 # closest to an A72 in 32-bit mode (NEON and VFPv4; qemu-arm's default "max" would add
 # ARMv8.2 dot-product instructions that a Pi 4 does not have).
-default_cpu() { case "$1" in arm64) echo cortex-a72 ;; armhf) echo cortex-a15 ;; esac; }
-qemu_name() { case "$1" in arm64) echo qemu-aarch64 ;; armhf) echo qemu-arm ;; esac; }
-machine_of() { case "$1" in arm64) echo aarch64 ;; armhf) echo armv7l ;; esac; }
-check_arch() { case "$1" in arm64 | armhf) ;; *) die "unknown architecture '$1' (arm64 or armhf)" ;; esac; }
+# A system is ARCH or ARCH-SUITE; bookworm when no suite is named.
+arch_of() { echo "${1%%-*}"; }
+suite_of() { case "$1" in *-*) echo "${1#*-}" ;; *) echo bookworm ;; esac; }
+default_cpu() { case "$(arch_of "$1")" in arm64) echo cortex-a72 ;; armhf) echo cortex-a15 ;; esac; }
+qemu_name() { case "$(arch_of "$1")" in arm64) echo qemu-aarch64 ;; armhf) echo qemu-arm ;; esac; }
+check_arch() {
+    case " ${SYSTEMS[*]} " in *" $1 "*) ;; *) die "unknown system '$1' (${SYSTEMS[*]})" ;; esac
+}
 
 # --- host tools --------------------------------------------------------------------------
 
@@ -113,11 +120,12 @@ apt_proxy() {
 # --- root filesystems --------------------------------------------------------------------
 
 rootfs_recipe() {
-    local arch=$1
+    local arch suite
+    arch=$(arch_of "$1") suite=$(suite_of "$1")
     if [ "$arch" = arm64 ]; then
-        echo "v$SCRIPT_VERSION $SUITE $arch python3 python3-venv"
+        echo "v$SCRIPT_VERSION $suite $arch python3 python3-venv"
     else
-        echo "v$SCRIPT_VERSION $SUITE $arch python3 python3-venv python3-numpy"
+        echo "v$SCRIPT_VERSION $suite $arch python3 python3-venv python3-numpy"
     fi
 }
 
@@ -176,19 +184,20 @@ build_rootfs() {
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$recipe" ]; then
         return
     fi
-    local start=$SECONDS mirror include
+    local start=$SECONDS mirror include suite
     mirror=$(debian_mirror)
+    suite=$(suite_of "$arch")
     include=python3,python3-venv
-    [ "$arch" = armhf ] && include=$include,python3-numpy
+    [ "$(arch_of "$arch")" = armhf ] && include=$include,python3-numpy
     # Built beside the target and renamed when complete, so that an interrupted build
     # never leaves a root filesystem that looks finished.
     local tmp=$CACHE/.$arch.building
     as_root rm -rf "$tmp" && mkdir -p "$tmp/root"
-    log "$arch: debootstrap $SUITE from $mirror (several minutes under emulation)"
+    log "$arch: debootstrap $suite from $mirror (several minutes under emulation)"
     apt_proxy
-    as_root debootstrap --arch="$arch" --variant=minbase --include="$include" \
+    as_root debootstrap --arch="$(arch_of "$arch")" --variant=minbase --include="$include" \
         --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
-        "$SUITE" "$tmp/root" "$mirror" >"$tmp/debootstrap.log" 2>&1 ||
+        "$suite" "$tmp/root" "$mirror" >"$tmp/debootstrap.log" 2>&1 ||
         die "debootstrap failed; see $tmp/debootstrap.log"
     as_root chroot "$tmp/root" apt-get clean
     echo "$recipe" | as_root tee "$tmp/root/.edgecnn-rootfs" >/dev/null
@@ -244,7 +253,7 @@ cmd_run() {
 
 cmd_status() {
     local arch
-    for arch in arm64 armhf; do
+    for arch in "${SYSTEMS[@]}"; do
         if [ -f "$CACHE/$arch/.edgecnn-rootfs" ]; then
             local installed="edgecnn not installed"
             [ ! -x "$CACHE/$arch$VENV/bin/edgecnn" ] || installed="edgecnn installed in $VENV"

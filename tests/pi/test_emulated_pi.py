@@ -44,8 +44,10 @@ MODELS = {
     },
 }
 MACHINES = {"arm64": "aarch64", "armhf": "armv7l"}
-#: The bundle each system installs from.
+#: The bundle each architecture installs from.
 BUNDLE_TARGETS = {"arm64": "pi64", "armhf": "pi32"}
+#: Raspberry Pi OS on trixie (Debian 13, Python 3.13), and the architecture of each.
+TRIXIE = {"arm64-trixie": "arm64", "armhf-trixie": "armhf"}
 EDGECNN = [sys.executable, "-m", "edgecnn"]
 
 
@@ -53,13 +55,13 @@ def _tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-@pytest.fixture(scope="session")
-def pi_rootfs() -> None:
-    """Both root filesystems, built by the script if missing (minutes), else reused."""
-    done = subprocess.run(["bash", str(SCRIPT), "build"], capture_output=True, text=True)
+def _build(*systems: str) -> None:
+    """Root filesystems, built by the script if missing (minutes), else reused."""
+    done = subprocess.run(["bash", str(SCRIPT), "build", *systems], capture_output=True,
+                          text=True)  # fmt: skip
     if done.returncode != 0:
         pytest.fail(
-            f"bash tools/pi_emulation.sh build failed ({done.returncode}):\n"
+            f"bash tools/pi_emulation.sh build {' '.join(systems)} failed ({done.returncode}):\n"
             f"{_tail(done.stdout + done.stderr)}",
             pytrace=False,
         )
@@ -73,15 +75,9 @@ def _bundled(arch: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def pi_installed(pi_rootfs, exported, tmp_path_factory):
-    """edgecnn installed in each system from its device bundle, as a user installs it.
-
-    ``edgecnn bundle`` (the real command, default Pythons, every file the system runs)
-    writes the archive
-    on this host; ``pi_emulation.sh install`` unpacks it and runs its install.sh inside:
-    a fresh venv, ``pip install --no-index``, then ``edgecnn verify`` on the bundled model.
-    Both systems install at once. Returns each install's exit code and output.
-    """
+def pi_bundles(exported, tmp_path_factory) -> dict[str, Path]:
+    """Per architecture, what ``edgecnn bundle`` (the real command, default Pythons, every
+    file the system runs) writes on this host for it."""
     folder = tmp_path_factory.mktemp("bundles")
     bundles = {}
     for arch, target in BUNDLE_TARGETS.items():
@@ -94,20 +90,41 @@ def pi_installed(pi_rootfs, exported, tmp_path_factory):
         if done.returncode != 0:
             log = _tail(done.stdout + done.stderr)
             pytest.fail(f"edgecnn bundle --target {target} failed:\n{log}", pytrace=False)
+    return bundles
+
+
+def _install(bundles: dict[str, Path], systems: dict[str, str]) -> dict[str, SimpleNamespace]:
+    """``pi_emulation.sh install SYSTEM BUNDLE`` in each system at once: it unpacks the
+    bundle and runs its install.sh inside (a fresh venv, ``pip install --no-index``, then
+    ``edgecnn verify`` on the bundled model). Each install's exit code and output."""
     procs = {
-        arch: subprocess.Popen(["bash", str(SCRIPT), "install", arch, str(bundle)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for arch, bundle in bundles.items()
+        system: subprocess.Popen(["bash", str(SCRIPT), "install", system, str(bundles[arch])],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for system, arch in systems.items()
     }  # fmt: skip
     results = {}
-    for arch, proc in procs.items():
+    for system, proc in procs.items():
         output = proc.communicate()[0]
-        results[arch] = SimpleNamespace(returncode=proc.returncode, output=output,
-                                        bundle=bundles[arch])  # fmt: skip
-    failed = [f"{arch}:\n{_tail(r.output)}" for arch, r in results.items() if r.returncode]
+        results[system] = SimpleNamespace(returncode=proc.returncode, output=output,
+                                          bundle=bundles[systems[system]])  # fmt: skip
+    failed = [f"{name}:\n{_tail(r.output)}" for name, r in results.items() if r.returncode]
     if failed:
         pytest.fail("install.sh failed\n" + "\n".join(failed), pytrace=False)
     return results
+
+
+@pytest.fixture(scope="session")
+def pi_installed(pi_bundles) -> dict[str, SimpleNamespace]:
+    """edgecnn installed in bookworm, 64- and 32-bit, from the bundles, as a user does."""
+    _build("arm64", "armhf")
+    return _install(pi_bundles, {arch: arch for arch in MODELS})
+
+
+@pytest.fixture(scope="session")
+def trixie_installed(pi_bundles) -> dict[str, SimpleNamespace]:
+    """The same bundles installed in trixie (Python 3.13), 64- and 32-bit."""
+    _build(*TRIXIE)
+    return _install(pi_bundles, TRIXIE)
 
 
 @pytest.fixture(scope="session")
@@ -250,6 +267,24 @@ def test_the_bundle_installs_offline_and_its_model_passes_verify(pi_installed, a
         assert not [n for n in names if "/numpy-" in n]  # Debian's numpy on 32-bit ARM
     else:
         assert manifest["pythons"]["3.13"]["requirements"] == expected[arch]
+
+
+@pytest.mark.parametrize("system", list(TRIXIE))
+def test_the_bundle_installs_on_trixie_and_its_model_passes_verify(trixie_installed, system):
+    """Python 3.13: LiteRT's cp313 wheel on 64-bit; on 32-bit no tflite-runtime wheel
+    exists, so install.sh says so and verifies weights.npz on the numpy backend."""
+    output = trixie_installed[system].output
+    assert "Installed edgecnn into /opt/edgecnn" in output, output
+    assert "PASS" in output and "FAIL" not in output
+    if system == "arm64-trixie":
+        assert "(edgecnn ai-edge-litert onnxruntime pillow)" in output
+        assert "model_int8.tflite on litert (Linux aarch64)" in output
+    else:
+        assert (
+            "No tflite-runtime wheel exists for this Python: the numpy backend runs "
+            "weights.npz." in output
+        )
+        assert "weights.npz on numpy (Linux armv7l)" in output
 
 
 @pytest.mark.parametrize("arch", list(MODELS))
