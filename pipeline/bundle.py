@@ -77,11 +77,11 @@ TARGETS = {
             "Python 3.10 to 3.13; glibc 2.35 or newer.",
         ),
         BundleTarget(
-            "generic", "any system with Python 3.10+ and numpy", None, (),
+            "generic", "any system with Python 3.10+", None, (),
             {}, True, "pi32",
-            "pure-Python wheels only: numpy and an interpreter (tflite-runtime, "
-            "ai-edge-litert or onnxruntime) must be installed already; without one, the "
-            "numpy backend runs weights.npz.",
+            "edgecnn's wheel and the model only: install.sh takes numpy, Typer and an "
+            "interpreter from the system or the package index (not --no-index); without "
+            "an interpreter the numpy backend runs weights.npz.",
         ),
     )
 }  # fmt: skip
@@ -206,7 +206,8 @@ def readme(manifest: dict[str, Any]) -> str:
         lines.append(f"  {version}: {' '.join(entry['requirements'])}; runs "
                      f"model/{entry['model']}{extra}")  # fmt: skip
     if not manifest["pythons"]:
-        lines.append("  any: pure-Python wheels; numpy and an interpreter come from the system")
+        lines.append("  any: edgecnn's wheel; its requirements come from the system or the "
+                     "package index")  # fmt: skip
     lines += ["", manifest["notes"], ""]
     return "\n".join(lines)
 
@@ -304,10 +305,22 @@ def _edgecnn_wheel(dest: Path, wheels: Path | None) -> Path:
         if found:
             return Path(shutil.copy2(found[-1], dest))
     root = _source_tree()
-    done = _pip("wheel", "--no-deps", "-w", str(dest), str(root))
+    # With a recent setuptools here, build with it: no build environment to download.
+    isolation = ["--no-build-isolation"] if _has_setuptools() else []
+    done = _pip("wheel", "--no-deps", *isolation, "-w", str(dest), str(root))
     if done.returncode != 0:
         raise BundleError(f"building edgecnn's wheel failed: {_last_line(done)}")
     return next(dest.glob("edgecnn-*.whl"))
+
+
+def _has_setuptools(minimum: int = 77) -> bool:
+    """Whether this environment has the setuptools pyproject.toml asks for."""
+    from importlib import metadata
+
+    try:
+        return int(metadata.version("setuptools").split(".")[0]) >= minimum
+    except (metadata.PackageNotFoundError, ValueError):
+        return False
 
 
 def _source_tree() -> Path:
@@ -350,8 +363,7 @@ def _download(
         target.interpreters[f] for f in map(_format_of, models) if f in target.interpreters
     ))  # fmt: skip
     plan: dict[str, dict[str, Any]] = {}
-    if target.machine is None:
-        _fetch(target, None, base, dest, wheels, own)
+    if target.machine is None:  # requirements come from the device's package index
         return plan
     for version in pythons:
         _fetch(target, version, base, dest, wheels, own)
@@ -401,7 +413,9 @@ def _fetch(
         # pip must not resolve numpy, which the OS provides: typer's requirements are
         # listed instead.
         args.append("--no-deps")
-        requirements = requirements + _pure_dependencies(requirements, own)
+        extra = _pure_dependencies(requirements)
+        requirements = [_pinned(_name(r)) if _name(r) == "typer" else r for r in requirements]
+        requirements += extra
     done = _pip(*args, *dict.fromkeys(requirements))
     if done.returncode == 0:
         return True
@@ -412,17 +426,17 @@ def _fetch(
     raise BundleError(f"pip download {' '.join(requirements)}{where} failed: {_last_line(done)}")
 
 
-def _pure_dependencies(requirements: list[str], own: Path) -> list[str]:
-    """What typer pulls in, resolved on this machine: downloaded with --no-deps elsewhere.
+def _pure_dependencies(requirements: list[str]) -> list[str]:
+    """Typer's requirements, as installed on this machine, pinned to those versions.
 
-    Only for targets whose numpy comes from the OS, where pip must not resolve numpy.
+    Only for targets whose numpy comes from the OS, where pip must not resolve (numpy is
+    a requirement of edgecnn) and is run with ``--no-deps``: the set this machine runs is
+    the set the device gets.
     """
-    if not any(r.split(">")[0].split("=")[0].strip() == "typer" for r in requirements):
-        return []
     from importlib import metadata
 
     names: list[str] = []
-    todo = ["typer"]
+    todo = [_name(r) for r in requirements if _name(r) == "typer"]
     while todo:
         name = todo.pop()
         try:
@@ -430,16 +444,30 @@ def _pure_dependencies(requirements: list[str], own: Path) -> list[str]:
         except metadata.PackageNotFoundError:
             continue
         for r in reqs:
-            if ";" in r and "extra ==" in r:
+            if "extra ==" in r:
                 continue
-            dep = r.split(";")[0].strip()
-            key = dep.replace(" ", "").split("(")[0]
-            for sep in "<>=!~[":
-                key = key.split(sep)[0]
-            if key and key not in names:
+            key = _name(r)
+            if key and key not in names and key != "numpy":
                 names.append(key)
                 todo.append(key)
-    return [n for n in names if n.lower() != "numpy"]
+    return [_pinned(n) for n in names]
+
+
+def _name(requirement: str) -> str:
+    key = requirement.split(";")[0].strip()
+    for sep in "<>=!~[( ":
+        key = key.split(sep)[0]
+    return key.lower()
+
+
+def _pinned(name: str) -> str:
+    """``name==version`` as installed here, else ``name``."""
+    from importlib import metadata
+
+    try:
+        return f"{name}=={metadata.version(name)}"
+    except metadata.PackageNotFoundError:
+        return name
 
 
 def _pip(*args: str) -> subprocess.CompletedProcess[str]:

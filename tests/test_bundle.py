@@ -19,6 +19,7 @@ import pytest
 from cli_helpers import assert_one_line_error, invoke
 from shared import tiny_exports_with_references
 
+from edgecnn import __version__
 from edgecnn.pipeline.bundle import TARGETS, readme
 
 N = 200
@@ -140,3 +141,17 @@ def test_the_x86_bundle_installs_offline_and_verifies_here(exports, tmp_path, te
                              text=True, env=env)  # fmt: skip
     assert foreign.returncode == 2 and foreign.stderr.count("\n") == 1
     assert "this bundle is for" in foreign.stderr and "riscv64" in foreign.stderr
+
+
+def test_the_generic_bundle_carries_edgecnn_and_the_model_only(exports, tmp_path):
+    out = tmp_path / "generic"
+    result = invoke("bundle", exports, "--target", "generic", "--out", out)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert f"sh {out.name}/install.sh" in result.stdout
+    wheels = [p.name for p in (out / "wheels").iterdir()]
+    assert wheels == [f"edgecnn-{__version__}-py3-none-any.whl"]
+    manifest = json.loads((out / "bundle.json").read_text())
+    assert manifest["machine"] is None and manifest["pythons"] == {}
+    assert os.access(out / "install.sh", os.X_OK)
+    assert {"model_int8.tflite", "weights.npz"} <= set(manifest["models"])
+    assert "package index" in (out / "README.txt").read_text()

@@ -17,9 +17,9 @@ fail() {
 
 command -v python3 >/dev/null 2>&1 || fail "python3 is missing: sudo apt install python3"
 
-# What this bundle installs on this system's Python, from bundle.json: four lines (numpy
-# from the OS or not, the requirements, the model file, the interpreter with no wheel), or
-# one line starting with "error:".
+# What this bundle installs on this system's Python, from bundle.json: five lines (numpy
+# from the OS or not, the requirements, the model file, the interpreter with no wheel,
+# whether pip may use the package index), or one line starting with "error:".
 plan=$(python3 - "$here/bundle.json" <<'PY'
 import json, platform, sys
 
@@ -40,6 +40,7 @@ else:
     print(" ".join(entry["requirements"]))
     print(entry["model"])
     print(entry.get("missing", ""))
+    print("" if m["machine"] else "index")
 PY
 )
 case $plan in error:*) fail "${plan#error: }" ;; esac
@@ -47,6 +48,8 @@ system_numpy=$(echo "$plan" | sed -n 1p)
 requirements=$(echo "$plan" | sed -n 2p)
 model=$(echo "$plan" | sed -n 3p)
 missing=$(echo "$plan" | sed -n 4p)
+index_args=--no-index
+[ "$(echo "$plan" | sed -n 5p)" != index ] || index_args=  # generic: requirements from the index
 
 venv_args=
 if [ "$system_numpy" = 1 ]; then
@@ -66,7 +69,7 @@ pip="$venv/bin/python -m pip --disable-pip-version-check"
 # The same version with other code must replace the installed one.
 $pip uninstall -q -y edgecnn >/dev/null 2>&1 || true
 # shellcheck disable=SC2086 # one requirement per word
-$pip install -q --no-index --find-links "$here/wheels" $requirements ||
+$pip install -q $index_args --find-links "$here/wheels" $requirements ||
     fail "pip install from $here/wheels failed (its message is above)"
 echo "Installed edgecnn into $venv ($requirements)"
 [ -z "$missing" ] ||
