@@ -53,6 +53,8 @@ class BundleTarget:
     #: pipeline.recommend's target whose file the bundle takes by default.
     recommend_key: str
     notes: str
+    #: The oldest glibc the target's systems have: wheels may need no newer one.
+    glibc_minor: int = 36
 
 
 TARGETS = {
@@ -74,20 +76,18 @@ TARGETS = {
             "linux-x86", "64-bit x86 Linux (Debian 12+, Ubuntu 22.04+)", "x86_64",
             ("3.10", "3.11", "3.12", "3.13"),
             {"tflite": "ai-edge-litert", "onnx": "onnxruntime"}, False, "here",
-            "Python 3.10 to 3.13; glibc 2.35 or newer.",
+            "Python 3.10 to 3.13; glibc 2.35 or newer.", 35,
         ),
         BundleTarget(
             "generic", "any system with Python 3.10+", None, (),
-            {}, True, "pi32",
-            "edgecnn's wheel and the model only: install.sh takes numpy, Typer and an "
-            "interpreter from the system or the package index (not --no-index); without "
-            "an interpreter the numpy backend runs weights.npz.",
+            {}, False, "pi32",
+            "edgecnn's wheel and the model only: install.sh lets pip take numpy and Typer "
+            "from the package index, and the venv sees the system's packages, so an "
+            "interpreter installed there (tflite-runtime, ai-edge-litert, onnxruntime) is "
+            "used; without one the numpy backend runs weights.npz.",
         ),
     )
 }  # fmt: skip
-#: The newest glibc the wheels may need: bookworm's. pip takes each manylinux_2_X tag
-#: literally, so every one up to it is listed.
-GLIBC_MINOR = 36
 #: Optional wheels: picture files (Pillow). Missing ones are noted, not fatal.
 OPTIONAL = ("pillow",)
 
@@ -122,6 +122,10 @@ def build_bundle(
     names = list(models or (_recommended(rows, target, exports.parent),))
     chosen = names[0]
     for name in names:
+        if (exports / name).is_dir():
+            raise ConfigError(f"--model {name}: folders (the C library, TFLM) are not bundled")
+        if not Path(name).suffix:
+            continue  # not a model file: _model_files says so
         fmt = _format_of(name)
         if target.machine is not None and fmt != "numpy" and fmt not in target.interpreters:
             raise ConfigError(f"--model {name}: {target.name} has no interpreter for "
@@ -135,8 +139,14 @@ def build_bundle(
     if out is None:
         out = exports.parent / f"edgecnn-{target.key}.tar.gz"
     archive = out.name.endswith((".tar.gz", ".tgz"))
-    if out.exists() and not archive and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a folder")
+    if archive and out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; name the archive to write")
+    if not archive and out.exists():
+        if not out.is_dir():
+            raise ConfigError(f"--out {out} exists and is not a folder")
+        if any(out.iterdir()) and not (out / "bundle.json").is_file():
+            # Replaced as a whole: never a folder that holds anything but a bundle.
+            raise ConfigError(f"--out {out} is a folder that is not a bundle; name a new one")
     out.parent.mkdir(parents=True, exist_ok=True)
     name = f"edgecnn-{target.key}"
     with tempfile.TemporaryDirectory(prefix=".edgecnn-bundle-", dir=out.parent) as scratch:
@@ -156,8 +166,10 @@ def build_bundle(
                     f"the exports hold no {NUMPY_FILE} for the numpy backend; export again "
                     "or leave that Python out with --python"
                 )
+        _write_text(root / "install.sh", _install_script(), executable=True)
         manifest: dict[str, Any] = {
             "edgecnn_version": __version__,
+            "edgecnn_wheel": own.name,
             "target": target.key,
             "target_name": target.name,
             "machine": target.machine,
@@ -171,13 +183,12 @@ def build_bundle(
                 and not p.name.endswith(".reference.npz")
             ],  # fmt: skip
             "pythons": plan,
-            "files": {
-                str(p.relative_to(root)): _sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
-            },
+        }
+        _write_text(root / "README.txt", readme(manifest))
+        manifest["files"] = {  # every file but bundle.json itself
+            str(p.relative_to(root)): _sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
         }
         _atomic.write_json(root / "bundle.json", manifest)
-        _write_text(root / "install.sh", _install_script(), executable=True)
-        _write_text(root / "README.txt", readme(manifest))
         if archive:
             with _atomic.atomic_path(out) as tmp, tarfile.open(tmp, "w:gz") as tar:
                 tar.add(root, arcname=name)
@@ -299,18 +310,32 @@ def _format_of(name: str) -> str:
 
 
 def _edgecnn_wheel(dest: Path, wheels: Path | None) -> Path:
-    """Edgecnn's own wheel: from ``wheels`` if it holds this version, else built here."""
+    """The edgecnn wheel: from ``wheels`` if it holds this version, else built here.
+
+    Built from a clean copy of the source tree (a ``build/`` folder left from an earlier
+    build could put deleted files in the wheel); with ``wheels``, offline from there.
+    """
     if wheels is not None:
         found = sorted(wheels.glob(f"edgecnn-{__version__}-*.whl"))
         if found:
             return Path(shutil.copy2(found[-1], dest))
     root = _source_tree()
     # With a recent setuptools here, build with it: no build environment to download.
-    isolation = ["--no-build-isolation"] if _has_setuptools() else []
-    done = _pip("wheel", "--no-deps", *isolation, "-w", str(dest), str(root))
+    args = ["--no-build-isolation"] if _has_setuptools() else []
+    if wheels is not None:
+        args += ["--no-index", "--find-links", str(wheels)]
+    with tempfile.TemporaryDirectory(prefix="edgecnn-source-") as scratch:
+        source = Path(scratch) / "edgecnn"
+        shutil.copytree(root, source, symlinks=True, ignore=shutil.ignore_patterns(*_NOT_SOURCE))
+        done = _pip("wheel", "--no-deps", *args, "-w", str(dest), str(source))
     if done.returncode != 0:
         raise BundleError(f"building edgecnn's wheel failed: {_last_line(done)}")
     return next(dest.glob("edgecnn-*.whl"))
+
+
+#: What a source tree holds besides the source.
+_NOT_SOURCE = (".git", ".venv", "venv", "build", "dist", "runs", "*.egg-info", "__pycache__",
+               ".*_cache", "node_modules", "*.tar.gz")  # fmt: skip
 
 
 def _has_setuptools(minimum: int = 77) -> bool:
@@ -377,8 +402,9 @@ def _download(
         runnable = [m for m in models if _format_of(m) == "numpy"
                     or target.interpreters.get(_format_of(m)) in entry["requirements"]]  # fmt: skip
         entry["model"] = runnable[0] if runnable else NUMPY_FILE
-        if missing:
-            entry["missing"] = ", ".join(missing)
+        first = target.interpreters.get(_format_of(models[0]))
+        if first in missing:  # the first file cannot run here: say which wheel is missing
+            entry["missing"] = first
         for extra in OPTIONAL:
             if _fetch(target, version, [extra], dest, wheels, own, optional=True):
                 entry["requirements"].append(extra)
@@ -401,7 +427,8 @@ def _fetch(
     if wheels is not None:
         args += ["--no-index", "--find-links", str(wheels)]
     if version is not None and target.machine is not None:
-        for minor in range(17, GLIBC_MINOR + 1):
+        # pip takes each manylinux_2_X tag literally: list every one up to the target's.
+        for minor in range(17, target.glibc_minor + 1):
             args.append(f"--platform=manylinux_2_{minor}_{target.machine}")
         args += [f"--platform=manylinux2014_{target.machine}", f"--platform=linux_{target.machine}"]
         abi = "cp" + version.replace(".", "")
@@ -444,8 +471,8 @@ def _pure_dependencies(requirements: list[str]) -> list[str]:
         except metadata.PackageNotFoundError:
             continue
         for r in reqs:
-            if "extra ==" in r:
-                continue
+            if any(m in r for m in ("extra ==", "Windows", "win32", "darwin")):
+                continue  # extras, and what only other systems need
             key = _name(r)
             if key and key not in names and key != "numpy":
                 names.append(key)
@@ -505,4 +532,7 @@ def _size(path: Path) -> int:
 
 def _is_version(text: str) -> bool:
     parts = text.split(".")
-    return len(parts) == 2 and all(p.isdigit() for p in parts) and parts[0] == "3"
+    return (
+        len(parts) == 2 and all(p.isdigit() for p in parts) and parts[0] == "3"
+        and int(parts[1]) >= 10
+    )  # fmt: skip

@@ -45,6 +45,7 @@ def _leftovers(folder: Path) -> list[str]:
         (["--target", "pi32", "--model", "model_int8.onnx"], "no interpreter for .onnx files"),
         (["--target", "pi64", "--model", ","], "--model takes exported file names"),
         (["--target", "pi64", "--python", "3"], "--python takes versions such as 3.11"),
+        (["--target", "pi64", "--python", "3.9"], "--python takes versions such as 3.11"),
         (["--target", "pi64", "--python", ","], "--python takes versions"),
         (["--target", "pi64", "--wheels", "/nonexistent"], "not a folder"),
     ],
@@ -75,12 +76,13 @@ def test_a_rejected_or_incomplete_file_is_not_bundled(exports, tmp_path):
 
 
 def test_a_failed_download_leaves_nothing_behind(exports, tmp_path):
-    """With an empty --wheels folder pip finds nothing; no archive, no temporary folder."""
+    """With an empty --wheels folder pip finds nothing (not even setuptools to build
+    edgecnn's wheel offline); one line, no archive, no temporary folder."""
     empty = tmp_path / "wheels"
     empty.mkdir()
     out = tmp_path / "out" / "b.tar.gz"
     result = invoke("bundle", exports, "--target", "pi64", "--wheels", empty, "--out", out)
-    assert_one_line_error(result, "pip download")
+    assert_one_line_error(result, "failed")
     assert not out.exists() and not _leftovers(out.parent)
 
 
@@ -155,3 +157,37 @@ def test_the_generic_bundle_carries_edgecnn_and_the_model_only(exports, tmp_path
     assert os.access(out / "install.sh", os.X_OK)
     assert {"model_int8.tflite", "weights.npz"} <= set(manifest["models"])
     assert "package index" in (out / "README.txt").read_text()
+
+
+def test_out_never_replaces_a_folder_that_is_not_a_bundle(exports, tmp_path):
+    precious = tmp_path / "Desktop"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("mine")
+    result = invoke("bundle", exports, "--target", "generic", "--out", precious)
+    assert_one_line_error(result, "is a folder that is not a bundle")
+    assert (precious / "notes.txt").read_text() == "mine"
+    assert_one_line_error(invoke("bundle", exports, "--target", "generic", "--out",
+                                 tmp_path), "not a bundle")  # fmt: skip
+    folder = tmp_path / "b.tgz"
+    folder.mkdir()
+    assert_one_line_error(invoke("bundle", exports, "--target", "pi64", "--out", folder),
+                          "is a folder; name the archive")  # fmt: skip
+    (exports / "c").mkdir(exist_ok=True)  # as edgecnn export --formats c writes it
+    try:
+        assert_one_line_error(invoke("bundle", exports, "--target", "pi64", "--model", "c"),
+                              "folders (the C library, TFLM) are not bundled")  # fmt: skip
+    finally:
+        (exports / "c").rmdir()
+
+
+def test_a_damaged_bundle_json_is_one_line_from_install_sh(exports, tmp_path):
+    out = tmp_path / "generic"
+    assert invoke("bundle", exports, "--target", "generic", "--out", out).exit_code == 0
+    manifest = json.loads((out / "bundle.json").read_text())
+    assert "install.sh" in manifest["files"] and "README.txt" in manifest["files"]
+    (out / "bundle.json").write_text("{not json")
+    done = subprocess.run(["sh", str(out / "install.sh"), str(tmp_path / "venv")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "bundle.json is unreadable" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "venv").exists()

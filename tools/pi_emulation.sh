@@ -27,6 +27,7 @@
 # segfaults under qemu when it can read it. qemu emulates the CPU of a Raspberry Pi 4
 # (EDGECNN_PI_CPU overrides it; `qemu-aarch64-static -cpu help` lists the choices).
 set -euo pipefail
+CALLER=$PWD # relative paths given on the command line are the caller's
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
@@ -207,25 +208,29 @@ build_rootfs() {
     log "$arch: root filesystem built in $((SECONDS - start)) s"
 }
 
-# install_bundle ARCH BUNDLE: the bundle's install.sh into a fresh venv at $VENV.
+# cmd_install SYSTEM BUNDLE: the bundle's install.sh into a fresh venv at $VENV. Exits
+# with install.sh's status (1: verify failed, 2: something missing), 1 for this script's
+# own refusals.
 cmd_install() {
     [ $# -eq 2 ] || usage
     local arch=$1 bundle=$2 tmp folder status=0
+    case $bundle in /*) ;; *) bundle=$CALLER/$bundle ;; esac
     check_arch "$arch"
     [ -f "$CACHE/$arch/.edgecnn-rootfs" ] || die "no $arch root filesystem: run '$0 build $arch'"
     [ -e "/proc/sys/fs/binfmt_misc/$(qemu_name "$arch")" ] || enable_binfmt
     tmp=$(mktemp -d)
+    # shellcheck disable=SC2064 # expanded now, on purpose
+    trap "rm -rf '$tmp'" EXIT
     if [ -f "$bundle" ]; then
         tar -xzf "$bundle" -C "$tmp" || die "$bundle: not a bundle archive"
         folder=$(find "$tmp" -mindepth 2 -maxdepth 2 -name install.sh -printf '%h\n' | head -n1)
     else
-        folder=$(realpath "$bundle")
+        folder=$(realpath -m "$bundle")
     fi
     [ -n "$folder" ] && [ -f "$folder/install.sh" ] || die "$bundle: no install.sh inside"
     as_root rm -rf "$CACHE/$arch$VENV"
     in_root "$CACHE/$arch" "$arch" --bind "$folder:/mnt/bundle" sh /mnt/bundle/install.sh "$VENV" ||
         status=$?
-    rm -rf "$tmp"
     return "$status"
 }
 

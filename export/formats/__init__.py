@@ -82,7 +82,8 @@ FORMATS: dict[str, Format] = {
     "onnx": Format("onnx", ".onnx", ("float32", "int8")),
     # The runtime's numpy backend, for devices without any interpreter wheel.
     "numpy": Format("numpy", ".npz", ("float32",), file="weights.npz", selectable=False),
-    # Microcontrollers: generated from the int8 .tflite once it has passed its gate.
+    # Microcontrollers: generated once the int8 .tflite has passed its gate, from its
+    # full-integer form (export/formats/tflite.full_integer_flatbuffer).
     "c": Format(
         "c",
         "",
@@ -108,9 +109,10 @@ class Check:
     """What a folder format is verified on: the export's images and references.
 
     ``images`` are uint8, the test images first (their ``labels``); ``reference`` holds the
-    Keras model's probabilities for them; ``source`` is the accepted file the folder was
-    generated from. ``memo`` keeps results that several formats share (the reference
-    kernels' outputs).
+    Keras model's probabilities for them; ``source`` is the accepted file whose passing
+    the folder waits for (the int8 ``.tflite``; its full-integer form is what is
+    generated). ``memo`` keeps results that several formats share (the reference kernels'
+    outputs, the full-integer flatbuffer).
     """
 
     images: np.ndarray

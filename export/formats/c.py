@@ -151,12 +151,16 @@ def _tflite_agreement(data: bytes, inputs: np.ndarray, scores: np.ndarray) -> fl
 
     interpreter = Interpreter(model_content=data)
     index = interpreter.get_input_details()[0]["index"]
-    interpreter.resize_tensor_input(index, [len(inputs), *inputs.shape[1:]])
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(index, inputs)
-    interpreter.invoke()
-    theirs = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    return float(np.mean(scores.argmax(1) == theirs.reshape(len(inputs), -1).argmax(1)))
+    output = interpreter.get_output_details()[0]["index"]
+    theirs = []
+    for start in range(0, len(inputs), reference.CHUNK):  # bounded memory for large inputs
+        batch = inputs[start : start + reference.CHUNK]
+        interpreter.resize_tensor_input(index, list(batch.shape))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(index, batch)
+        interpreter.invoke()
+        theirs.append(interpreter.get_tensor(output).reshape(len(batch), -1).argmax(1))
+    return float(np.mean(scores.argmax(1) == np.concatenate(theirs)))
 
 
 def _check_program(folder: Path, check: Check, scores: np.ndarray) -> dict[str, Any]:

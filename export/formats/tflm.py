@@ -213,7 +213,7 @@ def export(job: Job, source: Path, folder: Path, check: Check) -> dict[str, Any]
     failures = []
     if not same_top1.all():
         failures.append(
-            f"TFLM's top-1 differs from the .tflite file's (reference kernels) on "
+            f"TFLM's top-1 differs from the flatbuffer's on TFLite's reference kernels on "
             f"{int((~same_top1).sum())} of {len(same_top1)} images"
         )
     row["tflm"] = {"arena_bytes": arena, "operators": [op for op in g.operators if op in RESOLVER]}
@@ -276,9 +276,10 @@ The input is int8 with scale {q.scale:.9g} and zero point {q.zero_point}: for a 
 pixel p (0..255, after the polarity in `model_int8.tflite.json`) that is
 `round(p / 255 / scale) + zero_point`, clamped to -128..127.
 
-`model_data.cc` is `model_int8.tflite` with every layer in int8 (same weights and
-calibration; that file keeps its last layer and softmax in float32, which TFLM's int8
-kernels for Cortex-M do not accelerate). TFLM's kernels were run on every test image before
+`model_data.cc` is the full-integer form of `model_int8.tflite` (every layer int8, the
+same weights and calibration; unless exported with `--full-integer`, that file keeps its
+last layer and softmax in float32, which TFLM's int8 kernels for Cortex-M do not
+accelerate). TFLM's kernels were run on every test image before
 this folder was written: top-1 equals that flatbuffer's on TFLite's reference kernels for
 {100 * row["reference_top1"]:.2f}% of them; the int8 scores are identical on
 {100 * row["reference_identical"]:.2f}% (TFLM's softmax rounds otherwise, by up to

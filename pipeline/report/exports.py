@@ -137,7 +137,8 @@ def int8_changes(run: RunData) -> str:
         classes = list(zip(run.labels, base, ours, strict=True))
         note = ""
         if len(classes) > MAX_CLASS_ROWS:
-            classes = sorted(classes, key=lambda t: -abs(t[2] - (t[1] or t[2])))[:MAX_CLASS_ROWS]
+            moved = sorted(classes, key=lambda t: -abs(t[2] - (t[2] if t[1] is None else t[1])))
+            classes = moved[:MAX_CLASS_ROWS]
             note = f"<p>The {MAX_CLASS_ROWS} classes whose accuracy moved most.</p>"
         rows = [[label, pct(a, 1) if a is not None else "-", pct(b, 1), _change(a, b)]
                 for label, a, b in classes]  # fmt: skip
