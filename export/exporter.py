@@ -246,7 +246,7 @@ def _write_reference(prepared: Prepared, final: Path, precision: str, row: dict[
     document = reference_bytes(prepared.images[:n], labels[:n], prepared.reference[:n],
                                probs[:n], {
         "file": final.name, "precision": precision, "backend": row["backend"],
-        "file_sha256": hashlib.sha256(final.read_bytes()).hexdigest(),
+        "file_sha256": sha256(final),
         "min_agreement": float(gate.min_agreement),
         "max_prob_diff": None if gate.max_prob_diff is None else float(gate.max_prob_diff),
     })  # fmt: skip

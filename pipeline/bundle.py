@@ -15,7 +15,6 @@ target, each Python's requirements and model, every file's SHA-256), ``wheels/``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -32,6 +31,7 @@ from typing import Any
 
 from edgecnn import __version__, _atomic
 from edgecnn.errors import ConfigError, DataError, EdgecnnError
+from edgecnn.export.exporter import sha256
 from edgecnn.run_folder import BENCH_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
 
 #: The numpy backend's file: the fallback where no interpreter wheel exists.
@@ -130,7 +130,7 @@ def build_bundle(
         if target.machine is not None and fmt != "numpy" and fmt not in target.interpreters:
             raise ConfigError(f"--model {name}: {target.name} has no interpreter for "
                               f".{fmt} files")  # fmt: skip
-    files = _model_files(exports, rows, names)
+    bundled, files = _model_files(exports, rows, names)
     if pythons is None:
         pythons = target.pythons
     for version in pythons:
@@ -158,9 +158,8 @@ def build_bundle(
         own = _edgecnn_wheel(root / "wheels", wheels)
         log(f"  {own.name}")
         plan = _download(target, pythons, names, own, root / "wheels", wheels, log)
-        has_numpy_file = any(p.name == NUMPY_FILE for p in files)
         for version, entry in plan.items():
-            if entry["model"] == NUMPY_FILE and not has_numpy_file:
+            if entry["model"] == NUMPY_FILE and NUMPY_FILE not in bundled:
                 raise BundleError(
                     f"{target.name}: Python {version} has no {entry['missing']} wheel, and "
                     f"the exports hold no {NUMPY_FILE} for the numpy backend; export again "
@@ -176,17 +175,12 @@ def build_bundle(
             "system_numpy": target.system_numpy,
             "notes": target.notes,
             "model": chosen,
-            "models": [
-                p.name
-                for p in files
-                if p.suffix in (".tflite", ".onnx", ".npz")
-                and not p.name.endswith(".reference.npz")
-            ],  # fmt: skip
+            "models": bundled,
             "pythons": plan,
         }
         _write_text(root / "README.txt", readme(manifest))
         manifest["files"] = {  # every file but bundle.json itself
-            str(p.relative_to(root)): _sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
+            str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
         }
         _atomic.write_json(root / "bundle.json", manifest)
         if archive:
@@ -279,8 +273,13 @@ def _bench_latency(run_dir: Path) -> dict[str, float]:
         return {}
 
 
-def _model_files(exports: Path, rows: list[dict[str, Any]], chosen: list[str]) -> list[Path]:
-    """The chosen files, their sidecars and references; weights.npz too as the fallback."""
+def _model_files(
+    exports: Path, rows: list[dict[str, Any]], chosen: list[str]
+) -> tuple[list[str], list[Path]]:
+    """The model files to bundle, and their paths with each one's sidecar and reference.
+
+    The chosen files, and weights.npz too as the fallback.
+    """
     passed = {r["file"] for r in rows if r.get("passed")}
     names = list(dict.fromkeys(chosen))
     for name in names:
@@ -299,7 +298,7 @@ def _model_files(exports: Path, rows: list[dict[str, Any]], chosen: list[str]) -
             if not path.is_file():
                 raise DataError(f"{path} is missing; export again")
             paths.append(path)
-    return paths
+    return names, paths
 
 
 def _format_of(name: str) -> str:
@@ -518,10 +517,6 @@ def _write_text(path: Path, text: str, executable: bool = False) -> None:
     path.write_text(text)
     if executable:
         path.chmod(0o755)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _size(path: Path) -> int:

@@ -150,17 +150,9 @@ def _tflite_agreement(data: bytes, inputs: np.ndarray, scores: np.ndarray) -> fl
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=data)
-    index = interpreter.get_input_details()[0]["index"]
     output = interpreter.get_output_details()[0]["index"]
-    theirs = []
-    for start in range(0, len(inputs), reference.CHUNK):  # bounded memory for large inputs
-        batch = inputs[start : start + reference.CHUNK]
-        interpreter.resize_tensor_input(index, list(batch.shape))
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(index, batch)
-        interpreter.invoke()
-        theirs.append(interpreter.get_tensor(output).reshape(len(batch), -1).argmax(1))
-    return float(np.mean(scores.argmax(1) == np.concatenate(theirs)))
+    (theirs,) = reference.invoke_in_chunks(interpreter, inputs, (output,))
+    return float(np.mean(scores.argmax(1) == theirs.argmax(1)))
 
 
 def _check_program(folder: Path, check: Check, scores: np.ndarray) -> dict[str, Any]:

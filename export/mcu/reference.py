@@ -44,17 +44,28 @@ def run(
         experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
         experimental_preserve_all_tensors=True,
     )
+    logits, scores = invoke_in_chunks(interpreter, inputs, (logits_tensor, output_tensor))
+    return ReferenceOutputs(logits, scores)
+
+
+def invoke_in_chunks(
+    interpreter: Any, inputs: np.ndarray, tensors: tuple[int, ...]
+) -> list[np.ndarray]:
+    """Each of ``tensors`` after running ``inputs``, one row per image.
+
+    :data:`CHUNK` images at a time, so memory stays bounded for large inputs.
+    """
     index = interpreter.get_input_details()[0]["index"]
-    logits, scores = [], []
+    parts: list[list[np.ndarray]] = [[] for _ in tensors]
     for start in range(0, len(inputs), CHUNK):
         batch = inputs[start : start + CHUNK]
         interpreter.resize_tensor_input(index, list(batch.shape))
         interpreter.allocate_tensors()
         interpreter.set_tensor(index, batch)
         interpreter.invoke()
-        logits.append(interpreter.get_tensor(logits_tensor).reshape(len(batch), -1).copy())
-        scores.append(interpreter.get_tensor(output_tensor).reshape(len(batch), -1).copy())
-    return ReferenceOutputs(np.concatenate(logits), np.concatenate(scores))
+        for part, tensor in zip(parts, tensors, strict=True):
+            part.append(interpreter.get_tensor(tensor).reshape(len(batch), -1).copy())
+    return [np.concatenate(part) for part in parts]
 
 
 def shared(
