@@ -14,7 +14,9 @@ import numpy as np
 
 from edgecnn._quiet import native_stderr_hidden
 from edgecnn.runtime.classifier import Classifier, load_classifier
+from edgecnn.runtime.errors import ModelError
 from edgecnn.runtime.preprocess import to_batch
+from edgecnn.runtime.verify import read_reference, reference_path
 
 _COLD_START = """
 import sys, time
@@ -38,14 +40,40 @@ print(t1 - t0, rss_one, peak_kb())
 
 
 def raw_runner(clf: Classifier, batch: np.ndarray) -> Callable[[], Any]:
-    """A callable running ``batch`` (uint8) on the bare interpreter, no edgecnn code inside."""
+    """The same work as ``clf.predict(batch)`` on the bare interpreter, no edgecnn code inside.
+
+    It starts from the same uint8 pixels and ends at the same float outputs: converting
+    the pixels to the model's input type and reading the output back are in it, the
+    runtime's validation, checks and dispatch are not (see each backend's ``raw_runner``).
+    """
     return clf.backend.raw_runner(to_batch(batch, clf.input_shape))
 
 
-def _interleaved(a: Any, b: Any, runs: int, block: int = 25) -> tuple[np.ndarray, np.ndarray]:
-    """Time ``a`` and ``b`` alternately in blocks, so load changes hit both alike."""
+def bench_images(clf: Classifier, count: int) -> tuple[np.ndarray, str]:
+    """``count`` uint8 images to time with, and where they come from.
+
+    The real test images saved beside the model at export (``<file>.reference.npz``),
+    repeated as needed; random pixels only for a model without them.
+    """
+    try:
+        images = read_reference(reference_path(clf.path))["images"]
+    except ModelError:
+        images = None
+    if images is not None and images.dtype == np.uint8 and len(images):
+        images = images.reshape(len(images), *clf.input_shape)
+        return np.resize(images, (count, *clf.input_shape)), "test images from the export"
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (count, *clf.input_shape), dtype=np.uint8), "random pixels"
+
+
+def _interleaved(a: Any, b: Any, runs: int, block: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Time ``a`` and ``b`` alternately (in blocks of ``block`` calls).
+
+    Alternating call by call makes a burst of load from elsewhere hit both sides alike,
+    which the tail percentiles need.
+    """
     times: dict[int, list[float]] = {0: [], 1: []}
-    for _ in range(3):
+    for _ in range(max(3, min(100, runs // 10))):
         a(), b()
     done = 0
     while done < runs:
@@ -80,26 +108,35 @@ def cold_start(path: Path, backend: str, threads: int | None, batch: int) -> dic
     }
 
 
+def _percentiles(times: np.ndarray) -> dict[str, float]:
+    return {f"p{q}": float(np.percentile(times, q) * 1e6) for q in (50, 95, 99)}
+
+
 def bench_model(
     path: Path,
     batch_sizes: list[int],
     threads: int | None = None,
     runs: int = 500,
     seconds_per_batch_size: float | None = None,
+    backend: str = "auto",
+    cold: bool = True,
 ) -> dict[str, Any]:
     """Latency percentiles, throughput per batch size, load time and memory of one model.
 
+    Each figure is measured beside the bare interpreter doing the same work
+    (:func:`raw_runner`), interleaved in blocks in one process, on the same images.
     ``runs`` single-image calls are timed for the latency percentiles; each batch size is
     timed over about 20,000 images (5 to 200 calls), or for about
     ``seconds_per_batch_size`` if given (at least 5 calls), which keeps slow backends short.
+    ``cold`` adds a new process's start-up time and peak memory.
     """
     start = time.perf_counter()
     with native_stderr_hidden():  # LiteRT's one "INFO: Created ... delegate" line
-        clf = load_classifier(path, num_threads=threads)
+        clf = load_classifier(path, backend=backend, num_threads=threads)
         load_s = time.perf_counter() - start
         clf.predict(np.zeros((1, *clf.input_shape), np.uint8))
-    rng = np.random.default_rng(0)
-    one = rng.integers(0, 256, (1, *clf.input_shape), dtype=np.uint8)
+    images, source = bench_images(clf, max(batch_sizes + [1]))
+    one = images[:1]
     wrapped, raw = _interleaved(lambda: clf.predict(one), raw_runner(clf, one), runs)
     result: dict[str, Any] = {
         "model": str(path),
@@ -107,48 +144,59 @@ def bench_model(
         "backend": clf.backend_name,
         "threads": clf.backend.threads,
         "precision": clf.metadata.precision,
+        "images": source,
         "load_s": load_s,
         "runs": runs,
-        "latency_us": {f"p{q}": float(np.percentile(wrapped, q) * 1e6) for q in (50, 95, 99)},
-        "raw_latency_us": {f"p{q}": float(np.percentile(raw, q) * 1e6) for q in (50, 95, 99)},
+        "latency_us": _percentiles(wrapped),
+        "raw_latency_us": _percentiles(raw),
         "throughput": {},
     }
-    result["latency_ratio"] = result["latency_us"]["p50"] / result["raw_latency_us"]["p50"]
+    lat, raw_lat = result["latency_us"], result["raw_latency_us"]
+    result["latency_ratio"] = lat["p50"] / raw_lat["p50"]
+    result["latency_ratio_p99"] = lat["p99"] / raw_lat["p99"]
     for size in batch_sizes:
-        batch = rng.integers(0, 256, (size, *clf.input_shape), dtype=np.uint8)
+        batch = images[:size]
         reps = max(5, min(200, 20_000 // size))
         if seconds_per_batch_size is not None:
             start = time.perf_counter()
             clf.predict(batch)
             per_call = time.perf_counter() - start
             reps = max(5, min(reps, int(seconds_per_batch_size / (2 * per_call))))
-        w, r = _interleaved(lambda b=batch: clf.predict(b), raw_runner(clf, batch), reps, 5)
+        w, r = _interleaved(lambda b=batch: clf.predict(b), raw_runner(clf, batch), reps)
         result["throughput"][str(size)] = {
             "images_per_s": size / float(np.median(w)),
             "raw_images_per_s": size / float(np.median(r)),
             "ratio": float(np.median(r) / np.median(w)),
         }
-    result.update(cold_start(path, clf.backend_name, threads, max(batch_sizes)))
+    if cold:
+        result.update(cold_start(path, clf.backend_name, threads, max(batch_sizes)))
     return result
 
 
 def format_bench(results: list[dict[str, Any]]) -> str:
-    """A table per model: latency and throughput beside the raw interpreter."""
+    """A table per model: latency and throughput beside the bare interpreter."""
     cpu = os.cpu_count()
     lines = [
-        f"{len(results)} model(s); {cpu} CPU cores; edgecnn vs the bare interpreter in "
-        "the same process (ratio: edgecnn / raw for latency, edgecnn / raw for img/s)"
+        f"{len(results)} model(s); {cpu} CPU cores; edgecnn beside the bare interpreter doing "
+        "the same work, interleaved in one process (ratio: edgecnn / raw for latency, "
+        "edgecnn / raw for img/s)"
     ]
     for r in results:
         lat, raw = r["latency_us"], r["raw_latency_us"]
         lines.append(
             f"\n{r['model']}  ({r['size_bytes'] / 1024:.1f} KiB, {r['precision']}, "
-            f"{r['backend']}, {r['threads'] or 'its own'} threads)\n"
-            f"  load {1000 * r['load_s']:.1f} ms; cold start {r['cold_start_s']:.2f} s (peak RSS "
-            f"{r['peak_rss_one_image_mb']:.0f} MB); peak RSS after the largest batch "
-            f"{r['peak_rss_mb']:.0f} MB\n"
+            f"{r['backend']}, {r['threads'] or 'its own'} threads, {r['images']})"
+        )
+        if "cold_start_s" in r:
+            lines.append(
+                f"  load {1000 * r['load_s']:.1f} ms; cold start {r['cold_start_s']:.2f} s "
+                f"(peak RSS {r['peak_rss_one_image_mb']:.0f} MB); peak RSS after the largest "
+                f"batch {r['peak_rss_mb']:.0f} MB"
+            )
+        lines.append(
             f"  1 image: p50 {lat['p50']:.0f} us  p95 {lat['p95']:.0f} us  p99 {lat['p99']:.0f} us"
-            f"   raw p50 {raw['p50']:.0f} us   ratio {r['latency_ratio']:.2f}x"
+            f"   raw p50 {raw['p50']:.0f} us  p99 {raw['p99']:.0f} us   ratio "
+            f"{r['latency_ratio']:.2f}x (p99 {r['latency_ratio_p99']:.2f}x)"
         )
         for size, t in r["throughput"].items():
             lines.append(

@@ -145,11 +145,17 @@ MAX_BENCH_BATCH = 4096
 def bench_command(
     models: Annotated[list[Path], typer.Argument(metavar="MODEL...", help="Models to measure.")],
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,32,256",
+    backend: BackendOption = AUTO,
     threads: ThreadsOption = None,
     runs: Annotated[int, typer.Option(min=10, help="Single-image runs per model.")] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
-    """Latency, throughput, load time and memory of each model, beside the raw interpreter."""
+    """Latency, throughput, load time and memory of each model, beside the bare interpreter.
+
+    The bare interpreter does the same work from the same pixels (converting them to the
+    model's input type, reading the output back), without edgecnn's checks; the two run
+    interleaved, on the test images saved beside the model at export.
+    """
     from edgecnn import _json
     from edgecnn.errors import ConfigError
     from edgecnn.runtime.benchmark import bench_model, format_bench
@@ -166,7 +172,7 @@ def bench_command(
             f"--batch-sizes must be integers in 1..{MAX_BENCH_BATCH}; got {batch_sizes}"
         )
     check_threads(threads, "--threads")
-    results = [bench_model(m, sizes, threads, runs) for m in models]
+    results = [bench_model(m, sizes, threads, runs, backend=backend.value) for m in models]
     if as_json:
         typer.echo(_json.dumps(results))
     else:

@@ -174,7 +174,7 @@ class CBackend:
         return softmax(logits)
 
     def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
-        """``edgecnn_classify`` on each image of the uint8 ``batch``, nothing else."""
+        """``edgecnn_classify`` on each image of the uint8 ``batch``: the library's own API."""
         images = self._rows(batch, np.uint8)
         pointers = [images[i].ctypes.data for i in range(len(images))]
         out = np.empty(self.num_classes, dtype=np.int8)

@@ -53,6 +53,29 @@ def _quantization(detail: dict[str, Any], path: Path) -> Quantization | None:
     return Quantization(float(scale), int(zero_point))
 
 
+class _Session:
+    """One thread's interpreter, its calls bound once, and an input buffer of its batch size."""
+
+    def __init__(self, interpreter: Any) -> None:
+        self.interpreter = interpreter
+        self.set_tensor = interpreter.set_tensor
+        self.invoke = interpreter.invoke
+        self.get_tensor = interpreter.get_tensor
+        self._buffers(tuple(interpreter.get_input_details()[0]["shape"]))
+
+    def _buffers(self, shape: tuple[int, ...]) -> None:
+        self.batch = int(shape[0])
+        # uint8 pixels XOR 128 land here; read as int8 they are the model's input codes.
+        self.pixels = np.empty(shape, np.uint8)
+        self.codes = self.pixels.view(np.int8)
+
+    def resize(self, index: int, shape: tuple[int, ...]) -> None:
+        """Make the interpreter take batches of ``shape``."""
+        self.interpreter.resize_tensor_input(index, list(shape))
+        self.interpreter.allocate_tensors()
+        self._buffers(shape)
+
+
 def open_backend(
     path: Path,
     data: bytes,
@@ -93,13 +116,14 @@ class LiteRTBackend:
         self._data = data
         self.threads = num_threads or default_threads()
         self._local = threading.local()
-        interpreter = self._interpreter()
+        interpreter = self._session().interpreter
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(
                 f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}"
             )
         self._input, self._output = inputs[0], outputs[0]
+        self._in_index, self._out_index = self._input["index"], self._output["index"]
         shape = tuple(int(d) for d in self._input["shape_signature"])
         output = tuple(int(d) for d in self._output["shape"])
         if len(shape) != 4 or len(output) != 2:
@@ -126,10 +150,10 @@ class LiteRTBackend:
         except ValueError:
             self.embedded_metadata = None
 
-    def _interpreter(self) -> Any:
-        local = self._local
-        interpreter = getattr(local, "interpreter", None)
-        if interpreter is None:
+    def _session(self) -> _Session:
+        """This thread's interpreter of the model, made on the thread's first call."""
+        session: _Session | None = getattr(self._local, "session", None)
+        if session is None:
             try:
                 interpreter = self._module.Interpreter(
                     model_content=self._data, num_threads=self.threads, **self._options
@@ -138,13 +162,17 @@ class LiteRTBackend:
             except (ValueError, RuntimeError) as e:
                 first = (str(e).strip().splitlines() or ["unreadable"])[0]
                 raise ModelError(f"{self.path}: not a valid TFLite model ({first})") from None
-            local.interpreter, local.batch = interpreter, 1
-        return interpreter
+            session = self._local.session = _Session(interpreter)
+        return session
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Outputs ``(N, classes)`` for a batch of uint8 or [0, 1] float images."""
         try:
-            return self._predict(x)
+            if len(x) <= MAX_CHUNK:
+                return self._run(x)
+            return np.concatenate(
+                [self._run(x[i : i + MAX_CHUNK]) for i in range(0, len(x), MAX_CHUNK)]
+            )
         except (ValueError, RuntimeError) as e:
             # A flatbuffer can parse yet hold impossible tensors (a corrupted scale, say):
             # the interpreter then fails when it prepares or runs them.
@@ -153,24 +181,20 @@ class LiteRTBackend:
                 f"{self.path}: the interpreter cannot run this model ({first[:200]})"
             ) from None
 
-    def _predict(self, x: np.ndarray) -> np.ndarray:
-        if len(x) <= MAX_CHUNK:
-            return self._run(x)
-        return np.concatenate(
-            [self._run(x[i : i + MAX_CHUNK]) for i in range(0, len(x), MAX_CHUNK)]
-        )
-
     def _run(self, x: np.ndarray) -> np.ndarray:
-        interpreter = self._interpreter()
-        local = self._local
-        in_index = self._input["index"]
-        if len(x) != local.batch:
-            interpreter.resize_tensor_input(in_index, [len(x), *self.input_shape])
-            interpreter.allocate_tensors()
-            local.batch = len(x)
-        interpreter.set_tensor(in_index, self._input_tensor(x))
-        interpreter.invoke()
-        return self._outputs(interpreter.get_tensor(self._output["index"]))
+        # Every one-image request passes here: it is kept to the interpreter's own three
+        # calls plus one numpy operation on the input (and the output's, if int8).
+        session = getattr(self._local, "session", None) or self._session()
+        if len(x) != session.batch:
+            session.resize(self._in_index, x.shape)
+        if self._pixels_xor_128 and x.dtype == np.uint8:
+            np.bitwise_xor(x, 128, out=session.pixels)
+            session.set_tensor(self._in_index, session.codes)
+        else:
+            session.set_tensor(self._in_index, self._input_tensor(x))
+        session.invoke()
+        y = session.get_tensor(self._out_index)
+        return y if self.output_quantization is None else self._probabilities(y)
 
     def _input_tensor(self, x: np.ndarray) -> np.ndarray:
         """The batch in the input tensor's own type: float, or int8 codes."""
@@ -186,10 +210,8 @@ class LiteRTBackend:
             x = quantize(x, self.input_quantization, self._input["dtype"])
         return x
 
-    def _outputs(self, y: np.ndarray) -> np.ndarray:
-        """The output tensor as float32 probabilities."""
-        if self.output_quantization is None:
-            return y
+    def _probabilities(self, y: np.ndarray) -> np.ndarray:
+        """An int8 softmax output as float32 probabilities."""
         y = self._code_values[y.view(np.uint8)]
         # int8 probabilities come in steps of 1/256; renormalise so each row sums to 1.
         # (A softmax row's codes cannot all be the minimum: the sum is never zero.)
@@ -197,19 +219,35 @@ class LiteRTBackend:
         return y
 
     def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
-        """``set_tensor``, ``invoke``, ``get_tensor`` on an interpreter of this model."""
-        interpreter = self._module.Interpreter(
-            model_content=self._data, num_threads=self.threads, **self._options
-        )
-        detail, out_index = self._input, self._output["index"]
-        interpreter.resize_tensor_input(detail["index"], list(batch.shape[:1]) + list(
-            self.input_shape))  # fmt: skip
-        interpreter.allocate_tensors()
-        x = self._input_tensor(batch.reshape(len(batch), *self.input_shape))
+        """The same work on the bare interpreter, as a user would write it.
+
+        From the uint8 ``batch`` to float outputs: the pixels become the input tensor's
+        type with one numpy expression, then ``set_tensor``, ``invoke``, ``get_tensor``,
+        and an int8 output is dequantized. It runs this thread's interpreter, sized for
+        ``batch`` here, so that both sides of a comparison share one interpreter and one
+        pool of worker threads (two pools on two cores would slow each other down).
+        """
+        session = self._session()
+        in_index, out_index = self._in_index, self._out_index
+        if len(batch) != session.batch:
+            session.resize(in_index, batch.shape)
+        interpreter = session.interpreter
+        q_in, q_out = self.input_quantization, self.output_quantization
+        if q_in is None:
+            convert: Callable[[np.ndarray], np.ndarray] = as_float
+        elif self._pixels_xor_128:
+            convert = lambda x: np.bitwise_xor(x, 128).view(np.int8)  # noqa: E731
+        else:
+            convert = self._pixel_codes.__getitem__
+        if q_out is None:
+            dequantize: Callable[[np.ndarray], np.ndarray] = lambda y: y  # noqa: E731
+        else:
+            scale, zero = np.float32(q_out.scale), np.float32(q_out.zero_point)
+            dequantize = lambda y: (y.astype(np.float32) - zero) * scale  # noqa: E731
 
         def run() -> Any:
-            interpreter.set_tensor(detail["index"], x)
+            interpreter.set_tensor(in_index, convert(batch))
             interpreter.invoke()
-            return interpreter.get_tensor(out_index)
+            return dequantize(interpreter.get_tensor(out_index))
 
         return run

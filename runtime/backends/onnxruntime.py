@@ -87,7 +87,7 @@ class OnnxBackend:
             raise ModelError(f"{path}: model input type is {inputs[0].type}, expected float")
         self.input_shape: tuple[int, int, int] = (shape[1], shape[2], shape[3])
         self.num_classes = int(output[1])
-        self._input_name, self._output_name = inputs[0].name, outputs[0].name
+        self._input_name, self._output_names = inputs[0].name, [outputs[0].name]
         try:
             self.embedded_metadata = self._session.get_modelmeta().custom_metadata_map.get(
                 METADATA_KEY
@@ -105,14 +105,14 @@ class OnnxBackend:
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         try:
-            result = self._session.run([self._output_name], {self._input_name: as_float(x)})[0]
+            result = self._session.run(self._output_names, {self._input_name: as_float(x)})[0]
         except Exception as e:  # onnxruntime's own exception types; the model is at fault
             raise ModelError(
                 f"{self.path}: onnxruntime cannot run this model ({_first_line(e, 'failed')})"
             ) from None
-        return np.asarray(result, dtype=np.float32)
+        return result if result.dtype == np.float32 else result.astype(np.float32)
 
     def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
-        """``InferenceSession.run`` on the batch, already converted to float."""
-        session, feed = self._session, {self._input_name: as_float(batch)}
-        return lambda: session.run(None, feed)
+        """The same work on the bare session: the uint8 ``batch`` to float, then ``run``."""
+        session, name = self._session, self._input_name
+        return lambda: session.run(None, {name: batch.astype(np.float32) / np.float32(255)})[0]
