@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,46 +15,26 @@ from edgecnn.runtime.options import (
     ThreadsOption,
 )
 
-#: A .npy batch is memory-mapped, so it may be large; this only refuses absurd headers.
-NPY_MAX_BYTES = 64 << 30
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
+    from edgecnn.runtime.classifier import Classifier
+    from edgecnn.runtime.inputs import Inputs
 
-def _inputs(files: list[Path], shape: tuple[int, int, int]) -> list[tuple[str, Any]]:
-    """``(name, image)`` pairs: pictures as paths, ``.npy`` arrays split into images."""
-    from edgecnn._files import check_regular_file
-    from edgecnn.runtime.errors import InputError
-    from edgecnn.runtime.npy import NpyError, open_npy
-    from edgecnn.runtime.preprocess import shape_hint, single_image_shapes
-
-    items: list[tuple[str, Any]] = []
-    for path in files:
-        if path.suffix.lower() != ".npy":
-            items.append((str(path), path))
-            continue
-        check_regular_file(path, NPY_MAX_BYTES, InputError, "a .npy array")
-        try:
-            array = open_npy(path, NPY_MAX_BYTES)
-        except NpyError as e:
-            raise InputError(f"{path} is not a readable .npy array ({e})") from None
-        except OSError as e:
-            raise InputError(f"cannot read {path}: {e.strerror}") from None
-        # One image, or a batch of them (split, so that each gets its own line).
-        if array.shape in single_image_shapes(shape):
-            items.append((str(path), array))
-        elif array.ndim in (3, 4) and array.shape[1:] in single_image_shapes(shape):
-            items += [(f"{path}[{i}]", array[i]) for i in range(len(array))]
-        else:
-            raise InputError(
-                f"{path}: images must have shape {shape_hint(shape)}; got {array.shape}"
-            )
-    return items
+FilesArg = Annotated[
+    list[Path],
+    typer.Argument(
+        metavar="FILE...",
+        help="Pictures (PNG/JPEG/BMP), .npy arrays (one image or a batch), folders (their "
+        "pictures and .npy arrays at any depth, in sorted path order; hidden files skipped) "
+        "or quoted glob patterns such as 'shots/**/*.png'.",
+    ),
+]
 
 
 def predict_command(
     model: ModelArg,
-    files: Annotated[
-        list[Path], typer.Argument(metavar="FILE...", help="Images (PNG/JPEG/BMP) or .npy arrays.")
-    ],
+    files: FilesArg,
     top_k: Annotated[
         int | None,
         typer.Option(
@@ -62,51 +42,141 @@ def predict_command(
         ),
     ] = None,
     backend: BackendOption = AUTO,
-    threads: ThreadsOption = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Interpreter threads, up to 4 per core. [default: the backend's best; with "
+            "more than 256 pictures, the cores the decoding workers leave]",
+        ),
+    ] = None,
     integrity_check: IntegrityOption = True,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="One JSON document on stdout, written as results come."),
+    ] = False,
+    as_jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="JSON Lines on stdout: one object per input.")
+    ] = False,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad",
+            help="Report each picture or array that cannot be read (a 'skipped:' line on "
+            'stderr; {"file", "error"} in JSON) and go on. Without it the first one stops '
+            "the run with exit code 2, after the results before it.",
+        ),
+    ] = False,
+    progress: Annotated[
+        bool,
+        typer.Option(
+            "--progress/--no-progress",
+            help="A progress bar on stderr, when it is a terminal and there is more than "
+            "one batch.",
+        ),
+    ] = True,
 ) -> None:
-    """Classify images with an exported model; one line per input."""
-    from edgecnn import _json
+    """Classify images with an exported model; one line per input, printed batch by batch.
+
+    Inputs are decoded and classified 256 at a time and written in input order as each
+    batch completes, with the results of classifying each alone; memory stays flat for
+    any number of files.
+    """
+    import sys
+
     from edgecnn._quiet import native_stderr_hidden
     from edgecnn.runtime import load_classifier
     from edgecnn.runtime.classifier import DEFAULT_TOP_K, check_threads
     from edgecnn.runtime.errors import InputError
+    from edgecnn.runtime.inputs import NPY_SUFFIX, collect, find_files
+    from edgecnn.runtime.stream import interpreter_threads, start_decoders, stop_decoders
 
     check_threads(threads, "--threads")
-    with native_stderr_hidden():
-        classifier = load_classifier(
-            model, backend=backend.value, num_threads=threads, check_integrity=integrity_check
-        )
-    if top_k is None:
-        top_k = min(DEFAULT_TOP_K, len(classifier.labels))
-    if top_k > len(classifier.labels):
-        raise InputError(f"--top-k must be in 1..{len(classifier.labels)}, got {top_k}")
-    results: list[dict[str, Any]] = []
-    for name, item in _inputs(files, classifier.input_shape):
-        try:
-            with native_stderr_hidden():
-                ranked = classifier.classify(item, top_k=top_k)
-        except InputError as e:
-            raise InputError(e if str(e).startswith(name) else f"{name}: {e}") from None
-        results.append(
-            {
-                "file": name,
-                "label": ranked[0][0],
-                "confidence": ranked[0][1],
-                "top_k": [{"label": lab, "probability": p} for lab, p in ranked],
-            }
-        )
-    if as_json:
-        document = {"model": str(model), "backend": classifier.backend_name, "results": results}
-        typer.echo(_json.dumps(document))
-        return
-    width = max(len(str(r["file"])) for r in results)
-    for r in results:
-        others = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top_k"])
-        typer.echo(
-            f"{r['file']:<{width}}  {r['label']:<12s} {100 * r['confidence']:5.1f}%  [{others}]"
-        )
+    if as_json and as_jsonl:
+        raise InputError("--json and --jsonl are two output styles: choose one")
+    paths, left_out = find_files(str(f) for f in files)
+    # Before the model is loaded: decoders are forked while no interpreter thread exists.
+    pool = start_decoders(sum(not p.lower().endswith(NPY_SUFFIX) for p in paths))
+    try:
+        with native_stderr_hidden():
+            classifier = load_classifier(
+                model,
+                backend=backend.value,
+                num_threads=interpreter_threads(pool is not None, threads),
+                check_integrity=integrity_check,
+            )
+        if top_k is None:
+            top_k = min(DEFAULT_TOP_K, len(classifier.labels))
+        if top_k > len(classifier.labels):
+            raise InputError(f"--top-k must be in 1..{len(classifier.labels)}, got {top_k}")
+        inputs = collect(paths, classifier.input_shape, skip_bad)
+        if left_out:
+            sys.stderr.write(_left_out_note(left_out))
+        style = "json" if as_json else "jsonl" if as_jsonl else "text"
+        _write_results(classifier, model, inputs, pool, style, top_k, skip_bad, progress)
+    except BrokenPipeError:
+        _stdout_closed()
+    finally:
+        stop_decoders(pool)
+
+
+def _left_out_note(left_out: list[str]) -> str:
+    from edgecnn.errors import one_line
+    from edgecnn.runtime.images import SUFFIXES
+
+    kinds = f"{', '.join(SUFFIXES)} or .npy"
+    files = f"{len(left_out):,} file{'s' if len(left_out) != 1 else ''}"
+    note = f"note: left out {files} of other kinds than {kinds}: {left_out[0]}"
+    return one_line(note + (", ..." if len(left_out) > 1 else "")) + "\n"
+
+
+def _write_results(
+    classifier: Classifier, model: Path, inputs: Inputs, pool: ProcessPoolExecutor | None,
+    style: str, top_k: int, skip_bad: bool, progress: bool,
+) -> None:  # fmt: skip
+    """Classify ``inputs`` batch by batch, writing each batch's results and the progress."""
+    import sys
+
+    from edgecnn.runtime.batches import BATCH_SIZE
+    from edgecnn.runtime.progress import ProgressBar
+    from edgecnn.runtime.results import ResultWriter
+    from edgecnn.runtime.stream import classify_batches
+
+    out, err = sys.stdout, sys.stderr
+    writer = ResultWriter(style, out, err, classifier.labels, top_k, inputs.name_width)
+    bar = None
+    if progress and inputs.images > BATCH_SIZE and err.isatty():
+        bar = ProgressBar(inputs.images, err)
+    shared_terminal = bar is not None and out.isatty()
+    done = 0
+    try:
+        writer.start(str(model), classifier.backend_name)
+        for batch in classify_batches(classifier, inputs.sources, pool, skip_bad):
+            if bar is not None and shared_terminal:
+                bar.clear()
+            writer.write(batch.names, batch.probs, batch.failed)
+            done += len(batch.names)
+            if bar is not None:
+                bar.update(done)
+        writer.finish()
+    except BaseException:
+        if bar is not None:
+            bar.close(summary=False)  # the error line follows on a clean line
+        raise
+    if bar is not None:
+        bar.close(summary=True)
+    if writer.skipped:
+        err.write(f"note: skipped {writer.skipped:,} of {inputs.images:,} inputs: unreadable\n")
+
+
+def _stdout_closed() -> None:
+    """The reader of stdout went away (``| head``): stop quietly, as a pipeline expects."""
+    import os
+    import sys
+
+    # Python would complain again when it flushes stdout at exit.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise typer.Exit(141)  # 128 + SIGPIPE, what a shell reports for tools the pipe stopped
 
 
 def verify_command(

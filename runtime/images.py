@@ -34,6 +34,8 @@ MAX_PIXELS = 4096 * 4096
 #: this many times more pixels than :data:`MAX_PIXELS` decode to.
 JPEG_SCALE = 8
 FORMATS = ("PNG", "JPEG", "BMP")
+#: File name suffixes of those formats, for finding pictures in folders.
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 #: Resampling shrinks by whole-pixel boxes first, down to this many times the target
 #: size, then resamples with Lanczos: Pillow's ``reducing_gap``, done by hand so that
 #: it happens before the colour conversions.
@@ -42,6 +44,8 @@ REDUCING_GAP = 3.0
 _ORIENTATION = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
                 6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}  # fmt: skip
 _EXIF_ORIENTATION = 0x0112
+#: A picture whose border is brighter than this (mid-grey) is dark-on-light.
+LIGHT_BORDER = 127
 _ADDRESS = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
@@ -276,6 +280,20 @@ def border_mean(pixels: np.ndarray) -> float:
     return float(border.mean())
 
 
+def light_borders(images: np.ndarray) -> np.ndarray:
+    """Which greyscale images ``(N, H, W)`` have ``border_mean(image) > LIGHT_BORDER``.
+
+    The batch form of the test in :func:`load_image`, on exact integer sums: the same
+    answer for every image.
+    """
+    sums = sum(
+        edge.sum(axis=1, dtype=np.int64)
+        for edge in (images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1])
+    )
+    count = 2 * (images.shape[1] + images.shape[2])
+    return np.asarray(sums > LIGHT_BORDER * count)
+
+
 def load_image(
     source: str | os.PathLike[str] | bytes,
     invert: bool | None = None,
@@ -312,5 +330,5 @@ def load_image(
         raise InputError(f"{name} is empty")
     pixels = np.asarray(decode_picture(data, name, (side, side), channels), dtype=np.uint8)
     if invert is None:
-        invert = light_on_dark and border_mean(pixels) > 127
+        invert = light_on_dark and border_mean(pixels) > LIGHT_BORDER
     return 255 - pixels if invert else pixels

@@ -32,9 +32,9 @@ def to_batch(images: Any, shape: tuple[int, int, int] = DEFAULT_INPUT_SHAPE) -> 
     """Validate an image array and return it as a ``(N, H, W, C)`` batch of ``shape`` images.
 
     Accepts uint8 in [0, 255] or float in [0, 1]: one image ``(H, W, C)`` or a batch
-    ``(N, H, W, C)``; greyscale images may leave out the channel axis. uint8 stays uint8
-    (backends map it through lookup tables, cheaper than float arithmetic); everything
-    else becomes float32 in [0, 1].
+    ``(N, H, W, C)``; greyscale images may leave out the channel axis. Integers (in
+    [0, 255]) become uint8, which backends map through lookup tables, exactly as the
+    trainer scales pixels; floats become float32 in [0, 1].
 
     Raises:
         InputError: wrong type, rank, size or range; NaN or infinity; an empty batch.
@@ -64,12 +64,13 @@ def to_batch(images: Any, shape: tuple[int, int, int] = DEFAULT_INPUT_SHAPE) -> 
         arr = arr[..., np.newaxis]
     elif not (arr.ndim == 4 and got[1:] == shape):
         raise InputError(f"images must have shape {shape_hint(shape)}; got {got}")
+    if arr.dtype == np.uint8:
+        return arr  # a uint8 subclass or list (a memory-mapped .npy): the backends map it
     if arr.dtype.kind in "ui":
-        if arr.dtype != np.uint8:
-            lo, hi = int(arr.min()), int(arr.max())
-            if lo < 0 or hi > 255:
-                raise InputError(f"integer images must be in [0, 255], got values in [{lo}, {hi}]")
-        return arr.astype(np.float32) * np.float32(1 / 255)
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 255:
+            raise InputError(f"integer images must be in [0, 255], got values in [{lo}, {hi}]")
+        return arr.astype(np.uint8)  # pixels, scaled exactly as the trainer does by the backend
     arr = arr.astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
         raise InputError("images contain NaN or infinity")

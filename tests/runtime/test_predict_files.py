@@ -1,0 +1,286 @@
+"""``edgecnn predict`` over many files: folders, globs, batches, streaming, errors, progress.
+
+Real pictures (Fashion-MNIST test images saved as PNG, JPEG, BMP) and the checked-in tiny
+models; more than one batch of pictures, so that the decoding worker processes run too.
+"""
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from cli_helpers import assert_one_line_error, invoke
+from PIL import Image
+from shared import PICTURE, TINY, TINY_FILES
+
+from edgecnn.runtime import load_classifier
+
+MODEL = TINY / "model_int8.tflite"
+
+
+def save_pictures(folder, images, start=0, suffix=".png"):
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(images, start):
+        path = folder / f"{i:05d}{suffix}"
+        Image.fromarray(image).save(path)
+        paths.append(path)
+    return paths
+
+
+def jsonl(result):
+    assert result.exit_code == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def mixed(test_images, tmp_path_factory):
+    """A tree of 600 pictures (PNG, a few JPEG and BMP, some dark-on-light), two arrays and
+    files that are neither; the names in the order ``edgecnn predict`` must read them; and
+    300 more pictures in a folder beside it."""
+    root = tmp_path_factory.mktemp("mixed")
+    x = test_images.x
+    inner = save_pictures(root / "a" / "inner", x[300:330])
+    a = save_pictures(root / "a", 255 - x[330:340], start=330)  # dark-on-light
+    b = save_pictures(root / "b", x[:300])
+    jpegs = save_pictures(root / "c", x[340:345], suffix=".jpg")
+    bmps = save_pictures(root / "c", x[345:350], start=345, suffix=".BMP")
+    np.save(root / "c" / "batch.npy", x[350:360])
+    np.save(root / "c" / "float.npy", x[360:363].astype(np.float32) / 255)
+    (root / "c" / "notes.txt").write_text("not a picture")
+    (root / "b" / ".hidden.png").write_bytes(b"not read")
+    arrays = [f"{root / 'c' / 'batch.npy'}[{i}]" for i in range(10)]
+    arrays += [f"{root / 'c' / 'float.npy'}[{i}]" for i in range(3)]
+    # a/00330.png sorts before a/inner/: a folder's contents come where its name sorts.
+    names = [str(p) for p in (*a, *inner, *b, *jpegs, *bmps)] + arrays
+    beside = save_pictures(root.parent / f"{root.name}_beside", x[363:663])
+    return root, names, beside
+
+
+def test_a_folder_is_read_in_sorted_path_order_with_a_note_on_what_is_left_out(mixed):
+    root, names, _ = mixed
+    result = invoke("predict", MODEL, root, "--jsonl")
+    assert [r["file"] for r in jsonl(result)] == names
+    assert result.stderr.count("\n") == 1 and "left out 1 file of other kinds" in result.stderr
+    assert "notes.txt" in result.stderr and ".hidden" not in result.stdout
+
+
+def test_globs_files_and_folders_mix_and_keep_their_order(mixed, test_images):
+    root, names, beside = mixed
+    pattern = str(beside[0].parent / "*.png")
+    batch = root / "c" / "batch.npy"
+    args = [PICTURE, pattern, root / "c", batch, str(root / "**" / "0033?.png")]
+    rows = jsonl(invoke("predict", MODEL, *args, "--jsonl", "--top-k", "1"))
+    c_folder = [n for n in names if os.sep + "c" + os.sep in n]
+    recursive = [n for n in names if os.path.basename(n).startswith("0033")]
+    assert len(recursive) == 10 and len(c_folder) == 23
+    batch_names = [n for n in names if n.startswith(f"{batch}[")]
+    expected = [str(PICTURE), *map(str, beside), *c_folder, *batch_names, *recursive]
+    assert [r["file"] for r in rows] == expected
+
+
+@pytest.mark.parametrize("model", TINY_FILES)
+def test_batched_results_are_those_of_each_input_alone(model, mixed):
+    root, names, _ = mixed
+    rows = jsonl(invoke("predict", TINY / model, root, "--jsonl", "--top-k", "10"))
+    assert [r["file"] for r in rows] == names
+    clf = load_classifier(TINY / model)
+    arrays = {}
+    for row in rows:
+        name = row["file"]
+        source = name
+        if name.endswith("]"):
+            path, index = name[:-1].split("[")
+            source = arrays.setdefault(path, np.load(path))[int(index)]
+        expected = clf.predict(source)[0]
+        got = {t["label"]: t["probability"] for t in row["top_k"]}
+        probs = np.array([got[label] for label in clf.labels], np.float32)
+        if model == "weights.npz":
+            # numpy's matrix products sum in blocks that depend on the batch size (the
+            # backend's own batches differ from single images by as much).
+            np.testing.assert_allclose(probs, expected, rtol=0, atol=1e-5, err_msg=name)
+            assert row["label"] == clf.labels[int(expected.argmax())]
+            continue
+        np.testing.assert_array_equal(probs, expected, err_msg=name)
+        assert [(t["label"], t["probability"]) for t in row["top_k"]] == clf.classify(
+            source, top_k=10
+        )
+
+
+def test_text_lines_are_aligned_and_name_every_input(mixed):
+    root, names, _ = mixed
+    result = invoke("predict", MODEL, root / "c")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    width = max(len(n) for n in names if os.sep + "c" + os.sep in n)
+    assert [line[:width].rstrip() for line in lines] == [
+        n for n in names if os.sep + "c" + os.sep in n
+    ]
+    assert len({line.index("%") for line in lines}) == 1
+
+
+def test_json_document_is_streamed_whole_and_jsonl_has_one_object_per_input(mixed):
+    root, names, _ = mixed
+    result = invoke("predict", MODEL, root, "--json", "--top-k", "2")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["model"] == str(MODEL) and doc["backend"] == "litert"
+    assert [r["file"] for r in doc["results"]] == names
+    # One result per line, so that a reader can follow it as it grows.
+    assert len(result.stdout.splitlines()) == len(names) + 2
+    lines = invoke("predict", MODEL, root, "--jsonl", "--top-k", "2").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == doc["results"]
+    first = doc["results"][0]
+    assert set(first) == {"file", "label", "confidence", "top_k"}
+    assert first["label"] == first["top_k"][0]["label"]
+    assert lines[0] == json.dumps(first)  # written as json.dumps writes it
+    assert_one_line_error(invoke("predict", MODEL, PICTURE, "--json", "--jsonl"), "choose one")
+
+
+def test_missing_inputs_are_one_line_errors_before_any_result(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "only_text").mkdir()
+    (tmp_path / "only_text" / "a.txt").write_text("x")
+    cases = {
+        tmp_path / "missing.png": "does not exist",
+        tmp_path / "empty": "holds no pictures",
+        tmp_path / "only_text": "(1 other files)",
+        str(tmp_path / "*.png"): "no files match",
+        str(tmp_path / "**" / "*.jpg"): "no files match",
+    }
+    for argument, message in cases.items():
+        result = invoke("predict", MODEL, PICTURE, argument)
+        assert_one_line_error(result, message)
+        assert result.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def one_bad(test_images, tmp_path_factory):
+    """300 pictures, the 290th of them damaged: the error comes in the second batch."""
+    folder = tmp_path_factory.mktemp("one_bad")
+    paths = save_pictures(folder, test_images.x[:300])
+    paths[290].write_bytes(paths[290].read_bytes()[:60])
+    return folder, paths
+
+
+def test_a_bad_picture_stops_the_run_after_the_results_before_it(one_bad):
+    folder, paths = one_bad
+    result = invoke("predict", MODEL, folder)
+    assert_one_line_error(result, f"{paths[290]} is not a PNG, JPEG or BMP image")
+    assert [line.split()[0] for line in result.stdout.splitlines()] == list(map(str, paths[:290]))
+    result = invoke("predict", MODEL, folder, "--json")
+    assert result.exit_code == 2 and result.stdout.count('"file"') == 290
+    with pytest.raises(json.JSONDecodeError):  # left open: no reader takes it for whole
+        json.loads(result.stdout)
+
+
+def test_skip_bad_reports_each_bad_input_in_its_place_and_goes_on(one_bad, tmp_path):
+    folder, paths = one_bad
+    result = invoke("predict", MODEL, folder, "--skip-bad")
+    assert result.exit_code == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [
+        str(p) for i, p in enumerate(paths) if i != 290
+    ]
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"skipped: {paths[290]} is not a PNG") and len(lines) == 2
+    assert lines[1] == "note: skipped 1 of 300 inputs: unreadable"
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 5, 5), np.uint8))
+    rows = jsonl(invoke("predict", MODEL, folder, tmp_path / "wrong.npy", "--jsonl", "--skip-bad"))
+    assert len(rows) == 301 and [i for i, r in enumerate(rows) if "error" in r] == [290, 300]
+    assert set(rows[290]) == {"file", "error"} and rows[290]["file"] == str(paths[290])
+    assert "must have shape" in rows[300]["error"]
+
+
+def _run_on_terminal(args, tmp_path):
+    """``edgecnn ARGS`` with stderr on a pseudo-terminal; (stdout, what the terminal got)."""
+    leader, follower = pty.openpty()
+    with open(tmp_path / "stdout.txt", "w+") as out:
+        process = subprocess.Popen([sys.executable, "-m", "edgecnn", *map(str, args)],
+                                   stdout=out, stderr=follower)  # fmt: skip
+        os.close(follower)
+        seen = b""
+        while select.select([leader], [], [], 60)[0]:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal's other side closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(leader)
+        assert process.wait(timeout=60) == 0, seen
+        out.seek(0)
+        return out.read(), seen.decode()
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only(test_images, tmp_path):
+    np.save(tmp_path / "many.npy", np.tile(test_images.x[:1000], (3, 1, 1)))
+    stdout, terminal = _run_on_terminal(["predict", MODEL, tmp_path / "many.npy"], tmp_path)
+    assert len(stdout.splitlines()) == 3000
+    assert "3,000/3,000" in terminal and "img/s" in terminal and "ETA" in terminal
+    assert "3,000 images in" in terminal.splitlines()[-1]
+    quiet = ["predict", MODEL, tmp_path / "many.npy", "--no-progress"]
+    stdout, terminal = _run_on_terminal(quiet, tmp_path)
+    assert len(stdout.splitlines()) == 3000 and terminal == ""
+    command = [sys.executable, "-m", "edgecnn", "predict", MODEL, tmp_path / "many.npy"]
+    piped = subprocess.run(command, capture_output=True, text=True)
+    assert piped.returncode == 0 and piped.stderr == ""
+
+
+PEAK = """
+import sys, tracemalloc
+tracemalloc.start()
+sys.argv = ["edgecnn", "predict", *sys.argv[1:]]
+from edgecnn.cli import main
+try:
+    main()
+except SystemExit as e:
+    assert e.code == 0, e.code
+print(tracemalloc.get_traced_memory()[1], file=sys.stderr)
+"""
+
+
+def test_memory_does_not_grow_with_the_number_of_inputs(test_images, tmp_path):
+    """Peak Python and numpy memory over 20,000 images against 1,000: the results are
+    written as they come, never collected (as they were once: 75 MB more)."""
+    peaks = {}
+    for count in (1_000, 20_000):
+        path = tmp_path / f"{count}.npy"
+        np.save(path, np.resize(test_images.x, (count, 28, 28)))
+        command = [sys.executable, "-c", PEAK, str(MODEL), str(path), "--json"]
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert done.returncode == 0, done.stderr
+        peaks[count] = int(done.stderr.split()[-1])
+    assert peaks[20_000] - peaks[1_000] < 2 << 20, peaks
+
+
+def test_batches_are_full_and_hold_one_kind_of_image():
+    from edgecnn.runtime.batches import NpySlice, jobs
+    from edgecnn.runtime.inputs import NpyFile, Refused
+
+    floats = NpyFile("f.npy", 3, False, False)
+    uint8 = NpyFile("u.npy", 300, False, True)
+    sources = ["a.png", Refused("r.npy", "bad"), floats, "b.png", uint8, *["c.png"] * 300]
+    made = list(jobs(sources, 256))
+    assert [(j.count, j.uint8) for j in made] == [(2, True), (3, False), (256, True),
+                                                   (256, True), (89, True)]  # fmt: skip
+    # An array fills the batch a picture began, and goes on in the next.
+    assert made[2].items[1:] == (NpySlice(uint8, 0, 255),)
+    assert made[3].items[0] == NpySlice(uint8, 255, 300)
+    names = [n for j in made for n in j.names()]
+    assert names[:6] == ["a.png", "r.npy", "f.npy[0]", "f.npy[1]", "f.npy[2]", "b.png"]
+    assert len(names) == 2 + 3 + 1 + 300 + 300
+
+
+def test_a_closed_pipe_stops_the_run_quietly(test_images, tmp_path):
+    np.save(tmp_path / "many.npy", np.tile(test_images.x[:1000], (3, 1, 1)))
+    command = [sys.executable, "-m", "edgecnn", "predict", MODEL, tmp_path / "many.npy"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().startswith(str(tmp_path).encode())
+    process.stdout.close()  # as `| head -1` does
+    assert process.wait(timeout=60) == 141
+    assert process.stderr.read() == b""
