@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgecnn.export.config import DEFAULT_FORMATS, FORMATS, ExportConfig
+from edgecnn.export.config import DEFAULT_FORMATS, FORMATS, ExportConfig, backend_names
 
 _DEFAULTS = ExportConfig()
 
@@ -79,6 +79,14 @@ def export_command(
             "fraction, e.g. 0.995 (overrides every format's gate)."
         ),
     ] = None,
+    verify_with: Annotated[
+        str,
+        typer.Option(
+            help="Also verify each file on these backends (comma-separated, e.g. "
+            "openvino,litert-builtin), with the same gate; a file that fails on one is "
+            "rejected. [default: only the backend the runtime picks]"
+        ),
+    ] = "",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON instead of a table.")
     ] = False,
@@ -93,6 +101,7 @@ def export_command(
 
     from edgecnn import _json
     from edgecnn._atomic import ensure_writable_dir
+    from edgecnn.export.verify import check_runtimes
     from edgecnn.trainer.sources import resolve_model
 
     config = ExportConfig(
@@ -106,7 +115,9 @@ def export_command(
         seed=seed,
         max_accuracy_drop=max_accuracy_drop,
         min_agreement=min_agreement,
+        verify_with=backend_names(verify_with),
     )
+    check_runtimes(config.verify_with)  # a backend not installed stops before any work
     source = resolve_model(target)  # bad paths are answered before TensorFlow's slow import
     if out is not None and out.exists():
         ensure_writable_dir(out)
@@ -115,7 +126,13 @@ def export_command(
     def progress(row: dict) -> None:
         if not as_json:
             status = "ok" if row["passed"] else "REJECTED"
-            typer.echo(f"  {row['file']:22s} agreement {100 * row['agreement']:6.2f}%  {status}")
+            elsewhere = "".join(
+                f", {name} {100 * r['agreement']:.2f}%" if "agreement" in r else f", {name} FAILED"
+                for name, r in row.get("runtimes", {}).items()
+            )
+            typer.echo(
+                f"  {row['file']:22s} agreement {100 * row['agreement']:6.2f}%{elsewhere}  {status}"
+            )
 
     if not as_json:
         typer.echo(f"Exporting {source.model_path} ...")

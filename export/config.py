@@ -8,6 +8,7 @@ from typing import Any
 
 from edgecnn.errors import ConfigError
 from edgecnn.export import formats as registry
+from edgecnn.runtime.backends import BACKENDS
 
 #: Formats ``--formats`` chooses from; the others (weights.npz) are always written.
 FORMATS = tuple(name for name, fmt in registry.FORMATS.items() if fmt.selectable)
@@ -80,6 +81,8 @@ class ExportConfig:
     seed: int = 0
     max_accuracy_drop: float | None = None
     min_agreement: float | None = None
+    #: Backends that must also pass each file they run (beyond the one ``auto`` picks).
+    verify_with: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.formats if f not in FORMATS]
@@ -105,6 +108,23 @@ class ExportConfig:
             raise ConfigError(f"--max-accuracy-drop must be 0..100 percentage points, got {drop}")
         if self.min_agreement is not None and not (0 <= self.min_agreement <= 1.01):
             raise ConfigError(f"--min-agreement is a fraction in [0, 1], got {self.min_agreement}")
+        self._check_verify_with()
+
+    def _check_verify_with(self) -> None:
+        """Every ``verify_with`` name must be a backend that runs a file of this export."""
+        unknown = [n for n in self.verify_with if n not in BACKENDS]
+        if unknown:
+            raise ConfigError(
+                f"--verify-with takes backend names from {', '.join(BACKENDS)}; "
+                f"got {unknown[0]!r:.40}"
+            )
+        written = {registry.FORMATS[f].suffix for f, _ in self.targets()}
+        for name in self.verify_with:
+            if not written & set(BACKENDS[name].suffixes):
+                raise ConfigError(
+                    f"--verify-with {name}: the {name} backend runs "
+                    f"{', '.join(BACKENDS[name].suffixes)} files, and this export writes none"
+                )
 
     def targets(self) -> list[tuple[str, str]]:
         """``(format, precision)`` of every model file and folder to write, in order.
@@ -143,4 +163,13 @@ class ExportConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {**dataclasses.asdict(self), "formats": list(self.formats)}
+        return {
+            **dataclasses.asdict(self),
+            "formats": list(self.formats),
+            "verify_with": list(self.verify_with),
+        }
+
+
+def backend_names(text: str) -> tuple[str, ...]:
+    """``--verify-with``: backend names separated by commas, each once, in order."""
+    return tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))

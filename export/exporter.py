@@ -29,8 +29,9 @@ from edgecnn.export.formats import FORMATS, Check, Job
 from edgecnn.export.mcu.graph import UnsupportedModel
 from edgecnn.export.mcu.toolchain import ToolchainError
 from edgecnn.export.table import format_table
-from edgecnn.export.verify import compare, verify_file
+from edgecnn.export.verify import check_runtimes, compare, runtimes_for, verify_file
 from edgecnn.run_folder import CALIBRATION_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
+from edgecnn.runtime.errors import ModelError
 from edgecnn.runtime.metadata import ModelMetadata, sidecar_path
 from edgecnn.runtime.preprocess import softmax
 from edgecnn.runtime.verify import reference_bytes, reference_count, reference_path
@@ -126,11 +127,13 @@ def export_model(
     ``.npz``, for a model file that came without its run.
 
     Each file is written under a temporary name, verified with :mod:`edgecnn.runtime` on
-    the whole test split (agreement on at least :data:`AGREEMENT_IMAGES` images), then
-    renamed to its final name if it passes its gate or to ``<name>.rejected`` if not.
+    the whole test split (agreement on at least :data:`AGREEMENT_IMAGES` images), and on
+    every ``config.verify_with`` backend that runs it, then renamed to its final name if
+    it passes its gate everywhere or to ``<name>.rejected`` if not.
     Returns the report also saved as ``export_report.json``.
     """
     started = time.perf_counter()
+    check_runtimes(config.verify_with)
     source = resolve_model(target)
     out_path = Path(out_dir or (source.run_dir or source.model_path.parent) / EXPORTS_DIR)
     with _atomic.output_folder(out_path) as out, _atomic.exclusive(out, "edgecnn export"):
@@ -211,7 +214,8 @@ def export_file(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any] 
             labels = prepared.data.y_test
             measured, probs = verify_file(tmp, prepared.images, labels, prepared.reference)
             row.update(measured)
-        row["failures"] = prepared.job.config.gate(precision).failures(row)
+            elsewhere = verify_elsewhere(prepared, tmp, precision, row)
+        row["failures"] = prepared.job.config.gate(precision).failures(row) + elsewhere
         row["passed"] = not row["failures"]
         if row["passed"]:
             # Sidecar first: a crash between the two renames leaves the old model with
@@ -231,6 +235,35 @@ def export_file(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any] 
         raise
     row["verify_seconds"] = time.perf_counter() - started - convert_s
     return row
+
+
+#: What the report keeps of a file's verification on each ``--verify-with`` backend.
+RUNTIME_FIELDS = ("accuracy", "delta_pp", "agreement", "max_prob_diff", "latency_us")
+
+
+def verify_elsewhere(prepared: Prepared, path: Path, precision: str, row: dict[str, Any]
+                     ) -> list[str]:  # fmt: skip
+    """Verify ``path`` on every ``--verify-with`` backend that runs it, under the same gate.
+
+    Each backend's measurements go in ``row["runtimes"]``; returns their gate failures,
+    each naming its backend. A backend that cannot load or run the file fails it.
+    """
+    config, failures = prepared.job.config, []
+    for name in runtimes_for(path, config.verify_with, row["backend"]):
+        try:
+            measured, _ = verify_file(
+                path, prepared.images, prepared.data.y_test, prepared.reference, backend=name
+            )
+        except ModelError as e:  # said with the file's final name, not its temporary one
+            error = str(e).replace(str(path), row["file"])
+            row.setdefault("runtimes", {})[name] = {"error": error, "failures": [error]}
+            failures.append(f"on {name}: {error}")
+            continue
+        why = config.gate(precision).failures(measured)
+        result = {k: measured[k] for k in RUNTIME_FIELDS}
+        row.setdefault("runtimes", {})[name] = {**result, "failures": why}
+        failures += [f"on {name}: {reason}" for reason in why]
+    return failures
 
 
 def _write_reference(prepared: Prepared, final: Path, precision: str, row: dict[str, Any],

@@ -45,6 +45,7 @@ def format_table(
     rejected = [r["file"] for r in report["files"] if not r["passed"]]
     if rejected:
         lines.append("Rejected (moved aside as *.rejected): " + ", ".join(rejected))
+    lines += runtime_notes(report)
     lines += folder_notes(report)
     lines.append(latency_note or GATE_LATENCY)
     return "\n".join(lines)
@@ -54,6 +55,23 @@ def _agreement_note(report: dict[str, Any]) -> str:
     """``; agreement on 10,000 images`` when agreement was measured on more than the test set."""
     checked = report.get("agreement_images", report["test_images"])
     return f"; agreement on {checked:,} images" if checked != report["test_images"] else ""
+
+
+def runtime_notes(report: dict[str, Any]) -> list[str]:
+    """Each file's verification on the ``--verify-with`` backends, a line per backend."""
+    lines = []
+    for r in report["files"]:
+        for name, m in r.get("runtimes", {}).items():
+            if "error" in m:
+                lines.append(f"{r['file']} on {name}: FAIL: {m['error']}")
+                continue
+            gate = "pass" if not m["failures"] else "FAIL: " + "; ".join(m["failures"])
+            lines.append(
+                f"{r['file']} on {name}: accuracy {100 * m['accuracy']:.2f}% "
+                f"({m['delta_pp']:+.2f}pp), agreement {100 * m['agreement']:.2f}%, max |dp| "
+                f"{m['max_prob_diff']:.2e}, latency {m['latency_us']:.0f}us  {gate}"
+            )
+    return lines
 
 
 def folder_notes(report: dict[str, Any]) -> list[str]:

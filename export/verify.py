@@ -8,7 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.errors import ConfigError
 from edgecnn.runtime import load_classifier
+from edgecnn.runtime.backends import BACKENDS
+from edgecnn.runtime.errors import BackendUnavailable
 
 
 def compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -51,14 +54,19 @@ def single_image_latency_us(classifier: Any, image: np.ndarray, runs: int = 200)
 
 
 def verify_file(
-    path: Path, images: np.ndarray, labels: np.ndarray, reference: np.ndarray
+    path: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    reference: np.ndarray,
+    backend: str = "auto",
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Classify uint8 ``images`` with the runtime, exactly as a user would.
 
     ``labels`` are those of the first images (the test split); see :func:`compare`.
-    Returns the report row's measurements and the file's probabilities.
+    ``backend`` is the runtime's choice unless named. Returns the report row's
+    measurements and the file's probabilities.
     """
-    classifier = load_classifier(path)
+    classifier = load_classifier(path, backend=backend)
     probs = classifier.predict(images)
     row = {
         **compare(probs, reference, labels),
@@ -66,3 +74,22 @@ def verify_file(
         "latency_us": single_image_latency_us(classifier, images[:1]),
     }
     return row, probs
+
+
+def check_runtimes(names: tuple[str, ...]) -> None:
+    """Every backend of ``--verify-with`` must be installed, before any work starts.
+
+    Raises:
+        ConfigError: one is not, saying what to install.
+    """
+    for name in names:
+        try:
+            BACKENDS[name].check_installed()
+        except BackendUnavailable as e:
+            raise ConfigError(f"--verify-with {name}: {e}") from None
+
+
+def runtimes_for(path: Path, names: tuple[str, ...], verified_by: str) -> tuple[str, ...]:
+    """The backends of ``names`` that run ``path``'s format, but for the one that did."""
+    suffix = path.suffix.lower()
+    return tuple(n for n in names if suffix in BACKENDS[n].suffixes and n != verified_by)

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from edgecnn.errors import ConfigError, EdgecnnError
+from edgecnn.export.config import backend_names
+from edgecnn.export.verify import check_runtimes
 from edgecnn.pipeline.state import STAGES, RunOptions
 from edgecnn.run_folder import LATEST, MODEL_FILE, REPORT_FILE, RUN_FILE, RUNS_ROOT
 from edgecnn.trainer.cli import (
@@ -78,6 +80,13 @@ def run_command(
     bench_runs: Annotated[
         int | None, typer.Option(min=10, help="Single-image runs per file in the bench stage.")
     ] = None,
+    verify_with: Annotated[
+        str | None,
+        typer.Option(
+            help="Also verify each exported file on these backends (comma-separated, e.g. "
+            "openvino), with the same gate. [default: only the backend the runtime picks]"
+        ),
+    ] = None,
 ) -> None:
     """Train, evaluate, export (verified), benchmark, and write report.html, in one go.
 
@@ -97,6 +106,7 @@ def run_command(
         "seed": seed,
         "train_subset": train_subset,
         "bench_runs": bench_runs,
+        "verify_with": None if verify_with is None else ",".join(backend_names(verify_with)),
     }
     if mcu and int8 is False:
         raise ConfigError(
@@ -152,6 +162,7 @@ def _resumed_run(
     if data_dir is None and state.get("data_dir"):
         data_dir = Path(state["data_dir"])
     options.train_config(data_dir)  # missing data is answered before TensorFlow's import
+    check_runtimes(options.export_config().verify_with)
     return out, state, data_dir
 
 
@@ -168,7 +179,8 @@ def _new_run(
         _check_fresh(out)
     # Impossible options and unusable data are answered here: before TensorFlow's slow
     # import, and before a run folder is made.
-    options.train_config(data_dir), options.export_config()
+    options.train_config(data_dir)
+    check_runtimes(options.export_config().verify_with)
     folder = ensure_writable_dir(out) if out is not None else new_run_dir()
     state = start_state(folder, options, data_dir)
     write_json(folder / RUN_FILE, state)

@@ -53,6 +53,8 @@ class RunOptions:
     seed: int | None = None
     train_subset: int | None = None
     bench_runs: int = 300
+    #: Backends that must also pass each exported file they run, comma-separated.
+    verify_with: str = ""
 
     def train_config(self, data_dir: Path | None = None) -> Any:
         """The :class:`TrainConfig` of this run, its network sized to the data.
@@ -81,10 +83,18 @@ class RunOptions:
         int8 unless ``--no-int8``; the C library and TFLite Micro bundle (made from the int8
         ``.tflite``) unless ``--no-mcu``.
         """
-        from edgecnn.export.config import DEFAULT_FORMATS, FOLDER_FORMATS, ExportConfig
+        from edgecnn.export.config import (
+            DEFAULT_FORMATS,
+            FOLDER_FORMATS,
+            ExportConfig,
+            backend_names,
+        )
 
         formats = DEFAULT_FORMATS + (FOLDER_FORMATS if self.int8 and self.mcu else ())
-        return ExportConfig(formats=formats, int8=self.int8, fp16=True, dynamic=True)
+        verify_with = backend_names(self.verify_with)
+        return ExportConfig(
+            formats=formats, int8=self.int8, fp16=True, dynamic=True, verify_with=verify_with
+        )
 
 
 def _now() -> str:

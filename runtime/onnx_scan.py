@@ -7,6 +7,9 @@ naming ``secret.txt`` would return that file's bytes as its "probabilities" (and
 runtime refuses them. This walks the protobuf wire format along the schema's paths to
 every ``TensorProto`` (initializers, attributes, sparse tensors, subgraphs, functions)
 and looks at its ``external_data`` (field 13) and ``data_location`` (field 14).
+
+It also reads the model's ``metadata_props`` (field 14 of ``ModelProto``), where edgecnn
+keeps its metadata document, for interpreters that do not report them (OpenVINO).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ _SCHEMA: dict[str, dict[int, str]] = {
     "tensor": {},
 }
 _EXTERNAL_DATA, _DATA_LOCATION, _EXTERNAL = 13, 14, 1
+_MODEL_METADATA_PROPS, _ENTRY_KEY, _ENTRY_VALUE = 14, 1, 2
 _MAX_DEPTH = 64
 
 
@@ -93,3 +97,30 @@ def uses_external_data(data: bytes) -> bool:
         MalformedProtobuf: ``data`` is not a protobuf message.
     """
     return _walk(memoryview(data), 0, len(data), "model", 0)
+
+
+def _text(buf: memoryview, span: tuple[int, int]) -> str:
+    try:
+        return str(buf[span[0] : span[1]], "utf-8")
+    except UnicodeDecodeError as e:
+        raise MalformedProtobuf(f"metadata that is not UTF-8 text ({e.reason})") from None
+
+
+def read_onnx_metadata(data: bytes) -> dict[str, str]:
+    """The ``metadata_props`` of the ONNX model in ``data``, key to value.
+
+    Raises:
+        MalformedProtobuf: ``data`` is not a protobuf message, or a key or value is not
+            UTF-8 text.
+    """
+    buf = memoryview(data)
+    found: dict[str, str] = {}
+    for field, wire, value in _fields(buf, 0, len(buf)):
+        if field != _MODEL_METADATA_PROPS or wire != 2:
+            continue
+        entry = {_ENTRY_KEY: "", _ENTRY_VALUE: ""}  # proto3: an absent string is ""
+        for inner, inner_wire, span in _fields(buf, *value):
+            if inner in entry and inner_wire == 2:
+                entry[inner] = _text(buf, span)
+        found[entry[_ENTRY_KEY]] = entry[_ENTRY_VALUE]
+    return found
