@@ -154,8 +154,9 @@ def print_folder(folder: Path, rows: list[dict[str, Any]]) -> bool:
 
     two = [r for r in rows if r["asked_threads"] == 2 and r["file"] == "model_int8.tflite"]
     model = folder / "model_int8.tflite"
-    result = measure_folder(model, threads=2)
-    print("\n3. edgecnn predict over a folder of 10,000 PNGs (model_int8.tflite, 2 threads)")
+    result = measure_folder(model)
+    print("\n3. edgecnn predict over a folder of 10,000 PNGs (model_int8.tflite, its default "
+          "threads)")  # fmt: skip
     for key, value in result.items():
         print(f"  {key}: {value:,.3f}" if isinstance(value, float) else f"  {key}: {value}")
     ratio = result.get("ratio")
