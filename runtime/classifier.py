@@ -311,6 +311,8 @@ def load_classifier(
     ``backend="auto"`` takes the first installed backend for the file's format: LiteRT,
     then tflite-runtime, for ``.tflite``; onnxruntime for ``.onnx``; numpy for ``.npz``
     (see :data:`~edgecnn.runtime.backends.BACKENDS` for every name).
+    ``backend="openvino"`` runs ``.onnx`` and ``.tflite`` files on OpenVINO's CPU plugin
+    (``edgecnn[openvino]``); ``auto`` never picks it.
     Files exported by edgecnn record their own SHA-256, and a file that no longer matches
     it is refused; ``check_integrity=False`` loads it anyway (for files edited on purpose).
 
