@@ -108,6 +108,36 @@ def dequantize(values: np.ndarray, q: Quantization) -> np.ndarray:
     return (values.astype(np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)
 
 
+def bare_conversions(
+    input_q: Quantization | None,
+    output_q: Quantization | None,
+    xor_128: bool,
+    pixel_codes: np.ndarray | None,
+) -> tuple[Any, Any]:
+    """What a bare interpreter loop does around the call, as two functions.
+
+    ``convert`` takes uint8 pixels to the input tensor's type with one numpy expression
+    (float in [0, 1], or int8 codes: an XOR for the usual scale 1/255 and zero-point
+    -128, else ``pixel_codes``); ``dequantize`` takes an int8 output to float32. The
+    benchmarks' baselines use them, so every backend's does the same work.
+    """
+    convert: Any
+    if input_q is None:
+        convert = as_float
+    elif xor_128:
+        convert = lambda x: np.bitwise_xor(x, 128).view(np.int8)  # noqa: E731
+    else:
+        assert pixel_codes is not None
+        convert = pixel_codes.__getitem__
+    dequantize: Any
+    if output_q is None:
+        dequantize = lambda y: y  # noqa: E731
+    else:
+        scale, zero = np.float32(output_q.scale), np.float32(output_q.zero_point)
+        dequantize = lambda y: (y.astype(np.float32) - zero) * scale  # noqa: E731
+    return convert, dequantize
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable softmax over the last axis, float32."""
     z = logits - logits.max(axis=-1, keepdims=True)

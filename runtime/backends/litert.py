@@ -13,7 +13,13 @@ import numpy as np
 from edgecnn.runtime.backends import default_threads
 from edgecnn.runtime.errors import BackendUnavailable, ModelError
 from edgecnn.runtime.metadata import METADATA_KEY, Quantization
-from edgecnn.runtime.preprocess import as_float, dequantize_table, pixel_table, quantize
+from edgecnn.runtime.preprocess import (
+    as_float,
+    bare_conversions,
+    dequantize_table,
+    pixel_table,
+    quantize,
+)
 from edgecnn.runtime.tflite_metadata import read_tflite_metadata
 
 #: Interpreter modules by backend name, and the extra that installs each.
@@ -232,18 +238,12 @@ class LiteRTBackend:
         if len(batch) != session.batch:
             session.resize(in_index, batch.shape)
         interpreter = session.interpreter
-        q_in, q_out = self.input_quantization, self.output_quantization
-        if q_in is None:
-            convert: Callable[[np.ndarray], np.ndarray] = as_float
-        elif self._pixels_xor_128:
-            convert = lambda x: np.bitwise_xor(x, 128).view(np.int8)  # noqa: E731
-        else:
-            convert = self._pixel_codes.__getitem__
-        if q_out is None:
-            dequantize: Callable[[np.ndarray], np.ndarray] = lambda y: y  # noqa: E731
-        else:
-            scale, zero = np.float32(q_out.scale), np.float32(q_out.zero_point)
-            dequantize = lambda y: (y.astype(np.float32) - zero) * scale  # noqa: E731
+        convert, dequantize = bare_conversions(
+            self.input_quantization,
+            self.output_quantization,
+            self._pixels_xor_128,
+            getattr(self, "_pixel_codes", None),
+        )
 
         def run() -> Any:
             interpreter.set_tensor(in_index, convert(batch))

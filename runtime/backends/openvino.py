@@ -22,7 +22,7 @@ from edgecnn.runtime.backends import default_threads
 from edgecnn.runtime.errors import BackendUnavailable, ModelError
 from edgecnn.runtime.metadata import METADATA_KEY, Quantization
 from edgecnn.runtime.onnx_scan import MalformedProtobuf, read_onnx_metadata, uses_external_data
-from edgecnn.runtime.preprocess import dequantize_table, pixel_table, quantize
+from edgecnn.runtime.preprocess import bare_conversions, dequantize_table, pixel_table, quantize
 from edgecnn.runtime.tflite_metadata import read_tflite_io_quantization, read_tflite_metadata
 
 # Large batches run in chunks, so that a request's intermediate tensors stay bounded.
@@ -330,20 +330,12 @@ class OpenVINOBackend:
         runtime compiled for this batch size, so the two compare the same kernels.
         """
         request = self._compiled(len(batch)).create_infer_request()
-        q_in, q_out = self.input_quantization, self.output_quantization
-        if q_in is None:
-            convert: Callable[[np.ndarray], np.ndarray] = lambda x: (  # noqa: E731
-                x.astype(np.float32) / np.float32(255)
-            )
-        elif self._pixels_xor_128:
-            convert = lambda x: np.bitwise_xor(x, 128).view(np.int8)  # noqa: E731
-        else:
-            convert = self._pixel_codes.__getitem__
-        if q_out is None:
-            dequantize: Callable[[np.ndarray], np.ndarray] = lambda y: y  # noqa: E731
-        else:
-            scale, zero = np.float32(q_out.scale), np.float32(q_out.zero_point)
-            dequantize = lambda y: (y.astype(np.float32) - zero) * scale  # noqa: E731
+        convert, dequantize = bare_conversions(
+            self.input_quantization,
+            self.output_quantization,
+            self._pixels_xor_128,
+            getattr(self, "_pixel_codes", None),
+        )
 
         def run() -> Any:
             return dequantize(request.infer({0: convert(batch)})[0])
