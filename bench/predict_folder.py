@@ -122,15 +122,16 @@ def measure(model: Path, count: int = 10_000, threads: int | None = None,
     """Every number of this benchmark for ``model``, as a flat dict (``ratio`` is the target's)."""
     from edgecnn._quiet import native_stderr_hidden
     from edgecnn.runtime import load_classifier
-    from edgecnn.runtime.stream import decoders_pay, interpreter_threads
+    from edgecnn.runtime.stream import worker_count, workers_pay
 
     model = Path(model)
     images = test_images(count)
     with native_stderr_hidden():
         classifier = load_classifier(model, num_threads=threads)
     shape, light = classifier.input_shape, classifier.metadata.light_on_dark
-    # What the predict subprocess gives its interpreter (fewer threads beside decoders).
-    predict_threads = interpreter_threads(decoders_pay(count), threads)
+    # How the predict subprocess runs: worker processes of a few interpreter threads each.
+    predict_threads = threads or 1 if workers_pay(count) else classifier.backend.threads
+    predict_workers = worker_count(threads or 1, str(model)) if workers_pay(count) else 0
     batch = images.reshape(len(images), *shape)
     thread_args = ["--threads", str(threads)] if threads else []
     rates, walls, cpus, starts, start_cpus, decodes = [], [], [], [], [], []
@@ -161,7 +162,8 @@ def measure(model: Path, count: int = 10_000, threads: int | None = None,
         "model": model.name,
         "backend": classifier.backend_name,
         "threads": classifier.backend.threads,
-        "predict_threads": predict_threads or classifier.backend.threads,
+        "predict_threads": predict_threads,
+        "predict_workers": predict_workers,
         "pictures": count,
         "backend_img_per_s": backend,
         "predict_wall_s": wall,
@@ -193,10 +195,10 @@ def report(r: dict[str, Any]) -> str:
             f"({r['inference_us_per_image']:.1f} us/image)",
             f"(b) edgecnn predict FOLDER, inside: {r['predict_img_per_s']:9,.0f} img/s "
             f"({r['predict_inside_s']:.3f} s; wall {r['predict_wall_s']:.3f} s less "
-            f"{r['startup_s']:.3f} s start-up with one picture; interpreter threads "
-            f"{r['predict_threads']})",
+            f"{r['startup_s']:.3f} s start-up with one picture; {r['predict_workers']} "
+            f"workers of {r['predict_threads']} interpreter thread(s))",
             f"    wall, start-up included:        {r['predict_wall_img_per_s']:9,.0f} img/s",
-            f"    CPU, decode workers included:   {r['cpu_us_per_picture']:9.1f} us/picture",
+            f"    CPU, workers included:          {r['cpu_us_per_picture']:9.1f} us/picture",
             f"(c) decode alone, one process:      {r['decode_us_per_picture']:9.1f} us/picture "
             f"= {100 * r['decode_share_of_cpu']:.0f}% of predict's CPU time "
             f"({100 * r['fast_path_share']:.0f}% on the small-PNG path)",

@@ -16,10 +16,9 @@ from edgecnn.runtime.options import (
 )
 
 if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
-
     from edgecnn.runtime.classifier import Classifier
     from edgecnn.runtime.inputs import Inputs
+    from edgecnn.runtime.stream import Workers
 
 FilesArg = Annotated[
     list[Path],
@@ -47,7 +46,7 @@ def predict_command(
         typer.Option(
             min=1,
             help="Interpreter threads, up to 4 per core. [default: the backend's best; with "
-            "more than 256 pictures, the cores the decoding workers leave]",
+            "more than 256 pictures, one in each worker process, a worker per core]",
         ),
     ] = None,
     integrity_check: IntegrityOption = True,
@@ -89,20 +88,23 @@ def predict_command(
     from edgecnn.runtime.classifier import DEFAULT_TOP_K, check_threads
     from edgecnn.runtime.errors import InputError
     from edgecnn.runtime.inputs import NPY_SUFFIX, collect, find_files
-    from edgecnn.runtime.stream import interpreter_threads, start_decoders, stop_decoders
+    from edgecnn.runtime.stream import start_workers, stop_workers
 
     check_threads(threads, "--threads")
     if as_json and as_jsonl:
         raise InputError("--json and --jsonl are two output styles: choose one")
     paths, left_out = find_files(str(f) for f in files)
-    # Before the model is loaded: decoders are forked while no interpreter thread exists.
-    pool = start_decoders(sum(not p.lower().endswith(NPY_SUFFIX) for p in paths))
+    # Before the model is loaded here: workers are forked while no interpreter thread
+    # exists, and each loads its own copy.
+    pictures = sum(not p.lower().endswith(NPY_SUFFIX) for p in paths)
+    workers = start_workers(pictures, str(model), backend.value, threads, integrity_check)
     try:
         with native_stderr_hidden():
             classifier = load_classifier(
                 model,
                 backend=backend.value,
-                num_threads=interpreter_threads(pool is not None, threads),
+                # With workers this copy only describes the model: one thread is plenty.
+                num_threads=threads or 1 if workers else threads,
                 check_integrity=integrity_check,
             )
         if top_k is None:
@@ -113,11 +115,11 @@ def predict_command(
         if left_out:
             sys.stderr.write(_left_out_note(left_out))
         style = "json" if as_json else "jsonl" if as_jsonl else "text"
-        _write_results(classifier, model, inputs, pool, style, top_k, skip_bad, progress)
+        _write_results(classifier, model, inputs, workers, style, top_k, skip_bad, progress)
     except BrokenPipeError:
         _stdout_closed()
     finally:
-        stop_decoders(pool)
+        stop_workers(workers)
 
 
 def _left_out_note(left_out: list[str]) -> str:
@@ -131,7 +133,7 @@ def _left_out_note(left_out: list[str]) -> str:
 
 
 def _write_results(
-    classifier: Classifier, model: Path, inputs: Inputs, pool: ProcessPoolExecutor | None,
+    classifier: Classifier, model: Path, inputs: Inputs, workers: Workers | None,
     style: str, top_k: int, skip_bad: bool, progress: bool,
 ) -> None:  # fmt: skip
     """Classify ``inputs`` batch by batch, writing each batch's results and the progress."""
@@ -151,7 +153,7 @@ def _write_results(
     done = 0
     try:
         writer.start(str(model), classifier.backend_name)
-        for batch in classify_batches(classifier, inputs.sources, pool, skip_bad):
+        for batch in classify_batches(classifier, inputs.sources, workers, skip_bad):
             if bar is not None and shared_terminal:
                 bar.clear()
             writer.write(batch.names, batch.probs, batch.failed)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import os
-import stat
 import struct
 import zlib
 from collections.abc import Sequence
@@ -37,28 +36,30 @@ _CHUNK = struct.Struct(">I4s")
 _IHDR = struct.Struct(">IIBBBBB")
 _LAST_FILTER = 4  # Paeth
 _IEND = b"\0\0\0\0IEND" + zlib.crc32(b"IEND").to_bytes(4, "big")
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
 def read_small(path: str) -> bytes | None:
-    """The bytes of the regular file ``path`` if it has at most :data:`MAX_BYTES`; else None.
+    """The bytes of the file ``path`` if it holds 1 to :data:`MAX_BYTES`; else None.
 
-    None for anything unusual (missing, empty, not a regular file, growing while read):
-    ``load_image`` then reads the file and says what is wrong with it.
+    One ``open``, one ``read`` and one ``close``: no ``stat``, which cost a fifth of the
+    time of reading a small file. What a ``stat`` would have refused comes out here all
+    the same: a folder cannot be read, a pipe opened without blocking gives nothing or
+    fails, a device gives too much; and a file cut short by being written while read is
+    then no complete PNG. None for anything unusual: ``load_image`` then reads the file
+    and says what is wrong with it.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, _READ_FLAGS)
     except OSError:
         return None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or not 0 < info.st_size <= MAX_BYTES:
-            return None
-        data = os.read(fd, info.st_size + 1)
+        data = os.read(fd, MAX_BYTES + 1)
     except OSError:
         return None
     finally:
         os.close(fd)
-    return data if len(data) == info.st_size else None
+    return data if 0 < len(data) <= MAX_BYTES else None
 
 
 def filtered_rows(data: bytes, side: int) -> bytes | None:
@@ -72,8 +73,14 @@ def filtered_rows(data: bytes, side: int) -> bytes | None:
     head = _head(side)
     if not data.startswith(head) or not data.endswith(_IEND):
         return None
-    idat: list[bytes] = []
     pos, end = len(head), len(data) - len(_IEND)
+    one_idat = int.from_bytes(data[pos : pos + 4], "big") == end - pos - 12
+    if one_idat and data[pos + 4 : pos + 8] == b"IDAT":  # the usual layout, checked at once
+        stop = end - 4
+        if zlib.crc32(data[pos + 4 : stop]) != int.from_bytes(data[stop:end], "big"):
+            return None
+        return _inflate([data[pos + 8 : stop]], side)
+    idat: list[bytes] = []
     while pos < end:
         if pos + 12 > end:
             return None

@@ -1,13 +1,16 @@
-"""``edgecnn predict``'s pipeline: batches decoded ahead by worker processes, classified in order.
+"""``edgecnn predict``'s pipeline: batches decoded and classified by worker processes, in order.
 
 The LiteRT interpreter keeps Python's GIL while it runs (ai-edge-litert 2.3), so a
-decoding thread would only take turns with it. Worker processes decode the next batches
-while this process classifies the current one: on two cores, 44,000 Fashion-MNIST PNGs a
-second for the int8 model, against 36,000 decoding here (``bench/predict_folder.py``).
-Workers are forked before the model is loaded, since forking a process whose interpreter
-has started threads is unsafe, and only on Linux, with two cores or more, for more than
-one batch of pictures; a few files are decoded here. A handful of batches are in flight
-at any time, whatever the number of inputs.
+decoding thread would only take turns with it; and an interpreter in one process beside
+decoders in others loses whenever they share a core its threads wait for. So each
+worker process loads the model with one interpreter thread, then reads, decodes and
+classifies whole batches; this process only hands out batches and writes results in
+input order. On two cores, Fashion-MNIST PNGs through the int8 model: see
+``bench/predict_folder.py``. Workers are forked before this process loads the model,
+since forking a process whose interpreter has started threads is unsafe, and only on
+Linux, with two cores or more, for more than one batch of pictures; a few files are
+classified here. A handful of batches are in flight at any time, whatever the number of
+inputs.
 """
 
 from __future__ import annotations
@@ -23,15 +26,47 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgecnn.runtime.batches import BATCH_SIZE, Decoded, Job, decode, jobs
+from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.batches import BATCH_SIZE, Job, decode, jobs
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.inputs import Source
 
 if TYPE_CHECKING:
     from edgecnn.runtime.classifier import Classifier
 
-#: Decoding processes at most; half the cores are left to the interpreter.
-MAX_DECODERS = 4
+#: Worker processes at most: each holds its own copy of the model.
+MAX_WORKERS = 8
+#: Modules whose threads make forking unsafe once imported (see :func:`start_method`).
+INTERPRETERS = ("ai_edge_litert", "tflite_runtime", "onnxruntime", "openvino", "tensorflow")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How each worker loads the model: as :func:`~edgecnn.runtime.load_classifier` does."""
+
+    path: str
+    backend: str
+    threads: int
+    check_integrity: bool
+
+
+@dataclass
+class Outcome:
+    """A batch's probabilities, in order, for the inputs not in ``failed``.
+
+    Without ``skip_bad``, only the inputs before the first failed one are classified.
+    """
+
+    probs: np.ndarray | None
+    failed: dict[int, str]
+
+
+@dataclass
+class Workers:
+    """Worker processes, each holding the model (see :func:`start_workers`)."""
+
+    pool: ProcessPoolExecutor
+    count: int
 
 
 @dataclass
@@ -43,115 +78,187 @@ class Classified:
     failed: dict[int, str]
 
 
-def start_decoders(pictures: int) -> ProcessPoolExecutor | None:
-    """Worker processes to decode ``pictures`` pictures, forked now; None if not worth it."""
-    if not decoders_pay(pictures):
+def cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def workers_pay(pictures: int) -> bool:
+    """Whether worker processes classify ``pictures`` pictures.
+
+    Only for more than a batch of them, with two cores or more, on Linux (where forking
+    is the usual way to start processes).
+    """
+    return pictures > BATCH_SIZE and cores() >= 2 and sys.platform.startswith("linux")
+
+
+def worker_count(threads: int, model: str = "", backend: str = "auto") -> int:
+    """Workers of ``threads`` interpreter threads each: one per core they fill, at least one.
+
+    One only for a backend that uses every core by itself (numpy): with two, 4.0 s of
+    CPU for 10,000 pictures became 6.2 s, and the run took half as long again.
+    """
+    from edgecnn.runtime.backends import BACKENDS, candidates
+
+    names = candidates(os.path.splitext(model)[1].lower(), backend)
+    if names and BACKENDS[names[0]].own_threads:
+        return 1
+    return max(1, min(MAX_WORKERS, cores() // threads))
+
+
+def start_workers(
+    pictures: int, model: str, backend: str, threads: int | None, check_integrity: bool
+) -> Workers | None:
+    """Worker processes to classify ``pictures`` pictures, forked now; None if not worth it.
+
+    Each loads the model at once, while this process loads its own copy: with
+    ``threads`` interpreter threads (one if None), as many workers as cores they fill.
+    """
+    if not workers_pay(pictures):
         return None
     import multiprocessing
 
     # What the workers use is imported once, before the fork, not in every worker.
+    import edgecnn.runtime.classifier  # noqa: F401
     import edgecnn.runtime.small_png  # noqa: F401
     from edgecnn.runtime.images import load_pillow
 
     load_pillow()  # without Pillow: one sentence before any work
     for stream in (sys.stdout, sys.stderr):  # a worker flushes its copies when it exits
         stream.flush()
+    spec = ModelSpec(model, backend, threads or 1, check_integrity)
+    count = worker_count(spec.threads, model, backend)
     pool = ProcessPoolExecutor(
-        decoders(), mp_context=multiprocessing.get_context("fork"), initializer=_ignore_interrupts
+        count,
+        mp_context=multiprocessing.get_context(start_method()),
+        initializer=_start_worker,
+        initargs=(spec,),
     )
     pool.submit(int)  # the first task starts every worker: the fork happens here
-    return pool
+    return Workers(pool, count)
 
 
-def decoders_pay(pictures: int) -> bool:
-    """Whether worker processes decode ``pictures`` pictures.
+def start_method() -> str:
+    """How workers start: forked from this process, unless it has loaded an interpreter.
 
-    Only for more than a batch of them, with two cores or more, on Linux (where forking
-    is the usual way to start processes).
+    ``edgecnn predict`` forks its workers before it loads the model: fast, and safe,
+    since no interpreter thread exists yet. A process that has already imported an
+    interpreter (a program calling the command in-process, a test session) may have its
+    threads halfway through holding a lock, which a forked copy would wait on forever;
+    its workers are forked from a fresh server process instead, about a fifth of a
+    second later.
     """
-    cores = os.cpu_count() or 1
-    return pictures > BATCH_SIZE and cores >= 2 and sys.platform.startswith("linux")
+    if any(name in sys.modules for name in INTERPRETERS):
+        return "forkserver"
+    return "fork"
 
 
-def decoders() -> int:
-    """How many decoding processes to start: half the cores, at least one."""
-    return max(1, min(MAX_DECODERS, (os.cpu_count() or 1) // 2))
+def stop_workers(workers: Workers | None) -> None:
+    """Stop the workers, dropping batches not yet classified."""
+    if workers is not None:
+        workers.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def interpreter_threads(decoding: bool, asked: int | None) -> int | None:
-    """The interpreter's threads: as ``asked``, else, beside decoders, the cores they leave.
-
-    Two cores, a folder of Fashion-MNIST PNGs: the int8 model classifies 44,000 a second
-    with one interpreter thread beside the decoder and 37,000 with two, which stall
-    whenever the decoder has the core one of them waits for; the float32 models, four
-    times slower to run, lose a fifth instead (16,000 against 20,000). Without decoders,
-    None: the backend's own default.
-    """
-    if asked is not None or not decoding:
-        return asked
-    return max(1, min((os.cpu_count() or 1) - decoders(), 4))
+#: In a worker: its model, or why it could not be loaded (raised by its first batch).
+_model: Classifier | EdgecnnError | None = None
 
 
-def _ignore_interrupts() -> None:
-    """Ctrl-C is for the main process, which stops the workers; they print no traceback."""
+def _start_worker(spec: ModelSpec) -> None:
+    """Load a worker's model. Ctrl-C is for the main process, which stops the workers."""
+    global _model
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from edgecnn._quiet import native_stderr_hidden
+    from edgecnn.runtime.classifier import load_classifier
+
+    try:
+        with native_stderr_hidden():
+            _model = load_classifier(spec.path, spec.backend, spec.threads, spec.check_integrity)
+    except EdgecnnError as e:
+        _model = e
 
 
-def stop_decoders(pool: ProcessPoolExecutor | None) -> None:
-    """Stop the workers, dropping batches not yet decoded."""
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
+def _classify_in_worker(
+    job: Job, shape: tuple[int, int, int], light_on_dark: bool, skip_bad: bool
+) -> Outcome:
+    """:func:`outcome` with the worker's model."""
+    if _model is None:
+        raise RuntimeError("a worker without a model: start it with start_workers")
+    if isinstance(_model, EdgecnnError):
+        raise _model
+    return outcome(_model, job, shape, light_on_dark, skip_bad)
+
+
+def outcome(
+    classifier: Classifier,
+    job: Job,
+    shape: tuple[int, int, int],
+    light_on_dark: bool,
+    skip_bad: bool,
+) -> Outcome:
+    """Decode ``job`` and classify its inputs, in this process."""
+    from edgecnn._quiet import native_stderr_hidden
+
+    decoded = decode(job, shape, light_on_dark)
+    images, failed = decoded.images, decoded.failed
+    if failed and not skip_bad:
+        first = min(failed)  # every input before it was read: rows 0..first-1
+        images = images[:first] if first and images is not None else None
+    probs = None
+    if images is not None:
+        with native_stderr_hidden():
+            probs = classifier.predict(images)
+    return Outcome(probs, failed)
 
 
 def classify_batches(
     classifier: Classifier,
     sources: Sequence[Source],
-    pool: ProcessPoolExecutor | None = None,
+    workers: Workers | None = None,
     skip_bad: bool = False,
     batch_size: int = BATCH_SIZE,
 ) -> Iterator[Classified]:
     """The classified batches of ``sources``, in order, each as soon as it is done.
 
-    Without ``skip_bad`` the first input that cannot be read ends the stream: the inputs
-    before it are yielded, then its error is raised.
+    With ``workers`` (:func:`start_workers`), they decode and classify every batch;
+    ``classifier`` gives the shape and polarity. Without ``skip_bad`` the first input
+    that cannot be read ends the stream: the inputs before it are yielded, then its
+    error is raised.
 
     Raises:
         InputError: an input that cannot be read (without ``skip_bad``).
         ModelError: the model computed something that is not probabilities.
     """
-    from edgecnn._quiet import native_stderr_hidden
-
     shape = classifier.input_shape
     light_on_dark = classifier.metadata.light_on_dark
     todo = jobs(sources, batch_size)
-    pending: deque[tuple[Job, Future[Decoded] | None]] = deque()
-    ahead = 2 * decoders() + 1 if pool else 1  # batches decoded ahead of the one classified
+    pending: deque[tuple[Job, Future[Outcome] | None]] = deque()
+    ahead = 2 * workers.count + 1 if workers else 1  # batches in flight
 
     def queue() -> None:
         while len(pending) < ahead:
             job = next(todo, None)
             if job is None:
                 return
-            work = pool.submit(decode, job, shape, light_on_dark) if pool and job.pictures else None
+            work = None
+            if workers is not None:
+                args = (job, shape, light_on_dark, skip_bad)
+                work = workers.pool.submit(_classify_in_worker, *args)
             pending.append((job, work))
 
     queue()
     while pending:
         job, work = pending.popleft()
-        decoded = work.result() if work is not None else decode(job, shape, light_on_dark)
-        queue()  # the workers decode the next batches while this one is classified
-        names = list(job.names())
-        failed = decoded.failed
-        if failed and not skip_bad:
-            first = min(failed)  # every input before it was read: rows 0..first-1
-            names, failed = names[:first], {}
-            images = decoded.images[:first] if first and decoded.images is not None else None
+        if work is None:
+            done = outcome(classifier, job, shape, light_on_dark, skip_bad)
         else:
-            images = decoded.images
-        probs = None
-        if images is not None:
-            with native_stderr_hidden():
-                probs = classifier.predict(images)
-        yield Classified(names, probs, failed)
-        if decoded.failed and not skip_bad:
-            raise InputError(decoded.failed[min(decoded.failed)])
+            done = work.result()
+        queue()  # the workers classify the next batches while this one is written
+        names = list(job.names())
+        failed = done.failed
+        if failed and not skip_bad:
+            first = min(failed)
+            yield Classified(names[:first], done.probs, {})
+            raise InputError(failed[first])
+        yield Classified(names, done.probs, failed)

@@ -61,12 +61,17 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class BackendEntry:
-    """How to open one backend: its module, the files it runs, and its options."""
+    """How to open one backend: its module, the files it runs, and its options.
+
+    ``own_threads``: the backend takes no thread count and runs one inference on every
+    core by itself (numpy's BLAS), so processes running it side by side only fight.
+    """
 
     module: str
     suffixes: tuple[str, ...]
     auto: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    own_threads: bool = False
 
     def open(self, path: Path, data: bytes, threads: int | None) -> Backend:
         """Import the backend's module and load the model with it.
@@ -110,7 +115,7 @@ BACKENDS: dict[str, BackendEntry] = {
     # OpenVINO's CPU plugin: the fastest for large int8 batches on x86, and an independent
     # reader of both formats. Never chosen by auto: an extra install that few devices have.
     "openvino": BackendEntry("openvino", (".onnx", ".tflite"), auto=False),
-    "numpy": BackendEntry("numpy", (".npz",)),
+    "numpy": BackendEntry("numpy", (".npz",), own_threads=True),
     # The generated C library, compiled for this machine (``exports/c``): no interpreter.
     "c": BackendEntry("c", (".so", ".dylib", ".dll")),
 }

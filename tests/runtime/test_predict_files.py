@@ -284,3 +284,43 @@ def test_a_closed_pipe_stops_the_run_quietly(test_images, tmp_path):
     process.stdout.close()  # as `| head -1` does
     assert process.wait(timeout=60) == 141
     assert process.stderr.read() == b""
+
+
+def test_workers_fill_the_cores_unless_the_backend_does(monkeypatch):
+    from edgecnn.runtime import stream
+
+    monkeypatch.setattr(stream, "cores", lambda: 4)
+    assert stream.worker_count(1, "m.tflite") == 4 and stream.worker_count(1, "m.onnx") == 4
+    assert stream.worker_count(2, "m.tflite") == 2 and stream.worker_count(8, "m.tflite") == 1
+    assert stream.worker_count(1, "weights.npz") == 1  # numpy's BLAS takes every core itself
+    monkeypatch.setattr(stream, "cores", lambda: 64)
+    assert stream.worker_count(1, "m.tflite") == stream.MAX_WORKERS
+
+
+def test_a_worker_that_cannot_load_the_model_says_why(tmp_path, monkeypatch):
+    """Its batches raise the load's own error, which ``predict`` prints as one line."""
+    import signal
+
+    from edgecnn.runtime import ModelError, stream
+    from edgecnn.runtime.batches import jobs
+
+    monkeypatch.setattr(stream, "_model", None)
+    sigint = signal.getsignal(signal.SIGINT)
+    (tmp_path / "model.tflite").write_bytes(b"not a model")
+    try:
+        stream._start_worker(stream.ModelSpec(str(tmp_path / "model.tflite"), "auto", 1, True))
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    job = next(jobs([str(PICTURE)]))
+    with pytest.raises(ModelError, match="model.tflite"):
+        stream._classify_in_worker(job, (28, 28, 1), True, False)
+
+
+def test_workers_are_forked_only_before_an_interpreter_is_loaded():
+    from edgecnn.runtime import stream
+
+    code = "from edgecnn.runtime import stream, load_classifier; print(stream.start_method())"
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert fresh.stdout.strip() == "fork", fresh.stderr
+    load_classifier(MODEL)  # this session's interpreter threads: never fork them
+    assert stream.start_method() == "forkserver"

@@ -7,6 +7,7 @@ image data and extra chunks are all exercised.
 """
 
 import io
+import os
 import zlib
 
 import numpy as np
@@ -161,3 +162,20 @@ def test_light_borders_is_load_images_rule(test_images):
     expected = [border_mean(image) > LIGHT_BORDER for image in images]
     assert light_borders(images).tolist() == expected
     assert expected[-2:] == [False, True]
+
+
+def test_unusual_files_are_left_to_load_image_without_blocking(images, tmp_path):
+    """No ``stat``: a folder, a pipe with no writer, an endless device, an empty or too
+    large file all read as None at once, and a PNG cut short takes Pillow's path."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "large.png").write_bytes(bytes(small_png.MAX_BYTES + 1))
+    for path in (tmp_path, fifo, "/dev/zero", tmp_path / "empty.png", tmp_path / "large.png"):
+        assert small_png.read_small(str(path)) is None, path
+    whole = tmp_path / "whole.png"
+    Image.fromarray(images[0]).save(whole)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(whole.read_bytes()[:-1])
+    assert fast(whole) and not fast(cut)
+    assert_same_as_load_image([whole, cut])
