@@ -21,6 +21,7 @@ import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.batches import BATCH_SIZE, Job, decode, jobs
-from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.errors import InferenceError, InputError
 from edgecnn.runtime.inputs import Source
 
 if TYPE_CHECKING:
@@ -229,6 +230,7 @@ def classify_batches(
     Raises:
         InputError: an input that cannot be read (without ``skip_bad``).
         ModelError: the model computed something that is not probabilities.
+        InferenceError: a worker process died (exit code 1).
     """
     shape = classifier.input_shape
     light_on_dark = classifier.metadata.light_on_dark
@@ -253,7 +255,13 @@ def classify_batches(
         if work is None:
             done = outcome(classifier, job, shape, light_on_dark, skip_bad)
         else:
-            done = work.result()
+            try:
+                done = work.result()
+            except BrokenProcessPool:
+                raise InferenceError(
+                    "a worker process died (killed, or out of memory) while classifying the "
+                    f"batch that starts at {next(job.names())}; the results before it are written"
+                ).with_exit_code(1) from None
         queue()  # the workers classify the next batches while this one is written
         names = list(job.names())
         failed = done.failed

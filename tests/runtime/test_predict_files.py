@@ -324,3 +324,38 @@ def test_workers_are_forked_only_before_an_interpreter_is_loaded():
     assert fresh.stdout.strip() == "fork", fresh.stderr
     load_classifier(MODEL)  # this session's interpreter threads: never fork them
     assert stream.start_method() == "forkserver"
+
+
+DYING_WORKER = """
+import os, sys
+from edgecnn.runtime import stream
+
+classify = stream._classify_in_worker
+
+def dying(job, *args):  # a worker killed (the OOM killer, a crash) on the second batch
+    if any(name.endswith("00300.png") for name in job.names()):
+        os._exit(9)
+    return classify(job, *args)
+
+stream._classify_in_worker = dying
+sys.argv = ["edgecnn", "predict", *sys.argv[1:]]
+from edgecnn.cli import main
+main()
+"""
+
+
+def test_a_worker_that_dies_ends_the_run_with_one_line(test_images, tmp_path):
+    from edgecnn.runtime import stream
+
+    if not stream.workers_pay(600):
+        pytest.skip("worker processes run on Linux with two cores or more")
+    paths = save_pictures(tmp_path / "pictures", test_images.x[:600])
+    command = [sys.executable, "-c", DYING_WORKER, str(MODEL), str(tmp_path / "pictures")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: a worker process died (killed, or out of memory) while "
+                           "classifying the batch that starts at ")  # fmt: skip
+    start = paths.index(tmp_path / "pictures" / line.split(" starts at ")[1].split(";")[0])
+    assert start in (0, 256)  # the first batch may be lost with the second
+    assert [r.split()[0] for r in done.stdout.splitlines()] == list(map(str, paths[:start]))
