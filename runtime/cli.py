@@ -104,7 +104,7 @@ def predict_command(
                 model,
                 backend=backend.value,
                 # With workers this copy only describes the model: one thread is plenty.
-                num_threads=threads or 1 if workers else threads,
+                num_threads=(threads or 1) if workers else threads,
                 check_integrity=integrity_check,
             )
         if top_k is None:
