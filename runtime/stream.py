@@ -246,7 +246,11 @@ def classify_batches(
             work = None
             if workers is not None:
                 args = (job, shape, light_on_dark, skip_bad)
-                work = workers.pool.submit(_classify_in_worker, *args)
+                try:
+                    work = workers.pool.submit(_classify_in_worker, *args)
+                except BrokenProcessPool as e:  # said when this batch's turn comes
+                    work = Future()
+                    work.set_exception(e)
             pending.append((job, work))
 
     queue()
@@ -259,8 +263,9 @@ def classify_batches(
                 done = work.result()
             except BrokenProcessPool:
                 raise InferenceError(
-                    "a worker process died (killed, or out of memory) while classifying the "
-                    f"batch that starts at {next(job.names())}; the results before it are written"
+                    "a worker process died (killed, or out of memory); the run stopped before "
+                    f"the batch that starts at {next(job.names())}, with the results before it "
+                    "written"
                 ).with_exit_code(1) from None
         queue()  # the workers classify the next batches while this one is written
         names = list(job.names())

@@ -354,8 +354,8 @@ def test_a_worker_that_dies_ends_the_run_with_one_line(test_images, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     (line,) = done.stderr.splitlines()
-    assert line.startswith("error: a worker process died (killed, or out of memory) while "
-                           "classifying the batch that starts at ")  # fmt: skip
-    start = paths.index(tmp_path / "pictures" / line.split(" starts at ")[1].split(";")[0])
+    assert line.startswith("error: a worker process died (killed, or out of memory); the "
+                           "run stopped before the batch that starts at ")  # fmt: skip
+    start = paths.index(tmp_path / "pictures" / line.split(" starts at ")[1].split(", ")[0])
     assert start in (0, 256)  # the first batch may be lost with the second
     assert [r.split()[0] for r in done.stdout.splitlines()] == list(map(str, paths[:start]))
