@@ -121,6 +121,16 @@ BACKENDS: dict[str, BackendEntry] = {
 }
 
 
+def in_chunks(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, size: int) -> np.ndarray:
+    """``run`` over ``x`` in chunks of at most ``size`` rows, the outputs concatenated.
+
+    A batch that fits is passed on whole, without a copy.
+    """
+    if len(x) <= size:
+        return run(x)
+    return np.concatenate([run(x[i : i + size]) for i in range(0, len(x), size)])
+
+
 def default_threads() -> int:
     """Threads an interpreter gets unless told otherwise: all cores, up to 4.
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.backends import default_threads
+from edgecnn.runtime.backends import default_threads, in_chunks
 from edgecnn.runtime.errors import BackendUnavailable, ModelError
 from edgecnn.runtime.metadata import METADATA_KEY, Quantization
 from edgecnn.runtime.preprocess import (
@@ -174,11 +174,7 @@ class LiteRTBackend:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Outputs ``(N, classes)`` for a batch of uint8 or [0, 1] float images."""
         try:
-            if len(x) <= MAX_CHUNK:
-                return self._run(x)
-            return np.concatenate(
-                [self._run(x[i : i + MAX_CHUNK]) for i in range(0, len(x), MAX_CHUNK)]
-            )
+            return in_chunks(self._run, x, MAX_CHUNK)
         except (ValueError, RuntimeError) as e:
             # A flatbuffer can parse yet hold impossible tensors (a corrupted scale, say):
             # the interpreter then fails when it prepares or runs them.

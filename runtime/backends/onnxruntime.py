@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.backends import default_threads
+from edgecnn.runtime.backends import default_threads, in_chunks
 from edgecnn.runtime.errors import BackendUnavailable, ModelError
 from edgecnn.runtime.metadata import METADATA_KEY
 from edgecnn.runtime.onnx_scan import MalformedProtobuf, uses_external_data
@@ -97,11 +97,7 @@ class OnnxBackend:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Outputs ``(N, classes)`` for a batch of uint8 or [0, 1] float images."""
-        if len(x) <= MAX_CHUNK:
-            return self._run(x)
-        return np.concatenate(
-            [self._run(x[i : i + MAX_CHUNK]) for i in range(0, len(x), MAX_CHUNK)]
-        )
+        return in_chunks(self._run, x, MAX_CHUNK)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         try:
