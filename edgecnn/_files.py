@@ -50,7 +50,7 @@ def check_regular_file(
     except FileNotFoundError:
         raise error(f"{path} does not exist") from None
     except OSError as e:
-        raise error(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+        raise error(f"{path} cannot be read: {e.strerror or type(e).__name__}") from None
     _check_stat(info, path, limit, error, kind)
     if not info.st_size:
         raise error(f"{path} is empty")
@@ -92,7 +92,7 @@ def read_regular_file(
     except FileNotFoundError:
         raise error(f"{path} does not exist") from None
     except OSError as e:
-        raise error(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+        raise error(f"{path} cannot be read: {e.strerror or type(e).__name__}") from None
     try:
         _check_stat(os.fstat(fd), path, limit, error, kind)
         chunks, size = [], 0
@@ -103,7 +103,7 @@ def read_regular_file(
             chunks.append(chunk)
             size += len(chunk)
     except OSError as e:
-        raise error(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+        raise error(f"{path} cannot be read: {e.strerror or type(e).__name__}") from None
     finally:
         os.close(fd)
     if size > limit:  # it grew while being read

@@ -285,6 +285,23 @@ def test_bad_options_are_one_error_line(args, match):
     assert_one_line_error(invoke("serve", *args), match)
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "/proc/self/mem"],
+        ["predict", "/proc/self/mem", DATA / "ankle_boot.png"],
+        ["predict", TINY, "/proc/self/mem"],  # predict used to print the path twice
+    ],
+    ids=["serve model", "predict model", "predict picture"],
+)
+def test_a_file_that_fails_to_read_is_named_once(args):
+    # /proc/self/mem opens as a regular file and fails on its first read (EIO).
+    result = invoke(*args)
+    assert_one_line_error(result, "/proc/self/mem cannot be read: Input/output error")
+    assert result.stderr.count("/proc/self/mem") == 1, result.stderr
+
+
 def test_serve_subprocess_reports_bad_model_and_exits_2(tmp_path):
     bad = tmp_path / "model.tflite"
     bad.write_bytes(b"not a model")
