@@ -9,14 +9,17 @@ which installs offline into a venv (``pip install --no-index``) and ends by runn
 model runs. The emulated Raspberry Pi tests install from these bundles.
 
 Layout, inside ``edgecnn-<target>/``: ``install.sh``, ``README.txt``, ``bundle.json`` (the
-target, each Python's requirements and model, every file's SHA-256), ``wheels/`` and
-``model/``.
+target, each Python's requirements and model, every file's SHA-256), ``SHA256SUMS`` (the
+same digests and bundle.json's, in ``sha256sum -c`` form, which install.sh checks before
+it runs anything), ``wheels/`` and ``model/``. Every model is checked before it is packed
+(:mod:`edgecnn.pipeline.bundle_models`).
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -29,13 +32,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgecnn import __version__, _atomic
+from edgecnn import __version__, _atomic, _json
 from edgecnn.errors import ConfigError, DataError, EdgecnnError
 from edgecnn.export.exporter import sha256
+from edgecnn.pipeline.bundle_models import copy_checked, write_new
 from edgecnn.run_folder import BENCH_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
 
 #: The numpy backend's file: the fallback where no interpreter wheel exists.
 NUMPY_FILE = "weights.npz"
+#: Every file's digest in ``sha256sum`` form, the list install.sh checks the bundle by.
+SUMS_FILE = "SHA256SUMS"
+#: A path install.sh accepts in SHA256SUMS (its grep has the same pattern): a plain name,
+#: at most one folder deep, no part starting with a dot, so never ``..`` or absolute.
+PLAIN_PATH = re.compile(r"([A-Za-z0-9_+-][A-Za-z0-9._+-]*/)?[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
 
 
 @dataclass(frozen=True)
@@ -118,9 +127,9 @@ def build_bundle(
     if target is None:
         raise ConfigError(f"--target must be one of {', '.join(TARGETS)}, got {target_key!r}")
     exports = _exports_dir(source)
-    rows = _report(exports)["files"]
+    report = _report(exports)
+    rows = report["files"]
     names = list(models or (_recommended(rows, target, exports.parent),))
-    chosen = names[0]
     for name in names:
         if (exports / name).is_dir():
             raise ConfigError(f"--model {name}: folders (the C library, TFLM) are not bundled")
@@ -130,7 +139,7 @@ def build_bundle(
         if target.machine is not None and fmt != "numpy" and fmt not in target.interpreters:
             raise ConfigError(f"--model {name}: {target.name} has no interpreter for "
                               f".{fmt} files")  # fmt: skip
-    bundled, files = _model_files(exports, rows, names)
+    bundled = _model_files(rows, names)
     if pythons is None:
         pythons = target.pythons
     for version in pythons:
@@ -148,13 +157,41 @@ def build_bundle(
             # Replaced as a whole: never a folder that holds anything but a bundle.
             raise ConfigError(f"--out {out} is a folder that is not a bundle; name a new one")
     out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        manifest = _write(exports, report, target, names, bundled, pythons, out, wheels, log)
+    except OSError as e:  # writing the bundle: reading the exports raises DataError
+        raise BundleError(f"cannot write {out}: {e.strerror or type(e).__name__}") from None
+    if archive:
+        manifest["sha256"] = sha256(out)
+        log(f"  SHA-256 of {out.name}: {manifest['sha256']} (compare it on the device: "
+            f"sha256sum {out.name})")  # fmt: skip
+    else:
+        manifest["sha256"] = sha256(out / SUMS_FILE)
+        log(f"  SHA-256 of {SUMS_FILE}, which lists every other file's: {manifest['sha256']}")
+    manifest["out"] = str(out)
+    manifest["size_bytes"] = _size(out)
+    return manifest
+
+
+def _write(
+    exports: Path,
+    report: dict[str, Any],
+    target: BundleTarget,
+    names: list[str],
+    bundled: list[str],
+    pythons: tuple[str, ...],
+    out: Path,
+    wheels: Path | None,
+    log: Any,
+) -> dict[str, Any]:
+    """Fill the bundle in a temporary folder beside ``out``, then move it into place."""
+    archive = out.name.endswith((".tar.gz", ".tgz"))
     name = f"edgecnn-{target.key}"
     with tempfile.TemporaryDirectory(prefix=".edgecnn-bundle-", dir=out.parent) as scratch:
         root = Path(scratch) / name
         (root / "wheels").mkdir(parents=True)
         (root / "model").mkdir()
-        for path in files:
-            shutil.copy2(path, root / "model" / path.name)
+        copy_checked(exports, bundled, report, root / "model")
         own = _edgecnn_wheel(root / "wheels", wheels)
         log(f"  {own.name}")
         plan = _download(target, pythons, names, own, root / "wheels", wheels, log)
@@ -174,23 +211,34 @@ def build_bundle(
             "machine": target.machine,
             "system_numpy": target.system_numpy,
             "notes": target.notes,
-            "model": chosen,
+            "model": names[0],
             "models": bundled,
             "pythons": plan,
         }
         _write_text(root / "README.txt", readme(manifest))
-        manifest["files"] = {  # every file but bundle.json itself
-            str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
-        }
-        _atomic.write_json(root / "bundle.json", manifest)
+        manifest["files"] = _digests(root)  # every file but bundle.json and SHA256SUMS
+        write_new(root / "bundle.json", (_json.dumps(manifest) + "\n").encode())
+        sums = _digests(root)
+        write_new(root / SUMS_FILE, "".join(f"{d}  {p}\n" for p, d in sums.items()).encode())
         if archive:
             with _atomic.atomic_path(out) as tmp, tarfile.open(tmp, "w:gz") as tar:
                 tar.add(root, arcname=name)
         else:
             _atomic.replace_dir(root, out)
-    manifest["out"] = str(out)
-    manifest["size_bytes"] = _size(out)
     return manifest
+
+
+def _digests(root: Path) -> dict[str, str]:
+    """Each file's SHA-256 by its path in the bundle, sorted (as ``sha256sum -c`` reads it)."""
+    digests = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_dir():
+            continue
+        relative = path.relative_to(root).as_posix()
+        if not PLAIN_PATH.fullmatch(relative):  # install.sh would refuse the bundle
+            raise BundleError(f"{relative}: a file name install.sh does not accept")
+        digests[relative] = sha256(path)
+    return digests
 
 
 def readme(manifest: dict[str, Any]) -> str:
@@ -273,12 +321,10 @@ def _bench_latency(run_dir: Path) -> dict[str, float]:
         return {}
 
 
-def _model_files(
-    exports: Path, rows: list[dict[str, Any]], chosen: list[str]
-) -> tuple[list[str], list[Path]]:
-    """The model files to bundle, and their paths with each one's sidecar and reference.
+def _model_files(rows: list[dict[str, Any]], chosen: list[str]) -> list[str]:
+    """The model files to bundle: the chosen ones, and weights.npz too as the fallback.
 
-    The chosen files, and weights.npz too as the fallback.
+    Each is copied with its sidecar and reference, and checked, by ``copy_checked``.
     """
     passed = {r["file"] for r in rows if r.get("passed")}
     names = list(dict.fromkeys(chosen))
@@ -289,16 +335,10 @@ def _model_files(
             raise ConfigError(f"--model {name}: it failed its gate; bundle a file that passed")
     if NUMPY_FILE not in names and NUMPY_FILE in passed:
         names.append(NUMPY_FILE)
-    paths = []
     for name in names:
-        model = exports / name
-        if model.is_dir():
-            raise ConfigError(f"--model {name}: folders (the C library, TFLM) are not bundled")
-        for path in (model, Path(f"{model}.json"), Path(f"{model}.reference.npz")):
-            if not path.is_file():
-                raise DataError(f"{path} is missing; export again")
-            paths.append(path)
-    return names, paths
+        if not PLAIN_PATH.fullmatch(name) or "/" in name:
+            raise DataError(f"{EXPORT_REPORT_FILE} names {name!r}, not a plain file name")
+    return names
 
 
 def _format_of(name: str) -> str:
@@ -514,7 +554,7 @@ def _install_script() -> str:
 
 
 def _write_text(path: Path, text: str, executable: bool = False) -> None:
-    path.write_text(text)
+    write_new(path, text.encode())
     if executable:
         path.chmod(0o755)
 

@@ -7,8 +7,10 @@ input gets its one line.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -98,17 +100,22 @@ def test_every_target_says_what_it_carries():
 
 @pytest.mark.slow
 def test_the_x86_bundle_installs_offline_and_verifies_here(exports, tmp_path, test_images):
-    """Build for this machine's Python, unpack, run install.sh with no index: verify passes.
+    """Build for this machine's Python, unpack in a path with spaces, run install.sh with no
+    index: verify passes, and the command it closes with runs as printed.
 
-    Then a tampered model makes install.sh exit 1, and a foreign bundle exits 2.
+    Then a tampered model is refused before anything runs (exit 2); the same file with
+    SHA256SUMS and bundle.json hashed again fails edgecnn verify (exit 1); a foreign bundle
+    exits 2.
     """
     out = tmp_path / "edgecnn-linux-x86.tar.gz"
     result = invoke("bundle", exports, "--target", "linux-x86", "--python", PYTHON, "--out", out)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert f"tar xzf {out.name} && sh edgecnn-linux-x86/install.sh" in result.stdout
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert f"SHA-256 of {out.name}: {digest}" in result.stdout
     with tarfile.open(out) as tar:
-        tar.extractall(tmp_path / "device", filter="data")
-    bundle = tmp_path / "device" / "edgecnn-linux-x86"
+        tar.extractall(tmp_path / "my device", filter="data")
+    bundle = tmp_path / "my device" / "edgecnn-linux-x86"
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert manifest["pythons"][PYTHON]["requirements"][0] == "edgecnn"
     for name, digest in manifest["files"].items():
@@ -118,29 +125,30 @@ def test_the_x86_bundle_installs_offline_and_verifies_here(exports, tmp_path, te
     env.update(PIP_INDEX_URL="http://127.0.0.1:9/simple", PIP_NO_CACHE_DIR="1", HOME=str(tmp_path))
     python_dir = str(Path(sys.executable).resolve().parent)
     env["PATH"] = python_dir + os.pathsep + env.get("PATH", "")
-    venv = tmp_path / "venv"
-    done = subprocess.run(["sh", str(bundle / "install.sh"), str(venv)], capture_output=True,
-                          text=True, env=env, timeout=600)  # fmt: skip
+    venv = tmp_path / "edge venv"
+    done = _install(bundle, venv, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "PASS" in done.stdout and f"{venv}/bin/edgecnn predict" in done.stdout
+    assert "PASS" in done.stdout
     model = bundle / "model" / manifest["model"]
+    closing = f"'{venv}/bin/edgecnn' predict '{model}' picture.png"
+    assert done.stdout.rstrip().endswith(closing), done.stdout
     np.save(tmp_path / "two.npy", test_images.x[:2])
-    predicted = subprocess.run([str(venv / "bin" / "edgecnn"), "predict", str(model),
-                                str(tmp_path / "two.npy"), "--json"],
-                               capture_output=True, text=True, env=env)  # fmt: skip
+    command = closing.replace("picture.png", f"'{tmp_path}/two.npy' --json")
+    predicted = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env)
     assert predicted.returncode == 0, predicted.stderr
     assert len(json.loads(predicted.stdout)["results"]) == 2
-    data = bytearray(model.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    model.write_bytes(bytes(data))
-    tampered = subprocess.run(["sh", str(bundle / "install.sh"), str(venv)], capture_output=True,
-                              text=True, env=env, timeout=600)  # fmt: skip
-    assert tampered.returncode == 1, tampered.stdout + tampered.stderr
-    assert "FAIL" in tampered.stdout and "did not pass edgecnn verify" in tampered.stderr
+    _flip(model)
+    tampered = _install(bundle, venv, env=env)
+    assert tampered.returncode == 2, tampered.stdout + tampered.stderr
+    assert f"model/{model.name} does not match its SHA-256" in tampered.stderr
+    _reseal(bundle)  # the same damage, hashed again: edgecnn verify still catches it
+    resealed = _install(bundle, venv, env=env)
+    assert resealed.returncode == 1, resealed.stdout + resealed.stderr
+    assert "FAIL" in resealed.stdout and "did not pass edgecnn verify" in resealed.stderr
     manifest["machine"] = "riscv64"
     (bundle / "bundle.json").write_text(json.dumps(manifest))
-    foreign = subprocess.run(["sh", str(bundle / "install.sh"), str(venv)], capture_output=True,
-                             text=True, env=env)  # fmt: skip
+    _reseal(bundle)
+    foreign = _install(bundle, venv, env=env)
     assert foreign.returncode == 2 and foreign.stderr.count("\n") == 1
     assert "this bundle is for" in foreign.stderr and "riscv64" in foreign.stderr
 
@@ -180,14 +188,260 @@ def test_out_never_replaces_a_folder_that_is_not_a_bundle(exports, tmp_path):
         (exports / "c").rmdir()
 
 
-def test_a_damaged_bundle_json_is_one_line_from_install_sh(exports, tmp_path):
-    out = tmp_path / "generic"
-    assert invoke("bundle", exports, "--target", "generic", "--out", out).exit_code == 0
-    manifest = json.loads((out / "bundle.json").read_text())
-    assert "install.sh" in manifest["files"] and "README.txt" in manifest["files"]
+def test_a_damaged_bundle_json_is_one_line_from_install_sh(generic, tmp_path):
+    """Caught by SHA256SUMS; and with SHA256SUMS edited to match, python3 reads it (only
+    after the check) and says so in one line."""
+    out = _copy(generic, tmp_path)
     (out / "bundle.json").write_text("{not json")
-    done = subprocess.run(["sh", str(out / "install.sh"), str(tmp_path / "venv")],
-                          capture_output=True, text=True)  # fmt: skip
+    done = _install(out, tmp_path / "venv")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "bundle.json does not match its SHA-256 in SHA256SUMS" in done.stderr
+    digest = hashlib.sha256(b"{not json").hexdigest()
+    sums = (out / "SHA256SUMS").read_text().splitlines()
+    sums = [f"{digest}  bundle.json" if s.endswith("  bundle.json") else s for s in sums]
+    (out / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    done = _install(out, tmp_path / "venv")
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "bundle.json is unreadable" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "venv").exists()
+
+
+# --- what install.sh checks before it installs anything ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def generic(exports, tmp_path_factory):
+    """A generic bundle folder, built once; tests change copies of it."""
+    out = tmp_path_factory.mktemp("generic") / "edgecnn-generic"
+    result = invoke("bundle", exports, "--target", "generic", "--out", out)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    return out
+
+
+def _copy(bundle: Path, folder: Path) -> Path:
+    copy = folder / bundle.name
+    shutil.copytree(bundle, copy, symlinks=True)
+    return copy
+
+
+def _install(bundle: Path, venv: Path, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", str(bundle / "install.sh"), str(venv)], capture_output=True,
+                          text=True, timeout=600, **kwargs)  # fmt: skip
+
+
+def _reseal(bundle: Path) -> None:
+    """Hash every file again into bundle.json and SHA256SUMS, as someone who edits a bundle
+    would: only the archive's own SHA-256, printed by edgecnn bundle, catches that."""
+
+    def digests() -> dict[str, str]:
+        return {p.relative_to(bundle).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(bundle.rglob("*")) if p.is_file() and not p.is_symlink()
+                and p.relative_to(bundle).as_posix() != "SHA256SUMS"}  # fmt: skip
+
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    manifest["files"] = {k: v for k, v in digests().items() if k != "bundle.json"}
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+    sums = "".join(f"{d}  {p}\n" for p, d in digests().items())
+    (bundle / "SHA256SUMS").write_text(sums)
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_sha256sums_lists_every_file_and_bundle_json_agrees(generic):
+    sums = dict(reversed(line.split("  ", 1)) for line in
+                (generic / "SHA256SUMS").read_text().splitlines())  # fmt: skip
+    on_disk = {p.relative_to(generic).as_posix() for p in generic.rglob("*") if p.is_file()}
+    assert set(sums) == on_disk - {"SHA256SUMS"}
+    assert {"install.sh", "README.txt", "bundle.json"} <= set(sums)
+    assert any(p.startswith("wheels/edgecnn-") for p in sums)
+    for name in ("model_int8.tflite", "weights.npz"):
+        for suffix in ("", ".json", ".reference.npz"):
+            assert f"model/{name}{suffix}" in sums
+    manifest = json.loads((generic / "bundle.json").read_text())
+    assert manifest["files"] == {k: v for k, v in sums.items() if k != "bundle.json"}
+    done = subprocess.run(["sha256sum", "-c", "--strict", "--quiet", "SHA256SUMS"],
+                          cwd=generic, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_sound_bundle_passes_the_check_even_in_a_path_with_spaces(generic, tmp_path):
+    """The check and bundle.json's plan pass; a file where the venv should go stops
+    install.sh before anything is installed."""
+    folder = tmp_path / "my bundles"
+    folder.mkdir()
+    bundle = _copy(generic, folder)
+    taken = tmp_path / "a file"
+    taken.write_text("")
+    done = _install(bundle, taken)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "exists and is not a working venv" in done.stderr
+
+
+def _tamper_wheel(b: Path) -> None:
+    _flip(next((b / "wheels").glob("edgecnn-*.whl")))
+
+
+def _swap_model(b: Path) -> None:
+    """Another export's model, sidecar and reference under the bundled file's names."""
+    for suffix in ("", ".json", ".reference.npz"):
+        source = b / "model" / f"weights.npz{suffix}"
+        shutil.copy(source, b / "model" / f"model_int8.tflite{suffix}")
+
+
+def _model_outside(b: Path) -> None:
+    manifest = json.loads((b / "bundle.json").read_text())
+    manifest["model"] = "../../other.tflite"
+    (b / "bundle.json").write_text(json.dumps(manifest))
+    _reseal(b)
+
+
+def _listed_outside(b: Path, path: str) -> None:
+    with open(b / "SHA256SUMS", "a") as f:
+        f.write(f"{hashlib.sha256(b'').hexdigest()}  {path}\n")
+
+
+def _symlinked_model(b: Path) -> None:
+    outside = b.parent / "other.tflite"
+    shutil.copy(b / "model" / "model_int8.tflite", outside)
+    (b / "model" / "model_int8.tflite").unlink()
+    (b / "model" / "model_int8.tflite").symlink_to(outside)
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (_tamper_wheel, "wheels/edgecnn-0"),
+        (_swap_model, "model/model_int8.tflite does not match its SHA-256"),
+        (_model_outside, "not a plain name"),
+        (lambda b: _listed_outside(b, "../other.tflite"), "not a SHA-256 and a plain path"),
+        (lambda b: _listed_outside(b, "/etc/passwd"), "not a SHA-256 and a plain path"),
+        (lambda b: (b / "model" / "extra.py").write_text("import os\n"),
+         "model/extra.py is not one of its files"),
+        (lambda b: (b / "sitecustomize.py").write_text(""), "sitecustomize.py is not one of"),
+        (lambda b: os.mkfifo(b / "model" / "pipe"), "model/pipe is not one of its files"),
+        (lambda b: (b / "lib").mkdir(), "lib is not one of its folders"),
+        (_symlinked_model, "model/model_int8.tflite is a symlink"),
+        (lambda b: (b / "model" / "model_int8.tflite.reference.npz").unlink(),
+         "model/model_int8.tflite.reference.npz is missing"),
+        (lambda b: (b / "SHA256SUMS").unlink(), "SHA256SUMS is missing"),
+    ],
+    ids=["tampered-wheel", "swapped-model", "model-outside", "dotdot-listed", "absolute-listed",
+         "extra-file", "extra-top-file", "fifo", "extra-folder", "symlink-model",
+         "missing-reference", "no-sha256sums"],
+)  # fmt: skip
+def test_install_sh_refuses_a_damaged_bundle_before_installing(generic, tmp_path, damage,
+                                                                match):  # fmt: skip
+    bundle = _copy(generic, tmp_path)
+    damage(bundle)
+    venv = tmp_path / "venv"
+    done = _install(bundle, venv)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("install.sh: "), done.stderr
+    assert match in done.stderr and "Traceback" not in done.stderr
+    assert not venv.exists() and done.stdout == ""
+
+
+# --- what edgecnn bundle checks before it packs -----------------------------------------
+
+
+def _flip_int8(e: Path) -> None:
+    _flip(e / "model_int8.tflite")
+
+
+def _flip_int8_and_its_sidecar(e: Path) -> None:
+    """The sidecar's digest updated too: the digest inside the file still catches it."""
+    _flip(e / "model_int8.tflite")
+    sidecar = json.loads((e / "model_int8.tflite.json").read_text())
+    sidecar["file"]["sha256"] = hashlib.sha256((e / "model_int8.tflite").read_bytes()).hexdigest()
+    (e / "model_int8.tflite.json").write_text(json.dumps(sidecar))
+
+
+def _symlink(e: Path, name: str, target: str) -> None:
+    (e / name).unlink()
+    (e / name).symlink_to(target)
+
+
+def _other_source(e: Path) -> None:
+    report = json.loads((e / "export_report.json").read_text())
+    report["source_sha256"] = "0" * 64
+    (e / "export_report.json").write_text(json.dumps(report))
+
+
+def _reference_of_another_file(e: Path) -> None:
+    shutil.copy(e / "model_float32.onnx.reference.npz", e / "model_int8.tflite.reference.npz")
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (_flip_int8, "its SHA-256 differs from the one in model_int8.tflite.json"),
+        (_flip_int8_and_its_sidecar, "do not match the SHA-256 recorded inside it"),
+        (lambda e: _flip(e / "model_int8.onnx"), "model_int8.onnx: its SHA-256 differs"),
+        (lambda e: _symlink(e, "weights.npz", "/etc/passwd"), "weights.npz is a symlink"),
+        (lambda e: _symlink(e, "model_int8.tflite", "model_float32.onnx"),
+         "model_int8.tflite is a symlink"),
+        (lambda e: _symlink(e, "model_int8.tflite.json", "/etc/hostname"),
+         "model_int8.tflite.json is a symlink"),
+        (lambda e: ((e / "weights.npz.reference.npz").unlink(),
+                    os.mkfifo(e / "weights.npz.reference.npz")), "is not a regular file"),
+        (_other_source, "made from another model than the one export_report.json records"),
+        (_reference_of_another_file, "its verify reference was made for model_float32.onnx"),
+    ],
+    ids=["flipped-int8", "flipped-int8-and-sidecar", "flipped-onnx", "symlink-to-etc",
+         "symlink-to-export", "symlinked-sidecar", "fifo-reference", "other-source",
+         "other-reference"],
+)  # fmt: skip
+def test_bundle_packs_only_files_it_checked(exports, tmp_path, damage, match):
+    source = tmp_path / "exports"
+    shutil.copytree(exports, source)
+    damage(source)
+    out = tmp_path / "out" / "b.tar.gz"
+    result = invoke("bundle", source, "--target", "pi64", "--out", out,
+                    "--model", "model_int8.tflite,model_int8.onnx")  # fmt: skip
+    assert_one_line_error(result, match)
+    assert not out.exists() and not _leftovers(out.parent)
+
+
+def _unshare_works() -> bool:
+    try:
+        return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+def _file_size_limit() -> None:
+    """In the child: writes past 16 KB fail with EFBIG instead of killing it."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, 16 << 10))
+
+
+@pytest.mark.parametrize("limit", ["tmpfs", "fsize"])
+def test_a_full_disk_names_the_bundle_not_the_source(exports, tmp_path, limit):
+    """A 64 KB tmpfs (in a user and mount namespace) fills up with ENOSPC; RLIMIT_FSIZE
+    fails a write with EFBIG. Either way the line names what was being written."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    out = disk / "b.tar.gz"
+    command = [sys.executable, "-m", "edgecnn.cli", "bundle", str(exports), "--target",
+               "generic", "--out", str(out)]  # fmt: skip
+    if limit == "tmpfs":
+        if not _unshare_works():
+            pytest.skip("no user namespaces here (unshare -rm)")
+        mount = 'mount -t tmpfs -o size=64k tmpfs "$0" && exec "$@"'
+        command = ["unshare", "-rm", "sh", "-c", mount, str(disk), *command]
+        done = subprocess.run(command, capture_output=True, text=True)
+    else:
+        done = subprocess.run(command, capture_output=True, text=True,
+                              preexec_fn=_file_size_limit)  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: cannot write {out}: "), lines[0]
+    assert str(exports) not in lines[0]
+    assert not out.exists() and not _leftovers(disk)

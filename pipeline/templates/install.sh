@@ -4,8 +4,14 @@
 #
 #   sh install.sh [VENV]        (default VENV: ~/edgecnn)
 #
+# Before it runs or installs anything, it checks the bundle: every file listed in
+# SHA256SUMS must match its SHA-256 (sha256sum -c), no other file may be there, and none
+# may be a symlink. This script cannot vouch for itself: compare the archive's SHA-256,
+# which `edgecnn bundle` printed, before running it.
+#
 # Exit status: 0 installed and verified; 1 installed, but the model failed `edgecnn verify`
-# here; 2 something is missing from this system (the message says what to install).
+# here; 2 the bundle is damaged or incomplete, or something is missing from this system
+# (the message says what to do).
 set -eu
 here=$(unset CDPATH; cd -P -- "$(dirname -- "$0")" >/dev/null && pwd)
 venv=${1:-$HOME/edgecnn}
@@ -15,20 +21,105 @@ fail() {
     exit 2
 }
 
+# The first thing wrong with the bundle in $here, or nothing. Call it in a subshell: it cds.
+bundle_problem() {
+    cd "$here" || { echo "cannot enter $here"; return; }
+    if [ ! -f SHA256SUMS ] || [ -L SHA256SUMS ]; then
+        echo "SHA256SUMS is missing"
+        return
+    fi
+    # Each line: a digest, two spaces, a plain path at most one folder deep, no part of
+    # which starts with a dot: never absolute, never "..". (edgecnn bundle checks the same.)
+    bad=$(LC_ALL=C grep -v -E '^[0-9a-f]{64}  ([A-Za-z0-9_+-][A-Za-z0-9._+-]*/)?[A-Za-z0-9_+-][A-Za-z0-9._+-]*$' SHA256SUMS | sed -n 1p)
+    if [ -n "$bad" ] || [ ! -s SHA256SUMS ]; then
+        echo "SHA256SUMS holds a line that is not a SHA-256 and a plain path in the bundle: ${bad:-(empty)}"
+        return
+    fi
+    link=$(find . -type l | sed -n 1p)
+    if [ -n "$link" ]; then
+        echo "${link#./} is a symlink, which no bundle holds"
+        return
+    fi
+    listed=$(sed 's/^[0-9a-f]*  //' SHA256SUMS)
+    if [ "$(echo "$listed" | LC_ALL=C sort -u | wc -l)" -ne "$(echo "$listed" | wc -l)" ]; then
+        echo "SHA256SUMS lists a file twice"
+        return
+    fi
+    for path in $listed; do  # plain paths, checked above: no spaces, no patterns
+        if [ ! -f "$path" ]; then
+            echo "$path is missing"
+            return
+        fi
+    done
+    # Every file (anything but a folder: pipes and devices too) must be listed.
+    extra=$(find . ! -type d ! -path ./SHA256SUMS | sed 's|^\./||' |
+        LC_ALL=C grep -v -x -F "$listed" | sed -n 1p) || true
+    if [ -n "$extra" ]; then
+        echo "$extra is not one of its files (SHA256SUMS does not list it)"
+        return
+    fi
+    folder=$(find . -type d ! -path . ! -path ./wheels ! -path ./model | sed -n 1p)
+    if [ -n "$folder" ]; then
+        echo "${folder#./} is not one of its folders"
+        return
+    fi
+    if ! failed=$(LC_ALL=C sha256sum -c --strict --quiet SHA256SUMS 2>&1); then
+        first=$(echo "$failed" | sed -n 's/: FAILED.*$//p' | sed -n 1p)
+        echo "${first:-a file} does not match its SHA-256 in SHA256SUMS (damaged or edited)"
+    fi
+}
+
+# A path as a shell word: quoted when it holds anything but safe characters.
+quoted() {
+    case $1 in
+        '' | *[!A-Za-z0-9_./:@%+=,-]*) printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")" ;;
+        *) printf '%s' "$1" ;;
+    esac
+}
+
+command -v sha256sum >/dev/null 2>&1 || fail "sha256sum is missing: sudo apt install coreutils"
+problem=$(bundle_problem)
+[ -z "$problem" ] || fail "this bundle is damaged or incomplete: $problem; copy the bundle again"
 command -v python3 >/dev/null 2>&1 || fail "python3 is missing: sudo apt install python3"
 
-# What this bundle installs on this system's Python, from bundle.json: six lines (numpy
-# from the OS or not, whether pip may use the package index, edgecnn's wheel, the other
-# requirements, the model file, the interpreter with no wheel here), or one line starting
-# with "error:".
-plan=$(python3 - "$here/bundle.json" <<'PY' 2>/dev/null
-import json, platform, sys
+# Only now, every file checked, does anything read bundle.json. What this bundle installs
+# on this system's Python: six lines (numpy from the OS or not, whether pip may use the
+# package index, edgecnn's wheel, the other requirements, the model file, the interpreter
+# with no wheel here), or one line starting with "error:".
+plan=$(python3 - "$here" <<'PY' 2>/dev/null
+import json, os, platform, re, sys
+
+def plain(name):
+    return re.fullmatch(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*", name) is not None
+
+def check(m):
+    """bundle.json must list what SHA256SUMS lists (which covers bundle.json itself)."""
+    with open(os.path.join(sys.argv[1], "SHA256SUMS")) as f:
+        sums = dict(reversed(line.rstrip("\n").split("  ", 1)) for line in f)
+    del sums["bundle.json"]
+    if m["files"] != sums:
+        return "bundle.json and SHA256SUMS list other files"
+    names = [m["edgecnn_wheel"], m["model"]]
+    for entry in m["pythons"].values():
+        names += [entry["model"]] + entry["requirements"]
+    if not all(isinstance(n, str) and plain(n) for n in names):
+        return "bundle.json names a file or requirement that is not a plain name"
+    if "wheels/" + m["edgecnn_wheel"] not in sums:
+        return "bundle.json names a wheel it does not hold"
+    for name in [m["model"]] + [e["model"] for e in m["pythons"].values()]:
+        for path in ("model/" + name, "model/" + name + ".reference.npz"):
+            if path not in sums:
+                return "bundle.json names %s, which it does not hold" % path
+    return None
 
 try:
-    m = json.load(open(sys.argv[1]))
+    m = json.load(open(os.path.join(sys.argv[1], "bundle.json")))
     version = "%d.%d" % sys.version_info[:2]
     machine = platform.machine()
-    if sys.version_info < (3, 10):
+    problem = check(m)
+    if problem:
+        print("error: this bundle is damaged: %s; copy the bundle again" % problem)
+    elif sys.version_info < (3, 10):
         print("error: edgecnn needs Python 3.10 or newer; this system has " + version)
     elif m["machine"] and machine != m["machine"]:
         print("error: this bundle is for %s (%s); this system is %s"
@@ -47,7 +138,7 @@ try:
         print(entry.get("missing", ""))
 except Exception as e:  # a damaged bundle: one line, not a traceback
     print("error: %s/bundle.json is unreadable (%s); copy the bundle again"
-          % (sys.argv[1].rsplit("/", 2)[-2], type(e).__name__))
+          % (os.path.basename(sys.argv[1]), type(e).__name__))
 PY
 ) || fail "python3 cannot read bundle.json"
 case $plan in error:*) fail "${plan#error: }" ;; esac
@@ -58,7 +149,6 @@ wheel=$here/wheels/$(line 3)
 requirements=$(line 4)
 model=$(line 5)
 missing=$(line 6)
-[ -f "$wheel" ] || fail "$wheel is missing; copy the bundle again"
 
 venv_args=
 if [ "$system_numpy" = 1 ]; then
@@ -94,9 +184,6 @@ echo "Installed edgecnn into $venv (edgecnn${requirements:+ $requirements})"
 [ -z "$missing" ] ||
     echo "No $missing wheel exists for this Python: the numpy backend runs $model."
 
-if [ ! -e "$here/model/$model" ]; then
-    fail "model/$model is missing from this bundle"
-fi
 # Exit 3: no interpreter for the file's format here (not a damaged file: verify says that).
 unavailable=0
 "$venv/bin/python" -c "import sys
@@ -108,7 +195,7 @@ except BackendUnavailable:
     sys.exit(3)
 except Exception:
     pass" "$here/model/$model" 2>/dev/null || unavailable=$?
-if [ "$unavailable" = 3 ] && [ -e "$here/model/weights.npz" ] && [ "$model" != weights.npz ]; then
+if [ "$unavailable" = 3 ] && [ -f "$here/model/weights.npz" ] && [ "$model" != weights.npz ]; then
     echo "No interpreter here loads $model: the numpy backend runs weights.npz instead."
     model=weights.npz
 fi
@@ -116,7 +203,9 @@ fi
 echo "Checking model/$model on this device: edgecnn verify"
 status=0
 "$venv/bin/edgecnn" verify "$here/model/$model" || status=$?
-if [ "$status" -ne 0 ]; then
+if [ "$status" -eq 2 ]; then  # verify could not read the model or its reference
+    fail "edgecnn is installed, but edgecnn verify could not check model/$model here"
+elif [ "$status" -ne 0 ]; then
     echo "install.sh: edgecnn is installed, but model/$model did not pass edgecnn verify here" >&2
     exit 1
 fi
@@ -124,4 +213,4 @@ fi
     echo "For picture files (PNG, JPEG) install Pillow: sudo apt install python3-pil"
 echo
 echo "Classify a picture:"
-echo "  $venv/bin/edgecnn predict $here/model/$model picture.png"
+echo "  $(quoted "$venv/bin/edgecnn") predict $(quoted "$here/model/$model") picture.png"
