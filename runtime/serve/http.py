@@ -46,13 +46,19 @@ class Request:
 
     @property
     def path(self) -> str:
-        """The target's path, without the query."""
-        return urlsplit(self.target).path
+        """The target's path as sent, without the query: never normalised.
+
+        ``//health``, ``/health/`` and ``/%68ealth`` are not ``/health``: a path matches
+        an endpoint exactly or not at all, so that no proxy in front can read a request
+        as one endpoint and this server as another. An absolute-form target
+        (``http://host/health``, RFC 9112 3.2.2) is the path of its URL.
+        """
+        return split_target(self.target)[0]
 
     @property
     def query(self) -> str:
         """The target's query string."""
-        return urlsplit(self.target).query
+        return split_target(self.target)[1]
 
     def header(self, name: str) -> str | None:
         """The value of header ``name`` (several are joined with commas)."""
@@ -94,6 +100,20 @@ class Request:
         return int(value)
 
 
+def split_target(target: str) -> tuple[str, str]:
+    """``(path, query)`` of a request target in origin or absolute form."""
+    if target.startswith("/"):
+        path, _, query = target.partition("?")
+        return path, query
+    parts = urlsplit(target)
+    return parts.path or "/", parts.query
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def parse_head(head: bytes) -> Request:
     """Parse a request line and headers (``head`` ends with an empty line).
 
@@ -117,7 +137,9 @@ def parse_head(head: bytes) -> Request:
     if method not in METHODS:
         raise HttpError(501, f"method {method} is not implemented")
     if not (target.startswith("/") or target.startswith(("http://", "https://"))):
-        raise HttpError(400, f"bad request target {target[:60]!r}")
+        raise HttpError(400, f"bad request target {shown(target, 60)}; expected a /path")
+    if "#" in target:  # a fragment stays with the client (RFC 9112 3.2)
+        raise HttpError(400, f"bad request target {shown(target, 60)}: it has a #fragment")
     request = Request(method, target, (1, int(version.group(2))))
     header_lines = [line for line in lines[1:] if line]
     if len(header_lines) > MAX_HEADERS:

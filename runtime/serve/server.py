@@ -252,12 +252,17 @@ class ClassifierServer:
             unread = not await self._discard_body(request, reader, deadline)
             if allowed is None:
                 endpoints = ", ".join(f"{m[0]} {p}" for p, m in ROUTES.items())
-                return 404, {"error": f"no endpoint {request.path}; {endpoints}"}, {}, unread
+                message = f"no endpoint {http.shown(request.path)}; the endpoints are {endpoints}"
+                return 404, {"error": message}, {}, unread
             message = f"{request.path} takes {' or '.join(allowed)}"
             return 405, {"error": message}, {"Allow": ", ".join(allowed)}, unread
         if request.path == "/classify":
             return await self._classify(request, reader, writer, deadline, conn)
         unread = not await self._discard_body(request, reader, deadline)
+        if request.query:
+            name = next(iter(parse_qs(request.query, keep_blank_values=True)), request.query)
+            message = f"unknown query parameter {http.shown(name, 40)}; {request.path} takes none"
+            return 400, {"error": message}, {}, unread
         if request.path == "/health":
             status = "stopping" if self.stopping else "ok"
             # Not counting this request itself.
@@ -377,7 +382,8 @@ def _top_k(query: str) -> int | None:
     params = parse_qs(query, keep_blank_values=True)
     unknown = set(params) - {"top_k"}
     if unknown:
-        raise RequestError(400, f"unknown query parameter {sorted(unknown)[0]!r:.40}; use top_k")
+        name = http.shown(sorted(unknown)[0], 40)
+        raise RequestError(400, f"unknown query parameter {name}; use top_k")
     if "top_k" not in params:
         return None
     raw = params["top_k"][-1]

@@ -2,6 +2,7 @@
 
 import http.client
 import io
+import json
 import re
 import signal
 import socket
@@ -96,7 +97,7 @@ BAD = {
     "top_k 11": ("/classify?top_k=11", PNG, {}, 400, "top_k must be in 1..10"),
     "top_k word": ("/classify?top_k=three", PNG, {}, 400, "integer"),
     "unknown parameter": ("/classify?topk=2", PNG, {}, 400, "unknown query parameter"),
-    "unknown path": ("/predict", PNG, {}, 404, "no endpoint /predict"),
+    "unknown path": ("/predict", PNG, {}, 404, "no endpoint '/predict'; the endpoints are"),
 }
 
 
@@ -143,6 +144,44 @@ def test_protocol_errors_are_json_too(tiny_server, request_bytes, status, match)
     assert reply.startswith(f"HTTP/1.1 {status} ".encode()), reply[:200]
     assert b"application/json" in reply and match in reply.split(b"\r\n\r\n", 1)[1]
     assert call(tiny_server.port, "GET", "/health")[0] == 200
+
+
+ENDPOINTS = "the endpoints are POST /classify, GET /health, GET /metadata"
+
+
+@pytest.mark.parametrize(
+    "target,status,match",
+    [
+        # Paths match exactly as sent: nothing a proxy might read differently is guessed.
+        ("//health", 404, f"no endpoint '//health'; {ENDPOINTS}"),
+        ("/health/", 404, f"no endpoint '/health/'; {ENDPOINTS}"),
+        ("/%68ealth", 404, f"no endpoint '/%68ealth'; {ENDPOINTS}"),
+        ("/", 404, f"no endpoint '/'; {ENDPOINTS}"),
+        ("//", 404, f"no endpoint '//'; {ENDPOINTS}"),
+        ("/" + "a" * 5000, 404, f"no endpoint '/{'a' * 79}...'; {ENDPOINTS}"),
+        ("/health?x=1", 400, "unknown query parameter 'x'; /health takes none"),
+        ("/metadata?format=json", 400, "unknown query parameter 'format'; /metadata takes none"),
+        ("/health#top", 400, "#fragment"),
+        ("*", 400, "bad request target '*'; expected a /path"),
+        ("http://example.com", 404, f"no endpoint '/'; {ENDPOINTS}"),
+        ("http://example.com//health", 404, f"no endpoint '//health'; {ENDPOINTS}"),
+        ("/" + "a" * 9000, 414, "request line too long"),
+    ],
+)
+def test_odd_paths_get_a_message_naming_the_path_and_the_endpoints(tiny_server, target, status,
+                                                                    match):  # fmt: skip
+    request = f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    reply = raw_exchange(tiny_server.port, request)
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), reply[:200]
+    assert match in json.loads(body)["error"], body
+
+
+@pytest.mark.parametrize("target", ["/health", "http://example.com/health", "/health?"])
+def test_health_in_origin_or_absolute_form(tiny_server, target):
+    request = f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    reply = raw_exchange(tiny_server.port, request)
+    assert reply.startswith(b"HTTP/1.1 200 ") and b'"status": "ok"' in reply, reply[:200]
 
 
 def test_a_new_client_beyond_the_limit_replaces_the_longest_idle_connection():
