@@ -96,6 +96,7 @@ def test_every_target_says_what_it_carries():
                                                       "model": "weights.npz",
                                                       "missing": "tflite-runtime"}}})  # fmt: skip
     assert "sh install.sh" in text and "no tflite-runtime wheel" in text
+    assert "SHA256SUMS" in text and "archive's SHA-256" in text
 
 
 @pytest.mark.slow
