@@ -82,7 +82,7 @@ def main() -> None:
 
     (_, _, x_test, _), _ = load_arrays("fashion", None)
     images = x_test[rng.choice(len(x_test), IMAGES_PER_ROUND, replace=False)]
-    clf = load_classifier(folder / "c")
+    clf = load_classifier(folder / "c", backend="c")
     int8 = folder / "model_int8.tflite"
     latency = interleaved({
         "C library (ctypes, -O3)": clf.backend.raw_runner(images),

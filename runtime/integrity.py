@@ -27,7 +27,8 @@ from edgecnn.runtime.errors import IntegrityError, ModelError
 
 PLACEHOLDER = "0" * 64
 _FIELD = re.compile(rb'"content_sha256":\s*"([0-9a-f]{64})"')
-_SKIP_HINT = "check_integrity=False (--no-integrity-check) loads it anyway"
+#: How to load a file edited on purpose (never native code: see backends/c.py).
+SKIP_HINT = "check_integrity=False (--no-integrity-check) loads it anyway"
 
 
 def seal(data: bytes) -> bytes:
@@ -66,7 +67,7 @@ def check_content(data: bytes, path: Path) -> bool:
     if hashlib.sha256(zeroed).hexdigest() != found[0].group(1).decode():
         raise IntegrityError(
             f"{path}: its bytes do not match the SHA-256 recorded inside it, so the file is "
-            f"damaged or was edited; re-export it ({_SKIP_HINT})"
+            f"damaged or was edited; re-export it ({SKIP_HINT})"
         )
     return True
 
@@ -80,7 +81,7 @@ def check_file(data: bytes, expected: str, path: Path, sidecar: Path) -> None:
     if hashlib.sha256(data).hexdigest() != expected:
         raise IntegrityError(
             f"{path}: its SHA-256 differs from the one in {sidecar.name}, so the file is "
-            f"damaged, was edited, or the sidecar belongs to another export ({_SKIP_HINT})"
+            f"damaged, was edited, or the sidecar belongs to another export ({SKIP_HINT})"
         )
 
 
@@ -104,5 +105,5 @@ def check_weights(arrays: Mapping[str, np.ndarray], keys: Sequence[str], expecte
     if weights_digest(arrays, keys) != expected:
         raise IntegrityError(
             f"{path}: its weights do not match the SHA-256 recorded in its metadata, so the "
-            f"file is damaged or was edited; re-export it ({_SKIP_HINT})"
+            f"file is damaged or was edited; re-export it ({SKIP_HINT})"
         )

@@ -141,8 +141,6 @@ def _parse(data: dict[str, Any]) -> ModelMetadata:
     for key, value in integrity.items():
         if key not in ("content_sha256", "weights_sha256") or not _is_digest(value):
             raise ModelError(f"metadata integrity record {key!r}: {value!r} is not a SHA-256")
-    if schema >= 2 and not integrity:
-        raise ModelError("metadata has no integrity record (damaged, or edited by hand)")
     quantization = data.get("quantization") or {}
     if not isinstance(quantization, dict):
         raise ModelError("metadata quantization must be an object")
@@ -279,14 +277,3 @@ def read_sidecar(model_path: Path) -> Sidecar | None:
     if record is not None and not _is_digest(digest):
         raise ModelError(f"{path}: its file record has no valid sha256")
     return Sidecar(metadata, digest)
-
-
-def resolve_metadata(
-    embedded: bytes | str | None, model_path: Path, sidecar: Sidecar | None = None
-) -> ModelMetadata:
-    """Embedded metadata if the file has it, else the sidecar's, else Fashion-MNIST defaults."""
-    if embedded:
-        return parse_metadata(embedded, str(model_path))
-    if sidecar is not None:
-        return sidecar.metadata
-    return ModelMetadata(schema=1)

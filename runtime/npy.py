@@ -1,16 +1,22 @@
-"""``.npy`` arrays from untrusted bytes or files: the header is checked before anything else.
+"""``.npy`` arrays and ``.npz`` archives from untrusted bytes or files, checked before read.
 
 ``np.load`` allocates whatever shape a header claims (a 100-byte file can claim 2**38
 floats), follows a zip archive renamed ``.npy``, and accepts dtypes that are not
-numbers. Here the header is parsed first, the shape's size is computed with Python's
-unbounded integers (an int64 product can wrap to a harmless-looking number), and the
-data must be exactly as long as the header says.
+numbers. Here the header is parsed first (its own length bounded before it is read), the
+shape's size is computed with Python's unbounded integers (an int64 product can wrap to
+a harmless-looking number), and the data must be exactly as long as the header says.
+
+An ``.npz`` is a zip archive, and a few megabytes of deflated zeros inflate to gigabytes.
+:class:`ArchiveReader` therefore checks its directory (entries, sizes, compression) and
+every member's ``.npy`` header against a byte budget before inflating any data, and then
+inflates each member in chunks into a buffer of the size its header promised, never more.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -23,6 +29,13 @@ import numpy as np
 MAGIC = b"\x93NUMPY"
 #: dtype kinds that are numbers an image can be made of: unsigned, signed, float.
 NUMERIC_KINDS = "uif"
+#: The longest ``.npy`` header text read; numpy writes a few hundred bytes, and refuses
+#: more than 10,000 itself, but only after reading all of what the length field claims.
+MAX_HEADER_BYTES = 1 << 16
+#: Versions of the format: the size of the header-length field.
+_LENGTH_FIELD = {(1, 0): "<H", (2, 0): "<I"}
+#: Data is inflated in pieces of this size into the array's own buffer.
+CHUNK_BYTES = 1 << 22
 #: What reading a damaged or hostile ``.npz`` (a zip archive) can raise besides
 #: :class:`NpyError`, each caught on purpose: ``NotImplementedError`` when a damaged
 #: directory names an unknown compression method, ``RuntimeError`` for an encrypted
@@ -57,30 +70,39 @@ class NpyHeader:
         return self.items * self.dtype.itemsize
 
 
+def _read_exact(stream: IO[bytes], size: int, what: str) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise NpyError(f"truncated in its {what}")
+    return data
+
+
 def read_header(stream: IO[bytes], kinds: str = NUMERIC_KINDS) -> NpyHeader:
     """Parse the header at the start of ``stream`` and check the dtype against ``kinds``.
+
+    Only the header's bytes are read: at most :data:`MAX_HEADER_BYTES` past the fixed part.
 
     Raises:
         NpyError: not an ``.npy`` header, or a dtype that is not a plain number.
     """
-    start = stream.tell()
     magic = stream.read(len(MAGIC))
     if magic != MAGIC:
         if magic.startswith(b"PK"):
             raise NpyError("it is a zip archive (.npz?), not a .npy array")
         raise NpyError("it does not start like a .npy array")
-    stream.seek(start)
+    version = tuple(_read_exact(stream, 2, "header"))
+    field = _LENGTH_FIELD.get((version[0], version[1]))
+    if field is None:
+        raise NpyError(f"format version {version[0]}.{version[1]} is not supported")
+    length_bytes = _read_exact(stream, struct.calcsize(field), "header")
+    (length,) = struct.unpack(field, length_bytes)
+    if length > MAX_HEADER_BYTES:
+        raise NpyError(f"its header claims {length:,} bytes; at most {MAX_HEADER_BYTES:,}")
+    text = _read_exact(stream, length, "header")
     fmt = np.lib.format
+    parse = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
     try:
-        version = fmt.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(stream)
-        else:
-            raise NpyError(f"format version {version[0]}.{version[1]} is not supported")
-    except NpyError:
-        raise
+        shape, fortran, dtype = parse(io.BytesIO(length_bytes + text))
     except (ValueError, TypeError, SyntaxError, OverflowError, RecursionError) as e:
         raise NpyError(f"unreadable header ({str(e)[:120]})") from None
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
@@ -89,7 +111,8 @@ def read_header(stream: IO[bytes], kinds: str = NUMERIC_KINDS) -> NpyHeader:
         raise NpyError(f"dtype {dtype} is not a plain number type")
     if not all(type(d) is int and d >= 0 for d in shape):
         raise NpyError(f"impossible shape {shape!r:.80}")
-    return NpyHeader(np.dtype(dtype), tuple(shape), bool(fortran), stream.tell() - start)
+    offset = len(MAGIC) + 2 + len(length_bytes) + length
+    return NpyHeader(np.dtype(dtype), tuple(shape), bool(fortran), offset)
 
 
 def _checked(header: NpyHeader, available: int, max_items: int, describe: Callable[[], str]
@@ -132,17 +155,194 @@ def open_npy(path: Path, max_items: int) -> np.ndarray:
                      shape=header.shape, order="F" if header.fortran else "C")  # fmt: skip
 
 
-def read_member(stream: IO[bytes], size: int, max_items: int, kinds: str = "f") -> np.ndarray:
+def read_member(stream: IO[bytes], size: int, max_items: int, kinds: str = "f",
+                what: str = "this array") -> np.ndarray:  # fmt: skip
     """An array from a zip member of ``size`` bytes (``weights.npz``), checked before reading.
+
+    ``what`` names the array in the message for one too large ("a weight").
 
     Raises:
         NpyError: malformed, a dtype not in ``kinds``, too many values, or a size that
             does not match.
     """
     header = read_header(stream, kinds=kinds)
-    _checked(header, size - header.offset, max_items, lambda: "too large for a weight")
-    data = stream.read(header.nbytes)
-    if len(data) != header.nbytes:
-        raise NpyError(f"truncated: {len(data):,} of {header.nbytes:,} data bytes")
-    array = np.frombuffer(data, dtype=header.dtype, count=header.items)
+    _checked(header, size - header.offset, max_items, lambda: f"too large for {what}")
+    return _inflate(stream, header)
+
+
+def _inflate(stream: IO[bytes], header: NpyHeader) -> np.ndarray:
+    """The data after ``header``, read in chunks into a buffer of exactly its size.
+
+    Whatever the archive's directory claims, no more than the header's bytes (plus one,
+    to see that the data ends there) are ever taken from ``stream``.
+    """
+    buffer = bytearray(header.nbytes)
+    view, done = memoryview(buffer), 0
+    while done < header.nbytes:
+        chunk = stream.read(min(CHUNK_BYTES, header.nbytes - done))
+        if not chunk:
+            raise NpyError(f"truncated: {done:,} of {header.nbytes:,} data bytes")
+        view[done : done + len(chunk)] = chunk
+        done += len(chunk)
+    if stream.read(1):
+        raise NpyError(f"longer than its header says ({header.nbytes:,} data bytes)")
+    array = np.frombuffer(buffer, dtype=header.dtype)
     return array.reshape(header.shape, order="F" if header.fortran else "C")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one ``.npz`` may hold, checked from its directory before any data is inflated."""
+
+    #: Entries in the archive, whether read or not.
+    members: int
+    #: Uncompressed bytes of one member.
+    member_bytes: int
+    #: Uncompressed bytes of every member read, together.
+    total_bytes: int
+    #: What the archive holds, for messages: "training data", "a weights file".
+    what: str = "an archive"
+    #: Bytes of the zip central directory (zipfile reads it whole).
+    directory_bytes: int = 1 << 20
+
+
+class ArchiveReader:
+    """The ``.npy`` members of a zip archive, each checked and inflated within a :class:`Budget`.
+
+    Opening checks the archive's end record (entries, directory size) before zipfile
+    parses the directory; :meth:`header` checks a member's compression, its declared size
+    and its ``.npy`` header (inflating only the header's bytes); :meth:`read` inflates the
+    data into a buffer the header sized, counting every byte against the budget.
+
+    Raises (every method):
+        NpyError: a refused archive or member, in one sentence.
+        ARCHIVE_ERRORS: a damaged archive (zipfile's own errors).
+    """
+
+    def __init__(self, file: IO[bytes], budget: Budget) -> None:
+        self.budget = budget
+        _check_end_record(file, budget)
+        self.archive = zipfile.ZipFile(file)
+        infos = self.archive.infolist()
+        if len(infos) > budget.members:
+            raise NpyError(f"it has {len(infos):,} members; {budget.what} has at most "
+                           f"{budget.members}")  # fmt: skip
+        self.members = {info.filename: info for info in infos}
+        self.declared = self.used = 0
+
+    def __enter__(self) -> ArchiveReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.archive.close()
+
+    def header(self, name: str, kinds: str = NUMERIC_KINDS, max_bytes: int | None = None
+               ) -> NpyHeader:  # fmt: skip
+        """The checked header of member ``name``: nothing of its data is inflated yet.
+
+        Raises:
+            NpyError: compressed other than stored or deflated, encrypted, larger than
+                ``max_bytes`` (else the budget's per member) or than what is left of the
+                budget, a refused dtype, empty, or a size in the directory that is not
+                what the header implies.
+        """
+        info = self.members[name]
+        limit = self.budget.member_bytes if max_bytes is None else max_bytes
+        if info.flag_bits & 0x1:
+            raise NpyError(f"{name} is encrypted")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise NpyError(f"{name} is compressed with method {info.compress_type}; "
+                           "only stored or deflated (np.savez, np.savez_compressed)")  # fmt: skip
+        with self.archive.open(info) as stream:
+            try:
+                header = read_header(stream, kinds)
+            except NpyError as e:
+                raise NpyError(f"{name}: {e}") from None
+        if header.items == 0:
+            raise NpyError(f"{name} is empty: shape {header.shape} holds no values")
+        implied = header.offset + header.nbytes
+        if implied != info.file_size:
+            raise NpyError(
+                f"{name}: the archive's directory says {info.file_size:,} bytes but its "
+                f"header ({header.dtype}, shape {header.shape}) means {implied:,}"
+            )
+        if implied > limit:
+            size = _size(implied)
+            raise NpyError(f"{name} is {size} uncompressed; {budget_text(self.budget, limit)}")
+        self.declared += implied
+        if self.declared > self.budget.total_bytes:
+            raise NpyError(
+                f"its arrays are more than {_size(self.budget.total_bytes)} uncompressed "
+                f"together; {budget_text(self.budget, self.budget.total_bytes)}"
+            )
+        return header
+
+    def read(self, name: str, header: NpyHeader) -> np.ndarray:
+        """Member ``name``'s array, inflated in chunks to exactly ``header``'s size.
+
+        Raises:
+            NpyError: the archive's budget would be exceeded, or the data is shorter or
+                longer than the header says.
+        """
+        if self.used + header.nbytes > self.budget.total_bytes:
+            raise NpyError(
+                f"its arrays are more than {_size(self.budget.total_bytes)} together; "
+                f"{budget_text(self.budget, self.budget.total_bytes)}"
+            )
+        self.used += header.nbytes
+        with self.archive.open(self.members[name]) as stream:
+            stream.read(header.offset)  # the header, checked already
+            try:
+                return _inflate(stream, header)
+            except NpyError as e:
+                raise NpyError(f"{name}: {e}") from None
+
+
+def budget_text(budget: Budget, limit: int) -> str:
+    """``training data may hold at most 4.0 GiB``."""
+    return f"{budget.what} may hold at most {_size(limit)}"
+
+
+def _size(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n} bytes"
+
+
+_END = b"PK\x05\x06"
+_END64 = b"PK\x06\x06"
+_LOCATOR64 = b"PK\x06\x07"
+
+
+def _check_end_record(file: IO[bytes], budget: Budget) -> None:
+    """Entries and directory size, from the end record(s) zipfile will trust, within budget.
+
+    Found as zipfile finds them (the last 22 bytes, else the last signature in the final
+    64 KiB, and a zip64 record just before); an archive without one is left to zipfile.
+    """
+    size = file.seek(0, io.SEEK_END)
+    start = max(0, size - (1 << 16) - 22)
+    file.seek(start)
+    tail = file.read()
+    where = len(tail) - 22 if tail[-22:-18] == _END and tail[-2:] == b"\0\0" else tail.rfind(_END)
+    if where < 0 or len(tail) - where < 22:
+        return
+    entries, directory = struct.unpack_from("<HI", tail, where + 10)
+    records = [(entries, directory)]
+    locator = start + where - 20
+    if locator >= 56:
+        file.seek(locator)
+        if file.read(4) == _LOCATOR64:
+            file.seek(locator - 56)
+            record = file.read(56)
+            if record[:4] == _END64:
+                records.append(struct.unpack_from("<QQ", record, 32))
+    for entries, directory in records:
+        if entries > budget.members:
+            raise NpyError(f"it has {entries:,} members; {budget.what} has at most "
+                           f"{budget.members}")  # fmt: skip
+        if directory > budget.directory_bytes:
+            raise NpyError(f"its zip directory is {_size(directory)}; at most "
+                           f"{_size(budget.directory_bytes)}")  # fmt: skip
+    file.seek(0)

@@ -17,9 +17,20 @@ BackendName = Enum(  # type: ignore[misc]
 AUTO = BackendName("auto")
 
 
-ModelArg = Annotated[Path, typer.Argument(metavar="MODEL", help=".tflite, .onnx or weights.npz")]
+ModelArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="MODEL", help=".tflite, .onnx or weights.npz (or a C library with --backend c)"
+    ),
+]
 BackendOption = Annotated[
-    BackendName, typer.Option(help="Interpreter to use; auto picks the first installed.")
+    BackendName,
+    typer.Option(
+        help="Interpreter to use; auto picks the first installed for the file. c loads the "
+        "exported C library (exports/c): a library is code that runs with your privileges, "
+        "so auto never picks it, and it loads only beside its export's sidecar with a "
+        "matching SHA-256."
+    ),
 ]
 ThreadsOption = Annotated[
     int | None,
@@ -32,6 +43,6 @@ IntegrityOption = Annotated[
     typer.Option(
         "--integrity-check/--no-integrity-check",
         help="Refuse a model whose bytes differ from the SHA-256 it records (a damaged or "
-        "edited file).",
+        "edited file). A C library is checked either way: it is code.",
     ),
 ]

@@ -390,7 +390,7 @@ def test_evaluate_an_exported_file_matches_its_export_gate(pipeline_run, tmp_pat
     exports = pipeline_run.out / "exports"
     report = json.loads((exports / "export_report.json").read_text())
     row = next(f for f in report["files"] if f["file"].rstrip("/") == name)
-    result = invoke("evaluate", exports / name, "--out", tmp_path)
+    result = invoke("evaluate", exports / name, "--out", tmp_path, "--backend", row["backend"])
     assert result.exit_code == 0, result.stdout + result.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["test_accuracy"] == pytest.approx(row["accuracy"], abs=1e-9)

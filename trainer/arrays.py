@@ -1,101 +1,135 @@
 """A ``.npz`` of images as a dataset: ``x_train, y_train, x_test, y_test`` (and ``class_names``).
 
 Images are uint8, ``(N, H, W)`` or ``(N, H, W, C)`` with C 1 or 3; labels are integers
-``0..classes-1``. Every array is read through the same checked ``.npy`` reader as model
-files, so a damaged or hostile archive is a plain error, never a memory error.
+``0..classes-1``. The archive is read through the runtime's :class:`ArchiveReader`: its
+directory and every array's ``.npy`` header (dtype, shape, size) are checked against
+:data:`BUDGET` before any data is inflated, so a hostile archive (a zip bomb, a lying
+directory) is a plain error, never a memory error.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import zipfile
+import os
+import stat
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
-from edgecnn._files import read_regular_file
+from edgecnn._files import check_regular_file
 from edgecnn.errors import DataError
-from edgecnn.runtime.metadata import check_labels
-from edgecnn.runtime.npy import ARCHIVE_ERRORS, NpyError, read_member
+from edgecnn.runtime.labels import check_class_names
+from edgecnn.runtime.npy import ARCHIVE_ERRORS, ArchiveReader, Budget, NpyError, NpyHeader
 from edgecnn.trainer.config import MAX_CLASSES
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
-#: The largest archive read: 4 GiB of images.
-MAX_BYTES = 4 << 30
+#: What a dataset archive may hold: 4 GiB of arrays (Fashion-MNIST's are 55 MB), in at
+#: most 64 members. The file itself is no larger than its arrays (np.savez stores them).
+BUDGET = Budget(members=64, member_bytes=4 << 30, total_bytes=4 << 30, what="training data")
+#: ``class_names``: at most 100 names of 100 characters (4 bytes each as numpy's "U").
+NAMES_MAX_BYTES = 1 << 20
 
 
 def read_arrays(path: Path) -> tuple[dict[str, np.ndarray], tuple[str, ...] | None, str]:
-    """The four arrays, the class names if the archive has them, and its SHA-256.
+    """The four arrays, the class names (NFC) if the archive has them, and its SHA-256.
 
     Raises:
-        DataError: not a readable archive, a missing array, wrong dtypes or shapes,
-            lengths that disagree, labels out of range, unusable class names.
+        DataError: not a readable archive, over the budget, a missing array, wrong dtypes
+            or shapes, lengths that disagree, labels out of range, unusable class names.
     """
-    data = read_regular_file(path, MAX_BYTES, DataError, "an .npz of images")
-    digest = hashlib.sha256(data).hexdigest()
-    arrays: dict[str, np.ndarray] = {}
-    names = None
+    check_regular_file(path, BUDGET.total_bytes + BUDGET.directory_bytes, DataError,
+                       "an .npz of images")  # fmt: skip
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = {info.filename: info for info in archive.infolist()}
-            missing = [k for k in REQUIRED if f"{k}.npy" not in members]
-            if missing:
-                needed = ", ".join(REQUIRED)
-                raise DataError(f"{path} lacks {', '.join(missing)} (it needs {needed})")
-            for key in REQUIRED:
-                info = members[f"{key}.npy"]
-                kinds = "uif"  # numbers of any kind here; _check says which must be what
-                with archive.open(info) as stream:
-                    arrays[key] = read_member(stream, info.file_size, MAX_BYTES, kinds)
-            if "class_names.npy" in members:
-                info = members["class_names.npy"]
-                with archive.open(info) as stream:
-                    found = read_member(stream, info.file_size, 1000, "U")
-                if found.ndim != 1:
-                    raise DataError(
-                        f"{path}: class_names has shape {found.shape}; expected one name per "
-                        "class, (classes,)"
-                    )
-                names = tuple(str(n) for n in found)
+        with _open(path) as file:
+            arrays, names = _read(path, file)
+            digest = _sha256(file)
     except DataError:
         raise
     except NpyError as e:
-        raise DataError(f"{path}: an array is unreadable ({e})") from None
+        raise DataError(f"{path}: {e}") from None
     except ARCHIVE_ERRORS as e:
         raise DataError(f"{path} is not a readable .npz ({type(e).__name__}: {e})") from None
-    _check(path, arrays, names)
+    _check_values(path, arrays, names)
     return arrays, names, digest
 
 
-def _check(path: Path, arrays: dict[str, np.ndarray], names: tuple[str, ...] | None) -> None:
+def _read(path: Path, file: IO[bytes]) -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
+    """Every header checked first, then the arrays inflated within the budget."""
+    with ArchiveReader(file, BUDGET) as archive:
+        missing = [k for k in REQUIRED if f"{k}.npy" not in archive.members]
+        if missing:
+            needed = ", ".join(REQUIRED)
+            raise DataError(f"{path} lacks {', '.join(missing)} (it needs {needed})")
+        # Numbers of any kind here; _check_headers says which must be what.
+        headers = {key: archive.header(f"{key}.npy", "uif") for key in REQUIRED}
+        if "class_names.npy" in archive.members:
+            headers["class_names"] = archive.header("class_names.npy", "U", NAMES_MAX_BYTES)
+        _check_headers(path, headers)
+        arrays = {key: archive.read(f"{key}.npy", header) for key, header in headers.items()}
+    names = None
+    if "class_names" in arrays:
+        found = arrays.pop("class_names")
+        try:
+            names = check_class_names([str(n) for n in found], DataError, "class name")
+        except DataError as e:
+            raise DataError(f"{path}: unusable class_names: {e}") from None
     for split in ("train", "test"):
-        y = arrays[f"y_{split}"]
-        if y.ndim == 2 and y.shape[1] == 1:  # (N, 1), as Keras' own datasets have them
-            arrays[f"y_{split}"] = y = y[:, 0]
-        x = arrays[f"x_{split}"]
+        if arrays[f"y_{split}"].ndim == 2:  # (N, 1), as Keras' own datasets have them
+            arrays[f"y_{split}"] = arrays[f"y_{split}"][:, 0]
+    return arrays, names
+
+
+def _open(path: Path) -> IO[bytes]:
+    """``path`` opened for reading, without blocking and only as a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since it was checked
+        os.close(fd)
+        raise DataError(f"{path} is not a regular file, not an .npz of images")
+    return os.fdopen(fd, "rb")
+
+
+def _sha256(file: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    file.seek(0)
+    while chunk := file.read(1 << 22):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_headers(path: Path, headers: dict[str, NpyHeader]) -> None:
+    """Dtypes and shapes, from the headers alone: nothing is inflated before they pass."""
+    for split in ("train", "test"):
+        x, y = headers[f"x_{split}"], headers[f"y_{split}"]
         if y.dtype.kind not in "ui":
             raise DataError(f"{path}: y_{split} is {y.dtype}; labels must be integers")
         if x.dtype != np.uint8:
             raise DataError(f"{path}: x_{split} is {x.dtype}; images must be uint8 (0..255)")
-        if not (x.ndim == 3 or (x.ndim == 4 and x.shape[3] in (1, 3))):
+        if not (len(x.shape) == 3 or (len(x.shape) == 4 and x.shape[3] in (1, 3))):
             raise DataError(
                 f"{path}: x_{split} has shape {x.shape}; expected (N, H, W) or (N, H, W, C) "
                 "with C 1 or 3"
             )
-        if y.ndim != 1 or len(y) != len(x):
+        column = len(y.shape) == 2 and y.shape[1] == 1  # (N, 1), as Keras' datasets have
+        if not (len(y.shape) == 1 or column) or y.shape[0] != x.shape[0]:
             raise DataError(
-                f"{path}: y_{split} has shape {y.shape} for {len(x)} images in x_{split}"
+                f"{path}: y_{split} has shape {y.shape} for {x.shape[0]} images in x_{split}"
             )
-        if not len(x):
-            raise DataError(f"{path}: x_{split} holds no images")
-    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+    if headers["x_train"].shape[1:] != headers["x_test"].shape[1:]:
         raise DataError(
-            f"{path}: x_train images are {arrays['x_train'].shape[1:]}, x_test images "
-            f"{arrays['x_test'].shape[1:]}"
+            f"{path}: x_train images are {headers['x_train'].shape[1:]}, x_test images "
+            f"{headers['x_test'].shape[1:]}"
         )
-    if names is not None and len(names) > MAX_CLASSES:
-        raise DataError(f"{path}: {len(names)} class_names; a model has at most {MAX_CLASSES}")
+    names = headers.get("class_names")
+    if names is not None and len(names.shape) != 1:
+        raise DataError(
+            f"{path}: class_names has shape {names.shape}; expected one name per class, (classes,)"
+        )
+    if names is not None and names.shape[0] > MAX_CLASSES:
+        raise DataError(f"{path}: {names.shape[0]} class_names; a model has at most {MAX_CLASSES}")
+
+
+def _check_values(path: Path, arrays: dict[str, np.ndarray], names: tuple[str, ...] | None) -> None:
     # The class count is the names', or else y_train's largest label + 1: bounded first,
     # so that a label of 2**63 never becomes 2**63 names.
     limit = len(names) if names is not None else MAX_CLASSES
@@ -104,11 +138,6 @@ def _check(path: Path, arrays: dict[str, np.ndarray], names: tuple[str, ...] | N
     if names is None:
         classes = int(arrays["y_train"].max()) + 1
         _check_range(path, "test", arrays["y_test"], classes, False)
-    if names is not None:
-        try:
-            check_labels(list(names))
-        except Exception as e:
-            raise DataError(f"{path}: unusable class_names ({e})") from None
 
 
 def _check_range(path: Path, split: str, y: np.ndarray, classes: int, named: bool) -> None:

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from edgecnn.errors import ConfigError
-from edgecnn.trainer.config import ModelConfig, TrainConfig
+from edgecnn.runtime.options import AUTO, BackendOption
+from edgecnn.trainer.config import MAX_SEED, ModelConfig, TrainConfig
 from edgecnn.trainer.sources import check_out_dir
 
 
@@ -118,7 +119,9 @@ def train_command(
     ] = None,
     seed: Annotated[
         int | None,
-        typer.Option(min=0, help=f"Seed for weights, order, augmentation. {_default('seed')}"),
+        typer.Option(
+            min=0, max=MAX_SEED, help=f"Seed for weights, order, augmentation. {_default('seed')}"
+        ),
     ] = None,
     augment: Annotated[
         bool,
@@ -255,6 +258,7 @@ def evaluate_command(
     image_index: Annotated[
         int, typer.Option(min=0, help="Test image whose conv layer outputs are drawn.")
     ] = 0,
+    backend: BackendOption = AUTO,
 ) -> None:
     """Evaluate on the test set; draw the confusion matrix, errors, filters and layer outputs.
 
@@ -266,12 +270,12 @@ def evaluate_command(
     if is_exported(target):
         from edgecnn.runtime import load_classifier
 
-        load_classifier(target)  # a bad file is answered before TensorFlow's slow import
+        load_classifier(target, backend.value)  # a bad file is answered before TensorFlow
         from edgecnn.trainer.evaluate import evaluate_exported
 
         evaluate_exported(target, out_dir=out, data_dir=data_dir,
                           dataset=dataset.value if dataset else None,
-                          data=data_path(data, dataset))  # fmt: skip
+                          data=data_path(data, dataset), backend=backend.value)  # fmt: skip
         return
     resolve_model(target)  # a wrong path is answered before TensorFlow's slow import
     from edgecnn.trainer.evaluate import evaluate

@@ -221,6 +221,7 @@ def evaluate_exported(
     dataset: str | None = None,
     data: str | Path | None = None,
     stream: TextIO | None = None,
+    backend: str = "auto",
 ) -> dict[str, Any]:
     """Measure an exported file, as ``edgecnn.runtime`` runs it, on the test set.
 
@@ -234,7 +235,7 @@ def evaluate_exported(
 
     stream = stream or sys.stdout
     path = Path(target)
-    clf = load_classifier(path)
+    clf = load_classifier(path, backend=backend)
     exports = path.resolve().parent  # the C library's folder sits in exports/ too
     run_dir = exports.parent if (exports.parent / "model.keras").is_file() else None
     source = resolve_model(run_dir) if run_dir else ModelSource(path, None, None)

@@ -7,7 +7,9 @@ Two layouts are read:
 * ``DIR/train/<class>/...`` and ``DIR/test/<class>/...`` (and optionally ``DIR/val/``):
   the user's split is kept; validation comes from train when there is no ``val/``.
 
-Class names are the folder names, sorted. Every picture goes through the runtime's
+Class names are the folder names in Unicode NFC, sorted unless an order is given
+(``--classes``); names that print alike (invisible or direction-changing characters, two
+spellings of one name) are refused. Every picture goes through the runtime's
 :func:`~edgecnn.runtime.images.load_image`, the function that serves the model later, so
 training and serving see the same pixels.
 """
@@ -18,6 +20,7 @@ import hashlib
 import os
 import sys
 import time
+import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,8 +34,9 @@ from edgecnn._format import format_duration
 from edgecnn.errors import DataError
 from edgecnn.runtime.errors import IMAGE_MAX_BYTES, InputError
 from edgecnn.runtime.images import load_image, picture_header
-from edgecnn.runtime.metadata import check_labels
+from edgecnn.runtime.labels import check_class_names, ordered
 from edgecnn.trainer import splits
+from edgecnn.trainer.config import MAX_CLASSES
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 SPLIT_NAMES = ("train", "val", "test")
@@ -64,26 +68,38 @@ def _pictures(folder: Path) -> tuple[list[Path], int]:
     return pictures, others
 
 
-def _class_folders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _class_folders(folder: Path) -> dict[str, str]:
+    """The class folders in ``folder``: each name in NFC -> the name on disk.
+
+    Raises:
+        DataError: names that are invisible in part, or print alike.
+    """
+    on_disk = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        names = check_class_names(on_disk, DataError, "class folder")
+    except DataError as e:
+        raise DataError(f"{folder}: {e}") from None
+    return dict(zip(names, on_disk, strict=True))
 
 
-def scan(root: Path) -> FolderScan:
+def scan(root: Path, order: tuple[str, ...] | None = None) -> FolderScan:
     """Find the classes and pictures of an image folder.
+
+    ``order`` (``--classes``) gives the classes' order; else they are sorted.
 
     Raises:
         DataError: no class folders, an empty class, one class only, a class named
-            differently in test than in train, an unusable class name, or a folder that
-            cannot be read.
+            differently in test than in train, an unusable class name, an ``order`` that
+            does not name each class once, or a folder that cannot be read.
     """
     try:
-        return _scan(root)
+        return _scan(root, order)
     except OSError as e:
         where = e.filename or root
         raise DataError(f"cannot read {where}: {e.strerror or type(e).__name__}") from None
 
 
-def _scan(root: Path) -> FolderScan:
+def _scan(root: Path, order: tuple[str, ...] | None) -> FolderScan:
     if not root.is_dir():
         raise DataError(f"{root} is not a folder of class folders")
     split_dirs = {name: root / name for name in SPLIT_NAMES if (root / name).is_dir()}
@@ -91,7 +107,8 @@ def _scan(root: Path) -> FolderScan:
         raise DataError(f"{root} has {', '.join(split_dirs)}/ but no train/ folder")
     layout = split_dirs or {"all": root}
     base = layout.get("train", root)
-    classes = tuple(p.name for p in _class_folders(base))
+    base_folders = _class_folders(base)
+    classes = tuple(sorted(base_folders))
     if not classes:
         raise DataError(
             f"{base} has no class folders; put each class's pictures in a folder of its own "
@@ -99,14 +116,15 @@ def _scan(root: Path) -> FolderScan:
         )
     if len(classes) < 2:
         raise DataError(f"{base} has one class folder ({classes[0]}); a classifier needs two")
-    try:
-        check_labels(list(classes))
-    except Exception as e:  # the same rules as a model's labels: printable, at most 100 chars
-        raise DataError(f"{base}: unusable class folder names ({e})") from None
+    if len(classes) > MAX_CLASSES:
+        raise DataError(f"{base} has {len(classes)} class folders; a model has at most "
+                        f"{MAX_CLASSES} classes")  # fmt: skip
+    if order is not None:
+        classes = ordered(classes, order, str(base), DataError)
     result = FolderScan(root=root, classes=classes)
     for split, folder in layout.items():
-        present = {p.name for p in _class_folders(folder)}
-        foreign = sorted(present - set(classes))
+        present = base_folders if folder == base else _class_folders(folder)
+        foreign = sorted(set(present) - set(classes))
         if foreign:
             raise DataError(f"{folder} has class {foreign[0]!r}, which {base} does not have")
         items: list[tuple[str, int]] = []
@@ -115,10 +133,12 @@ def _scan(root: Path) -> FolderScan:
                 if split == "train" or split == "all":
                     raise DataError(f"{folder / name} is missing")
                 continue
-            pictures, others = _pictures(folder / name)
+            pictures, others = _pictures(folder / present[name])
             result.ignored += others
             if not pictures and split in ("train", "all"):
-                raise DataError(f"class folder {folder / name} has no .png, .jpg or .bmp pictures")
+                raise DataError(
+                    f"class folder {folder / present[name]} has no .png, .jpg or .bmp pictures"
+                )
             items += [(p.relative_to(root).as_posix(), index) for p in pictures]
         result.files[split] = items
     return result
@@ -161,7 +181,9 @@ def assign(found: FolderScan, seed: int, recorded: dict[str, Any] | None) -> dic
 
 
 def _recorded(found: FolderScan, recorded: dict[str, Any]) -> dict[str, list]:
-    if tuple(recorded.get("classes", ())) != found.classes:
+    # Names as they are compared everywhere: NFC (a record may predate normalisation).
+    names = [_nfc(c) for c in recorded.get("classes", ())]
+    if tuple(names) != found.classes:
         raise DataError(
             f"{found.root} no longer has the classes the model was trained on "
             f"({', '.join(recorded.get('classes', []))})"
@@ -177,6 +199,10 @@ def _recorded(found: FolderScan, recorded: dict[str, Any]) -> dict[str, list]:
             )
         out[name] = items
     return out
+
+
+def _nfc(name: object) -> object:
+    return unicodedata.normalize("NFC", name) if isinstance(name, str) else name
 
 
 def native_sizes(root: Path, items: list[tuple[str, int]]) -> set[tuple[int, int]]:

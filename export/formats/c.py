@@ -83,9 +83,9 @@ def export(job: Job, source: Path, folder: Path, check: Check) -> dict[str, Any]
     for name, text in library.files.items():
         _atomic.write_text(folder / name, text)
     host, sealed_size = build_host_library(folder, _metadata(job, g))
-    row: dict[str, Any] = verify_file(host, check.images, check.labels, check.reference)[0]
+    row: dict[str, Any] = verify_file(host, check.images, check.labels, check.reference, "c")[0]
     failures: list[str] = []
-    backend: Any = load_classifier(host).backend  # the C backend: scores and logits too
+    backend: Any = load_classifier(host, backend="c").backend  # scores and logits too
     scores = backend.scores(check.images)
     ref = reference.shared(data, library, g, check.images, check.memo)
     inputs = reference.int8_inputs(check.images, g.input.quant.scale, g.input.quant.zero_point)  # type: ignore[union-attr]

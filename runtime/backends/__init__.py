@@ -3,15 +3,20 @@
 A backend module defines ``open_backend(path, data, threads, **options)`` returning an
 object that satisfies :class:`Backend`. Registering it is one entry in
 :data:`BACKENDS`, which names the module, the file suffixes it runs, whether
-``backend="auto"`` may choose it (in dict order), and keyword options for its factory.
+``backend="auto"`` may choose it (in dict order), whether the file it runs is native code
+(never chosen by ``auto``), and keyword options for its factory.
 Modules are imported only when their backend is chosen, so a device needs only the one
 interpreter it uses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -65,6 +70,8 @@ class BackendEntry:
 
     ``own_threads``: the backend takes no thread count and runs one inference on every
     core by itself (numpy's BLAS), so processes running it side by side only fight.
+    ``native``: the file is machine code that runs with the user's privileges (a shared
+    library), so it is loaded only when asked for by name, never by ``auto``.
     """
 
     module: str
@@ -72,16 +79,26 @@ class BackendEntry:
     auto: bool = True
     options: dict[str, Any] = field(default_factory=dict)
     own_threads: bool = False
+    native: bool = False
+
+    def __post_init__(self) -> None:
+        if self.native and self.auto:
+            raise ValueError(f"backend module {self.module}: native code is never chosen by auto")
 
     def open(self, path: Path, data: bytes, threads: int | None) -> Backend:
         """Import the backend's module and load the model with it.
+
+        What interpreters print straight to file descriptor 2 as they load (LiteRT's
+        "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.") is kept off the app's
+        stderr; anything else written there meanwhile is passed on.
 
         Raises:
             BackendUnavailable: its interpreter is not installed.
             ModelError: the file is not a model it can run.
         """
-        module = import_module(f"{__name__}.{self.module}")
-        backend: Backend = module.open_backend(path, data, threads, **self.options)
+        with _banners_hidden():
+            module = import_module(f"{__name__}.{self.module}")
+            backend: Backend = module.open_backend(path, data, threads, **self.options)
         return backend
 
     def check_installed(self) -> None:
@@ -97,6 +114,45 @@ class BackendEntry:
             raise
         except ModelError:
             pass
+
+
+#: Lines interpreters print on file descriptor 2 while loading a model, bypassing Python's
+#: ``sys.stderr`` and any log level: noise in the app's own stderr.
+BANNERS = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n",)
+#: One redirection of file descriptor 2 at a time: two threads loading models at once
+#: would otherwise restore each other's temporary file as the process's stderr.
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _banners_hidden() -> Iterator[None]:
+    """Keep :data:`BANNERS` off file descriptor 2 during the block, and nothing else.
+
+    The descriptor goes to a temporary file, and what arrived there is written back.
+    """
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to hide
+            yield
+            return
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                rest = sink.read()
+                for banner in BANNERS:
+                    rest = rest.replace(banner, b"")
+                if rest:
+                    with contextlib.suppress(OSError):
+                        os.write(2, rest)
 
 
 #: Backends by name, in the order ``backend="auto"`` tries them for a file.
@@ -117,7 +173,9 @@ BACKENDS: dict[str, BackendEntry] = {
     "openvino": BackendEntry("openvino", (".onnx", ".tflite"), auto=False),
     "numpy": BackendEntry("numpy", (".npz",), own_threads=True),
     # The generated C library, compiled for this machine (``exports/c``): no interpreter.
-    "c": BackendEntry("c", (".so", ".dylib", ".dll")),
+    # A library is code: loaded only on request (--backend c), and only once its bytes
+    # match the SHA-256 its export recorded beside it (backends/c.py).
+    "c": BackendEntry("c", (".so", ".dylib", ".dll"), auto=False, native=True),
 }
 
 
@@ -149,4 +207,9 @@ def candidates(suffix: str, backend: str) -> tuple[str, ...]:
     """The backends to try for a ``suffix`` file: ``auto``'s list, or the one asked for."""
     if backend != "auto":
         return (backend,) if suffix in BACKENDS[backend].suffixes else ()
-    return tuple(n for n, e in BACKENDS.items() if suffix in e.suffixes and e.auto)
+    return tuple(n for n, e in BACKENDS.items() if suffix in e.suffixes and e.auto and not e.native)
+
+
+def native_backend(suffix: str) -> str | None:
+    """The backend that runs ``suffix`` files as native code (a shared library), if any."""
+    return next((n for n, e in BACKENDS.items() if e.native and suffix in e.suffixes), None)

@@ -6,14 +6,21 @@ through ``ctypes`` (standard library): no interpreter at all. Each call runs one
 with its own work buffer, the library keeps no state, and ctypes releases the GIL while C
 runs, so threads classify in parallel.
 
-A shared library is code: loading one runs nothing but what it holds, and its recorded
-SHA-256 only proves it undamaged, not harmless. Load libraries you exported yourself.
+A shared library is code: loading one runs whatever it holds (its constructors run at
+load, before any check of its symbols) with the user's privileges. So it is loaded only
+when asked for by name (``backend="c"``, ``--backend c``; ``auto`` never picks it), and
+only when ``<library>.json``, the sidecar its export wrote, records the SHA-256 of exactly
+these bytes: checked before the loader sees them, whatever ``check_integrity`` says. The
+digest proves the library is the one exported, not that it is harmless: load libraries
+you exported yourself.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import hmac
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -23,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.runtime.errors import InputError, ModelError
+from edgecnn.runtime.metadata import read_sidecar, sidecar_path
 from edgecnn.runtime.preprocess import (
     Quantization,
     as_float,
@@ -39,21 +47,57 @@ _POINTER = ctypes.c_void_p
 
 
 def open_backend(path: Path, data: bytes, threads: int | None = None) -> CBackend:
-    """A :class:`CBackend` (the registry's factory); ``threads`` does not apply."""
+    """A :class:`CBackend` of ``data`` once its sidecar vouches for it; ``threads`` does not apply.
+
+    Raises:
+        ModelError: no sidecar, or one that records no SHA-256 or another one than
+            ``data``'s; nothing was loaded.
+    """
+    check_sealed(path, data)
     return CBackend(path, data)
 
 
-def _private_copy(data: bytes, suffix: str) -> Path:
-    """``data`` in a new file of its own, named by its digest.
+def check_sealed(path: Path, data: bytes) -> None:
+    """``data`` must be the bytes whose SHA-256 ``path``'s sidecar records.
 
-    The dynamic loader reuses a library already loaded from the same path, so a library
-    replaced by a new export would keep running the old code; loading the exact bytes
-    that were read (and checked) from a fresh name also leaves no window for the file to
-    change between the check and the load.
+    This is the one check that stands between a file and running it as code, so no
+    option turns it off.
+
+    Raises:
+        ModelError: it is not (saying what to do).
+    """
+    sidecar = sidecar_path(path)
+    advice = (
+        "a C library is code that runs with your privileges, so it is loaded only when the "
+        "sidecar its export wrote vouches for these bytes (--no-integrity-check does not "
+        "apply to code); export it again with 'edgecnn export RUN --formats c'"
+    )
+    recorded = read_sidecar(path)
+    if recorded is None:
+        raise ModelError(f"{path}: no {sidecar.name} beside it records its SHA-256; {advice}")
+    if recorded.file_sha256 is None:
+        raise ModelError(f"{path}: {sidecar.name} records no SHA-256 of it; {advice}")
+    if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), recorded.file_sha256):
+        raise ModelError(
+            f"{path}: its SHA-256 differs from the one {sidecar.name} records (damaged, "
+            f"replaced or edited); {advice}"
+        )
+
+
+def _private_copy(data: bytes, suffix: str) -> Path:
+    """``data`` in a new file of its own, named by its digest, for the loader.
+
+    The loader gets exactly the bytes that were read once and hashed, never the user's
+    path again: a library swapped in after the check cannot be what runs. The copy sits
+    in a fresh directory from ``mkdtemp`` (mode 0700, owned by this user), so no other
+    user can replace it between this write and ``dlopen``. (The loader also reuses a
+    library already loaded from the same path; a fresh name loads a new export anew.)
     """
     folder = Path(tempfile.mkdtemp(prefix="edgecnn-c-"))
     copy = folder / f"{LIBRARY_STEM}-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
-    copy.write_bytes(data)
+    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
     return copy
 
 
@@ -65,7 +109,12 @@ def _symbol(library: Any, name: str, ctype: Any, path: Path) -> Any:
 
 
 class CBackend:
-    """Runs the generated C library; stateless, so one instance serves every thread."""
+    """Runs the generated C library; stateless, so one instance serves every thread.
+
+    The constructor loads the bytes it is given (or ``path``'s) without asking: it is the
+    low-level step behind :func:`open_backend`, which checks the sidecar first and is
+    what :func:`~edgecnn.runtime.load_classifier` calls.
+    """
 
     name = "c"
     threads = 1  # one inference runs on the calling thread

@@ -71,7 +71,7 @@ def tiny_c(tmp_path_factory, test_images):
 
 
 def test_scores_and_logits_are_bit_identical_to_the_reference_kernels(tiny_c, test_images):
-    backend = load_classifier(tiny_c.folder).backend
+    backend = load_classifier(tiny_c.folder, backend="c").backend
     assert backend.name == "c"
     scores = backend.scores(test_images.x)
     logits = backend.logits(tiny_c.inputs)
@@ -82,7 +82,7 @@ def test_scores_and_logits_are_bit_identical_to_the_reference_kernels(tiny_c, te
 
 def test_the_runtime_gives_the_same_probabilities_as_the_tflite_file(tiny_c, test_images):
     """Through ``edgecnn.runtime``: the same top-1 as the .tflite on the reference kernels."""
-    probs = load_classifier(tiny_c.host).predict(test_images.x[:2000])
+    probs = load_classifier(tiny_c.host, backend="c").predict(test_images.x[:2000])
     assert probs.shape == (2000, 10)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(probs.argmax(1), tiny_c.ref.scores[:2000].argmax(1))
@@ -90,7 +90,7 @@ def test_the_runtime_gives_the_same_probabilities_as_the_tflite_file(tiny_c, tes
 
 def test_threads_share_one_library_without_interfering(tiny_c, test_images):
     """No global mutable state: concurrent calls, each with its own work buffer, agree."""
-    backend = load_classifier(tiny_c.host).backend
+    backend = load_classifier(tiny_c.host, backend="c").backend
     chunks = np.array_split(test_images.x[:4000], 8)
     results: dict[int, np.ndarray] = {}
 
@@ -264,11 +264,13 @@ def test_a_damaged_library_is_refused_before_it_is_loaded(tiny_c, tmp_path):
     data = bytearray(lib.read_bytes())
     data[len(data) // 2] ^= 0xFF
     lib.write_bytes(bytes(data))
-    assert_one_line_error(invoke("predict", folder, ANKLE_BOOT))
+    assert_one_line_error(invoke("predict", folder, ANKLE_BOOT, "--backend", "c"))
 
 
 def test_predict_with_the_c_library_never_imports_tensorflow(tiny_c):
-    done = run_cli_without(["predict", tiny_c.folder, ANKLE_BOOT], ("tensorflow", "keras"))
+    done = run_cli_without(
+        ["predict", tiny_c.folder, ANKLE_BOOT, "--backend", "c"], ("tensorflow", "keras")
+    )
     assert "Ankle boot" in done.stdout
 
 
@@ -412,13 +414,15 @@ def test_a_dense_layer_without_bias_is_exact(tmp_path, test_images):
     inputs = reference.int8_inputs(images, g.input.quant.scale, g.input.quant.zero_point)
     ref = reference.run(data, inputs.reshape(len(inputs), *library.input_shape),
                         library.logits_tensor, library.output_tensor)  # fmt: skip
-    np.testing.assert_array_equal(load_classifier(host).backend.scores(images), ref.scores)
+    np.testing.assert_array_equal(
+        load_classifier(host, backend="c").backend.scores(images), ref.scores
+    )
 
 
 def test_the_backend_checks_shapes_before_c_reads_them(tiny_c):
     from edgecnn.runtime.errors import InputError
 
-    backend = load_classifier(tiny_c.host).backend
+    backend = load_classifier(tiny_c.host, backend="c").backend
     for wrong in (np.zeros((2, 4, 4, 1), np.uint8), np.zeros((1, 3), np.int8), np.zeros(5)):
         with pytest.raises(InputError, match="28x28x1"):
             backend.scores(wrong)
@@ -459,7 +463,7 @@ def test_a_tie_for_the_top_score_is_no_tflm_disagreement():
 
 
 def test_float_pictures_give_the_uint8_answers(tiny_c, test_images):
-    clf = load_classifier(tiny_c.host)
+    clf = load_classifier(tiny_c.host, backend="c")
     images = test_images.x[:100]
     np.testing.assert_array_equal(clf.predict(images.astype(np.float64) / 255),
                                   clf.predict(images))  # fmt: skip

@@ -97,7 +97,7 @@ def test_the_c_folder_loads_through_the_runtime(mcu_export, test_images):
     from ai_edge_litert.interpreter import Interpreter
 
     out, _, _, _ = mcu_export
-    clf = load_classifier(out / "c")
+    clf = load_classifier(out / "c", backend="c")
     assert clf.backend_name == "c"
     ours = clf.predict(test_images.x)
     interpreter = Interpreter(model_content=_model_data(out))

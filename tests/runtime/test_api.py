@@ -1,12 +1,17 @@
 import io
+import json
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, invoke
 from PIL import Image
-from shared import TINY, TINY_FILES
+from shared import ARRAY, PICTURE, TINY, TINY_FILES
 
-from edgecnn.runtime import InputError, load_classifier
+from edgecnn.runtime import InputError, ModelError, load_classifier
 from edgecnn.runtime.labels import FASHION_MNIST_LABELS
 
 #: The backend ``auto`` picks for each file here, with every extra installed.
@@ -131,3 +136,160 @@ def test_threads_share_one_classifier(test_images):
         assert not any(t.is_alive() for t in threads), "a worker hung"
         assert not errors, errors
         assert not mismatches, f"{name}: {len(mismatches)} answers differed across threads"
+
+
+# -- invert on arrays ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", TINY_FILES)
+def test_invert_applies_to_arrays_as_to_pictures(name):
+    """A dark-on-white array with ``invert=True`` is the picture the model was trained on."""
+    clf = load_classifier(TINY / name)
+    boot = np.load(ARRAY)
+    expected = clf.predict(PICTURE)
+    assert clf.classify(PICTURE)[0][0] == "Ankle boot"
+    dark_on_white = 255 - boot
+    for form in (
+        dark_on_white,  # uint8: predict's hot path unless invert=True
+        dark_on_white[None, ..., None],
+        dark_on_white.astype(np.float32) / 255,  # float in [0, 1]: 1 - x
+        dark_on_white.astype(np.int32),
+        dark_on_white.tolist(),
+    ):
+        np.testing.assert_allclose(clf.predict(form, invert=True), expected, atol=1e-6)
+        assert clf.classify(form, invert=True)[0][0] == "Ankle boot"
+    # Arrays are taken as they are unless told: None and False change nothing.
+    for invert in (None, False):
+        np.testing.assert_allclose(clf.predict(boot, invert=invert), expected, atol=1e-6)
+        np.testing.assert_allclose(
+            clf.predict(dark_on_white, invert=invert), clf.predict(dark_on_white), atol=0
+        )
+    assert clf.classify(dark_on_white)[0][0] != "Ankle boot"
+    # The picture file, dark on white, inverted on request or by its light border.
+    inverted_png = _png(dark_on_white)
+    np.testing.assert_allclose(clf.predict(inverted_png, invert=True), expected, atol=1e-6)
+    np.testing.assert_allclose(clf.predict(inverted_png), expected, atol=1e-6)
+    with pytest.raises(InputError, match="invert must be"):
+        clf.predict(boot, invert="yes")
+
+
+# -- metadata the file does not have, or that contradicts it ------------------------------
+
+
+def _onnx_without_metadata(path, classes=10, softmax=True):
+    """A small float ONNX model of ``classes`` outputs, built by hand, with no metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = numpy_helper.from_array(rng.normal(0, 0.05, (784, classes)).astype(np.float32), "w")
+    shape = numpy_helper.from_array(np.array([-1, 784], np.int64), "shape")
+    nodes = [
+        helper.make_node("Reshape", ["image", "shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["logits" if softmax else "out"]),
+    ]
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["out"], axis=1))
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 28, 28, 1])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", classes])],
+        [weights, shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_a_model_without_metadata_gets_numbered_classes(tmp_path):
+    for classes in (5, 10):
+        path = _onnx_without_metadata(tmp_path / f"c{classes}.onnx", classes)
+        clf = load_classifier(path)
+        assert clf.generic_labels
+        assert clf.labels == tuple(f"class_{i}" for i in range(classes))
+        assert clf.predict(np.load(ARRAY)).shape == (1, classes)
+        assert clf.classify(np.load(ARRAY))[0][0].startswith("class_")
+    assert not load_classifier(TINY / "model_int8.onnx").generic_labels
+
+
+def _edited_onnx(tmp_path, edit, name="model_float32.onnx"):
+    """``name`` with its metadata moved to a sidecar edited by ``edit(document)``."""
+    import onnx
+
+    proto = onnx.load(TINY / name)
+    del proto.metadata_props[:]
+    target = tmp_path / name
+    onnx.save(proto, target)
+    document = json.loads((TINY / f"{name}.json").read_text())
+    del document["file"]
+    edit(document)
+    target.with_name(target.name + ".json").write_text(json.dumps(document))
+    return target
+
+
+@pytest.mark.parametrize("name", ["model_float32.onnx", "model_int8.onnx"])
+def test_metadata_saying_logits_on_probabilities_is_refused(tmp_path, name):
+    path = _edited_onnx(tmp_path, lambda d: d["output"].update(kind="logits"), name)
+    for check in (True, False):
+        with pytest.raises(ModelError, match="says the outputs are logits, but they are already"):
+            load_classifier(path, check_integrity=check)
+    result = invoke("predict", path, PICTURE, "--no-integrity-check")
+    assert_one_line_error(result, "already probabilities")
+
+
+def test_real_logits_are_softmaxed(tmp_path):
+    """A model that does end at logits, and says so, loads; its outputs are probabilities."""
+    path = _onnx_without_metadata(tmp_path / "logits.onnx", softmax=False)
+    document = json.loads((TINY / "model_float32.onnx.json").read_text())
+    del document["file"]
+    document["output"]["kind"] = "logits"
+    document["integrity"] = {}
+    path.with_name(path.name + ".json").write_text(json.dumps(document))
+    probs = load_classifier(path, check_integrity=False).predict(np.load(ARRAY))
+    np.testing.assert_allclose(probs.sum(), 1, atol=1e-5)
+
+
+def test_no_integrity_check_accepts_metadata_without_an_integrity_record(tmp_path):
+    path = _edited_onnx(tmp_path, lambda d: d.pop("integrity"))
+    with pytest.raises(ModelError, match="no integrity record"):
+        load_classifier(path)
+    assert load_classifier(path, check_integrity=False).classify(PICTURE)[0][0] == "Ankle boot"
+    result = invoke("predict", path, PICTURE, "--no-integrity-check")
+    assert result.exit_code == 0 and "Ankle boot" in result.stdout, result.stderr
+
+
+# -- an embedding app's stderr --------------------------------------------------------------
+
+
+def test_loading_and_classifying_print_nothing_on_stderr():
+    """LiteRT's "Created TensorFlow Lite XNNPACK delegate" line is not the app's to see."""
+    code = (
+        "import os, sys\n"
+        "from edgecnn.runtime import load_classifier\n"
+        "for name in sys.argv[1:]:\n"
+        "    clf = load_classifier(name)\n"
+        "    print(clf.classify(os.environ['PICTURE'])[0][0])\n"
+        "os.write(2, b'the app wrote this\\n')\n"
+    )
+    names = [str(TINY / n) for n in TINY_FILES]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *names],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PICTURE": str(PICTURE)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Ankle", "boot"] * len(names)
+    assert done.stderr == "the app wrote this\n"
+
+
+def test_what_others_write_to_stderr_during_a_load_is_passed_on(capfd):
+    from edgecnn.runtime.backends import _banners_hidden
+
+    with _banners_hidden():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"a line of the app's\n")
+    assert capfd.readouterr().err == "a line of the app's\n"
