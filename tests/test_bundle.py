@@ -105,8 +105,8 @@ def test_the_x86_bundle_installs_offline_and_verifies_here(exports, tmp_path, te
     index: verify passes, and the command it closes with runs as printed.
 
     Then a tampered model is refused before anything runs (exit 2); the same file with
-    SHA256SUMS and bundle.json hashed again fails edgecnn verify (exit 1); a foreign bundle
-    exits 2.
+    SHA256SUMS and bundle.json hashed again fails edgecnn verify (exit 1); a reference
+    verify cannot read exits 2, and so does a foreign bundle.
     """
     out = tmp_path / "edgecnn-linux-x86.tar.gz"
     result = invoke("bundle", exports, "--target", "linux-x86", "--python", PYTHON, "--out", out)
@@ -146,6 +146,11 @@ def test_the_x86_bundle_installs_offline_and_verifies_here(exports, tmp_path, te
     resealed = _install(bundle, venv, env=env)
     assert resealed.returncode == 1, resealed.stdout + resealed.stderr
     assert "FAIL" in resealed.stdout and "did not pass edgecnn verify" in resealed.stderr
+    Path(f"{model}.reference.npz").write_bytes(b"not a reference")
+    _reseal(bundle)  # a reference verify cannot read: bad input, exit 2
+    unreadable = _install(bundle, venv, env=env)
+    assert unreadable.returncode == 2, unreadable.stdout + unreadable.stderr
+    assert "edgecnn verify could not check" in unreadable.stderr
     manifest["machine"] = "riscv64"
     (bundle / "bundle.json").write_text(json.dumps(manifest))
     _reseal(bundle)
