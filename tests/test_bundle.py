@@ -381,6 +381,23 @@ def _reference_of_another_file(e: Path) -> None:
     shutil.copy(e / "model_float32.onnx.reference.npz", e / "model_int8.tflite.reference.npz")
 
 
+def _sidecar_of_another_source(e: Path) -> None:
+    sidecar = json.loads((e / "model_int8.onnx.json").read_text())
+    sidecar["source_sha256"] = "1" * 64
+    (e / "model_int8.onnx.json").write_text(json.dumps(sidecar))
+
+
+def _reference_of_another_export(e: Path) -> None:
+    """As the exporter writes it, with the SHA-256 of another export of the same file."""
+    from edgecnn.runtime.verify import read_reference, reference_bytes
+
+    path = e / "model_int8.tflite.reference.npz"
+    ref = read_reference(path)
+    gate = {**ref["meta"], "file_sha256": "2" * 64}
+    path.write_bytes(reference_bytes(ref["images"], ref["labels"], ref["keras"],
+                                     ref["exported"], gate))  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "damage, match",
     [
@@ -396,10 +413,12 @@ def _reference_of_another_file(e: Path) -> None:
                     os.mkfifo(e / "weights.npz.reference.npz")), "is not a regular file"),
         (_other_source, "made from another model than the one export_report.json records"),
         (_reference_of_another_file, "its verify reference was made for model_float32.onnx"),
+        (_sidecar_of_another_source, "model_int8.onnx: made from another model"),
+        (_reference_of_another_export, "made for another export of it"),
     ],
     ids=["flipped-int8", "flipped-int8-and-sidecar", "flipped-onnx", "symlink-to-etc",
          "symlink-to-export", "symlinked-sidecar", "fifo-reference", "other-source",
-         "other-reference"],
+         "other-reference", "sidecar-of-other-source", "reference-of-other-export"],
 )  # fmt: skip
 def test_bundle_packs_only_files_it_checked(exports, tmp_path, damage, match):
     source = tmp_path / "exports"
