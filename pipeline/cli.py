@@ -17,13 +17,16 @@ from edgecnn.pipeline.state import STAGES, RunOptions
 from edgecnn.run_folder import LATEST, MODEL_FILE, REPORT_FILE, RUN_FILE, RUNS_ROOT
 from edgecnn.trainer.cli import (
     ChannelsOption,
+    ClassesOption,
     DataDirOption,
     DataOption,
     DatasetName,
     ImageSizeOption,
     SkipBadOption,
+    class_order,
     data_path,
 )
+from edgecnn.trainer.config import MAX_SEED
 
 
 def run_command(
@@ -31,6 +34,7 @@ def run_command(
         DatasetName | None, typer.Option(help="Dataset to train on. [default: fashion]")
     ] = None,
     data: DataOption = None,
+    classes: ClassesOption = None,
     image_size: ImageSizeOption = None,
     channels: ChannelsOption = None,
     skip_bad_images: SkipBadOption = False,
@@ -69,7 +73,9 @@ def run_command(
         ),
     ] = False,
     data_dir: DataDirOption = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Training seed. [default: 42]")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=MAX_SEED, help="Training seed. [default: 42]")
+    ] = None,
     augment: Annotated[
         bool | None,
         typer.Option("--augment", help="Train with random shifts (and flips for Fashion-MNIST)."),
@@ -96,6 +102,7 @@ def run_command(
     given: dict[str, Any] = {
         "dataset": dataset.value if dataset else None,
         "data": data_path(data, dataset),
+        "classes": None if classes is None else ",".join(class_order(classes, data) or ()),
         "image_size": image_size,
         "channels": channels,
         "skip_bad_images": skip_bad_images or None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,31 @@ from edgecnn.runtime.labels import LABELS
 #: Input sizes and class counts the trainer builds networks for.
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 96
 MIN_CLASSES, MAX_CLASSES = 2, 100
+#: The largest seed: NumPy's and Keras' global generators take 32 bits.
+MAX_SEED = 2**32 - 1
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` if it is a whole number (not a bool, not 1.0) in ``low..high``.
+
+    Raises:
+        ConfigError: it is not; the message names ``name``.
+    """
+    if type(value) is not int or value < low or (high is not None and value > high):
+        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ConfigError(f"{name} must be a whole number {span}, got {value!r:.40}")
+    return value
+
+
+def check_type(name: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    """``value`` if it is a ``kind`` (``what`` says which, for the message).
+
+    Raises:
+        ConfigError: it is not; the message names ``name``.
+    """
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind not in (bool, (bool,))):
+        raise ConfigError(f"{name} must be {what}, got {value!r:.40}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -35,8 +61,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{f.name} must be a positive integer, got {value!r}")
+            if type(value) is not int or value < 1:
+                raise ConfigError(f"{f.name} must be a positive integer, got {value!r:.40}")
         if not MIN_IMAGE_SIZE <= self.img_size <= MAX_IMAGE_SIZE:
             raise ConfigError(
                 f"image size must be {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels, got "
@@ -89,28 +115,27 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
-        if self.dataset not in LABELS:
+        if not isinstance(self.dataset, str) or self.dataset not in LABELS:
             raise ConfigError(
-                f"unknown dataset {self.dataset!r}; choose one of {', '.join(LABELS)}"
+                f"unknown dataset {self.dataset!r:.40}; choose one of {', '.join(LABELS)}"
             )
+        check_type("data", self.data, (str, type(None)), "a path")
+        check_type("skip_bad_images", self.skip_bad_images, bool, "true or false")
+        check_type("augment_flip", self.augment_flip, bool, "true or false")
+        check_type("model", self.model, ModelConfig, "a network configuration")
         for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
+            check_int(name, getattr(self, name), 1)
+        rate = check_type("learning_rate", self.learning_rate, (int, float), "a number")
+        if not 0 < rate < math.inf:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(
-                f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}"
+                f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r:.40}"
             )
-        if not 0 <= self.augment_shift < self.model.img_size // 2:
-            raise ConfigError(
-                f"augment_shift must be in 0..{self.model.img_size // 2 - 1}, "
-                f"got {self.augment_shift}"
-            )
-        if self.train_subset is not None and self.train_subset < 1:
-            raise ConfigError(f"train_subset must be at least 1, got {self.train_subset}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        check_int("augment_shift", self.augment_shift, 0, self.model.img_size // 2 - 1)
+        if self.train_subset is not None:
+            check_int("train_subset", self.train_subset, 1)
+        check_int("seed", self.seed, 0, MAX_SEED)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain JSON-ready data."""
@@ -118,9 +143,16 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Rebuild a configuration saved by :meth:`to_dict`; unknown keys are an error."""
+        """Rebuild a configuration saved by :meth:`to_dict`; unknown keys are an error.
+
+        Raises:
+            ConfigError: not an object, an unknown or missing key, or a value of the
+                wrong type or out of range; the message names the field.
+        """
         try:
+            check_type("the configuration", data, dict, "an object")
             data = dict(data)
-            return cls(model=ModelConfig(**data.pop("model", {})), **data)
+            model = check_type("model", data.pop("model", {}), dict, "an object")
+            return cls(model=ModelConfig(**model), **data)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"invalid training configuration: {e}") from None
