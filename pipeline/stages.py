@@ -96,7 +96,7 @@ def _evaluate_int8(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
             try:
                 metrics = evaluate_exported(exports / row["file"], data_dir=ctx.data_dir,
                                             stream=io.StringIO(),
-                                            backend=row["backend"])  # fmt: skip
+                                            backend=row.get("backend", "auto"))  # fmt: skip
             except (EdgecnnError, OSError) as e:
                 # The file passed its gate and stays; only its report gallery is missing.
                 ctx.say(f"  could not evaluate {row['file']} for the report: {e}")
@@ -123,7 +123,7 @@ def _bench(ctx: RunContext) -> None:
             BENCH_BATCH_SIZES,
             runs=ctx.options.bench_runs,
             seconds_per_batch_size=0.5,
-            backend=row["backend"],  # the one that verified it: a C library only on request
+            backend=row.get("backend", "auto"),  # what verified it: a C library only on request
         )
         result["model"] = row["file"]
         results.append(result)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, invoke
 from shared import ARRAY, PICTURE, TINY
 
 from edgecnn.export.formats import c as c_format
@@ -121,6 +122,15 @@ def test_auto_never_loads_a_library(foreign):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("command", ["bench", "serve", "evaluate"])
+def test_no_command_loads_a_library_under_auto(foreign, command):
+    folder, library, marker = foreign
+    _seal(library)
+    for target in (folder, library):
+        assert_one_line_error(invoke(command, target), "load it with --backend c")
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("sidecar", ["none", "wrong digest", "no file record"])
 def test_an_unsealed_library_is_never_loaded_even_when_asked(foreign, sidecar):
     folder, library, marker = foreign
@@ -167,3 +177,26 @@ def test_the_real_c_library_loads_when_asked(real_c):
 
 def test_the_c_backend_is_installed_everywhere():
     BACKENDS["c"].check_installed()  # an empty "library" is refused before any loader
+
+
+def test_the_loader_gets_the_bytes_that_were_hashed_not_the_path(real_c, monkeypatch):
+    """No check-then-swap: the loader opens a private copy of the bytes read once."""
+    import ctypes
+
+    from edgecnn.runtime.backends import c as c_backend
+
+    folder, host = real_c
+    opened = []
+    real_cdll = ctypes.CDLL
+
+    def recording_cdll(name, *args, **kwargs):
+        path = Path(name)
+        opened.append((path, hashlib.sha256(path.read_bytes()).hexdigest()))
+        return real_cdll(name, *args, **kwargs)
+
+    monkeypatch.setattr(c_backend.ctypes, "CDLL", recording_cdll)
+    load_classifier(folder, backend="c")
+    ((path, digest),) = opened
+    recorded = json.loads(host.with_name(host.name + ".json").read_text())["file"]["sha256"]
+    assert digest == recorded and path.resolve() != host.resolve()
+    assert not path.exists()  # removed once mapped
