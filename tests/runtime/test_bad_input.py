@@ -88,10 +88,21 @@ def wrong_shape_models(tmp_path_factory):
 
 
 @pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
-def test_model_whose_input_differs_from_its_metadata(wrong_shape_models, suffix):
-    # Without metadata a file is taken for the tutorial's 28x28x1 model, which it is not.
+def test_model_whose_input_differs_from_its_metadata(wrong_shape_models, suffix, tmp_path):
+    import json
+    import shutil
+
+    # Without metadata a file is described by the model itself: numbered classes.
+    clf = load_classifier(wrong_shape_models / f"colour{suffix}")
+    assert clf.generic_labels and clf.input_shape == (32, 32, 3) and clf.labels[0] == "class_0"
+    # A sidecar describing the tutorial's 28x28x1 model does not fit it.
+    target = tmp_path / f"colour{suffix}"
+    shutil.copy(wrong_shape_models / f"colour{suffix}", target)
+    meta = json.loads((TINY / "model_float32.onnx.json").read_text())
+    del meta["file"]
+    target.with_name(target.name + ".json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=r"metadata says input \(28, 28, 1\), the model takes"):
-        load_classifier(wrong_shape_models / f"colour{suffix}")
+        load_classifier(target)
 
 
 @pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
