@@ -219,13 +219,21 @@ def load_classifier(
     then tflite-runtime, for ``.tflite``; onnxruntime for ``.onnx``; numpy for ``.npz``
     (see :data:`~edgecnn.runtime.backends.BACKENDS` for every name).
     ``backend="openvino"`` runs ``.onnx`` and ``.tflite`` files on OpenVINO's CPU plugin
-    (``edgecnn[openvino]``); ``auto`` never picks it.
+    (``edgecnn[openvino]``); ``auto`` never picks it. ``backend="c"`` loads the exported
+    C library (``exports/c`` or its ``libedgecnn_model.so``): a library is code that runs
+    with your privileges, so ``auto`` never picks it, and it loads only when its sidecar
+    records the SHA-256 of its exact bytes, whatever ``check_integrity`` says.
     Files exported by edgecnn record their own SHA-256, and a file that no longer matches
-    it is refused; ``check_integrity=False`` loads it anyway (for files edited on purpose).
+    it, or whose metadata lost its integrity record, is refused; ``check_integrity=False``
+    loads it anyway (for files edited on purpose). A file without edgecnn metadata is
+    described by the model itself: its input, and classes ``class_0`` .. ``class_<n-1>``
+    (:attr:`Classifier.generic_labels`).
 
     Raises:
         ModelError: missing, empty, damaged or corrupt file, an unknown or missing
-            backend, or a model whose input or outputs this runtime does not support.
+            backend, a native library under ``auto`` or without its sealed sidecar, a
+            model whose input or outputs this runtime does not support, or metadata that
+            says logits on outputs that are already probabilities.
         InputError: ``path`` or ``num_threads`` is not of a usable type or value.
     """
     path = library_in(as_path(path, InputError, "a model file"))
