@@ -17,11 +17,13 @@ from edgecnn.pipeline.state import STAGES, RunOptions
 from edgecnn.run_folder import LATEST, MODEL_FILE, REPORT_FILE, RUN_FILE, RUNS_ROOT
 from edgecnn.trainer.cli import (
     ChannelsOption,
+    ClassesOption,
     DataDirOption,
     DataOption,
     DatasetName,
     ImageSizeOption,
     SkipBadOption,
+    class_order,
     data_path,
 )
 from edgecnn.trainer.config import MAX_SEED
@@ -32,6 +34,7 @@ def run_command(
         DatasetName | None, typer.Option(help="Dataset to train on. [default: fashion]")
     ] = None,
     data: DataOption = None,
+    classes: ClassesOption = None,
     image_size: ImageSizeOption = None,
     channels: ChannelsOption = None,
     skip_bad_images: SkipBadOption = False,
@@ -99,6 +102,7 @@ def run_command(
     given: dict[str, Any] = {
         "dataset": dataset.value if dataset else None,
         "data": data_path(data, dataset),
+        "classes": None if classes is None else ",".join(class_order(classes, data) or ()),
         "image_size": image_size,
         "channels": channels,
         "skip_bad_images": skip_bad_images or None,

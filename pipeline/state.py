@@ -42,6 +42,7 @@ class RunOptions:
     dataset: str = "fashion"
     #: An image folder or .npz to train on instead (absolute path).
     data: str | None = None
+    classes: str | None = None  # --classes, comma-separated; None: the data's own order
     image_size: int | None = None  # None: the data's own
     channels: int | None = None  # None: greyscale
     skip_bad_images: bool = False
@@ -62,11 +63,13 @@ class RunOptions:
         Raises:
             EdgecnnError: impossible options, or data that is missing or unusable.
         """
+        from edgecnn.trainer.cli import class_order
         from edgecnn.trainer.datasets import configure
 
         given = {
             "dataset": self.dataset,
             "data": self.data,
+            "classes": class_order(self.classes, self.data),
             "skip_bad_images": self.skip_bad_images,
             "epochs": self.epochs,
             "seed": self.seed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import unicodedata
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
@@ -40,6 +41,15 @@ DataOption = Annotated[
         help="Train on your own pictures: a folder with one sub-folder per class (or "
         "train/, test/ and val/ folders of them), or a .npz with x_train, y_train, x_test, "
         "y_test. Replaces --dataset.",
+    ),
+]
+ClassesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--classes",
+        help="The order of your own data's classes, comma-separated (cat,dog,owl): each "
+        "class once. It is the order of the model's outputs and labels. [default: a folder's "
+        "class folders sorted by name; a .npz's class_names as they are]",
     ),
 ]
 ImageSizeOption = Annotated[
@@ -139,6 +149,7 @@ def train_command(
     num_filters2: Annotated[int | None, typer.Option(min=1, help=_default("num_filters2"))] = None,
     fc_size: Annotated[int | None, typer.Option(min=1, help=_default("fc_size"))] = None,
     data: DataOption = None,
+    classes: ClassesOption = None,
     image_size: ImageSizeOption = None,
     channels: ChannelsOption = None,
     skip_bad_images: SkipBadOption = False,
@@ -182,6 +193,7 @@ def train_command(
         num_filters2=num_filters2,
         fc_size=fc_size,
         data=data_path(data, dataset),
+        classes=class_order(classes, data),
         skip_bad_images=skip_bad_images or None,
         img_size=image_size,
         channels=channels,
@@ -214,6 +226,22 @@ def data_path(data: Path | None, dataset: DatasetName | None) -> str | None:
     if dataset is not None:
         raise ConfigError("--data replaces --dataset; give one of them")
     return str(data.expanduser().resolve())
+
+
+def class_order(classes: object, data: object) -> tuple[str, ...] | None:
+    """``--classes a,b,c`` as names in NFC; whether the data has them is checked with it.
+
+    Raises:
+        ConfigError: not comma-separated names, or given without ``--data``.
+    """
+    if classes is None:
+        return None
+    if data is None:
+        raise ConfigError("--classes orders the classes of your own data; give --data with it")
+    names = tuple(unicodedata.normalize("NFC", n.strip()) for n in str(classes).split(","))
+    if not isinstance(classes, str) or not all(names):
+        raise ConfigError(f"--classes takes class names separated by commas, got {classes!r:.60}")
+    return names
 
 
 @contextlib.contextmanager

@@ -102,6 +102,8 @@ class TrainConfig:
     dataset: str = "fashion"
     #: An image folder or a .npz file to train on instead of ``dataset`` (absolute path).
     data: str | None = None
+    #: The order of ``data``'s classes (``--classes``); None: a folder's sorted, a .npz's own.
+    classes: tuple[str, ...] | None = None
     #: Leave out pictures that cannot be read (listed), rather than stop.
     skip_bad_images: bool = False
     epochs: int = 10
@@ -136,6 +138,12 @@ class TrainConfig:
         if self.train_subset is not None:
             check_int("train_subset", self.train_subset, 1)
         check_int("seed", self.seed, 0, MAX_SEED)
+        if self.classes is not None:  # a list, as config.json holds it
+            if not isinstance(self.classes, list | tuple) or not all(
+                isinstance(name, str) for name in self.classes
+            ):
+                raise ConfigError(f"classes must be a list of names, got {self.classes!r:.40}")
+            object.__setattr__(self, "classes", tuple(self.classes))
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain JSON-ready data."""

@@ -21,7 +21,7 @@ import numpy as np
 from edgecnn.errors import ConfigError, DataError
 from edgecnn.runtime.contract import shape_text
 from edgecnn.runtime.images import border_mean, resize_array
-from edgecnn.runtime.labels import LABELS
+from edgecnn.runtime.labels import LABELS, ordered
 from edgecnn.trainer import arrays, folders, splits
 from edgecnn.trainer.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, ModelConfig, TrainConfig
 from edgecnn.trainer.data import IMAGE_SIZE, Dataset, load_dataset, locate_dataset
@@ -81,8 +81,10 @@ def inspect(config: TrainConfig, data_dir: str | os.PathLike[str] | None = None)
         labels = arrays.class_names(loaded, names)
         if len(labels) < 2:
             raise DataError(f"{path} has 1 class; a classifier needs at least two")
+        if config.classes is not None:
+            labels = ordered(labels, config.classes, str(path), DataError)
         return DataInfo("npz", path.stem, labels, (x.shape[1], x.shape[2], channels))
-    found = folders.scan(path)
+    found = folders.scan(path, config.classes)
     everything = [item for items in found.files.values() for item in items]
     sizes = folders.native_sizes(path, everything)
     shared = None
@@ -238,7 +240,7 @@ def for_model(
         )
         config = replace(config, data=path, model=sized_to)
     elif dataset is not None:
-        config, record = replace(config, dataset=dataset, data=None), None
+        config, record = replace(config, dataset=dataset, data=None, classes=None), None
     if whole_train:
         config = replace(config, train_subset=None)
     loaded = load(config, data_dir, record, stream=io.StringIO())
@@ -333,7 +335,7 @@ def _summary(
 def _load_folder(
     root: Path, config: TrainConfig, recorded: dict[str, Any] | None, stream: TextIO
 ) -> Dataset:
-    found = folders.scan(root)
+    found = folders.scan(root, config.classes)
     parts = folders.assign(found, config.seed, recorded)
     if found.ignored:
         stream.write(
@@ -386,6 +388,11 @@ def _load_npz(
     loaded, names, digest = arrays.read_arrays(path)
     labels = arrays.class_names(loaded, names)
     x, y = loaded["x_train"], loaded["y_train"].astype(np.int64)
+    y_test = loaded["y_test"].astype(np.int64)
+    if config.classes is not None:  # --classes: the same images, the labels renumbered
+        order = ordered(labels, config.classes, str(path), DataError)
+        renumbered = np.array([order.index(name) for name in labels], dtype=np.int64)
+        labels, y, y_test = order, renumbered[y], renumbered[y_test]
     splits.check_classes(labels, splits.class_counts(y, len(labels)), str(path))
     if recorded is not None:
         val, train = _recorded_rows(path, recorded, digest, len(x))
@@ -403,7 +410,7 @@ def _load_npz(
             x_val=_greyscale_axis(x[val]),
             y_val=y[val],
             x_test=_greyscale_axis(loaded["x_test"]),
-            y_test=loaded["y_test"].astype(np.int64),
+            y_test=y_test,
         ),
         shape,
     )

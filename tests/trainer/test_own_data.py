@@ -24,6 +24,7 @@ from shapes import write_npz
 from edgecnn.errors import ConfigError, DataError
 from edgecnn.runtime import load_classifier
 from edgecnn.trainer import datasets
+from edgecnn.trainer.cli import class_order
 from edgecnn.trainer.config import TrainConfig
 
 EXPORTED = ("model_float32.tflite", "model_int8.tflite", "model_float32.onnx",
@@ -416,3 +417,78 @@ def test_a_good_npz_is_sized_from_its_arrays(tmp_path):
     assert data.labels == ("cat", "dog", "owl") and data.x_train.shape[1:] == (20, 20)
     with pytest.raises(DataError, match="has 3 classes; the network was built for 10"):
         datasets.load(TrainConfig(data=str(path)), stream=io.StringIO())
+
+
+# -- --classes: the user's order of their classes -------------------------------------
+
+
+@pytest.mark.slow
+def test_the_class_order_reaches_the_model_and_its_exports(tmp_path):
+    root = _folder(tmp_path / "d", {"cat": 12, "dog": 12, "owl": 12})
+    run = tmp_path / "run"
+    trained = _train("--data", root, "--classes", "owl, cat,dog", "--out", run)
+    assert trained.exit_code == 0, trained.stderr
+    assert json.loads((run / "config.json").read_text())["classes"] == ["owl", "cat", "dog"]
+    assert json.loads((run / "split.json").read_text())["classes"] == ["owl", "cat", "dog"]
+    assert list(json.loads((run / "metrics.json").read_text())["per_class_accuracy"]) == [
+        "owl", "cat", "dog"]  # fmt: skip
+    exported = invoke("export", run, "--formats", "onnx", "--min-agreement", 0)
+    assert exported.exit_code == 0, exported.stderr
+    assert load_classifier(run / "exports" / "model_float32.onnx").labels == ("owl", "cat", "dog")
+
+
+def test_classes_order_a_folder_and_survive_config_json(tmp_path):
+    root = _folder(tmp_path / "d", {"cat": 6, "dog": 6, "café": 6})
+    # As --classes gives it, typed on a keyboard that decomposes é: the same name.
+    classes = class_order("dog, cafe\u0301 ,cat", str(root))
+    config = datasets.configure({"data": str(root), "classes": classes}, {})
+    data = datasets.load(config, stream=io.StringIO())
+    assert data.labels == ("dog", "café", "cat") == tuple(data.record["classes"])
+    for path, label in data.record["splits"]["train"]:
+        assert path.split("/")[0] == data.labels[label]
+    again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and again.classes == ("dog", "café", "cat")
+    assert datasets.load(again, record=data.record, stream=io.StringIO()).labels == data.labels
+
+
+def test_classes_renumber_an_npz(tmp_path):
+    path = _npz(tmp_path / "d.npz", class_names=np.array(["cat", "dog", "owl"]))
+    plain = datasets.load(datasets.sized(TrainConfig(data=str(path))), stream=io.StringIO())
+    config = datasets.sized(TrainConfig(data=str(path), classes=("owl", "cat", "dog")))
+    data = datasets.load(config, stream=io.StringIO())
+    assert data.labels == ("owl", "cat", "dog")
+    assert (data.x_test == plain.x_test).all()  # the same images, each still its class
+    names = np.array(plain.labels)[plain.y_test]
+    assert (np.array(data.labels)[data.y_test] == names).all()
+    unnamed = _npz(tmp_path / "u.npz")  # without class_names: "class 0", "class 1", ...
+    config = datasets.sized(TrainConfig(data=str(unnamed), classes=("class 2", "class 0",
+                                                                     "class 1")))  # fmt: skip
+    assert datasets.load(config, stream=io.StringIO()).labels[0] == "class 2"
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+@pytest.mark.parametrize(
+    "classes,match",
+    [
+        ("cat,dog", "--classes leaves out 'owl' of"),
+        ("cat,dog,owl,emu", "--classes names 'emu', which"),
+        ("cat,dog,cat,owl", "--classes names 'cat' twice"),
+        ("cat,,dog,owl", "--classes takes class names separated by commas"),
+        ("cat,dog,owl\u200b", "--classes names 'owl\\u200b', which"),
+    ],
+)
+def test_impossible_class_orders_are_one_line(tmp_path, command, classes, match):
+    root = _folder(tmp_path / "d", {"cat": 6, "dog": 6, "owl": 6})
+    for data in (root, _npz(tmp_path / "d.npz", class_names=np.array(["cat", "dog", "owl"]))):
+        result = invoke(command, "--data", data, "--classes", classes, "--out", tmp_path / "run")
+        assert_one_line_error(result, match)
+        assert (
+            "(its classes: cat, dog, owl)" in result.stderr or "twice" in match or ",," in classes
+        )
+        assert not (tmp_path / "run").exists()
+
+
+def test_classes_need_own_data(tmp_path):
+    for command in ("train", "run"):
+        result = invoke(command, "--classes", "a,b", "--out", tmp_path / "run")
+        assert_one_line_error(result, "--classes orders the classes of your own data")
