@@ -108,6 +108,8 @@ def read_header(stream: IO[bytes], kinds: str = NUMERIC_KINDS) -> NpyHeader:
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         raise NpyError(f"dtype {dtype} holds objects or records, not numbers")
     if dtype.kind not in kinds or dtype.itemsize == 0:
+        if kinds == "U":
+            raise NpyError(f"dtype {dtype} is not text (an array of str)")
         raise NpyError(f"dtype {dtype} is not a plain number type")
     if not all(type(d) is int and d >= 0 for d in shape):
         raise NpyError(f"impossible shape {shape!r:.80}")
@@ -267,8 +269,10 @@ class ArchiveReader:
                 f"header ({header.dtype}, shape {header.shape}) means {implied:,}"
             )
         if implied > limit:
-            size = _size(implied)
-            raise NpyError(f"{name} is {size} uncompressed; {budget_text(self.budget, limit)}")
+            most = (
+                budget_text(self.budget, limit) if max_bytes is None else f"at most {_size(limit)}"
+            )
+            raise NpyError(f"{name} is {_size(implied)} uncompressed; {most}")
         self.declared += implied
         if self.declared > self.budget.total_bytes:
             raise NpyError(

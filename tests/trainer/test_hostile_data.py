@@ -362,3 +362,20 @@ def test_npz_class_names_that_print_alike_are_one_line(tmp_path, names, match):
     np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y,
              class_names=np.array(names))  # fmt: skip
     assert_one_line_error(invoke("train", "--data", tmp_path / "d.npz"), match)
+
+
+@pytest.mark.parametrize(
+    "names,match",
+    [
+        (
+            np.array(["a" * 300_000, "b"]),
+            "class_names.npy is 2.3 MiB uncompressed; at most 1.0 MiB",
+        ),
+        (np.array([b"a", b"b"]), "class_names.npy: dtype |S1 is not text"),
+    ],
+)
+def test_class_names_are_short_text(tmp_path, names, match):
+    x = np.zeros((12, 20, 20), np.uint8)
+    y = np.arange(12) % 2
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y, class_names=names)
+    assert_one_line_error(invoke("train", "--data", tmp_path / "d.npz"), match)
