@@ -88,38 +88,40 @@ def predict_command(
     from edgecnn.runtime.classifier import DEFAULT_TOP_K, check_threads
     from edgecnn.runtime.errors import InputError
     from edgecnn.runtime.inputs import NPY_SUFFIX, collect, find_files
+    from edgecnn.runtime.lifetime import sigterm_interrupts
     from edgecnn.runtime.stream import start_workers, stop_workers
 
     check_threads(threads, "--threads")
     if as_json and as_jsonl:
         raise InputError("--json and --jsonl are two output styles: choose one")
-    paths, left_out = find_files(str(f) for f in files)
-    # Before the model is loaded here: workers are forked while no interpreter thread
-    # exists, and each loads its own copy.
-    pictures = sum(not p.lower().endswith(NPY_SUFFIX) for p in paths)
-    workers = start_workers(pictures, str(model), backend.value, threads, integrity_check)
-    try:
-        with native_stderr_hidden():
-            classifier = load_classifier(
-                model,
-                backend=backend.value,
-                # With workers this copy only describes the model: one thread is plenty.
-                num_threads=(threads or 1) if workers else threads,
-                check_integrity=integrity_check,
-            )
-        if top_k is None:
-            top_k = min(DEFAULT_TOP_K, len(classifier.labels))
-        if top_k > len(classifier.labels):
-            raise InputError(f"--top-k must be in 1..{len(classifier.labels)}, got {top_k}")
-        inputs = collect(paths, classifier.input_shape, skip_bad)
-        if left_out:
-            sys.stderr.write(_left_out_note(left_out))
-        style = "json" if as_json else "jsonl" if as_jsonl else "text"
-        _write_results(classifier, model, inputs, workers, style, top_k, skip_bad, progress)
-    except BrokenPipeError:
-        _stdout_closed()
-    finally:
-        stop_workers(workers)
+    with sigterm_interrupts():  # SIGTERM as Ctrl-C: the workers stopped, one line, 143
+        paths, left_out = find_files(str(f) for f in files)
+        # Before the model is loaded here: workers are forked while no interpreter thread
+        # exists, and each loads its own copy.
+        pictures = sum(not p.lower().endswith(NPY_SUFFIX) for p in paths)
+        workers = start_workers(pictures, str(model), backend.value, threads, integrity_check)
+        try:
+            with native_stderr_hidden():
+                classifier = load_classifier(
+                    model,
+                    backend=backend.value,
+                    # With workers this copy only describes the model: one thread is plenty.
+                    num_threads=(threads or 1) if workers else threads,
+                    check_integrity=integrity_check,
+                )
+            if top_k is None:
+                top_k = min(DEFAULT_TOP_K, len(classifier.labels))
+            if top_k > len(classifier.labels):
+                raise InputError(f"--top-k must be in 1..{len(classifier.labels)}, got {top_k}")
+            inputs = collect(paths, classifier.input_shape, skip_bad)
+            if left_out:
+                sys.stderr.write(_left_out_note(left_out))
+            style = "json" if as_json else "jsonl" if as_jsonl else "text"
+            _write_results(classifier, model, inputs, workers, style, top_k, skip_bad, progress)
+        except BrokenPipeError:
+            _stdout_closed()
+        finally:
+            stop_workers(workers)
 
 
 def _left_out_note(left_out: list[str]) -> str:

@@ -16,7 +16,6 @@ one. A handful of batches are in flight at any time, whatever the number of inpu
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -31,6 +30,13 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.batches import BATCH_SIZE, Job, decode, jobs
 from edgecnn.runtime.errors import InferenceError, InputError
 from edgecnn.runtime.inputs import Source
+from edgecnn.runtime.lifetime import (
+    Parent,
+    follow_parent,
+    ignore_stop_signals,
+    signals_held,
+    this_process,
+)
 
 if TYPE_CHECKING:
     from edgecnn.runtime.classifier import Classifier
@@ -49,6 +55,8 @@ class ModelSpec:
     backend: str
     threads: int
     check_integrity: bool
+    #: The process the workers end with (see :mod:`edgecnn.runtime.lifetime`).
+    parent: Parent | None = None
 
 
 @dataclass
@@ -129,7 +137,7 @@ def start_workers(
     load_pillow()  # without Pillow: one sentence before any work
     for stream in (sys.stdout, sys.stderr):  # a worker flushes its copies when it exits
         stream.flush()
-    spec = ModelSpec(model, backend, threads or 1, check_integrity)
+    spec = ModelSpec(model, backend, threads or 1, check_integrity, this_process())
     count = worker_count(spec.threads, model, backend)
     pool = ProcessPoolExecutor(
         count,
@@ -137,7 +145,8 @@ def start_workers(
         initializer=_start_worker,
         initargs=(spec,),
     )
-    pool.submit(int)  # the first task starts every worker: the fork happens here
+    with signals_held():
+        pool.submit(int)  # the first task starts every worker: the fork happens here
     return Workers(pool, count)
 
 
@@ -167,9 +176,11 @@ _model: Classifier | EdgecnnError | None = None
 
 
 def _start_worker(spec: ModelSpec) -> None:
-    """Load a worker's model. Ctrl-C is for the main process, which stops the workers."""
+    """Tie a worker to its command's life, and load its model."""
     global _model
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if spec.parent is not None:
+        follow_parent(spec.parent)
+    ignore_stop_signals()
     from edgecnn._quiet import native_stderr_hidden
     from edgecnn.runtime.classifier import load_classifier
 

@@ -305,12 +305,13 @@ def test_a_worker_that_cannot_load_the_model_says_why(tmp_path, monkeypatch):
     from edgecnn.runtime.batches import jobs
 
     monkeypatch.setattr(stream, "_model", None)
-    sigint = signal.getsignal(signal.SIGINT)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     (tmp_path / "model.tflite").write_bytes(b"not a model")
     try:
         stream._start_worker(stream.ModelSpec(str(tmp_path / "model.tflite"), "auto", 1, True))
     finally:
-        signal.signal(signal.SIGINT, sigint)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     job = next(jobs([str(PICTURE)]))
     with pytest.raises(ModelError, match="model.tflite"):
         stream._classify_in_worker(job, (28, 28, 1), True, False)
