@@ -4,16 +4,16 @@ An argument is a file (a picture whatever its name, or a ``.npy`` array), a fold
 pictures and ``.npy`` arrays in it and its sub-folders, sorted by path, sub-folders where
 their names sort; hidden files are skipped and links to folders not followed), or a glob
 pattern (``'shots/**/*.png'``, expanded here so that a hundred thousand names never meet
-the shell's argument limit; its matches are sorted and taken as if typed). Only the
-names are kept, never the pictures: the list of a large folder costs about 100 bytes a
-file.
+the shell's argument limit; its matches, found by the folders' rule (see
+:mod:`edgecnn.runtime.walk`), are taken in path order as if typed, a matching folder
+as a folder). Only the names are kept, never the pictures: the list of a large folder
+costs about 100 bytes a file.
 """
 
 from __future__ import annotations
 
-import glob
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +21,11 @@ import numpy as np
 
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.images import SUFFIXES
+from edgecnn.runtime.walk import folder_files, is_pattern, pattern_matches
 
 NPY_SUFFIX = ".npy"
 #: A .npy batch is memory-mapped, so it may be large; this only refuses absurd headers.
 NPY_MAX_BYTES = 64 << 30
-_GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass(frozen=True)
@@ -93,58 +93,34 @@ def find_files(arguments: Iterable[str]) -> tuple[list[str], list[str]]:
     return files, left_out
 
 
-def _expand(argument: str) -> list[str]:
+def _expand(argument: str) -> Iterator[str]:
     """``argument`` itself if it exists, else its matches if it is a glob pattern."""
     try:
         os.stat(argument)
-        return [argument]
     except FileNotFoundError:
         pass
     except OSError as e:
         raise InputError(f"cannot read {argument}: {e.strerror or type(e).__name__}") from None
-    if not _GLOB_CHARS & set(argument):
+    else:
+        yield argument
+        return
+    if not is_pattern(argument):
         raise InputError(f"{argument} does not exist")
-    matches = glob.glob(argument, recursive=True)
-    if not matches:
+    matched = False
+    for path in pattern_matches(argument):
+        matched = True
+        yield path
+    if not matched:
         raise InputError(f"no files match {argument}")
-    return sorted(matches, key=_path_key)
-
-
-def _path_key(path: str) -> list[str]:
-    """Sort by path components: ``a/b.png`` after ``a/a/z.png``, as a folder listing nests."""
-    return path.split(os.sep)
 
 
 def _folder_files(folder: str) -> tuple[list[str], list[str]]:
-    """The pictures and arrays under ``folder`` in path order, and the other files.
-
-    An explicit stack rather than recursion: a folder tree may be deeper than Python's
-    recursion limit.
-    """
-    found: list[str] = []
-    others: list[str] = []
-    stack = [iter(_entries(folder))]
-    while stack:
-        entry = next(stack[-1], None)
-        if entry is None:
-            stack.pop()
-        elif entry.name.startswith("."):
-            continue
-        elif entry.is_dir(follow_symlinks=False):
-            stack.append(iter(_entries(entry.path)))
-        elif os.path.splitext(entry.name)[1].lower() in (*SUFFIXES, NPY_SUFFIX):
-            found.append(entry.path)
-        else:
-            others.append(entry.path)
-    return found, others
+    """The pictures and arrays under ``folder`` in path order, and the other files."""
+    return folder_files(folder, _is_input)
 
 
-def _entries(folder: str) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(folder) as listing:
-            return sorted(listing, key=lambda entry: entry.name)
-    except OSError as e:
-        raise InputError(f"cannot read folder {folder}: {e.strerror or type(e).__name__}") from None
+def _is_input(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in (*SUFFIXES, NPY_SUFFIX)
 
 
 def collect(files: list[str], shape: tuple[int, int, int], skip_bad: bool = False) -> Inputs:

@@ -17,7 +17,7 @@ from cli_helpers import assert_one_line_error, invoke
 from PIL import Image
 from shared import PICTURE, TINY, TINY_FILES
 
-from edgecnn.runtime import load_classifier
+from edgecnn.runtime import load_classifier, walk
 
 MODEL = TINY / "model_int8.tflite"
 
@@ -360,3 +360,75 @@ def test_a_worker_that_dies_ends_the_run_with_one_line(test_images, tmp_path):
     start = paths.index(tmp_path / "pictures" / line.split(" starts at ")[1].split(", ")[0])
     assert start in (0, 256)  # the first batch may be lost with the second
     assert [r.split()[0] for r in done.stdout.splitlines()] == list(map(str, paths[:start]))
+
+
+def run_predict(*args, timeout=60):
+    """``edgecnn predict ARGS`` in its own process, which must end within ``timeout`` s."""
+    command = [sys.executable, "-m", "edgecnn", "predict", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_pattern_follows_no_link_to_a_folder_and_reads_each_folder_once(test_images, tmp_path):
+    """Two links back to parent folders once made ``loop/**/*.png`` endless (its memory
+    growing by hundreds of MB); a pattern walks folders as a folder argument does."""
+    loop = tmp_path / "loop"
+    top = save_pictures(loop, test_images.x[:3])
+    deep = save_pictures(loop / "a" / "b", test_images.x[3:6], start=3)
+    (loop / "a" / "b" / "up").symlink_to("..")
+    (loop / "a" / "b" / "top").symlink_to(loop)
+    (loop / "a" / "link.png").symlink_to(top[0])  # a link to a picture is a picture
+    (loop / "a" / ".hidden.png").write_bytes(b"not read")
+    done = run_predict(MODEL, loop / "**" / "*.png", "--jsonl")
+    assert done.returncode == 0, done.stderr
+    files = [json.loads(line)["file"] for line in done.stdout.splitlines()]
+    assert files == [*map(str, top), *map(str, deep), str(loop / "a" / "link.png")]
+    # A folder the pattern matches stands for its pictures: none of them comes twice.
+    rows = jsonl(invoke("predict", MODEL, str(loop / "**"), "--jsonl"))
+    assert [r["file"] for r in rows] == files
+
+
+def test_a_pattern_over_proc_ends_at_once(tmp_path):
+    """``/proc/**`` once ran on through /proc/self/root into the whole disk, again and again."""
+    done = run_predict(MODEL, "/proc/**/*.png")
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line in (
+        "error: no files match /proc/**/*.png",
+        f"error: /proc/**/*.png reaches more than {walk.MAX_SCANNED:,} files and folders "
+        "under /proc: give a narrower pattern, or the folder itself",
+    )
+
+
+def test_a_pattern_that_reaches_too_far_is_one_line(mixed, monkeypatch):
+    root, names, _ = mixed
+    pattern = str(root / "**" / "*.png")
+    assert [r["file"] for r in jsonl(invoke("predict", MODEL, pattern, "--jsonl"))] == [
+        n for n in names if n.endswith(".png")
+    ]
+    monkeypatch.setattr(walk, "MAX_SCANNED", 100)
+    result = invoke("predict", MODEL, pattern)
+    assert_one_line_error(result, f"{pattern} reaches more than 100 files and folders under {root}")
+    assert result.stdout == ""
+
+
+def test_pattern_semantics_are_globs_without_links(tmp_path):
+    """Matches as ``glob.glob(recursive=True)`` gives them, on a tree without links."""
+    import glob
+
+    for name in ("a/1.png", "a/b/2.png", "a/b/c/3.png", ".h/x/4.png", "a/.hid/5.png",
+                 "a/.6.png", "d/7.PNG", "d/8.txt", "9.png", "a/b/c/10.jpg"):  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    patterns = ["**/*.png", "*/*.png", "a/**/*.png", "a/**/c/*", "**/.*", "a/.*", "*/",
+                "**/.h*/**/*.png", ".h/**/*.png", "**/[0-9].png", "**/b", "d/*.?NG",
+                "a/**/b/c/*.png", "*.png", "**/**/*.png", "a/*/c/*.jpg", "nothing/*"]  # fmt: skip
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # relative patterns give relative paths
+    try:
+        for pattern in [*patterns, *(str(tmp_path / p) for p in patterns)]:
+            matches = set(glob.glob(pattern, recursive=True))  # glob may give one twice
+            expected = sorted(matches, key=lambda p: p.split(os.sep))
+            expected = [p.rstrip(os.sep) for p in expected]
+            assert list(walk.pattern_matches(pattern)) == expected, pattern
+    finally:
+        os.chdir(cwd)
