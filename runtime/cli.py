@@ -125,13 +125,13 @@ def predict_command(
 
 
 def _left_out_note(left_out: list[str]) -> str:
-    from edgecnn.errors import one_line
     from edgecnn.runtime.images import SUFFIXES
+    from edgecnn.runtime.results import escape_text
 
     kinds = f"{', '.join(SUFFIXES)} or .npy"
     files = f"{len(left_out):,} file{'s' if len(left_out) != 1 else ''}"
     note = f"note: left out {files} of other kinds than {kinds}: {left_out[0]}"
-    return one_line(note + (", ..." if len(left_out) > 1 else "")) + "\n"
+    return escape_text(note + (", ..." if len(left_out) > 1 else "")) + "\n"
 
 
 def _write_results(

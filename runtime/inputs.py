@@ -21,6 +21,7 @@ import numpy as np
 
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.images import SUFFIXES
+from edgecnn.runtime.results import escape_text
 from edgecnn.runtime.walk import folder_files, is_pattern, pattern_matches
 
 NPY_SUFFIX = ".npy"
@@ -65,7 +66,7 @@ class Inputs:
     sources: list[Source] = field(default_factory=list)
     images: int = 0  # pictures plus the images in .npy arrays
     pictures: int = 0
-    name_width: int = 0  # the longest name a result line can have
+    name_width: int = 0  # the longest name a text line shows (escaped)
 
 
 def find_files(arguments: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -147,11 +148,11 @@ def collect(files: list[str], shape: tuple[int, int, int], skip_bad: bool = Fals
         found.sources.append(source)
         if isinstance(source, NpyFile):
             found.images += source.count
-            width = max(width, len(source.name(source.count - 1)))
+            width = max(width, len(escape_text(source.name(source.count - 1))))
         else:
             found.images += 1
             found.pictures += not isinstance(source, Refused)
-            width = max(width, len(path))
+            width = max(width, len(escape_text(path)))
     found.name_width = width
     if found.pictures:
         from edgecnn.runtime.images import load_pillow

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
+from unicodedata import category
 
 import numpy as np
 
@@ -63,15 +64,14 @@ class ResultWriter:
             if position in failed:
                 self.skipped += 1
                 if text:
-                    self.err.write(f"skipped: {one_line(failed[position])}\n")
+                    self.err.write(f"skipped: {escape_text(failed[position])}\n")
                 else:
                     lines.append(self._record(_json.dumps({"file": name, "error": failed[position]},
                                                           indent=None)))  # fmt: skip
                 continue
             label, confidence, pairs = next(ranked)
             if text:
-                shown = name if name.isprintable() else _printable(name)
-                lines.append(template % (width, shown, label, 100 * confidence, *pairs))
+                lines.append(template % (width, escape_text(name), label, 100 * confidence, *pairs))
             else:
                 encoded = encode_basestring_ascii(name)  # as json.dumps writes a string
                 lines.append(self._record(template % (encoded, label, confidence, *pairs)))
@@ -112,6 +112,22 @@ class ResultWriter:
         return text
 
 
-def _printable(name: str) -> str:
-    """``name`` on one line, its undecodable bytes (``os.fsdecode``'s surrogates) escaped."""
-    return one_line(name).encode("utf-8", "backslashreplace").decode("utf-8")
+def escape_text(text: str) -> str:
+    r"""``text`` (a file name, a message naming one) as a text line shows it, on one line.
+
+    Control characters are escaped as :func:`~edgecnn.errors.one_line` escapes them,
+    undecodable bytes (``os.fsdecode``'s surrogates) as ``\udcXX``, and format
+    characters (Unicode's Cf: the bidirectional controls U+202A..U+202E, U+2066..U+2069,
+    U+200E, U+200F, U+061C, and the zero-width U+200B..U+200D, U+2060, U+FEFF) as
+    ``\uXXXX``: a name must not reorder or hide the rest of its line, nor look like
+    another name.
+    """
+    if text.isprintable():
+        return text
+    escaped = "".join(_escaped(ch) if category(ch) == "Cf" else ch for ch in one_line(text))
+    return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _escaped(ch: str) -> str:
+    code = ord(ch)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"

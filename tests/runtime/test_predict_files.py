@@ -432,3 +432,26 @@ def test_pattern_semantics_are_globs_without_links(tmp_path):
             assert list(walk.pattern_matches(pattern)) == expected, pattern
     finally:
         os.chdir(cwd)
+
+
+def test_names_with_bidi_or_zero_width_characters_are_escaped_in_text(test_images, tmp_path):
+    """A name holding U+202E shows the rest of its line right to left: as if another file
+    had been classified, or another label given."""
+    folder = tmp_path / "names"
+    folder.mkdir()
+    tricky = {
+        "evil\u202egnp.png": "evil\\u202egnp.png",
+        "zero\u200bwidth\ufeff.png": "zero\\u200bwidth\\ufeff.png",
+        "iso\u2066late\u2069\u200e\u061c.png": "iso\\u2066late\\u2069\\u200e\\u061c.png",
+    }
+    for name in tricky:
+        Image.fromarray(test_images.x[0]).save(folder / name)
+    result = invoke("predict", MODEL, folder)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    shown = [line.split()[0] for line in lines]
+    assert shown == [str(folder) + os.sep + tricky[name] for name in sorted(tricky)]
+    assert len({line.index("%") for line in lines}) == 1  # aligned by what is shown
+    assert all(ch.isprintable() for ch in result.stdout.replace("\n", ""))
+    rows = jsonl(invoke("predict", MODEL, folder, "--jsonl"))  # JSON keeps the real names
+    assert [r["file"] for r in rows] == [str(folder / name) for name in sorted(tricky)]
