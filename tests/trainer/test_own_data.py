@@ -492,3 +492,12 @@ def test_classes_need_own_data(tmp_path):
     for command in ("train", "run"):
         result = invoke(command, "--classes", "a,b", "--out", tmp_path / "run")
         assert_one_line_error(result, "--classes orders the classes of your own data")
+
+
+def test_a_class_spelled_two_ways_across_splits_is_one_class(tmp_path):
+    """train/ made on Linux (NFC), test/ copied from a Mac (NFD): the same two classes."""
+    root = tmp_path / "d"
+    _folder(root / "train", {"caf\u00e9": 12, "dog": 12})
+    _folder(root / "test", {"cafe\u0301": 3, "dog": 3})
+    data = datasets.load(datasets.sized(TrainConfig(data=str(root))), stream=io.StringIO())
+    assert data.labels == ("caf\u00e9", "dog") and sorted(np.bincount(data.y_test)) == [3, 3]
