@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import matplotlib
 
@@ -14,15 +15,43 @@ matplotlib.use("Agg")  # no display on servers and Raspberry Pis; must precede p
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 
 from edgecnn import _atomic  # noqa: E402
 
+#: Class names, file names and titles are the user's text: drawn as written, never read as
+#: TeX or mathtext (a class named "$^{$" would otherwise stop every figure with an error).
+PLAIN_TEXT: dict[Any, Any] = {"text.parse_math": False, "text.usetex": False}
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def plain_text(draw: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``draw`` with every text it makes taken literally (:data:`PLAIN_TEXT`)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with plt.rc_context(PLAIN_TEXT):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
 
 def save_figure(fig: Figure, path: Path) -> Path:
-    """Save ``fig`` as PNG through a temporary file, then close it."""
-    with _atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    plt.close(fig)
+    """Save ``fig`` as PNG through a temporary file, then close it.
+
+    Its texts are made plain first, whoever drew them; tick labels, made as the figure is
+    drawn, are plain by the settings in force while it is saved.
+    """
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
+        text.set_usetex(False)
+    try:
+        with plt.rc_context(PLAIN_TEXT), _atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -45,6 +74,7 @@ def _grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+@plain_text
 def plot_images(
     images: np.ndarray,
     labels: Sequence[str],
@@ -69,6 +99,7 @@ def plot_images(
     return fig
 
 
+@plain_text
 def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], title: str) -> Figure:
     """Counts of true (rows) vs predicted (columns) classes, with each count written in.
 
@@ -103,6 +134,7 @@ def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], title: str) -> 
     return fig
 
 
+@plain_text
 def plot_conv_weights(weights: np.ndarray, title: str, input_channel: int = 0) -> Figure:
     """Filters of a conv layer for one input channel, blue negative, red positive.
 
@@ -125,6 +157,7 @@ def plot_conv_weights(weights: np.ndarray, title: str, input_channel: int = 0) -
     return fig
 
 
+@plain_text
 def plot_layer_outputs(outputs: np.ndarray, title: str, image: np.ndarray | None = None) -> Figure:
     """Every channel of one image's activation map ``(H, W, channels)``, dark = strong.
 

@@ -77,3 +77,35 @@ def test_merges_into_the_run_metrics(trained_run, fashion_dir):
     assert "train_seconds" in merged and "confusion_matrix" in merged
     for name in FIGURES:
         assert (trained_run.out_dir / name).is_file()
+
+
+#: Class names and titles matplotlib would read as mathtext or TeX if it were let to.
+HOSTILE_LABELS = ["$^{$ bad", "$x$", r"\frac{", "a_b^c $", "$$", "100%", "}{"]
+
+
+def test_user_text_reaches_every_figure_as_plain_text(tmp_path):
+    """A class named "$^{$ bad" used to stop evaluate (and every run --resume) with an error."""
+    from edgecnn.trainer import plots
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (9, 28, 28), dtype=np.uint8)
+    y = np.arange(9) % len(HOSTILE_LABELS)
+    title = "$^{$ bad.tflite: confusion $\\alpha"
+    figures = {
+        "images.png": plots.plot_images(images, HOSTILE_LABELS, y, y[::-1], title),
+        "matrix.png": plots.plot_confusion_matrix(np.eye(7, dtype=int), HOSTILE_LABELS, title),
+        "weights.png": plots.plot_conv_weights(rng.normal(size=(5, 5, 1, 4)), title),
+        "outputs.png": plots.plot_layer_outputs(rng.random((7, 7, 4)), title, images[0]),
+    }
+    for name, fig in figures.items():
+        texts = [t.get_text() for t in fig.findobj(plots.Text)]
+        plots.save_figure(fig, tmp_path / name)
+        with Image.open(tmp_path / name) as im:
+            assert im.width > 200 and im.height > 200
+        assert any("$^{$" in t for t in texts), name  # drawn as written, not as maths
+    # A figure drawn elsewhere (the report's charts) is saved as plain text too.
+    fig, ax = plots.plt.subplots()
+    ax.set_yticks([0, 1], HOSTILE_LABELS[:2])
+    ax.set_title("$^{$")
+    plots.save_figure(fig, tmp_path / "other.png")
+    assert (tmp_path / "other.png").stat().st_size > 1000
