@@ -14,3 +14,19 @@ def dumps(obj: Any, indent: int | None = 2) -> str:
             default would write the non-standard ``NaN`` that other parsers reject).
     """
     return json.dumps(obj, indent=indent, allow_nan=False)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(text: str | bytes) -> Any:
+    """Standard JSON text as Python objects: ``NaN`` and ``Infinity`` are refused.
+
+    Raises:
+        ValueError: the text is not standard JSON, or nests too deeply to read.
+    """
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None

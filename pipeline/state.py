@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn import __version__
+from edgecnn import __version__, _json
 from edgecnn._files import MiB, read_regular_file
 from edgecnn.environment import describe_environment
 from edgecnn.errors import ConfigError
@@ -30,9 +30,21 @@ from edgecnn.run_folder import (
     RUN_FILE,
     SAMPLE_FILE,
 )
+from edgecnn.runtime.labels import LABELS
+from edgecnn.trainer.config import (
+    MAX_IMAGE_SIZE,
+    MAX_SEED,
+    MIN_IMAGE_SIZE,
+    check_int,
+    check_type,
+)
 
 #: The stages of a run, in order.
 STAGES = ("train", "evaluate", "export", "bench", "report")
+#: What a stage's record may say of it.
+STATUSES = ("running", "done", "failed")
+#: Fewer single-image runs than this say nothing about latency (``--bench-runs``).
+MIN_BENCH_RUNS = 10
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,46 @@ class RunOptions:
     bench_runs: int = 300
     #: Backends that must also pass each exported file they run, comma-separated.
     verify_with: str = ""
+
+    def __post_init__(self) -> None:
+        """Each field of its type and in its range, as ``run.json`` may have been edited.
+
+        Raises:
+            ConfigError: the first field that is not, named.
+        """
+        if not isinstance(self.dataset, str) or self.dataset not in LABELS:
+            raise ConfigError(
+                f"dataset must be one of {', '.join(LABELS)}, got {self.dataset!r:.40}"
+            )
+        check_type("data", self.data, (str, type(None)), "a path")
+        for name in ("skip_bad_images", "int8", "mcu", "augment"):
+            check_type(name, getattr(self, name), bool, "true or false")
+        check_type("verify_with", self.verify_with, str, "backend names")
+        if self.image_size is not None:
+            check_int("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+        if self.channels not in (None, 1, 3) or isinstance(self.channels, bool):
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels!r:.40}")
+        for name in ("epochs", "train_subset"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
+        if self.seed is not None:
+            check_int("seed", self.seed, 0, MAX_SEED)
+        check_int("bench_runs", self.bench_runs, MIN_BENCH_RUNS)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunOptions:
+        """The options ``run.json`` saved, each field checked.
+
+        Raises:
+            ConfigError: not an object, an unknown field, or a bad value; named.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError("options must be an object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise ConfigError(f"options has an unknown field {unknown[0]!r:.40}")
+        return cls(**data)
 
     def train_config(self, data_dir: Path | None = None) -> Any:
         """The :class:`TrainConfig` of this run, its network sized to the data.
@@ -118,10 +170,11 @@ def start_state(out: Path, options: RunOptions, data_dir: Path | None) -> dict[s
 
 
 def load_state(out: Path) -> dict[str, Any]:
-    """``run.json`` of ``out``, checked enough that resuming from it cannot go wrong.
+    """``run.json`` of ``out``, every field resuming reads checked for type and range.
 
     Raises:
-        ConfigError: there is no readable run to resume there.
+        ConfigError: there is no readable run to resume there; the message names the
+            first field that is wrong.
     """
     path = out / RUN_FILE
     if not path.exists():
@@ -130,18 +183,57 @@ def load_state(out: Path) -> dict[str, Any]:
         )
     raw = read_regular_file(path, MiB, ConfigError, "a run record")
     try:
-        state = json.loads(raw)
-        if not isinstance(state["options"], dict) or not isinstance(state["stages"], dict):
-            raise TypeError("options and stages must be objects")
-        RunOptions(**state["options"])
-    except (ValueError, KeyError, TypeError, RecursionError) as e:
-        raise ConfigError(f"cannot resume: {path} is unreadable ({e})") from None
+        state = _json.loads(raw)
+        check_state(state)
+    except (ValueError, KeyError, TypeError) as e:  # ConfigError is a ValueError
+        message = str(e) if not isinstance(e, KeyError) else f"no {e} field"
+        raise ConfigError(f"cannot resume: {path} is unreadable: {message}") from None
     return state
+
+
+def check_state(state: Any) -> None:
+    """Raise ``ConfigError`` naming the first field of a run record that is wrong."""
+    if not isinstance(state, dict):
+        raise ConfigError("it is not an object")
+    for key in ("options", "stages"):
+        if key not in state:
+            raise ConfigError(f"it has no {key!r} field")
+    try:
+        RunOptions.from_dict(state["options"])
+    except ConfigError as e:
+        raise ConfigError(f"options: {e}") from None
+    for key in ("data_dir", "name"):
+        if not isinstance(state.get(key), str | None):
+            raise ConfigError(f"{key} must be a path or null, got {state[key]!r:.40}")
+    stages = state["stages"]
+    if not isinstance(stages, dict):
+        raise ConfigError("stages must be an object")
+    for stage, record in stages.items():
+        where = f"stages.{stage!s:.20}"
+        if stage not in STAGES:
+            raise ConfigError(f"stages has an unknown stage {stage!r:.40}")
+        if not isinstance(record, dict):
+            raise ConfigError(f"{where} must be an object, got {record!r:.40}")
+        if record.get("status") not in STATUSES:
+            raise ConfigError(
+                f"{where}.status must be one of {', '.join(STATUSES)}, got "
+                f"{record.get('status')!r:.40}"
+            )
+        seconds = record.get("seconds", 0.0)
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not (0 <= seconds < math.inf)
+        ):
+            raise ConfigError(f"{where}.seconds must be a number of seconds, got {seconds!r:.40}")
+        for key in ("started", "finished", "error"):
+            if not isinstance(record.get(key), str | None):
+                raise ConfigError(f"{where}.{key} must be text, got {record[key]!r:.40}")
 
 
 def resume_options(state: dict[str, Any], given: dict[str, Any]) -> RunOptions:
     """The saved options of a run; options given again must not contradict them."""
-    saved = RunOptions(**state["options"])
+    saved = RunOptions.from_dict(state["options"])
     changed = [k for k, v in given.items() if v is not None and getattr(saved, k) != v]
     if changed:
         flags = ", ".join("--" + k.replace("_", "-") for k in sorted(changed))

@@ -419,3 +419,49 @@ def test_every_exported_file_carries_a_reference_that_verify_passes(pipeline_run
         r = json.loads(result.stdout)
         assert r["passed"] and r["agreement_with_export"] == 1.0, name
         assert r["images"] == 500
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"options": {"epochs": "abc"}}, "options: epochs must be a whole number of at least 1"),
+        ({"options": {"epochs": 1.5}}, "options: epochs must be a whole number of at least 1"),
+        ({"options": {"epochs": 0}}, "options: epochs must be a whole number of at least 1"),
+        ({"options": {"seed": 2**80}}, "options: seed must be a whole number from 0 to 4294967295"),
+        ({"options": {"seed": -1}}, "options: seed must be a whole number from 0 to"),
+        ({"options": {"bench_runs": -1}}, "options: bench_runs must be a whole number of at least"),
+        ({"options": {"bench_runs": "many"}}, "options: bench_runs must be a whole number"),
+        ({"options": {"bench_runs": True}}, "options: bench_runs must be a whole number"),
+        ({"options": {"image_size": 1000}}, "options: image_size must be a whole number from 16"),
+        ({"options": {"channels": 2}}, "options: channels must be 1 or 3, got 2"),
+        ({"options": {"int8": "yes"}}, "options: int8 must be true or false, got 'yes'"),
+        ({"options": {"dataset": ["fashion"]}}, "options: dataset must be one of fashion"),
+        ({"options": {"data": 7}}, "options: data must be a path, got 7"),
+        ({"options": {"verify_with": None}}, "options: verify_with must be backend names"),
+        ({"options": {"train_subset": 0}}, "options: train_subset must be a whole number"),
+        ({"options": {"colour": 1}}, "options: options has an unknown field 'colour'"),
+        ({"options": None}, "options: options must be an object"),
+        ({"stages": {"train": None}}, "stages.train must be an object, got None"),
+        ({"stages": {"train": {"status": "finished"}}}, "stages.train.status must be one of"),
+        ({"stages": {"train": {"status": "done", "seconds": "abc"}}}, "stages.train.seconds"),
+        ({"stages": {"train": {"status": "done", "seconds": -3}}}, "stages.train.seconds"),
+        ({"stages": {"train": {"status": "done", "error": 5}}}, "stages.train.error must be"),
+        ({"stages": {"deploy": {"status": "done"}}}, "stages has an unknown stage 'deploy'"),
+        ({"stages": []}, "stages must be an object"),
+        ({"data_dir": 5}, "data_dir must be a path or null, got 5"),
+    ],
+)
+def test_a_hand_edited_run_json_is_refused_naming_the_field(tmp_path, change, match):
+    state = {"name": tmp_path.name, "options": {}, "stages": {}, "data_dir": None}
+    for key, value in change.items():
+        state[key] = {**state[key], **value} if isinstance(value, dict) else value
+    (tmp_path / "run.json").write_text(json.dumps(state))
+    result = invoke("run", "--resume", "--out", tmp_path)
+    assert_one_line_error(result, match=match)
+    assert "unreadable: " in result.stderr and "unexpected" not in result.stderr
+
+
+@pytest.mark.parametrize("text", ['{"options": {"epochs": NaN}, "stages": {}}', "[1]", "[" * 10**5])
+def test_a_run_json_that_is_not_strict_json_is_refused(tmp_path, text):
+    (tmp_path / "run.json").write_text(text)
+    assert_one_line_error(invoke("run", "--resume", "--out", tmp_path), match="unreadable")
