@@ -1,15 +1,10 @@
-"""``.npy`` arrays and ``.npz`` archives from untrusted bytes or files, checked before read.
+"""``.npy`` arrays from untrusted bytes or files: the header is checked before anything else.
 
 ``np.load`` allocates whatever shape a header claims (a 100-byte file can claim 2**38
 floats), follows a zip archive renamed ``.npy``, and accepts dtypes that are not
 numbers. Here the header is parsed first (its own length bounded before it is read), the
 shape's size is computed with Python's unbounded integers (an int64 product can wrap to
 a harmless-looking number), and the data must be exactly as long as the header says.
-
-An ``.npz`` is a zip archive, and a few megabytes of deflated zeros inflate to gigabytes.
-:class:`ArchiveReader` therefore checks its directory (entries, sizes, compression) and
-every member's ``.npy`` header against a byte budget before inflating any data, and then
-inflates each member in chunks into a buffer of the size its header promised, never more.
 """
 
 from __future__ import annotations
@@ -169,10 +164,10 @@ def read_member(stream: IO[bytes], size: int, max_items: int, kinds: str = "f",
     """
     header = read_header(stream, kinds=kinds)
     _checked(header, size - header.offset, max_items, lambda: f"too large for {what}")
-    return _inflate(stream, header)
+    return inflate(stream, header)
 
 
-def _inflate(stream: IO[bytes], header: NpyHeader) -> np.ndarray:
+def inflate(stream: IO[bytes], header: NpyHeader) -> np.ndarray:
     """The data after ``header``, read in chunks into a buffer of exactly its size.
 
     Whatever the archive's directory claims, no more than the header's bytes (plus one,
@@ -190,163 +185,3 @@ def _inflate(stream: IO[bytes], header: NpyHeader) -> np.ndarray:
         raise NpyError(f"longer than its header says ({header.nbytes:,} data bytes)")
     array = np.frombuffer(buffer, dtype=header.dtype)
     return array.reshape(header.shape, order="F" if header.fortran else "C")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """What one ``.npz`` may hold, checked from its directory before any data is inflated."""
-
-    #: Entries in the archive, whether read or not.
-    members: int
-    #: Uncompressed bytes of one member.
-    member_bytes: int
-    #: Uncompressed bytes of every member read, together.
-    total_bytes: int
-    #: What the archive holds, for messages: "training data", "a weights file".
-    what: str = "an archive"
-    #: Bytes of the zip central directory (zipfile reads it whole).
-    directory_bytes: int = 1 << 20
-
-
-class ArchiveReader:
-    """The ``.npy`` members of a zip archive, each checked and inflated within a :class:`Budget`.
-
-    Opening checks the archive's end record (entries, directory size) before zipfile
-    parses the directory; :meth:`header` checks a member's compression, its declared size
-    and its ``.npy`` header (inflating only the header's bytes); :meth:`read` inflates the
-    data into a buffer the header sized, counting every byte against the budget.
-
-    Raises (every method):
-        NpyError: a refused archive or member, in one sentence.
-        ARCHIVE_ERRORS: a damaged archive (zipfile's own errors).
-    """
-
-    def __init__(self, file: IO[bytes], budget: Budget) -> None:
-        self.budget = budget
-        _check_end_record(file, budget)
-        self.archive = zipfile.ZipFile(file)
-        infos = self.archive.infolist()
-        if len(infos) > budget.members:
-            raise NpyError(f"it has {len(infos):,} members; {budget.what} has at most "
-                           f"{budget.members}")  # fmt: skip
-        self.members = {info.filename: info for info in infos}
-        self.declared = self.used = 0
-
-    def __enter__(self) -> ArchiveReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.archive.close()
-
-    def header(self, name: str, kinds: str = NUMERIC_KINDS, max_bytes: int | None = None
-               ) -> NpyHeader:  # fmt: skip
-        """The checked header of member ``name``: nothing of its data is inflated yet.
-
-        Raises:
-            NpyError: compressed other than stored or deflated, encrypted, larger than
-                ``max_bytes`` (else the budget's per member) or than what is left of the
-                budget, a refused dtype, empty, or a size in the directory that is not
-                what the header implies.
-        """
-        info = self.members[name]
-        limit = self.budget.member_bytes if max_bytes is None else max_bytes
-        if info.flag_bits & 0x1:
-            raise NpyError(f"{name} is encrypted")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise NpyError(f"{name} is compressed with method {info.compress_type}; "
-                           "only stored or deflated (np.savez, np.savez_compressed)")  # fmt: skip
-        with self.archive.open(info) as stream:
-            try:
-                header = read_header(stream, kinds)
-            except NpyError as e:
-                raise NpyError(f"{name}: {e}") from None
-        if header.items == 0:
-            raise NpyError(f"{name} is empty: shape {header.shape} holds no values")
-        implied = header.offset + header.nbytes
-        if implied != info.file_size:
-            raise NpyError(
-                f"{name}: the archive's directory says {info.file_size:,} bytes but its "
-                f"header ({header.dtype}, shape {header.shape}) means {implied:,}"
-            )
-        if implied > limit:
-            most = (
-                budget_text(self.budget, limit) if max_bytes is None else f"at most {_size(limit)}"
-            )
-            raise NpyError(f"{name} is {_size(implied)} uncompressed; {most}")
-        self.declared += implied
-        if self.declared > self.budget.total_bytes:
-            raise NpyError(
-                f"its arrays are more than {_size(self.budget.total_bytes)} uncompressed "
-                f"together; {budget_text(self.budget, self.budget.total_bytes)}"
-            )
-        return header
-
-    def read(self, name: str, header: NpyHeader) -> np.ndarray:
-        """Member ``name``'s array, inflated in chunks to exactly ``header``'s size.
-
-        Raises:
-            NpyError: the archive's budget would be exceeded, or the data is shorter or
-                longer than the header says.
-        """
-        if self.used + header.nbytes > self.budget.total_bytes:
-            raise NpyError(
-                f"its arrays are more than {_size(self.budget.total_bytes)} together; "
-                f"{budget_text(self.budget, self.budget.total_bytes)}"
-            )
-        self.used += header.nbytes
-        with self.archive.open(self.members[name]) as stream:
-            stream.read(header.offset)  # the header, checked already
-            try:
-                return _inflate(stream, header)
-            except NpyError as e:
-                raise NpyError(f"{name}: {e}") from None
-
-
-def budget_text(budget: Budget, limit: int) -> str:
-    """``training data may hold at most 4.0 GiB``."""
-    return f"{budget.what} may hold at most {_size(limit)}"
-
-
-def _size(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:,.1f} {unit}"
-    return f"{n} bytes"
-
-
-_END = b"PK\x05\x06"
-_END64 = b"PK\x06\x06"
-_LOCATOR64 = b"PK\x06\x07"
-
-
-def _check_end_record(file: IO[bytes], budget: Budget) -> None:
-    """Entries and directory size, from the end record(s) zipfile will trust, within budget.
-
-    Found as zipfile finds them (the last 22 bytes, else the last signature in the final
-    64 KiB, and a zip64 record just before); an archive without one is left to zipfile.
-    """
-    size = file.seek(0, io.SEEK_END)
-    start = max(0, size - (1 << 16) - 22)
-    file.seek(start)
-    tail = file.read()
-    where = len(tail) - 22 if tail[-22:-18] == _END and tail[-2:] == b"\0\0" else tail.rfind(_END)
-    if where < 0 or len(tail) - where < 22:
-        return
-    entries, directory = struct.unpack_from("<HI", tail, where + 10)
-    records = [(entries, directory)]
-    locator = start + where - 20
-    if locator >= 56:
-        file.seek(locator)
-        if file.read(4) == _LOCATOR64:
-            file.seek(locator - 56)
-            record = file.read(56)
-            if record[:4] == _END64:
-                records.append(struct.unpack_from("<QQ", record, 32))
-    for entries, directory in records:
-        if entries > budget.members:
-            raise NpyError(f"it has {entries:,} members; {budget.what} has at most "
-                           f"{budget.members}")  # fmt: skip
-        if directory > budget.directory_bytes:
-            raise NpyError(f"its zip directory is {_size(directory)}; at most "
-                           f"{_size(budget.directory_bytes)}")  # fmt: skip
-    file.seek(0)

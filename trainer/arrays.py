@@ -20,7 +20,8 @@ import numpy as np
 from edgecnn._files import check_regular_file
 from edgecnn.errors import DataError
 from edgecnn.runtime.labels import check_class_names
-from edgecnn.runtime.npy import ARCHIVE_ERRORS, ArchiveReader, Budget, NpyError, NpyHeader
+from edgecnn.runtime.npy import ARCHIVE_ERRORS, NpyError, NpyHeader
+from edgecnn.runtime.npz import ArchiveReader, Budget
 from edgecnn.trainer.config import MAX_CLASSES
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")

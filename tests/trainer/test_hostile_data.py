@@ -22,7 +22,8 @@ from cli_helpers import assert_one_line_error, invoke
 
 from edgecnn.runtime.labels import check_class_names
 from edgecnn.runtime.metadata import ModelError, check_labels
-from edgecnn.runtime.npy import ArchiveReader, Budget, NpyError
+from edgecnn.runtime.npy import NpyError
+from edgecnn.runtime.npz import ArchiveReader, Budget
 
 #: The address space the bombs are read in: far less than any of them inflates to.
 ADDRESS_SPACE = 1536 << 20
