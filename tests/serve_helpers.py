@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -76,8 +79,6 @@ def call(port, method, path, body=None, headers=None, conn=None):
 
 def raw_exchange(port, data, wait=10.0):
     """Send raw bytes, read the whole reply (the server closes these connections)."""
-    import socket
-
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
         sock.sendall(data)
         chunks = []
@@ -101,3 +102,54 @@ def npy_bytes(array):
 def expected_reply(ranked):
     """The ``top_k`` list the server should send for ``Classifier.classify``'s answer."""
     return [{"label": label, "probability": p} for label, p in ranked]
+
+
+def wait_until(condition, what, timeout=60.0):
+    """Poll ``condition()`` until it is true; fail after ``timeout`` s (a bound, not a speed)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still not {what} after {timeout:g} s"
+        time.sleep(0.02)
+
+
+def simultaneous_requests(port, requests, timeout=120.0):
+    """Connect one client per request, then send them all at once; each whole reply.
+
+    A reply is the bytes read until the server closed the connection (the requests ask
+    it to), or the name of the exception the client got.
+    """
+    replies = [None] * len(requests)
+    ready = threading.Barrier(len(requests) + 1)  # and this thread
+
+    def client(i):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+                ready.wait(timeout)
+                sock.sendall(requests[i])
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+            replies[i] = b"".join(chunks)
+        except Exception as e:  # noqa: BLE001 - every failure is reported
+            replies[i] = type(e).__name__
+            with contextlib.suppress(threading.BrokenBarrierError):
+                ready.abort()
+
+    threads = [
+        threading.Thread(target=client, args=(i,), daemon=True) for i in range(len(requests))
+    ]
+    for t in threads:
+        t.start()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        ready.wait(timeout)  # every client connected (or queued by the kernel)
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), f"clients still waiting after {timeout:g} s"
+    return replies
+
+
+def status_of(reply):
+    """The status code of a raw reply, or what the client got instead of a status line."""
+    if isinstance(reply, bytes) and reply.startswith(b"HTTP/1.1 "):
+        return int(reply[9:12])
+    return reply[:60] if isinstance(reply, bytes) else reply

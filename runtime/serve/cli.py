@@ -36,8 +36,9 @@ def serve_command(
         typer.Option(
             min=1,
             max=4096,
-            help="Open connections at most. Beyond it, a new client replaces the connection "
-            "idle longest (else the one slowest to send its request).",
+            help="Open connections at most. Beyond it, new clients wait in the listen queue "
+            "until one closes, or take the slot of one idle, silent or still sending its "
+            "request after a second, which is answered 503 (Retry-After) and closed.",
         ),
     ] = 256,
     max_buffered_bytes: Annotated[

@@ -7,9 +7,10 @@ its whole body has arrived. What a client can hold is bounded:
 * time: the head and body of a request must arrive within ``request_timeout`` of its
   first byte (else 408), and a connection idle between requests is closed after
   ``idle_timeout``;
-* connections: at most ``max_connections`` are open; a new one beyond that replaces the
-  connection idle for longest, else the one that has been reading its request longest,
-  so a newcomer is always answered;
+* connections: at most ``max_connections`` are open; beyond that, newcomers wait in the
+  kernel's listen queue until a slot frees, or until one can be taken from a connection
+  that is idle, silent or too slow to send its request (which gets 503 first; see
+  :mod:`~edgecnn.runtime.serve.connections`), so a complete request always gets an answer;
 * memory: bodies being received reserve their declared length from a budget of
   ``max_buffered_bytes`` (503 when it is spent), and decoding happens only in the
   ``workers`` threads.
@@ -29,7 +30,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -37,6 +38,7 @@ from urllib.parse import parse_qs
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.errors import InputError, ModelError
 from edgecnn.runtime.serve import http
+from edgecnn.runtime.serve.connections import Connection, CountingReader, Slots, before, linger
 from edgecnn.runtime.serve.http import HttpError, Request
 from edgecnn.runtime.serve.service import ClassifierService, RequestError
 
@@ -44,9 +46,6 @@ from edgecnn.runtime.serve.service import ClassifierService, RequestError
 GRACE_SECONDS = 10.0
 #: A keep-alive connection with no new request for this long is closed.
 IDLE_TIMEOUT = 15.0
-#: After refusing a body unread, keep reading (and dropping) it this long before closing,
-#: so that the client reads the refusal instead of a connection reset.
-LINGER_SECONDS = 2.0
 #: Endpoints and the methods each answers.
 ROUTES: dict[str, tuple[str, ...]] = {
     "/classify": ("POST",),
@@ -54,6 +53,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/metadata": ("GET", "HEAD"),
 }
 _TOP_K = "^[0-9]{1,4}$"
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class ServeError(EdgecnnError):
@@ -71,25 +71,6 @@ class Limits:
     idle_timeout: float = IDLE_TIMEOUT
 
 
-class _Connection:
-    """One open connection's state, for eviction and graceful stop."""
-
-    __slots__ = ("writer", "phase", "since", "reserved")
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
-        self.phase = "idle"  # idle (between requests) -> reading -> working -> idle
-        self.since = time.monotonic()
-        self.reserved = 0  # bytes of the body budget this connection's request holds
-
-    def enter(self, phase: str) -> None:
-        self.phase, self.since = phase, time.monotonic()
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.transport.abort()
-
-
 class ClassifierServer:
     """The listening socket, its connections, and the routes to the service."""
 
@@ -105,9 +86,8 @@ class ClassifierServer:
         self.limits = limits
         self.access_log = access_log
         self.stopping = False
-        self._connections: set[_Connection] = set()
+        self._slots: Slots | None = None
         self._buffered = 0
-        self._closed: asyncio.Event | None = None
 
     @property
     def url(self) -> str:
@@ -118,63 +98,83 @@ class ClassifierServer:
     @property
     def in_flight(self) -> int:
         """Requests whose head has arrived and that are not answered yet."""
-        return sum(c.phase != "idle" for c in self._connections)
+        return sum(c.in_flight for c in self._slots.open) if self._slots else 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def serve(self, stop: asyncio.Event, grace: float = GRACE_SECONDS) -> None:
         """Serve until ``stop`` is set, then stop gracefully."""
-        self._closed = asyncio.Event()
-        server = await asyncio.start_server(
-            self._connection, sock=self.sock, limit=http.MAX_HEAD_BYTES + 1024
-        )
+        slots = self._slots = Slots(self.limits.max_connections)
+        accepting = asyncio.create_task(self._accept(slots))
         try:
             await stop.wait()
         finally:
             self.stopping = True
-            server.close()
-            for conn in list(self._connections):
-                if conn.phase == "idle":
+            accepting.cancel()
+            with contextlib.suppress(BaseException):
+                await accepting
+            self.sock.close()  # new clients are refused at once, not queued
+            for conn in list(slots.open):  # nothing asked: closed; else answered, closed
+                if conn.phase in ("new", "idle") and not conn.pending():
                     conn.abort()
-            deadline = time.monotonic() + grace
-            while self._connections and time.monotonic() < deadline:
-                self._closed.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._closed.wait(), deadline - time.monotonic())
-            for conn in list(self._connections):
+            await slots.wait_until_empty(time.monotonic() + grace)
+            for conn in [*slots.open, *slots.closing]:
                 conn.abort()
-            await server.wait_closed()
+            await asyncio.sleep(0)  # let the aborted connections' tasks end
 
-    def _make_room(self) -> bool:
-        """Close one connection if all slots are taken; False if none can be closed."""
-        if len(self._connections) < self.limits.max_connections:
-            return True
-        for phase in ("idle", "reading"):
-            candidates = [c for c in self._connections if c.phase == phase]
-            if candidates:
-                min(candidates, key=lambda c: c.since).abort()
-                return True
-        return False
+    async def _accept(self, slots: Slots) -> None:
+        """Accept connections while there is room for them; else leave them queued."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await slots.wait_for_room()
+            try:
+                sock, _ = await loop.sock_accept(self.sock)
+            except OSError as e:  # out of file descriptors or memory: wait for some
+                if e.errno in _EXHAUSTED:
+                    print(f"warning: cannot accept a client: {e.strerror}", file=sys.stderr)
+                    await asyncio.sleep(1.0)
+                continue  # else the client left before it was accepted
+            try:
+                while len(slots.open) >= slots.limit:  # its slot is taken from another
+                    victim = slots.replaceable()
+                    if victim is not None:
+                        self._refuse(slots, victim, "server busy: every connection is in use")
+                    else:
+                        await slots.wait_for_room()
+                await self._open(slots, sock, loop)
+            except OSError:  # the client left already
+                sock.close()
+            except BaseException:
+                sock.close()
+                raise
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-                          ) -> None:  # fmt: skip
-        if not self._make_room():
-            writer.write(http.reply(503, {"error": "server busy; retry"}, close=True))
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.drain(), 1.0)
-            writer.close()
-            return
-        conn = _Connection(writer)
-        self._connections.add(conn)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:  # a reply is written at once; Nagle would hold it back
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    async def _open(self, slots: Slots, sock: socket.socket,
+                    loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
+        reader = CountingReader(limit=http.MAX_HEAD_BYTES + 1024)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        with contextlib.suppress(OSError):  # a reply is written at once; Nagle would hold it
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = Connection(reader, writer)
+        slots.open.add(conn)
+        conn.task = loop.create_task(self._connection(slots, conn))
+
+    def _refuse(self, slots: Slots, conn: Connection, message: str) -> None:
+        """Answer ``conn`` 503 in place of whatever it was doing, and close it."""
+        document = {"error": f"{message}; retry"}
+        reply = http.reply(503, document, close=True, extra={"Retry-After": "1"})
+        slots.refuse(conn, reply)
+        self.service.counters.count(503)
+
+    async def _connection(self, slots: Slots, conn: Connection) -> None:
+        reader, writer = conn.reader, conn.writer
         try:
-            while not self.stopping:
-                conn.enter("idle")
+            while not self.stopping and not conn.replaced:
                 if not await self._exchange(conn, reader, writer):
                     break
+                conn.enter("idle")
+                slots.changed()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
             pass
         except Exception as e:  # a bug here must not take the server down with it
@@ -182,26 +182,26 @@ class ClassifierServer:
             if os.environ.get("EDGECNN_DEBUG"):
                 traceback.print_exc()
         finally:
-            self._connections.discard(conn)
-            writer.close()
-            if self._closed is not None:
-                self._closed.set()
+            if not conn.replaced:  # else the refusal closes it
+                slots.open.discard(conn)
+                writer.close()
+                slots.changed()
 
     # -- one request ---------------------------------------------------------------------
 
-    async def _exchange(self, conn: _Connection, reader: asyncio.StreamReader,
+    async def _exchange(self, conn: Connection, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> bool:  # fmt: skip
         """Read one request and answer it; whether the connection stays open."""
         limits = self.limits
         first = await self._first_byte(reader)
-        if first is None:
+        if first is None or conn.replaced:
             return False
         conn.enter("reading")
         deadline = time.monotonic() + limits.request_timeout
         started = time.perf_counter()
         request: Request | None = None
         try:
-            head = first + await _before(deadline, reader.readuntil(b"\r\n\r\n"))
+            head = first + await before(deadline, reader.readuntil(b"\r\n\r\n"))
             request = http.parse_head(head)
             status, document, extra, unread = await self._respond(
                 request, reader, writer, deadline, conn
@@ -216,16 +216,19 @@ class ClassifierServer:
         finally:
             self._buffered -= conn.reserved
             conn.reserved = 0
+        if conn.replaced:  # answered 503 already
+            return False
+        conn.enter("writing")
         keep = not unread and not self.stopping and request is not None and request.keep_alive
         head_only = request is not None and request.method == "HEAD"
         writer.write(http.reply(status, document, head_only=head_only, close=not keep,
                                 extra=extra))  # fmt: skip
-        await _before(time.monotonic() + limits.request_timeout, writer.drain())
+        await before(time.monotonic() + limits.request_timeout, writer.drain())
         self.service.counters.count(status, classified=status == 200 and "top_k" in document)
         if self.access_log:
             self._log(writer, request, status, started)
         if unread:
-            await self._linger(reader, writer)
+            await linger(reader, writer)
         return keep
 
     async def _first_byte(self, reader: asyncio.StreamReader) -> bytes | None:
@@ -244,7 +247,7 @@ class ClassifierServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         deadline: float,
-        conn: _Connection,
+        conn: Connection,
     ) -> tuple[int, dict[str, Any], dict[str, str], bool]:
         """``(status, document, extra headers, body left unread)`` for one request."""
         allowed = ROUTES.get(request.path)
@@ -277,7 +280,7 @@ class ClassifierServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         deadline: float,
-        conn: _Connection,
+        conn: Connection,
     ) -> tuple[int, dict[str, Any], dict[str, str], bool]:
         try:
             top_k = _top_k(request.query)
@@ -302,7 +305,7 @@ class ClassifierServer:
         return 200, document, {}, False
 
     async def _read_body(self, request: Request, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter, deadline: float, conn: _Connection
+                         writer: asyncio.StreamWriter, deadline: float, conn: Connection
                          ) -> bytes:  # fmt: skip
         """The body, once its length is known to fit the limits.
 
@@ -324,7 +327,7 @@ class ClassifierServer:
         if request.expects_continue:
             writer.write(http.CONTINUE)
         try:
-            return await _before(deadline, reader.readexactly(length))
+            return await before(deadline, reader.readexactly(length))
         except asyncio.IncompleteReadError as e:
             raise RequestError(
                 400, f"body ended after {len(e.partial)} of {length} bytes"
@@ -343,20 +346,11 @@ class ClassifierServer:
             return False
         left = length
         while left:
-            chunk = await _before(deadline, reader.read(min(left, 65536)))
+            chunk = await before(deadline, reader.read(min(left, 65536)))
             if not chunk:
                 return False
             left -= len(chunk)
         return True
-
-    async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Half-close, then drop what the client still sends, for :data:`LINGER_SECONDS`."""
-        with contextlib.suppress(Exception):
-            if writer.can_write_eof():
-                writer.write_eof()
-            end = time.monotonic() + LINGER_SECONDS
-            while await _before(end, reader.read(65536)):
-                pass
 
     def _log(self, writer: asyncio.StreamWriter, request: Request | None, status: int,
              started: float) -> None:  # fmt: skip
@@ -364,11 +358,6 @@ class ClassifierServer:
         line = f"{request.method} {request.target[:200]}" if request else "(unparsed request)"
         ms = (time.perf_counter() - started) * 1000
         print(f'{peer} "{line}" {status} {ms:.1f}ms', file=sys.stderr, flush=True)
-
-
-async def _before(deadline: float, awaitable: Awaitable[Any]) -> Any:
-    """``awaitable``'s result, or asyncio.TimeoutError once ``deadline`` has passed."""
-    return await asyncio.wait_for(awaitable, max(0.0, deadline - time.monotonic()))
 
 
 def _top_k(query: str) -> int | None:

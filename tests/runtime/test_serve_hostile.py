@@ -1,7 +1,7 @@
 """``edgecnn serve`` against slow, idle, greedy and malformed clients, on loopback.
 
-Every test is bounded in time; none asserts a speed beyond "answers within a second"
-while the abuse goes on.
+Every test is bounded in time, with wide margins; none asserts a speed (that belongs
+in bench/), and none sleeps to order events: each waits, bounded, for a state.
 """
 
 import contextlib
@@ -18,35 +18,60 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from serve_helpers import call, raw_exchange, running_server
+from serve_helpers import call, raw_exchange, running_server, status_of, wait_until
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TINY = DATA / "tiny" / "model_float32.tflite"
 PNG = (DATA / "ankle_boot.png").read_bytes()
 
 
-def _health_latencies(port, seconds, interval=0.2):
-    """Open a new connection for every ``GET /health`` for ``seconds``; each one's time."""
-    times = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        start = time.monotonic()
-        status, document, _ = call(port, "GET", "/health")
-        assert status == 200 and document["status"] == "ok"
-        times.append(time.monotonic() - start)
-        time.sleep(interval)
-    return times
+def _health(port, tries=20):
+    """``GET /health`` on a new connection (a generous timeout): its status and document.
+
+    A 503 (server busy: this client's slot was taken while it was slow to send, as can
+    happen on a loaded machine) is retried, a bounded number of times.
+    """
+    for _ in range(tries):
+        status, document, response = call(port, "GET", "/health")
+        if status != 503:
+            break
+        assert response.getheader("Retry-After") == "1", document
+    return status, document
+
+
+def _read_until_closed_or_quiet(socks, quiet=5.0):
+    """Each socket's bytes until the server closed it; None for one still open and silent."""
+    import select
+
+    out = {}
+    for sock in socks:
+        data = b""
+        while True:
+            ready, _, _ = select.select([sock], [], [], quiet)
+            if not ready:
+                out[sock] = data or None
+                break
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionError as e:
+                out[sock] = data or type(e).__name__
+                break
+            if not chunk:
+                out[sock] = data
+                break
+            data += chunk
+    return out
 
 
 def test_slow_and_idle_clients_never_keep_health_from_answering():
     with running_server(TINY) as server:
         port = server.port
         # 300 connections that send nothing: more than --max-connections (256).
-        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(300)]
         # 16 that trickle a request head, a byte every half second.
         trickling, stop = [], threading.Event()
         for _ in range(16):
-            sock = socket.create_connection(("127.0.0.1", port))
+            sock = socket.create_connection(("127.0.0.1", port), timeout=60)
             trickling.append(sock)
 
         def trickle() -> None:
@@ -54,24 +79,31 @@ def test_slow_and_idle_clients_never_keep_health_from_answering():
                 for sock in trickling:
                     with contextlib.suppress(OSError):
                         sock.send(b"G")
-                stop.wait(0.5)
+                stop.wait(0.5)  # the pace of a slow client, not an ordering
 
         feeder = threading.Thread(target=trickle, daemon=True)
         feeder.start()
-        time.sleep(0.5)  # the burst of 316 connects is accepted; the abuse goes on
         try:
-            latencies = _health_latencies(port, seconds=6)
+            # Each waits its turn behind the queued connections, then is answered.
+            answers = [_health(port) for _ in range(10)]
+            assert all(a[0] == 200 and a[1]["status"] == "ok" for a in answers), answers
         finally:
             stop.set()
-            feeder.join()
-            for sock in idle + trickling:
-                sock.close()
-        assert len(latencies) >= 10 and max(latencies) < 1.0, latencies
+            feeder.join(timeout=60)
+        # Each connection the server closed was told why, unless it never sent a byte
+        # and reached the idle timeout.
+        replies = _read_until_closed_or_quiet(idle + trickling, quiet=0.01)
+        for sock in idle + trickling:
+            sock.close()
+    silent = [replies[s] for s in idle if replies[s] is not None]
+    assert silent and all(r == b"" or status_of(r) == 503 for r in silent), silent[:3]
+    slow = [replies[s] for s in trickling if replies[s] is not None]
+    assert all(status_of(r) in (503, 408) for r in slow), slow[:3]
 
 
 def test_a_request_must_arrive_within_the_deadline():
     with running_server(TINY, "--request-timeout", "1") as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
             start = time.monotonic()
             sock.sendall(b"POST /classify HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(PNG))
             for byte in PNG[:20]:  # a byte every 0.2 s: far too slow
@@ -79,29 +111,35 @@ def test_a_request_must_arrive_within_the_deadline():
                     sock.sendall(bytes([byte]))
                 except OSError:
                     break
-                time.sleep(0.2)
+                time.sleep(0.2)  # the pace of a slow client, not an ordering
             reply = b""
             while chunk := sock.recv(65536):
                 reply += chunk
             elapsed = time.monotonic() - start
         assert reply.startswith(b"HTTP/1.1 408 "), reply[:100]
-        assert b"within 1 s" in reply and 0.9 < elapsed < 5
+        # Not before its deadline (the upper bound is the socket's timeout).
+        assert b"within 1 s" in reply and elapsed >= 0.9
         assert call(server.port, "GET", "/health")[0] == 200
 
 
 def test_bodies_being_received_share_one_memory_budget():
     args = ["--max-body-bytes", 60_000, "--max-buffered-bytes", 100_000]
     with running_server(TINY, *args) as server:
-        first = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        first = socket.create_connection(("127.0.0.1", server.port), timeout=60)
         first.sendall(b"POST /classify HTTP/1.1\r\nContent-Length: 60000\r\n\r\n" + PNG[:100])
-        time.sleep(0.3)  # its 60,000 bytes are reserved while they arrive
+        # Its head arrived, so its 60,000 bytes are reserved while the body arrives.
+        wait_until(lambda: _in_flight(server.port) == 1, "receiving the first body")
         second = raw_exchange(
             server.port, b"POST /classify HTTP/1.1\r\nContent-Length: 60000\r\n\r\n" + PNG[:100]
         )
         assert second.startswith(b"HTTP/1.1 503 "), second[:100]
         first.close()
-        time.sleep(0.2)
+        wait_until(lambda: _in_flight(server.port) == 0, "done with the first body")
         assert call(server.port, "POST", "/classify", PNG)[0] == 200  # released again
+
+
+def _in_flight(port):
+    return call(port, "GET", "/health")[1]["in_flight"]
 
 
 def _worst_png() -> bytes:
@@ -131,14 +169,15 @@ def test_concurrent_huge_pictures_stay_within_the_decode_budget():
         posts = [threading.Thread(target=post) for _ in range(4)]
         for t in posts:
             t.start()
-        latencies = _health_latencies(server.port, seconds=1.5, interval=0.1)
+        answered = [_health(server.port)[0]]  # the loop answers while the workers decode
+        while any(t.is_alive() for t in posts) and len(answered) < 100:
+            answered.append(_health(server.port)[0])
         for t in posts:
-            t.join(timeout=60)
+            t.join(timeout=120)
         grown = _rss_mb(server.proc.pid) - before
-    assert replies == [200] * 4
+    assert set(answered) == {200} and replies == [200] * 4
     # Two workers decode at once, each about twice the picture's 64 MB at its peak.
     assert grown < 350, f"server grew {grown:.0f} MB"
-    assert max(latencies) < 1.0, latencies
 
 
 # -- HTTP details ------------------------------------------------------------------------
