@@ -465,3 +465,35 @@ def test_a_hand_edited_run_json_is_refused_naming_the_field(tmp_path, change, ma
 def test_a_run_json_that_is_not_strict_json_is_refused(tmp_path, text):
     (tmp_path / "run.json").write_text(text)
     assert_one_line_error(invoke("run", "--resume", "--out", tmp_path), match="unreadable")
+
+
+@pytest.mark.slow
+def test_an_own_data_run_with_mathtext_class_names_finishes_and_stays_quiet(tmp_path, test_images):
+    """Own pictures whose class names matplotlib would read as maths, through every stage.
+
+    A class named "$^{$ bad" used to fail the evaluate stage on every --resume; and two
+    long TensorFlow "retracing" warnings reached stderr, as each stage called
+    ``model.predict`` on a freshly loaded model.
+    """
+    import subprocess
+    import sys
+
+    names = {0: "$^{$ bad", 1: r"\frac{x", 7: "a_b^c $"}
+    data = tmp_path / "my data"
+    for i in np.flatnonzero(np.isin(test_images.y[:1500], list(names))):
+        folder = data / names[int(test_images.y[i])]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(test_images.x[i]).save(folder / f"{i:05d}.png")
+    out = tmp_path / "run"
+    args = ["run", "--data", data, "--epochs", 2, "--out", out, "--no-mcu", "--bench-runs", 10]
+    done = subprocess.run([sys.executable, "-m", "edgecnn", *map(str, args)],
+                          capture_output=True, text=True, timeout=1200)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "retracing" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["per_class_accuracy"]) == set(names.values())
+    assert "$^{$ bad" in done.stdout  # the text confusion matrix
+    for name in FIGURES:
+        with Image.open(out / name) as im:
+            im.verify()

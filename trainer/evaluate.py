@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from edgecnn import _atomic
+from edgecnn import _atomic, _json
 from edgecnn.errors import ConfigError
 from edgecnn.run_folder import FIGURE_FILES, METRICS_FILE
 from edgecnn.runtime.contract import check_io
@@ -30,6 +29,8 @@ keras = import_keras()
 
 #: Up to this many classes the confusion matrix is also printed as text.
 TEXT_MATRIX_CLASSES = 20
+#: Images per call of a Keras model: bounded memory on any test set.
+PREDICT_BATCH = 1000
 
 
 def load_keras_model(path: Path) -> Any:
@@ -62,6 +63,20 @@ def load_keras_model(path: Path) -> Any:
             f"(edgecnn models have {', '.join(LAYER_NAMES)})"
         )
     return model
+
+
+def predict_classes(model: Any, images: np.ndarray) -> np.ndarray:
+    """The class ``model`` gives each uint8 image, the model called directly in chunks.
+
+    ``model.predict`` traces a ``tf.function`` for each new model and batch shape, and a
+    run loads its model afresh in every stage: TensorFlow then prints a long "retracing"
+    warning. Called directly the model runs eagerly, with the same logits bit for bit.
+    """
+    chunks = [
+        np.asarray(model(to_float(images[i : i + PREDICT_BATCH]), training=False)).argmax(axis=1)
+        for i in range(0, len(images), PREDICT_BATCH)
+    ]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
 
 
 def _activation(model: Any, layer: str, image: np.ndarray) -> np.ndarray:
@@ -129,8 +144,8 @@ def evaluate(
 
 def measure(model: Any, data: Dataset, model_name: str) -> Evaluation:
     """Test and validation accuracy, per class, and the confusion matrix."""
-    pred = model.predict(to_float(data.x_test), batch_size=1000, verbose=0).argmax(axis=1)
-    val_pred = model.predict(to_float(data.x_val), batch_size=1000, verbose=0).argmax(axis=1)
+    pred = predict_classes(model, data.x_test)
+    val_pred = predict_classes(model, data.x_val)
     metrics = classification_metrics(data.y_test, pred, data.labels)
     metrics["val_accuracy"] = float(np.mean(val_pred == data.y_val))
     metrics["dataset"] = data.name
@@ -143,9 +158,11 @@ def _merge_metrics(path: Path, results: dict[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     if path.is_file():
         try:
-            merged = json.loads(path.read_text())
-        except ValueError:
+            merged = _json.loads(path.read_bytes())
+        except (OSError, ValueError):
             merged = {}
+    if not isinstance(merged, dict):  # edited into something else: rewritten whole
+        merged = {}
     merged.update(results)
     _atomic.write_json(path, merged)
     return merged
@@ -255,7 +272,7 @@ def evaluate_exported(
     flipped_line = ""
     if source.run_dir is not None:
         model = load_keras_model(source.model_path)
-        keras_pred = model.predict(to_float(test.x_test), batch_size=1000, verbose=0).argmax(1)
+        keras_pred = predict_classes(model, test.x_test)
         flipped = pred != keras_pred
         metrics["keras_agreement"] = float(1 - flipped.mean())
         metrics["differs_from_keras"] = [int(i) for i in np.flatnonzero(flipped)]

@@ -30,6 +30,7 @@ from edgecnn.trainer.augment import augment
 from edgecnn.trainer.checkpoints import read_checkpoint_state, save_checkpoint
 from edgecnn.trainer.config import TrainConfig
 from edgecnn.trainer.data import Dataset, to_float
+from edgecnn.trainer.evaluate import predict_classes
 from edgecnn.trainer.metrics import accuracy_line, classification_metrics
 from edgecnn.trainer.model import build_model
 from edgecnn.trainer.progress import ProgressCallback
@@ -293,8 +294,8 @@ def _final_metrics(
     config: TrainConfig,
 ) -> dict[str, Any]:
     """Accuracy of the saved (best-validation) model on validation and test data."""
-    val_pred = model.predict(to_float(data.x_val), batch_size=1000, verbose=0).argmax(axis=1)
-    test_pred = model.predict(to_float(data.x_test), batch_size=1000, verbose=0).argmax(axis=1)
+    val_pred = predict_classes(model, data.x_val)
+    test_pred = predict_classes(model, data.x_test)
     best = max(history, key=lambda h: h["val_accuracy"])
     return {
         "dataset": data.name,
