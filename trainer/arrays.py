@@ -51,6 +51,8 @@ def read_arrays(path: Path) -> tuple[dict[str, np.ndarray], tuple[str, ...] | No
         raise DataError(f"{path}: {e}") from None
     except ARCHIVE_ERRORS as e:
         raise DataError(f"{path} is not a readable .npz ({type(e).__name__}: {e})") from None
+    except MemoryError:  # within the budget, but more than this machine has free
+        raise DataError(f"{path}: its arrays do not fit in this machine's free memory") from None
     _check_values(path, arrays, names)
     return arrays, names, digest
 

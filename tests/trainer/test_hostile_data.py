@@ -212,6 +212,9 @@ def _assert_refused(done: subprocess.CompletedProcess, seconds: float, match: st
         (("<f8", (1_000_000, *IMAGE)), "<i8", 10, "training data may hold at most 4.0 GiB"),
         # 2.9 GiB of training and 2.2 GiB of test images: each fits, together they do not.
         (("|u1", (4_000_000, *IMAGE)), "<i8", 3_000_000, "more than 4.0 GiB uncompressed"),
+        # 2 GiB of images and labels that fit: within the budget, but not in this
+        # interpreter's 1.5 GiB; the buffer cannot be had, and that is one line too.
+        (("|u1", (2_800_000, *IMAGE)), "|u1", 10, "do not fit in this machine's free memory"),
     ],
 )
 def test_npz_bombs_are_refused_before_inflating(tmp_path, x, y, test, match):
