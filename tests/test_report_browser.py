@@ -142,3 +142,26 @@ def test_screenshot_shows_the_report(rendered):
     rows = pixels[200:].std(axis=(1, 2))
     longest_blank = max(len(run) for run in "".join("b" if s < 1 else "x" for s in rows).split("x"))
     assert longest_blank < 400, longest_blank
+
+
+def test_a_long_training_folds_its_epoch_table_until_asked(browser, tmp_path):
+    """100 epochs take about as much page as 3; the full table opens on a click."""
+    from report_helpers import make_run
+
+    from edgecnn.pipeline.report import write_report
+
+    def training_height(page) -> float:
+        return page.evaluate("document.getElementById('training').offsetHeight")
+
+    heights = {}
+    for epochs in (3, 100):
+        page = browser.new_page()
+        page.set_viewport_size(dict(zip(("width", "height"), WIDTHS["laptop"], strict=True)))
+        page.goto(write_report(make_run(tmp_path / str(epochs), epochs=epochs)).as_uri())
+        heights[epochs] = training_height(page)
+        if epochs == 100:
+            page.click("#training summary")
+            heights["opened"] = training_height(page)
+        page.close()
+    assert heights[100] < heights[3] + 500, heights  # 12 rows and a line, not 100 rows
+    assert heights["opened"] > heights[100] + 2000, heights

@@ -173,10 +173,11 @@ def test_report_shows_every_section(pipeline_run):
         "gate",
         "raw p50",
         "batch 256",
-        # What int8 changed: per class, and the images each int8 file answers otherwise.
-        "<h3>model_int8.tflite</h3>",
-        "<h3>model_int8.onnx</h3>",
-        '<th>class</th><th class="num">Keras</th><th class="num">int8</th>',
+        # What int8 changed: a line per file, one table per class with a column per
+        # distinct result, and the images each int8 file answers otherwise.
+        "<li><code>model_int8.tflite</code>: ",
+        "<li><code>model_int8.onnx</code>: ",
+        '<th>class</th><th class="num">Keras</th>',
         "whose top-1 class from model_int8.tflite differs from the Keras model",
         "whose top-1 class from model_int8.onnx differs from the Keras model",
     ):

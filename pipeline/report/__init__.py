@@ -1,8 +1,9 @@
 """``report.html``: one self-contained page about a run, readable on a laptop or a phone.
 
 ``html`` builds the page from parts, ``sections`` describes the run itself (summary,
-training, accuracy, the network), ``exports`` the exported files (gates, benchmark, int8,
-usage), ``charts`` draws the report's own figures, ``style`` is its stylesheet.
+training, accuracy, the network), ``exports`` the exported files (gates, benchmark,
+microcontrollers, usage), ``int8`` what the int8 files changed against Keras, ``charts``
+draws the report's own figures, ``style`` is its stylesheet.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from edgecnn.run_folder import CHART_FILES, REPORT_FILE
 
 def write_report(run_dir: Path) -> Path:
     """Draw the report's charts into ``run_dir`` and write ``report.html`` beside them."""
-    from edgecnn.pipeline.report import charts, exports, sections
+    from edgecnn.pipeline.report import charts, exports, int8, sections
     from edgecnn.pipeline.report.html import page, section
     from edgecnn.pipeline.results import RunData
     from edgecnn.trainer.plots import save_figure
@@ -27,7 +28,7 @@ def write_report(run_dir: Path) -> Path:
         ("network", "Inside the network", sections.network),
         ("exports", "Exported models", exports.exports),
         ("benchmark", "Benchmark", exports.benchmark),
-        ("int8", "What int8 changed", exports.int8_changes),
+        ("int8", "What int8 changed", int8.int8_changes),
         ("mcu", "On a microcontroller", exports.microcontrollers),
         ("use", "Use it", exports.usage),
     ]

@@ -14,10 +14,12 @@ def plot_history(history: list[dict[str, Any]]) -> Figure:
     """Loss and accuracy per epoch, training beside validation."""
     epochs = [h["epoch"] for h in history]
     fig, axes = plots.plt.subplots(1, 2, figsize=(9, 3.4))
+    few = len(epochs) <= 30  # a marker per epoch helps on a short run, smears a long one
     for ax, key, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
         scale = 100 if key == "accuracy" else 1
-        ax.plot(epochs, [scale * h[key] for h in history], "o-", label="training", ms=4)
-        ax.plot(epochs, [scale * h[f"val_{key}"] for h in history], "s-", label="validation", ms=4)
+        train, val = ("o-", "s-") if few else ("-", "-")
+        ax.plot(epochs, [scale * h[key] for h in history], train, label="training", ms=4)
+        ax.plot(epochs, [scale * h[f"val_{key}"] for h in history], val, label="validation", ms=4)
         ax.set_title(title + (" (%)" if scale == 100 else ""))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -1,10 +1,8 @@
-"""The report's sections about the exported files: gates, benchmark, int8, how to use them."""
+"""The report's sections about the exported files: gates, benchmark, microcontrollers, use."""
 
 from __future__ import annotations
 
-import json
 import shlex
-from pathlib import Path
 
 from edgecnn.pipeline.recommend import best_file, recommend
 from edgecnn.pipeline.report.html import E, Markup, figure, pct, table
@@ -113,68 +111,6 @@ def benchmark(run: RunData) -> str:
         + "<h3>Throughput (images per second; ratio against raw)</h3>"
         + table(["file", *(f"batch {b}" for b in sizes)], throughput)
     )
-
-
-#: Above this many classes the per-class table keeps the ones that moved most.
-MAX_CLASS_ROWS = 20
-
-
-def int8_changes(run: RunData) -> str:
-    """For each int8 file kept: accuracy per class against Keras, and the images it flips.
-
-    The per-class figures are the export gate's; the gallery comes from ``edgecnn
-    evaluate`` on the file (``<file>.evaluation/``), which the run's export stage writes.
-    """
-    keras = run.export.get("keras_per_class_accuracy")
-    parts = []
-    for f in run.export["files"]:
-        if f["precision"] != "int8" or not f["passed"] or "per_class_accuracy" not in f:
-            continue
-        checked = f.get("agreement_images", run.export["test_images"])
-        changed = round((1 - f["agreement"]) * checked)
-        ours = f["per_class_accuracy"]
-        base = keras if keras and len(keras) == len(ours) else [None] * len(ours)
-        classes = list(zip(run.labels, base, ours, strict=True))
-        note = ""
-        if len(classes) > MAX_CLASS_ROWS:
-            moved = sorted(classes, key=lambda t: -abs(t[2] - (t[2] if t[1] is None else t[1])))
-            classes = moved[:MAX_CLASS_ROWS]
-            note = f"<p>The {MAX_CLASS_ROWS} classes whose accuracy moved most.</p>"
-        rows = [[label, pct(a, 1) if a is not None else "-", pct(b, 1), _change(a, b)]
-                for label, a, b in classes]  # fmt: skip
-        evaluation = run.run_dir / EXPORTS_DIR / f"{f['file'].rstrip('/')}.evaluation"
-        flipped = _flipped_count(evaluation)
-        gallery = ""
-        if (evaluation / "differs_from_keras.png").is_file() and flipped:
-            gallery = figure(
-                evaluation / "differs_from_keras.png",
-                f"{min(flipped, 9)} of the {flipped:,} test images whose top-1 class from "
-                f"{f['file']} differs from the Keras model's: true class, then the file's answer",
-            )
-        parts.append(
-            f"<h3>{E(f['file'])}</h3><p>{changed:,} of {checked:,} images get another top-1 "
-            f"class than from Keras; accuracy {f['delta_pp']:+.2f} points overall.</p>"
-            + note
-            + table(["class", "Keras", "int8", "change (pp)"], rows, numeric_from=1)
-            + gallery
-        )
-    return "".join(parts) or "<p>No int8 file was kept in this run.</p>"
-
-
-def _change(a: float | None, b: float) -> Markup | str:
-    if a is None:
-        return "-"
-    css = "up" if b > a else "down" if b < a else ""
-    return Markup(f'<span class="{css}">{100 * (b - a):+.1f}</span>')
-
-
-def _flipped_count(evaluation: Path) -> int:
-    """How many test images the file answers otherwise than Keras (its evaluation's)."""
-    try:
-        metrics = json.loads((evaluation / "metrics.json").read_text())
-        return len(metrics.get("differs_from_keras") or [])
-    except (OSError, ValueError, AttributeError):
-        return 0
 
 
 def microcontrollers(run: RunData) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from edgecnn._format import format_duration
@@ -21,10 +22,10 @@ def summary(run: RunData) -> str:
     cards = [
         key_figure(
             "Test accuracy",
-            pct(m["test_accuracy"]),
+            pct(m["test_accuracy"], _digits(m["test_total"])),
             f"{m['test_correct']:,} of {m['test_total']:,} test images",
         ),
-        key_figure("Validation accuracy", pct(m["val_accuracy"])),
+        _validation_card(m),
     ]
     if best:
         cards.append(
@@ -88,6 +89,24 @@ def summary(run: RunData) -> str:
     )
 
 
+def _validation_card(m: dict[str, Any]) -> str:
+    """Validation accuracy with the count it was measured on (older runs: without)."""
+    total = m.get("val_images")
+    if not isinstance(total, int) or total <= 0:
+        return key_figure("Validation accuracy", pct(m["val_accuracy"]))
+    correct = round(m["val_accuracy"] * total)
+    return key_figure(
+        "Validation accuracy",
+        pct(m["val_accuracy"], _digits(total)),
+        f"{correct:,} of {total:,} validation images",
+    )
+
+
+def _digits(images: int) -> int:
+    """Just enough decimals to show one image: 1 on 149 images, 2 on 5,000 or 10,000."""
+    return max(0, min(2, math.ceil(math.log10(max(images, 1)) - 2)))
+
+
 def _training_images(config: dict[str, Any], metrics: dict[str, Any]) -> str:
     """How many training images the model saw, as the run recorded it."""
     count = metrics.get("train_images")
@@ -119,11 +138,17 @@ def _kv(items: dict[str, Any]) -> str:
     return f'<dl class="kv">{rows}</dl>'
 
 
+#: Above this many epochs the table shows about this many and folds the full one away.
+MAX_EPOCH_ROWS = 12
+
+
 def training(run: RunData) -> str:
-    """Loss and accuracy curves, and the numbers of every epoch."""
+    """Loss and accuracy curves, and the numbers per epoch: all of them, or a sample."""
+    best = run.metrics.get("best_epoch")
+    headers = ["epoch", "loss", "accuracy", "val loss", "val accuracy", "time", "img/s"]
     rows = [
         [
-            h["epoch"],
+            f"{h['epoch']} (best)" if h["epoch"] == best else h["epoch"],
             f"{h['loss']:.4f}",
             pct(h["accuracy"]),
             f"{h['val_loss']:.4f}",
@@ -133,9 +158,19 @@ def training(run: RunData) -> str:
         ]
         for h in run.history
     ]
-    return figure(run.run_dir / CHART_FILES[0], "Loss and accuracy per epoch") + table(
-        ["epoch", "loss", "accuracy", "val loss", "val accuracy", "time", "img/s"], rows
+    chart = figure(run.run_dir / CHART_FILES[0], "Loss and accuracy per epoch")
+    if len(rows) <= MAX_EPOCH_ROWS:
+        return chart + table(headers, rows)
+    step = math.ceil(len(rows) / (MAX_EPOCH_ROWS - 2))
+    epochs = [h["epoch"] for h in run.history]
+    shown = sorted({0, len(rows) - 1, *range(step - 1, len(rows), step)}
+                   | {i for i, e in enumerate(epochs) if e == best})  # fmt: skip
+    note = (
+        f"<p>{len(shown)} of the {len(rows)} epochs: one in {step}, the first, the last and "
+        "the best (the model saved); all of them under the table.</p>"
     )
+    every = f"<details><summary>All {len(rows)} epochs</summary>{table(headers, rows)}</details>"
+    return chart + note + table(headers, [rows[i] for i in shown]) + every
 
 
 def accuracy(run: RunData) -> str:

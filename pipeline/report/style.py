@@ -46,6 +46,7 @@ code{font:.85rem ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background
 padding:1px 4px;border-radius:4px;overflow-wrap:anywhere}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:var(--bg);padding:8px;
 border-radius:6px}
+details{margin:6px 0 10px}summary{cursor:pointer;color:var(--accent)}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:6px 0}
 dl.kv dt{color:var(--muted)}dl.kv dd{margin:0;overflow-wrap:anywhere}
 footer{max-width:1100px;margin:0 auto;padding:0 16px 24px;color:var(--muted);font-size:.8rem}
