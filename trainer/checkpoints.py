@@ -6,15 +6,18 @@ Killed at any moment, ``checkpoint.json`` names a complete checkpoint file, so
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
 from typing import Any
 
-from edgecnn import _atomic
+from edgecnn import _atomic, _json
 from edgecnn._files import MiB, read_regular_file
 from edgecnn.errors import ConfigError
 from edgecnn.run_folder import STATE_FILE
+from edgecnn.runtime.contract import shape_text
+from edgecnn.trainer.config import ModelConfig
 
 #: What ``checkpoint.json`` may name: a checkpoint file inside the run folder, no path.
 CHECKPOINT_NAME = re.compile(r"checkpoint-e\d{3,6}\.keras")
@@ -52,7 +55,7 @@ def read_checkpoint_state(out_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"nothing to resume: {path} does not exist")
     raw = read_regular_file(path, MiB, ConfigError, "a checkpoint record")
     try:
-        state = json.loads(raw)
+        state = _json.loads(raw)
         name = state["checkpoint"]
         epoch = state["epoch"]
         if not isinstance(name, str) or not CHECKPOINT_NAME.fullmatch(name):
@@ -71,3 +74,45 @@ def read_checkpoint_state(out_dir: Path) -> dict[str, Any]:
     if not checkpoint.is_file():
         raise ConfigError(f"cannot resume: checkpoint {checkpoint} is missing")
     return state
+
+
+def architecture(model: Any) -> list[tuple[str, tuple[int, ...]]]:
+    """What a network's configuration decides: its input shape, then each weight's shape.
+
+    Every field of :class:`ModelConfig` shows here: filter sizes and counts in the
+    kernels, ``fc_size`` and ``num_classes`` in the dense layers, ``img_size`` and
+    ``channels`` in the input (29 pixels pool to the same weights as 28).
+    """
+    shapes = [("input", tuple(int(d) for d in model.input_shape[1:]))]
+    return shapes + [(w.path, tuple(int(d) for d in w.shape)) for w in model.weights]
+
+
+def check_architecture(model: Any, config: ModelConfig, checkpoint: Path) -> None:
+    """The checkpoint's network must be the one its recorded configuration builds.
+
+    ``checkpoint.json`` is plain text: an edited architecture (16 filters made 7) would
+    otherwise be written to ``config.json`` beside a model that still has 16.
+
+    Raises:
+        ConfigError: the two differ; the message names the first difference.
+    """
+    from edgecnn.trainer.model import build_model
+
+    saved, expected = architecture(model), architecture(build_model(config))
+    if [s for _, s in saved] == [s for _, s in expected]:
+        return
+    missing = ("", ())
+    name, has, wants = next(
+        (e[0] or s[0], s[1], e[1])
+        for s, e in itertools.zip_longest(saved, expected, fillvalue=missing)
+        if s[1] != e[1]
+    )
+    raise ConfigError(
+        f"cannot resume: the configuration in {checkpoint.parent / STATE_FILE} does not match "
+        f"{checkpoint.name} ({name}: {_shape(has)} in the checkpoint, {_shape(wants)} by the "
+        "configuration); restore checkpoint.json, or start over with --force"
+    )
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return shape_text(shape) if shape else "none"

@@ -27,7 +27,11 @@ from edgecnn.runtime.contract import shape_text
 from edgecnn.trainer import datasets
 from edgecnn.trainer._tf import import_tensorflow
 from edgecnn.trainer.augment import augment
-from edgecnn.trainer.checkpoints import read_checkpoint_state, save_checkpoint
+from edgecnn.trainer.checkpoints import (
+    check_architecture,
+    read_checkpoint_state,
+    save_checkpoint,
+)
 from edgecnn.trainer.config import TrainConfig
 from edgecnn.trainer.data import Dataset, to_float
 from edgecnn.trainer.evaluate import predict_classes
@@ -164,6 +168,7 @@ def _start(
                 f"cannot resume: checkpoint {checkpoint} is damaged ({type(e).__name__}); "
                 "start over with --force"
             ) from None
+        check_architecture(model, config.model, checkpoint)  # before config.json says so
         session = Session(
             out,
             config,

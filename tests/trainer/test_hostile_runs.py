@@ -202,3 +202,55 @@ def test_exported_files_never_hold_nan_json(exported):
         assert "NaN" not in text and "Infinity" not in text, path
         json.loads(text)
     assert np.isfinite([r["max_prob_diff"] for r in exported.report["files"]]).all()
+
+
+# -- checkpoint.json edited by hand ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config,match",
+    [
+        ({"epochs": "abc"}, "epochs must be a whole number of at least 1, got 'abc'"),
+        ({"epochs": 1.5}, "epochs must be a whole number of at least 1, got 1.5"),
+        ({"seed": 2**80}, "seed must be a whole number from 0 to 4294967295"),
+        ({"learning_rate": "fast"}, "learning_rate must be a number"),
+        ({"model": {"num_filters1": True}}, "num_filters1 must be a positive integer"),
+        ({"model": None}, "model must be an object"),
+    ],
+)
+def test_a_hand_edited_checkpoint_configuration_is_refused(tmp_path, config, match):
+    from edgecnn.trainer.config import TrainConfig
+
+    saved = TrainConfig().to_dict()
+    saved.update(config)
+    state = {"checkpoint": "checkpoint-e001.keras", "epoch": 1, "history": [{}],
+             "best_val_accuracy": 0.5, "train_seconds": 1.0, "config": saved}  # fmt: skip
+    (tmp_path / "checkpoint.json").write_text(json.dumps(state))
+    (tmp_path / "checkpoint-e001.keras").write_bytes(b"PK")
+    (tmp_path / "config.json").write_text("{}")
+    assert_one_line_error(invoke("train", "--resume", "--out", tmp_path), match)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "model,match",
+    [
+        ({"num_filters1": 7}, "conv1/kernel: 5x5x1x16 in the checkpoint, 5x5x1x7 by the"),
+        ({"fc_size": 64}, "fc1/kernel: 1764x128 in the checkpoint, 1764x64 by the"),
+        ({"num_classes": 9}, "logits/kernel: 128x10 in the checkpoint, 128x9 by the"),
+    ],
+)
+def test_resume_refuses_a_checkpoint_whose_architecture_was_edited(
+    trained_run, tmp_path, fashion_dir, model, match
+):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.out_dir, run)
+    state = json.loads((run / "checkpoint.json").read_text())
+    state["config"]["model"].update(model)
+    (run / "checkpoint.json").write_text(json.dumps(state))
+    before = {p.name: _sha(p) for p in run.iterdir() if p.is_file()}
+    result = invoke("train", "--resume", "--out", run, "--data-dir", fashion_dir)
+    assert_one_line_error(result, match)
+    assert "does not match checkpoint-e001.keras" in result.stderr
+    # config.json still says what model.keras is: 16 filters.
+    assert {p.name: _sha(p) for p in run.iterdir() if p.is_file()} == before
