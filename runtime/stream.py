@@ -15,6 +15,7 @@ one. A handful of batches are in flight at any time, whatever the number of inpu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections import deque
@@ -139,13 +140,16 @@ def start_workers(
         stream.flush()
     spec = ModelSpec(model, backend, threads or 1, check_integrity, this_process())
     count = worker_count(spec.threads, model, backend)
+    method = start_method()
     pool = ProcessPoolExecutor(
         count,
-        mp_context=multiprocessing.get_context(start_method()),
+        mp_context=multiprocessing.get_context(method),
         initializer=_start_worker,
         initargs=(spec,),
     )
-    with signals_held():
+    # A forked worker has this process's SIGTERM handler until it ignores SIGTERM; a fork
+    # server (which would keep the mask for good) gives its own.
+    with signals_held() if method == "fork" else contextlib.nullcontext():
         pool.submit(int)  # the first task starts every worker: the fork happens here
     return Workers(pool, count)
 
