@@ -8,16 +8,17 @@ back, so a folder that gained files later cannot change a trained model's test s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from edgecnn import _json
 from edgecnn._files import MiB, read_regular_file
 from edgecnn.errors import DataError
-from edgecnn.run_folder import SPLIT_FILE
+from edgecnn.run_folder import CONFIG_FILE, SPLIT_FILE
+from edgecnn.trainer.config import MAX_CLASSES
 
 #: Held out for testing, then for validation, when the data has no such split.
 TEST_FRACTION = 1 / 6
@@ -108,26 +109,137 @@ def counts_text(labels: Sequence[str], counts: dict[str, list[int]], limit: int 
 
 
 def write_record(out_dir: Path, record: dict[str, Any]) -> None:
-    """``split.json``: which images went where, the counts, what was skipped."""
+    """``split.json``: which images went where, the counts, what was skipped.
+
+    Checked as it will be read back, so that a run whose record could not be resumed or
+    evaluated stops before training rather than after.
+
+    Raises:
+        DataError: a picture of the split lies outside the data folder (a link out of it).
+    """
     from edgecnn import _atomic
 
+    try:
+        check_record(record)
+    except ValueError as e:
+        raise DataError(f"cannot record the split: {e}") from None
     _atomic.write_json(out_dir / SPLIT_FILE, record)
 
 
 def read_record(out_dir: Path | None) -> dict[str, Any] | None:
-    """The ``split.json`` of a run folder, if it has one.
+    """The ``split.json`` of a run folder, if it has one, every field checked.
+
+    It is plain text beside the model: each field is checked for type and range, the
+    pictures it names must lie inside the data folder (links out of it too), and its data
+    folder must be the one the run's ``config.json`` names.
 
     Raises:
-        DataError: it is there but unreadable.
+        DataError: it is there but unreadable; the message names the field.
     """
     if out_dir is None or not (out_dir / SPLIT_FILE).exists():
         return None
     path = out_dir / SPLIT_FILE
     raw = read_regular_file(path, 256 * MiB, DataError, "a split record")
     try:
-        record = json.loads(raw)
-        if not isinstance(record, dict) or not isinstance(record.get("splits"), dict):
-            raise ValueError("no splits")
-    except (ValueError, RecursionError) as e:
-        raise DataError(f"{path} is unreadable ({e})") from None
+        record = _json.loads(raw)
+        check_record(record, _config_data(out_dir))
+    except ValueError as e:
+        raise DataError(f"{path} is unreadable: {e}") from None
     return record
+
+
+def _config_data(out_dir: Path) -> str | None:
+    """The data the run's ``config.json`` names, if it can be read (it is checked later)."""
+    try:
+        raw = read_regular_file(out_dir / CONFIG_FILE, MiB, DataError, "a configuration")
+        data = _json.loads(raw).get("data")
+    except (DataError, ValueError, AttributeError):
+        return None
+    return data if isinstance(data, str) else None
+
+
+def check_record(record: Any, data: str | None = None) -> None:
+    """Raise ``ValueError`` naming the first field of a split record that is wrong.
+
+    ``data`` is the data folder or ``.npz`` the record must be of, when known.
+    """
+    if not isinstance(record, dict):
+        raise ValueError("it is not an object")
+    kind = record.get("kind")
+    if kind not in ("folder", "npz"):
+        raise ValueError(f"kind must be 'folder' or 'npz', got {kind!r:.40}")
+    classes = record.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise ValueError("classes must be a list of class names")
+    if not 2 <= len(classes) <= MAX_CLASSES:
+        raise ValueError(f"classes must name 2 to {MAX_CLASSES} classes, got {len(classes)}")
+    where = "root" if kind == "folder" else "path"
+    source = record.get(where)
+    if not isinstance(source, str) or not Path(source).is_absolute():
+        raise ValueError(f"{where} must be an absolute path, got {source!r:.60}")
+    if data is not None and source != data:
+        raise ValueError(f"{where} {source!r:.60} is not the data config.json names")
+    splits = record.get("splits")
+    if not isinstance(splits, dict):
+        raise ValueError("splits must be an object")
+    if kind == "folder":
+        _check_folder_splits(splits, len(classes), Path(source))
+    else:
+        _check_rows(splits, record)
+    _check_counts(record.get("counts", {}), len(classes))
+    warnings = record.get("warnings", [])
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        raise ValueError("warnings must be a list of text")
+
+
+def _check_folder_splits(splits: dict[str, Any], classes: int, root: Path) -> None:
+    """Each split a list of ``[relative path, class]`` pairs, each picture inside ``root``."""
+    real_root = root.resolve()
+    for name in ("train", "val", "test"):
+        items = splits.get(name)
+        if not isinstance(items, list):
+            raise ValueError(f"splits.{name} must be a list")
+        for i, item in enumerate(items):
+            at = f"splits.{name}[{i}]"
+            if not isinstance(item, list) or len(item) != 2:
+                raise ValueError(f"{at} must be a [path, class] pair, got {item!r:.60}")
+            path, label = item
+            if type(label) is not int or not 0 <= label < classes:
+                raise ValueError(f"{at}: class must be 0 to {classes - 1}, got {label!r:.40}")
+            if not isinstance(path, str) or not path or "\x00" in path:
+                raise ValueError(f"{at}: path must be a file name, got {path!r:.60}")
+            relative = PurePosixPath(path)
+            if relative.is_absolute() or ".." in relative.parts:
+                raise ValueError(f"{at}: {path!r:.60} is not inside the data folder")
+            if not (root / relative).resolve().is_relative_to(real_root):
+                raise ValueError(f"{at}: {path!r:.60} links to outside the data folder")
+
+
+def _check_rows(splits: dict[str, Any], record: dict[str, Any]) -> None:
+    """``train`` and ``val`` lists of row numbers of the ``.npz``'s ``x_train``."""
+    rows = record.get("x_train_rows")
+    if rows is not None and (type(rows) is not int or rows < 0):
+        raise ValueError(f"x_train_rows must be a count of rows, got {rows!r:.40}")
+    sha = record.get("sha256")
+    if sha is not None and not isinstance(sha, str):
+        raise ValueError(f"sha256 must be text, got {sha!r:.40}")
+    for name in ("train", "val"):
+        items = splits.get(name)
+        if not isinstance(items, list):
+            raise ValueError(f"splits.{name} must be a list")
+        for i, row in enumerate(items):
+            if type(row) is not int or row < 0 or (rows is not None and row >= rows):
+                raise ValueError(f"splits.{name}[{i}] must be a row number, got {row!r:.40}")
+
+
+def _check_counts(counts: Any, classes: int) -> None:
+    """Images per split and class, as the report shows them."""
+    if not isinstance(counts, dict):
+        raise ValueError("counts must be an object")
+    for name, values in counts.items():
+        if (
+            not isinstance(values, list)
+            or len(values) != classes
+            or not all(type(v) is int and v >= 0 for v in values)
+        ):
+            raise ValueError(f"counts.{name!s:.20} must be {classes} image counts")

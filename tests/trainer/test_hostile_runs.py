@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 
@@ -254,3 +255,185 @@ def test_resume_refuses_a_checkpoint_whose_architecture_was_edited(
     assert "does not match checkpoint-e001.keras" in result.stderr
     # config.json still says what model.keras is: 16 filters.
     assert {p.name: _sha(p) for p in run.iterdir() if p.is_file()} == before
+
+
+# -- split.json edited by hand ------------------------------------------------------------
+
+
+def _own_folder(root, classes=("a", "b", "c"), per_class=6):
+    """A tiny image folder of noise pictures, one sub-folder per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def _recorded_run(tmp_path):
+    """A run folder whose config.json and split.json are what training on a folder writes."""
+    import io
+
+    from edgecnn import _atomic
+    from edgecnn.trainer import datasets, splits
+
+    data = _own_folder(tmp_path / "my data")
+    config = datasets.configure({"data": str(data.resolve())}, {}, False, None)
+    loaded = datasets.load(config, None, None, io.StringIO())
+    run = tmp_path / "run"
+    run.mkdir()
+    _atomic.write_json(run / "config.json", config.to_dict())
+    splits.write_record(run, loaded.record)
+    return run, config
+
+
+def _edit_split(run, change):
+    path = run / "split.json"
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))
+
+
+def _set(*keys_and_value):
+    *keys, value = keys_and_value
+
+    def change(record):
+        target = record
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+
+    return change
+
+
+HOSTILE_SPLITS = [
+    (_set("splits", "train", 0, 1, 99), "splits.train[0]: class must be 0 to 2, got 99"),
+    (_set("splits", "train", 0, 1, -1), "splits.train[0]: class must be 0 to 2, got -1"),
+    (_set("splits", "val", 0, 1, "a"), "splits.val[0]: class must be 0 to 2, got 'a'"),
+    (_set("splits", "test", 1, 1, True), "splits.test[1]: class must be 0 to 2, got True"),
+    (_set("splits", "test", 0, 1, 1.0), "splits.test[0]: class must be 0 to 2, got 1.0"),
+    (_set("splits", "train", 0, ["a/0.png"]), "splits.train[0] must be a [path, class] pair"),
+    (_set("splits", "train", 0, "a/0.png"), "splits.train[0] must be a [path, class] pair"),
+    (_set("splits", "train", 0, 0, 5), "splits.train[0]: path must be a file name"),
+    (_set("splits", "train", 0, 0, ""), "splits.train[0]: path must be a file name"),
+    (_set("splits", "val", None), "splits.val must be a list"),
+    (_set("splits", []), "splits must be an object"),
+    (_set("classes", "abc"), "classes must be a list of class names"),
+    (_set("classes", ["a"]), "classes must name 2 to 100 classes"),
+    (_set("kind", "zip"), "kind must be 'folder' or 'npz'"),
+    (_set("root", "relative/folder"), "root must be an absolute path"),
+    (_set("root", "/somewhere/else"), "is not the data config.json names"),
+    (_set("counts", "train", [1]), "counts.train must be 3 image counts"),
+    (_set("warnings", [None]), "warnings must be a list of text"),
+    (_set("splits", "train", 0, 0, "../outside.png"), "is not inside the data folder"),
+    (_set("splits", "train", 0, 0, "a/../../outside.png"), "is not inside the data folder"),
+    (_set("splits", "train", 0, 0, "/etc/passwd"), "is not inside the data folder"),
+]
+
+
+@pytest.mark.parametrize("change,match", HOSTILE_SPLITS)
+def test_a_hand_edited_split_record_is_refused_naming_the_field(tmp_path, change, match):
+    from edgecnn.trainer import splits
+
+    run, _ = _recorded_run(tmp_path)
+    assert splits.read_record(run)["kind"] == "folder"  # as written, it reads back
+    _edit_split(run, change)
+    with pytest.raises(DataError, match=re.escape(match)) as caught:
+        splits.read_record(run)
+    assert "split.json is unreadable: " in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["[NaN]", '{"kind": "folder", "x": Infinity}', "[" * 100_000, "{not json", '"x"']
+)
+def test_a_split_record_that_is_not_json_is_refused(tmp_path, text):
+    from edgecnn.trainer import splits
+
+    (tmp_path / "split.json").write_text(text)
+    with pytest.raises(DataError, match="split.json is unreadable"):
+        splits.read_record(tmp_path)
+
+
+def test_split_paths_that_link_out_of_the_data_folder_are_refused(tmp_path):
+    from edgecnn.trainer import splits
+
+    run, config = _recorded_run(tmp_path)
+    data = tmp_path / "my data"
+    (tmp_path / "secret.png").write_bytes((data / "a" / "0.png").read_bytes())
+    (tmp_path / "elsewhere").mkdir()
+    (data / "a" / "link.png").symlink_to(tmp_path / "secret.png")
+    (data / "a" / "folder").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (data / "a" / "inside.png").symlink_to(data / "b" / "0.png")  # a link that stays is fine
+    _edit_split(run, _set("splits", "train", 0, 0, "a/inside.png"))
+    assert splits.read_record(run)["splits"]["train"][0][0] == "a/inside.png"
+    for path in ("a/link.png", "a/folder/x.png"):
+        _edit_split(run, _set("splits", "train", 0, 0, path))
+        with pytest.raises(DataError, match="links to outside the data folder"):
+            splits.read_record(run)
+    # Training would record the same path: it stops before training, not after.
+    record = json.loads((run / "split.json").read_text())
+    with pytest.raises(DataError, match="cannot record the split: .*links to outside"):
+        splits.write_record(run, record)
+
+
+def test_a_hand_edited_npz_split_is_refused(tmp_path):
+    from edgecnn.trainer import splits
+
+    record = {
+        "kind": "npz",
+        "path": str(tmp_path / "data.npz"),
+        "sha256": "0" * 64,
+        "x_train_rows": 10,
+        "classes": ["a", "b"],
+        "splits": {"train": [0, 1, 2], "val": [3]},
+    }
+    for rows, match in [
+        ([0, -1], r"splits.train\[1\] must be a row number, got -1"),
+        ([0, 10], r"splits.train\[1\] must be a row number, got 10"),
+        ([0, "1"], r"splits.train\[1\] must be a row number, got '1'"),
+        ([0, 2**80], r"splits.train\[1\] must be a row number"),
+    ]:
+        edited = {**record, "splits": {"train": rows, "val": [3]}}
+        (tmp_path / "split.json").write_text(json.dumps(edited))
+        with pytest.raises(DataError, match=match):
+            splits.read_record(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def untrained_own_run(tmp_path_factory):
+    """A run of 'edgecnn run' on a small folder, trained and evaluated on paper only.
+
+    Its model.keras is built and saved untrained (no training: TensorFlow, seconds), its
+    run.json records the train stage done, so 'run --resume' starts at evaluate.
+    """
+    from edgecnn import _atomic
+    from edgecnn.pipeline.state import RunOptions, start_state
+    from edgecnn.trainer.model import build_model
+
+    tmp_path = tmp_path_factory.mktemp("own-run")
+    run, config = _recorded_run(tmp_path)
+    build_model(config.model).save(run / "model.keras")
+    _atomic.write_json(run / "history.json", [])
+    _atomic.write_json(run / "metrics.json", {})
+    state = start_state(run, RunOptions(data=config.data, epochs=1), None)
+    state["stages"]["train"] = {"status": "done", "seconds": 1.0}
+    _atomic.write_json(run / "run.json", state)
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change,match", [HOSTILE_SPLITS[i] for i in (0, 3, 5, 18, 20)])
+def test_evaluate_and_run_resume_refuse_a_hand_edited_split(
+    untrained_own_run, tmp_path, change, match
+):
+    run = tmp_path / "run"
+    shutil.copytree(untrained_own_run, run)
+    _edit_split(run, change)
+    assert_one_line_error(invoke("evaluate", run), match)
+    result = invoke("run", "--resume", "--out", run)
+    assert_one_line_error(result, "stage 'evaluate' failed: ")
+    assert match in result.stderr and "unexpected" not in result.stderr
