@@ -52,7 +52,11 @@ def export_command(
     ] = _DEFAULTS.calib_method,
     seed: Annotated[int, typer.Option(help="Seed for drawing calibration images.")] = 0,
     out: Annotated[
-        Path | None, typer.Option(help="Output folder. [default: exports/ in the run directory]")
+        Path | None,
+        typer.Option(
+            help="Output folder, replaced whole by the new export: empty, new, or an earlier "
+            "export's. [default: exports/ in the run directory]"
+        ),
     ] = None,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Folder with the dataset's IDX files.")
@@ -95,12 +99,14 @@ def export_command(
 
     Every file is run through edgecnn.runtime on the test images (Fashion-MNIST's 10,000)
     and compared with Keras. A file that fails its gate is moved aside as *.rejected and
-    the command exits with 1.
+    the command exits with 1. The output folder is replaced whole when all is done, so
+    it must hold nothing but an earlier export; a killed export leaves the earlier one.
     """
     import io
 
     from edgecnn import _json
     from edgecnn._atomic import ensure_writable_dir
+    from edgecnn.export.staging import check_replaceable
     from edgecnn.export.verify import check_runtimes
     from edgecnn.trainer.sources import resolve_model
 
@@ -121,6 +127,7 @@ def export_command(
     source = resolve_model(target)  # bad paths are answered before TensorFlow's slow import
     if out is not None and out.exists():
         ensure_writable_dir(out)
+        check_replaceable(out)  # an export replaces the folder whole: said before TensorFlow
     from edgecnn.export.exporter import export_model
 
     def progress(row: dict) -> None:

@@ -1,10 +1,11 @@
 """``export_model``: convert, embed metadata, verify, and keep only the files that pass.
 
-The steps, in order: resolve the source model and lock the output folder
-(:func:`export_model`); load the model and data and draw the calibration images
-(:func:`prepare`); for every file, convert, write under a temporary name, verify through
-the runtime and keep or reject it (:func:`export_file`); write the report
-(:func:`write_report`).
+The steps, in order: resolve the source model, lock the output folder and start a new
+one beside it (:func:`export_model`, :mod:`edgecnn.export.staging`); load the model and
+data and draw the calibration images (:func:`prepare`); for every file, convert, write
+under a temporary name, verify through the runtime and keep or reject it
+(:func:`export_file`); write the report (:func:`write_report`); swap the new folder in
+for the old one whole.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import numpy as np
 
 from edgecnn import __version__, _atomic
 from edgecnn._quiet import native_stderr_hidden
+from edgecnn.errors import DataError
 from edgecnn.export.config import ExportConfig
 from edgecnn.export.formats import FORMATS, Check, Job
 from edgecnn.export.mcu.graph import UnsupportedModel
 from edgecnn.export.mcu.toolchain import ToolchainError
+from edgecnn.export.staging import staged_folder
 from edgecnn.export.table import format_table
 from edgecnn.export.verify import check_runtimes, compare, runtimes_for, verify_file
 from edgecnn.run_folder import CALIBRATION_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
@@ -100,7 +103,8 @@ class Prepared:
     """Everything the files of one export share."""
 
     source: ModelSource
-    out: Path
+    out: Path  # where the files are made: a new folder beside ``final``
+    final: Path  # where they end up, swapped in whole when the export is done
     job: Job
     data: Dataset
     images: np.ndarray  # what every file is checked on: the test images first
@@ -129,15 +133,17 @@ def export_model(
     Each file is written under a temporary name, verified with :mod:`edgecnn.runtime` on
     the whole test split (agreement on at least :data:`AGREEMENT_IMAGES` images), and on
     every ``config.verify_with`` backend that runs it, then renamed to its final name if
-    it passes its gate everywhere or to ``<name>.rejected`` if not.
+    it passes its gate everywhere or to ``<name>.rejected`` if not. All of it happens in
+    a new folder that replaces ``out_dir`` whole at the end: a failed or killed export
+    leaves the earlier export as it was, never files of two models side by side.
     Returns the report also saved as ``export_report.json``.
     """
     started = time.perf_counter()
     check_runtimes(config.verify_with)
     source = resolve_model(target)
     out_path = Path(out_dir or (source.run_dir or source.model_path.parent) / EXPORTS_DIR)
-    with _atomic.output_folder(out_path) as out, _atomic.exclusive(out, "edgecnn export"):
-        prepared = prepare(source, out, config, data_dir, data)
+    with staged_folder(out_path) as (final, out):
+        prepared = prepare(source, out, final, config, data_dir, data)
         rows = []
         for fmt, precision in config.targets():
             row = export_file(prepared, fmt, precision)
@@ -154,6 +160,7 @@ def export_model(
 def prepare(
     source: ModelSource,
     out: Path,
+    final: Path,
     config: ExportConfig,
     data_dir: str | Path | None,
     data: str | Path | None = None,
@@ -176,7 +183,7 @@ def prepare(
         edgecnn_version=__version__,
     )
     job = Job(model, config, calibration, record, base)
-    return Prepared(source, out, job, dataset, images, reference)
+    return Prepared(source, out, final, job, dataset, images, reference)
 
 
 def _convert(fmt: str, precision: str, job: Job) -> tuple[bytes, ModelMetadata]:
@@ -218,18 +225,11 @@ def export_file(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any] 
         row["failures"] = prepared.job.config.gate(precision).failures(row) + elsewhere
         row["passed"] = not row["failures"]
         if row["passed"]:
-            # Sidecar first: a crash between the two renames leaves the old model with
-            # a new sidecar beside it, which then refuses it (its SHA-256 differs).
             _atomic.write_json(sidecar_path(final), sidecar_document(meta, name, data))
             os.replace(tmp, final)
             _write_reference(prepared, final, precision, row, probs)
         else:
-            # An older file of this name came from another export: removing it keeps the
-            # folder from mixing files of two models.
             os.replace(tmp, prepared.out / f"{name}.rejected")
-            final.unlink(missing_ok=True)
-            sidecar_path(final).unlink(missing_ok=True)
-            reference_path(final).unlink(missing_ok=True)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -279,7 +279,7 @@ def _write_reference(prepared: Prepared, final: Path, precision: str, row: dict[
     document = reference_bytes(prepared.images[:n], labels[:n], prepared.reference[:n],
                                probs[:n], {
         "file": final.name, "precision": precision, "backend": row["backend"],
-        "file_sha256": sha256(final),
+        "file_sha256": sha256(final), "source_sha256": prepared.job.base.source_sha256,
         "min_agreement": float(gate.min_agreement),
         "max_prob_diff": None if gate.max_prob_diff is None else float(gate.max_prob_diff),
     })  # fmt: skip
@@ -300,7 +300,7 @@ def export_folder(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any
     if reason is None and not source.is_file():
         reason = f"generated from {source.name}, which did not pass its gate"
     if reason is not None:
-        _skip(prepared, fmt, name, reason)
+        _skip(prepared, fmt, reason)
         return None
     started = time.perf_counter()
     check = Check(prepared.images, prepared.data.y_test, prepared.reference, source,
@@ -313,16 +313,12 @@ def export_folder(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any
                 row.update(spec.load_module().export(prepared.job, source, folder, check))
             except (UnsupportedModel, ToolchainError) as e:
                 shutil.rmtree(folder, ignore_errors=True)
-                _skip(prepared, fmt, name, str(e), error=True)
+                _skip(prepared, fmt, str(e), error=True)
                 return None
         failures = prepared.job.config.gate(precision).failures(row)
         row["failures"] = failures + row.pop("failures_extra", [])
         row["passed"] = not row["failures"]
-        if row["passed"]:
-            _atomic.replace_dir(folder, prepared.out / name)
-        else:
-            _atomic.replace_dir(folder, prepared.out / f"{name}.rejected")
-            shutil.rmtree(prepared.out / name, ignore_errors=True)
+        _atomic.replace_dir(folder, prepared.out / (name if row["passed"] else f"{name}.rejected"))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -330,18 +326,12 @@ def export_folder(prepared: Prepared, fmt: str, precision: str) -> dict[str, Any
     return row
 
 
-def _skip(prepared: Prepared, fmt: str, name: str, reason: str, error: bool = False) -> None:
-    """Record ``fmt`` as not written; remove a folder an earlier export left there.
-
-    That folder belongs to another model. ``error``: this model cannot be written so.
-    """
+def _skip(prepared: Prepared, fmt: str, reason: str, error: bool = False) -> None:
+    """Record ``fmt`` as not written; ``error``: this model cannot be written so."""
     entry: dict[str, Any] = {"format": fmt, "reason": reason}
     if error:
         entry["error"] = True
     prepared.skipped.append(entry)
-    stale = prepared.out / name
-    if stale.is_dir() and not stale.is_symlink():
-        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _missing_tools(fmt: str) -> str | None:
@@ -380,7 +370,7 @@ def write_report(prepared: Prepared, rows: list[dict[str, Any]], seconds: float)
         "keras_per_class_accuracy": keras_scores["per_class_accuracy"],
         "config": prepared.job.config.to_dict(),
         "calibration_file": CALIBRATION_FILE,
-        "out_dir": str(prepared.out),
+        "out_dir": str(prepared.final),
         "files": rows,
         "skipped": prepared.skipped,
         "passed": all(r["passed"] for r in rows),
@@ -392,5 +382,38 @@ def write_report(prepared: Prepared, rows: list[dict[str, Any]], seconds: float)
 
 
 def load_report(out_dir: Path) -> dict[str, Any]:
-    """Read ``export_report.json`` back."""
-    return json.loads((out_dir / EXPORT_REPORT_FILE).read_text())
+    """Read ``export_report.json`` back, once :func:`check_sources` trusts the folder.
+
+    Raises:
+        DataError: a file kept there came from another model than the report says.
+    """
+    report = json.loads((out_dir / EXPORT_REPORT_FILE).read_text())
+    check_sources(out_dir, report)
+    return report
+
+
+def check_sources(out_dir: Path, report: dict[str, Any]) -> None:
+    """Every file the report keeps must record the report's source model in its sidecar.
+
+    An export replaces its folder whole, so this holds unless files were copied in by
+    hand or an older edgecnn was killed mid-export; then the report describes files it
+    did not measure, and nothing should be read, benchmarked or shipped from there.
+
+    Raises:
+        DataError: a kept file's sidecar is missing or names another source model.
+    """
+    expected = report.get("source_sha256")
+    for row in report.get("files", []):
+        name = row.get("file") if isinstance(row, dict) else None
+        if not isinstance(name, str) or not row.get("passed") or name.endswith("/"):
+            continue  # rejected files and folder formats carry no sidecar
+        try:
+            recorded = json.loads(sidecar_path(out_dir / name).read_text()).get("source_sha256")
+        except (OSError, ValueError, AttributeError):
+            recorded = "missing"
+        if recorded != expected:
+            raise DataError(
+                f"{out_dir}: {name} was not exported from the model {EXPORT_REPORT_FILE} "
+                "describes (its sidecar records another source model, or none); the folder "
+                "mixes two exports: export again"
+            )

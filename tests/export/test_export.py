@@ -239,3 +239,173 @@ def test_calibration_draw_is_seeded(fashion_dir):
     _, b = calibration_images(data, ExportConfig(seed=1, calib_samples=50))
     _, c = calibration_images(data, ExportConfig(seed=2, calib_samples=50))
     assert a["train_indices"] == b["train_indices"] != c["train_indices"]
+
+
+def test_every_file_and_reference_records_the_reports_source_model(exported):
+    from edgecnn.export.exporter import load_report
+    from edgecnn.runtime.verify import read_reference, reference_path
+
+    report = load_report(exported.out)  # checks every kept file's sidecar against it
+    for row in report["files"]:
+        if row["passed"] and not row["file"].endswith("/"):
+            meta = read_reference(reference_path(exported.out / row["file"]))["meta"]
+            assert meta["source_sha256"] == report["source_sha256"], row["file"]
+    assert report["out_dir"] == str(exported.out)  # the folder's name, not its partial's
+    assert not list(exported.out.parent.glob(f"{exported.out.name}.*"))
+
+
+# ---- the folder is replaced whole (no TensorFlow: the staging alone) ---------------------
+
+
+def _files(folder):
+    """Every file under ``folder`` and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _leftovers(out):
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f"{out.name}."))
+
+
+@pytest.fixture
+def old_export(tmp_path):
+    """A folder holding an earlier "export": a report, a model, its sidecar."""
+    out = tmp_path / "exports"
+    out.mkdir()
+    files = {"export_report.json": b"{}", "model_int8.tflite": b"old model",
+             "model_int8.tflite.json": b"{}", "c/edgecnn_model.c": b"int x;"}  # fmt: skip
+    for name, data in files.items():
+        (out / name).parent.mkdir(exist_ok=True)
+        (out / name).write_bytes(data)
+    return out
+
+
+def test_a_finished_export_replaces_the_folder_whole(old_export):
+    from edgecnn.export.staging import staged_folder
+
+    with staged_folder(old_export) as (final, partial):
+        assert final == old_export and partial.parent == old_export.parent
+        assert not list(partial.iterdir())
+        (partial / "model_float32.onnx").write_bytes(b"new model")
+        (partial / "export_report.json").write_bytes(b'{"new": 1}')
+    # Nothing of the old export stays beside the new one: not even a file it did not write.
+    assert _files(old_export) == {"model_float32.onnx": b"new model",
+                                  "export_report.json": b'{"new": 1}'}  # fmt: skip
+    assert _leftovers(old_export) == []
+
+
+@pytest.mark.parametrize("error", [RuntimeError("conversion failed"), KeyboardInterrupt()])
+def test_a_failed_export_leaves_the_old_folder_as_it_was(old_export, error):
+    from edgecnn.export.staging import staged_folder
+
+    before = _files(old_export)
+    with pytest.raises(type(error)), staged_folder(old_export) as (_, partial):
+        (partial / "model_int8.tflite").write_bytes(b"new model")
+        raise error
+    assert _files(old_export) == before and _leftovers(old_export) == []
+
+
+def test_a_first_export_that_fails_leaves_no_folder(tmp_path):
+    from edgecnn.export.staging import staged_folder
+
+    out = tmp_path / "exports"
+    with pytest.raises(RuntimeError), staged_folder(out) as (_, partial):
+        (partial / "calibration.json").write_text("{}")
+        raise RuntimeError("no data")
+    assert not out.exists() and _leftovers(out) == []
+
+
+def test_killed_between_the_two_renames_the_next_export_puts_the_old_back(old_export):
+    """The first rename done (exports -> exports.old-PID), the second not: no exports/."""
+    from edgecnn.export.staging import staged_folder
+
+    before = _files(old_export)
+    dead = 4_000_000  # above any pid_max: no live process; and nobody holds its locks
+    old_export.rename(old_export.with_name(f"exports.old-{dead}"))
+    partial = old_export.with_name(f"exports.partial-{dead}")
+    partial.mkdir()
+    (partial / "model_float32.onnx").write_bytes(b"new, complete")
+    with pytest.raises(RuntimeError), staged_folder(old_export):
+        assert _files(old_export) == before  # put back before anything else
+        raise RuntimeError("stop here")
+    assert _files(old_export) == before and _leftovers(old_export) == []
+
+
+def test_a_live_exports_partial_folder_is_left_alone(old_export):
+    """Stale folders are removed only when nobody holds their lock: a pid can be reused."""
+    import fcntl
+    import os
+
+    from edgecnn.export.staging import staged_folder
+
+    live = old_export.with_name("exports.partial-12345")
+    live.mkdir()
+    fd = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with staged_folder(old_export) as (_, partial):
+            (partial / "export_report.json").write_text("{}")
+        assert live.is_dir()
+    finally:
+        os.close(fd)
+    with staged_folder(old_export) as (_, partial):  # its owner gone, it goes too
+        (partial / "export_report.json").write_text("{}")
+    assert _leftovers(old_export) == []
+
+
+def test_a_second_export_into_the_same_folder_is_refused(old_export):
+    from edgecnn.errors import ConfigError
+    from edgecnn.export.staging import staged_folder
+
+    with (
+        staged_folder(old_export),
+        pytest.raises(ConfigError, match="being written by another"),
+        staged_folder(old_export),
+    ):
+        pass
+
+
+@pytest.mark.parametrize("foreign", ["notes.txt", "model.keras", "config.json", "exports"])
+def test_a_folder_holding_other_files_is_never_replaced(old_export, foreign):
+    """--out pointing at a run folder or a folder of one's own: refused, untouched."""
+    from edgecnn.errors import ConfigError
+    from edgecnn.export.staging import staged_folder
+
+    (old_export / foreign).write_text("mine")
+    before = _files(old_export)
+    with (
+        pytest.raises(ConfigError, match=f"does not write \\({foreign}\\)"),
+        staged_folder(old_export),
+    ):
+        pass
+    assert _files(old_export) == before
+
+
+def test_a_link_to_an_export_folder_replaces_the_folder_it_names(old_export, tmp_path):
+    from edgecnn.export.staging import staged_folder
+
+    link = tmp_path / "latest"
+    link.symlink_to(old_export)
+    with staged_folder(link) as (final, partial):
+        (partial / "export_report.json").write_text("{}")
+    assert link.is_symlink() and final == old_export.resolve()
+    assert _files(old_export) == {"export_report.json": b"{}"}
+
+
+def test_a_folder_that_mixes_two_models_is_refused_by_its_readers(tmp_path):
+    from edgecnn.errors import DataError
+    from edgecnn.export.exporter import load_report
+
+    (tmp_path / "export_report.json").write_text(json.dumps({
+        "source_sha256": "a" * 64,
+        "files": [{"file": "model_float32.onnx", "passed": True},
+                  {"file": "model_int8.onnx", "passed": False}],
+    }))  # fmt: skip
+    sidecar = tmp_path / "model_float32.onnx.json"
+    sidecar.write_text(json.dumps({"source_sha256": "a" * 64}))
+    assert load_report(tmp_path)["source_sha256"] == "a" * 64
+    sidecar.write_text(json.dumps({"source_sha256": "b" * 64}))
+    with pytest.raises(DataError, match="mixes two exports"):
+        load_report(tmp_path)
+    sidecar.unlink()
+    with pytest.raises(DataError, match="model_float32.onnx"):
+        load_report(tmp_path)

@@ -121,44 +121,86 @@ def test_unwritable_out_dir(trained_run, tmp_path):
     )
 
 
+def test_an_out_folder_holding_other_files_is_refused_before_any_work(tmp_path):
+    """An export replaces its folder whole: a run folder or one's own folder is refused."""
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"never read")
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = invoke("export", model, "--out", out)
+    assert_one_line_error(result, match="holds files an export does not write (notes.txt)")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def _digests(folder):
+    """Every file under ``folder`` and its SHA-256."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def _assert_one_model(out, source_sha256):
+    """The report and every file it keeps, sidecar and reference name one source model."""
+    from edgecnn.export.exporter import load_report
+    from edgecnn.runtime.verify import read_reference, reference_path
+
+    report = load_report(out)  # refuses a kept file whose sidecar names another model
+    assert report["source_sha256"] == source_sha256
+    for row in report["files"]:
+        if row["passed"]:
+            path = out / row["file"]
+            assert load_classifier(path).metadata.source_sha256 == source_sha256, row["file"]
+            meta = read_reference(reference_path(path))["meta"]
+            assert meta["source_sha256"] == source_sha256, row["file"]
+
+
 @pytest.mark.slow
-def test_killed_mid_export_never_leaves_a_broken_model(exported, tmp_path, fashion_dir):
+def test_a_killed_export_leaves_the_earlier_export_whole(exported, tmp_path, fashion_dir):
+    """SIGKILL while a new model's files are being written over an export of another."""
+    import hashlib
+    import zipfile
+
     out = tmp_path / "exports"
     shutil.copytree(exported.out, out)
-    before = [p.name for p in out.iterdir() if p.suffix in (".tflite", ".onnx", ".npz")
-              and not p.name.endswith(".reference.npz")]  # fmt: skip
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edgecnn",
-            "export",
-            str(exported.model_path.parent),
-            "--int8",
-            "--fp16",
-            "--dynamic",
-            "--out",
-            str(out),
-            "--data-dir",
-            str(fashion_dir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    # Kill it while it is writing files: after the first temporary file appears.
-    deadline = time.monotonic() + 120
-    while not any(".tmp" in p.name for p in out.iterdir()):
-        assert proc.poll() is None and time.monotonic() < deadline
+    before = _digests(out)
+    old_source = exported.report["source_sha256"]
+    # Another model: the same network, its file changed (a zip comment), so every new
+    # file records another source SHA-256 and a mix would show.
+    run = tmp_path / "other-run"
+    shutil.copytree(exported.model_path.parent, run, ignore=shutil.ignore_patterns("exports"))
+    with zipfile.ZipFile(run / "model.keras", "a") as archive:
+        archive.comment = b"another model"
+    new_source = hashlib.sha256((run / "model.keras").read_bytes()).hexdigest()
+    assert new_source != old_source
+    args = ["export", str(run), "--int8", "--out", str(out), "--data-dir", str(fashion_dir)]
+    proc = subprocess.Popen([sys.executable, "-m", "edgecnn", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    partial = tmp_path / f"exports.partial-{proc.pid}"
+    # Killed once the new float32 file has passed its gate and sits under its final name
+    # (in the new folder), while the int8 files are still to come.
+    deadline = time.monotonic() + 600
+    while not (partial / "model_float32.tflite.reference.npz").is_file():
+        assert proc.poll() is None, "the export ended before it could be killed"
+        assert time.monotonic() < deadline
         time.sleep(0.02)
-    time.sleep(1.5)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert partial.is_dir() and (partial / "model_float32.tflite").is_file()
+    # The folder is exactly the earlier export, byte for byte, and agrees with its report.
+    assert _digests(out) == before
+    _assert_one_model(out, old_source)
     images = np.zeros((2, 28, 28), dtype=np.uint8)
-    for name in before:
-        # Whatever sits under a final name is a complete model: the old or the new one.
-        assert load_classifier(out / name).predict(images).shape == (2, 10)
-        # ... and its reference, if there, reads whole (old or new; verify says which).
-        if (out / f"{name}.reference.npz").is_file():
-            from edgecnn.runtime.verify import read_reference
-
-            assert len(read_reference(out / f"{name}.reference.npz")["images"]) == 500
+    for name in exported.report["files"]:
+        assert load_classifier(out / name["file"]).predict(images).shape == (2, 10)
+    # The next export removes what the killed one left and replaces the folder whole.
+    result = invoke("export", run, "--formats", "onnx", "--out", out, "--data-dir", fashion_dir)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert not partial.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("exports.")] == []
+    _assert_one_model(out, new_source)
+    assert not (out / "model_int8.tflite").exists()  # nothing of the old export is left
