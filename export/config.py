@@ -9,6 +9,7 @@ from typing import Any
 from edgecnn.errors import ConfigError
 from edgecnn.export import formats as registry
 from edgecnn.runtime.backends import BACKENDS
+from edgecnn.runtime.verify import DEFAULT_MAX_PROB_DIFF, DEFAULT_MIN_AGREEMENT
 
 #: Formats ``--formats`` chooses from; the others (weights.npz) are always written.
 FORMATS = tuple(name for name, fmt in registry.FORMATS.items() if fmt.selectable)
@@ -57,12 +58,15 @@ class Gate:
         return why
 
 
-#: The default gate of each precision.
+#: The default gate of each precision. Its agreement and probability difference live in
+#: the runtime, whose ``edgecnn verify`` never lets a reference ask less of a file.
 GATES = {
-    "float32": Gate(min_agreement=0.999, max_prob_diff=1e-4),
-    "float16": Gate(min_agreement=0.999),
-    "dynamic": Gate(min_agreement=0.99, max_accuracy_drop_pp=0.5),
-    "int8": Gate(min_agreement=0.99, max_accuracy_drop_pp=0.5),
+    "float32": Gate(
+        DEFAULT_MIN_AGREEMENT["float32"], max_prob_diff=DEFAULT_MAX_PROB_DIFF["float32"]
+    ),
+    "float16": Gate(DEFAULT_MIN_AGREEMENT["float16"]),
+    "dynamic": Gate(DEFAULT_MIN_AGREEMENT["dynamic"], max_accuracy_drop_pp=0.5),
+    "int8": Gate(DEFAULT_MIN_AGREEMENT["int8"], max_accuracy_drop_pp=0.5),
 }
 
 

@@ -37,7 +37,7 @@ from edgecnn.run_folder import CALIBRATION_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
 from edgecnn.runtime.errors import ModelError
 from edgecnn.runtime.metadata import ModelMetadata, sidecar_path
 from edgecnn.runtime.preprocess import softmax
-from edgecnn.runtime.verify import reference_bytes, reference_count, reference_path
+from edgecnn.runtime.verify_reference import reference_bytes, reference_count, reference_path
 from edgecnn.trainer import datasets
 from edgecnn.trainer.data import VALIDATION_SIZE, Dataset, to_float
 from edgecnn.trainer.sources import ModelSource, resolve_model

@@ -143,7 +143,7 @@ def export_names() -> set[str]:
     """Every name an export (or ``edgecnn evaluate`` on one of its files) puts in its folder."""
     from edgecnn.export.formats import FORMATS
     from edgecnn.runtime.metadata import sidecar_path
-    from edgecnn.runtime.verify import reference_path
+    from edgecnn.runtime.verify_reference import reference_path
 
     names = {EXPORT_REPORT_FILE, CALIBRATION_FILE}
     for spec in FORMATS.values():

@@ -197,16 +197,26 @@ def verify_command(
 
     Runs the reference images saved beside the file at export and applies the same gate
     (top-1 agreement with Keras); also says how far this device's outputs are from the
-    exporting machine's. Exit 1 if the file fails (or is not the file that was proven).
+    exporting machine's. Exit 1 if the file fails (or is not the file that was proven),
+    2 if the file or the reference cannot be used (with --json, still one JSON document).
     """
     from edgecnn import _json
     from edgecnn._quiet import native_stderr_hidden
+    from edgecnn.errors import EdgecnnError
     from edgecnn.runtime.classifier import check_threads
     from edgecnn.runtime.verify import format_result, verify
 
-    check_threads(threads, "--threads")
+    error: EdgecnnError | None = None
     with native_stderr_hidden():
-        result = verify(model, reference, backend=backend.value, num_threads=threads)
+        try:  # caught inside: the libraries' chatter is not part of a one-line answer
+            check_threads(threads, "--threads")
+            result = verify(model, reference, backend=backend.value, num_threads=threads)
+        except EdgecnnError as e:
+            error = e
+    if error is not None:
+        if as_json:
+            typer.echo(_json.dumps({"model": str(model), "passed": False, "error": str(error)}))
+        raise error
     typer.echo(_json.dumps(result) if as_json else format_result(result))
     if not result["passed"]:
         raise typer.Exit(1)

@@ -106,3 +106,191 @@ def test_bad_references_are_one_line(tiny_exports, tmp_path):
     wrong.write_bytes(reference_bytes(np.zeros((3, 14, 14), np.uint8), ref["labels"][:3],
                                       ref["keras"][:3], ref["exported"][:3], gate))  # fmt: skip
     assert_one_line_error(invoke("verify", model, "--reference", wrong), match="another model")
+
+
+# ---- references that would lower their own gate, or that no export writes ----------------
+
+
+def _arrays(tiny_exports, name="model_int8.tflite"):
+    """The arrays and the gate of ``name``'s reference, as a dict to change and write."""
+    from edgecnn.runtime.verify import read_reference
+
+    ref = read_reference(reference_path(tiny_exports / name))
+    return {k: ref[k] for k in ("images", "labels", "keras", "exported")}, dict(ref["meta"])
+
+
+def _write(path, arrays, meta, meta_text=None):
+    """A reference as np.savez writes it, arrays as given (no dtype coercion)."""
+    text = meta_text if meta_text is not None else json.dumps(meta)
+    np.savez_compressed(path, **arrays, meta=np.array(text))
+    return path
+
+
+def _rows(probs):
+    """``probs`` made rows that sum to 1 again."""
+    probs = probs + 1e-3
+    return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _refused(tiny_exports, reference, match=None, name="model_int8.tflite"):
+    """``verify`` answers in one line, exit 2, and ``--json`` still prints one document."""
+    model = tiny_exports / name
+    assert_one_line_error(invoke("verify", model, "--reference", reference), match=match)
+    result = invoke("verify", model, "--reference", reference, "--json")
+    assert_one_line_error(result, match=match)
+    document = json.loads(result.stdout)
+    assert document["passed"] is False and document["error"]
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("key", ["keras", "exported"])
+def test_probabilities_that_are_not_finite_are_refused(tiny_exports, tmp_path, key, value):
+    """All-NaN Keras outputs used to pass (the gate fell to 12%), and --json printed nothing."""
+    arrays, meta = _arrays(tiny_exports)
+    arrays[key] = np.full_like(arrays[key], value)
+    _refused(tiny_exports, _write(tmp_path / "r.npz", arrays, meta), "NaN or infinity")
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (lambda a: a.update(keras=a["keras"][:, 0]), "shape (300,)"),  # was IndexError
+        (lambda a: a.update(exported=a["exported"][:, :3]), "10 and 3 classes"),  # ValueError
+        (lambda a: a.update(keras=a["keras"] * 2), "summing to 1"),
+        (lambda a: a.update(keras=a["keras"] - 0.05), "summing to 1"),
+        (
+            lambda a: a.update(
+                keras=_rows(a["keras"][:, :3]),
+                exported=_rows(a["exported"][:, :3]),
+                labels=a["labels"] % 3,
+            ),
+            "3 classes, the model has 10",
+        ),  # fmt: skip
+        (lambda a: a.update(keras=a["keras"][:200]), "not (300, classes)"),
+        (lambda a: a.update(labels=a["labels"][:10]), "labels of shape (10,)"),
+        (lambda a: a.update(labels=a["labels"] + 10), "labels run"),
+        (lambda a: a.update(labels=a["labels"] - 1), "labels run"),
+        (lambda a: a.update(images=a["images"].astype(np.float32)), "images array"),
+        (lambda a: a.update(images=a["images"].astype(np.uint16)), "uint16"),
+        (lambda a: a.update(images=a["images"][:, :, :, None, None]), "pictures"),
+        (lambda a: a.update(labels=a["labels"].astype(np.float64)), "labels array"),
+        (lambda a: a.update(keras=(a["keras"] > 0.5).astype(np.int64)), "keras array"),
+        (lambda a: a.pop("exported"), "no exported"),
+        (lambda a: a.pop("labels"), "no labels"),
+        (lambda a: a.update(extra=np.zeros(3)), "np.savez writes"),
+        # Six thousand zero images inflate to 4.7 MB: more than any export writes.
+        (lambda a: a.update(images=np.zeros((6000, 28, 28), np.uint8)), "no export writes"),
+    ],
+)
+def test_impossible_arrays_are_one_line(tiny_exports, tmp_path, change, match):
+    arrays, meta = _arrays(tiny_exports)
+    change(arrays)
+    _refused(tiny_exports, _write(tmp_path / "r.npz", arrays, meta), match)
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        ('"min_agreement": -Infinity', "-Infinity"),
+        ('"min_agreement": NaN', "NaN"),
+        ('"min_agreement": 1e999', "min_agreement is inf"),
+        ('"min_agreement": "0.99"', "min_agreement"),
+        ('"min_agreement": true', "min_agreement"),
+        ('"min_agreement": -0.5', "min_agreement"),
+        ('"min_agreement": 7', "min_agreement"),
+        ('"max_prob_diff": -1', "max_prob_diff"),
+        ('"max_prob_diff": Infinity', "Infinity"),
+        ('"file_sha256": "abc"', "file_sha256"),
+        ('"exported_on": "Linux\\u001b[31m x86"', "exported_on"),
+    ],
+)
+def test_impossible_gates_are_one_line(tiny_exports, tmp_path, edit, match):
+    arrays, meta = _arrays(tiny_exports)
+    key = edit.split(":")[0].strip('"')
+    meta.pop(key, None)
+    text = json.dumps(meta)[:-1] + ", " + edit + "}"
+    _refused(tiny_exports, _write(tmp_path / "r.npz", arrays, meta, text), match)
+
+
+@pytest.mark.parametrize("text", ["[0.99]", '"gate"', "", "{"])
+def test_a_gate_that_is_not_an_object_is_one_line(tiny_exports, tmp_path, text):
+    arrays, meta = _arrays(tiny_exports)
+    _refused(tiny_exports, _write(tmp_path / "r.npz", arrays, meta, text))
+
+
+def test_a_low_recorded_gate_cannot_pass_a_file_below_the_floor(tiny_exports, tmp_path):
+    """min_agreement 0 and outputs "at export" equally wrong: the floor still holds."""
+    from edgecnn.runtime.verify import agreement_floor
+
+    arrays, meta = _arrays(tiny_exports)
+    moved = arrays["keras"].copy()
+    moved[:30] = np.roll(moved[:30], 1, axis=1)  # a tenth of the answers moved
+    arrays.update(keras=moved, exported=moved)  # consistent: the export "agreed" with them
+    reference = _write(tmp_path / "r.npz", arrays, {**meta, "min_agreement": 0.0})
+    r = verify(tiny_exports / "model_int8.tflite", reference)
+    assert r["agreement"] < 0.95 and not r["passed"]
+    assert r["agreement_threshold"] == r["agreement_floor"] == agreement_floor("int8", N)
+    assert "top-1 agreement with Keras" in r["failures"][0]
+    result = invoke("verify", tiny_exports / "model_int8.tflite", "--reference", reference)
+    assert result.exit_code == 1 and "FAIL" in result.stdout
+
+
+def test_outputs_at_export_that_disagree_with_keras_are_refused(tiny_exports, tmp_path):
+    """They used to drop the gate to the agreement "at export": 0%."""
+    arrays, meta = _arrays(tiny_exports)
+    arrays["exported"] = np.roll(arrays["keras"], 1, axis=1)
+    _refused(tiny_exports, _write(tmp_path / "r.npz", arrays, meta), "agree with its Keras")
+
+
+def test_a_float32_file_keeps_its_probability_limit_without_one_recorded(tiny_exports, tmp_path):
+    arrays, meta = _arrays(tiny_exports, "model_float32.onnx")
+    keras = arrays["keras"].astype(np.float64)
+    keras[:, 0] += 1e-3
+    keras[:, 1] -= 1e-3
+    arrays["keras"] = np.clip(keras, 0, 1).astype(np.float32)
+    for gate in ({**meta, "max_prob_diff": None}, {**meta, "max_prob_diff": 1.0}):
+        gate.pop("max_prob_diff") if gate["max_prob_diff"] is None else None
+        reference = _write(tmp_path / "r.npz", arrays, gate)
+        r = verify(tiny_exports / "model_float32.onnx", reference)
+        assert not r["passed"] and r["max_prob_diff_limit"] == 1e-4
+        assert "max probability difference" in r["failures"][-1]
+
+
+def test_the_floor_follows_the_default_gates():
+    """At most one file in a million that met its default gate would show less."""
+    from edgecnn.runtime.verify import DEFAULT_MIN_AGREEMENT, agreement_floor
+
+    assert agreement_floor("int8", 500) == pytest.approx(0.962)
+    assert agreement_floor("float32", 500) == pytest.approx(0.988)
+    assert agreement_floor("int8", 1) == 0.0  # one image proves nothing
+    for precision, least in DEFAULT_MIN_AGREEMENT.items():
+        floors = [agreement_floor(precision, n) for n in (10, 100, 300, 500)]
+        assert floors == sorted(floors) and floors[-1] < least
+
+
+def test_a_reference_of_another_model_is_one_line(tiny_exports, tmp_path):
+    arrays, meta = _arrays(tiny_exports)
+    other = {**meta, "source_sha256": "1" * 64}
+    _refused(tiny_exports, _write(tmp_path / "r.npz", arrays, other), "another Keras model")
+
+
+def test_a_file_beside_a_report_of_another_model_fails(tiny_exports, tmp_path):
+    """A folder that mixes two exports: the report describes another model than the file's."""
+    for f in ("model_int8.tflite", "model_int8.tflite.json", "model_int8.tflite.reference.npz"):
+        shutil.copy(tiny_exports / f, tmp_path / f)
+    report = json.loads((tiny_exports / "export_report.json").read_text())
+    report["source_sha256"] = "2" * 64
+    (tmp_path / "export_report.json").write_text(json.dumps(report))
+    result = invoke("verify", tmp_path / "model_int8.tflite")
+    assert result.exit_code == 1 and "mixes two exports" in result.stdout
+    # A report that does not list the file says nothing about it.
+    report["files"] = [r for r in report["files"] if r["file"] != "model_int8.tflite"]
+    (tmp_path / "export_report.json").write_text(json.dumps(report))
+    assert invoke("verify", tmp_path / "model_int8.tflite").exit_code == 0
+
+
+def test_a_huge_reference_is_refused_before_it_is_read(tiny_exports, tmp_path):
+    big = tmp_path / "big.npz"
+    with open(big, "wb") as f:
+        f.truncate(17 * 1024 * 1024)
+    _refused(tiny_exports, big)
