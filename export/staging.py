@@ -43,9 +43,7 @@ def staged_folder(out: str | os.PathLike[str]) -> Iterator[tuple[Path, Path]]:
         ConfigError: ``final`` holds files that are not an export (they would be
             deleted), or another export is writing it.
     """
-    final = Path(out)
-    if final.is_symlink() and final.is_dir():
-        final = final.resolve()  # replace the folder the link names, not the link
+    final = _named(Path(out))
     recover(final)
     with _atomic.output_folder(final) as final, _atomic.exclusive(final, "edgecnn export"):
         check_replaceable(final)
@@ -63,6 +61,25 @@ def staged_folder(out: str | os.PathLike[str]) -> Iterator[tuple[Path, Path]]:
                 raise
         finally:
             os.close(held)
+
+
+def _named(final: Path) -> Path:
+    """``final`` as a folder with a name and a parent, which can be renamed.
+
+    Raises:
+        ConfigError: it is the current folder (a shell in it would be left in a deleted
+            folder) or the root.
+    """
+    if final.is_symlink() and final.is_dir():
+        final = final.resolve()  # replace the folder the link names, not the link
+    if final.name in ("", ".", ".."):
+        final = Path(os.path.abspath(final))
+    if not final.name or (final.is_dir() and final.resolve() == Path.cwd().resolve()):
+        raise ConfigError(
+            f"--out {final} is the current folder, which an export cannot replace; give it "
+            "a folder inside, such as exports"
+        )
+    return final
 
 
 def swap(partial: Path, final: Path) -> None:

@@ -409,3 +409,15 @@ def test_a_folder_that_mixes_two_models_is_refused_by_its_readers(tmp_path):
     sidecar.unlink()
     with pytest.raises(DataError, match="model_float32.onnx"):
         load_report(tmp_path)
+
+
+def test_the_current_folder_is_never_replaced(old_export, monkeypatch):
+    from edgecnn.errors import ConfigError
+    from edgecnn.export.staging import staged_folder
+
+    monkeypatch.chdir(old_export)
+    before = _files(old_export)
+    for out in (".", str(old_export)):
+        with pytest.raises(ConfigError, match="current folder"), staged_folder(out):
+            pass
+    assert _files(old_export) == before

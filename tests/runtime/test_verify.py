@@ -294,3 +294,29 @@ def test_a_huge_reference_is_refused_before_it_is_read(tiny_exports, tmp_path):
     with open(big, "wb") as f:
         f.truncate(17 * 1024 * 1024)
     _refused(tiny_exports, big)
+
+
+@pytest.mark.parametrize("key", ["min_agreement", "meta"])
+def test_a_reference_without_its_gate_is_one_line(tiny_exports, tmp_path, key):
+    arrays, meta = _arrays(tiny_exports)
+    path = tmp_path / "r.npz"
+    if key == "meta":
+        np.savez_compressed(path, **arrays)
+    else:
+        _write(path, arrays, {k: v for k, v in meta.items() if k != key})
+    _refused(tiny_exports, path, "no meta" if key == "meta" else "min_agreement is None")
+
+
+def test_an_archive_np_savez_does_not_write_is_one_line(tiny_exports, tmp_path):
+    """A zip comment, or many members: the end record is checked before zipfile reads more."""
+    import zipfile
+
+    arrays, meta = _arrays(tiny_exports)
+    commented = _write(tmp_path / "c.npz", arrays, meta)
+    with zipfile.ZipFile(commented, "a") as archive:
+        archive.comment = b"hello"
+    _refused(tiny_exports, commented, "not the archive np.savez writes")
+    crowded = tmp_path / "many.npz"
+    np.savez(crowded, **arrays, meta=np.array(json.dumps(meta)),
+             **{f"x{i}": np.zeros(1) for i in range(1000)})  # fmt: skip
+    _refused(tiny_exports, crowded, "not the archive np.savez writes")
