@@ -214,6 +214,7 @@ def for_model(
     data: str | os.PathLike[str] | None = None,
     dataset: str | None = None,
     whole_train: bool = False,
+    labels: tuple[str, ...] | None = None,
 ) -> Dataset:
     """The data to measure or calibrate ``model`` on, checked to fit it.
 
@@ -222,6 +223,8 @@ def for_model(
     model file without its run's ``config.json`` is taken with the tutorial's data, or
     with ``data`` at the model's own input size. ``whole_train`` keeps all of the
     training split even when the run trained on its first ``train_subset`` images.
+    ``labels``, a model file's own class names (its metadata), put ``data``'s classes in
+    the model's order when no run says it (``--classes`` may have changed it).
 
     Raises:
         DataError: the data is missing or unusable, or does not fit the model.
@@ -239,6 +242,8 @@ def for_model(
             num_classes=int(model.output_shape[-1]),
         )
         config = replace(config, data=path, model=sized_to)
+        if source.config is None and labels is not None:
+            config = replace(config, classes=_model_order(config, data_dir, labels, source))
     elif dataset is not None:
         config, record = replace(config, dataset=dataset, data=None, classes=None), None
     if whole_train:
@@ -246,6 +251,26 @@ def for_model(
     loaded = load(config, data_dir, record, stream=io.StringIO())
     check_fits(model, loaded, source.model_path)
     return loaded
+
+
+def _model_order(
+    config: TrainConfig,
+    data_dir: str | os.PathLike[str] | None,
+    labels: tuple[str, ...],
+    source: ModelSource,
+) -> tuple[str, ...]:
+    """``labels`` as the order of ``config.data``'s classes, which must be the same names.
+
+    Raises:
+        DataError: the data's classes are not the model's.
+    """
+    found = inspect(replace(config, classes=None), data_dir).labels
+    if sorted(found) != sorted(labels):
+        raise DataError(
+            f"{source.model_path} names the classes {', '.join(labels)[:200]}; "
+            f"{config.data} has {', '.join(found)[:200]}"
+        )
+    return labels
 
 
 def check_fits(model: Any, data: Dataset, model_path: str | os.PathLike[str]) -> None:

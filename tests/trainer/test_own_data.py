@@ -501,3 +501,21 @@ def test_a_class_spelled_two_ways_across_splits_is_one_class(tmp_path):
     _folder(root / "test", {"cafe\u0301": 3, "dog": 3})
     data = datasets.load(datasets.sized(TrainConfig(data=str(root))), stream=io.StringIO())
     assert data.labels == ("caf\u00e9", "dog") and sorted(np.bincount(data.y_test)) == [3, 3]
+
+
+def test_a_model_file_without_its_run_reads_data_in_its_own_class_order(tmp_path):
+    """A file trained with --classes, evaluated with --data alone: its labels give the order."""
+    from types import SimpleNamespace
+
+    from edgecnn.trainer.sources import ModelSource
+
+    root = _folder(tmp_path / "d", {"cat": 6, "dog": 6, "owl": 6})
+    model = SimpleNamespace(input_shape=(None, 28, 28, 1), output_shape=(None, 3))
+    source = ModelSource(tmp_path / "model_float32.onnx", None, None)
+    order = ("owl", "cat", "dog")
+    data = datasets.for_model(model, source, data=root, labels=order)
+    assert data.labels == order
+    for path, label in data.record["splits"]["test"]:
+        assert path.split("/")[0] == order[label]
+    with pytest.raises(DataError, match="names the classes owl, cat, emu; .* has cat, dog, owl"):
+        datasets.for_model(model, source, data=root, labels=("owl", "cat", "emu"))
