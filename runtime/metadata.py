@@ -29,7 +29,7 @@ from edgecnn.runtime.contract import (
     PIXEL_SCALE,
 )
 from edgecnn.runtime.errors import SIDECAR_MAX_BYTES, ModelError
-from edgecnn.runtime.labels import FASHION_MNIST_LABELS
+from edgecnn.runtime.labels import FASHION_MNIST_LABELS, check_class_names
 
 METADATA_KEY = "edgecnn"
 #: 2: files carry an integrity record (``integrity``) that the runtime verifies.
@@ -217,7 +217,7 @@ def check_labels(labels: Any) -> tuple[str, ...]:
             ) from None
     if len(set(labels)) != len(labels):
         raise ModelError("metadata labels repeat a class name")
-    return tuple(labels)
+    return check_class_names(labels, ModelError, "metadata label")
 
 
 def _shape(shape: Any) -> tuple[int, int, int]:
