@@ -166,9 +166,12 @@ def _capped(statements: str, tmp_path: Path) -> tuple[subprocess.CompletedProces
     code = (
         "import atexit, resource, sys\n"
         f"resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE}))\n"
+        # VmHWM: this process's own peak. ru_maxrss would include the parent's (pytest's)
+        # resident set, which the child inherits at fork and keeps across exec.
         "def peak():\n"
+        "    status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
         f"    with open({str(peak_file)!r}, 'w') as f:\n"
-        "        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+        "        f.write(status.split()[0])\n"
         "atexit.register(peak)\n"
     ) + statements
     started = time.perf_counter()
