@@ -29,6 +29,9 @@ NUMERIC_KINDS = "uif"
 MAX_HEADER_BYTES = 1 << 16
 #: Versions of the format: the size of the header-length field.
 _LENGTH_FIELD = {(1, 0): "<H", (2, 0): "<I"}
+#: The most text an archive member may hold (a "U" array: 4 bytes a character), whatever
+#: its number of values: one value of a "U" dtype can claim gigabytes.
+TEXT_MAX_BYTES = 1 << 22
 #: Data is inflated in pieces of this size into the array's own buffer.
 CHUNK_BYTES = 1 << 22
 #: What reading a damaged or hostile ``.npz`` (a zip archive) can raise besides
@@ -159,11 +162,14 @@ def read_member(stream: IO[bytes], size: int, max_items: int, kinds: str = "f",
     ``what`` names the array in the message for one too large ("a weight").
 
     Raises:
-        NpyError: malformed, a dtype not in ``kinds``, too many values, or a size that
-            does not match.
+        NpyError: malformed, a dtype not in ``kinds``, too many values, text over
+            :data:`TEXT_MAX_BYTES`, or a size that does not match.
     """
     header = read_header(stream, kinds=kinds)
     _checked(header, size - header.offset, max_items, lambda: f"too large for {what}")
+    if header.dtype.kind == "U" and header.nbytes > TEXT_MAX_BYTES:
+        raise NpyError(f"{header.nbytes:,} bytes of text ({header.dtype}); at most "
+                       f"{TEXT_MAX_BYTES:,}")  # fmt: skip
     return inflate(stream, header)
 
 

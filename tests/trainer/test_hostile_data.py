@@ -13,12 +13,14 @@ import struct
 import subprocess
 import sys
 import time
+import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, invoke
+from shared import ARRAY, TINY
 
 from edgecnn.runtime.labels import check_class_names
 from edgecnn.runtime.metadata import ModelError, check_labels
@@ -191,11 +193,14 @@ def _train_capped(data: Path, tmp_path: Path) -> tuple[subprocess.CompletedProce
     )
 
 
-def _assert_refused(done: subprocess.CompletedProcess, seconds: float, match: str) -> None:
+def _assert_refused(
+    done: subprocess.CompletedProcess, seconds: float, match: str, data: bool = True
+) -> None:
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
-    assert match in lines[0] and "weight" not in lines[0], lines[0]
+    assert match in lines[0], lines[0]
+    assert not data or "weight" not in lines[0], lines[0]  # training data is no weight
     assert seconds < SECONDS, seconds
 
 
@@ -263,6 +268,23 @@ def test_a_directory_that_understates_the_data_cannot_inflate_it(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "(10, 28, 28)" and seconds < SECONDS and peak < 400, peak
+
+
+def test_a_weights_file_whose_text_claims_gigabytes_is_refused(tmp_path):
+    """The runtime's weights.npz reader too: one "U" value of 2 GB is not inflated."""
+    with zipfile.ZipFile(TINY / "weights.npz") as archive:
+        members = [Member(i.filename, archive.read(i)) for i in archive.infolist()
+                   if i.filename != "metadata.npy"]  # fmt: skip
+    members.append(Member("metadata.npy", _header("<U500000000", ()), 2_000_000_000))
+    path = _write_zip(tmp_path / "weights.npz", members)
+    done, seconds, peak = _capped(
+        "from edgecnn.cli import main\n"
+        f"sys.argv = ['edgecnn', 'predict', {str(path)!r}, {str(ARRAY)!r}]\n"
+        "main()\n",
+        tmp_path,
+    )
+    _assert_refused(done, seconds, "2,000,000,000 bytes of text (<U500000000); at most", False)
+    assert peak < 400, peak
 
 
 def test_data_shorter_than_its_header_is_truncated(tmp_path):
