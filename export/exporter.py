@@ -30,7 +30,7 @@ from edgecnn.export.config import ExportConfig
 from edgecnn.export.formats import FORMATS, Check, Job
 from edgecnn.export.mcu.graph import UnsupportedModel
 from edgecnn.export.mcu.toolchain import ToolchainError
-from edgecnn.export.staging import staged_folder
+from edgecnn.export.staging import recover, staged_folder
 from edgecnn.export.table import format_table
 from edgecnn.export.verify import check_runtimes, compare, runtimes_for, verify_file
 from edgecnn.run_folder import CALIBRATION_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
@@ -384,9 +384,13 @@ def write_report(prepared: Prepared, rows: list[dict[str, Any]], seconds: float)
 def load_report(out_dir: Path) -> dict[str, Any]:
     """Read ``export_report.json`` back, once :func:`check_sources` trusts the folder.
 
+    A folder missing because an export was killed between its two renames is put back
+    first (:func:`edgecnn.export.staging.recover`).
+
     Raises:
         DataError: a file kept there came from another model than the report says.
     """
+    recover(out_dir)
     report = json.loads((out_dir / EXPORT_REPORT_FILE).read_text())
     check_sources(out_dir, report)
     return report

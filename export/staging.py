@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,14 +77,16 @@ def _named(final: Path) -> Path:
         final = Path(os.path.abspath(final))
     if not final.name or (final.is_dir() and final.resolve() == Path.cwd().resolve()):
         raise ConfigError(
-            f"--out {final} is the current folder, which an export cannot replace; give it "
-            "a folder inside, such as exports"
+            f"--out {final} is the current folder (or the root), which an export cannot "
+            "replace; give it a folder inside, such as exports"
         )
     return final
 
 
 def swap(partial: Path, final: Path) -> None:
     """Put ``partial`` in ``final``'s place with two renames; remove the old folder."""
+    with contextlib.suppress(OSError):  # the folder's own permissions, say group-writable
+        os.chmod(partial, stat.S_IMODE(final.stat().st_mode))
     _sync_dir(partial)
     old = final.with_name(f"{final.name}{OLD}{os.getpid()}")
     os.replace(final, old)

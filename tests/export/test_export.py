@@ -282,6 +282,7 @@ def old_export(tmp_path):
 def test_a_finished_export_replaces_the_folder_whole(old_export):
     from edgecnn.export.staging import staged_folder
 
+    old_export.chmod(0o2770)  # a group's shared folder stays one
     with staged_folder(old_export) as (final, partial):
         assert final == old_export and partial.parent == old_export.parent
         assert not list(partial.iterdir())
@@ -291,6 +292,7 @@ def test_a_finished_export_replaces_the_folder_whole(old_export):
     assert _files(old_export) == {"model_float32.onnx": b"new model",
                                   "export_report.json": b'{"new": 1}'}  # fmt: skip
     assert _leftovers(old_export) == []
+    assert old_export.stat().st_mode & 0o7777 == 0o2770
 
 
 @pytest.mark.parametrize("error", [RuntimeError("conversion failed"), KeyboardInterrupt()])
@@ -421,3 +423,13 @@ def test_the_current_folder_is_never_replaced(old_export, monkeypatch):
         with pytest.raises(ConfigError, match="current folder"), staged_folder(out):
             pass
     assert _files(old_export) == before
+
+
+def test_a_reader_puts_back_a_folder_left_between_the_two_renames(tmp_path):
+    from edgecnn.export.exporter import load_report
+
+    out = tmp_path / "exports"
+    old = tmp_path / "exports.old-4000000"
+    old.mkdir()
+    (old / "export_report.json").write_text(json.dumps({"source_sha256": None, "files": []}))
+    assert load_report(out)["files"] == [] and out.is_dir() and not old.exists()
