@@ -80,6 +80,7 @@ class RunOptions:
                 f"dataset must be one of {', '.join(LABELS)}, got {self.dataset!r:.40}"
             )
         check_type("data", self.data, (str, type(None)), "a path")
+        check_type("classes", self.classes, (str, type(None)), "class names separated by commas")
         for name in ("skip_bad_images", "int8", "mcu", "augment"):
             check_type(name, getattr(self, name), bool, "true or false")
         check_type("verify_with", self.verify_with, str, "backend names")

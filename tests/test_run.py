@@ -438,6 +438,7 @@ def test_every_exported_file_carries_a_reference_that_verify_passes(pipeline_run
         ({"options": {"int8": "yes"}}, "options: int8 must be true or false, got 'yes'"),
         ({"options": {"dataset": ["fashion"]}}, "options: dataset must be one of fashion"),
         ({"options": {"data": 7}}, "options: data must be a path, got 7"),
+        ({"options": {"classes": ["a", "b"]}}, "options: classes must be class names separated"),
         ({"options": {"verify_with": None}}, "options: verify_with must be backend names"),
         ({"options": {"train_subset": 0}}, "options: train_subset must be a whole number"),
         ({"options": {"colour": 1}}, "options: options has an unknown field 'colour'"),
