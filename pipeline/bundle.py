@@ -314,14 +314,11 @@ def _recommended(rows: list[dict[str, Any]], target: BundleTarget, run_dir: Path
 
 def _bench_latency(run_dir: Path) -> dict[str, float]:
     """Single-image p50 per file from the run's bench stage, if it ran."""
+    from edgecnn.pipeline.results import latency_by_file
+
     try:
-        bench = json.loads((run_dir / BENCH_FILE).read_text())
-        return {
-            r["file"]: float(r["p50_us"])
-            for r in bench.get("results", [])
-            if r.get("batch", 1) == 1 and "p50_us" in r and "file" in r
-        }
-    except (OSError, ValueError, TypeError, KeyError):
+        return latency_by_file(json.loads((run_dir / BENCH_FILE).read_text()))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return {}
 
 

@@ -68,4 +68,9 @@ class RunData:
 
     def latency_by_file(self) -> dict[str, float]:
         """Single-image p50 latency (us) of each benchmarked file, from the bench stage."""
-        return {r["model"]: r["latency_us"]["p50"] for r in self.bench.get("results", [])}
+        return latency_by_file(self.bench)
+
+
+def latency_by_file(bench: dict[str, Any]) -> dict[str, float]:
+    """Single-image p50 latency (us) per file name, from what the bench stage wrote."""
+    return {r["model"]: float(r["latency_us"]["p50"]) for r in bench.get("results", [])}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from cli_helpers import assert_one_line_error, invoke
 from shared import tiny_exports_with_references
 
 from edgecnn import __version__
-from edgecnn.pipeline.bundle import TARGETS, readme
+from edgecnn.pipeline.bundle import TARGETS, _recommended, readme
 
 N = 200
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -470,3 +471,20 @@ def test_a_full_disk_names_the_bundle_not_the_source(exports, tmp_path, limit):
     assert lines[0].startswith(f"error: cannot write {out}: "), lines[0]
     assert str(exports) not in lines[0]
     assert not out.exists() and not _leftovers(disk)
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="linux-x86 is measured here only")
+def test_the_x86_bundle_takes_its_model_from_the_bench_stage(exports, tmp_path):
+    """bench.json as the bench stage writes it decides what 'this machine' gets."""
+    run = tmp_path / "run"
+    shutil.copytree(exports.parent, run)
+    rows = json.loads((run / "exports" / "export_report.json").read_text())["files"]
+    target = next(t for t in TARGETS.values() if t.key == "linux-x86")
+    assert _recommended(rows, target, run) == "model_int8.tflite"  # no bench: int8
+    results = [
+        {"model": r["file"], "latency_us": {"p50": 10.0 if r["file"] == "model_float32.tflite"
+                                            else 100.0}}
+        for r in rows if r.get("passed")
+    ]  # fmt: skip
+    (run / "bench.json").write_text(json.dumps({"results": results}))
+    assert _recommended(rows, target, run) == "model_float32.tflite"
