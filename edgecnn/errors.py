@@ -7,6 +7,7 @@ anything else is a bug and exits with 1.
 from __future__ import annotations
 
 import errno
+import unicodedata
 
 
 class EdgecnnError(Exception):
@@ -60,11 +61,15 @@ def plain_os_error(error: BaseException) -> EdgecnnError | None:
 
 
 def one_line(message: str) -> str:
-    """``message`` with control characters escaped, so that it prints as one line.
+    r"""``message`` with control and format characters escaped, so it prints as one line.
 
     File names may hold newlines or terminal escape sequences; an error line must not
-    break in two or recolour a terminal.
+    break in two or recolour a terminal. Format characters (Unicode's Cf: bidirectional
+    controls such as U+202E, zero-width characters) are escaped as ``\uXXXX`` too: a
+    name must not reorder or hide the rest of its line, nor look like another name.
     """
+    if message.isprintable():
+        return message
     out = []
     for ch in message:
         code = ord(ch)
@@ -72,6 +77,8 @@ def one_line(message: str) -> str:
             out.append("\\n")
         elif code < 0x20 or 0x7F <= code < 0xA0 or ch in "\u2028\u2029":
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        elif unicodedata.category(ch) == "Cf":
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
         else:
             out.append(ch)
     return "".join(out)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
-from unicodedata import category
 
 import numpy as np
 
@@ -115,19 +114,10 @@ class ResultWriter:
 def escape_text(text: str) -> str:
     r"""``text`` (a file name, a message naming one) as a text line shows it, on one line.
 
-    Control characters are escaped as :func:`~edgecnn.errors.one_line` escapes them,
-    undecodable bytes (``os.fsdecode``'s surrogates) as ``\udcXX``, and format
-    characters (Unicode's Cf: the bidirectional controls U+202A..U+202E, U+2066..U+2069,
-    U+200E, U+200F, U+061C, and the zero-width U+200B..U+200D, U+2060, U+FEFF) as
-    ``\uXXXX``: a name must not reorder or hide the rest of its line, nor look like
-    another name.
+    Control and format characters are escaped as :func:`~edgecnn.errors.one_line` escapes
+    them (a bidirectional control must not reorder the rest of the line), and undecodable
+    bytes (``os.fsdecode``'s surrogates) as ``\udcXX``.
     """
     if text.isprintable():
         return text
-    escaped = "".join(_escaped(ch) if category(ch) == "Cf" else ch for ch in one_line(text))
-    return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _escaped(ch: str) -> str:
-    code = ord(ch)
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+    return one_line(text).encode("utf-8", "backslashreplace").decode("utf-8")

@@ -455,3 +455,12 @@ def test_names_with_bidi_or_zero_width_characters_are_escaped_in_text(test_image
     assert all(ch.isprintable() for ch in result.stdout.replace("\n", ""))
     rows = jsonl(invoke("predict", MODEL, folder, "--jsonl"))  # JSON keeps the real names
     assert [r["file"] for r in rows] == [str(folder / name) for name in sorted(tricky)]
+
+
+def test_an_error_line_escapes_bidi_and_zero_width_characters(tmp_path):
+    """The one error line names a file as the text output does: U+202E cannot reorder it."""
+    missing = tmp_path / "evil\u202egnp.png\u200b"
+    result = invoke("predict", MODEL, missing)
+    assert_one_line_error(result)
+    assert "evil\\u202egnp.png\\u200b" in result.stderr
+    assert all(ch.isprintable() for ch in result.stderr.replace("\n", ""))
