@@ -158,7 +158,10 @@ def pipeline_run(tmp_path_factory, fashion_dir):
         # Two epochs: after one, a few hundred near-ties make int8 agreement a coin toss
         # around the 99% gate on some CPUs.
         failed = invoke("run", "--epochs", 2, "--train-subset", 20_000, "--bench-runs", 50, *args)
-    exports_after_failure = sorted(p.name for p in (out / "exports").iterdir())
+    # A failed export leaves no exports/ (or the earlier one, whole): never a mix.
+    exports = out / "exports"
+    exports_after_failure = sorted(p.name for p in exports.iterdir()) if exports.exists() else []
+    leftovers = sorted(p.name for p in out.iterdir() if ".partial-" in p.name or ".old-" in p.name)
     model_sha = hashlib.sha256((out / "model.keras").read_bytes()).hexdigest()
     state_after_failure = json.loads((out / "run.json").read_text())
     resumed = invoke("run", "--resume", *args)
@@ -170,4 +173,5 @@ def pipeline_run(tmp_path_factory, fashion_dir):
         resumed=resumed,
         exports_tried_before_failure=list(calls),
         exports_after_failure=exports_after_failure,
+        export_leftovers=leftovers,
     )
