@@ -1,4 +1,10 @@
-"""Hide what native libraries (TensorFlow, LiteRT, onnxruntime) print straight to stderr."""
+"""Hide what native libraries (TensorFlow, LiteRT, onnxruntime) print straight to stderr.
+
+C++ logging ("INFO: Created TensorFlow Lite XNNPACK delegate", converter statistics)
+bypasses Python's ``sys.stderr`` and ignores log-level variables, so it is caught at the
+descriptor: file descriptor 2 goes to a temporary file for a block, and what the block's
+policy keeps of it is written back. Python-level warnings and errors are unaffected.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +12,62 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+
+#: One redirection of file descriptor 2 per thread at a time: two threads redirecting at
+#: once would restore each other's temporary file as the process's stderr. Reentrant, so
+#: a block inside another (a model loaded while a command hides its libraries) nests.
+_FD2_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
-def native_stderr_hidden() -> Iterator[None]:
-    """Send file descriptor 2 to a temporary file for the block; replay it if the block fails.
+def _fd2_captured(keep: Callable[[bytes, bool], bytes]) -> Iterator[None]:
+    """Send file descriptor 2 to a temporary file for the block, then write back the rest.
 
-    C++ logging ("INFO: Created TensorFlow Lite XNNPACK delegate", converter statistics)
-    bypasses Python's ``sys.stderr`` and ignores log-level variables, so it is caught at
-    the descriptor. Python-level warnings and errors are unaffected.
+    What is written back is ``keep(captured, failed)``; ``failed`` says whether the block
+    raised (Ctrl-C does not count).
     """
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to hide
-        yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        failed = False
+    with _FD2_LOCK:
         try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to hide
             yield
-        except KeyboardInterrupt:
-            raise  # the user stopped it: what the libraries printed is not the story
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            if failed:
+            return
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            failed = False
+            try:
+                yield
+            except KeyboardInterrupt:
+                raise  # the user stopped it: what the libraries printed is not the story
+            except BaseException:
+                failed = True
+                raise
+            finally:
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
                 sink.seek(0)
-                sys.stderr.write(sink.read().decode(errors="replace"))
+                rest = keep(sink.read(), failed)
+                if rest:
+                    with contextlib.suppress(OSError):
+                        os.write(2, rest)
+
+
+def native_stderr_hidden() -> contextlib.AbstractContextManager[None]:
+    """Hide everything written to file descriptor 2 in the block; replay it if it fails."""
+    return _fd2_captured(lambda captured, failed: captured if failed else b"")
+
+
+def banners_hidden(banners: tuple[bytes, ...]) -> contextlib.AbstractContextManager[None]:
+    """Keep the lines in ``banners`` off file descriptor 2 in the block, and nothing else."""
+
+    def without_banners(captured: bytes, failed: bool) -> bytes:
+        for banner in banners:
+            captured = captured.replace(banner, b"")
+        return captured
+
+    return _fd2_captured(without_banners)

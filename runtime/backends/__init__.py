@@ -11,12 +11,8 @@ interpreter it uses.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -24,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgecnn._quiet import banners_hidden
 from edgecnn.runtime.errors import BackendUnavailable, ModelError
 
 
@@ -96,7 +93,7 @@ class BackendEntry:
             BackendUnavailable: its interpreter is not installed.
             ModelError: the file is not a model it can run.
         """
-        with _banners_hidden():
+        with banners_hidden(BANNERS):
             module = import_module(f"{__name__}.{self.module}")
             backend: Backend = module.open_backend(path, data, threads, **self.options)
         return backend
@@ -119,42 +116,6 @@ class BackendEntry:
 #: Lines interpreters print on file descriptor 2 while loading a model, bypassing Python's
 #: ``sys.stderr`` and any log level: noise in the app's own stderr.
 BANNERS = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n",)
-#: One redirection of file descriptor 2 at a time: two threads loading models at once
-#: would otherwise restore each other's temporary file as the process's stderr.
-_STDERR_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _banners_hidden() -> Iterator[None]:
-    """Keep :data:`BANNERS` off file descriptor 2 during the block, and nothing else.
-
-    The descriptor goes to a temporary file, and what arrived there is written back.
-    """
-    with _STDERR_LOCK:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to hide
-            yield
-            return
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            finally:
-                with contextlib.suppress(OSError, ValueError):
-                    sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-                sink.seek(0)
-                rest = sink.read()
-                for banner in BANNERS:
-                    rest = rest.replace(banner, b"")
-                if rest:
-                    with contextlib.suppress(OSError):
-                        os.write(2, rest)
-
-
 #: Backends by name, in the order ``backend="auto"`` tries them for a file.
 BACKENDS: dict[str, BackendEntry] = {
     "litert": BackendEntry("litert", (".tflite",), options={"module": "litert"}),

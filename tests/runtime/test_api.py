@@ -287,9 +287,10 @@ def test_loading_and_classifying_print_nothing_on_stderr():
 
 
 def test_what_others_write_to_stderr_during_a_load_is_passed_on(capfd):
-    from edgecnn.runtime.backends import _banners_hidden
+    from edgecnn._quiet import banners_hidden
+    from edgecnn.runtime.backends import BANNERS
 
-    with _banners_hidden():
+    with banners_hidden(BANNERS):
         os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
         os.write(2, b"a line of the app's\n")
     assert capfd.readouterr().err == "a line of the app's\n"
