@@ -257,7 +257,9 @@ def evaluate_exported(
     run_dir = exports.parent if (exports.parent / "model.keras").is_file() else None
     source = resolve_model(run_dir) if run_dir else ModelSource(path, None, None)
     shape = _Shape((None, *clf.input_shape), (None, len(clf.labels)))
-    test = datasets.for_model(shape, source, data_dir, data, dataset)
+    # A file away from its run says its class order itself (--classes may have set it).
+    labels = None if clf.generic_labels else clf.labels
+    test = datasets.for_model(shape, source, data_dir, data, dataset, labels=labels)
     probs = clf.predict(test.x_test)
     pred = probs.argmax(axis=1)
     metrics = classification_metrics(test.y_test, pred, test.labels)

@@ -435,6 +435,20 @@ def test_the_class_order_reaches_the_model_and_its_exports(tmp_path):
     exported = invoke("export", run, "--formats", "onnx", "--min-agreement", 0)
     assert exported.exit_code == 0, exported.stderr
     assert load_classifier(run / "exports" / "model_float32.onnx").labels == ("owl", "cat", "dog")
+    # The file alone, away from its run, measured on the folder: in the file's class order.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("model_float32.onnx", "model_float32.onnx.json"):
+        shutil.copy(run / "exports" / name, bare / name)
+    beside = invoke("evaluate", run / "exports" / "model_float32.onnx", "--data", root,
+                    "--out", tmp_path / "e1")  # fmt: skip
+    alone = invoke(
+        "evaluate", bare / "model_float32.onnx", "--data", root, "--out", tmp_path / "e2"
+    )
+    assert beside.exit_code == 0 and alone.exit_code == 0, beside.stderr + alone.stderr
+    measured = [json.loads((tmp_path / e / "metrics.json").read_text()) for e in ("e1", "e2")]
+    assert [list(m["per_class_accuracy"]) for m in measured] == [["owl", "cat", "dog"]] * 2
+    assert measured[1]["test_accuracy"] == measured[0]["test_accuracy"]
 
 
 def test_classes_order_a_folder_and_survive_config_json(tmp_path):
