@@ -3,7 +3,10 @@
 C++ logging ("INFO: Created TensorFlow Lite XNNPACK delegate", converter statistics)
 bypasses Python's ``sys.stderr`` and ignores log-level variables, so it is caught at the
 descriptor: file descriptor 2 goes to a temporary file for a block, and what the block's
-policy keeps of it is written back. Python-level warnings and errors are unaffected.
+policy keeps of it is written back. Python's own ``sys.stderr`` writes to the same
+descriptor, so whatever the block prints there (warnings, logging, tracebacks of
+threads) is caught with the rest: :func:`native_stderr_hidden` drops it unless the block
+raises. Keep such blocks to the native calls, and report from outside them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,21 @@ from collections.abc import Callable, Iterator
 _FD2_LOCK = threading.RLock()
 
 
+def _new_lock_in_child() -> None:
+    """In a forked child: a fresh lock, free.
+
+    The child holds only its forking thread, so a lock another thread held would stay
+    held in the child for good. (A block the forking thread is in keeps the lock object
+    it took, and releases that one.)
+    """
+    global _FD2_LOCK
+    _FD2_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 @contextlib.contextmanager
 def _fd2_captured(keep: Callable[[bytes, bool], bytes]) -> Iterator[None]:
     """Send file descriptor 2 to a temporary file for the block, then write back the rest.
@@ -35,26 +53,28 @@ def _fd2_captured(keep: Callable[[bytes, bool], bytes]) -> Iterator[None]:
         except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to hide
             yield
             return
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 2)
-            failed = False
-            try:
-                yield
-            except KeyboardInterrupt:
-                raise  # the user stopped it: what the libraries printed is not the story
-            except BaseException:
-                failed = True
-                raise
-            finally:
-                with contextlib.suppress(OSError, ValueError):
-                    sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-                sink.seek(0)
-                rest = keep(sink.read(), failed)
-                if rest:
-                    with contextlib.suppress(OSError):
-                        os.write(2, rest)
+        try:
+            with tempfile.TemporaryFile() as sink:
+                os.dup2(sink.fileno(), 2)
+                failed = False
+                try:
+                    yield
+                except KeyboardInterrupt:
+                    raise  # the user stopped it: what the libraries printed is not the story
+                except BaseException:
+                    failed = True
+                    raise
+                finally:
+                    with contextlib.suppress(OSError, ValueError):
+                        sys.stderr.flush()
+                    os.dup2(saved, 2)
+                    sink.seek(0)
+                    rest = keep(sink.read(), failed)
+                    if rest:
+                        with contextlib.suppress(OSError):
+                            os.write(2, rest)
+        finally:
+            os.close(saved)
 
 
 def native_stderr_hidden() -> contextlib.AbstractContextManager[None]:

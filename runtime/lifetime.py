@@ -60,26 +60,47 @@ def follow_parent(parent: Parent) -> None:
 
 
 def _watch(parent: Parent) -> None:
-    """End this process when ``parent`` ends (now, if it already has), from a thread."""
+    """End this process when ``parent`` ends (now, if it already has), from a thread.
+
+    The pidfd opened here belongs to the watching thread, which closes it when the
+    parent ends, just before it ends this process: one descriptor, for exactly as long
+    as the watch.
+    """
     try:
         handle = os.pidfd_open(parent.pid)
     except ProcessLookupError:
-        os._exit(1)
+        _parent_ended()
+        return
     except (AttributeError, OSError):  # no pidfds: look for it every half second
         handle = None
     # Opened first, checked second: a pid taken over by a later process is refused here.
-    if _start_time(parent.pid) != parent.started:
-        os._exit(1)
-    target = _poll if handle is None else _wait
-    argument = parent if handle is None else handle
-    threading.Thread(target=target, args=(argument,), name="parent-watch", daemon=True).start()
+    alive = _start_time(parent.pid) == parent.started
+    watching = False
+    try:
+        if alive:
+            target, argument = (_poll, parent) if handle is None else (_wait, handle)
+            threading.Thread(
+                target=target, args=(argument,), name="parent-watch", daemon=True
+            ).start()
+            watching = True
+    finally:
+        if handle is not None and not watching:
+            os.close(handle)
+    if not alive:
+        _parent_ended()
 
 
 def _wait(handle: int) -> None:
+    """Wait on the pidfd ``handle``, which turns readable when its process ends; close it."""
     import select
 
-    select.select([handle], [], [])  # a pidfd turns readable when its process ends
-    os._exit(1)
+    try:
+        waiting = select.poll()  # not select.select: no limit on the descriptor's number
+        waiting.register(handle, select.POLLIN)
+        waiting.poll()
+    finally:
+        os.close(handle)
+    _parent_ended()
 
 
 def _poll(parent: Parent) -> None:
@@ -87,6 +108,11 @@ def _poll(parent: Parent) -> None:
 
     while _start_time(parent.pid) == parent.started:
         time.sleep(_POLL_SECONDS)
+    _parent_ended()
+
+
+def _parent_ended() -> None:
+    """What a worker does once the command it serves is gone: end at once."""
     os._exit(1)
 
 
@@ -116,14 +142,15 @@ def ignore_stop_signals() -> None:
 def signals_held() -> Iterator[None]:
     """Hold SIGTERM while workers are forked: a worker must not run the command's handler.
 
-    A SIGTERM that comes meanwhile is delivered when the block ends; each worker unblocks
-    it once it ignores it (:func:`ignore_stop_signals`).
+    A SIGTERM that comes meanwhile is delivered when the block ends (unless the caller
+    held it already: its own mask is restored, not cleared); each worker unblocks it once
+    it ignores it (:func:`ignore_stop_signals`).
     """
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 @contextlib.contextmanager

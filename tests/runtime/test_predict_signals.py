@@ -3,7 +3,10 @@
 Real processes on real pictures: the command is started, seen working (its first result
 line), stopped with SIGTERM or SIGKILL while its output waits in a full pipe, and every
 process it started must end with it. Workers are forked from the command, or from a
-fork server when the caller had already loaded an interpreter; both are checked.
+fork server when the caller had already loaded an interpreter; both are checked. Then,
+in this process, the pieces that make it so: the signal mask held while workers are
+forked, the pidfd a worker watches its command through, and the fd-2 capture a worker
+loads its model in.
 """
 
 import contextlib
@@ -12,6 +15,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -19,7 +23,8 @@ import pytest
 from PIL import Image
 from shared import TINY
 
-from edgecnn.runtime import stream
+from edgecnn import _quiet
+from edgecnn.runtime import lifetime, stream
 
 MODEL = TINY / "model_float32.tflite"
 PICTURES = 1000  # four batches; text lines of ten classes: far more than a pipe holds
@@ -39,7 +44,7 @@ if __name__ == "__main__":
     main()
 """
 
-pytestmark = pytest.mark.skipif(
+needs_workers = pytest.mark.skipif(
     not stream.workers_pay(PICTURES), reason="worker processes run on Linux with two cores or more"
 )
 
@@ -153,21 +158,32 @@ def running(pictures, tmp_path):
     def run(started_by):
         process, marker, first = start(pictures, started_by, tmp_path)
         below = descendants(process.pid)
-        started.append((process, below))
+        started.append((process, below, marker))
         assert len(below) >= 2, below  # the workers (and the fork server)
         return process, marker, first, below
 
     yield run
-    for process, below in started:
+    for process, below, marker in started:
         for pid, when in [(process.pid, None), *below]:
             if when is None or start_time(pid) == when:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                kill(pid)
+        # And the workers a fork server started after the list was made.
+        end = time.monotonic() + DEADLINE
+        while (left := marked(marker)) and time.monotonic() < end:
+            for pid in left:
+                kill(pid)
+            time.sleep(0.05)
         process.wait(timeout=DEADLINE)
         process.stdout.close()
         process.stderr.close()
 
 
+def kill(pid):
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+@needs_workers
 @pytest.mark.parametrize("started_by", ["fork", "forkserver"])
 def test_sigterm_is_answered_like_ctrl_c_and_stops_every_worker(running, pictures, started_by):
     process, marker, first, below = running(started_by)
@@ -185,6 +201,7 @@ def test_sigterm_is_answered_like_ctrl_c_and_stops_every_worker(running, picture
     wait_until(lambda: ended(below, marker), "a process of the command outlived it")
 
 
+@needs_workers
 @pytest.mark.parametrize("started_by", ["fork", "forkserver"])
 def test_sigkill_ends_every_worker_and_closes_the_output(running, started_by):
     process, marker, _, below = running(started_by)
@@ -194,3 +211,114 @@ def test_sigkill_ends_every_worker_and_closes_the_output(running, started_by):
     # keep it open, waiting forever for work).
     read(process.stdout)
     wait_until(lambda: ended(below, marker), "a process of the command outlived it")
+
+
+def sigterm_blocked():
+    return signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_holding_sigterm_for_the_fork_restores_the_callers_mask():
+    assert not sigterm_blocked()
+    with lifetime.signals_held():
+        assert sigterm_blocked()
+    assert not sigterm_blocked()
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        with lifetime.signals_held():
+            assert sigterm_blocked()
+        assert sigterm_blocked()  # the caller's own hold is kept, not cleared
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def pidfds():
+    """This process's open pidfds."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]":
+                found.add(int(fd))
+    return found
+
+
+def have_pidfds():
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+@pytest.mark.skipif(not have_pidfds(), reason="pidfds: Linux 5.3 or later")
+def test_the_watch_on_the_command_holds_one_pidfd_for_as_long_as_it_watches(monkeypatch):
+    ended = threading.Event()
+    monkeypatch.setattr(lifetime, "_parent_ended", ended.set)  # not os._exit, here
+    command = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        before = pidfds()
+        lifetime._watch(lifetime.Parent(command.pid, lifetime._start_time(command.pid)))
+        (handle,) = pidfds() - before
+        assert not ended.is_set()
+    finally:
+        command.kill()
+        command.wait()
+    assert ended.wait(DEADLINE), "the command's end went unseen"
+    assert handle not in pidfds()  # closed before the worker would end
+
+
+@pytest.mark.skipif(not have_pidfds(), reason="pidfds: Linux 5.3 or later")
+def test_a_watch_on_a_pid_taken_over_ends_at_once_and_keeps_no_pidfd(monkeypatch):
+    ended = []
+    monkeypatch.setattr(lifetime, "_parent_ended", lambda: ended.append(True))
+    before = pidfds()
+    lifetime._watch(lifetime.Parent(os.getpid(), "another start time"))
+    assert ended == [True]
+    assert pidfds() == before
+
+
+def open_fds():
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_hiding_stderr_without_a_temporary_file_leaks_no_descriptor(monkeypatch):
+    def no_temporary_file():
+        raise OSError("no usable temporary directory")
+
+    monkeypatch.setattr(_quiet.tempfile, "TemporaryFile", no_temporary_file)
+    before = open_fds()
+    with pytest.raises(OSError, match="no usable"), _quiet.native_stderr_hidden():
+        pass
+    assert open_fds() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_child_forked_while_another_thread_hides_stderr_can_hide_its_own():
+    """The other thread holds the capture's lock; the child, which has no such thread,
+    must not wait for it forever."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hide():
+        with _quiet.native_stderr_hidden():
+            holding.set()
+            release.wait(DEADLINE)
+
+    thread = threading.Thread(target=hide)
+    thread.start()
+    try:
+        assert holding.wait(DEADLINE)
+        pid = os.fork()
+        if pid == 0:  # the child: ends here, whatever happens
+            code = 1
+            try:
+                signal.alarm(DEADLINE)  # a lock held for good ends the child by SIGALRM
+                with _quiet.native_stderr_hidden():
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()
+        thread.join()
