@@ -3,9 +3,10 @@
 One rule for both: hidden names are skipped, links to folders are never followed (so
 each real folder is read once, and a link back to a parent cannot make the walk
 endless), and entries come in sorted path order, a folder's contents where its name
-sorts. A pattern's matches come one at a time, as the walk finds them; a pattern whose
-walk would pass :data:`MAX_SCANNED` entries is refused in one line (``/proc/**``, a
-whole disk) rather than left to run on.
+sorts. A pattern's matches come one at a time, as the walk finds them. Either walk is
+refused in one line once it has read :data:`MAX_SCANNED` entries (``/proc/**``, a whole
+disk, a folder of millions of files) rather than left to run on: entries are counted as
+they are read, before a folder's are sorted, so one huge folder stops too.
 """
 
 from __future__ import annotations
@@ -17,25 +18,33 @@ from fnmatch import translate
 
 from edgecnn.runtime.errors import InputError
 
-#: Files and folders a pattern's walk may look at: far more than any picture collection
-#: holds in the folders one pattern names, and about 10 s of walking.
+#: Files and folders one walk (a folder argument, or a pattern's) may read: far more than
+#: any picture collection holds, and about 10 s of walking.
 MAX_SCANNED = 2_000_000
 GLOB_CHARS = frozenset("*?[")
 _ANY_FOLDERS = "**"
 
 
-def folder_files(folder: str, wanted: Callable[[str], bool]) -> tuple[list[str], list[str]]:
+def folder_files(
+    folder: str, wanted: Callable[[str], bool], limit: int | None = None
+) -> tuple[list[str], list[str]]:
     """The files under ``folder`` whose names are ``wanted``, in path order, and the others.
 
     An explicit stack rather than recursion: a folder tree may be deeper than Python's
     recursion limit.
 
     Raises:
-        InputError: a folder that cannot be read.
+        InputError: a folder that cannot be read, or a walk that would read more than
+            ``limit`` entries (:data:`MAX_SCANNED` if None).
     """
+    limit = MAX_SCANNED if limit is None else limit
+    budget = _Budget(
+        limit,
+        f"{folder}: scanned {limit:,} files and folders and more remain: name a narrower folder",
+    )
     found: list[str] = []
     others: list[str] = []
-    stack = [iter(_entries(folder))]
+    stack = [iter(_listing(folder, budget, strict=True))]
     while stack:
         entry = next(stack[-1], None)
         if entry is None:
@@ -43,20 +52,12 @@ def folder_files(folder: str, wanted: Callable[[str], bool]) -> tuple[list[str],
         elif entry.name.startswith("."):
             continue
         elif entry.is_dir(follow_symlinks=False):
-            stack.append(iter(_entries(entry.path)))
+            stack.append(iter(_listing(entry.path, budget, strict=True)))
         elif wanted(entry.name):
             found.append(entry.path)
         else:
             others.append(entry.path)
     return found, others
-
-
-def _entries(folder: str) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(folder) as listing:
-            return sorted(listing, key=lambda entry: entry.name)
-    except OSError as e:
-        raise InputError(f"cannot read folder {folder}: {e.strerror or type(e).__name__}") from None
 
 
 def is_pattern(argument: str) -> bool:
@@ -83,23 +84,21 @@ def pattern_matches(pattern: str, limit: int | None = None) -> Iterator[str]:
         return
     folders_only = pattern.endswith(os.sep)
     match = _Matcher(parts)
-    scanned = 0
+    budget = _Budget(
+        limit,
+        f"{pattern} reaches more than {limit:,} files and folders under {root or os.curdir}: "
+        "give a narrower pattern, or the folder itself",
+    )
     # Paths are built as the pattern spells its folder ('' for the current one), not as
     # os.scandir spells them ('./name').
     top = root if not root or root.endswith(os.sep) else root + os.sep
-    stack = [(iter(_listing(top or os.curdir)), match.start, top)]
+    stack = [(iter(_listing(top or os.curdir, budget)), match.start, top)]
     while stack:
         entries, states, prefix = stack[-1]
         entry = next(entries, None)
         if entry is None:
             stack.pop()
             continue
-        scanned += 1
-        if scanned > limit:
-            raise InputError(
-                f"{pattern} reaches more than {limit:,} files and folders under "
-                f"{root or os.curdir}: give a narrower pattern, or the folder itself"
-            )
         folder = _is_folder(entry)
         after = match.step(states, entry.name, folder)
         if not after:
@@ -109,7 +108,7 @@ def pattern_matches(pattern: str, limit: int | None = None) -> Iterator[str]:
             if folder or not (folders_only or _links_to_folder(entry)):
                 yield path
         elif folder:
-            stack.append((iter(_listing(path)), after, path + os.sep))
+            stack.append((iter(_listing(path, budget)), after, path + os.sep))
 
 
 def _split(pattern: str) -> tuple[str, list[str]]:
@@ -124,13 +123,46 @@ def _split(pattern: str) -> tuple[str, list[str]]:
     return root, [name for name in names[fixed:] if name]
 
 
-def _listing(folder: str) -> list[os.DirEntry[str]]:
-    """``folder``'s entries by name; none if it cannot be read (as ``glob`` has it)."""
+class _Budget:
+    """The entries a walk may still read, and the line that refuses it past them."""
+
+    def __init__(self, limit: int, refusal: str) -> None:
+        self.left = limit
+        self.refusal = refusal
+
+    def spend(self) -> None:
+        """Count one entry read.
+
+        Raises:
+            InputError: the walk has read more than its limit.
+        """
+        self.left -= 1
+        if self.left < 0:
+            raise InputError(self.refusal)
+
+
+def _listing(folder: str, budget: _Budget, strict: bool = False) -> list[os.DirEntry[str]]:
+    """``folder``'s entries by name, each counted against ``budget`` as it is read.
+
+    A folder that cannot be read has no entries (as ``glob`` has it), or with ``strict``
+    is an error.
+
+    Raises:
+        InputError: ``budget`` ran out, or (``strict``) the folder cannot be read.
+    """
+    entries = []
     try:
         with os.scandir(folder) as listing:
-            return sorted(listing, key=lambda entry: entry.name)
-    except OSError:
+            for entry in listing:
+                budget.spend()  # before the sort: a huge folder is not read whole first
+                entries.append(entry)
+    except OSError as e:
+        if strict:
+            reason = e.strerror or type(e).__name__
+            raise InputError(f"cannot read folder {folder}: {reason}") from None
         return []
+    entries.sort(key=lambda entry: entry.name)
+    return entries
 
 
 def _is_folder(entry: os.DirEntry[str]) -> bool:

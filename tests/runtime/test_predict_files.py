@@ -18,6 +18,7 @@ from PIL import Image
 from shared import PICTURE, TINY, TINY_FILES
 
 from edgecnn.runtime import load_classifier, walk
+from edgecnn.runtime.errors import InputError
 
 MODEL = TINY / "model_int8.tflite"
 
@@ -409,6 +410,57 @@ def test_a_pattern_that_reaches_too_far_is_one_line(mixed, monkeypatch):
     result = invoke("predict", MODEL, pattern)
     assert_one_line_error(result, f"{pattern} reaches more than 100 files and folders under {root}")
     assert result.stdout == ""
+
+
+def test_a_folder_that_reaches_too_far_is_one_line(mixed, monkeypatch):
+    """``edgecnn predict MODEL /`` once walked the whole disk: folders have the patterns' cap."""
+    root, _, _ = mixed
+    monkeypatch.setattr(walk, "MAX_SCANNED", 100)
+    result = invoke("predict", MODEL, root)
+    assert_one_line_error(
+        result, f"{root}: scanned 100 files and folders and more remain: name a narrower folder"
+    )
+    assert result.stdout == ""
+
+
+def test_one_folder_over_the_cap_stops_though_it_holds_no_folder(tmp_path, monkeypatch):
+    for i in range(12):
+        (tmp_path / f"{i:02d}.png").write_bytes(b"")
+    monkeypatch.setattr(walk, "MAX_SCANNED", 11)
+    for argument in (tmp_path, tmp_path / "*.png"):
+        result = invoke("predict", MODEL, argument)
+        assert_one_line_error(result, "more than 11 files" if "*" in str(argument) else "11 files")
+        assert result.stdout == ""
+    monkeypatch.setattr(walk, "MAX_SCANNED", 12)  # the cap itself is allowed
+    assert len(walk.folder_files(str(tmp_path), lambda name: True)[0]) == 12
+    assert len(list(walk.pattern_matches(str(tmp_path / "*.png")))) == 12
+
+
+def test_entries_are_counted_as_they_are_read_not_after_the_folder_is_sorted(monkeypatch):
+    """A folder of millions of entries was read whole, and sorted, before any was counted."""
+    endless = os.path.join(os.sep, "endless")
+    scandir = os.scandir
+
+    class Endless:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def __iter__(self):
+            for i in range(10_000):
+                yield os.path.join(endless, f"{i}.png")  # never looked at: counted first
+            raise AssertionError("the whole folder was read before any entry was counted")
+
+    def fake_scandir(path):
+        return Endless() if str(path).rstrip(os.sep) == endless else scandir(path)
+
+    monkeypatch.setattr(os, "scandir", fake_scandir)
+    with pytest.raises(InputError, match="scanned 100 files"):
+        walk.folder_files(endless, lambda name: True, limit=100)
+    with pytest.raises(InputError, match="more than 100 files"):
+        list(walk.pattern_matches(os.path.join(endless, "*.png"), limit=100))
 
 
 def test_pattern_semantics_are_globs_without_links(tmp_path):
