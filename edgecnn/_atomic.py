@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,24 +39,51 @@ def temporary_dir(final: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def replace_dir(folder: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
+def replace_dir(
+    folder: str | os.PathLike[str],
+    final: str | os.PathLike[str],
+    aside: str | os.PathLike[str] | None = None,
+    discard: Callable[[Path], object] | None = None,
+) -> None:
     """Move ``folder`` to ``final``, replacing a folder there.
 
-    The old folder is first renamed aside and removed after the new one is in place, so
-    ``final`` is missing for the time between two renames, never half written.
+    The old folder is first renamed aside (to ``aside``, else a new hidden temporary
+    folder) and removed after the new one is in place (by ``discard``, else
+    ``shutil.rmtree``), so ``final`` is missing for the time between two renames, never
+    half written. If the second rename fails, the old folder is put back. The renames are
+    flushed to disk.
     """
     import shutil
 
     folder, final = Path(folder), Path(final)
     old = None
     if final.is_dir() and not final.is_symlink():
-        old = temporary_dir(final)
-        os.replace(final, old)  # over the empty folder just made
+        old = Path(aside) if aside is not None else temporary_dir(final)
+        os.replace(final, old)  # over the empty folder temporary_dir made
     elif final.exists() or final.is_symlink():
         final.unlink()
-    os.replace(folder, final)
+    try:
+        os.replace(folder, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    sync_dir(final.parent)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if discard is None:
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            discard(old)
+
+
+def sync_dir(folder: str | os.PathLike[str]) -> None:
+    """Flush a folder to disk, so that the renames in it survive a power cut."""
+    with contextlib.suppress(OSError):  # not every file system syncs folders
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager

@@ -2,16 +2,23 @@
 
 Files of one export must never sit beside files of another (a report that describes a
 model the files did not come from, a ``bundle`` shipping both). So an export fills a
-sibling folder ``<out>.partial-<pid>`` and, once its report is written, swaps it in::
+hidden sibling folder and, once its report is written, swaps it in::
 
-    <out> -> <out>.old-<pid>,  <out>.partial-<pid> -> <out>,  remove <out>.old-<pid>
+    <out> -> .<out>.old-<pid>-<token>,  .<out>.partial-<pid>-<token> -> <out>,  remove the old
 
 Readers see the old folder or the new one. A process killed before the first rename
 leaves the old folder untouched; killed between the two, it leaves no ``<out>``, and the
-next export into it renames ``<out>.old-<pid>`` back first. Leftovers are removed only
-when their owner is dead: the owner holds an ``flock`` on each (the partial folder, and
-through :func:`edgecnn._atomic.exclusive` the old one), which the kernel drops with the
-process, so a live export is never disturbed (a pid can be reused; a lock cannot).
+next export into it (or a reader, :func:`recover`) renames the old folder back first.
+
+Two things keep this away from folders that are not an export's own. A folder counts
+as a leftover only if it has one of those hidden names *and* holds the :data:`MARKER`
+file naming the same pid and random token, written by the export that made or renamed
+it: a user's ``exports.old-1`` backup is never renamed into place or removed. And every
+export, its swap included, holds an ``flock`` on the hidden lock file ``.<out>.lock``
+beside the folder (never on the folder, whose inode moves with the renames), so a second
+export is refused even between the two renames, and leftovers found under the lock are
+a dead export's: the kernel drops the lock with its process. The lock file stays behind:
+deleting it would let two processes lock two different files of one name.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
+import secrets
 import shutil
 import stat
 from collections.abc import Iterator
@@ -28,40 +37,50 @@ from edgecnn import _atomic
 from edgecnn.errors import ConfigError
 from edgecnn.run_folder import CALIBRATION_FILE, EXPORT_REPORT_FILE
 
-PARTIAL = ".partial-"
-OLD = ".old-"
+PARTIAL = "partial"
+OLD = "old"
+MARKER = ".edgecnn-staging"  # inside each staging folder: "edgecnn export <pid> <token>"
 
 
 @contextlib.contextmanager
 def staged_folder(out: str | os.PathLike[str]) -> Iterator[tuple[Path, Path]]:
     """Yield ``(final, partial)``: fill ``partial``; on success it replaces ``final`` whole.
 
-    ``final`` is locked for the block (a second export into it is refused), made if
-    missing and removed again if the block fails before anything replaced it. On any
-    failure, Ctrl-C included, ``partial`` is removed and ``final`` keeps the old export.
+    ``final``'s lock file is held for the block (a second export into it is refused).
+    ``final`` need not exist; on any failure, Ctrl-C included, ``partial`` is removed
+    and ``final`` keeps the old export (or stays missing).
 
     Raises:
         ConfigError: ``final`` holds files that are not an export (they would be
-            deleted), or another export is writing it.
+            deleted), is a file, cannot be written, or another export is writing it.
     """
     final = _named(Path(out))
-    recover(final)
-    with _atomic.output_folder(final) as final, _atomic.exclusive(final, "edgecnn export"):
+    with contextlib.ExitStack() as stack:
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            held = stack.enter_context(_locked(final))
+        except OSError as e:
+            reason = e.strerror or type(e).__name__
+            raise ConfigError(f"cannot write to output folder {final}: {reason}") from None
+        if not held:
+            raise ConfigError(
+                f"{final} is being written by another edgecnn export process; wait for it to finish"
+            )
+        _put_back(final)
+        if (final.exists() or final.is_symlink()) and not final.is_dir():
+            raise ConfigError(f"--out {final} is a file; an export writes a folder")
         check_replaceable(final)
         remove_stale(final)
-        partial = final.with_name(f"{final.name}{PARTIAL}{os.getpid()}")
+        token = f"{os.getpid()}-{secrets.token_hex(8)}"
+        partial = _staging_path(final, PARTIAL, token)
         partial.mkdir()
-        held = os.open(partial, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         try:
-            fcntl.flock(held, fcntl.LOCK_EX)  # "alive" for remove_stale of other exports
-            try:
-                yield final, partial
-                swap(partial, final)
-            except BaseException:
-                shutil.rmtree(partial, ignore_errors=True)
-                raise
-        finally:
-            os.close(held)
+            _mark(partial, token)
+            yield final, partial
+            swap(partial, final, token)
+        except BaseException:
+            _discard(partial)
+            raise
 
 
 def _named(final: Path) -> Path:
@@ -83,55 +102,72 @@ def _named(final: Path) -> Path:
     return final
 
 
-def swap(partial: Path, final: Path) -> None:
-    """Put ``partial`` in ``final``'s place with two renames; remove the old folder."""
+def swap(partial: Path, final: Path, token: str) -> None:
+    """Put ``partial`` in ``final``'s place with two renames; remove the old folder.
+
+    The old folder is marked before it is renamed aside, so that if this process is
+    killed between the renames the next one knows the folder for an export's own.
+    """
     with contextlib.suppress(OSError):  # the folder's own permissions, say group-writable
         os.chmod(partial, stat.S_IMODE(final.stat().st_mode))
-    _sync_dir(partial)
-    old = final.with_name(f"{final.name}{OLD}{os.getpid()}")
-    os.replace(final, old)
+    _atomic.sync_dir(partial)
     try:
-        os.replace(partial, final)
-    except BaseException:
-        os.replace(old, final)  # the old export stays
-        raise
-    _sync_dir(final.parent)
-    shutil.rmtree(old, ignore_errors=True)
+        if final.is_dir():
+            _mark(final, token)
+        _atomic.replace_dir(partial, final, _staging_path(final, OLD, token), _discard)
+    finally:
+        # the new folder's marker, or the old folder's if it was put back
+        (final / MARKER).unlink(missing_ok=True)
 
 
 def recover(final: Path) -> None:
     """Put back the old folder of an export killed between its two renames.
 
-    Only when ``final`` is missing and the old folder's owner is dead; a live export
-    between its renames is left to finish.
+    Only when ``final`` is missing and no export is running (it holds the lock file): a
+    live export between its renames is left to finish.
     """
-    if final.exists() or final.is_symlink():
+    if final.exists() or final.is_symlink() or not leftovers(final, OLD):
         return
-    olds = sorted(leftovers(final, OLD), key=_mtime, reverse=True)
-    for old in olds:
-        with _claimed(old) as dead:
-            if dead:
-                with contextlib.suppress(OSError):  # another process was quicker
-                    os.rename(old, final)
-                    return
+    with contextlib.ExitStack() as stack:
+        try:
+            held = stack.enter_context(_locked(final))
+        except OSError:  # a folder nobody may write: nothing can be renamed in it either
+            return
+        if held:
+            _put_back(final)
 
 
 def remove_stale(final: Path) -> None:
-    """Remove the partial and old folders that dead exports left beside ``final``."""
+    """Remove what dead exports left beside ``final``; only under ``final``'s lock."""
     for stale in leftovers(final, PARTIAL) + leftovers(final, OLD):
-        with _claimed(stale) as dead:
-            if dead:
-                shutil.rmtree(stale, ignore_errors=True)
+        _discard(stale)
+    pattern = _staging_pattern(final)
+    for empty in _siblings(final):  # a removal killed after its marker went
+        if pattern.fullmatch(empty.name) and not empty.is_symlink() and empty.is_dir():
+            with contextlib.suppress(OSError):  # not empty: not ours, kept
+                empty.rmdir()
+    if final.is_dir():
+        (final / MARKER).unlink(missing_ok=True)  # killed just before or after a rename
 
 
 def leftovers(final: Path, kind: str) -> list[Path]:
-    """``final``'s sibling folders ``<name><kind><pid>`` (never symlinks)."""
-    prefix = f"{final.name}{kind}"
-    return [
-        p
-        for p in final.parent.glob(f"{_glob_escape(prefix)}*")
-        if p.name[len(prefix) :].isdigit() and p.is_dir() and not p.is_symlink()
-    ]
+    """``final``'s hidden sibling folders of ``kind`` that an export made and marked.
+
+    A folder counts only if its name is ``.<name>.<kind>-<pid>-<token>`` and its
+    :data:`MARKER` names that pid and token; anything else is a user's and left alone.
+    """
+    pattern = _staging_pattern(final)
+    found = []
+    for path in _siblings(final):
+        match = pattern.fullmatch(path.name)
+        if match and match["kind"] == kind and _marked(path, match["token"]):
+            found.append(path)
+    return found
+
+
+def lock_path(final: Path) -> Path:
+    """The hidden lock file an export of ``final`` holds: beside it, never renamed."""
+    return final.with_name(f".{final.name}.lock")
 
 
 def check_replaceable(final: Path) -> None:
@@ -145,7 +181,7 @@ def check_replaceable(final: Path) -> None:
     """
     if not final.is_dir():
         return
-    known = export_names()
+    known = export_names() | {MARKER}
     foreign = sorted(
         p.name
         for p in final.iterdir()
@@ -175,32 +211,88 @@ def export_names() -> set[str]:
 
 
 @contextlib.contextmanager
-def _claimed(folder: Path) -> Iterator[bool]:
-    """Whether ``folder``'s owner is dead; if so its lock is held here for the block."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        yield False
-        return
+def _locked(final: Path) -> Iterator[bool]:
+    """Whether ``final``'s lock file was free; if so it is held here for the block.
+
+    Raises:
+        OSError: the lock file cannot be opened or made.
+    """
+    flags = os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(lock_path(final), flags, 0o666)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            yield False  # its export is still running
+            yield False  # an export is running
             return
         yield True
     finally:
-        os.close(fd)
+        os.close(fd)  # closing the descriptor releases the lock
 
 
-def _sync_dir(folder: Path) -> None:
-    """Flush a folder to disk, so that the renames in it survive a power cut."""
-    with contextlib.suppress(OSError):  # not every file system syncs folders
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _put_back(final: Path) -> None:
+    """Under the lock, with ``final`` missing: rename the newest marked old folder back."""
+    if final.exists() or final.is_symlink():
+        return
+    for old in sorted(leftovers(final, OLD), key=_mtime, reverse=True):
+        with contextlib.suppress(OSError):
+            os.rename(old, final)
+            (final / MARKER).unlink(missing_ok=True)
+            _atomic.sync_dir(final.parent)
+            return
+
+
+def _siblings(final: Path) -> list[Path]:
+    try:
+        return list(final.parent.iterdir())
+    except OSError:  # no parent folder yet: nothing beside final
+        return []
+
+
+def _staging_path(final: Path, kind: str, token: str) -> Path:
+    return final.with_name(f".{final.name}.{kind}-{token}")
+
+
+def _staging_pattern(final: Path) -> re.Pattern[str]:
+    name, kinds = re.escape(final.name), f"{PARTIAL}|{OLD}"
+    return re.compile(rf"\.{name}\.(?P<kind>{kinds})-(?P<token>\d+-[0-9a-f]{{16}})")
+
+
+def _mark(folder: Path, token: str) -> None:
+    """Write the marker that makes ``folder`` an export's own staging folder."""
+    _atomic.write_synced(folder / MARKER, _marker_text(token).encode())
+    _atomic.sync_dir(folder)
+
+
+def _marked(folder: Path, token: str) -> bool:
+    """Whether ``folder`` is a real folder holding the marker for ``token``."""
+    marker = folder / MARKER
+    if folder.is_symlink() or not folder.is_dir() or marker.is_symlink():
+        return False
+    try:
+        with open(marker, "rb") as f:
+            return f.read(200) == _marker_text(token).encode()
+    except OSError:
+        return False
+
+
+def _marker_text(token: str) -> str:
+    pid, _, random = token.partition("-")
+    return f"edgecnn export {pid} {random}\n"
+
+
+def _discard(folder: Path) -> None:
+    """Remove a staging folder, its marker last: killed midway, it is still known as ours."""
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            if entry.name == MARKER:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        (folder / MARKER).unlink(missing_ok=True)
+        folder.rmdir()
 
 
 def _mtime(path: Path) -> float:
@@ -208,8 +300,3 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return 0.0
-
-
-def _glob_escape(text: str) -> str:
-    """``text`` with glob's special characters taken literally."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)

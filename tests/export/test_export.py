@@ -1,14 +1,19 @@
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
 from shared import EXPORTED_FILES
 
+from edgecnn.errors import DataError
 from edgecnn.runtime import load_classifier
 from edgecnn.runtime.labels import FASHION_MNIST_LABELS
 
 FILES = list(EXPORTED_FILES)
+MISSING = (FileNotFoundError, DataError)  # what load_report says of a folder with no report
 
 
 def test_every_file_is_written_verified_and_reported(exported):
@@ -251,7 +256,9 @@ def test_every_file_and_reference_records_the_reports_source_model(exported):
             meta = read_reference(reference_path(exported.out / row["file"]))["meta"]
             assert meta["source_sha256"] == report["source_sha256"], row["file"]
     assert report["out_dir"] == str(exported.out)  # the folder's name, not its partial's
-    assert not list(exported.out.parent.glob(f"{exported.out.name}.*"))
+    name = exported.out.name
+    beside = [p.name for p in exported.out.parent.iterdir() if name in p.name and p.name != name]
+    assert beside == [f".{name}.lock"]  # no staging folder left, only the lock file
 
 
 # ---- the folder is replaced whole (no TensorFlow: the staging alone) ---------------------
@@ -263,7 +270,36 @@ def _files(folder):
 
 
 def _leftovers(out):
-    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f"{out.name}."))
+    """What stands beside ``out`` under a name made from it, but its lock file."""
+    return sorted(
+        p.name
+        for p in out.parent.iterdir()
+        if out.name in p.name and p.name not in (out.name, f".{out.name}.lock")
+    )
+
+
+def _staging(out, kind, pid=4_000_000, files=None):
+    """A marked staging folder a dead export left (pid above any pid_max: nobody's)."""
+    from edgecnn.export import staging
+
+    token = f"{pid}-0123456789abcdef"
+    folder = staging._staging_path(out, kind, token)
+    folder.mkdir()
+    staging._mark(folder, token)
+    for name, data in (files or {}).items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+@contextlib.contextmanager
+def _held(path):
+    """Hold an ``flock`` on ``path`` for the block, as a live export would."""
+    fd = os.open(path, os.O_RDONLY | (0 if os.path.isdir(path) else os.O_CREAT), 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture
@@ -285,7 +321,7 @@ def test_a_finished_export_replaces_the_folder_whole(old_export):
     old_export.chmod(0o2770)  # a group's shared folder stays one
     with staged_folder(old_export) as (final, partial):
         assert final == old_export and partial.parent == old_export.parent
-        assert not list(partial.iterdir())
+        assert [p.name for p in partial.iterdir()] == [".edgecnn-staging"]  # its marker
         (partial / "model_float32.onnx").write_bytes(b"new model")
         (partial / "export_report.json").write_bytes(b'{"new": 1}')
     # Nothing of the old export stays beside the new one: not even a file it did not write.
@@ -293,6 +329,8 @@ def test_a_finished_export_replaces_the_folder_whole(old_export):
                                   "export_report.json": b'{"new": 1}'}  # fmt: skip
     assert _leftovers(old_export) == []
     assert old_export.stat().st_mode & 0o7777 == 0o2770
+    lock = old_export.with_name(".exports.lock")  # stays, hidden and empty: see staging
+    assert lock.is_file() and lock.stat().st_size == 0
 
 
 @pytest.mark.parametrize("error", [RuntimeError("conversion failed"), KeyboardInterrupt()])
@@ -317,40 +355,119 @@ def test_a_first_export_that_fails_leaves_no_folder(tmp_path):
 
 
 def test_killed_between_the_two_renames_the_next_export_puts_the_old_back(old_export):
-    """The first rename done (exports -> exports.old-PID), the second not: no exports/."""
+    """The first rename done (exports -> .exports.old-PID-TOKEN), the second not."""
+    from edgecnn.export import staging
     from edgecnn.export.staging import staged_folder
 
     before = _files(old_export)
-    dead = 4_000_000  # above any pid_max: no live process; and nobody holds its locks
-    old_export.rename(old_export.with_name(f"exports.old-{dead}"))
-    partial = old_export.with_name(f"exports.partial-{dead}")
-    partial.mkdir()
-    (partial / "model_float32.onnx").write_bytes(b"new, complete")
+    token = "4000000-0123456789abcdef"  # a pid above any pid_max: a dead export's
+    staging._mark(old_export, token)  # as swap marks it before the first rename
+    old_export.rename(staging._staging_path(old_export, "old", token))
+    _staging(old_export, "partial", files={"model_float32.onnx": b"new, complete"})
     with pytest.raises(RuntimeError), staged_folder(old_export):
         assert _files(old_export) == before  # put back before anything else
         raise RuntimeError("stop here")
     assert _files(old_export) == before and _leftovers(old_export) == []
 
 
-def test_a_live_exports_partial_folder_is_left_alone(old_export):
-    """Stale folders are removed only when nobody holds their lock: a pid can be reused."""
-    import fcntl
-    import os
+def test_a_live_exports_folders_are_left_alone(old_export):
+    """While an export holds the lock file, nothing beside the folder is touched."""
+    from edgecnn.errors import ConfigError
+    from edgecnn.export import staging
+    from edgecnn.export.exporter import load_report
+    from edgecnn.export.staging import lock_path, staged_folder
 
-    from edgecnn.export.staging import staged_folder
-
-    live = old_export.with_name("exports.partial-12345")
-    live.mkdir()
-    fd = os.open(live, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        with staged_folder(old_export) as (_, partial):
-            (partial / "export_report.json").write_text("{}")
+    live = _staging(old_export, "partial", files={"export_report.json": b"{}"})
+    with _held(lock_path(old_export)):
+        with (
+            pytest.raises(ConfigError, match="being written by another"),
+            staged_folder(old_export),
+        ):
+            pass
         assert live.is_dir()
-    finally:
-        os.close(fd)
+        # A reader, between a live export's two renames, leaves the old folder aside too.
+        token = "4000000-0123456789abcdef"
+        staging._mark(old_export, token)
+        aside = old_export.rename(staging._staging_path(old_export, "old", token))
+        with pytest.raises(MISSING):
+            load_report(old_export)
+        assert not old_export.exists() and aside.is_dir()
+        aside.rename(old_export)
     with staged_folder(old_export) as (_, partial):  # its owner gone, it goes too
         (partial / "export_report.json").write_text("{}")
+    assert _leftovers(old_export) == []
+
+
+def test_a_users_own_old_and_partial_folders_are_never_touched(old_export):
+    """``mv exports exports.old-1``, ``cp -r exports exports.partial-2``: a user's backups.
+
+    Neither an export nor a reader renames them into place or removes them, with or
+    without the folder there; nor a hidden folder of the staging name without a marker.
+    """
+    import shutil
+
+    from edgecnn.export.exporter import load_report
+    from edgecnn.export.staging import staged_folder
+
+    report = json.dumps({"source_sha256": None, "files": []}).encode()
+    (old_export / "export_report.json").write_bytes(report)
+    backups = [old_export.with_name(n) for n in ("exports.old-1", "exports.partial-2")]
+    backups.append(old_export.with_name(".exports.old-7-0123456789abcdef"))
+    for backup in backups:
+        shutil.copytree(old_export, backup)
+    forged = backups[-1] / ".edgecnn-staging"  # a marker for another token than the name's
+    forged.write_text("edgecnn export 8 0123456789abcdef\n")
+    saved = {b: _files(b) for b in backups}
+
+    shutil.rmtree(old_export)  # <out> missing, as between an export's two renames
+    with pytest.raises(MISSING):
+        load_report(old_export)
+    assert not old_export.exists()
+    with staged_folder(old_export) as (_, partial):
+        assert not old_export.exists()  # nothing was put back
+        (partial / "export_report.json").write_bytes(report)
+    assert load_report(old_export)["files"] == []
+    with staged_folder(old_export) as (_, partial):  # once more, over the new export
+        (partial / "export_report.json").write_bytes(report)
+    assert {b: _files(b) for b in backups} == saved
+    assert _files(old_export) == {"export_report.json": report}
+
+
+def test_a_second_export_between_the_two_renames_is_refused(old_export, monkeypatch):
+    """The lock is on a lock file beside the folder, not on the folder that is renamed.
+
+    A second export starting while the first has renamed the old folder aside, but not
+    yet the new one in, finds no folder: it must still be refused, and create nothing
+    that the first export's rename would then replace.
+    """
+    from edgecnn.errors import ConfigError
+    from edgecnn.export.exporter import load_report
+    from edgecnn.export.staging import lock_path, staged_folder
+
+    real_replace = os.replace
+    seen = []
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        if not seen and ".old-" in os.fspath(dst):  # the first of the two renames
+            seen.append(dst)
+            assert not old_export.exists()
+            refused = pytest.raises(ConfigError, match="being written by another")
+            with refused, staged_folder(old_export):
+                pass
+            with pytest.raises(MISSING):
+                load_report(old_export)  # a reader puts nothing back meanwhile either
+            assert not old_export.exists()
+
+    with staged_folder(old_export) as (final, partial):
+        with pytest.raises(BlockingIOError), _held(lock_path(final)):
+            pass
+        with _held(final):  # the folder itself is not locked
+            pass
+        (partial / "export_report.json").write_text("{}")
+        monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.undo()
+    assert seen and _files(old_export) == {"export_report.json": b"{}"}
     assert _leftovers(old_export) == []
 
 
@@ -399,8 +516,8 @@ def test_a_folder_that_mixes_two_models_is_refused_by_its_readers(tmp_path):
 
     (tmp_path / "export_report.json").write_text(json.dumps({
         "source_sha256": "a" * 64,
-        "files": [{"file": "model_float32.onnx", "passed": True},
-                  {"file": "model_int8.onnx", "passed": False}],
+        "files": [{"file": "model_float32.onnx", "format": "onnx", "passed": True},
+                  {"file": "model_int8.onnx", "format": "onnx", "passed": False}],
     }))  # fmt: skip
     sidecar = tmp_path / "model_float32.onnx.json"
     sidecar.write_text(json.dumps({"source_sha256": "a" * 64}))
@@ -429,7 +546,38 @@ def test_a_reader_puts_back_a_folder_left_between_the_two_renames(tmp_path):
     from edgecnn.export.exporter import load_report
 
     out = tmp_path / "exports"
-    old = tmp_path / "exports.old-4000000"
-    old.mkdir()
-    (old / "export_report.json").write_text(json.dumps({"source_sha256": None, "files": []}))
+    report = json.dumps({"source_sha256": None, "files": []}).encode()
+    old = _staging(out, "old", files={"export_report.json": report})
     assert load_report(out)["files"] == [] and out.is_dir() and not old.exists()
+    assert _files(out) == {"export_report.json": report}  # its marker gone with the name
+
+
+def test_an_export_sigkilled_between_its_renames_is_put_back_by_a_reader(old_export):
+    """A real SIGKILL after the first rename: a reader renames the old folder back."""
+    import subprocess
+    import sys
+
+    from edgecnn.export.exporter import load_report
+    from edgecnn.export.staging import staged_folder
+
+    (old_export / "export_report.json").write_text('{"source_sha256": null, "files": []}')
+    before = _files(old_export)
+    script = (
+        "import os, signal, sys\n"
+        "from edgecnn.export.staging import staged_folder\n"
+        "real = os.replace\n"
+        "def replace(src, dst):\n"
+        "    real(src, dst)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)  # after the first rename\n"
+        "with staged_folder(sys.argv[1]) as (_, partial):\n"
+        "    (partial / 'export_report.json').write_text('{}')\n"
+        "    os.replace = replace\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(old_export)], timeout=120)
+    assert done.returncode == -9
+    assert not old_export.exists() and len(_leftovers(old_export)) == 2  # old and partial
+    load_report(old_export)
+    assert _files(old_export) == before
+    with staged_folder(old_export) as (_, partial):  # the partial goes with the next export
+        (partial / "export_report.json").write_text("{}")
+    assert _leftovers(old_export) == []

@@ -1,7 +1,5 @@
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -180,17 +178,20 @@ def test_a_killed_export_leaves_the_earlier_export_whole(exported, tmp_path, fas
     args = ["export", str(run), "--int8", "--out", str(out), "--data-dir", str(fashion_dir)]
     proc = subprocess.Popen([sys.executable, "-m", "edgecnn", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    partial = tmp_path / f"exports.partial-{proc.pid}"
     # Killed once the new float32 file has passed its gate and sits under its final name
     # (in the new folder), while the int8 files are still to come.
-    deadline = time.monotonic() + 600
-    while not (partial / "model_float32.tflite.reference.npz").is_file():
-        assert proc.poll() is None, "the export ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert partial.is_dir() and (partial / "model_float32.tflite").is_file()
+    ready = f".exports.partial-{proc.pid}-*/model_float32.tflite.reference.npz"
+    try:
+        deadline = time.monotonic() + 600
+        while not list(tmp_path.glob(ready)):
+            assert proc.poll() is None, "the export ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        proc.kill()  # SIGKILL, or no export left running behind a failed assert
+        proc.wait()
+    (partial,) = tmp_path.glob(f".exports.partial-{proc.pid}-*")
+    assert (partial / "model_float32.tflite").is_file()
     # The folder is exactly the earlier export, byte for byte, and agrees with its report.
     assert _digests(out) == before
     _assert_one_model(out, old_source)
@@ -201,6 +202,6 @@ def test_a_killed_export_leaves_the_earlier_export_whole(exported, tmp_path, fas
     result = invoke("export", run, "--formats", "onnx", "--out", out, "--data-dir", fashion_dir)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert not partial.exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("exports.")] == []
+    assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name] == []
     _assert_one_model(out, new_source)
     assert not (out / "model_int8.tflite").exists()  # nothing of the old export is left
