@@ -102,15 +102,12 @@ def _load_sources(packed: Path) -> list[str | None]:
 
 
 def _check_bytes(packed: Path) -> list[str | None]:
-    """The integrity checks that need no interpreter: the sidecar's and the embedded digest."""
-    from edgecnn.runtime import integrity
-    from edgecnn.runtime.metadata import read_sidecar, sidecar_path
+    """The runtime's checks that need no interpreter; the source digest the sidecar records."""
+    from edgecnn.runtime.loading import check_bytes
+    from edgecnn.runtime.metadata import read_sidecar
 
-    data = packed.read_bytes()
     sidecar = read_sidecar(packed)
-    if sidecar is not None and sidecar.file_sha256 is not None:
-        integrity.check_file(data, sidecar.file_sha256, packed, sidecar_path(packed))
-    integrity.check_content(data, packed)
+    check_bytes(packed.read_bytes(), packed, sidecar)
     return [sidecar.metadata.source_sha256 if sidecar else None]
 
 

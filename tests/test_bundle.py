@@ -23,7 +23,8 @@ from cli_helpers import assert_one_line_error, invoke
 from shared import tiny_exports_with_references
 
 from edgecnn import __version__
-from edgecnn.pipeline.bundle import TARGETS, _recommended, readme
+from edgecnn.pipeline.bundle import _recommended, readme
+from edgecnn.pipeline.bundle_targets import TARGETS
 
 N = 200
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -372,6 +373,11 @@ def _symlink(e: Path, name: str, target: str) -> None:
     (e / name).symlink_to(target)
 
 
+def _fifo_reference(e: Path) -> None:
+    (e / "weights.npz.reference.npz").unlink()
+    os.mkfifo(e / "weights.npz.reference.npz")
+
+
 def _other_source(e: Path) -> None:
     report = json.loads((e / "export_report.json").read_text())
     report["source_sha256"] = "0" * 64
@@ -410,8 +416,7 @@ def _reference_of_another_export(e: Path) -> None:
          "model_int8.tflite is a symlink"),
         (lambda e: _symlink(e, "model_int8.tflite.json", "/etc/hostname"),
          "model_int8.tflite.json is a symlink"),
-        (lambda e: ((e / "weights.npz.reference.npz").unlink(),
-                    os.mkfifo(e / "weights.npz.reference.npz")), "is not a regular file"),
+        (_fifo_reference, "is not a regular file"),
         (_other_source, "made from another model than the one export_report.json records"),
         (_reference_of_another_file, "its verify reference was made for model_float32.onnx"),
         (_sidecar_of_another_source, "model_int8.onnx: made from another model"),
