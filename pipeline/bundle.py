@@ -39,8 +39,9 @@ from edgecnn.run_folder import BENCH_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
 #: Every file's digest in ``sha256sum`` form, the list install.sh checks the bundle by.
 SUMS_FILE = "SHA256SUMS"
 #: A path install.sh accepts in SHA256SUMS (its grep has the same pattern): a plain name,
-#: at most one folder deep, no part starting with a dot, so never ``..`` or absolute.
-PLAIN_PATH = re.compile(r"([A-Za-z0-9_+-][A-Za-z0-9._+-]*/)?[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
+#: at most one folder deep, no part starting with a dot (so never ``..`` or absolute) or
+#: a dash (which a command would take for an option).
+PLAIN_PATH = re.compile(r"([A-Za-z0-9_+][A-Za-z0-9._+-]*/)?[A-Za-z0-9_+][A-Za-z0-9._+-]*")
 
 
 def build_bundle(
@@ -191,6 +192,9 @@ def readme(manifest: dict[str, Any]) -> str:
         "It first checks every file against SHA256SUMS and installs nothing if one differs,",
         "is missing or extra. It cannot check itself: before running it, compare the",
         "archive's SHA-256 with the one edgecnn bundle printed (sha256sum ARCHIVE).",
+        "It needs GNU coreutils' sha256sum, as Debian and Raspberry Pi OS have (BusyBox's",
+        "has no --strict), and runs Python isolated (python3 -I): a json.py or edgecnn/ in",
+        "the current folder is never imported.",
         "",
         f"Model: model/{manifest['model']}",
         "",

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -99,6 +100,7 @@ def test_every_target_says_what_it_carries():
                                                       "missing": "tflite-runtime"}}})  # fmt: skip
     assert "sh install.sh" in text and "no tflite-runtime wheel" in text
     assert "SHA256SUMS" in text and "archive's SHA-256" in text
+    assert "GNU coreutils' sha256sum" in text and "python3 -I" in text
 
 
 @pytest.mark.slow
@@ -312,6 +314,21 @@ def _listed_outside(b: Path, path: str) -> None:
         f.write(f"{hashlib.sha256(b'').hexdigest()}  {path}\n")
 
 
+def _listed_with_a_dash(b: Path) -> None:
+    """A file that grep, as a pattern, would take for its option -v."""
+    (b / "-v").write_text("")
+    _reseal(b)
+
+
+def _requirement(b: Path, requirement: str) -> None:
+    """bundle.json, hashed again, asks this Python's pip for ``requirement``."""
+    manifest = json.loads((b / "bundle.json").read_text())
+    entry = {"requirements": ["edgecnn", requirement], "model": "model_int8.tflite"}
+    manifest["pythons"] = {PYTHON: entry}
+    (b / "bundle.json").write_text(json.dumps(manifest))
+    _reseal(b)
+
+
 def _symlinked_model(b: Path) -> None:
     outside = b.parent / "other.tflite"
     shutil.copy(b / "model" / "model_int8.tflite", outside)
@@ -336,10 +353,17 @@ def _symlinked_model(b: Path) -> None:
         (lambda b: (b / "model" / "model_int8.tflite.reference.npz").unlink(),
          "model/model_int8.tflite.reference.npz is missing"),
         (lambda b: (b / "SHA256SUMS").unlink(), "SHA256SUMS is missing"),
+        (_listed_with_a_dash, "not a SHA-256 and a plain path in the bundle: "),
+        (lambda b: _requirement(b, "--pre"), "names a requirement that is not a plain package"),
+        (lambda b: _requirement(b, "pillow --pre"), "a requirement that is not a plain package"),
+        # find prints it as two lines, both names of listed files.
+        (lambda b: (b / "bundle.json\nREADME.txt").write_text(""), "holds a line break"),
+        (lambda b: (b / "model\nwheels").mkdir(), "holds a line break"),
     ],
     ids=["tampered-wheel", "swapped-model", "model-outside", "dotdot-listed", "absolute-listed",
          "extra-file", "extra-top-file", "fifo", "extra-folder", "symlink-model",
-         "missing-reference", "no-sha256sums"],
+         "missing-reference", "no-sha256sums", "dash-listed", "dash-requirement",
+         "spaced-requirement", "newline-file", "newline-folder"],
 )  # fmt: skip
 def test_install_sh_refuses_a_damaged_bundle_before_installing(generic, tmp_path, damage,
                                                                 match):  # fmt: skip
@@ -350,6 +374,73 @@ def test_install_sh_refuses_a_damaged_bundle_before_installing(generic, tmp_path
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("install.sh: "), done.stderr
     assert match in done.stderr and "Traceback" not in done.stderr
+    assert not venv.exists() and done.stdout == ""
+
+
+def _stub(folder: Path, name: str, body: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("#!/bin/sh\n" + body)
+    (folder / name).chmod(0o755)
+
+
+def _path_with(folder: Path) -> dict[str, str]:
+    return {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_install_sh_imports_nothing_from_the_current_folder(generic, tmp_path):
+    """Run from a folder holding json.py, re.py and an edgecnn package (a clone's root):
+    none is imported, though python3 reads bundle.json (it gets as far as the venv)."""
+    bundle = _copy(generic, tmp_path)
+    here = tmp_path / "cwd"
+    (here / "edgecnn").mkdir(parents=True)
+    marker = tmp_path / "imported"
+    code = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"
+    for name in ("json.py", "re.py", "platform.py", "edgecnn/__init__.py"):
+        (here / name).write_text(code)
+    taken = tmp_path / "a file"
+    taken.write_text("")
+    done = _install(bundle, taken, cwd=here)
+    assert done.returncode == 2 and "exists and is not a working venv" in done.stderr, done.stderr
+    assert not marker.exists(), marker.read_text()
+
+
+def test_every_python_install_sh_runs_is_isolated(generic, tmp_path):
+    """python3 (a wrapper on PATH) and a stand-in venv's python log their first argument;
+    install.sh runs to its end, and every one of them was -I."""
+    bundle = _copy(generic, tmp_path)
+    calls = tmp_path / "calls"
+    log = f'printf "%s %s\\n" "${{0##*/}}" "$1" >> "{calls}"\n'
+    _stub(tmp_path / "bin", "python3", f'{log}exec "{sys.executable}" "$@"\n')
+    venv = tmp_path / "venv"
+    for name in ("python", "edgecnn"):
+        _stub(venv / "bin", name, log)
+    (venv / "pyvenv.cfg").write_text("include-system-site-packages = true\n")
+    done = _install(bundle, venv, env=_path_with(tmp_path / "bin"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = calls.read_text().splitlines()
+    pythons = [line for line in lines if line.startswith("python")]
+    assert "edgecnn verify" in lines and len(pythons) >= 6, lines
+    assert all(line.split()[1] == "-I" for line in pythons), lines
+    # The lines this run did not reach (a new venv, Debian's numpy) say -I as well.
+    script = (generic / "install.sh").read_text()
+    assert set(re.findall(r'(?:\bpython3|/bin/python") +(-\w*)', script)) == {"-I"}
+
+
+def test_a_sha256sum_without_strict_is_named(generic, tmp_path):
+    """BusyBox's sha256sum knows no --strict: install.sh says what it needs, not that a
+    file of a sound bundle does not match."""
+    bundle = _copy(generic, tmp_path)
+    real = shutil.which("sha256sum")
+    _stub(
+        tmp_path / "bin",
+        "sha256sum",
+        'for a; do case $a in --*) echo "sha256sum: '
+        f'unrecognized option \'$a\'" >&2; exit 1 ;; esac; done\nexec "{real}" "$@"\n',
+    )
+    venv = tmp_path / "venv"
+    done = _install(bundle, venv, env=_path_with(tmp_path / "bin"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "install.sh needs GNU coreutils' sha256sum" in done.stderr
     assert not venv.exists() and done.stdout == ""
 
 

@@ -12,6 +12,10 @@
 # Exit status: 0 installed and verified; 1 installed, but the model failed `edgecnn verify`
 # here; 2 the bundle is damaged or incomplete, or something is missing from this system
 # (the message says what to do).
+#
+# It needs GNU coreutils' sha256sum (for --strict), as Debian and Raspberry Pi OS have;
+# BusyBox's will not do. Every Python it runs runs isolated (python3 -I): a json.py or an
+# edgecnn/ folder in the current folder is never imported.
 set -eu
 here=$(unset CDPATH; cd -P -- "$(dirname -- "$0")" >/dev/null && pwd)
 venv=${1:-$HOME/edgecnn}
@@ -28,9 +32,17 @@ bundle_problem() {
         echo "SHA256SUMS is missing"
         return
     fi
+    # find and grep below read one name a line: a name with a line break in it could
+    # pass for two listed files.
+    if [ -n "$(LC_ALL=C find . -name '*
+*' | sed -n 1p)" ]; then
+        echo "a file name holds a line break, which no bundle's does"
+        return
+    fi
     # Each line: a digest, two spaces, a plain path at most one folder deep, no part of
-    # which starts with a dot: never absolute, never "..". (edgecnn bundle checks the same.)
-    bad=$(LC_ALL=C grep -v -E '^[0-9a-f]{64}  ([A-Za-z0-9_+-][A-Za-z0-9._+-]*/)?[A-Za-z0-9_+-][A-Za-z0-9._+-]*$' SHA256SUMS | sed -n 1p)
+    # which starts with a dot (never absolute, never "..") or a dash (never an option).
+    # edgecnn bundle checks the same.
+    bad=$(LC_ALL=C grep -v -E -e '^[0-9a-f]{64}  ([A-Za-z0-9_+][A-Za-z0-9._+-]*/)?[A-Za-z0-9_+][A-Za-z0-9._+-]*$' SHA256SUMS | sed -n 1p)
     if [ -n "$bad" ] || [ ! -s SHA256SUMS ]; then
         echo "SHA256SUMS holds a line that is not a SHA-256 and a plain path in the bundle: ${bad:-(empty)}"
         return
@@ -52,8 +64,8 @@ bundle_problem() {
         fi
     done
     # Every file (anything but a folder: pipes and devices too) must be listed.
-    extra=$(find . ! -type d ! -path ./SHA256SUMS | sed 's|^\./||' |
-        LC_ALL=C grep -v -x -F "$listed" | sed -n 1p) || true
+    extra=$(LC_ALL=C find . ! -type d ! -path ./SHA256SUMS | sed 's|^\./||' |
+        LC_ALL=C grep -v -x -F -e "$listed" | sed -n 1p) || true
     if [ -n "$extra" ]; then
         echo "$extra is not one of its files (SHA256SUMS does not list it)"
         return
@@ -78,6 +90,12 @@ quoted() {
 }
 
 command -v sha256sum >/dev/null 2>&1 || fail "sha256sum is missing: sudo apt install coreutils"
+# BusyBox's sha256sum has no --strict: without this, every bundle would "not match".
+echo "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  /dev/null" |
+    LC_ALL=C sha256sum -c --strict --quiet >/dev/null 2>&1 || {
+    echo "install.sh needs GNU coreutils' sha256sum (this one has no --strict, like BusyBox's): sudo apt install coreutils" >&2
+    exit 2
+}
 problem=$(bundle_problem)
 [ -z "$problem" ] || fail "this bundle is damaged or incomplete: $problem; copy the bundle again"
 command -v python3 >/dev/null 2>&1 || fail "python3 is missing: sudo apt install python3"
@@ -86,11 +104,13 @@ command -v python3 >/dev/null 2>&1 || fail "python3 is missing: sudo apt install
 # on this system's Python: six lines (numpy from the OS or not, whether pip may use the
 # package index, edgecnn's wheel, the other requirements, the model file, the interpreter
 # with no wheel here), or one line starting with "error:".
-plan=$(python3 - "$here" <<'PY' 2>/dev/null
+plan=$(python3 -I - "$here" <<'PY' 2>/dev/null
 import json, os, platform, re, sys
 
 def plain(name):
-    return re.fullmatch(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*", name) is not None
+    """A file or package name: no dash first (never an option), no space, no pattern."""
+    pattern = r"[A-Za-z0-9_+][A-Za-z0-9._+-]*"
+    return isinstance(name, str) and re.fullmatch(pattern, name) is not None
 
 def check(m):
     """bundle.json must list what SHA256SUMS lists (which covers bundle.json itself)."""
@@ -99,11 +119,12 @@ def check(m):
     del sums["bundle.json"]
     if m["files"] != sums:
         return "bundle.json and SHA256SUMS list other files"
-    names = [m["edgecnn_wheel"], m["model"]]
-    for entry in m["pythons"].values():
-        names += [entry["model"]] + entry["requirements"]
-    if not all(isinstance(n, str) and plain(n) for n in names):
-        return "bundle.json names a file or requirement that is not a plain name"
+    names = [m["edgecnn_wheel"], m["model"]] + [e["model"] for e in m["pythons"].values()]
+    if not all(plain(n) for n in names):
+        return "bundle.json names a file that is not a plain name"
+    requirements = [e["requirements"] for e in m["pythons"].values()]
+    if not all(isinstance(rs, list) and all(map(plain, rs)) for rs in requirements):
+        return "bundle.json names a requirement that is not a plain package name"
     if "wheels/" + m["edgecnn_wheel"] not in sums:
         return "bundle.json names a wheel it does not hold"
     for name in [m["model"]] + [e["model"] for e in m["pythons"].values()]:
@@ -152,7 +173,7 @@ missing=$(line 6)
 
 venv_args=
 if [ "$system_numpy" = 1 ]; then
-    python3 -c "import numpy" 2>/dev/null ||
+    python3 -I -c "import numpy" 2>/dev/null ||
         fail "numpy is missing: sudo apt install python3-numpy (no numpy wheel exists for this system)"
 fi
 if [ "$system_numpy" = 1 ] || [ "$use_index" = index ]; then
@@ -160,25 +181,32 @@ if [ "$system_numpy" = 1 ] || [ "$use_index" = index ]; then
     venv_args=--system-site-packages
 fi
 if [ -e "$venv" ]; then
-    "$venv/bin/python" -m pip --version >/dev/null 2>&1 ||
+    "$venv/bin/python" -I -m pip --version >/dev/null 2>&1 ||
         fail "$venv exists and is not a working venv; remove it or name another: sh install.sh DIR"
     if [ -n "$venv_args" ] && ! grep -q "^include-system-site-packages = true" "$venv/pyvenv.cfg"; then
         fail "$venv does not see the system's numpy (made without --system-site-packages); remove it or name another"
     fi
 else
-    if ! python3 -m venv $venv_args "$venv" >/dev/null 2>&1; then
+    if ! python3 -I -m venv $venv_args "$venv" >/dev/null 2>&1; then
         rm -rf "$venv"  # half made: a rerun must not take it for a venv
         fail "cannot create a venv in $venv: sudo apt install python3-venv"
     fi
 fi
-pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@"; }
+pip() { "$venv/bin/python" -I -m pip --disable-pip-version-check "$@"; }
 index_args=--no-index
 [ "$use_index" != index ] || index_args=  # generic: numpy and Typer may come from the index
 # The same version with other code must replace the installed one.
 pip uninstall -q -y edgecnn >/dev/null 2>&1 || true
 # edgecnn by its path, never by name: a package index must not offer another edgecnn.
+# The requirements are plain names (python3 checked them, and this again): after "--",
+# none can be an option.
+for requirement in $requirements; do
+    case $requirement in
+        -* | *[!A-Za-z0-9._+-]*) fail "this bundle is damaged: it names $requirement as a requirement; copy the bundle again" ;;
+    esac
+done
 # shellcheck disable=SC2086 # one requirement per word
-pip install -q $index_args --find-links "$here/wheels" "$wheel" $requirements ||
+pip install -q $index_args --find-links "$here/wheels" -- "$wheel" $requirements ||
     fail "pip install from $here/wheels failed (its message is above)"
 echo "Installed edgecnn into $venv (edgecnn${requirements:+ $requirements})"
 [ -z "$missing" ] ||
@@ -186,7 +214,7 @@ echo "Installed edgecnn into $venv (edgecnn${requirements:+ $requirements})"
 
 # Exit 3: no interpreter for the file's format here (not a damaged file: verify says that).
 unavailable=0
-"$venv/bin/python" -c "import sys
+"$venv/bin/python" -I -c "import sys
 from edgecnn.runtime import load_classifier
 from edgecnn.runtime.errors import BackendUnavailable
 try:
@@ -209,7 +237,7 @@ elif [ "$status" -ne 0 ]; then
     echo "install.sh: edgecnn is installed, but model/$model did not pass edgecnn verify here" >&2
     exit 1
 fi
-"$venv/bin/python" -c "import PIL" 2>/dev/null ||
+"$venv/bin/python" -I -c "import PIL" 2>/dev/null ||
     echo "For picture files (PNG, JPEG) install Pillow: sudo apt install python3-pil"
 echo
 echo "Classify a picture:"
