@@ -267,7 +267,9 @@ def _mark(folder: Path, token: str) -> None:
 def _marked(folder: Path, token: str) -> bool:
     """Whether ``folder`` is a real folder holding the marker for ``token``."""
     marker = folder / MARKER
-    if folder.is_symlink() or not folder.is_dir() or marker.is_symlink():
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    if marker.is_symlink() or not marker.is_file():  # a FIFO would block the read
         return False
     try:
         with open(marker, "rb") as f:
@@ -291,8 +293,9 @@ def _discard(folder: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
-        (folder / MARKER).unlink(missing_ok=True)
-        folder.rmdir()
+        if all(entry.name == MARKER for entry in folder.iterdir()):  # else: try next time
+            (folder / MARKER).unlink(missing_ok=True)
+            folder.rmdir()
 
 
 def _mtime(path: Path) -> float:
