@@ -15,12 +15,20 @@ from typing import Any
 import numpy as np
 
 from edgecnn.runtime import integrity
-from edgecnn.runtime.backends import BACKENDS, Backend, candidates, native_backend, suffixes
+from edgecnn.runtime.backends import (
+    BACKENDS,
+    Backend,
+    candidates,
+    folder_file,
+    native_backend,
+    suffixes,
+)
 from edgecnn.runtime.contract import check_io
 from edgecnn.runtime.errors import BackendUnavailable, ModelError
 from edgecnn.runtime.metadata import ModelMetadata, Sidecar, parse_metadata
 
-#: A probability row may miss 1 by this much (int8 outputs come in steps of 1/256).
+#: A probability row may miss 1 by this much (int8 outputs come in steps of 1/256); a
+#: reference's rows too (verify_reference), as the runtime accepts a model's so.
 SUM_TOLERANCE = 0.02
 
 
@@ -40,12 +48,14 @@ def sniff(data: bytes) -> str | None:
 
 
 def library_in(path: Path) -> Path:
-    """``exports/c`` stands for the C library compiled inside it; other paths as they are."""
+    """``exports/c`` stands for the C library compiled inside it; other paths as they are.
+
+    What a folder stands for is said once, in its backend's entry (``folder_stem``).
+    """
     if path.is_dir():
-        for suffix in (".so", ".dylib", ".dll"):
-            library = path / f"libedgecnn_model{suffix}"
-            if library.is_file():
-                return library
+        library = folder_file(path)
+        if library is not None:
+            return library
         if (path / "model_data.cc").is_file():
             raise ModelError(
                 f"{path} is a TensorFlow Lite Micro bundle, for firmware (its README.md says "

@@ -28,7 +28,8 @@ import numpy as np
 
 from edgecnn._files import read_regular_file
 from edgecnn.run_folder import EXPORT_REPORT_FILE
-from edgecnn.runtime.errors import IntegrityError, ModelError
+from edgecnn.runtime.backends import BACKENDS
+from edgecnn.runtime.errors import MODEL_MAX_BYTES, IntegrityError, ModelError
 from edgecnn.runtime.verify_reference import (
     MAX_REFERENCE_BYTES,
     REFERENCE_SUFFIX,
@@ -121,7 +122,7 @@ def verify(
     except ModelError as e:  # NaN or no probabilities: the file is broken here
         return {**result, "passed": False, "failures": [str(e)]}
     result.update(_measure(ref, probs, clf))
-    failures = _not_the_proven_file(model, gate, clf.metadata)
+    failures = _not_the_proven_file(model, gate, clf)
     failures += _gate_failures(result, ref, gate, clf.metadata.precision)
     result.update(passed=not failures, failures=failures)
     return result
@@ -177,17 +178,18 @@ def _measure(ref: dict[str, Any], probs: np.ndarray, clf: Any) -> dict[str, Any]
         "agreement_at_export": float(np.mean(export_top == keras_top)),
     }
     step = (clf.metadata.quantization.get("output") or {}).get("scale")
-    # The C backend answers with the softmax of its int8 logits, not its int8 scores.
-    if is_number(step) and step > 0 and clf.backend_name != "c":
+    # A native library (the C backend) answers with the softmax of its int8 logits, not
+    # its int8 scores.
+    if is_number(step) and step > 0 and not BACKENDS[clf.backend_name].native:
         out["max_steps_from_export"] = int(round(diff_export / float(step)))
     return out
 
 
-def _not_the_proven_file(model: Path, gate: dict[str, Any], metadata: Any) -> list[str]:
+def _not_the_proven_file(model: Path, gate: dict[str, Any], clf: Any) -> list[str]:
     """Why ``model`` is not the file the reference (or the report beside it) describes."""
-    failures = []
+    failures, metadata = [], clf.metadata
     recorded = gate.get("file_sha256")
-    if recorded and model.is_file() and hashlib.sha256(model.read_bytes()).hexdigest() != recorded:
+    if recorded and _loaded_sha256(clf) != recorded:
         failures.append(f"the reference was made for another export of {gate.get('file')} "
                         "(its SHA-256 differs); export again")  # fmt: skip
     if gate.get("precision") not in (None, metadata.precision):
@@ -199,6 +201,20 @@ def _not_the_proven_file(model: Path, gate: dict[str, Any], metadata: Any) -> li
                         f"{EXPORT_REPORT_FILE} beside it describes: the folder mixes two "
                         "exports; export again")  # fmt: skip
     return failures
+
+
+def _loaded_sha256(clf: Any) -> str:
+    """The SHA-256 of the file ``clf`` runs: the library it loaded, for ``exports/c`` too.
+
+    A backend that keeps the digest of the bytes it loaded (the C library's) says it;
+    for the others the file the loader resolved (``clf.path``) is read again, bounded as
+    the loader reads it.
+    """
+    digest = getattr(clf.backend, "file_sha256", None)
+    if isinstance(digest, str):
+        return digest
+    data = read_regular_file(clf.path, MODEL_MAX_BYTES, ModelError, "a model file")
+    return hashlib.sha256(data).hexdigest()
 
 
 def _report_source(model: Path) -> str | None:

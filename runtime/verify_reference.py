@@ -27,6 +27,7 @@ from edgecnn import __version__
 from edgecnn._files import read_regular_file
 from edgecnn.runtime.contract import MAX_CLASSES, MIN_CLASSES
 from edgecnn.runtime.errors import ModelError
+from edgecnn.runtime.loading import SUM_TOLERANCE
 from edgecnn.runtime.npy import ARCHIVE_ERRORS, NpyError, read_member
 
 #: Suffix of the reference written beside each exported file.
@@ -44,8 +45,6 @@ ARRAYS = {
     "exported": ("f", 8 * REFERENCE_IMAGES * MAX_CLASSES + 4096),
     "meta": ("U", 64 * 1024),
 }
-#: How far a row of probabilities may sum from 1 (the runtime accepts a model's so).
-SUM_TOLERANCE = 0.02
 SHA256_TEXT = re.compile(r"[0-9a-f]{64}")
 _ZIP_END = b"PK\x05\x06"
 

@@ -4,7 +4,8 @@ A backend module defines ``open_backend(path, data, threads, **options)`` return
 object that satisfies :class:`Backend`. Registering it is one entry in
 :data:`BACKENDS`, which names the module, the file suffixes it runs, whether
 ``backend="auto"`` may choose it (in dict order), whether the file it runs is native code
-(never chosen by ``auto``), and keyword options for its factory.
+(never chosen by ``auto``), the name of that file inside an exported folder, and keyword
+options for its factory.
 Modules are imported only when their backend is chosen, so a device needs only the one
 interpreter it uses.
 """
@@ -69,6 +70,8 @@ class BackendEntry:
     core by itself (numpy's BLAS), so processes running it side by side only fight.
     ``native``: the file is machine code that runs with the user's privileges (a shared
     library), so it is loaded only when asked for by name, never by ``auto``.
+    ``folder_stem``: an exported folder (``exports/c``) stands for the file of this name,
+    with one of ``suffixes``, inside it.
     """
 
     module: str
@@ -77,6 +80,7 @@ class BackendEntry:
     options: dict[str, Any] = field(default_factory=dict)
     own_threads: bool = False
     native: bool = False
+    folder_stem: str | None = None
 
     def __post_init__(self) -> None:
         if self.native and self.auto:
@@ -101,10 +105,15 @@ class BackendEntry:
     def check_installed(self) -> None:
         """Raise BackendUnavailable (saying what to install) if its interpreter is missing.
 
-        Opens an empty model: every factory imports its interpreter before it reads the
+        A native backend's loader is the standard library's, so importing its module is
+        the whole check: nothing is opened, no file (not even a sidecar) is read. Others
+        open an empty model: every factory imports its interpreter before it reads the
         bytes, so a missing interpreter raises BackendUnavailable and a present one the
         ModelError of an unreadable file.
         """
+        if self.native:
+            import_module(f"{__name__}.{self.module}")
+            return
         try:
             self.open(Path("installed-check"), b"", 1)
         except BackendUnavailable:
@@ -136,7 +145,9 @@ BACKENDS: dict[str, BackendEntry] = {
     # The generated C library, compiled for this machine (``exports/c``): no interpreter.
     # A library is code: loaded only on request (--backend c), and only once its bytes
     # match the SHA-256 its export recorded beside it (backends/c.py).
-    "c": BackendEntry("c", (".so", ".dylib", ".dll"), auto=False, native=True),
+    "c": BackendEntry(
+        "c", (".so", ".dylib", ".dll"), auto=False, native=True, folder_stem="libedgecnn_model"
+    ),
 }
 
 
@@ -169,6 +180,17 @@ def candidates(suffix: str, backend: str) -> tuple[str, ...]:
     if backend != "auto":
         return (backend,) if suffix in BACKENDS[backend].suffixes else ()
     return tuple(n for n, e in BACKENDS.items() if suffix in e.suffixes and e.auto and not e.native)
+
+
+def folder_file(folder: Path) -> Path | None:
+    """The model file an exported folder stands for (``exports/c``: its library), if any."""
+    for entry in BACKENDS.values():
+        if entry.folder_stem is not None:
+            for suffix in entry.suffixes:
+                path = folder / f"{entry.folder_stem}{suffix}"
+                if path.is_file():
+                    return path
+    return None
 
 
 def native_backend(suffix: str) -> str | None:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.runtime.backends import BACKENDS
 from edgecnn.runtime.errors import InputError, ModelError
 from edgecnn.runtime.metadata import read_sidecar, sidecar_path
 from edgecnn.runtime.preprocess import (
@@ -40,9 +41,8 @@ from edgecnn.runtime.preprocess import (
     softmax,
 )
 
-#: File names of the host library, per platform.
-LIBRARY_SUFFIXES = (".so", ".dylib", ".dll")
-LIBRARY_STEM = "libedgecnn_model"
+#: The host library's name, less its platform's suffix: said once, in the backend's entry.
+LIBRARY_STEM = BACKENDS["c"].folder_stem or ""
 _POINTER = ctypes.c_void_p
 
 
@@ -84,7 +84,7 @@ def check_sealed(path: Path, data: bytes) -> None:
         )
 
 
-def _private_copy(data: bytes, suffix: str) -> Path:
+def _private_copy(data: bytes, digest: str, suffix: str) -> Path:
     """``data`` in a new file of its own, named by its digest, for the loader.
 
     The loader gets exactly the bytes that were read once and hashed, never the user's
@@ -93,11 +93,18 @@ def _private_copy(data: bytes, suffix: str) -> Path:
     user can replace it between this write and ``dlopen``. (The loader also reuses a
     library already loaded from the same path; a fresh name loads a new export anew.)
     """
-    folder = Path(tempfile.mkdtemp(prefix="edgecnn-c-"))
-    copy = folder / f"{LIBRARY_STEM}-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
-    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="edgecnn-c-"))
+    except OSError as e:
+        raise ModelError(f"cannot copy the library for loading: {e.strerror or e}") from None
+    copy = folder / f"{LIBRARY_STEM}-{digest[:16]}{suffix}"
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        with os.fdopen(os.open(copy, flags, 0o600), "wb") as out:
+            out.write(data)
+    except OSError as e:  # a full or read-only temporary folder: said, and nothing left
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ModelError(f"cannot copy the library for loading: {e.strerror or e}") from None
     return copy
 
 
@@ -113,14 +120,17 @@ class CBackend:
 
     The constructor loads the bytes it is given (or ``path``'s) without asking: it is the
     low-level step behind :func:`open_backend`, which checks the sidecar first and is
-    what :func:`~edgecnn.runtime.load_classifier` calls.
+    what :func:`~edgecnn.runtime.load_classifier` calls. ``file_sha256`` is the SHA-256
+    of exactly the bytes loaded, for checks that must be about what runs (``verify``).
     """
 
     name = "c"
     threads = 1  # one inference runs on the calling thread
 
     def __init__(self, path: Path, data: bytes | None = None) -> None:
-        copy = _private_copy(path.read_bytes() if data is None else data, path.suffix)
+        blob = path.read_bytes() if data is None else data
+        self.file_sha256 = hashlib.sha256(blob).hexdigest()
+        copy = _private_copy(blob, self.file_sha256, path.suffix)
         try:
             library = ctypes.CDLL(str(copy))
         except OSError as e:

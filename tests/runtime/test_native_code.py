@@ -200,3 +200,94 @@ def test_the_loader_gets_the_bytes_that_were_hashed_not_the_path(real_c, monkeyp
     recorded = json.loads(host.with_name(host.name + ".json").read_text())["file"]["sha256"]
     assert digest == recorded and path.resolve() != host.resolve()
     assert not path.exists()  # removed once mapped
+
+
+def test_the_installed_check_of_native_code_reads_no_file(tmp_path, monkeypatch):
+    """``--verify-with c`` checks the backend is installed: no file of the cwd is read."""
+    from edgecnn.runtime.backends import c as c_backend
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "installed-check.json").write_text("{}")  # once read from the cwd
+    read = []
+    monkeypatch.setattr(c_backend, "read_sidecar", lambda path: read.append(path))
+    monkeypatch.setattr(c_backend, "CBackend", lambda *a: read.append(a))
+    BACKENDS["c"].check_installed()
+    assert read == []
+
+
+@pytest.mark.parametrize("failing", ["mkdtemp", "open", "write"])
+def test_a_private_copy_that_cannot_be_written_is_one_error_and_leaves_nothing(
+    tmp_path, monkeypatch, failing
+):
+    import errno
+    import os
+    import tempfile
+
+    from edgecnn.runtime.backends import c as c_backend
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    if failing == "mkdtemp":
+        monkeypatch.setattr(c_backend.tempfile, "mkdtemp", full)
+    elif failing == "open":  # the copy only: rmtree opens folders with os.open too
+        real_open = os.open
+
+        def create(path, flags, *args, **kwargs):
+            if flags & os.O_CREAT:
+                full()
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(c_backend.os, "open", create)
+    else:
+        real_fdopen = os.fdopen
+
+        class Full:
+            def __init__(self, fd, mode):
+                self.file = real_fdopen(fd, mode)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.file.close()
+
+            def write(self, data):
+                full()
+
+        monkeypatch.setattr(c_backend.os, "fdopen", Full)
+    with pytest.raises(ModelError, match="cannot copy the library for loading: No space left"):
+        c_backend.CBackend(Path("libedgecnn_model.so"), b"\x7fELF")
+    assert list(tmp_path.iterdir()) == []  # no folder of edgecnn-c-* left behind
+
+
+def test_the_folder_and_the_library_in_it_are_named_once():
+    from edgecnn.runtime.backends import c as c_backend
+    from edgecnn.runtime.loading import library_in
+
+    assert c_backend.LIBRARY_STEM == BACKENDS["c"].folder_stem == Path(LIBRARY).stem
+    assert library_in(TINY) == TINY  # a folder of no backend stands for itself
+
+
+def test_verify_checks_the_sha256_of_the_library_it_loaded(real_c, tmp_path, test_images):
+    """``verify exports/c``: the reference's file SHA-256 is checked for a folder too,
+    against the bytes the C backend loaded."""
+    from edgecnn.runtime.verify import reference_bytes, reference_path, verify
+
+    folder = tmp_path / "c"
+    shutil.copytree(real_c[0], folder)
+    library = folder / real_c[1].name
+    digest = hashlib.sha256(library.read_bytes()).hexdigest()
+    images, labels = test_images.x[:200], test_images.y[:200]
+    probs = load_classifier(folder, backend="c").predict(images)
+    gate = {"file": "c/", "precision": "int8", "backend": "c", "min_agreement": 0.99}
+    for target in (folder, library):
+        for recorded, passed in ((digest, True), ("0" * 64, False)):
+            meta = {**gate, "file_sha256": recorded}
+            document = reference_bytes(images, labels, probs, probs, meta)
+            reference_path(target).write_bytes(document)
+            r = verify(target, backend="c")
+            assert r["passed"] is passed, r["failures"]
+            assert passed or any("SHA-256 differs" in f for f in r["failures"])
+            assert "max_steps_from_export" not in r  # a native library: softmax of logits
