@@ -11,7 +11,6 @@ for the old one whole.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -23,7 +22,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from edgecnn import __version__, _atomic
+from edgecnn import __version__, _atomic, _json
+from edgecnn._files import MiB, read_regular_file
 from edgecnn._quiet import native_stderr_hidden
 from edgecnn.errors import DataError
 from edgecnn.export.config import ExportConfig
@@ -34,7 +34,7 @@ from edgecnn.export.staging import recover, staged_folder
 from edgecnn.export.table import format_table
 from edgecnn.export.verify import check_runtimes, compare, runtimes_for, verify_file
 from edgecnn.run_folder import CALIBRATION_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
-from edgecnn.runtime.errors import ModelError
+from edgecnn.runtime.errors import SIDECAR_MAX_BYTES, ModelError
 from edgecnn.runtime.metadata import ModelMetadata, sidecar_path
 from edgecnn.runtime.preprocess import softmax
 from edgecnn.runtime.verify_reference import reference_bytes, reference_count, reference_path
@@ -381,19 +381,100 @@ def write_report(prepared: Prepared, rows: list[dict[str, Any]], seconds: float)
     return report
 
 
+#: What ``export_report.json`` may weigh when read back (an export writes a few KiB).
+MAX_REPORT_BYTES = 16 * MiB
+
+
+class ReportError(DataError, ValueError):
+    """``export_report.json`` is missing, damaged or not one an export writes.
+
+    A ValueError too, as an unreadable JSON document was: ``edgecnn run --resume`` then
+    takes the export stage for not done rather than trusting the folder.
+    """
+
+
+class MissingReport(ReportError, FileNotFoundError):
+    """There is no ``export_report.json``: a FileNotFoundError too, as it always was."""
+
+
 def load_report(out_dir: Path) -> dict[str, Any]:
-    """Read ``export_report.json`` back, once :func:`check_sources` trusts the folder.
+    """Read ``export_report.json`` back, checked, once :func:`check_sources` trusts the folder.
 
     A folder missing because an export was killed between its two renames is put back
-    first (:func:`edgecnn.export.staging.recover`).
+    first (:func:`edgecnn.export.staging.recover`). The report is a plain file that any
+    hand may have edited, so it is read bounded and strict, and each row's ``file``,
+    ``format`` and ``passed`` are checked before anyone uses them (:func:`check_report`).
 
     Raises:
+        MissingReport: there is no report.
+        ReportError: unreadable, too large, not strict JSON, or a field no export writes
+            (the message names it).
         DataError: a file kept there came from another model than the report says.
     """
     recover(out_dir)
-    report = json.loads((out_dir / EXPORT_REPORT_FILE).read_text())
+    path = out_dir / EXPORT_REPORT_FILE
+    if not path.exists():
+        raise MissingReport(f"{path} does not exist: nothing was exported there")
+    raw = read_regular_file(path, MAX_REPORT_BYTES, ReportError, "an export report")
+    try:
+        report = _json.loads(raw)
+    except ValueError as e:
+        raise ReportError(f"{path}: not readable JSON ({str(e)[:200]}); export again") from None
+    problem = check_report(report)
+    if problem:
+        raise ReportError(f"{path}: {problem}; not a report an export writes, export again")
     check_sources(out_dir, report)
     return report
+
+
+def check_report(report: Any) -> str | None:
+    """What makes a report unusable, naming the field, or None.
+
+    It is an object whose ``files`` lists one object per file, each with ``file`` (a
+    plain name inside the folder, ``/``-terminated for a folder format), ``format`` (a
+    key of :data:`FORMATS`) and ``passed`` (true or false), and ``failures`` a list of
+    text where there is one.
+    """
+    if not isinstance(report, dict):
+        return f"it is a JSON {type(report).__name__}, not an object"
+    rows = report.get("files")
+    if not isinstance(rows, list):
+        return f"files is {rows!r:.40}, not a list" if "files" in report else "it has no files"
+    for i, row in enumerate(rows):
+        where = f"files[{i}]"
+        if not isinstance(row, dict):
+            return f"{where} is {row!r:.40}, not an object"
+        for key in ("file", "format", "passed"):
+            if key not in row:
+                return f"{where} has no {key}"
+        fmt, name, passed = row["format"], row["file"], row["passed"]
+        if not isinstance(fmt, str) or fmt not in FORMATS:
+            return f"{where}.format is {fmt!r:.40}, not one of {', '.join(FORMATS)}"
+        if not isinstance(passed, bool):
+            return f"{where}.passed is {passed!r:.40}, not true or false"
+        if not _plain_name(name, FORMATS[fmt].folder):
+            kind = "folder name ending in /" if FORMATS[fmt].folder else "file name"
+            return f"{where}.file is {name!r:.60}, not a plain {kind}"
+        failures = row.get("failures", [])
+        if not isinstance(failures, list) or not all(isinstance(f, str) for f in failures):
+            return f"{where}.failures is {failures!r:.40}, not a list of text"
+    return None
+
+
+def _plain_name(name: Any, folder: bool) -> bool:
+    """A name of one entry of the export folder: no directory part, nothing to climb with.
+
+    A folder format's name ends in ``/``, a file's does not.
+    """
+    if not isinstance(name, str) or name.endswith("/") is not folder:
+        return False
+    stem = name.removesuffix("/")
+    return (
+        0 < len(stem) <= 255
+        and stem not in (".", "..")
+        and not any(c in stem for c in "/\\\0")
+        and stem.isprintable()
+    )
 
 
 def check_sources(out_dir: Path, report: dict[str, Any]) -> None:
@@ -412,8 +493,10 @@ def check_sources(out_dir: Path, report: dict[str, Any]) -> None:
         if not isinstance(name, str) or not row.get("passed") or name.endswith("/"):
             continue  # rejected files and folder formats carry no sidecar
         try:
-            recorded = json.loads(sidecar_path(out_dir / name).read_text()).get("source_sha256")
-        except (OSError, ValueError, AttributeError):
+            raw = read_regular_file(sidecar_path(out_dir / name), SIDECAR_MAX_BYTES, DataError,
+                                    "a metadata file")  # fmt: skip
+            recorded = _json.loads(raw).get("source_sha256")
+        except (DataError, ValueError, AttributeError):
             recorded = "missing"
         if recorded != expected:
             raise DataError(

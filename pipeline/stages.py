@@ -37,13 +37,18 @@ class StageFailed(EdgecnnError):
 
 @dataclass
 class RunContext:
-    """What a stage gets: the run folder, its options, where the data is, where to print."""
+    """What a stage gets: the run folder, its options, where the data is, where to print.
+
+    ``built``: the files the export stage built in this invocation, from what it
+    returned rather than from any file; only those may be loaded as native code.
+    """
 
     out: Path
     options: RunOptions
     data_dir: Path | None
     stream: TextIO
     resuming: bool
+    built: frozenset[str] = frozenset()
 
     def say(self, line: str = "") -> None:
         """Print one line of progress."""
@@ -77,7 +82,34 @@ def _export(ctx: RunContext) -> None:
     from edgecnn.export.exporter import export_model
 
     report = export_model(ctx.out, ctx.options.export_config(), data_dir=ctx.data_dir)
+    ctx.built = frozenset(row["file"] for row in report["files"] if row["passed"])
     _evaluate_int8(ctx, report["files"])
+
+
+def _backend_for(ctx: RunContext, name: str) -> tuple[str | None, str]:
+    """The backend to run the kept file ``name`` with, and the backend its format needs.
+
+    ``auto`` for a model file. A native library (code) is run with its backend only when
+    the export stage built it in this invocation: a run folder is plain files anyone may
+    have put there, and ``edgecnn run --resume`` was not asked to load code. Then the
+    first is None. No backend name is ever taken from a file.
+    """
+    from edgecnn.runtime.backends import native_backend
+    from edgecnn.runtime.loading import library_in
+
+    native = native_backend(library_in(ctx.out / EXPORTS_DIR / name).suffix.lower())
+    if native is None:
+        return "auto", "auto"
+    return (native if name in ctx.built else None), native
+
+
+def _not_loaded(ctx: RunContext, name: str, native: str, what: str) -> str:
+    """Why a native library of the run folder is not run, and the command that runs it."""
+    path = shlex.quote(str(ctx.out / EXPORTS_DIR / name.rstrip("/")))
+    return (
+        f"{name}: not {what}: a native library (code) is loaded only right after this run "
+        f"built it; measure it with `edgecnn bench {path} --backend {native}`"
+    )
 
 
 def _evaluate_int8(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
@@ -93,10 +125,13 @@ def _evaluate_int8(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
     exports = ctx.out / EXPORTS_DIR
     for row in rows:
         if row["passed"] and row["precision"] == "int8" and FORMATS[row["format"]].runnable:
+            backend, native = _backend_for(ctx, row["file"])
+            if backend is None:
+                ctx.say("  " + _not_loaded(ctx, row["file"], native, "evaluated"))
+                continue
             try:
                 metrics = evaluate_exported(exports / row["file"], data_dir=ctx.data_dir,
-                                            stream=io.StringIO(),
-                                            backend=row.get("backend", "auto"))  # fmt: skip
+                                            stream=io.StringIO(), backend=backend)  # fmt: skip
             except (EdgecnnError, OSError) as e:
                 # The file passed its gate and stays; only its report gallery is missing.
                 ctx.say(f"  could not evaluate {row['file']} for the report: {e}")
@@ -111,19 +146,25 @@ def _bench(ctx: RunContext) -> None:
     from edgecnn.runtime.benchmark import bench_model
 
     exports = ctx.out / EXPORTS_DIR
-    results = []
+    results, skipped = [], []
     largest = str(max(BENCH_BATCH_SIZES))
     for row in load_report(exports)["files"]:
         if not row["passed"]:
             continue  # moved aside as *.rejected: not a file anyone should run
         if not FORMATS[row["format"]].runnable:
             continue  # the TFLite Micro bundle runs only inside TFLM, on a microcontroller
+        backend, native = _backend_for(ctx, row["file"])
+        if backend is None:
+            reason = _not_loaded(ctx, row["file"], native, "benchmarked")
+            skipped.append({"model": row["file"], "reason": reason})
+            ctx.say("  " + reason)
+            continue
         result = bench_model(
             exports / row["file"],
             BENCH_BATCH_SIZES,
             runs=ctx.options.bench_runs,
             seconds_per_batch_size=0.5,
-            backend=row.get("backend", "auto"),  # what verified it: a C library only on request
+            backend=backend,
         )
         result["model"] = row["file"]
         results.append(result)
@@ -135,8 +176,9 @@ def _bench(ctx: RunContext) -> None:
         )
     _atomic.write_json(
         ctx.out / BENCH_FILE,
-        {"batch_sizes": BENCH_BATCH_SIZES, "cpu_count": os.cpu_count(), "results": results},
-    )
+        {"batch_sizes": BENCH_BATCH_SIZES, "cpu_count": os.cpu_count(), "results": results,
+         "skipped": skipped},
+    )  # fmt: skip
 
 
 def _report(ctx: RunContext) -> None:
@@ -199,7 +241,9 @@ def _rejected(out: Path) -> list[dict[str, Any]]:
     from edgecnn.export.exporter import load_report
 
     files = load_report(out / EXPORTS_DIR)["files"]
-    return [{"file": f["file"], "failures": f["failures"]} for f in files if not f["passed"]]
+    return [
+        {"file": f["file"], "failures": f.get("failures", [])} for f in files if not f["passed"]
+    ]
 
 
 def _stage_failed(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, invoke
 from PIL import Image
-from shared import EXPORTED_FILES
+from shared import EXPORTED_FILES, TINY
 
 from edgecnn.pipeline import STAGES
 from edgecnn.run_folder import FIGURE_FILES as FIGURES
@@ -493,3 +493,118 @@ def test_an_own_data_run_with_mathtext_class_names_finishes_and_stays_quiet(tmp_
     for name in FIGURES:
         with Image.open(out / name) as im:
             im.verify()
+
+
+def _exported_run(folder, rows, stages=("train", "evaluate", "export")):
+    """A hand-made run whose export is done and whose bench and report are still to run."""
+    from report_helpers import make_run
+
+    from edgecnn.export.formats import FORMATS
+
+    make_run(folder, files=rows)
+    (folder / "model.keras").write_bytes(b"not trained here")
+    Image.new("L", (28, 28), 128).save(folder / "sample.png")
+    for row in rows:
+        for name in FORMATS[row["format"]].contents:
+            (folder / "exports" / row["file"] / name).write_text("made by hand")
+    state = {"name": folder.name, "options": {}, "data_dir": None,
+             "stages": {s: {"status": "done", "seconds": 1.0} for s in stages}}  # fmt: skip
+    (folder / "run.json").write_text(json.dumps(state))
+    (folder / "bench.json").unlink()
+    return folder
+
+
+def test_resume_never_loads_a_library_the_run_folder_holds(tmp_path):
+    """A run folder is plain files: a ``c`` row, a library and a sidecar recording its own
+    SHA-256 must not get it loaded by ``--resume``, which was not asked to load code."""
+    from report_helpers import exported_file
+
+    from edgecnn.export.mcu import toolchain
+
+    cc = toolchain.host_compiler()
+    assert cc is not None, "the tests need a C compiler"
+    marker = tmp_path / "marker"
+    source = tmp_path / "foreign.c"
+    source.write_text(
+        "#include <stdio.h>\n__attribute__((constructor)) static void ran(void) {\n"
+        f'    FILE *f = fopen("{marker}", "w"); if (f) {{ fputs("ran", f); fclose(f); }}\n}}\n'
+    )
+    row = {**exported_file("c/", "c", "int8"), "backend": "c"}  # "c": taken from no file
+    run = _exported_run(tmp_path / "run", [row])
+    library = run / "exports" / "c" / "libedgecnn_model.so"
+    toolchain.run([cc, "-shared", "-fPIC", str(source), "-o", str(library)], "compiling")
+    digest = hashlib.sha256(library.read_bytes()).hexdigest()
+    sealed = TINY / "full_integer" / "model_int8.tflite.json"  # metadata as an export's
+    sidecar = {**json.loads(sealed.read_text()), "file": {"name": library.name, "sha256": digest}}
+    library.with_name(library.name + ".json").write_text(json.dumps(sidecar))
+    result = invoke("run", "--resume", "--out", run)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert not marker.exists()
+    assert "c/: not benchmarked: a native library (code) is loaded only right after this " \
+           "run built it; measure it with `edgecnn bench" in result.stdout  # fmt: skip
+    bench = json.loads((run / "bench.json").read_text())
+    assert bench["results"] == [] and [s["model"] for s in bench["skipped"]] == ["c/"]
+    assert (run / "report.html").is_file()  # the report renders without c/'s latency
+    state = json.loads((run / "run.json").read_text())
+    assert [state["stages"][s]["status"] for s in STAGES] == ["done"] * len(STAGES)
+
+
+@pytest.mark.parametrize(
+    ("report", "match"),
+    [
+        ([], "it is a JSON list, not an object"),
+        ({"source_sha256": "0" * 64}, "it has no files"),
+        ({"files": {"file": "model_int8.tflite"}}, "files is"),
+        ({"files": ["model_int8.tflite"]}, "files[0] is 'model_int8.tflite', not an object"),
+        ({"files": [{"format": "tflite", "passed": True}]}, "files[0] has no file"),
+        ({"files": [{"file": "model_int8.tflite", "passed": True}]}, "files[0] has no format"),
+        ({"files": [{"file": "model_int8.tflite", "format": "tflite"}]}, "files[0] has no passed"),
+        ({"files": [{"file": "m.tflite", "format": "keras", "passed": True}]},
+         "files[0].format is 'keras', not one of tflite"),
+        ({"files": [{"file": "m.tflite", "format": "tflite", "passed": "yes"}]},
+         "files[0].passed is 'yes', not true or false"),
+        ({"files": [{"file": "../model.tflite", "format": "tflite", "passed": True}]},
+         "files[0].file is '../model.tflite', not a plain file name"),
+        ({"files": [{"file": "/etc/passwd", "format": "tflite", "passed": False}]},
+         "files[0].file is '/etc/passwd', not a plain file name"),
+        ({"files": [{"file": "..", "format": "tflite", "passed": False}]}, "files[0].file is"),
+        ({"files": [{"file": "../c/", "format": "c", "passed": True}]},
+         "files[0].file is '../c/', not a plain folder name ending in /"),
+        ({"files": [{"file": "c", "format": "c", "passed": True}]}, "not a plain folder name"),
+        ({"files": [{"file": "m.tflite", "format": "tflite", "passed": False, "failures": "x"}]},
+         "files[0].failures is 'x', not a list of text"),
+    ],
+)  # fmt: skip
+def test_an_export_report_no_export_writes_is_refused_naming_the_field(tmp_path, report, match):
+    from edgecnn.export.exporter import ReportError, load_report
+
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "export_report.json").write_text(json.dumps(report))
+    with pytest.raises(ReportError) as refused:
+        load_report(exports)
+    assert match in str(refused.value)
+    # edgecnn run --resume: the bench stage reads it, one line and exit 2, no traceback.
+    from report_helpers import exported_file
+
+    run = _exported_run(tmp_path / "run", [exported_file("model_int8.tflite", "tflite", "int8")])
+    (run / "exports" / "export_report.json").write_text(json.dumps(report))
+    assert_one_line_error(invoke("run", "--resume", "--out", run), match=match)
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"files": [], "seconds": NaN}', "[" * 10**5, ""])
+def test_an_export_report_that_is_not_strict_json_is_one_line(tmp_path, text):
+    from edgecnn.export.exporter import ReportError, load_report
+
+    (tmp_path / "export_report.json").write_text(text)
+    with pytest.raises(ReportError, match="export_report.json"):
+        load_report(tmp_path)
+
+
+def test_a_huge_export_report_is_refused_before_it_is_read(tmp_path):
+    from edgecnn.export.exporter import MAX_REPORT_BYTES, ReportError, load_report
+
+    with open(tmp_path / "export_report.json", "wb") as f:
+        f.truncate(MAX_REPORT_BYTES + 1)
+    with pytest.raises(ReportError, match="at most 16.0 MiB"):
+        load_report(tmp_path)
