@@ -1,6 +1,6 @@
 """``export_model``: convert, embed metadata, verify, and keep only the files that pass.
 
-The steps, in order: resolve the source model, lock the output folder and start a new
+The steps, in order: resolve the source model, take the output folder's lock file and start a new
 one beside it (:func:`export_model`, :mod:`edgecnn.export.staging`); load the model and
 data and draw the calibration images (:func:`prepare`); for every file, convert, write
 under a temporary name, verify through the runtime and keep or reject it
