@@ -188,13 +188,17 @@ def test_a_killed_exports_temporaries_are_cleaned_up(trained_run, tmp_path, fash
 
 
 def test_two_exports_into_one_folder_do_not_mix(trained_run, tmp_path):
-    from edgecnn import _atomic
+    import fcntl
+
+    from edgecnn.export.staging import lock_path
 
     out = tmp_path / "exports"
     out.mkdir()
-    with _atomic.exclusive(out):
+    with open(lock_path(out), "w") as held:  # as a running export holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = invoke("export", trained_run.out_dir, "--formats", "onnx", "--out", out)
     assert_one_line_error(result, "being written by another")
+    assert list(out.iterdir()) == []
 
 
 def test_exported_files_never_hold_nan_json(exported):
