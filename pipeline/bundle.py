@@ -12,7 +12,7 @@ Layout, inside ``edgecnn-<target>/``: ``install.sh``, ``README.txt``, ``bundle.j
 target, each Python's requirements and model, every file's SHA-256), ``SHA256SUMS`` (the
 same digests and bundle.json's, in ``sha256sum -c`` form, which install.sh checks before
 it runs anything), ``wheels/`` and ``model/``. The targets are in
-:mod:`edgecnn.pipeline.bundle_targets`, the wheels are gathered by
+:mod:`edgecnn.pipeline.devices`, the wheels are gathered by
 :mod:`edgecnn.pipeline.bundle_wheels`, and every model is checked before it is packed
 (:mod:`edgecnn.pipeline.bundle_models`).
 """
@@ -24,6 +24,7 @@ import platform
 import re
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ from edgecnn import __version__, _atomic, _json
 from edgecnn.errors import ConfigError, DataError
 from edgecnn.export.exporter import sha256
 from edgecnn.pipeline.bundle_models import copy_checked, write_new
-from edgecnn.pipeline.bundle_targets import NUMPY_FILE, TARGETS, BundleTarget, format_of
 from edgecnn.pipeline.bundle_wheels import BundleError, download, edgecnn_wheel
+from edgecnn.pipeline.devices import BUNDLE_TARGETS, HERE, NUMPY_FILE, Device, format_of
 from edgecnn.run_folder import BENCH_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
 
 #: Every file's digest in ``sha256sum`` form, the list install.sh checks the bundle by.
@@ -42,6 +43,33 @@ SUMS_FILE = "SHA256SUMS"
 #: at most one folder deep, no part starting with a dot (so never ``..`` or absolute) or
 #: a dash (which a command would take for an option).
 PLAIN_PATH = re.compile(r"([A-Za-z0-9_+][A-Za-z0-9._+-]*/)?[A-Za-z0-9_+][A-Za-z0-9._+-]*")
+
+
+@dataclass(frozen=True)
+class BundlePlan:
+    """What a bundle holds and where it goes, every choice checked before a byte is written."""
+
+    target: Device
+    exports: Path
+    report: dict[str, Any]
+    #: The exported files asked for (or recommended), the first the one install.sh verifies.
+    models: list[str]
+    #: Those and weights.npz, the fallback: each copied with its sidecar and reference.
+    bundled: list[str]
+    pythons: tuple[str, ...]
+    out: Path
+    #: A folder to take wheels from instead of the package index.
+    wheels: Path | None
+
+    @property
+    def archive(self) -> bool:
+        """Whether ``out`` is a ``.tar.gz`` archive (else a folder)."""
+        return self.out.name.endswith((".tar.gz", ".tgz"))
+
+    @property
+    def folder_name(self) -> str:
+        """The bundle's top folder, ``edgecnn-<target>``."""
+        return f"edgecnn-{self.target.key}"
 
 
 def build_bundle(
@@ -62,45 +90,14 @@ def build_bundle(
     Python versions to carry wheels for; ``wheels`` a folder to take wheels from instead
     of the package index (``pip download --no-index --find-links``). Returns the manifest.
     """
-    target = TARGETS.get(target_key)
-    if target is None:
-        raise ConfigError(f"--target must be one of {', '.join(TARGETS)}, got {target_key!r}")
-    exports = _exports_dir(source)
-    report = _report(exports)
-    rows = report["files"]
-    names = list(models or (_recommended(rows, target, exports.parent),))
-    for name in names:
-        if (exports / name).is_dir():
-            raise ConfigError(f"--model {name}: folders (the C library, TFLM) are not bundled")
-        if not Path(name).suffix:
-            continue  # not a model file: _model_files says so
-        fmt = format_of(name)
-        if target.machine is not None and fmt != "numpy" and fmt not in target.interpreters:
-            raise ConfigError(f"--model {name}: {target.name} has no interpreter for "
-                              f".{fmt} files")  # fmt: skip
-    bundled = _model_files(rows, names)
-    if pythons is None:
-        pythons = target.pythons
-    for version in pythons:
-        if not _is_version(version):
-            raise ConfigError(f"--python takes versions such as 3.11, got {version!r}")
-    if out is None:
-        out = exports.parent / f"edgecnn-{target.key}.tar.gz"
-    archive = out.name.endswith((".tar.gz", ".tgz"))
-    if archive and out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; name the archive to write")
-    if not archive and out.exists():
-        if not out.is_dir():
-            raise ConfigError(f"--out {out} exists and is not a folder")
-        if any(out.iterdir()) and not (out / "bundle.json").is_file():
-            # Replaced as a whole: never a folder that holds anything but a bundle.
-            raise ConfigError(f"--out {out} is a folder that is not a bundle; name a new one")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    plan = plan_bundle(source, target_key, out, models, pythons, wheels)
+    plan.out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        manifest = _write(exports, report, target, names, bundled, pythons, out, wheels, log)
+        manifest = _write(plan, log)
     except OSError as e:  # writing the bundle: reading the exports raises DataError
-        raise BundleError(f"cannot write {out}: {e.strerror or type(e).__name__}") from None
-    if archive:
+        raise BundleError(f"cannot write {plan.out}: {e.strerror or type(e).__name__}") from None
+    out = plan.out
+    if plan.archive:
         manifest["sha256"] = sha256(out)
         log(f"  SHA-256 of {out.name}: {manifest['sha256']} (compare it on the device: "
             f"sha256sum {out.name})")  # fmt: skip
@@ -112,58 +109,133 @@ def build_bundle(
     return manifest
 
 
-def _write(
-    exports: Path,
-    report: dict[str, Any],
-    target: BundleTarget,
-    names: list[str],
-    bundled: list[str],
-    pythons: tuple[str, ...],
-    out: Path,
+# --- plan: every choice, checked before anything is written --------------------------
+
+
+def plan_bundle(
+    source: Path,
+    target_key: str,
+    out: Path | None,
+    models: tuple[str, ...] | None,
+    pythons: tuple[str, ...] | None,
     wheels: Path | None,
-    log: Any,
-) -> dict[str, Any]:
+) -> BundlePlan:
+    """The target, the model files, the Pythons and the output, as ``build_bundle`` takes them.
+
+    Raises:
+        ConfigError: an option names something the bundle cannot hold.
+        DataError: the exports are unreadable or hold nothing for the target.
+    """
+    target = BUNDLE_TARGETS.get(target_key)
+    if target is None:
+        raise ConfigError(
+            f"--target must be one of {', '.join(BUNDLE_TARGETS)}, got {target_key!r}"
+        )
+    exports = _exports_dir(source)
+    report = _report(exports)
+    rows = report["files"]
+    names = list(models or (_recommended(rows, target, exports.parent),))
+    _check_models(names, exports, target)
+    bundled = _model_files(rows, names)
+    pythons = target.pythons if pythons is None else pythons
+    for version in pythons:
+        if not _is_version(version):
+            raise ConfigError(f"--python takes versions such as 3.11, got {version!r}")
+    out = exports.parent / f"edgecnn-{target.key}.tar.gz" if out is None else out
+    plan = BundlePlan(target, exports, report, names, bundled, pythons, out, wheels)
+    _check_out(plan)
+    return plan
+
+
+def _check_models(names: list[str], exports: Path, target: Device) -> None:
+    """Each named file is a model file the target has an interpreter (or numpy) for."""
+    for name in names:
+        if (exports / name).is_dir():
+            raise ConfigError(f"--model {name}: folders (the C library, TFLM) are not bundled")
+        if not Path(name).suffix:
+            continue  # not a model file: _model_files says so
+        fmt = format_of(name)
+        if target.machine is not None and fmt != "numpy" and fmt not in target.interpreters:
+            raise ConfigError(f"--model {name}: {target.systems} has no interpreter for "
+                              f".{fmt} files")  # fmt: skip
+
+
+def _check_out(plan: BundlePlan) -> None:
+    """``--out`` is a new archive, a new folder, or a bundle folder to replace whole."""
+    out = plan.out
+    if plan.archive and out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; name the archive to write")
+    if not plan.archive and out.exists():
+        if not out.is_dir():
+            raise ConfigError(f"--out {out} exists and is not a folder")
+        if any(out.iterdir()) and not (out / "bundle.json").is_file():
+            # Replaced as a whole: never a folder that holds anything but a bundle.
+            raise ConfigError(f"--out {out} is a folder that is not a bundle; name a new one")
+
+
+# --- fetch and assemble, in a temporary folder beside the output ----------------------
+
+
+def _write(plan: BundlePlan, log: Any) -> dict[str, Any]:
     """Fill the bundle in a temporary folder beside ``out``, then move it into place."""
-    archive = out.name.endswith((".tar.gz", ".tgz"))
-    name = f"edgecnn-{target.key}"
+    out = plan.out
     with tempfile.TemporaryDirectory(prefix=".edgecnn-bundle-", dir=out.parent) as scratch:
-        root = Path(scratch) / name
-        (root / "wheels").mkdir(parents=True)
-        (root / "model").mkdir()
-        copy_checked(exports, bundled, report, root / "model")
-        own = edgecnn_wheel(root / "wheels", wheels)
-        log(f"  {own.name}")
-        plan = download(target, pythons, names, own, root / "wheels", wheels, log)
-        for version, entry in plan.items():
-            if entry["model"] == NUMPY_FILE and NUMPY_FILE not in bundled:
-                raise BundleError(
-                    f"{target.name}: Python {version} has no {entry['missing']} wheel, and "
-                    f"the exports hold no {NUMPY_FILE} for the numpy backend; export again "
-                    "or leave that Python out with --python"
-                )
-        _write_text(root / "install.sh", _install_script(), executable=True)
-        manifest: dict[str, Any] = {
-            "edgecnn_version": __version__,
-            "edgecnn_wheel": own.name,
-            "target": target.key,
-            "target_name": target.name,
-            "machine": target.machine,
-            "system_numpy": target.system_numpy,
-            "notes": target.notes,
-            "model": names[0],
-            "models": bundled,
-            "pythons": plan,
-        }
-        _write_text(root / "README.txt", readme(manifest))
-        manifest["files"] = _digests(root)  # every file but bundle.json and SHA256SUMS
-        write_new(root / "bundle.json", (_json.dumps(manifest) + "\n").encode())
-        sums = _digests(root)
-        write_new(root / SUMS_FILE, "".join(f"{d}  {p}\n" for p, d in sums.items()).encode())
-        if archive:
+        root = Path(scratch) / plan.folder_name
+        own, pythons = fetch(plan, root, log)
+        manifest = assemble(plan, root, own, pythons)
+        if plan.archive:
             with _atomic.atomic_path(out) as tmp, tarfile.open(tmp, "w:gz") as tar:
-                tar.add(root, arcname=name)
+                tar.add(root, arcname=plan.folder_name)
         else:
             _atomic.replace_dir(root, out)
+    return manifest
+
+
+def fetch(plan: BundlePlan, root: Path, log: Any) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Copy the checked model files into ``root/model`` and the wheels into ``root/wheels``.
+
+    Returns edgecnn's wheel's name and, by Python version, what it installs and runs.
+    """
+    (root / "wheels").mkdir(parents=True)
+    (root / "model").mkdir()
+    copy_checked(plan.exports, plan.bundled, plan.report, root / "model")
+    own = edgecnn_wheel(root / "wheels", plan.wheels)
+    log(f"  {own.name}")
+    target = plan.target
+    pythons = download(target, plan.pythons, plan.models, own, root / "wheels", plan.wheels, log)
+    for version, entry in pythons.items():
+        if entry["model"] == NUMPY_FILE and NUMPY_FILE not in plan.bundled:
+            raise BundleError(
+                f"{target.systems}: Python {version} has no {entry['missing']} wheel, and "
+                f"the exports hold no {NUMPY_FILE} for the numpy backend; export again "
+                "or leave that Python out with --python"
+            )
+    return own.name, pythons
+
+
+def assemble(
+    plan: BundlePlan, root: Path, own: str, pythons: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Write install.sh, README.txt, bundle.json and SHA256SUMS beside the fetched files."""
+    _write_text(root / "install.sh", _install_script(), executable=True)
+    target = plan.target
+    manifest: dict[str, Any] = {
+        "edgecnn_version": __version__,
+        "edgecnn_wheel": own,
+        "target": target.key,
+        "target_name": target.systems,
+        "machine": target.machine,
+        "system_numpy": target.system_numpy,
+        "notes": target.notes,
+        "model": plan.models[0],
+        "models": plan.bundled,
+        "pythons": pythons,
+    }
+    _write_text(root / "README.txt", readme(manifest))
+    manifest["files"] = _digests(root)  # every file but bundle.json and SHA256SUMS
+    write_new(root / "bundle.json", (_json.dumps(manifest) + "\n").encode())
+    sums = _digests(root)
+    write_new(root / SUMS_FILE, "".join(f"{d}  {p}\n" for p, d in sums.items()).encode())
     return manifest
 
 
@@ -236,21 +308,18 @@ def _report(exports: Path) -> dict[str, Any]:
         raise DataError(f"{exports / EXPORT_REPORT_FILE} is unreadable ({e})") from None
 
 
-def _recommended(rows: list[dict[str, Any]], target: BundleTarget, run_dir: Path) -> str:
-    from edgecnn.pipeline.recommend import TARGETS as RECOMMEND_TARGETS
+def _recommended(rows: list[dict[str, Any]], target: Device, run_dir: Path) -> str:
     from edgecnn.pipeline.recommend import recommend
 
-    wanted = [t for t in RECOMMEND_TARGETS if t.key == target.recommend_key]
-    latency: dict[str, float] = {}
-    if target.recommend_key == "here" and platform.machine() == target.machine:
+    device, latency = target, {}
+    if target.speed_measured_here and platform.machine() == target.machine:
         latency = _bench_latency(run_dir)
         latency = latency or {r["file"]: r["latency_us"] for r in rows if r.get("latency_us")}
-    elif target.recommend_key == "here":  # measured on another CPU: say nothing of speed
-        wanted = [t for t in RECOMMEND_TARGETS if t.key == "pi64"]
+        device = HERE  # as the run picks for this machine: by the speeds measured here
     rows = [r for r in rows if "file" in r and "format" in r]
-    picks = recommend(rows, latency, tuple(wanted))
+    picks = recommend(rows, latency, (device,))
     if not picks:
-        raise DataError(f"no exported file that passed its gate runs on {target.name}")
+        raise DataError(f"no exported file that passed its gate runs on {target.systems}")
     return str(picks[0]["file"])
 
 

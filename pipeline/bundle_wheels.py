@@ -18,7 +18,7 @@ from typing import Any
 
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
-from edgecnn.pipeline.bundle_targets import NUMPY_FILE, BundleTarget, format_of
+from edgecnn.pipeline.devices import NUMPY_FILE, Device, format_of
 
 #: Optional wheels: picture files (Pillow). Missing ones are noted, not fatal.
 OPTIONAL = ("pillow",)
@@ -89,7 +89,7 @@ def _requirements(wheel: Path) -> list[str]:
 
 
 def download(
-    target: BundleTarget,
+    target: Device,
     pythons: tuple[str, ...],
     models: list[str],
     own: Path,
@@ -133,7 +133,7 @@ def download(
 
 
 def _fetch(
-    target: BundleTarget,
+    target: Device,
     version: str | None,
     requirements: list[str],
     dest: Path,

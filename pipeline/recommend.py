@@ -12,38 +12,16 @@ smallest file, int8 first, that passed its gate. Every reason is a number from t
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
 from typing import Any
 
 from edgecnn.export.formats import FORMATS
+from edgecnn.pipeline.devices import HERE, RECOMMENDED, Device
 
 #: Latencies within this factor count as a tie: another file must be faster than the int8
 #: file by more than this to replace it here (and among faster files, ties go to the
 #: smaller).
 SAME_SPEED = 1.10
 MARGIN = f"{100 * (SAME_SPEED - 1):.0f}%"
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a file will run, and which exported formats load there."""
-
-    key: str
-    name: str
-    formats: tuple[str, ...]
-    why_loadable: str
-
-
-TARGETS = (
-    Target("here", "this machine", ("tflite", "onnx", "numpy"), ""),
-    Target("pi64", "Raspberry Pi, 64-bit OS", ("tflite", "onnx", "numpy"),
-           "LiteRT and onnxruntime publish aarch64 wheels"),
-    Target("pi32", "Raspberry Pi, 32-bit OS", ("tflite", "numpy"),
-           "tflite-runtime 2.14 on bookworm (no wheel for trixie's Python 3.13: use "
-           "weights.npz there)"),
-    Target("mobile", "Android / iOS app", ("tflite",), "LiteRT is the phones' runtime"),
-    Target("mcu", "microcontroller", ("c", "tflm"), "C99, no operating system needed"),
-)  # fmt: skip
 
 
 def best_file(
@@ -56,14 +34,14 @@ def best_file(
     smaller); without int8 measurements, the fastest measured (within 10%, the smaller);
     without any, the int8 file, else the smallest file that passed.
     """
-    rec = recommend(files, latency_us or {}, (TARGETS[0],))
+    rec = recommend(files, latency_us or {}, (HERE,))
     return rec[0]["row"] if rec else None
 
 
 def recommend(
     files: list[dict[str, Any]],
     latency_us: dict[str, float],
-    targets: tuple[Target, ...] = TARGETS,
+    targets: tuple[Device, ...] = RECOMMENDED,
 ) -> list[dict[str, Any]]:
     """One entry per target that some passed file can serve: target, file, reason, row."""
     out = []
@@ -96,7 +74,7 @@ def _pick_here(
             f"{measured[row['file']]:,.0f} us per image here, within {MARGIN} of the "
             "fastest, and smaller"
         )
-    base = _smallest_int8_first(int8, TARGETS[0])
+    base = _smallest_int8_first(int8, HERE)
     base_us = measured[base["file"]]
     faster = [f for f in usable if measured.get(f["file"], base_us) * SAME_SPEED < base_us]
     if faster:
@@ -121,7 +99,7 @@ def _fastest(files: list[dict[str, Any]], measured: dict[str, float]) -> dict[st
     return min(near, key=lambda f: (f["size_bytes"], -f["agreement"]))
 
 
-def _smallest_int8_first(usable: list[dict[str, Any]], target: Target) -> dict[str, Any]:
+def _smallest_int8_first(usable: list[dict[str, Any]], target: Device) -> dict[str, Any]:
     """int8 files before others (best agreement, then size); microcontrollers: C first."""
     if target.key == "mcu":
         order = {"c": 0, "tflm": 1}
@@ -138,7 +116,7 @@ def _here() -> str:
     return f"this machine ({machine})"
 
 
-def _reason(row: dict[str, Any], target: Target, why_here: str) -> str:
+def _reason(row: dict[str, Any], target: Device, why_here: str) -> str:
     parts = [why_here] if why_here else []
     if FORMATS[row["format"]].folder and "c" in row and target.key == "mcu":
         mcu = row.get("mcu", {})

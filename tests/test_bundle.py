@@ -25,7 +25,7 @@ from shared import tiny_exports_with_references
 
 from edgecnn import __version__
 from edgecnn.pipeline.bundle import _recommended, readme
-from edgecnn.pipeline.bundle_targets import TARGETS
+from edgecnn.pipeline.devices import BUNDLE_TARGETS
 
 N = 200
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -92,8 +92,8 @@ def test_a_failed_download_leaves_nothing_behind(exports, tmp_path):
 
 
 def test_every_target_says_what_it_carries():
-    for target in TARGETS.values():
-        assert target.notes and target.name
+    for target in BUNDLE_TARGETS.values():
+        assert target.notes and target.systems
     text = readme({"edgecnn_version": "1", "target_name": "X", "model": "m.tflite",
                    "notes": "n", "pythons": {"3.11": {"requirements": ["edgecnn"],
                                                       "model": "weights.npz",
@@ -577,7 +577,7 @@ def test_the_x86_bundle_takes_its_model_from_the_bench_stage(exports, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(exports.parent, run)
     rows = json.loads((run / "exports" / "export_report.json").read_text())["files"]
-    target = next(t for t in TARGETS.values() if t.key == "linux-x86")
+    target = next(t for t in BUNDLE_TARGETS.values() if t.key == "linux-x86")
     assert _recommended(rows, target, run) == "model_int8.tflite"  # no bench: int8
     results = [
         {"model": r["file"], "latency_us": {"p50": 10.0 if r["file"] == "model_float32.tflite"
