@@ -22,8 +22,8 @@ from edgecnn.export.config import ExportConfig
 from edgecnn.export.exporter import agreement_images, calibration_images
 from edgecnn.export.formats import tflite
 from edgecnn.runtime.preprocess import softmax
-from edgecnn.trainer import datasets, sources
-from edgecnn.trainer.data import to_float
+from edgecnn.trainer import model_source, training_data
+from edgecnn.trainer.dataset import to_float
 from edgecnn.trainer.evaluate import load_keras_model
 
 tf = tflite.tf
@@ -105,9 +105,9 @@ class Runner:
 
 def main(argv: list[str]) -> None:
     args = [a for a in argv if not a.startswith("--")]
-    source = sources.resolve_model(args[0] if args else "runs/latest")
+    source = model_source.resolve_model(args[0] if args else "runs/latest")
     model = load_keras_model(source.model_path)
-    data = datasets.for_model(model, source, whole_train=True)
+    data = training_data.for_model(model, source, whole_train=True)
     images = agreement_images(data)
     keras = softmax(model.predict(to_float(images), batch_size=1000, verbose=0))
     calibration, _ = calibration_images(data, ExportConfig())

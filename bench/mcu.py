@@ -78,7 +78,7 @@ def main() -> None:
         sys.exit(f"bench/mcu.py: no verified c/ in {folder} (edgecnn export --formats all)")
     c, tflm = rows["c"], rows.get("tflm")
     rng = np.random.default_rng(0)
-    from edgecnn.trainer.data import load_arrays
+    from edgecnn.trainer.idx import load_arrays
 
     (_, _, x_test, _), _ = load_arrays("fashion", None)
     images = x_test[rng.choice(len(x_test), IMAGES_PER_ROUND, replace=False)]

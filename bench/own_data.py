@@ -44,7 +44,7 @@ def write_fashion_folder(root: Path) -> Path:
     """Fashion-MNIST's 60,000 training and 10,000 test images as PNG class folders."""
     from PIL import Image
 
-    from edgecnn.trainer.data import LABELS, load_arrays
+    from edgecnn.trainer.idx import LABELS, load_arrays
 
     if (root / "done").exists():
         return root
@@ -61,7 +61,7 @@ def write_fashion_folder(root: Path) -> Path:
 
 def write_test_folder(root: Path) -> Path:
     """The tests' folder dataset: the first 5,000 Fashion-MNIST test images."""
-    from edgecnn.trainer.data import load_arrays
+    from edgecnn.trainer.idx import load_arrays
 
     if not root.exists():
         (_, _, x_test, y_test), _ = load_arrays("fashion")
@@ -71,13 +71,13 @@ def write_test_folder(root: Path) -> Path:
 
 def timed_load(config, repeat: int) -> tuple[list[float], int, object]:
     """Seconds for each of ``repeat`` loads, the pictures per load, and the data."""
-    from edgecnn.trainer import datasets
+    from edgecnn.trainer import training_data
 
     seconds, data = [], None
     for _ in range(repeat):
         started = time.perf_counter()
         # The progress bar goes to stderr, as a user sees it on the terminal.
-        data = datasets.load(config, stream=sys.stderr)
+        data = training_data.load(config, stream=sys.stderr)
         seconds.append(time.perf_counter() - started)
     assert data is not None
     count = len(data.x_train) + len(data.x_val) + len(data.x_test)
@@ -107,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from edgecnn.trainer.config import ModelConfig, TrainConfig
-    from edgecnn.trainer.datasets import sized
+    from edgecnn.trainer.training_data import sized
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="edgecnn-own-data-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ TARGET = 0.8
 
 def test_images(count: int) -> np.ndarray:
     """The first ``count`` Fashion-MNIST test images, found as the trainer finds them."""
-    from edgecnn.trainer.data import locate_dataset, read_idx
+    from edgecnn.trainer.idx import locate_dataset, read_idx
 
     files = locate_dataset("fashion")
     if not isinstance(files, dict):
@@ -84,9 +84,9 @@ def _run_predict(args: list[str], out: Path) -> tuple[float, float]:
 
 def _decode_parts(paths: list[str], shape: tuple[int, int, int], light: bool) -> dict[str, float]:
     """Microseconds per picture of each step of the batch decoder, and of ``load_image``."""
-    from edgecnn.runtime import small_png
-    from edgecnn.runtime.batches import decode_pictures
     from edgecnn.runtime.images import light_borders, load_image
+    from edgecnn.runtime.predict import small_png
+    from edgecnn.runtime.predict.batches import decode_pictures
 
     side = shape[0]
     n = len(paths)
@@ -122,7 +122,7 @@ def measure(model: Path, count: int = 10_000, threads: int | None = None,
     """Every number of this benchmark for ``model``, as a flat dict (``ratio`` is the target's)."""
     from edgecnn._quiet import native_stderr_hidden
     from edgecnn.runtime import load_classifier
-    from edgecnn.runtime.stream import worker_count, workers_pay
+    from edgecnn.runtime.predict.workers import worker_count, workers_pay
 
     model = Path(model)
     images = test_images(count)

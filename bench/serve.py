@@ -31,7 +31,7 @@ from PIL import Image
 
 from edgecnn.runtime import load_classifier
 from edgecnn.runtime.backends import default_threads
-from edgecnn.trainer.data import load_dataset
+from edgecnn.trainer.idx import load_dataset
 
 
 def resolve(path: Path) -> Path:

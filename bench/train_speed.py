@@ -22,7 +22,7 @@ from edgecnn.environment import cpu_model
 
 def run_baseline(epochs: int, data) -> dict:
     from edgecnn.trainer._tf import import_keras
-    from edgecnn.trainer.data import to_float
+    from edgecnn.trainer.dataset import to_float
     from edgecnn.trainer.model import build_model
 
     keras = import_keras()
@@ -87,7 +87,7 @@ def main() -> None:
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.onednn == "on" else "0"
 
     from edgecnn.trainer._tf import import_tensorflow
-    from edgecnn.trainer.data import load_dataset
+    from edgecnn.trainer.idx import load_dataset
 
     tf = import_tensorflow()
     data = load_dataset("fashion")

@@ -106,9 +106,9 @@ def export_command(
 
     from edgecnn import _json
     from edgecnn._atomic import ensure_writable_dir
+    from edgecnn.export.measure import check_runtimes
     from edgecnn.export.staging import check_replaceable
-    from edgecnn.export.verify import check_runtimes
-    from edgecnn.trainer.sources import resolve_model
+    from edgecnn.trainer.model_source import resolve_model
 
     config = ExportConfig(
         formats=_formats(formats),

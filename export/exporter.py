@@ -4,7 +4,7 @@ The steps, in order: resolve the source model, take the output folder's lock fil
 one beside it (:func:`export_model`, :mod:`edgecnn.export.staging`); load the model and
 data and draw the calibration images (:func:`prepare`); for every file, convert, write
 under a temporary name, verify through the runtime and keep or reject it
-(:func:`export_file`); write the report (:func:`write_report`); swap the new folder in
+(:func:`export_file`); write the report (:func:`write_export_report`); swap the new folder in
 for the old one whole.
 """
 
@@ -30,17 +30,17 @@ from edgecnn.export.config import ExportConfig
 from edgecnn.export.formats import FORMATS, Check, Job
 from edgecnn.export.mcu.graph import UnsupportedModel
 from edgecnn.export.mcu.toolchain import ToolchainError
+from edgecnn.export.measure import check_runtimes, compare, runtimes_for, verify_file
 from edgecnn.export.staging import recover, staged_folder
 from edgecnn.export.table import format_table
-from edgecnn.export.verify import check_runtimes, compare, runtimes_for, verify_file
 from edgecnn.run_folder import CALIBRATION_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
 from edgecnn.runtime.errors import SIDECAR_MAX_BYTES, ModelError
 from edgecnn.runtime.metadata import ModelMetadata, sidecar_path
 from edgecnn.runtime.preprocess import softmax
 from edgecnn.runtime.verify_reference import reference_bytes, reference_count, reference_path
-from edgecnn.trainer import datasets
-from edgecnn.trainer.data import VALIDATION_SIZE, Dataset, to_float
-from edgecnn.trainer.sources import ModelSource, resolve_model
+from edgecnn.trainer import training_data
+from edgecnn.trainer.dataset import VALIDATION_SIZE, Dataset, to_float
+from edgecnn.trainer.model_source import ModelSource, resolve_model
 
 
 def sha256(path: Path) -> str:
@@ -152,7 +152,7 @@ def export_model(
             rows.append(row)
             if on_file:
                 on_file(row)
-        report = write_report(prepared, rows, time.perf_counter() - started)
+        report = write_export_report(prepared, rows, time.perf_counter() - started)
     (stream or sys.stdout).write(format_table(report) + "\n")
     return report
 
@@ -169,7 +169,7 @@ def prepare(
     from edgecnn.trainer.evaluate import load_keras_model
 
     model = load_keras_model(source.model_path)
-    dataset = datasets.for_model(model, source, data_dir, data, whole_train=True)
+    dataset = training_data.for_model(model, source, data_dir, data, whole_train=True)
     calibration, record = calibration_images(dataset, config)
     _atomic.write_json(out / CALIBRATION_FILE, record)
     images = agreement_images(dataset)
@@ -349,7 +349,9 @@ def _missing_tools(fmt: str) -> str | None:
     return None
 
 
-def write_report(prepared: Prepared, rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+def write_export_report(
+    prepared: Prepared, rows: list[dict[str, Any]], seconds: float
+) -> dict[str, Any]:
     """``export_report.json``: every file's row, the Keras reference, and the configuration."""
     float32 = [r["size_bytes"] for r in rows if r["precision"] == "float32"]
     reference_size = next(

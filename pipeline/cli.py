@@ -12,7 +12,7 @@ import typer
 
 from edgecnn.errors import ConfigError, EdgecnnError
 from edgecnn.export.config import backend_names
-from edgecnn.export.verify import check_runtimes
+from edgecnn.export.measure import check_runtimes
 from edgecnn.pipeline.state import STAGES, RunOptions
 from edgecnn.run_folder import LATEST, MODEL_FILE, REPORT_FILE, RUN_FILE, RUNS_ROOT
 from edgecnn.trainer.cli import (

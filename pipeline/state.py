@@ -117,7 +117,7 @@ class RunOptions:
             EdgecnnError: impossible options, or data that is missing or unusable.
         """
         from edgecnn.trainer.cli import class_order
-        from edgecnn.trainer.datasets import configure
+        from edgecnn.trainer.training_data import configure
 
         given = {
             "dataset": self.dataset,

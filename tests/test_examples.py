@@ -124,15 +124,15 @@ def test_http_client_gets_the_api_answer_from_a_running_server(name):
 def test_shapes_writes_a_folder_and_an_npz_that_edgecnn_reads(tmp_path):
     from shapes import CLASSES
 
-    from edgecnn.trainer import datasets
+    from edgecnn.trainer import training_data
     from edgecnn.trainer.config import TrainConfig
 
     assert "12 classes" in run_example("shapes.py", tmp_path / "pictures")
-    info = datasets.inspect(TrainConfig(data=str(tmp_path / "pictures")))
+    info = training_data.inspect(TrainConfig(data=str(tmp_path / "pictures")))
     assert info.labels == tuple(sorted(CLASSES)) and info.shape == (32, 32, 1)
     assert {len(list((tmp_path / "pictures" / c).glob("*.png"))) for c in CLASSES} == {190}
     run_example("shapes.py", tmp_path / "shapes.npz")
-    info = datasets.inspect(TrainConfig(data=str(tmp_path / "shapes.npz")))
+    info = training_data.inspect(TrainConfig(data=str(tmp_path / "shapes.npz")))
     assert info.labels == CLASSES and info.shape == (32, 32, 3)
     again = subprocess.run(
         [sys.executable, str(EXAMPLES / "shapes.py"), str(tmp_path / "pictures")],

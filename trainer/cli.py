@@ -15,7 +15,7 @@ import typer
 from edgecnn.errors import ConfigError
 from edgecnn.runtime.options import AUTO, BackendOption
 from edgecnn.trainer.config import MAX_SEED, ModelConfig, TrainConfig
-from edgecnn.trainer.sources import check_out_dir
+from edgecnn.trainer.model_source import check_out_dir
 
 
 class DatasetName(str, Enum):
@@ -204,7 +204,7 @@ def train_command(
         check_out_dir(out, resume, force)
     # The data is checked before TensorFlow's slow import (and before any folder is
     # made), so that bad input is answered at once.
-    from edgecnn.trainer.datasets import configure, inspect
+    from edgecnn.trainer.training_data import configure, inspect
 
     if resume and out is not None:
         if augment:  # compared with the saved run's augmentation, whatever its dataset
@@ -293,7 +293,7 @@ def evaluate_command(
     An exported file is measured as edgecnn.runtime runs it, and compared image by image
     with the run's Keras model; its numbers go to <file>.evaluation/ beside it.
     """
-    from edgecnn.trainer.sources import is_exported, resolve_model
+    from edgecnn.trainer.model_source import is_exported, resolve_model
 
     if is_exported(target):
         from edgecnn.runtime import load_classifier

@@ -14,16 +14,16 @@ from edgecnn import _atomic, _json
 from edgecnn.errors import ConfigError
 from edgecnn.run_folder import FIGURE_FILES, METRICS_FILE
 from edgecnn.runtime.contract import check_io
-from edgecnn.trainer import datasets
+from edgecnn.trainer import training_data
 from edgecnn.trainer._tf import import_keras
-from edgecnn.trainer.data import Dataset, to_float
+from edgecnn.trainer.dataset import Dataset, to_float
 from edgecnn.trainer.metrics import (
     accuracy_line,
     classification_metrics,
     format_confusion_matrix,
 )
 from edgecnn.trainer.model import LAYER_NAMES
-from edgecnn.trainer.sources import ModelError, resolve_model
+from edgecnn.trainer.model_source import ModelError, resolve_model
 
 keras = import_keras()
 
@@ -113,7 +113,7 @@ def evaluate(
     stream = stream or sys.stdout
     source = resolve_model(target)
     model = load_keras_model(source.model_path)
-    test = datasets.for_model(model, source, data_dir, data, dataset)
+    test = training_data.for_model(model, source, data_dir, data, dataset)
     out = _atomic.ensure_writable_dir(out_dir or source.run_dir or source.model_path.parent)
     if not 0 <= image_index < len(test.x_test):
         raise ConfigError(f"--image-index must be in 0..{len(test.x_test) - 1}, got {image_index}")
@@ -248,7 +248,7 @@ def evaluate_exported(
     """
     from edgecnn.runtime import load_classifier
     from edgecnn.trainer import plots
-    from edgecnn.trainer.sources import ModelSource
+    from edgecnn.trainer.model_source import ModelSource
 
     stream = stream or sys.stdout
     path = Path(target)
@@ -259,7 +259,7 @@ def evaluate_exported(
     shape = _Shape((None, *clf.input_shape), (None, len(clf.labels)))
     # A file away from its run says its class order itself (--classes may have set it).
     labels = None if clf.generic_labels else clf.labels
-    test = datasets.for_model(shape, source, data_dir, data, dataset, labels=labels)
+    test = training_data.for_model(shape, source, data_dir, data, dataset, labels=labels)
     probs = clf.predict(test.x_test)
     pred = probs.argmax(axis=1)
     metrics = classification_metrics(test.y_test, pred, test.labels)

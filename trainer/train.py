@@ -24,7 +24,7 @@ from edgecnn.run_folder import (
     STATE_FILE,
 )
 from edgecnn.runtime.contract import shape_text
-from edgecnn.trainer import datasets
+from edgecnn.trainer import training_data
 from edgecnn.trainer._tf import import_tensorflow
 from edgecnn.trainer.augment import augment
 from edgecnn.trainer.checkpoints import (
@@ -33,7 +33,7 @@ from edgecnn.trainer.checkpoints import (
     save_checkpoint,
 )
 from edgecnn.trainer.config import TrainConfig
-from edgecnn.trainer.data import Dataset, to_float
+from edgecnn.trainer.dataset import Dataset, to_float
 from edgecnn.trainer.evaluate import predict_classes
 from edgecnn.trainer.metrics import accuracy_line, classification_metrics
 from edgecnn.trainer.model import build_model
@@ -128,7 +128,7 @@ def train(
     with _atomic.exclusive(out, "edgecnn train"):
         state = read_checkpoint_state(out) if resume else None
         # A resumed run trains on the split it started with.
-        data = datasets.load(config, data_dir, read_record(out) if resume else None, stream)
+        data = training_data.load(config, data_dir, read_record(out) if resume else None, stream)
         # Seeded before the model is built: its initial weights come from this seed.
         keras.utils.set_random_seed(config.seed)
         tf.config.experimental.enable_op_determinism()

@@ -237,7 +237,7 @@ def test_calibration_uses_only_training_images(exported):
 def test_calibration_draw_is_seeded(fashion_dir):
     from edgecnn.export.config import ExportConfig
     from edgecnn.export.exporter import calibration_images
-    from edgecnn.trainer.data import load_dataset
+    from edgecnn.trainer.idx import load_dataset
 
     data = load_dataset("fashion", fashion_dir)
     _, a = calibration_images(data, ExportConfig(seed=1, calib_samples=50))

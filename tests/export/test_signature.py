@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgecnn.runtime import load_classifier
-from edgecnn.trainer.data import load_dataset
+from edgecnn.trainer.idx import load_dataset
 
 SIGNATURE = {"serving_default": {"inputs": ["image"], "outputs": ["probabilities"]}}
 

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgecnn.trainer.data import LABELS
+from edgecnn.trainer.idx import LABELS
 
 pytestmark = [pytest.mark.pi, pytest.mark.slow]
 
@@ -130,7 +130,7 @@ def trixie_installed(pi_bundles) -> dict[str, SimpleNamespace]:
 @pytest.fixture(scope="session")
 def pi_images(fashion_dir):
     """The first 1,000 real Fashion-MNIST test images (uint8) and their labels."""
-    from edgecnn.trainer.data import load_arrays
+    from edgecnn.trainer.idx import load_arrays
 
     (_, _, x_test, y_test), _ = load_arrays("fashion", fashion_dir)
     return SimpleNamespace(x=x_test[:N_IMAGES], y=y_test[:N_IMAGES])

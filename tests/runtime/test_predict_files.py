@@ -17,8 +17,9 @@ from cli_helpers import assert_one_line_error, invoke
 from PIL import Image
 from shared import PICTURE, TINY, TINY_FILES
 
-from edgecnn.runtime import load_classifier, walk
+from edgecnn.runtime import load_classifier
 from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.predict import walk
 
 MODEL = TINY / "model_int8.tflite"
 
@@ -260,13 +261,13 @@ def test_memory_does_not_grow_with_the_number_of_inputs(test_images, tmp_path):
 
 
 def test_batches_are_full_and_hold_one_kind_of_image():
-    from edgecnn.runtime.batches import NpySlice, jobs
-    from edgecnn.runtime.inputs import NpyFile, Refused
+    from edgecnn.runtime.predict.batches import NpySlice, make_batches
+    from edgecnn.runtime.predict.inputs import NpyFile, Refused
 
     floats = NpyFile("f.npy", 3, False, False)
     uint8 = NpyFile("u.npy", 300, False, True)
     sources = ["a.png", Refused("r.npy", "bad"), floats, "b.png", uint8, *["c.png"] * 300]
-    made = list(jobs(sources, 256))
+    made = list(make_batches(sources, 256))
     assert [(j.count, j.uint8) for j in made] == [(2, True), (3, False), (256, True),
                                                    (256, True), (89, True)]  # fmt: skip
     # An array fills the batch a picture began, and goes on in the next.
@@ -288,58 +289,62 @@ def test_a_closed_pipe_stops_the_run_quietly(test_images, tmp_path):
 
 
 def test_workers_fill_the_cores_unless_the_backend_does(monkeypatch):
-    from edgecnn.runtime import stream
+    from edgecnn.runtime.predict import workers
 
-    monkeypatch.setattr(stream, "cores", lambda: 4)
-    assert stream.worker_count(1, "m.tflite") == 4 and stream.worker_count(1, "m.onnx") == 4
-    assert stream.worker_count(2, "m.tflite") == 2 and stream.worker_count(8, "m.tflite") == 1
-    assert stream.worker_count(1, "weights.npz") == 1  # numpy's BLAS takes every core itself
-    monkeypatch.setattr(stream, "cores", lambda: 64)
-    assert stream.worker_count(1, "m.tflite") == stream.MAX_WORKERS
+    monkeypatch.setattr(workers, "cores", lambda: 4)
+    assert workers.worker_count(1, "m.tflite") == 4 and workers.worker_count(1, "m.onnx") == 4
+    assert workers.worker_count(2, "m.tflite") == 2 and workers.worker_count(8, "m.tflite") == 1
+    assert workers.worker_count(1, "weights.npz") == 1  # numpy's BLAS takes every core itself
+    monkeypatch.setattr(workers, "cores", lambda: 64)
+    assert workers.worker_count(1, "m.tflite") == workers.MAX_WORKERS
 
 
 def test_a_worker_that_cannot_load_the_model_says_why(tmp_path, monkeypatch):
     """Its batches raise the load's own error, which ``predict`` prints as one line."""
     import signal
 
-    from edgecnn.runtime import ModelError, stream
-    from edgecnn.runtime.batches import jobs
+    from edgecnn.runtime import ModelError
+    from edgecnn.runtime.predict import workers
+    from edgecnn.runtime.predict.batches import make_batches
 
-    monkeypatch.setattr(stream, "_model", None)
+    monkeypatch.setattr(workers, "_model", None)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     (tmp_path / "model.tflite").write_bytes(b"not a model")
     try:
-        stream._start_worker(stream.ModelSpec(str(tmp_path / "model.tflite"), "auto", 1, True))
+        workers._start_worker(workers.ModelSpec(str(tmp_path / "model.tflite"), "auto", 1, True))
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    job = next(jobs([str(PICTURE)]))
+    job = next(make_batches([str(PICTURE)]))
     with pytest.raises(ModelError, match="model.tflite"):
-        stream._classify_in_worker(job, (28, 28, 1), True, False)
+        workers._classify_in_worker(job, (28, 28, 1), True, False)
 
 
 def test_workers_are_forked_only_before_an_interpreter_is_loaded():
-    from edgecnn.runtime import stream
+    from edgecnn.runtime.predict import workers
 
-    code = "from edgecnn.runtime import stream, load_classifier; print(stream.start_method())"
+    code = (
+        "from edgecnn.runtime import load_classifier; "
+        "from edgecnn.runtime.predict import workers; print(workers.start_method())"
+    )
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert fresh.stdout.strip() == "fork", fresh.stderr
     load_classifier(MODEL)  # this session's interpreter threads: never fork them
-    assert stream.start_method() == "forkserver"
+    assert workers.start_method() == "forkserver"
 
 
 DYING_WORKER = """
 import os, sys
-from edgecnn.runtime import stream
+from edgecnn.runtime.predict import workers
 
-classify = stream._classify_in_worker
+classify = workers._classify_in_worker
 
 def dying(job, *args):  # a worker killed (the OOM killer, a crash) on the second batch
     if any(name.endswith("00300.png") for name in job.names()):
         os._exit(9)
     return classify(job, *args)
 
-stream._classify_in_worker = dying
+workers._classify_in_worker = dying
 sys.argv = ["edgecnn", "predict", *sys.argv[1:]]
 from edgecnn.cli import main
 main()
@@ -347,9 +352,9 @@ main()
 
 
 def test_a_worker_that_dies_ends_the_run_with_one_line(test_images, tmp_path):
-    from edgecnn.runtime import stream
+    from edgecnn.runtime.predict import workers
 
-    if not stream.workers_pay(600):
+    if not workers.workers_pay(600):
         pytest.skip("worker processes run on Linux with two cores or more")
     paths = save_pictures(tmp_path / "pictures", test_images.x[:600])
     command = [sys.executable, "-c", DYING_WORKER, str(MODEL), str(tmp_path / "pictures")]

@@ -24,7 +24,7 @@ from PIL import Image
 from shared import TINY
 
 from edgecnn import _quiet
-from edgecnn.runtime import lifetime, stream
+from edgecnn.runtime.predict import lifetime, workers
 
 MODEL = TINY / "model_float32.tflite"
 PICTURES = 1000  # four batches; text lines of ten classes: far more than a pipe holds
@@ -45,7 +45,7 @@ if __name__ == "__main__":
 """
 
 needs_workers = pytest.mark.skipif(
-    not stream.workers_pay(PICTURES), reason="worker processes run on Linux with two cores or more"
+    not workers.workers_pay(PICTURES), reason="worker processes run on Linux with two cores or more"
 )
 
 

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecnn.runtime import InputError, small_png
-from edgecnn.runtime.batches import decode_pictures
+from edgecnn.runtime import InputError
 from edgecnn.runtime.images import light_borders, load_image
+from edgecnn.runtime.predict import small_png
+from edgecnn.runtime.predict.batches import decode_pictures
 
 SHAPE = (28, 28, 1)
 

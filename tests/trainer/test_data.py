@@ -6,7 +6,7 @@ from idx_files import STEMS, idx_bytes, write_dataset, write_idx
 
 from edgecnn.errors import DataError
 from edgecnn.runtime.labels import FASHION_MNIST_LABELS
-from edgecnn.trainer import data
+from edgecnn.trainer import dataset, idx
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def clean_env(monkeypatch, tmp_path):
 
 
 def test_real_fashion_mnist_split_as_the_tutorial(fashion_dir):
-    ds = data.load_dataset("fashion", fashion_dir)
+    ds = idx.load_dataset("fashion", fashion_dir)
     assert ds.x_train.shape == (55_000, 28, 28)
     assert ds.x_val.shape == (5_000, 28, 28)
     assert ds.x_test.shape == (10_000, 28, 28)
@@ -26,7 +26,7 @@ def test_real_fashion_mnist_split_as_the_tutorial(fashion_dir):
     assert ds.labels == FASHION_MNIST_LABELS
     assert ds.labels[0] == "T-shirt/top" and ds.labels[-1] == "Ankle boot"
     # Validation is the *first* 5,000 training images, training the other 55,000.
-    (x_all, y_all, _, _), _ = data.load_arrays("fashion", fashion_dir)
+    (x_all, y_all, _, _), _ = idx.load_arrays("fashion", fashion_dir)
     np.testing.assert_array_equal(ds.x_val, x_all[:5000])
     np.testing.assert_array_equal(ds.x_train[0], x_all[5000])
     np.testing.assert_array_equal(ds.y_train, y_all[5000:])
@@ -37,14 +37,14 @@ def test_real_fashion_mnist_split_as_the_tutorial(fashion_dir):
 
 
 def test_train_subset_keeps_the_first_images(fashion_dir):
-    ds = data.load_dataset("fashion", fashion_dir, train_subset=1000)
+    ds = idx.load_dataset("fashion", fashion_dir, train_subset=1000)
     assert len(ds.x_train) == 1000 and len(ds.x_val) == 5000 and len(ds.x_test) == 10_000
 
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_small_idx_files_gzipped_or_not(tmp_path, clean_env, gz):
     arrays = write_dataset(tmp_path / "d", gz=gz)
-    ds = data.load_dataset("mnist", tmp_path / "d")
+    ds = idx.load_dataset("mnist", tmp_path / "d")
     np.testing.assert_array_equal(ds.x_val, arrays["train_images"][:5000])
     np.testing.assert_array_equal(ds.x_train, arrays["train_images"][5000:])
     np.testing.assert_array_equal(ds.y_test, arrays["test_labels"])
@@ -56,7 +56,7 @@ def test_dotted_file_names_are_accepted(tmp_path, clean_env):
     write_dataset(folder, gz=False)
     for stem in STEMS.values():
         (folder / stem).rename(folder / stem.replace("-idx", ".idx"))
-    assert len(data.load_dataset("fashion", folder).x_test) == 50
+    assert len(idx.load_dataset("fashion", folder).x_test) == 50
 
 
 def test_data_dir_beats_environment_which_beats_debian(
@@ -65,19 +65,19 @@ def test_data_dir_beats_environment_which_beats_debian(
     write_dataset(tmp_path / "a", n_test=11)
     write_dataset(tmp_path / "b", n_test=22)
     monkeypatch.setenv("EDGECNN_DATA_DIR", str(tmp_path / "b"))
-    assert len(data.load_dataset("fashion", tmp_path / "a").x_test) == 11
-    assert len(data.load_dataset("fashion").x_test) == 22
+    assert len(idx.load_dataset("fashion", tmp_path / "a").x_test) == 11
+    assert len(idx.load_dataset("fashion").x_test) == 22
     monkeypatch.delenv("EDGECNN_DATA_DIR")
-    if not (data.DEBIAN_DIRS["fashion"] / "t10k-labels-idx1-ubyte.gz").is_file():
+    if not (idx.DEBIAN_DIRS["fashion"] / "t10k-labels-idx1-ubyte.gz").is_file():
         pytest.skip("dataset-fashion-mnist is not installed: the Debian step cannot be checked")
-    _, source = data.load_arrays("fashion")
-    assert source == str(data.DEBIAN_DIRS["fashion"])
+    _, source = idx.load_arrays("fashion")
+    assert source == str(idx.DEBIAN_DIRS["fashion"])
 
 
 def test_keras_cache_folder_and_mnist_npz(tmp_path, clean_env):
     home = tmp_path / "keras-home" / "datasets"
     write_dataset(home / "mnist", n_test=33)
-    assert len(data.load_dataset("mnist").x_test) == 33
+    assert len(idx.load_dataset("mnist").x_test) == 33
     for f in (home / "mnist").iterdir():
         f.unlink()
     rng = np.random.default_rng(1)
@@ -88,13 +88,13 @@ def test_keras_cache_folder_and_mnist_npz(tmp_path, clean_env):
         x_test=np.zeros((44, 28, 28), np.uint8),
         y_test=np.ones(44, np.uint8),
     )
-    ds = data.load_dataset("mnist")
+    ds = idx.load_dataset("mnist")
     assert len(ds.x_test) == 44 and ds.source.endswith("mnist.npz")
 
 
 def test_nothing_found_names_every_way_to_get_the_data(clean_env):
     with pytest.raises(DataError) as e:
-        data.load_dataset("mnist")
+        idx.load_dataset("mnist")
     msg = str(e.value)
     assert "\n" not in msg
     for hint in ("--data-dir", "EDGECNN_DATA_DIR", "keras-home", "internet"):
@@ -104,18 +104,18 @@ def test_nothing_found_names_every_way_to_get_the_data(clean_env):
 def test_fashion_hint_names_the_debian_package(tmp_path, clean_env):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
-        data.load_dataset("fashion", tmp_path / "empty")
+        idx.load_dataset("fashion", tmp_path / "empty")
 
 
 def test_missing_data_dir(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        data.load_dataset("fashion", tmp_path / "nope")
+        idx.load_dataset("fashion", tmp_path / "nope")
 
 
 def test_too_few_training_images_for_the_split(tmp_path, clean_env):
     write_dataset(tmp_path / "d", n_train=5000)
     with pytest.raises(DataError, match="needs more than 5000"):
-        data.load_dataset("fashion", tmp_path / "d")
+        idx.load_dataset("fashion", tmp_path / "d")
 
 
 def _corrupt(tmp_path, key, payload: bytes, name_suffix=".gz"):
@@ -160,7 +160,7 @@ def _corrupt(tmp_path, key, payload: bytes, name_suffix=".gz"):
 def test_corrupt_files_get_a_clear_error_naming_the_file(tmp_path, clean_env, key, payload, match):
     folder, path = _corrupt(tmp_path, key, payload)
     with pytest.raises(DataError, match=match) as e:
-        data.load_dataset("fashion", folder)
+        idx.load_dataset("fashion", folder)
     assert str(path) in str(e.value)
     assert "\n" not in str(e.value)
 
@@ -171,17 +171,17 @@ def test_cut_off_gzip_stream(tmp_path, clean_env):
     path = folder / (STEMS["train_images"] + ".gz")
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(DataError, match="cut off") as e:
-        data.load_dataset("fashion", folder)
+        idx.load_dataset("fashion", folder)
     assert str(path) in str(e.value)
 
 
 def test_read_idx_round_trip(tmp_path):
     arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    np.testing.assert_array_equal(data.read_idx(write_idx(tmp_path / "x.gz", arr)), arr)
-    np.testing.assert_array_equal(data.read_idx(write_idx(tmp_path / "x", arr, gz=False)), arr)
+    np.testing.assert_array_equal(idx.read_idx(write_idx(tmp_path / "x.gz", arr)), arr)
+    np.testing.assert_array_equal(idx.read_idx(write_idx(tmp_path / "x", arr, gz=False)), arr)
 
 
 def test_to_float_is_the_model_input():
-    x = data.to_float(np.array([[[0, 255]]], dtype=np.uint8))
+    x = dataset.to_float(np.array([[[0, 255]]], dtype=np.uint8))
     assert x.dtype == np.float32 and x.shape == (1, 1, 2, 1)
     assert x.min() == 0.0 and x.max() == 1.0

@@ -13,7 +13,7 @@ from cli_helpers import assert_one_line_error, invoke
 from idx_files import STEMS, write_dataset
 
 from edgecnn.errors import DataError
-from edgecnn.trainer import data
+from edgecnn.trainer import idx
 
 
 def _sha(path):
@@ -110,7 +110,7 @@ def test_idx_dimensions_whose_product_wraps_are_refused(tmp_path):
     header = bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**31, 2**31, 4)  # 2**64: 0 in int64
     (tmp_path / "x.idx").write_bytes(header)
     with pytest.raises(DataError, match="truncated"):
-        data.read_idx(tmp_path / "x.idx")
+        idx.read_idx(tmp_path / "x.idx")
 
 
 def test_a_folder_missing_one_idx_file_names_it(tmp_path, monkeypatch):
@@ -118,13 +118,13 @@ def test_a_folder_missing_one_idx_file_names_it(tmp_path, monkeypatch):
     write_dataset(tmp_path / "d")
     (tmp_path / "d" / (STEMS["test_labels"] + ".gz")).unlink()
     with pytest.raises(DataError, match="lacks t10k-labels-idx1-ubyte"):
-        data.load_dataset("fashion", tmp_path / "d")
+        idx.load_dataset("fashion", tmp_path / "d")
 
 
 def test_idx_files_that_are_devices_are_refused(tmp_path):
     (tmp_path / "zero").symlink_to("/dev/zero")
     with pytest.raises(DataError, match="not a regular file"):
-        data.read_idx(tmp_path / "zero")
+        idx.read_idx(tmp_path / "zero")
 
 
 @pytest.fixture(scope="module")
@@ -282,11 +282,11 @@ def _recorded_run(tmp_path):
     import io
 
     from edgecnn import _atomic
-    from edgecnn.trainer import datasets, splits
+    from edgecnn.trainer import splits, training_data
 
     data = _own_folder(tmp_path / "my data")
-    config = datasets.configure({"data": str(data.resolve())}, {}, False, None)
-    loaded = datasets.load(config, None, None, io.StringIO())
+    config = training_data.configure({"data": str(data.resolve())}, {}, False, None)
+    loaded = training_data.load(config, None, None, io.StringIO())
     run = tmp_path / "run"
     run.mkdir()
     _atomic.write_json(run / "config.json", config.to_dict())

@@ -23,7 +23,7 @@ from shapes import write_npz
 
 from edgecnn.errors import ConfigError, DataError
 from edgecnn.runtime import load_classifier
-from edgecnn.trainer import datasets
+from edgecnn.trainer import training_data
 from edgecnn.trainer.cli import class_order
 from edgecnn.trainer.config import TrainConfig
 
@@ -87,7 +87,7 @@ def test_the_split_is_recorded_and_reused(folder_run):
         assert abs(count - total / 6) <= 1
     # The same seed gives the same split; the recorded one is used as it is.
     config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-    again = datasets.load(config, record=None, stream=io.StringIO())
+    again = training_data.load(config, record=None, stream=io.StringIO())
     assert again.record["splits"] == splits
 
 
@@ -237,9 +237,9 @@ def test_unreadable_pictures_are_listed_and_can_be_skipped(tmp_path):
     assert line.count("broken") == 10 - ("cut.png" in line) and "and 3 more" in line
     assert "--skip-bad-images" in line and not (tmp_path / "run").exists()
     config = TrainConfig(data=str(root), skip_bad_images=True)
-    config = datasets.sized(config)
+    config = training_data.sized(config)
     stream = io.StringIO()
-    data = datasets.load(config, stream=stream)
+    data = training_data.load(config, stream=stream)
     assert "13 pictures cannot be read" in stream.getvalue() and len(data.record["skipped"]) == 13
     assert len(data.x_train) + len(data.x_val) + len(data.x_test) == 20
 
@@ -264,8 +264,8 @@ def test_pictures_of_different_sizes_need_an_image_size(tmp_path):
     _folder(root, {"c": 6}, size=40)
     assert_one_line_error(_train("--data", root), "2 different sizes")
     with pytest.raises(ConfigError, match="pass --image-size"):
-        datasets.sized(TrainConfig(data=str(_folder(tmp_path / "e", {"a": 6, "b": 6}, 100))))
-    config = datasets.sized(TrainConfig(data=str(root)), image_size=32, channels=3)
+        training_data.sized(TrainConfig(data=str(_folder(tmp_path / "e", {"a": 6, "b": 6}, 100))))
+    config = training_data.sized(TrainConfig(data=str(root)), image_size=32, channels=3)
     assert config.model.input_shape == (32, 32, 3) and config.model.num_classes == 3
 
 
@@ -273,8 +273,8 @@ def test_user_splits_are_kept_and_checked(tmp_path):
     root = tmp_path / "d"
     _folder(root / "train", {"x": 12, "y": 12})
     _folder(root / "test", {"x": 3, "y": 3})
-    config = datasets.sized(TrainConfig(data=str(root)))
-    data = datasets.load(config, stream=io.StringIO())
+    config = training_data.sized(TrainConfig(data=str(root)))
+    data = training_data.load(config, stream=io.StringIO())
     assert len(data.x_test) == 6 and len(data.x_train) + len(data.x_val) == 24
     _folder(root / "test", {"z": 2})
     assert_one_line_error(_train("--data", root), "has class 'z'")
@@ -292,7 +292,7 @@ def test_imbalance_and_duplicates_are_warned_about(tmp_path):
     for i in range(30):  # the same picture many times: some land in test and in train
         shutil.copy(root / "big" / "0.png", root / "big" / f"copy{i}.png")
     stream = io.StringIO()
-    datasets.load(datasets.sized(TrainConfig(data=str(root))), stream=stream)
+    training_data.load(training_data.sized(TrainConfig(data=str(root))), stream=stream)
     text = stream.getvalue()
     assert "heavily imbalanced" in text and "'big'" in text
     assert "byte-for-byte the same as a training or validation image" in text
@@ -338,29 +338,31 @@ def test_impossible_arrays_are_one_line(tmp_path, changes, match):
 
 def test_labels_shaped_n_by_1_are_taken(tmp_path):
     path = _npz(tmp_path / "d.npz", y_train=(np.arange(60) % 3)[:, None])
-    data = datasets.load(datasets.sized(TrainConfig(data=str(path))), stream=io.StringIO())
+    data = training_data.load(
+        training_data.sized(TrainConfig(data=str(path))), stream=io.StringIO()
+    )
     assert data.y_train.ndim == 1 and len(data.labels) == 3
 
 
 def test_a_changed_npz_is_refused_not_split_anew(tmp_path):
     path = _npz(tmp_path / "d.npz")
-    config = datasets.sized(TrainConfig(data=str(path)))
-    record = datasets.load(config, stream=io.StringIO()).record
-    again = datasets.load(config, record=record, stream=io.StringIO())
+    config = training_data.sized(TrainConfig(data=str(path)))
+    record = training_data.load(config, stream=io.StringIO()).record
+    again = training_data.load(config, record=record, stream=io.StringIO())
     assert again.record["splits"] == record["splits"]
     _npz(path, x_train=np.zeros((30, 20, 20), np.uint8), y_train=np.arange(30) % 3)
     with pytest.raises(DataError, match="has changed since the model was trained"):
-        datasets.load(config, record=record, stream=io.StringIO())
+        training_data.load(config, record=record, stream=io.StringIO())
     # A record without a digest (written by hand, or damaged) must still fit the archive.
     del record["sha256"]
     with pytest.raises(DataError, match="does not fit its 30 images"):
-        datasets.load(config, record=record, stream=io.StringIO())
+        training_data.load(config, record=record, stream=io.StringIO())
 
 
 def test_a_training_subset_of_a_folder_keeps_every_class(tmp_path):
     root = _folder(tmp_path / "d", {"a": 30, "b": 30, "c": 30})
-    config = datasets.sized(TrainConfig(data=str(root), train_subset=15))
-    data = datasets.load(config, stream=io.StringIO())
+    config = training_data.sized(TrainConfig(data=str(root), train_subset=15))
+    data = training_data.load(config, stream=io.StringIO())
     assert len(data.y_train) == 15 and sorted(np.bincount(data.y_train)) == [5, 5, 5]
 
 
@@ -375,9 +377,9 @@ def test_skipping_bad_pictures_checks_what_is_left(tmp_path):
     root = _folder(tmp_path / "d", {"a": 10, "b": 6})
     for i in range(3):
         (root / "b" / f"{i}.png").write_bytes(b"broken")
-    config = datasets.sized(TrainConfig(data=str(root), skip_bad_images=True))
+    config = training_data.sized(TrainConfig(data=str(root), skip_bad_images=True))
     with pytest.raises(DataError, match="without its unreadable pictures: class 'b' has 3"):
-        datasets.load(config, stream=io.StringIO())
+        training_data.load(config, stream=io.StringIO())
 
 
 def test_odd_entries_in_a_class_folder_are_counted_not_lost(tmp_path):
@@ -386,7 +388,7 @@ def test_odd_entries_in_a_class_folder_are_counted_not_lost(tmp_path):
     (root / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     (root / "b" / "notes.txt").write_text("x")
     stream = io.StringIO()
-    datasets.load(datasets.sized(TrainConfig(data=str(root))), stream=stream)
+    training_data.load(training_data.sized(TrainConfig(data=str(root))), stream=stream)
     assert "note: 3 entries" in stream.getvalue()
 
 
@@ -411,12 +413,12 @@ def test_a_class_folder_that_cannot_be_listed_is_one_line(tmp_path, monkeypatch)
 
 def test_a_good_npz_is_sized_from_its_arrays(tmp_path):
     path = _npz(tmp_path / "d.npz", class_names=np.array(["cat", "dog", "owl"]))
-    config = datasets.sized(TrainConfig(data=str(path)))
+    config = training_data.sized(TrainConfig(data=str(path)))
     assert config.model.input_shape == (20, 20, 1) and config.model.num_classes == 3
-    data = datasets.load(config, stream=io.StringIO())
+    data = training_data.load(config, stream=io.StringIO())
     assert data.labels == ("cat", "dog", "owl") and data.x_train.shape[1:] == (20, 20)
     with pytest.raises(DataError, match="has 3 classes; the network was built for 10"):
-        datasets.load(TrainConfig(data=str(path)), stream=io.StringIO())
+        training_data.load(TrainConfig(data=str(path)), stream=io.StringIO())
 
 
 # -- --classes: the user's order of their classes -------------------------------------
@@ -455,29 +457,31 @@ def test_classes_order_a_folder_and_survive_config_json(tmp_path):
     root = _folder(tmp_path / "d", {"cat": 6, "dog": 6, "café": 6})
     # As --classes gives it, typed on a keyboard that decomposes é: the same name.
     classes = class_order("dog, cafe\u0301 ,cat", str(root))
-    config = datasets.configure({"data": str(root), "classes": classes}, {})
-    data = datasets.load(config, stream=io.StringIO())
+    config = training_data.configure({"data": str(root), "classes": classes}, {})
+    data = training_data.load(config, stream=io.StringIO())
     assert data.labels == ("dog", "café", "cat") == tuple(data.record["classes"])
     for path, label in data.record["splits"]["train"]:
         assert path.split("/")[0] == data.labels[label]
     again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config and again.classes == ("dog", "café", "cat")
-    assert datasets.load(again, record=data.record, stream=io.StringIO()).labels == data.labels
+    assert training_data.load(again, record=data.record, stream=io.StringIO()).labels == data.labels
 
 
 def test_classes_renumber_an_npz(tmp_path):
     path = _npz(tmp_path / "d.npz", class_names=np.array(["cat", "dog", "owl"]))
-    plain = datasets.load(datasets.sized(TrainConfig(data=str(path))), stream=io.StringIO())
-    config = datasets.sized(TrainConfig(data=str(path), classes=("owl", "cat", "dog")))
-    data = datasets.load(config, stream=io.StringIO())
+    plain = training_data.load(
+        training_data.sized(TrainConfig(data=str(path))), stream=io.StringIO()
+    )
+    config = training_data.sized(TrainConfig(data=str(path), classes=("owl", "cat", "dog")))
+    data = training_data.load(config, stream=io.StringIO())
     assert data.labels == ("owl", "cat", "dog")
     assert (data.x_test == plain.x_test).all()  # the same images, each still its class
     names = np.array(plain.labels)[plain.y_test]
     assert (np.array(data.labels)[data.y_test] == names).all()
     unnamed = _npz(tmp_path / "u.npz")  # without class_names: "class 0", "class 1", ...
-    config = datasets.sized(TrainConfig(data=str(unnamed), classes=("class 2", "class 0",
+    config = training_data.sized(TrainConfig(data=str(unnamed), classes=("class 2", "class 0",
                                                                      "class 1")))  # fmt: skip
-    assert datasets.load(config, stream=io.StringIO()).labels[0] == "class 2"
+    assert training_data.load(config, stream=io.StringIO()).labels[0] == "class 2"
 
 
 @pytest.mark.parametrize("command", ["train", "run"])
@@ -513,7 +517,9 @@ def test_a_class_spelled_two_ways_across_splits_is_one_class(tmp_path):
     root = tmp_path / "d"
     _folder(root / "train", {"caf\u00e9": 12, "dog": 12})
     _folder(root / "test", {"cafe\u0301": 3, "dog": 3})
-    data = datasets.load(datasets.sized(TrainConfig(data=str(root))), stream=io.StringIO())
+    data = training_data.load(
+        training_data.sized(TrainConfig(data=str(root))), stream=io.StringIO()
+    )
     assert data.labels == ("caf\u00e9", "dog") and sorted(np.bincount(data.y_test)) == [3, 3]
 
 
@@ -521,15 +527,15 @@ def test_a_model_file_without_its_run_reads_data_in_its_own_class_order(tmp_path
     """A file trained with --classes, evaluated with --data alone: its labels give the order."""
     from types import SimpleNamespace
 
-    from edgecnn.trainer.sources import ModelSource
+    from edgecnn.trainer.model_source import ModelSource
 
     root = _folder(tmp_path / "d", {"cat": 6, "dog": 6, "owl": 6})
     model = SimpleNamespace(input_shape=(None, 28, 28, 1), output_shape=(None, 3))
     source = ModelSource(tmp_path / "model_float32.onnx", None, None)
     order = ("owl", "cat", "dog")
-    data = datasets.for_model(model, source, data=root, labels=order)
+    data = training_data.for_model(model, source, data=root, labels=order)
     assert data.labels == order
     for path, label in data.record["splits"]["test"]:
         assert path.split("/")[0] == order[label]
     with pytest.raises(DataError, match="names the classes owl, cat, emu; .* has cat, dog, owl"):
-        datasets.for_model(model, source, data=root, labels=("owl", "cat", "emu"))
+        training_data.for_model(model, source, data=root, labels=("owl", "cat", "emu"))

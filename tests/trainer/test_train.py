@@ -51,7 +51,8 @@ def test_run_directory_contents(trained_run, quick_config):
 def test_model_keras_is_the_best_validation_epoch(trained_run):
     import keras
 
-    from edgecnn.trainer.data import load_dataset, to_float
+    from edgecnn.trainer.dataset import to_float
+    from edgecnn.trainer.idx import load_dataset
 
     model = keras.models.load_model(trained_run.out_dir / "model.keras")
     ds = load_dataset("fashion")
