@@ -19,7 +19,9 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,7 @@ from edgecnn import __version__, _atomic
 from edgecnn.export.formats import Check, Job
 from edgecnn.export.mcu import cgen, graph, reference
 from edgecnn.export.mcu.graph import UnsupportedModel
-from edgecnn.export.verify import compare
+from edgecnn.export.measure import compare
 from edgecnn.runtime.preprocess import Quantization, dequantize_table
 
 #: TFLM's MicroMutableOpResolver method for each operator the models use.
@@ -240,50 +242,17 @@ def readme(row: dict[str, Any], library: cgen.Library, size: int, q: Any) -> str
     """``exports/tflm/README.md``: how to use the bundle in a TFLM project."""
     arena = row["tflm"]["arena_bytes"]
     ops = ", ".join(row["tflm"]["operators"])
-    return f"""# edgecnn model for TensorFlow Lite Micro
+    return _template("tflm.md").substitute(
+        size=f"{size:,}", operators=ops, arena=f"{arena:,}",
+        input_scale=f"{q.scale:.9g}", input_zero_point=q.zero_point,
+        reference_top1=f"{100 * row['reference_top1']:.2f}",
+        reference_identical=f"{100 * row['reference_identical']:.2f}",
+        max_reference_steps=row["max_reference_steps"], work_bytes=f"{library.work_bytes:,}",
+    )  # fmt: skip
 
-For firmware built on TensorFlow Lite for Microcontrollers (TFLM): add the three headers
-and `model_data.cc` to the project that already builds TFLM.
 
-* `model_data.cc`/`.h`: the int8 flatbuffer ({size:,} bytes), `alignas(16) const`, so it
-  stays in flash.
-* `model_ops.h`: `EdgecnnOpResolver`, a `MicroMutableOpResolver` sized for exactly the
-  model's operators ({ops}), and `EdgecnnRegisterOps` to add them.
-* `model_info.h`: input shape, labels, and `EDGECNN_TFLM_ARENA_BYTES` = {arena:,}: the
-  tensor arena TFLM's allocator needed for this model (measured with the `tflite-micro`
-  package on a 64-bit host, where TFLM's bookkeeping takes more than on a 32-bit
-  microcontroller).
-
-```cpp
-#include "tensorflow/lite/micro/micro_interpreter.h"
-#include "model_data.h"
-#include "model_info.h"
-#include "model_ops.h"
-
-alignas(16) static uint8_t arena[EDGECNN_TFLM_ARENA_BYTES];
-
-EdgecnnOpResolver resolver;
-EdgecnnRegisterOps(resolver);
-tflite::MicroInterpreter interpreter(tflite::GetModel(g_edgecnn_model_data), resolver,
-                                     arena, sizeof(arena));
-interpreter.AllocateTensors();
-int8_t* input = interpreter.input(0)->data.int8;   // each pixel quantized as below
-interpreter.Invoke();
-int8_t* scores = interpreter.output(0)->data.int8;  // the largest is kEdgecnnLabels[i]
-```
-
-The input is int8 with scale {q.scale:.9g} and zero point {q.zero_point}: for a uint8
-pixel p (0..255, after the polarity in `model_int8.tflite.json`) that is
-`round(p / 255 / scale) + zero_point`, clamped to -128..127.
-
-`model_data.cc` is the full-integer form of `model_int8.tflite` (every layer int8, the
-same weights and calibration; unless exported with `--full-integer`, that file keeps its
-last layer and softmax in float32, which TFLM's int8 kernels for Cortex-M do not
-accelerate). TFLM's kernels were run on every test image before
-this folder was written: top-1 equals that flatbuffer's on TFLite's reference kernels for
-{100 * row["reference_top1"]:.2f}% of them; the int8 scores are identical on
-{100 * row["reference_identical"]:.2f}% (TFLM's softmax rounds otherwise, by up to
-{row["max_reference_steps"]} steps of 1/256). The `c/` folder beside this one is the same
-network without TFLM: {library.work_bytes:,} bytes of work buffer against this
-arena's {arena:,}.
-"""
+def _template(name: str) -> Template:
+    """A README's text from ``templates/``, with ``$name`` for each number."""
+    return Template(
+        resources.files("edgecnn.export.formats").joinpath(f"templates/{name}").read_text()
+    )
