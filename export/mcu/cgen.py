@@ -9,6 +9,8 @@ it, so its full-size output never exists: the work buffer holds two regions, the
 of one layer and the next, sized to the largest of each.
 
 The arithmetic is ``templates/kernels.c``: TFLite's reference kernels, bit for bit.
+The rest of both files is ``templates/edgecnn_model.h`` and ``templates/edgecnn_model.c``
+with a ``$name`` (:class:`string.Template`) for each value computed here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from importlib import resources
+from string import Template
 from typing import Any
 
 import numpy as np
@@ -159,8 +162,51 @@ def generate(graph: Graph, model_sha256: str, version: str, labels: tuple[str, .
              light_on_dark: bool) -> Library:  # fmt: skip
     """``edgecnn_model.h`` and ``edgecnn_model.c`` for ``graph``.
 
+    Both are ``templates/`` files of the same names, with ``$name`` for each value
+    computed here.
+
     Raises:
         UnsupportedModel: a network this generator cannot write.
+    """
+    classes = _check(graph, labels)
+    layers, softmax = graph.layers, graph.layers[-1]
+    sizes = [_size(layer.result.shape) for layer in layers[:-1]]
+    regions = [max(sizes[0::2], default=0), max(sizes[1::2], default=0)]
+    constants, calls, logits = _steps(graph, classes)
+    work = regions[0] + regions[1]
+    ids = {"version": version, "model_sha256": model_sha256}
+    header = _template(HEADER).substitute(ids, **_header_values(graph, work, light_on_dark))
+    source = _template(SOURCE).substitute(
+        ids,
+        kernels=_text("kernels.c"),
+        labels=",\n".join(f"    {c_string(label)}" for label in labels),
+        pixel_codes=_pixel_codes(graph),
+        layers=constants,
+        region_a=regions[0],
+        calls=calls,
+        logits=logits,
+    )
+    _, height, width, channels = graph.input.shape
+    return Library(
+        files={HEADER: header, SOURCE: source},
+        work_bytes=work,
+        weight_bytes=sum(int(layer.weights.data.size) for layer in layers
+                         if layer.weights is not None and layer.weights.data is not None),
+        bias_bytes=sum(4 * int(layer.bias.data.size) for layer in layers
+                       if layer.bias is not None and layer.bias.data is not None),
+        input_shape=(height, width, channels),
+        classes=classes,
+        logits_tensor=softmax.input.index,
+        output_tensor=graph.output.index,
+        details={"regions": regions, "layers": len(layers)},
+    )  # fmt: skip
+
+
+def _check(graph: Graph, labels: tuple[str, ...]) -> int:
+    """The number of classes, once ``graph`` is known to be a network this generator writes.
+
+    Raises:
+        UnsupportedModel: it is not, or ``labels`` are not one per class.
     """
     layers = graph.layers
     if layers[0].kind != "conv":
@@ -169,141 +215,72 @@ def generate(graph: Graph, model_sha256: str, version: str, labels: tuple[str, .
     assert x.quant is not None and out.quant is not None
     if len(x.shape) != 4:
         raise UnsupportedModel(f"the model's input has shape {x.shape}; expected (N, H, W, C)")
-    _, height, width, channels = x.shape
     classes = _size(out.shape)
     if len(labels) != classes:
         raise UnsupportedModel(f"{len(labels)} labels for a model of {classes} classes")
-    softmax = layers[-1]
-    assert softmax.input.quant is not None
+    assert layers[-1].input.quant is not None
     if abs(out.quant.scale - 1 / 256) > 1e-3 / 256 or out.quant.zero_point != -128:
         raise UnsupportedModel("the softmax output is not int8 with scale 1/256, zero point -128")
-    sizes = [_size(layer.result.shape) for layer in layers[:-1]]
-    regions = [max(sizes[0::2], default=0), max(sizes[1::2], default=0)]
-    consts, calls = [], []
+    return classes
+
+
+def _steps(graph: Graph, classes: int) -> tuple[str, str, str]:
+    """Every layer's constants, the calls that run the layers in order, and the logits' region.
+
+    The layers write to regions ``a`` and ``b`` of the work buffer in turn; the first
+    reads the input (through the pixel table when it is given).
+    """
+    constants, calls = [], []
     source, lut = "input", "table"
-    for i, layer in enumerate(layers[:-1]):
+    for i, layer in enumerate(graph.layers[:-1]):
         dest = "a" if i % 2 == 0 else "b"
         if layer.kind == "conv":
             c, call = _conv(i, layer, source, dest, lut)
         else:
             c, call = _dense(i, layer, source, dest)
-        consts.append(c)
+        constants.append(c)
         calls.append(call)
         source, lut = dest, "NULL"
+    softmax = graph.layers[-1]
+    assert softmax.input.quant is not None
     multiplier, left_shift, diff_min = quant.softmax_params(
         softmax.options["beta"], softmax.input.quant.scale
     )
-    logits = source
     calls.append(
-        f"    ec_softmax({logits}, {classes}, {multiplier}, {left_shift}, {diff_min}, scores);\n"
+        f"    ec_softmax({source}, {classes}, {multiplier}, {left_shift}, {diff_min}, scores);"
     )
-    pixel_codes = quant.quantize_pixels(x.quant.scale, x.quant.zero_point)
-    weight_bytes = sum(int(layer.weights.data.size) for layer in layers
-                       if layer.weights is not None and layer.weights.data is not None)  # fmt: skip
-    bias_bytes = sum(4 * int(layer.bias.data.size) for layer in layers
-                     if layer.bias is not None and layer.bias.data is not None)  # fmt: skip
-    work = regions[0] + regions[1]
-    header = _header(height, width, channels, classes, work, x.quant, out.quant,
-                     softmax.input.quant, model_sha256, version, light_on_dark)  # fmt: skip
-    kernels = resources.files("edgecnn.export.mcu").joinpath("templates/kernels.c").read_text()
-    label_lines = ",\n".join(f"    {c_string(label)}" for label in labels)
-    body = f"""/* edgecnn_model.c: generated by edgecnn {version} from a full-integer int8 .tflite
- * flatbuffer whose SHA-256 is {model_sha256} (the TFLM bundle's model_data.cc).
- * Do not edit: export the model again instead. C99, no dependencies, no dynamic memory,
- * no global mutable state (reentrant and thread-safe), integer arithmetic only (floats
- * appear in edgecnn_probabilities alone).
- */
-#include <stddef.h>
-#include <stdint.h>
+    return "".join(constants), "".join(calls), source
 
-#include "{HEADER}"
 
-{kernels}
-/* ---- The model --------------------------------------------------------------------- */
+def _pixel_codes(graph: Graph) -> str:
+    """The table from a uint8 pixel to the model's int8 input."""
+    x = graph.input
+    assert x.quant is not None
+    codes = quant.quantize_pixels(x.quant.scale, x.quant.zero_point)
+    comment = "the int8 input of each pixel value, as edgecnn.runtime quantizes it"
+    return c_array("int8_t", "ec_pixel_codes", codes, comment)
 
-const char *const edgecnn_labels[EDGECNN_NUM_CLASSES] = {{
-{label_lines}
-}};
 
-/* For bindings (Python's ctypes, say) that cannot read the macros. */
-const int32_t edgecnn_dims[5] = {{
-    EDGECNN_INPUT_HEIGHT, EDGECNN_INPUT_WIDTH, EDGECNN_INPUT_CHANNELS, EDGECNN_NUM_CLASSES,
-    EDGECNN_WORK_BYTES
-}};
-const float edgecnn_quantization[4] = {{
-    EDGECNN_INPUT_SCALE, EDGECNN_INPUT_ZERO_POINT, EDGECNN_OUTPUT_SCALE, EDGECNN_OUTPUT_ZERO_POINT
-}};
-const float edgecnn_logits_quantization[2] = {{EDGECNN_LOGITS_SCALE, EDGECNN_LOGITS_ZERO_POINT}};
-
-{
-        c_array(
-            "int8_t",
-            "ec_pixel_codes",
-            pixel_codes,
-            "the int8 input of each pixel value, as edgecnn.runtime quantizes it",
-        )
+def _header_values(graph: Graph, work: int, light_on_dark: bool) -> dict[str, Any]:
+    """The header's macros: the input's shape, the classes, the work buffer, the quantization."""
+    _, height, width, channels = graph.input.shape
+    q_in, q_out, q_logits = graph.input.quant, graph.output.quant, graph.layers[-1].input.quant
+    assert q_in is not None and q_out is not None and q_logits is not None
+    return {
+        "height": height,
+        "width": width,
+        "channels": channels,
+        "input_size": height * width * channels,
+        "classes": _size(graph.output.shape),
+        "light_on_dark": 1 if light_on_dark else 0,
+        "work_bytes": work,
+        "input_scale": _float(q_in.scale),
+        "input_zero_point": q_in.zero_point,
+        "output_scale": _float(q_out.scale),
+        "output_zero_point": q_out.zero_point,
+        "logits_scale": _float(q_logits.scale),
+        "logits_zero_point": q_logits.zero_point,
     }
-{"".join(consts)}
-/* Work buffer: region a holds the output of layers 0, 2, ..., region b of 1, 3, ... */
-#define EC_REGION_A {regions[0]}
-
-static int ec_run(const int8_t *input, const int8_t *table, void *work, int8_t *logits,
-                  int8_t *scores)
-{{
-    int8_t *a = (int8_t *)work;
-    int8_t *b = a + EC_REGION_A;
-    int c, best = 0;
-    (void)b;
-{"".join(calls)}    if (logits != NULL) {{
-        for (c = 0; c < EDGECNN_NUM_CLASSES; ++c) {{
-            logits[c] = {logits}[c];
-        }}
-    }}
-    for (c = 1; c < EDGECNN_NUM_CLASSES; ++c) {{
-        if (scores[c] > scores[best]) {{
-            best = c;
-        }}
-    }}
-    return best;
-}}
-
-int edgecnn_classify(const uint8_t *pixels, void *work, int8_t *scores)
-{{
-    return ec_run((const int8_t *)(const void *)pixels, ec_pixel_codes, work, NULL, scores);
-}}
-
-int edgecnn_infer(const int8_t *input, void *work, int8_t *logits, int8_t *scores)
-{{
-    return ec_run(input, NULL, work, logits, scores);
-}}
-
-void edgecnn_probabilities(const int8_t *scores, float *probabilities)
-{{
-    float sum = 0.0f;
-    int c;
-    for (c = 0; c < EDGECNN_NUM_CLASSES; ++c) {{
-        probabilities[c] =
-            EDGECNN_OUTPUT_SCALE * (float)(scores[c] - EDGECNN_OUTPUT_ZERO_POINT);
-        sum += probabilities[c];
-    }}
-    for (c = 0; c < EDGECNN_NUM_CLASSES; ++c) {{
-        /* int8 steps of 1/256 need not sum to exactly 1; with many classes every score
-         * can round to zero, and then no class is likelier than another. */
-        probabilities[c] = sum > 0.0f ? probabilities[c] / sum : 1.0f / EDGECNN_NUM_CLASSES;
-    }}
-}}
-"""
-    return Library(
-        files={HEADER: header, SOURCE: body},
-        work_bytes=work,
-        weight_bytes=weight_bytes,
-        bias_bytes=bias_bytes,
-        input_shape=(height, width, channels),
-        classes=classes,
-        logits_tensor=softmax.input.index,
-        output_tensor=out.index,
-        details={"regions": regions, "layers": len(layers)},
-    )
 
 
 def _float(value: float) -> str:
@@ -311,83 +288,14 @@ def _float(value: float) -> str:
     return f"{float(np.float32(value)):.9g}f"
 
 
-def _header(height: int, width: int, channels: int, classes: int, work: int, q_in: Any,
-            q_out: Any, q_logits: Any, model_sha256: str, version: str,
-            light_on_dark: bool) -> str:  # fmt: skip
-    guard = "EDGECNN_MODEL_H"
-    return f"""/* edgecnn_model.h: the int8 network as a C99 library, by edgecnn {version}.
- *
- *     static uint8_t work[EDGECNN_WORK_BYTES];      (or on the stack, or per thread)
- *     int8_t scores[EDGECNN_NUM_CLASSES];
- *     int best = edgecnn_classify(pixels, work, scores);
- *     printf("%s\\n", edgecnn_labels[best]);
- *
- * pixels: EDGECNN_INPUT_HEIGHT x EDGECNN_INPUT_WIDTH x EDGECNN_INPUT_CHANNELS uint8 values,
- * row by row, channels interleaved (RGB for colour), as the model was trained on them:
- * EDGECNN_LIGHT_ON_DARK says whether objects must be light on a dark background (invert
- * a camera's dark-on-light picture first). Nothing is allocated and nothing global is
- * written: any number of calls may run at once, each with its own work buffer.
- */
-#ifndef {guard}
-#define {guard}
+def _text(name: str) -> str:
+    """A file of ``templates/``."""
+    return resources.files("edgecnn.export.mcu").joinpath(f"templates/{name}").read_text()
 
-#include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {{
-#endif
-
-#define EDGECNN_VERSION "{version}"
-/* SHA-256 of the full-integer int8 flatbuffer this library was generated from. */
-#define EDGECNN_MODEL_SHA256 "{model_sha256}"
-
-#define EDGECNN_INPUT_HEIGHT {height}
-#define EDGECNN_INPUT_WIDTH {width}
-#define EDGECNN_INPUT_CHANNELS {channels}
-#define EDGECNN_INPUT_SIZE {height * width * channels}
-#define EDGECNN_NUM_CLASSES {classes}
-#define EDGECNN_LIGHT_ON_DARK {1 if light_on_dark else 0}
-/* Bytes of the work buffer one inference needs (any alignment). */
-#define EDGECNN_WORK_BYTES {work}
-
-/* The int8 input: q = round(pixel / 255 / scale) + zero_point. */
-#define EDGECNN_INPUT_SCALE {_float(q_in.scale)}
-#define EDGECNN_INPUT_ZERO_POINT ({q_in.zero_point})
-/* The int8 scores: probability = scale * (score - zero_point), steps of 1/256. */
-#define EDGECNN_OUTPUT_SCALE {_float(q_out.scale)}
-#define EDGECNN_OUTPUT_ZERO_POINT ({q_out.zero_point})
-/* The int8 logits (edgecnn_infer): value = scale * (logit - zero_point). Finer than the
- * scores, whose runners-up often round to the same step: rank classes by these. */
-#define EDGECNN_LOGITS_SCALE {_float(q_logits.scale)}
-#define EDGECNN_LOGITS_ZERO_POINT ({q_logits.zero_point})
-
-/* Class names, in score order (UTF-8). */
-extern const char *const edgecnn_labels[EDGECNN_NUM_CLASSES];
-
-/* The macros above as data, for bindings that cannot read macros: height, width,
- * channels, classes, work bytes; input scale and zero point, output scale and zero point. */
-extern const int32_t edgecnn_dims[5];
-extern const float edgecnn_quantization[4];
-/* The logits' scale and zero point. */
-extern const float edgecnn_logits_quantization[2];
-
-/* Classify one picture: fills scores (int8 probabilities) and returns the most likely
- * class (the first of equal scores). */
-int edgecnn_classify(const uint8_t *pixels, void *work, int8_t *scores);
-
-/* The same from the model's int8 input (EDGECNN_INPUT_SIZE values); logits, when not
- * NULL, receives the int8 scores that feed the softmax. */
-int edgecnn_infer(const int8_t *input, void *work, int8_t *logits, int8_t *scores);
-
-/* Scores to probabilities that sum to 1. */
-void edgecnn_probabilities(const int8_t *scores, float *probabilities);
-
-#ifdef __cplusplus
-}}
-#endif
-
-#endif /* {guard} */
-"""
+def _template(name: str) -> Template:
+    """A ``templates/`` file with ``$name`` where each computed value goes."""
+    return Template(_text(name))
 
 
 def sha256(data: bytes) -> str:
