@@ -181,18 +181,16 @@ def _options(op: Any, cls: Any) -> Any:
     return options
 
 
+#: The layer each operator the generator writes makes (MAX_POOL_2D fuses into a CONV_2D).
+KINDS = {"CONV_2D": "conv", "FULLY_CONNECTED": "fc", "SOFTMAX": "softmax"}
+
+
 def _chain(
     ops: list[Any], names: list[str], tensors: list[TensorInfo], first: int, last: int,
     schema: Any,
 ) -> list[Layer]:  # fmt: skip
     """Walk the operators from the input tensor to the output tensor, one chain."""
-    unknown = [n for n in names if n not in ("CONV_2D", "MAX_POOL_2D", "RESHAPE",
-                                             "FULLY_CONNECTED", "SOFTMAX", *SHAPE_OPS)]  # fmt: skip
-    if unknown:
-        raise UnsupportedModel(
-            f"the model uses {unknown[0]}, which the C generator does not know (it writes "
-            "CONV_2D, MAX_POOL_2D, RESHAPE, FULLY_CONNECTED and SOFTMAX)"
-        )
+    _check_known(names)
     layers: list[Layer] = []
     current = first
     for op, name in zip(ops, names, strict=True):
@@ -202,68 +200,102 @@ def _chain(
         if inputs[0] != current:
             raise UnsupportedModel(f"{name} does not follow the previous layer: not one chain")
         current = outputs[0]
-        x, y = tensors[inputs[0]], tensors[outputs[0]]
-        if name == "RESHAPE":
-            continue  # NHWC data flattened in place: the same bytes in the same order
         if name == "MAX_POOL_2D":
-            opts = _options(op, schema.Pool2DOptions)
-            pool = {
-                "filter": (opts.FilterHeight(), opts.FilterWidth()),
-                "stride": (opts.StrideH(), opts.StrideW()),
-                "padding": "same" if opts.Padding() == schema.Padding.SAME else "valid",
-                "activation": _activation(opts.FusedActivationFunction(), name),
-                "output": y,
-            }
-            if not layers or layers[-1].kind != "conv" or layers[-1].pool is not None:
-                raise UnsupportedModel("MAX_POOL_2D must follow a CONV_2D here")
-            if pool["padding"] != "valid":
-                raise UnsupportedModel("MAX_POOL_2D with 'same' padding is not supported")
-            if _qp(x) != _qp(y):
-                raise UnsupportedModel("MAX_POOL_2D changes the quantization")
-            layers[-1].pool = pool
-            continue
-        layer = Layer(kind={"CONV_2D": "conv", "FULLY_CONNECTED": "fc", "SOFTMAX": "softmax"}
-                      [name], input=x, output=y)  # fmt: skip
-        if name in ("CONV_2D", "FULLY_CONNECTED"):
-            if len(inputs) < 3 or inputs[1] < 0:
-                raise UnsupportedModel(f"{name} has no weights")
-            layer.weights = tensors[inputs[1]]
-            # -1: no bias (the converter drops an all-zero one): an int32 zero per channel.
-            layer.bias = tensors[inputs[2]] if inputs[2] >= 0 else _zero_bias(layer.weights)
-            for part, what in ((layer.weights, "weights"), (layer.bias, "bias")):
-                if part.data is None or part.quant is None:
-                    raise UnsupportedModel(f"{name} has no constant quantized {what}")
-            if layer.weights.dtype != "INT8" or layer.bias.dtype != "INT32":
-                raise UnsupportedModel(f"{name} is not int8 with int32 biases")
-            if np.any(layer.weights.quant.zero_points != 0):  # type: ignore[union-attr]
-                raise UnsupportedModel(f"{name} has asymmetric weights")
-        if name == "CONV_2D":
-            opts = _options(op, schema.Conv2DOptions)
-            layer.activation = _activation(opts.FusedActivationFunction(), name)
-            layer.options = {
-                "stride": (opts.StrideH(), opts.StrideW()),
-                "dilation": (opts.DilationHFactor(), opts.DilationWFactor()),
-                "padding": "same" if opts.Padding() == schema.Padding.SAME else "valid",
-            }
-            if layer.options["dilation"] != (1, 1):
-                raise UnsupportedModel("dilated CONV_2D is not supported")
-            if layer.weights.shape[3] != x.shape[3]:  # type: ignore[union-attr]
-                raise UnsupportedModel("grouped CONV_2D is not supported")
-        elif name == "FULLY_CONNECTED":
-            opts = _options(op, schema.FullyConnectedOptions)
-            layer.activation = _activation(opts.FusedActivationFunction(), name)
-        elif name == "SOFTMAX":
-            beta = _options(op, schema.SoftmaxOptions).Beta()
-            layer.options = {"beta": float(np.float32(beta))}
-        for t in (x, y):
-            if t.dtype != "INT8" or t.quant is None:
-                raise UnsupportedModel(f"{name} has a {t.dtype.lower()} tensor; all must be int8")
-        layers.append(layer)
+            pool = _pool(op, schema, tensors[outputs[0]])
+            _fuse_pool(layers, tensors[inputs[0]], pool)
+        elif name != "RESHAPE":  # RESHAPE: NHWC data flattened in place, the same bytes
+            layers.append(_layer(op, name, inputs, outputs, tensors, schema))
     if current != last or not layers or layers[-1].kind != "softmax":
         raise UnsupportedModel("the model must end in SOFTMAX, in one chain from its input")
     if any(layer.kind == "softmax" for layer in layers[:-1]):
         raise UnsupportedModel("SOFTMAX may only end the model")
     return layers
+
+
+def _check_known(names: list[str]) -> None:
+    """Every operator is one the generator writes, or one that computes a reshape's shape."""
+    unknown = [n for n in names if n not in (*KINDS, "MAX_POOL_2D", "RESHAPE", *SHAPE_OPS)]
+    if unknown:
+        raise UnsupportedModel(
+            f"the model uses {unknown[0]}, which the C generator does not know (it writes "
+            "CONV_2D, MAX_POOL_2D, RESHAPE, FULLY_CONNECTED and SOFTMAX)"
+        )
+
+
+def _pool(op: Any, schema: Any, output: TensorInfo) -> dict[str, Any]:
+    """A MAX_POOL_2D's options and its output tensor."""
+    opts = _options(op, schema.Pool2DOptions)
+    return {
+        "filter": (opts.FilterHeight(), opts.FilterWidth()),
+        "stride": (opts.StrideH(), opts.StrideW()),
+        "padding": "same" if opts.Padding() == schema.Padding.SAME else "valid",
+        "activation": _activation(opts.FusedActivationFunction(), "MAX_POOL_2D"),
+        "output": output,
+    }
+
+
+def _fuse_pool(layers: list[Layer], x: TensorInfo, pool: dict[str, Any]) -> None:
+    """Fuse a max-pool, whose input is ``x``, into the convolution before it."""
+    if not layers or layers[-1].kind != "conv" or layers[-1].pool is not None:
+        raise UnsupportedModel("MAX_POOL_2D must follow a CONV_2D here")
+    if pool["padding"] != "valid":
+        raise UnsupportedModel("MAX_POOL_2D with 'same' padding is not supported")
+    if _qp(x) != _qp(pool["output"]):
+        raise UnsupportedModel("MAX_POOL_2D changes the quantization")
+    layers[-1].pool = pool
+
+
+def _layer(
+    op: Any, name: str, inputs: list[int], outputs: list[int], tensors: list[TensorInfo],
+    schema: Any,
+) -> Layer:  # fmt: skip
+    """One CONV_2D, FULLY_CONNECTED or SOFTMAX, int8 in and out, with its options."""
+    x, y = tensors[inputs[0]], tensors[outputs[0]]
+    layer = Layer(kind=KINDS[name], input=x, output=y)
+    if name in ("CONV_2D", "FULLY_CONNECTED"):
+        _constants(layer, name, inputs, tensors)
+    if name == "CONV_2D":
+        _conv_options(layer, _options(op, schema.Conv2DOptions), schema)
+    elif name == "FULLY_CONNECTED":
+        opts = _options(op, schema.FullyConnectedOptions)
+        layer.activation = _activation(opts.FusedActivationFunction(), name)
+    elif name == "SOFTMAX":
+        beta = _options(op, schema.SoftmaxOptions).Beta()
+        layer.options = {"beta": float(np.float32(beta))}
+    for t in (x, y):
+        if t.dtype != "INT8" or t.quant is None:
+            raise UnsupportedModel(f"{name} has a {t.dtype.lower()} tensor; all must be int8")
+    return layer
+
+
+def _constants(layer: Layer, name: str, inputs: list[int], tensors: list[TensorInfo]) -> None:
+    """A layer's weights (int8, symmetric) and bias (int32; zeros when the file has none)."""
+    if len(inputs) < 3 or inputs[1] < 0:
+        raise UnsupportedModel(f"{name} has no weights")
+    weights = layer.weights = tensors[inputs[1]]
+    # -1: no bias (the converter drops an all-zero one): an int32 zero per channel.
+    bias = layer.bias = tensors[inputs[2]] if inputs[2] >= 0 else _zero_bias(weights)
+    for part, what in ((weights, "weights"), (bias, "bias")):
+        if part.data is None or part.quant is None:
+            raise UnsupportedModel(f"{name} has no constant quantized {what}")
+    if weights.dtype != "INT8" or bias.dtype != "INT32":
+        raise UnsupportedModel(f"{name} is not int8 with int32 biases")
+    if np.any(weights.quant.zero_points != 0):  # type: ignore[union-attr]
+        raise UnsupportedModel(f"{name} has asymmetric weights")
+
+
+def _conv_options(layer: Layer, opts: Any, schema: Any) -> None:
+    """A convolution's activation, strides and padding; neither dilated nor grouped."""
+    layer.activation = _activation(opts.FusedActivationFunction(), "CONV_2D")
+    layer.options = {
+        "stride": (opts.StrideH(), opts.StrideW()),
+        "dilation": (opts.DilationHFactor(), opts.DilationWFactor()),
+        "padding": "same" if opts.Padding() == schema.Padding.SAME else "valid",
+    }
+    if layer.options["dilation"] != (1, 1):
+        raise UnsupportedModel("dilated CONV_2D is not supported")
+    if layer.weights.shape[3] != layer.input.shape[3]:  # type: ignore[union-attr]
+        raise UnsupportedModel("grouped CONV_2D is not supported")
 
 
 def _activation(code: int, op: str) -> str:
