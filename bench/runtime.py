@@ -30,6 +30,7 @@ from typing import Any
 
 from edgecnn.runtime.backends import BACKENDS
 from edgecnn.runtime.benchmark import bench_model
+from edgecnn.runtime.contract import C_LIBRARY_STEM
 
 LATENCY_TARGET, BATCH_TARGET, FOLDER_TARGET = 1.10, 0.98, 0.80
 FILES = ("model_float32.tflite", "model_int8.tflite", "model_float32.onnx", "model_int8.onnx")
@@ -44,7 +45,7 @@ def cases(folder: Path) -> list[tuple[str, str]]:
     out = [(name, "auto") for name in FILES]
     if (folder / "weights.npz").is_file():
         out.append(("weights.npz", "numpy"))
-    if any((folder / "c").glob("libedgecnn_model.*")):
+    if any((folder / "c").glob(f"{C_LIBRARY_STEM}.*")):
         out.append(("c", "c"))
     if "openvino" in BACKENDS and _installed("openvino"):
         out += [(name, "openvino") for name in ("model_float32.onnx", "model_int8.onnx")]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edgecnn.export.config import DEFAULT_FORMATS, FORMATS, ExportConfig, backend_names
+
+if TYPE_CHECKING:
+    from edgecnn.export.records import ExportedFile
 
 _DEFAULTS = ExportConfig()
 
@@ -130,16 +133,15 @@ def export_command(
         check_replaceable(out)  # an export replaces the folder whole: said before TensorFlow
     from edgecnn.export.exporter import export_model
 
-    def progress(row: dict) -> None:
+    def progress(record: ExportedFile) -> None:
         if not as_json:
-            status = "ok" if row["passed"] else "REJECTED"
+            status = "ok" if record.passed else "REJECTED"
             elsewhere = "".join(
-                f", {name} {100 * r['agreement']:.2f}%" if "agreement" in r else f", {name} FAILED"
-                for name, r in row.get("runtimes", {}).items()
+                f", {name} {100 * r.scores.agreement:.2f}%" if r.scores else f", {name} FAILED"
+                for name, r in record.runtimes.items()
             )
-            typer.echo(
-                f"  {row['file']:22s} agreement {100 * row['agreement']:6.2f}%{elsewhere}  {status}"
-            )
+            agreement = 100 * record.agreement
+            typer.echo(f"  {record.file:22s} agreement {agreement:6.2f}%{elsewhere}  {status}")
 
     if not as_json:
         typer.echo(f"Exporting {source.model_path} ...")
@@ -153,13 +155,13 @@ def export_command(
         stream=io.StringIO() if as_json else None,
     )
     if as_json:
-        typer.echo(_json.dumps(report))
-    errors = [s for s in report.get("skipped", []) if s.get("error")]
+        typer.echo(_json.dumps(report.to_dict()))
+    errors = [s for s in report.skipped if s.error]
     if errors:  # the model cannot be written in a format asked for: say which and why
         from edgecnn.errors import EdgecnnError
 
-        raise EdgecnnError(f"{errors[0]['format']}: {errors[0]['reason']}").with_exit_code(2)
-    if not report["passed"]:
+        raise EdgecnnError(f"{errors[0].format}: {errors[0].reason}").with_exit_code(2)
+    if not report.passed:
         raise typer.Exit(1)
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 from edgecnn.errors import ConfigError
 from edgecnn.export import formats as registry
+from edgecnn.records import Fields, JSONObject
 from edgecnn.runtime.backends import BACKENDS
-from edgecnn.runtime.verify import DEFAULT_MAX_PROB_DIFF, DEFAULT_MIN_AGREEMENT
+from edgecnn.runtime.gate import GATES, Gate
 
 #: Formats ``--formats`` chooses from; the others (weights.npz) are always written.
 FORMATS = tuple(name for name, fmt in registry.FORMATS.items() if fmt.selectable)
@@ -18,56 +18,8 @@ DEFAULT_FORMATS = ("tflite", "onnx")
 #: Generated from the int8 .tflite: microcontroller targets.
 FOLDER_FORMATS = tuple(name for name, fmt in registry.FORMATS.items() if fmt.folder)
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-
-
-def _apart(value: float, limit: float, scale: float = 1.0) -> tuple[str, str]:
-    """``value`` and ``limit`` printed with enough decimals to tell them apart."""
-    for digits in (2, 3, 4, 6):
-        a, b = f"{scale * value:.{digits}f}", f"{scale * limit:.{digits}f}"
-        if a != b:
-            return a, b
-    return f"{scale * value:g}", f"{scale * limit:g}"
-
-
-@dataclass(frozen=True)
-class Gate:
-    """What an exported file must reach against the Keras model on the test images."""
-
-    min_agreement: float
-    max_accuracy_drop_pp: float | None = None
-    max_prob_diff: float | None = None
-
-    def failures(self, row: dict[str, Any]) -> list[str]:
-        """Why ``row`` (a verification result) fails this gate; empty if it passes.
-
-        Every test is written so that a NaN measurement fails it.
-        """
-        why = []
-        if not row["agreement"] >= self.min_agreement:
-            got, limit = _apart(row["agreement"], self.min_agreement, 100)
-            why.append(f"top-1 agreement {got}% < {limit}%")
-        if self.max_accuracy_drop_pp is not None and not (
-            -row["delta_pp"] <= self.max_accuracy_drop_pp
-        ):
-            got, limit = _apart(-row["delta_pp"], self.max_accuracy_drop_pp)
-            why.append(f"accuracy dropped {got} pp > {limit} pp")
-        if self.max_prob_diff is not None and not row["max_prob_diff"] <= self.max_prob_diff:
-            why.append(
-                f"max probability difference {row['max_prob_diff']:.2e} > {self.max_prob_diff:.0e}"
-            )
-        return why
-
-
-#: The default gate of each precision. Its agreement and probability difference live in
-#: the runtime, whose ``edgecnn verify`` never lets a reference ask less of a file.
-GATES = {
-    "float32": Gate(
-        DEFAULT_MIN_AGREEMENT["float32"], max_prob_diff=DEFAULT_MAX_PROB_DIFF["float32"]
-    ),
-    "float16": Gate(DEFAULT_MIN_AGREEMENT["float16"]),
-    "dynamic": Gate(DEFAULT_MIN_AGREEMENT["dynamic"], max_accuracy_drop_pp=0.5),
-    "int8": Gate(DEFAULT_MIN_AGREEMENT["int8"], max_accuracy_drop_pp=0.5),
-}
+#: The precisions beyond float32, with the flag that asks for each.
+PRECISION_FLAGS = {"float16": "--fp16", "dynamic": "--dynamic", "int8": "--int8"}
 
 
 @dataclass(frozen=True)
@@ -95,9 +47,14 @@ class ExportConfig:
                 f"--formats takes a comma-separated subset of "
                 f"{','.join(FORMATS)} (or all); got {','.join(self.formats) or 'nothing'}"
             )
-        if (self.fp16 or self.dynamic) and "tflite" not in self.formats:
-            flag = "--fp16" if self.fp16 else "--dynamic"
-            raise ConfigError(f"{flag} writes a TFLite file; add tflite to --formats")
+        for precision in self.precisions()[1:]:
+            offered = [n for n, f in registry.FORMATS.items() if precision in f.precisions]
+            if not any(f in offered for f in self.file_formats()):
+                raise ConfigError(
+                    f"{PRECISION_FLAGS[precision]} writes {precision} files, which "
+                    f"{' and '.join(o for o in offered if registry.FORMATS[o].selectable)} "
+                    "offers; add it to --formats"
+                )
         if self.full_integer and ("tflite", "int8") not in self.targets():
             raise ConfigError("--full-integer changes the int8 .tflite file; add --int8")
         if self.calib_samples < 1:
@@ -130,21 +87,30 @@ class ExportConfig:
                     f"{', '.join(BACKENDS[name].suffixes)} files, and this export writes none"
                 )
 
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions asked for: float32 always, then those the flags ask for."""
+        asked = {"float16": self.fp16, "dynamic": self.dynamic, "int8": self.int8}
+        return ("float32", *(p for p in PRECISION_FLAGS if asked[p]))
+
+    def file_formats(self) -> list[str]:
+        """The chosen formats that are files (not folders generated from one)."""
+        return [f for f in self.formats if not registry.FORMATS[f].folder]
+
     def targets(self) -> list[tuple[str, str]]:
         """``(format, precision)`` of every model file and folder to write, in order.
 
-        A folder format brings the file it is generated from (the C library and the
-        TFLite Micro bundle: the int8 ``.tflite``), and comes after everything else.
+        Each precision asked for, in each chosen format that offers it (float32 files
+        first). A folder format brings the file it is generated from (the C library and
+        the TFLite Micro bundle: the int8 ``.tflite``), and comes after everything else.
         """
-        files = [f for f in self.formats if not registry.FORMATS[f].folder]
+        files = self.file_formats()
         folders = [f for f in self.formats if registry.FORMATS[f].folder]
-        out = [(fmt, "float32") for fmt in files]
-        if self.fp16:
-            out.append(("tflite", "float16"))
-        if self.dynamic:
-            out.append(("tflite", "dynamic"))
-        if self.int8:
-            out += [(fmt, "int8") for fmt in files]
+        out = [
+            (fmt, precision)
+            for precision in self.precisions()
+            for fmt in files
+            if precision in registry.FORMATS[fmt].precisions
+        ]
         for fmt in folders:
             source = registry.FORMATS[fmt].source
             if source is not None and source not in out:
@@ -165,13 +131,36 @@ class ExportConfig:
             gate = dataclasses.replace(gate, max_accuracy_drop_pp=self.max_accuracy_drop)
         return gate
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         """JSON-ready form."""
         return {
             **dataclasses.asdict(self),
             "formats": list(self.formats),
             "verify_with": list(self.verify_with),
         }
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> ExportConfig:
+        """The configuration :meth:`to_dict` wrote, checked as the command line is.
+
+        Raises:
+            edgecnn.records.RecordError: a field of another type (named).
+            ConfigError: values no export accepts.
+        """
+        default = cls()
+        return cls(
+            formats=f.texts("formats"),
+            int8=f.flag("int8", default.int8),
+            fp16=f.flag("fp16", default.fp16),
+            dynamic=f.flag("dynamic", default.dynamic),
+            calib_samples=f.integer("calib_samples", default.calib_samples, least=1),
+            full_integer=f.flag("full_integer", default.full_integer),
+            calib_method=f.text("calib_method", default.calib_method),
+            seed=f.integer("seed", default.seed),
+            max_accuracy_drop=f.optional_number("max_accuracy_drop"),
+            min_agreement=f.optional_number("min_agreement"),
+            verify_with=f.texts("verify_with", default=()),
+        )
 
 
 def backend_names(text: str) -> tuple[str, ...]:

@@ -1,47 +1,36 @@
-"""The verification gate: run an exported file through edgecnn.runtime and compare with Keras."""
+"""Measure an exported file through edgecnn.runtime, exactly as a user would run it.
+
+What the file is judged by is :mod:`edgecnn.runtime.gate`: the same comparison and the
+same gate on a device (``edgecnn verify``) as here.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgecnn.errors import ConfigError
-from edgecnn.runtime import load_classifier
+from edgecnn.runtime import Classifier, load_classifier
 from edgecnn.runtime.backends import BACKENDS
 from edgecnn.runtime.errors import BackendUnavailable
+from edgecnn.runtime.gate import Scores, compare
 
 
-def compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Accuracy, its change against the reference in points, top-1 agreement, max |dp|.
+@dataclass(frozen=True)
+class Measured:
+    """A file run on the export's images: its scores against Keras, where, how fast."""
 
-    ``labels`` belong to the first ``len(labels)`` rows (the test images); accuracy is
-    measured on those, agreement and the largest difference on every row, since they
-    compare the file with the reference and need no labels. Also the accuracy per true
-    class (in class order), which shows where quantization moved the answers even when
-    the total barely changed.
-    """
-    pred, ref_pred = probs.argmax(axis=1), reference.argmax(axis=1)
-    tested, ref_tested = pred[: len(labels)], ref_pred[: len(labels)]
-    accuracy = float(np.mean(tested == labels))
-    reference_accuracy = float(np.mean(ref_tested == labels))
-    classes = probs.shape[1]
-    correct = np.bincount(labels[tested == labels], minlength=classes)
-    totals = np.maximum(np.bincount(labels, minlength=classes), 1)
-    return {
-        "accuracy": accuracy,
-        "reference_accuracy": reference_accuracy,
-        "delta_pp": 100 * (accuracy - reference_accuracy),
-        "agreement": float(np.mean(pred == ref_pred)),
-        "agreement_images": int(len(pred)),
-        "max_prob_diff": float(np.abs(probs - reference).max()),
-        "per_class_accuracy": (correct / totals).tolist(),
-    }
+    scores: Scores
+    backend: str
+    latency_us: float
+    #: The file's probabilities on every image.
+    probs: np.ndarray
 
 
-def single_image_latency_us(classifier: Any, image: np.ndarray, runs: int = 200) -> float:
+def single_image_latency_us(classifier: Classifier, image: np.ndarray, runs: int = 200) -> float:
     """Median wall time of ``classifier.predict`` on one image, in microseconds."""
     for _ in range(20):
         classifier.predict(image)
@@ -59,21 +48,16 @@ def verify_file(
     labels: np.ndarray,
     reference: np.ndarray,
     backend: str = "auto",
-) -> tuple[dict[str, Any], np.ndarray]:
+) -> Measured:
     """Classify uint8 ``images`` with the runtime, exactly as a user would.
 
-    ``labels`` are those of the first images (the test split); see :func:`compare`.
-    ``backend`` is the runtime's choice unless named. Returns the report row's
-    measurements and the file's probabilities.
+    ``labels`` are those of the first images (the test split); see
+    :func:`edgecnn.runtime.gate.compare`. ``backend`` is the runtime's choice unless named.
     """
     classifier = load_classifier(path, backend=backend)
     probs = classifier.predict(images)
-    row = {
-        **compare(probs, reference, labels),
-        "backend": classifier.backend_name,
-        "latency_us": single_image_latency_us(classifier, images[:1]),
-    }
-    return row, probs
+    latency = single_image_latency_us(classifier, images[:1])
+    return Measured(compare(probs, reference, labels), classifier.backend_name, latency, probs)
 
 
 def check_runtimes(names: tuple[str, ...]) -> None:

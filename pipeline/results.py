@@ -35,7 +35,7 @@ class RunData:
     @classmethod
     def load(cls, run_dir: Path) -> RunData:
         """Read ``run.json`` and the files of every stage before the report."""
-        from edgecnn.export.exporter import load_report
+        from edgecnn.export.report_file import load_report
 
         def read(name: str) -> Any:
             return json.loads((run_dir / name).read_text())

@@ -141,7 +141,7 @@ def _evaluate_int8(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
 
 
 def _bench(ctx: RunContext) -> None:
-    from edgecnn.export.exporter import load_report
+    from edgecnn.export.report_file import load_report
     from edgecnn.export.formats import FORMATS
     from edgecnn.runtime.benchmark import bench_model
 
@@ -238,7 +238,7 @@ def run_stages(
 
 def _rejected(out: Path) -> list[dict[str, Any]]:
     """The files that failed their gate, and why, for ``run.json``."""
-    from edgecnn.export.exporter import load_report
+    from edgecnn.export.report_file import load_report
 
     files = load_report(out / EXPORTS_DIR)["files"]
     return [

@@ -245,7 +245,7 @@ def resume_options(state: dict[str, Any], given: dict[str, Any]) -> RunOptions:
 def stage_outputs(stage: str, out: Path) -> list[Path]:
     """Files a stage must have left for ``--resume`` to trust its "done"."""
     if stage == "export":
-        from edgecnn.export.exporter import load_report
+        from edgecnn.export.report_file import load_report
         from edgecnn.export.formats import FORMATS
 
         exports = out / EXPORTS_DIR

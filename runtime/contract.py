@@ -25,6 +25,17 @@ MAX_IMAGE_SIDE = 1024
 MIN_CLASSES, MAX_CLASSES = 2, 1000
 
 
+#: The exported C library's file name without its suffix (``exports/c/libedgecnn_model.so``).
+C_LIBRARY_STEM = "libedgecnn_model"
+#: What a shared library is called on each platform; ``.so`` elsewhere.
+SHARED_LIBRARY_SUFFIXES = {"darwin": ".dylib", "win32": ".dll"}
+
+
+def c_library_name(platform: str) -> str:
+    """The exported C library's file name on ``platform`` (a ``sys.platform`` value)."""
+    return C_LIBRARY_STEM + SHARED_LIBRARY_SUFFIXES.get(platform, ".so")
+
+
 def shape_text(shape: tuple[int, ...]) -> str:
     """``(28, 28, 1)`` -> ``"28x28x1"``."""
     return "x".join(str(d) for d in shape)

@@ -578,7 +578,7 @@ def test_resume_never_loads_a_library_the_run_folder_holds(tmp_path):
     ],
 )  # fmt: skip
 def test_an_export_report_no_export_writes_is_refused_naming_the_field(tmp_path, report, match):
-    from edgecnn.export.exporter import ReportError, load_report
+    from edgecnn.export.report_file import ReportError, load_report
 
     exports = tmp_path / "exports"
     exports.mkdir()
@@ -596,7 +596,7 @@ def test_an_export_report_no_export_writes_is_refused_naming_the_field(tmp_path,
 
 @pytest.mark.parametrize("text", ["{not json", '{"files": [], "seconds": NaN}', "[" * 10**5, ""])
 def test_an_export_report_that_is_not_strict_json_is_one_line(tmp_path, text):
-    from edgecnn.export.exporter import ReportError, load_report
+    from edgecnn.export.report_file import ReportError, load_report
 
     (tmp_path / "export_report.json").write_text(text)
     with pytest.raises(ReportError, match="export_report.json"):
@@ -604,7 +604,7 @@ def test_an_export_report_that_is_not_strict_json_is_one_line(tmp_path, text):
 
 
 def test_a_huge_export_report_is_refused_before_it_is_read(tmp_path):
-    from edgecnn.export.exporter import MAX_REPORT_BYTES, ReportError, load_report
+    from edgecnn.export.report_file import MAX_REPORT_BYTES, ReportError, load_report
 
     with open(tmp_path / "export_report.json", "wb") as f:
         f.truncate(MAX_REPORT_BYTES + 1)

@@ -9,6 +9,7 @@ from pathlib import Path
 from edgecnn._files import MiB, read_regular_file
 from edgecnn.errors import ConfigError, EdgecnnError
 from edgecnn.run_folder import CONFIG_FILE, MODEL_FILE, RUN_FILE, STATE_FILE
+from edgecnn.runtime.contract import C_LIBRARY_STEM
 from edgecnn.runtime.errors import ModelError  # one error type for bad models, in every stage
 from edgecnn.trainer.config import TrainConfig
 
@@ -32,7 +33,7 @@ def is_exported(target: str | Path) -> bool:
     if path.is_dir():
         if (path / MODEL_FILE).is_file():
             return False
-        return any(path.glob("libedgecnn_model.*")) or (path / "model_data.cc").is_file()
+        return any(path.glob(f"{C_LIBRARY_STEM}.*")) or (path / "model_data.cc").is_file()
     return path.suffix.lower() in EXPORTED_SUFFIXES
 
 

@@ -3,10 +3,14 @@
 A file format's module defines ``convert(precision, job) -> (bytes, metadata)``: the
 whole file, its metadata embedded, ready for the verification gate. A folder format (the
 C library, the TFLite Micro bundle) is generated from a file that has passed its own
-gate; its module defines ``export(job, source, folder, check) -> dict``, which fills
-``folder`` and verifies it, returning the report row's measurements. Registering either
-is one entry in :data:`FORMATS`. Modules are imported only when their format is
-written, so exporting ONNX never imports the TFLite converter and the other way round.
+gate; its module defines ``export(job, source, folder, check) -> FolderResult``, which
+fills ``folder`` and verifies it, and owns everything else that is only its own:
+``missing_requirements()`` (why this machine cannot write it), ``SKIP_ERRORS`` (what
+means "this model cannot be written so"), and ``Details``, what it measured and how the
+table, the report and the recommendation show it. Registering either is one entry in
+:data:`FORMATS`; nothing outside a format's module names it. Modules are imported only
+when their format is written or read, so exporting ONNX never imports the TFLite
+converter and the other way round.
 """
 
 from __future__ import annotations
@@ -14,20 +18,27 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from edgecnn.records import Fields, JSONObject
 from edgecnn.runtime import integrity
+from edgecnn.runtime.gate import Scores
 from edgecnn.runtime.metadata import ModelMetadata
+
+if TYPE_CHECKING:
+    from edgecnn.export.config import ExportConfig
 
 
 @dataclass
 class Job:
     """What every converter gets: the Keras model, how to export, and the shared metadata."""
 
-    model: Any
-    config: Any  # ExportConfig
+    model: Any  # a Keras model: TensorFlow ships no types
+    config: ExportConfig
     calibration: np.ndarray
     calibration_record: dict[str, Any]
     base: ModelMetadata
@@ -67,7 +78,7 @@ class Format:
         """``model_int8.tflite`` and friends; a folder format's folder name."""
         return self.file or f"model_{precision}{self.suffix}"
 
-    def load_module(self) -> Any:
+    def load_module(self) -> ModuleType:
         """The format's module (imported now)."""
         return import_module(f"{__name__}.{self.module}")
 
@@ -75,6 +86,64 @@ class Format:
         """The file's bytes and metadata (imports the format's module)."""
         result: tuple[bytes, ModelMetadata] = self.load_module().convert(precision, job)
         return result
+
+    def export(self, job: Job, source: Path, folder: Path, check: Check) -> FolderResult:
+        """A folder format: fill ``folder`` from ``source`` and verify it."""
+        result: FolderResult = self.load_module().export(job, source, folder, check)
+        return result
+
+    def missing_requirements(self) -> str | None:
+        """Why this machine cannot write this format (a compiler, a package), or None."""
+        check = getattr(self.load_module(), "missing_requirements", None)
+        return None if check is None else check()
+
+    def skip_errors(self) -> tuple[type[Exception], ...]:
+        """The exceptions that mean "this model or machine cannot have this format"."""
+        errors: tuple[type[Exception], ...] = getattr(self.load_module(), "SKIP_ERRORS", ())
+        return errors
+
+    def details_from(self, fields: Fields) -> Details:
+        """The format's :class:`Details` as :meth:`Details.to_dict` wrote them.
+
+        Raises:
+            edgecnn.records.RecordError: a field the format never writes (named).
+        """
+        details: Details = self.load_module().Details.from_fields(fields)
+        return details
+
+
+class Details(Protocol):
+    """What only one format measures, and how the table, report and recommendation show it."""
+
+    @property
+    def title(self) -> str:
+        """How the report heads the format's facts ("C99, no dependencies")."""
+
+    def to_dict(self) -> JSONObject:
+        """JSON-ready form: the row's ``details``."""
+
+    def table_note(self, file: str) -> str | None:
+        """A line under the export table about ``file``, or None."""
+
+    def report_facts(self) -> list[tuple[str, str]]:
+        """The report's table of what was measured: (what, value) pairs."""
+
+    def device_facts(self, size_bytes: int) -> list[str]:
+        """What the recommendation says of it for a device (flash, RAM), or nothing."""
+
+
+@dataclass(frozen=True)
+class FolderResult:
+    """What a folder format's ``export`` measured: the gate's inputs and its own details."""
+
+    scores: Scores
+    #: The engine it was verified on (a runtime backend, or the format's own).
+    backend: str
+    size_bytes: int
+    details: Details
+    #: Failures beyond the gate's (scores that differ from the reference kernels, say).
+    failures: tuple[str, ...] = ()
+    latency_us: float | None = None
 
 
 FORMATS: dict[str, Format] = {
@@ -118,7 +187,8 @@ class Check:
     images: np.ndarray
     labels: np.ndarray
     reference: np.ndarray
-    source: Any  # Path
+    source: Path
+    #: Results shared between formats, each a different type: keyed by what it is.
     memo: dict[str, Any] = field(default_factory=dict)
 
 

@@ -24,6 +24,7 @@ import dataclasses
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -32,10 +33,12 @@ from typing import Any
 import numpy as np
 
 from edgecnn import __version__, _atomic
-from edgecnn.export.formats import Check, Job, placeholder_metadata
+from edgecnn.export.formats import Check, FolderResult, Job, placeholder_metadata
 from edgecnn.export.mcu import cgen, graph, reference, toolchain
 from edgecnn.export.measure import verify_file
+from edgecnn.records import Fields, JSONObject
 from edgecnn.runtime import integrity, load_classifier
+from edgecnn.runtime.contract import c_library_name
 from edgecnn.runtime.metadata import ModelMetadata
 
 #: Test images in check/test_vectors.h (each costs its pixels in flash).
@@ -49,8 +52,7 @@ M4_CPI = (1.0, 1.5)
 
 def library_name() -> str:
     """This platform's name for the host library."""
-    suffix = {"darwin": ".dylib", "win32": ".dll"}.get(sys.platform, ".so")
-    return f"libedgecnn_model{suffix}"
+    return c_library_name(sys.platform)
 
 
 def _metadata(job: Job, g: graph.Graph) -> ModelMetadata:
@@ -68,8 +70,187 @@ def _metadata(job: Job, g: graph.Graph) -> ModelMetadata:
     return placeholder_metadata(job.base, "int8", quantization)
 
 
-def export(job: Job, source: Path, folder: Path, check: Check) -> dict[str, Any]:
-    """Generate, build and verify the library in ``folder``; the report row's numbers.
+@dataclass(frozen=True)
+class CortexM4:
+    """The library built for a Cortex-M4 and run under QEMU, where the tools are installed."""
+
+    target: str = ""
+    library_flash: int | None = None
+    library_ram: int | None = None
+    program_flash: int | None = None
+    program_ram: int | None = None
+    check_returncode: int | None = None
+    check_output: tuple[str, ...] = ()
+    stack_bytes: int | None = None
+    instructions: int | None = None
+    #: Milliseconds per image at 168 MHz, for 1.0 and 1.5 cycles per instruction.
+    ms_at_168_mhz: tuple[float, ...] = ()
+    #: Why it was not built (no arm-none-eabi-gcc), or None.
+    skipped: str | None = None
+    #: Why it was built but not run (no QEMU, no newlib), or None.
+    not_run: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """The check program ran and found scores that differ."""
+        return self.check_returncode not in (None, 0)
+
+    def to_dict(self) -> JSONObject:
+        """JSON-ready form (absent measurements left out)."""
+        out: JSONObject = {"target": self.target}
+        for key in ("library_flash", "library_ram", "program_flash", "program_ram",
+                    "check_returncode", "stack_bytes", "instructions", "skipped"):  # fmt: skip
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.check_output:
+            out["check_output"] = list(self.check_output)
+        if self.ms_at_168_mhz:
+            out["ms_at_168_mhz"] = list(self.ms_at_168_mhz)
+        if self.not_run is not None:
+            out["run"] = self.not_run
+        return out
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> CortexM4:
+        """The measurement :meth:`to_dict` wrote."""
+
+        def count(key: str) -> int | None:
+            return None if key not in f else f.integer(key)
+
+        return cls(
+            target=f.text("target", default=""),
+            library_flash=count("library_flash"), library_ram=count("library_ram"),
+            program_flash=count("program_flash"), program_ram=count("program_ram"),
+            check_returncode=None if "check_returncode" not in f
+            else f.integer("check_returncode", least=-(2**31)),
+            check_output=f.texts("check_output", default=()),
+            stack_bytes=count("stack_bytes"), instructions=count("instructions"),
+            ms_at_168_mhz=f.numbers("ms_at_168_mhz", default=()),
+            skipped=f.optional_text("skipped"), not_run=f.optional_text("run"),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Details:
+    """What the C library proved beyond the gate, and its sizes."""
+
+    work_bytes: int
+    weight_bytes: int
+    bias_bytes: int
+    host_library_bytes: int
+    #: Images whose int8 logits and scores equal TFLite's reference kernels', of all.
+    reference_identical: float
+    reference_images: int
+    #: Top-1 agreement with the flatbuffer on LiteRT's default (XNNPACK) kernels.
+    tflite_agreement: float
+    test_vectors: int
+    mcu: CortexM4 = CortexM4()
+    title: str = "C99, no dependencies"
+
+    def to_dict(self) -> JSONObject:
+        """JSON-ready form: the row's ``details``."""
+        return {
+            "reference_identical": self.reference_identical,
+            "reference_images": self.reference_images,
+            "tflite_agreement": self.tflite_agreement,
+            "test_vectors": self.test_vectors,
+            "c": {
+                "work_bytes": self.work_bytes,
+                "weight_bytes": self.weight_bytes,
+                "bias_bytes": self.bias_bytes,
+                "host_library_bytes": self.host_library_bytes,
+            },
+            "mcu": self.mcu.to_dict(),
+        }
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> Details:
+        """The details :meth:`to_dict` wrote (a schema-1 row holds the same keys)."""
+        sizes = f.object("c")
+        return cls(
+            work_bytes=sizes.integer("work_bytes"),
+            weight_bytes=sizes.integer("weight_bytes"),
+            bias_bytes=sizes.integer("bias_bytes"),
+            host_library_bytes=sizes.integer("host_library_bytes"),
+            reference_identical=f.number("reference_identical"),
+            reference_images=f.integer("reference_images"),
+            tflite_agreement=f.number("tflite_agreement"),
+            test_vectors=f.integer("test_vectors", default=0),
+            mcu=CortexM4.from_fields(f.object("mcu", default={})),
+        )
+
+    @property
+    def ram_bytes(self) -> int:
+        """RAM one inference needs: the work buffer, and the stack where it was measured."""
+        return self.work_bytes + (self.mcu.stack_bytes or 0)
+
+    def table_note(self, file: str) -> str | None:
+        """What the library proved beyond the gate, for the export table."""
+        line = (
+            f"{file}: int8 scores bit-identical to TFLite's reference kernels on "
+            f"{100 * self.reference_identical:.2f}% of {self.reference_images:,} images; work "
+            f"buffer {self.work_bytes:,} B"
+        )
+        m = self.mcu
+        if m.library_flash is not None:
+            line += f"; Cortex-M4 -Os: flash {m.library_flash / 1024:.1f} KiB"
+        if m.stack_bytes is not None and m.instructions is not None:
+            line += (
+                f", stack {m.stack_bytes:,} B, {m.instructions / 1e6:.1f}M "
+                "instructions per image, test vectors equal under QEMU"
+            )
+        elif m.skipped or m.not_run:
+            line += f" (Cortex-M4 not measured: {m.skipped or m.not_run})"
+        return line
+
+    def report_facts(self) -> list[tuple[str, str]]:
+        """The report's table of what the library proved and weighs."""
+        m, n = self.mcu, self.test_vectors
+        facts = [
+            ("int8 scores equal to TFLite's reference kernels",
+             f"{100 * self.reference_identical:.2f}% of {self.reference_images:,} images"),
+            ("top-1 equal to the .tflite on LiteRT (XNNPACK)",
+             f"{100 * self.tflite_agreement:.2f}%"),
+            ("work buffer (RAM, caller's)", f"{self.work_bytes:,} B"),
+            ("weights and biases (flash)", f"{self.weight_bytes + self.bias_bytes:,} B"),
+        ]  # fmt: skip
+        if m.library_flash is not None:
+            facts.append(("Cortex-M4 library flash (-Os)", f"{m.library_flash:,} B"))
+        if m.stack_bytes is not None and m.instructions is not None:
+            facts += [
+                ("stack for one inference (painted)", f"{m.stack_bytes:,} B"),
+                ("instructions per inference (QEMU)", f"{m.instructions:,}"),
+                ("estimate at 168 MHz (1.0 to 1.5 cycles per instruction)",
+                 " to ".join(f"{ms}" for ms in m.ms_at_168_mhz) + " ms"),
+                ("test vectors on the emulated Cortex-M4",
+                 f"{n} of {n} equal, byte for byte" if not m.failed else "they differ"),
+            ]  # fmt: skip
+        elif m.skipped:
+            facts.append(("Cortex-M4 build", f"not measured: {m.skipped}"))
+        return facts
+
+    def device_facts(self, size_bytes: int) -> list[str]:
+        """Flash and RAM on a microcontroller, and what the library is bit-identical to."""
+        flash = self.mcu.library_flash if self.mcu.library_flash is not None else size_bytes
+        return [
+            f"{flash / 1024:,.1f} KiB flash, {self.ram_bytes:,} B RAM",
+            "scores bit-identical to TFLite's reference kernels",
+        ]
+
+
+def missing_requirements() -> str | None:
+    """Why this machine cannot build the library: no C compiler."""
+    if toolchain.host_compiler() is None:
+        return "no C compiler found (install gcc, or set CC)"
+    return None
+
+
+#: A model the generator does not write, or a toolchain that fails: the format is skipped.
+SKIP_ERRORS = (graph.UnsupportedModel, toolchain.ToolchainError)
+
+
+def export(job: Job, source: Path, folder: Path, check: Check) -> FolderResult:
+    """Generate, build and verify the library in ``folder``.
 
     Raises:
         ToolchainError: no C compiler (the caller skips the format), or code that does
@@ -85,38 +266,37 @@ def export(job: Job, source: Path, folder: Path, check: Check) -> dict[str, Any]
     for name, text in library.files.items():
         _atomic.write_text(folder / name, text)
     host, sealed_size = build_host_library(folder, _metadata(job, g))
-    row: dict[str, Any] = verify_file(host, check.images, check.labels, check.reference, "c")[0]
+    measured = verify_file(host, check.images, check.labels, check.reference, "c")
     failures: list[str] = []
     backend: Any = load_classifier(host, backend="c").backend  # scores and logits too
     scores = backend.scores(check.images)
     ref = reference.shared(data, library, g, check.images, check.memo)
-    inputs = reference.int8_inputs(check.images, g.input.quant.scale, g.input.quant.zero_point)  # type: ignore[union-attr]
+    assert g.input.quant is not None
+    inputs = reference.int8_inputs(check.images, g.input.quant.scale, g.input.quant.zero_point)
     logits = backend.logits(inputs)
     same = np.all(scores == ref.scores, axis=1) & np.all(logits == ref.logits, axis=1)
-    row["reference_identical"] = float(np.mean(same))
-    row["reference_images"] = len(same)
     if not same.all():
         failures.append(
             f"{int((~same).sum())} of {len(same)} images differ from TFLite's reference kernels"
         )
-    row["tflite_agreement"] = _tflite_agreement(
-        data, inputs.reshape(len(inputs), *library.input_shape), scores
-    )
-    row.update(_check_program(folder, check, scores))
-    failures += row.pop("check_failures")
-    row["c"] = {
-        "work_bytes": library.work_bytes,
-        "weight_bytes": library.weight_bytes,
-        "bias_bytes": library.bias_bytes,
-        "host_library_bytes": sealed_size,
-    }
-    row["mcu"] = _cortex_m4(folder)
-    if row["mcu"].get("check_returncode", 0) != 0:
+    vectors, check_failures = _check_program(folder, check, scores)
+    failures += check_failures
+    m4 = _cortex_m4(folder)
+    if m4.failed:
         failures.append("the check program failed on the emulated Cortex-M4")
-    _atomic.write_text(folder / "README.md", readme(library, row, job.base.light_on_dark))
-    row["size_bytes"] = row["mcu"].get("library_flash", sealed_size)
-    row["failures_extra"] = failures
-    return row
+    details = Details(
+        work_bytes=library.work_bytes, weight_bytes=library.weight_bytes,
+        bias_bytes=library.bias_bytes, host_library_bytes=sealed_size,
+        reference_identical=float(np.mean(same)), reference_images=len(same),
+        tflite_agreement=_tflite_agreement(
+            data, inputs.reshape(len(inputs), *library.input_shape), scores
+        ),
+        test_vectors=vectors, mcu=m4,
+    )  # fmt: skip
+    _atomic.write_text(folder / "README.md", readme(library, details, job.base.light_on_dark))
+    size = m4.library_flash if m4.library_flash is not None else sealed_size
+    return FolderResult(measured.scores, measured.backend, size, details, tuple(failures),
+                        measured.latency_us)  # fmt: skip
 
 
 def build_host_library(folder: Path, meta: ModelMetadata) -> tuple[Path, int]:
@@ -157,8 +337,11 @@ def _tflite_agreement(data: bytes, inputs: np.ndarray, scores: np.ndarray) -> fl
     return float(np.mean(scores.argmax(1) == theirs.argmax(1)))
 
 
-def _check_program(folder: Path, check: Check, scores: np.ndarray) -> dict[str, Any]:
-    """Write check/ and run it once on this machine, as a user would on theirs."""
+def _check_program(folder: Path, check: Check, scores: np.ndarray) -> tuple[int, list[str]]:
+    """Write check/ and run it once on this machine, as a user would on theirs.
+
+    Returns how many test vectors it holds, and its failure if it found other scores.
+    """
     count = min(TEST_VECTORS, len(check.labels))
     check_dir = folder / "check"
     check_dir.mkdir(exist_ok=True)
@@ -177,44 +360,46 @@ def _check_program(folder: Path, check: Check, scores: np.ndarray) -> dict[str, 
             toolchain.run([str(program)], "running check/main.c")
         except toolchain.ToolchainError:
             failures.append("check/main.c found scores that differ on this machine")
-    return {"test_vectors": count, "check_failures": failures}
+    return count, failures
 
 
-def _cortex_m4(folder: Path) -> dict[str, Any]:
+def _cortex_m4(folder: Path) -> CortexM4:
     """Flash, RAM, stack and instructions on a Cortex-M4, where the tools are installed."""
-    result: dict[str, Any] = {"target": "Cortex-M4F (QEMU mps2-an386), arm-none-eabi-gcc -Os"}
+    target = "Cortex-M4F (QEMU mps2-an386), arm-none-eabi-gcc -Os"
     with tempfile.TemporaryDirectory(prefix="edgecnn-m4-") as scratch:
         work = Path(scratch)
         try:
             sizes = toolchain.cortex_m4_library(folder / cgen.SOURCE, work)
         except toolchain.ToolchainError as e:
-            return {"skipped": str(e)}
-        result.update(library_flash=sizes["flash"], library_ram=sizes["ram"])
+            return CortexM4(skipped=str(e))
+        built = CortexM4(target, library_flash=sizes["flash"], library_ram=sizes["ram"])
         if shutil.which(toolchain.QEMU) is None:
-            result["run"] = f"not run: {toolchain.QEMU} is not installed"
-            return result
+            return replace(built, not_run=f"not run: {toolchain.QEMU} is not installed")
         elf = work / "check.elf"
         try:  # newlib missing (Debian only recommends it), QEMU failing or hanging
             program = toolchain.cortex_m4_check(folder, folder / "check", elf)
             ran = toolchain.run_on_qemu(elf)
         except toolchain.ToolchainError as e:
-            result["run"] = f"not run: {e}"
-            return result
-        result.update(
+            return replace(built, not_run=f"not run: {e}")
+        built = replace(
+            built,
             program_flash=program["flash"],
             program_ram=program["ram"],
-            check_returncode=ran["returncode"],
-            check_output=str(ran["output"]).strip().splitlines()[-1:],
+            check_returncode=int(ran["returncode"]),  # type: ignore[call-overload]
+            check_output=tuple(str(ran["output"]).strip().splitlines()[-1:]),
         )
         if "stack_bytes" in ran:
             instructions = int(ran["instructions"])  # type: ignore[call-overload]
-            result.update(stack_bytes=ran["stack_bytes"], instructions=instructions)
-            result["ms_at_168_mhz"] = [round(instructions * cpi / M4_MHZ / 1000, 1)
-                                       for cpi in M4_CPI]  # fmt: skip
-    return result
+            built = replace(
+                built,
+                stack_bytes=int(ran["stack_bytes"]),  # type: ignore[call-overload]
+                instructions=instructions,
+                ms_at_168_mhz=tuple(round(instructions * cpi / M4_MHZ / 1000, 1) for cpi in M4_CPI),
+            )
+    return built
 
 
-def readme(library: cgen.Library, row: dict[str, Any], light_on_dark: bool) -> str:
+def readme(library: cgen.Library, details: Details, light_on_dark: bool) -> str:
     """``exports/c/README.md``: how to call it, its sizes, how to check a port."""
     h, w, c = library.input_shape
     polarity = (
@@ -222,8 +407,8 @@ def readme(library: cgen.Library, row: dict[str, Any], light_on_dark: bool) -> s
         if light_on_dark
         else "as the camera gives them, not inverted"
     )
-    mcu = row.get("mcu", {})
-    flash = mcu.get("library_flash")
+    mcu = details.mcu
+    flash = mcu.library_flash
     sizes = [
         f"* Work buffer (RAM): {library.work_bytes:,} bytes, passed in by the caller.",
         f"* Weights: {library.weight_bytes:,} bytes of int8 and {library.bias_bytes:,} of int32 "
@@ -232,16 +417,17 @@ def readme(library: cgen.Library, row: dict[str, Any], light_on_dark: bool) -> s
     if flash:
         sizes.append(
             f"* Cortex-M4 build (`arm-none-eabi-gcc -Os`): {flash:,} bytes of flash for the "
-            f"library, {mcu.get('library_ram', 0)} bytes of static RAM"
-            + (f"; one inference used {mcu['stack_bytes']} bytes of stack and "
-               f"{mcu['instructions']:,} instructions (QEMU)" if "stack_bytes" in mcu else "")
+            f"library, {mcu.library_ram or 0} bytes of static RAM"
+            + (f"; one inference used {mcu.stack_bytes} bytes of stack and "
+               f"{mcu.instructions:,} instructions (QEMU)" if mcu.stack_bytes is not None
+               and mcu.instructions is not None else "")
             + "."
         )  # fmt: skip
     return _template("c.md").substitute(
         height=h, width=w, channels=c, classes=library.classes, version=__version__,
-        tflite_agreement=f"{100 * row.get('tflite_agreement', 0):.2f}",
+        tflite_agreement=f"{100 * details.tflite_agreement:.2f}",
         sizes="\n".join(sizes), polarity=polarity, light_on_dark=int(light_on_dark),
-        test_vectors=row.get("test_vectors", 0),
+        test_vectors=details.test_vectors,
     )  # fmt: skip
 
 

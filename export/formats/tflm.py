@@ -14,23 +14,25 @@ reference kernels for every image, besides the usual int8 gate against Keras.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from string import Template
-from typing import Any
 
 import numpy as np
 
 from edgecnn import __version__, _atomic
-from edgecnn.export.formats import Check, Job
+from edgecnn.export.formats import Check, FolderResult, Job
 from edgecnn.export.mcu import cgen, graph, reference
 from edgecnn.export.mcu.graph import UnsupportedModel
-from edgecnn.export.measure import compare
+from edgecnn.records import Fields, JSONObject
+from edgecnn.runtime.gate import compare
 from edgecnn.runtime.preprocess import Quantization, dequantize_table
 
 #: TFLM's MicroMutableOpResolver method for each operator the models use.
@@ -176,8 +178,80 @@ def run_tflm(data: bytes, inputs: np.ndarray) -> np.ndarray:
     return np.stack(out).astype(np.int8)
 
 
-def export(job: Job, source: Path, folder: Path, check: Check) -> dict[str, Any]:
-    """Write the bundle to ``folder`` and verify it with TFLM's kernels; the row's numbers.
+@dataclass(frozen=True)
+class Details:
+    """What TFLM's kernels proved against the reference kernels, and what TFLM needs."""
+
+    arena_bytes: int
+    operators: tuple[str, ...]
+    #: Images on which TFLM's top-1 is the reference kernels', of all.
+    reference_top1: float
+    reference_images: int
+    #: Images whose int8 scores equal the reference kernels', of all.
+    reference_identical: float
+    max_reference_steps: int
+    title: str = "TensorFlow Lite Micro"
+
+    def to_dict(self) -> JSONObject:
+        """JSON-ready form: the row's ``details``."""
+        return {
+            "reference_top1": self.reference_top1,
+            "reference_images": self.reference_images,
+            "reference_identical": self.reference_identical,
+            "max_reference_steps": self.max_reference_steps,
+            "tflm": {"arena_bytes": self.arena_bytes, "operators": list(self.operators)},
+        }
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> Details:
+        """The details :meth:`to_dict` wrote (a schema-1 row holds the same keys)."""
+        tflm = f.object("tflm")
+        return cls(
+            arena_bytes=tflm.integer("arena_bytes"),
+            operators=tflm.texts("operators"),
+            reference_top1=f.number("reference_top1"),
+            reference_images=f.integer("reference_images"),
+            reference_identical=f.number("reference_identical"),
+            max_reference_steps=f.integer("max_reference_steps", default=0),
+        )
+
+    def table_note(self, file: str) -> str | None:
+        """What TFLM's kernels proved, for the export table."""
+        return (
+            f"{file}: TFLM's kernels give the reference kernels' top-1 on "
+            f"{100 * self.reference_top1:.2f}% of {self.reference_images:,} images; "
+            f"tensor arena {self.arena_bytes:,} B"
+        )
+
+    def report_facts(self) -> list[tuple[str, str]]:
+        """The report's table of what TFLM's kernels proved and need."""
+        return [
+            ("top-1 equal to the reference kernels",
+             f"{100 * self.reference_top1:.2f}% of {self.reference_images:,} images"),
+            ("int8 scores equal to the reference kernels",
+             f"{100 * self.reference_identical:.2f}%"),
+            ("tensor arena (measured by TFLM)", f"{self.arena_bytes:,} B"),
+            ("operators registered", ", ".join(self.operators)),
+        ]  # fmt: skip
+
+    def device_facts(self, size_bytes: int) -> list[str]:
+        """Flash (the flatbuffer) and RAM (the arena) on a microcontroller."""
+        return [f"{size_bytes / 1024:,.1f} KiB flash, {self.arena_bytes:,} B tensor arena"]
+
+
+def missing_requirements() -> str | None:
+    """Why this machine cannot verify the bundle: no tflite-micro package."""
+    if importlib.util.find_spec("tflite_micro") is None:
+        return 'the tflite-micro package is not installed: pip install "edgecnn[mcu]"'
+    return None
+
+
+#: An operator TFLM's resolver does not know: the format is skipped.
+SKIP_ERRORS = (UnsupportedModel,)
+
+
+def export(job: Job, source: Path, folder: Path, check: Check) -> FolderResult:
+    """Write the bundle to ``folder`` and verify it with TFLM's kernels.
 
     Raises:
         UnsupportedModel: an operator without a known TFLM resolver entry.
@@ -205,24 +279,24 @@ def export(job: Job, source: Path, folder: Path, check: Check) -> dict[str, Any]
     values = dequantize_table(Quantization(g.output.quant.scale, g.output.quant.zero_point))
     probs = values[scores.view(np.uint8)]
     probs /= probs.sum(axis=1, keepdims=True)
-    row: dict[str, Any] = compare(probs, check.reference, check.labels)
-    row.update(backend="tflite-micro", latency_us=None)
     same_top1 = _same_top1(scores, ref.scores)
-    row["reference_top1"] = float(np.mean(same_top1))
-    row["reference_images"] = len(same_top1)
-    row["reference_identical"] = float(np.mean(np.all(scores == ref.scores, axis=1)))
-    row["max_reference_steps"] = int(np.abs(scores.astype(np.int16) - ref.scores).max())
     failures = []
     if not same_top1.all():
         failures.append(
             f"TFLM's top-1 differs from the flatbuffer's on TFLite's reference kernels on "
             f"{int((~same_top1).sum())} of {len(same_top1)} images"
         )
-    row["tflm"] = {"arena_bytes": arena, "operators": [op for op in g.operators if op in RESOLVER]}
-    _atomic.write_text(folder / "README.md", readme(row, library, len(data), g.input.quant))
-    row["size_bytes"] = len(data)
-    row["failures_extra"] = failures
-    return row
+    details = Details(
+        arena_bytes=arena,
+        operators=tuple(op for op in g.operators if op in RESOLVER),
+        reference_top1=float(np.mean(same_top1)),
+        reference_images=len(same_top1),
+        reference_identical=float(np.mean(np.all(scores == ref.scores, axis=1))),
+        max_reference_steps=int(np.abs(scores.astype(np.int16) - ref.scores).max()),
+    )
+    _atomic.write_text(folder / "README.md", readme(details, library, len(data), g.input.quant))
+    scored = compare(probs, check.reference, check.labels)
+    return FolderResult(scored, "tflite-micro", len(data), details, tuple(failures))
 
 
 def _same_top1(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -238,16 +312,15 @@ def _same_top1(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.asarray((ours == theirs) | tied_there | tied_here)
 
 
-def readme(row: dict[str, Any], library: cgen.Library, size: int, q: Any) -> str:
+def readme(details: Details, library: cgen.Library, size: int, q: graph.Quant) -> str:
     """``exports/tflm/README.md``: how to use the bundle in a TFLM project."""
-    arena = row["tflm"]["arena_bytes"]
-    ops = ", ".join(row["tflm"]["operators"])
     return _template("tflm.md").substitute(
-        size=f"{size:,}", operators=ops, arena=f"{arena:,}",
+        size=f"{size:,}", operators=", ".join(details.operators),
+        arena=f"{details.arena_bytes:,}",
         input_scale=f"{q.scale:.9g}", input_zero_point=q.zero_point,
-        reference_top1=f"{100 * row['reference_top1']:.2f}",
-        reference_identical=f"{100 * row['reference_identical']:.2f}",
-        max_reference_steps=row["max_reference_steps"], work_bytes=f"{library.work_bytes:,}",
+        reference_top1=f"{100 * details.reference_top1:.2f}",
+        reference_identical=f"{100 * details.reference_identical:.2f}",
+        max_reference_steps=details.max_reference_steps, work_bytes=f"{library.work_bytes:,}",
     )  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgecnn._quiet import banners_hidden
+from edgecnn.runtime.contract import C_LIBRARY_STEM
 from edgecnn.runtime.errors import BackendUnavailable, ModelError
 
 
@@ -146,7 +147,7 @@ BACKENDS: dict[str, BackendEntry] = {
     # A library is code: loaded only on request (--backend c), and only once its bytes
     # match the SHA-256 its export recorded beside it (backends/c.py).
     "c": BackendEntry(
-        "c", (".so", ".dylib", ".dll"), auto=False, native=True, folder_stem="libedgecnn_model"
+        "c", (".so", ".dylib", ".dll"), auto=False, native=True, folder_stem=C_LIBRARY_STEM
     ),
 }
 

@@ -247,7 +247,7 @@ def test_calibration_draw_is_seeded(fashion_dir):
 
 
 def test_every_file_and_reference_records_the_reports_source_model(exported):
-    from edgecnn.export.exporter import load_report
+    from edgecnn.export.report_file import load_report
     from edgecnn.runtime.verify import read_reference, reference_path
 
     report = load_report(exported.out)  # checks every kept file's sidecar against it
@@ -374,7 +374,7 @@ def test_a_live_exports_folders_are_left_alone(old_export):
     """While an export holds the lock file, nothing beside the folder is touched."""
     from edgecnn.errors import ConfigError
     from edgecnn.export import staging
-    from edgecnn.export.exporter import load_report
+    from edgecnn.export.report_file import load_report
     from edgecnn.export.staging import lock_path, staged_folder
 
     live = _staging(old_export, "partial", files={"export_report.json": b"{}"})
@@ -406,7 +406,7 @@ def test_a_users_own_old_and_partial_folders_are_never_touched(old_export):
     """
     import shutil
 
-    from edgecnn.export.exporter import load_report
+    from edgecnn.export.report_file import load_report
     from edgecnn.export.staging import staged_folder
 
     report = json.dumps({"source_sha256": None, "files": []}).encode()
@@ -441,7 +441,7 @@ def test_a_second_export_between_the_two_renames_is_refused(old_export, monkeypa
     that the first export's rename would then replace.
     """
     from edgecnn.errors import ConfigError
-    from edgecnn.export.exporter import load_report
+    from edgecnn.export.report_file import load_report
     from edgecnn.export.staging import lock_path, staged_folder
 
     real_replace = os.replace
@@ -512,7 +512,7 @@ def test_a_link_to_an_export_folder_replaces_the_folder_it_names(old_export, tmp
 
 def test_a_folder_that_mixes_two_models_is_refused_by_its_readers(tmp_path):
     from edgecnn.errors import DataError
-    from edgecnn.export.exporter import load_report
+    from edgecnn.export.report_file import load_report
 
     (tmp_path / "export_report.json").write_text(json.dumps({
         "source_sha256": "a" * 64,
@@ -543,7 +543,7 @@ def test_the_current_folder_is_never_replaced(old_export, monkeypatch):
 
 
 def test_a_reader_puts_back_a_folder_left_between_the_two_renames(tmp_path):
-    from edgecnn.export.exporter import load_report
+    from edgecnn.export.report_file import load_report
 
     out = tmp_path / "exports"
     report = json.dumps({"source_sha256": None, "files": []}).encode()
@@ -557,7 +557,7 @@ def test_an_export_sigkilled_between_its_renames_is_put_back_by_a_reader(old_exp
     import subprocess
     import sys
 
-    from edgecnn.export.exporter import load_report
+    from edgecnn.export.report_file import load_report
     from edgecnn.export.staging import staged_folder
 
     (old_export / "export_report.json").write_text('{"source_sha256": null, "files": []}')

@@ -144,7 +144,7 @@ def _digests(folder):
 
 def _assert_one_model(out, source_sha256):
     """The report and every file it keeps, sidecar and reference name one source model."""
-    from edgecnn.export.exporter import load_report
+    from edgecnn.export.report_file import load_report
     from edgecnn.runtime.verify import read_reference, reference_path
 
     report = load_report(out)  # refuses a kept file whose sidecar names another model
