@@ -50,3 +50,34 @@ def interruptible():
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def peak_rss_mb(code: str, *args) -> tuple[float, float, str]:
+    """Run ``code`` in a fresh interpreter: (peak RSS before the work, after, stderr).
+
+    ``code`` calls ``mark()`` when its set-up is done; the peak grows only with the work.
+    ``sys`` is imported for it; ``args`` are its ``sys.argv[1:]``.
+    """
+    import subprocess
+    import sys
+
+    prelude = (
+        "import sys\n"
+        "def hwm():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'):\n"
+        "            return int(line.split()[1]) / 1024\n"
+        "marks = []\n"
+        "def mark():\n"
+        "    marks.append(hwm())\n"
+    )
+    epilogue = "\nprint(marks[0], hwm())\n"
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + code + epilogue, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, after = map(float, done.stdout.split()[-2:])
+    return before, after, done.stderr

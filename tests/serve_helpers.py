@@ -99,6 +99,15 @@ def npy_bytes(array):
     return buffer.getvalue()
 
 
+def npy_header(descr, shape):
+    """A version 1.0 ``.npy`` header claiming ``descr`` and ``shape``, with no data after it."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": descr, "fortran_order": False, "shape": shape}
+    )
+    return buffer.getvalue()
+
+
 def expected_reply(ranked):
     """The ``top_k`` list the server should send for ``Classifier.classify``'s answer."""
     return [{"label": label, "probability": p} for label, p in ranked]
