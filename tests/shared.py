@@ -67,3 +67,47 @@ def tiny_exports_with_references(folder, images, labels, names=None):
             reference_bytes(images, labels, keras, clf.predict(images), gate)
         )
     return folder
+
+
+def export_record(file: str, fmt: str, passed: bool = True, **changes: object):
+    """A record of ``file`` as an export writes one: the tiny float32 .tflite's, renamed.
+
+    A folder format's record gets its format's details (made-up sizes).
+    """
+    import dataclasses
+
+    from edgecnn.export.formats import FORMATS
+
+    report = _tiny_report()
+    details = None
+    if FORMATS[fmt].folder:
+        from edgecnn.export.formats.c import Details as CDetails
+        from edgecnn.export.formats.tflm import Details as TflmDetails
+
+        details = (
+            CDetails(4900, 40_000, 500, 60_000, 1.0, 100, 0.99, 32)
+            if fmt == "c"
+            else TflmDetails(20_000, ("CONV_2D",), 1.0, 100, 1.0, 0)
+        )
+    return dataclasses.replace(
+        report.files[0], file=file, format=fmt, passed=passed, details=details,
+        precision="int8" if FORMATS[fmt].folder else report.files[0].precision,
+        **changes,
+    )  # fmt: skip
+
+
+def export_report_document(records=(), source_sha256: str | None = None) -> dict:
+    """``export_report.json`` as an export writes it, holding ``records``."""
+    import dataclasses
+
+    report = _tiny_report()
+    source = source_sha256 if source_sha256 is not None else report.source_sha256
+    return dataclasses.replace(report, files=tuple(records), source_sha256=source).to_dict()
+
+
+def _tiny_report():
+    import json
+
+    from edgecnn.export.records import ExportReport
+
+    return ExportReport.from_dict(json.loads((TINY / "export_report.json").read_text()))

@@ -6,9 +6,10 @@ import os
 
 import numpy as np
 import pytest
-from shared import EXPORTED_FILES
+from shared import EXPORTED_FILES, export_record, export_report_document
 
 from edgecnn.errors import DataError
+from edgecnn.export.records import ExportReport
 from edgecnn.runtime import load_classifier
 from edgecnn.runtime.labels import FASHION_MNIST_LABELS
 
@@ -39,6 +40,8 @@ def test_every_file_is_written_verified_and_reported(exported):
         ):
             assert key in row, key
         assert row["size_bytes"] == (exported.out / row["file"]).stat().st_size
+    # The file is the typed record the export returned, read back field for field.
+    assert ExportReport.from_dict(report) == exported.report
     assert "Ankle boot" not in exported.log  # a table of files, not labels
     assert "model_int8.tflite" in exported.log and "pass" in exported.log
 
@@ -251,11 +254,13 @@ def test_every_file_and_reference_records_the_reports_source_model(exported):
     from edgecnn.runtime.verify import read_reference, reference_path
 
     report = load_report(exported.out)  # checks every kept file's sidecar against it
-    for row in report["files"]:
-        if row["passed"] and not row["file"].endswith("/"):
-            meta = read_reference(reference_path(exported.out / row["file"]))["meta"]
-            assert meta["source_sha256"] == report["source_sha256"], row["file"]
-    assert report["out_dir"] == str(exported.out)  # the folder's name, not its partial's
+    for record in report.kept:
+        if not record.is_folder:
+            meta = read_reference(reference_path(exported.out / record.file))["meta"]
+            assert meta["source_sha256"] == report.source_sha256, record.file
+            assert meta["min_agreement"] == record.gate.min_agreement  # the whole gate
+            assert meta["max_accuracy_drop_pp"] == record.gate.max_accuracy_drop_pp
+    assert report.out_dir == str(exported.out)  # the folder's name, not its partial's
     name = exported.out.name
     beside = [p.name for p in exported.out.parent.iterdir() if name in p.name and p.name != name]
     assert beside == [f".{name}.lock"]  # no staging folder left, only the lock file
@@ -409,7 +414,7 @@ def test_a_users_own_old_and_partial_folders_are_never_touched(old_export):
     from edgecnn.export.report_file import load_report
     from edgecnn.export.staging import staged_folder
 
-    report = json.dumps({"source_sha256": None, "files": []}).encode()
+    report = json.dumps(export_report_document()).encode()
     (old_export / "export_report.json").write_bytes(report)
     backups = [old_export.with_name(n) for n in ("exports.old-1", "exports.partial-2")]
     backups.append(old_export.with_name(".exports.old-7-0123456789abcdef"))
@@ -426,7 +431,7 @@ def test_a_users_own_old_and_partial_folders_are_never_touched(old_export):
     with staged_folder(old_export) as (_, partial):
         assert not old_export.exists()  # nothing was put back
         (partial / "export_report.json").write_bytes(report)
-    assert load_report(old_export)["files"] == []
+    assert load_report(old_export).files == ()
     with staged_folder(old_export) as (_, partial):  # once more, over the new export
         (partial / "export_report.json").write_bytes(report)
     assert {b: _files(b) for b in backups} == saved
@@ -514,14 +519,13 @@ def test_a_folder_that_mixes_two_models_is_refused_by_its_readers(tmp_path):
     from edgecnn.errors import DataError
     from edgecnn.export.report_file import load_report
 
-    (tmp_path / "export_report.json").write_text(json.dumps({
-        "source_sha256": "a" * 64,
-        "files": [{"file": "model_float32.onnx", "format": "onnx", "passed": True},
-                  {"file": "model_int8.onnx", "format": "onnx", "passed": False}],
-    }))  # fmt: skip
+    records = [export_record("model_float32.onnx", "onnx"),
+               export_record("model_int8.onnx", "onnx", passed=False)]  # fmt: skip
+    document = export_report_document(records, source_sha256="a" * 64)
+    (tmp_path / "export_report.json").write_text(json.dumps(document))
     sidecar = tmp_path / "model_float32.onnx.json"
     sidecar.write_text(json.dumps({"source_sha256": "a" * 64}))
-    assert load_report(tmp_path)["source_sha256"] == "a" * 64
+    assert load_report(tmp_path).source_sha256 == "a" * 64
     sidecar.write_text(json.dumps({"source_sha256": "b" * 64}))
     with pytest.raises(DataError, match="mixes two exports"):
         load_report(tmp_path)
@@ -546,9 +550,9 @@ def test_a_reader_puts_back_a_folder_left_between_the_two_renames(tmp_path):
     from edgecnn.export.report_file import load_report
 
     out = tmp_path / "exports"
-    report = json.dumps({"source_sha256": None, "files": []}).encode()
+    report = json.dumps(export_report_document()).encode()
     old = _staging(out, "old", files={"export_report.json": report})
-    assert load_report(out)["files"] == [] and out.is_dir() and not old.exists()
+    assert load_report(out).files == () and out.is_dir() and not old.exists()
     assert _files(out) == {"export_report.json": report}  # its marker gone with the name
 
 
@@ -560,7 +564,7 @@ def test_an_export_sigkilled_between_its_renames_is_put_back_by_a_reader(old_exp
     from edgecnn.export.report_file import load_report
     from edgecnn.export.staging import staged_folder
 
-    (old_export / "export_report.json").write_text('{"source_sha256": null, "files": []}')
+    (old_export / "export_report.json").write_text(json.dumps(export_report_document()))
     before = _files(old_export)
     script = (
         "import os, signal, sys\n"

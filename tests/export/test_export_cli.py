@@ -148,13 +148,12 @@ def _assert_one_model(out, source_sha256):
     from edgecnn.runtime.verify import read_reference, reference_path
 
     report = load_report(out)  # refuses a kept file whose sidecar names another model
-    assert report["source_sha256"] == source_sha256
-    for row in report["files"]:
-        if row["passed"]:
-            path = out / row["file"]
-            assert load_classifier(path).metadata.source_sha256 == source_sha256, row["file"]
-            meta = read_reference(reference_path(path))["meta"]
-            assert meta["source_sha256"] == source_sha256, row["file"]
+    assert report.source_sha256 == source_sha256
+    for record in report.kept:
+        path = out / record.file
+        assert load_classifier(path).metadata.source_sha256 == source_sha256, record.file
+        meta = read_reference(reference_path(path))["meta"]
+        assert meta["source_sha256"] == source_sha256, record.file
 
 
 @pytest.mark.slow
@@ -166,7 +165,7 @@ def test_a_killed_export_leaves_the_earlier_export_whole(exported, tmp_path, fas
     out = tmp_path / "exports"
     shutil.copytree(exported.out, out)
     before = _digests(out)
-    old_source = exported.report["source_sha256"]
+    old_source = exported.report.source_sha256
     # Another model: the same network, its file changed (a zip comment), so every new
     # file records another source SHA-256 and a mix would show.
     run = tmp_path / "other-run"
@@ -196,8 +195,8 @@ def test_a_killed_export_leaves_the_earlier_export_whole(exported, tmp_path, fas
     assert _digests(out) == before
     _assert_one_model(out, old_source)
     images = np.zeros((2, 28, 28), dtype=np.uint8)
-    for name in exported.report["files"]:
-        assert load_classifier(out / name["file"]).predict(images).shape == (2, 10)
+    for record in exported.report.files:
+        assert load_classifier(out / record.file).predict(images).shape == (2, 10)
     # The next export removes what the killed one left and replaces the folder whole.
     result = invoke("export", run, "--formats", "onnx", "--out", out, "--data-dir", fashion_dir)
     assert result.exit_code == 0, result.stdout + result.stderr

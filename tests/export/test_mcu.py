@@ -23,7 +23,7 @@ import pytest
 from cli_helpers import assert_one_line_error, invoke, run_cli_without
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from shared import TINY
+from shared import TINY, export_record, export_report_document
 
 from edgecnn.export.formats import c as c_format
 from edgecnn.export.mcu import cgen, graph, quant, reference, toolchain
@@ -370,8 +370,8 @@ def test_resume_trusts_an_mcu_folder_only_while_it_is_whole(tmp_path):
         for name in FORMATS[fmt].contents:
             (exports / fmt / name).parent.mkdir(parents=True, exist_ok=True)
             (exports / fmt / name).write_text("x")
-        rows.append({"format": fmt, "precision": "int8", "file": f"{fmt}/", "passed": True})
-    (exports / "export_report.json").write_text(json.dumps({"files": rows}))
+        rows.append(export_record(f"{fmt}/", fmt))
+    (exports / "export_report.json").write_text(json.dumps(export_report_document(rows)))
     state = {"stages": {"export": {"status": "done"}}}
     assert is_done(state, "export", tmp_path)
     (exports / "tflm" / "model_data.cc").unlink()

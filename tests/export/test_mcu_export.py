@@ -18,6 +18,7 @@ from cli_helpers import assert_one_line_error, invoke
 from shared import TINY
 
 from edgecnn.export.mcu import cgen, graph, reference, toolchain
+from edgecnn.export.report_file import load_report
 from edgecnn.runtime import load_classifier
 
 TINY_INT8 = TINY / "full_integer" / "model_int8.tflite"  # every layer int8, as C needs
@@ -31,8 +32,8 @@ def mcu_export(trained_run, tmp_path_factory, fashion_dir):
     out = tmp_path_factory.mktemp("mcu") / "exports"
     result = invoke("export", trained_run.out_dir, "--formats", "c,tflm", "--out", out,
                     "--data-dir", fashion_dir)  # fmt: skip
-    report = json.loads((out / "export_report.json").read_text())
-    rows = {r["format"]: r for r in report["files"]}
+    report = load_report(out)
+    rows = {r.format: r for r in report.files}
     return out, result, report, rows
 
 
@@ -41,10 +42,10 @@ def test_export_writes_verified_c_and_tflm_folders(mcu_export):
     out, result, report, rows = mcu_export
     assert result.exit_code == 0, result.stdout + result.stderr
     assert set(rows) == {"tflite", "numpy", "c", "tflm"}  # c, tflm: from the int8 .tflite
-    c, tflm = rows["c"], rows["tflm"]
-    assert c["passed"] and tflm["passed"]
-    assert c["reference_identical"] == 1.0 and c["reference_images"] == 10_000
-    assert tflm["reference_top1"] == 1.0
+    assert rows["c"].passed and rows["tflm"].passed
+    c, tflm = rows["c"].details, rows["tflm"].details
+    assert c.reference_identical == 1.0 and c.reference_images == 10_000
+    assert tflm.reference_top1 == 1.0
     assert sorted(p.name for p in (out / "c").iterdir()) == [
         "README.md", "check", "edgecnn_model.c", "edgecnn_model.h", "libedgecnn_model.so",
         "libedgecnn_model.so.json",
@@ -54,12 +55,12 @@ def test_export_writes_verified_c_and_tflm_folders(mcu_export):
     ]  # fmt: skip
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
     # The measured sizes, as the issue's targets read them (the default network's shape).
-    assert c["c"]["work_bytes"] == 3136 + 1764
-    assert c["mcu"]["library_flash"] <= 245 * 1024
-    assert c["mcu"]["library_ram"] == 0
-    assert c["mcu"]["stack_bytes"] > 0 and c["c"]["work_bytes"] + c["mcu"]["stack_bytes"] <= 8192
-    assert c["mcu"]["check_returncode"] == 0 and c["mcu"]["instructions"] > 1_000_000
-    assert 15_000 < tflm["tflm"]["arena_bytes"] < 40_000
+    assert c.work_bytes == 3136 + 1764
+    assert c.mcu.library_flash <= 245 * 1024
+    assert c.mcu.library_ram == 0
+    assert c.mcu.stack_bytes > 0 and c.work_bytes + c.mcu.stack_bytes <= 8192
+    assert c.mcu.check_returncode == 0 and c.mcu.instructions > 1_000_000
+    assert 15_000 < tflm.arena_bytes < 40_000
     assert "c/: int8 scores bit-identical" in result.stdout
     assert "tflm/: TFLM's kernels give the reference kernels' top-1" in result.stdout
 

@@ -1,6 +1,5 @@
 """``--verify-with``: the export gate proving each file on further runtimes."""
 
-import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,8 +10,11 @@ from shared import TINY
 from edgecnn.errors import ConfigError
 from edgecnn.export.config import ExportConfig, backend_names
 from edgecnn.export.exporter import verify_elsewhere
+from edgecnn.export.records import ExportedFile
+from edgecnn.export.report_file import load_report
 from edgecnn.export.table import runtime_notes
 from edgecnn.runtime import load_classifier
+from edgecnn.runtime.gate import Scores
 
 
 def test_names_are_parsed_and_checked_before_any_work():
@@ -65,35 +67,48 @@ def test_each_named_backend_that_runs_the_file_verifies_it(prepared):
         min_agreement=0.97,
         max_accuracy_drop=1.0,
     )
-    row = {"file": "model_int8.onnx", "backend": "onnxruntime"}
-    assert verify_elsewhere(config, TINY / "model_int8.onnx", "int8", row) == []
+    int8, float32 = config.job.config.gate("int8"), config.job.config.gate("float32")
+    checks = verify_elsewhere(config, TINY / "model_int8.onnx", "model_int8.onnx", int8,
+                              "onnxruntime")  # fmt: skip
     # litert-builtin runs no .onnx, and onnxruntime already verified it.
-    assert list(row["runtimes"]) == ["openvino"]
-    measured = row["runtimes"]["openvino"]
-    assert measured["agreement"] >= 0.97 and measured["failures"] == []
-    assert measured["latency_us"] > 0 and np.isfinite(measured["max_prob_diff"])
-    (note,) = runtime_notes({"files": [row]})
+    assert list(checks) == ["openvino"]
+    measured = checks["openvino"]
+    assert measured.scores.agreement >= 0.97 and measured.failures == ()
+    assert measured.latency_us > 0 and np.isfinite(measured.scores.max_prob_diff)
+    (note,) = runtime_notes(_report("model_int8.onnx", checks))
     assert note.startswith("model_int8.onnx on openvino: accuracy") and note.endswith("pass")
 
-    row = {"file": "model_float32.tflite", "backend": "litert"}
-    assert verify_elsewhere(config, TINY / "model_float32.tflite", "float32", row) == []
-    assert list(row["runtimes"]) == ["openvino", "litert-builtin"]
-    assert row["runtimes"]["openvino"]["max_prob_diff"] < 1e-4  # the float32 gate's limit
+    checks = verify_elsewhere(config, TINY / "model_float32.tflite", "model_float32.tflite",
+                              float32, "litert")  # fmt: skip
+    assert list(checks) == ["openvino", "litert-builtin"]
+    assert checks["openvino"].scores.max_prob_diff < 1e-4  # the float32 gate's limit
 
 
 def test_a_file_failing_on_a_named_backend_fails_the_gate(prepared, tmp_path):
     pytest.importorskip("openvino")
     config = prepared(verify_with=("openvino",), min_agreement=1.01)
-    row = {"file": "model_int8.onnx", "backend": "onnxruntime"}
-    failures = verify_elsewhere(config, TINY / "model_int8.onnx", "int8", row)
-    assert failures and failures[0].startswith("on openvino: top-1 agreement")
+    gate = config.job.config.gate("int8")
+    checks = verify_elsewhere(config, TINY / "model_int8.onnx", "model_int8.onnx", gate,
+                              "onnxruntime")  # fmt: skip
+    assert checks["openvino"].failures[0].startswith("top-1 agreement")
     # A file the backend cannot load fails too, named by its final name.
     damaged = tmp_path / ".model_int8.tmp.onnx"
     damaged.write_bytes(b"\x08\x07" + bytes(range(256)) * 4)
-    row = {"file": "model_int8.onnx", "backend": "onnxruntime"}
-    failures = verify_elsewhere(prepared(verify_with=("openvino",)), damaged, "int8", row)
-    assert failures and failures[0].startswith("on openvino: model_int8.onnx: ")
-    assert str(damaged) not in failures[0] and "FAIL" in runtime_notes({"files": [row]})[0]
+    config = prepared(verify_with=("openvino",))
+    checks = verify_elsewhere(config, damaged, "model_int8.onnx", gate, "onnxruntime")
+    failure = checks["openvino"].failures[0]
+    assert failure.startswith("model_int8.onnx: ") and str(damaged) not in failure
+    assert "FAIL" in runtime_notes(_report("model_int8.onnx", checks))[0]
+
+
+def _report(name, checks):
+    """A report holding one file whose ``--verify-with`` checks are ``checks``."""
+    record = ExportedFile(
+        format="onnx", precision="int8", file=name, size_bytes=1,
+        scores=Scores(1.0, 1.0, 1.0, 1, 0.0), backend="onnxruntime", passed=True,
+        failures=(), runtimes=checks,
+    )  # fmt: skip
+    return SimpleNamespace(files=(record,))
 
 
 def test_export_verifies_on_openvino_and_reports_it(trained_run, tmp_path, fashion_dir):
@@ -104,11 +119,11 @@ def test_export_verifies_on_openvino_and_reports_it(trained_run, tmp_path, fashi
         "--data-dir", fashion_dir, "--verify-with", "openvino",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    report = json.loads((out / "export_report.json").read_text())
-    assert report["config"]["verify_with"] == ["openvino"]
-    onnx_rows = [r for r in report["files"] if r["file"].endswith(".onnx")]
-    assert len(onnx_rows) == 2
-    for row in onnx_rows:
-        assert row["passed"] and row["runtimes"]["openvino"]["agreement"] >= 0.99, row
-    assert "weights.npz" not in {r["file"] for r in report["files"] if "runtimes" in r}
+    report = load_report(out)
+    assert report.config.verify_with == ("openvino",)
+    onnx_files = [r for r in report.files if r.file.endswith(".onnx")]
+    assert len(onnx_files) == 2
+    for record in onnx_files:
+        assert record.passed and record.runtimes["openvino"].scores.agreement >= 0.99, record
+    assert "weights.npz" not in {r.file for r in report.files if r.runtimes}
     assert "model_int8.onnx on openvino: accuracy" in result.stdout
