@@ -30,9 +30,10 @@ def verify_command(
 ) -> None:
     """Check an exported file on this device against the outputs it was exported with.
 
-    Runs the reference images saved beside the file at export and applies the same gate
-    (top-1 agreement with Keras); also says how far this device's outputs are from the
-    exporting machine's. Exit 1 if the file fails (or is not the file that was proven),
+    Runs the reference images saved beside the file at export and applies the export's
+    gate (top-1 agreement with Keras, accuracy drop, probability difference) as it holds
+    on those images; also says how far this device's outputs are from the exporting
+    machine's. Exit 1 if the file fails (or is not the file that was proven),
     2 if the file or the reference cannot be used (with --json, still one JSON document).
     """
     from edgecnn import _json
@@ -52,8 +53,8 @@ def verify_command(
         if as_json:
             typer.echo(_json.dumps({"model": str(model), "passed": False, "error": str(error)}))
         raise error
-    typer.echo(_json.dumps(result) if as_json else format_result(result))
-    if not result["passed"]:
+    typer.echo(_json.dumps(result.to_dict()) if as_json else format_result(result))
+    if not result.passed:
         raise typer.Exit(1)
 
 

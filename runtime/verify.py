@@ -3,24 +3,30 @@
 Each exported file gets ``<file>.reference.npz`` beside it: a few hundred test images,
 their classes, the Keras model's probabilities and the exporting machine's for that
 file, and the gate the file passed. On the device, :func:`verify` runs the file through
-the runtime on those images and applies the same gate: top-1 agreement with Keras (and
-for float32 files the largest probability difference). It also says how far this
+the runtime on those images and applies the export's gate, :class:`edgecnn.runtime.gate.Gate`
+as the export recorded it, to the measurements of :func:`edgecnn.runtime.gate.compare`:
+top-1 agreement with Keras, the accuracy drop (when the reference records a limit) and
+the largest probability difference. The images are a sample of those the gate was
+passed on, so the gate applies as :meth:`~edgecnn.runtime.gate.Gate.on_sample` makes it
+from what the exporting machine reached on the same images. It also says how far this
 device's outputs are from the exporting machine's, in int8 steps for int8 files: ARM
-kernels round a few values otherwise, which is expected, and flips a near-tie now and
+kernels round a few values otherwise, which is expected, and flip a near-tie now and
 then, which the gate measures. Only numpy and the runtime are needed.
 
 A reference is checked before use (:mod:`edgecnn.runtime.verify_reference`), and what it
-says can only raise the gate, never lower it below what the default gate of the file's
-precision allows on that many images; the precision comes from the file's own sealed
-metadata.
+says can never lower the agreement asked below what the default gate of the file's
+precision allows on that many images (:func:`~edgecnn.runtime.gate.agreement_floor`),
+nor raise a float32 file's probability limit; the precision comes from the file's own
+sealed metadata.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import platform
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +36,7 @@ from edgecnn._files import read_regular_file
 from edgecnn.run_folder import EXPORT_REPORT_FILE
 from edgecnn.runtime.backends import BACKENDS
 from edgecnn.runtime.errors import MODEL_MAX_BYTES, IntegrityError, ModelError
+from edgecnn.runtime.gate import Gate, Scores, agreement_floor, compare, top1_agreement
 from edgecnn.runtime.verify_reference import (
     MAX_REFERENCE_BYTES,
     REFERENCE_SUFFIX,
@@ -43,10 +50,8 @@ from edgecnn.runtime.verify_reference import (
 
 #: The reference's functions are named here too, for the callers that import them from here.
 __all__ = [
-    "DEFAULT_MAX_PROB_DIFF",
-    "DEFAULT_MIN_AGREEMENT",
     "REFERENCE_SUFFIX",
-    "agreement_floor",
+    "VerifyResult",
     "format_result",
     "read_reference",
     "reference_bytes",
@@ -55,30 +60,64 @@ __all__ = [
     "verify",
 ]
 
-#: The default gate of each precision, which ``edgecnn.export.config.GATES`` is made of:
-#: the least top-1 agreement with Keras, and the largest probability difference.
-DEFAULT_MIN_AGREEMENT = {"float32": 0.999, "float16": 0.999, "dynamic": 0.99, "int8": 0.99}
-DEFAULT_MAX_PROB_DIFF = {"float32": 1e-4}
-#: A file that meets its default gate falls below :func:`agreement_floor` on a
-#: reference's images less often than this.
-FLOOR_RISK = 1e-6
 
+@dataclass(frozen=True)
+class VerifyResult:
+    """What :func:`verify` found; :meth:`to_dict` is ``edgecnn verify --json``.
 
-def agreement_floor(precision: str, images: int) -> float:
-    """The least agreement a reference's gate may ask of a file of ``precision``.
-
-    A file that met its precision's default gate (99% top-1 agreement for int8) shows
-    fewer agreements than this on ``images`` images less often than :data:`FLOOR_RISK`
-    (binomial tail): below it, the file is not the one that passed, whatever the
-    reference says. 96.2% for int8 and 98.8% for float32 on 500 images.
+    The measurements are None when the file could not run here (its bytes failed their
+    check, or it computed NaN); ``applied`` is None when it could not even be loaded.
     """
-    p = 1 - DEFAULT_MIN_AGREEMENT.get(precision, min(DEFAULT_MIN_AGREEMENT.values()))
-    tail = 1.0
-    for k in range(images + 1):
-        tail -= math.comb(images, k) * p**k * (1 - p) ** (images - k)
-        if tail < FLOOR_RISK:
-            return (images - k) / images
-    return 0.0
+
+    model: str
+    reference: str
+    images: int
+    #: The reference's meta: the gate the file passed at export, and what it was made for.
+    recorded: Mapping[str, Any]
+    passed: bool
+    failures: tuple[str, ...]
+    #: The gate applied here: the recorded one on this sample (:meth:`Gate.on_sample`).
+    applied: Gate | None = None
+    #: The least agreement any reference may ask of this file's precision on this sample.
+    agreement_floor: float | None = None
+    #: The exporting machine's outputs against Keras on the reference's images.
+    at_export: Scores | None = None
+    backend: str | None = None
+    machine: str | None = None
+    #: This device's outputs against Keras on the reference's images.
+    scores: Scores | None = None
+    agreement_with_export: float | None = None
+    max_diff_from_export: float | None = None
+    #: The largest difference from the export in output quantization steps (int8 outputs).
+    max_steps_from_export: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; the keys of a measurement or a limit are there when it is."""
+        out: dict[str, Any] = {"model": self.model, "reference": self.reference,
+                               "images": self.images, "gate": dict(self.recorded)}  # fmt: skip
+        if self.scores is not None and self.at_export is not None:
+            out.update(
+                backend=self.backend,
+                machine=self.machine,
+                accuracy=self.scores.accuracy,
+                keras_accuracy=self.scores.reference_accuracy,
+                agreement=self.scores.agreement,
+                agreement_with_export=self.agreement_with_export,
+                max_prob_diff=self.scores.max_prob_diff,
+                max_diff_from_export=self.max_diff_from_export,
+                agreement_at_export=self.at_export.agreement,
+                accuracy_at_export=self.at_export.accuracy,
+            )
+            if self.max_steps_from_export is not None:
+                out["max_steps_from_export"] = self.max_steps_from_export
+        if self.applied is not None:
+            out.update(agreement_floor=self.agreement_floor,
+                       agreement_threshold=self.applied.min_agreement)  # fmt: skip
+            if self.applied.max_prob_diff is not None:
+                out["max_prob_diff_limit"] = self.applied.max_prob_diff
+            out["applied_gate"] = self.applied.to_dict()
+        out.update(passed=self.passed, failures=list(self.failures))
+        return out
 
 
 def verify(
@@ -86,8 +125,12 @@ def verify(
     reference: str | Path | None = None,
     backend: str = "auto",
     num_threads: int | None = None,
-) -> dict[str, Any]:
+) -> VerifyResult:
     """Run ``model`` on its reference images here and apply its export gate.
+
+    The gate is the one the reference records (:meth:`Gate.from_dict`), as it applies
+    to the reference's images (:meth:`Gate.on_sample`, from what the exporting machine
+    reached on them); the file's scores here must pass it (:meth:`Gate.failures`).
 
     A file that is not the one that was proven fails (``passed`` False, the reasons in
     ``failures``) rather than raising: its bytes no longer match their recorded SHA-256,
@@ -108,24 +151,38 @@ def verify(
             "name one with --reference"
         )
     ref = read_reference(ref_path)
-    gate = ref["meta"]
-    result: dict[str, Any] = {"model": str(model), "reference": str(ref_path),
-                              "images": len(ref["images"]), "gate": gate}  # fmt: skip
+    meta = ref["meta"]
+    recorded = Gate.from_dict(meta)  # read_reference checked its numbers
+    base = VerifyResult(str(model), str(ref_path), len(ref["images"]), meta, False, ())
     try:
         clf = load_classifier(model, backend=backend, num_threads=num_threads)
     except IntegrityError as e:
-        return {**result, "passed": False, "failures": [str(e)]}
+        return replace(base, failures=(str(e),))
+    precision = clf.metadata.precision
     _check_belongs(ref, ref_path, clf)
-    _check_consistent(ref, ref_path, clf.metadata.precision)
+    at_export = compare(ref["exported"], ref["keras"], ref["labels"])
+    floor = agreement_floor(precision, len(ref["images"]))
+    _check_consistent(at_export, floor, ref_path, precision)
+    gate = recorded.on_sample(precision, at_export)
+    base = replace(base, applied=gate, agreement_floor=floor, at_export=at_export)
     try:
         probs = clf.predict(ref["images"])
     except ModelError as e:  # NaN or no probabilities: the file is broken here
-        return {**result, "passed": False, "failures": [str(e)]}
-    result.update(_measure(ref, probs, clf))
-    failures = _not_the_proven_file(model, gate, clf)
-    failures += _gate_failures(result, ref, gate, clf.metadata.precision)
-    result.update(passed=not failures, failures=failures)
-    return result
+        return replace(base, failures=(str(e),))
+    scores = compare(probs, ref["keras"], ref["labels"])
+    failures = _not_the_proven_file(model, meta, clf) + gate.failures(scores)
+    diff_export = float(np.abs(probs - ref["exported"]).max())
+    return replace(
+        base,
+        passed=not failures,
+        failures=tuple(failures),
+        backend=clf.backend_name,
+        machine=f"{platform.system()} {platform.machine()}",
+        scores=scores,
+        agreement_with_export=top1_agreement(probs, ref["exported"]),
+        max_diff_from_export=diff_export,
+        max_steps_from_export=_steps(diff_export, clf),
+    )
 
 
 def _check_belongs(ref: dict[str, Any], ref_path: Path, clf: Any) -> None:
@@ -145,55 +202,41 @@ def _check_belongs(ref: dict[str, Any], ref_path: Path, clf: Any) -> None:
                          "(its source SHA-256 differs); another model's")  # fmt: skip
 
 
-def _check_consistent(ref: dict[str, Any], ref_path: Path, precision: str) -> None:
+def _check_consistent(at_export: Scores, floor: float, ref_path: Path, precision: str) -> None:
     """The exporting machine's outputs must agree with Keras as a file that passed does.
 
     Raises:
-        ModelError: they agree less than :func:`agreement_floor` allows.
+        ModelError: they agree less than :func:`~edgecnn.runtime.gate.agreement_floor`
+            (``floor``) allows.
     """
-    floor = agreement_floor(precision, len(ref["images"]))
-    at_export = float(np.mean(ref["exported"].argmax(1) == ref["keras"].argmax(1)))
-    if not at_export >= floor:
+    if not at_export.agreement >= floor:
         raise ModelError(
             f"{ref_path}: its exported outputs agree with its Keras outputs on "
-            f"{100 * at_export:.2f}% of its images, less than the {100 * floor:.2f}% of any "
-            f"{precision} file that passed the default gate; damaged, made by hand, or "
-            "exported with a lower --min-agreement"
+            f"{100 * at_export.agreement:.2f}% of its images, less than the "
+            f"{100 * floor:.2f}% of any {precision} file that passed the default gate; "
+            "damaged, made by hand, or exported with a lower --min-agreement"
         )
 
 
-def _measure(ref: dict[str, Any], probs: np.ndarray, clf: Any) -> dict[str, Any]:
-    """Agreement and accuracy here, and the largest differences from Keras and the export."""
-    top, keras_top, export_top = probs.argmax(1), ref["keras"].argmax(1), ref["exported"].argmax(1)
-    diff_export = float(np.abs(probs - ref["exported"]).max())
-    out = {
-        "backend": clf.backend_name,
-        "machine": f"{platform.system()} {platform.machine()}",
-        "accuracy": float(np.mean(top == ref["labels"])),
-        "keras_accuracy": float(np.mean(keras_top == ref["labels"])),
-        "agreement": float(np.mean(top == keras_top)),
-        "agreement_with_export": float(np.mean(top == export_top)),
-        "max_prob_diff": float(np.abs(probs - ref["keras"]).max()),
-        "max_diff_from_export": diff_export,
-        "agreement_at_export": float(np.mean(export_top == keras_top)),
-    }
+def _steps(diff_export: float, clf: Any) -> int | None:
+    """``diff_export`` in steps of the file's int8 output, if it has one."""
     step = (clf.metadata.quantization.get("output") or {}).get("scale")
     # A native library (the C backend) answers with the softmax of its int8 logits, not
     # its int8 scores.
     if is_number(step) and step > 0 and not BACKENDS[clf.backend_name].native:
-        out["max_steps_from_export"] = int(round(diff_export / float(step)))
-    return out
+        return int(round(diff_export / float(step)))
+    return None
 
 
-def _not_the_proven_file(model: Path, gate: dict[str, Any], clf: Any) -> list[str]:
+def _not_the_proven_file(model: Path, meta: Mapping[str, Any], clf: Any) -> list[str]:
     """Why ``model`` is not the file the reference (or the report beside it) describes."""
     failures, metadata = [], clf.metadata
-    recorded = gate.get("file_sha256")
+    recorded = meta.get("file_sha256")
     if recorded and _loaded_sha256(clf) != recorded:
-        failures.append(f"the reference was made for another export of {gate.get('file')} "
+        failures.append(f"the reference was made for another export of {meta.get('file')} "
                         "(its SHA-256 differs); export again")  # fmt: skip
-    if gate.get("precision") not in (None, metadata.precision):
-        failures.append(f"the reference was made for {gate.get('file')} ({gate['precision']}), "
+    if meta.get("precision") not in (None, metadata.precision):
+        failures.append(f"the reference was made for {meta.get('file')} ({meta['precision']}), "
                         f"this file is {metadata.precision}")  # fmt: skip
     source = _report_source(model)
     if source and metadata.source_sha256 and source != metadata.source_sha256:
@@ -232,50 +275,32 @@ def _report_source(model: Path) -> str | None:
     return source if listed and isinstance(source, str) and SHA256_TEXT.fullmatch(source) else None
 
 
-def _gate_failures(r: dict[str, Any], ref: dict[str, Any], gate: dict[str, Any],
-                   precision: str) -> list[str]:  # fmt: skip
-    """The gate applied to what this device measured; records the thresholds in ``r``.
-
-    The gate was passed on thousands of images; these few hundred are a sample of them,
-    so the file must reach the gate here or what it reached on this sample at export,
-    but never less than :func:`agreement_floor`, whatever the reference says.
-    """
-    floor = agreement_floor(precision, len(ref["images"]))
-    threshold = max(floor, min(float(gate["min_agreement"]), r["agreement_at_export"]))
-    r.update(agreement_floor=floor, agreement_threshold=threshold)
-    failures = []
-    if not r["agreement"] >= threshold:
-        failures.append(f"top-1 agreement with Keras {100 * r['agreement']:.2f}% < "
-                        f"{100 * threshold:.2f}%")  # fmt: skip
-    limits = [gate.get("max_prob_diff"), DEFAULT_MAX_PROB_DIFF.get(precision)]
-    known = [float(x) for x in limits if x is not None]
-    if known:
-        limit = min(known)
-        r["max_prob_diff_limit"] = limit
-        if not r["max_prob_diff"] <= limit:
-            failures.append(f"max probability difference {r['max_prob_diff']:.2e} > {limit:.0e}")
-    return failures
-
-
-def format_result(r: dict[str, Any]) -> str:
-    """What ``edgecnn verify`` prints."""
-    if "agreement" not in r:
-        return f"{r['model']}: FAIL: {'; '.join(r['failures'])}"
+def format_result(r: VerifyResult) -> str:
+    """What ``edgecnn verify`` prints: the measurements beside the gate applied to them."""
+    scores, at_export, gate = r.scores, r.at_export, r.applied
+    if scores is None or at_export is None or gate is None:
+        return f"{r.model}: FAIL: {'; '.join(r.failures)}"
     lines = [
-        f"{r['model']} on {r['backend']} ({r['machine']}), {r['images']:,} reference images "
-        f"exported on {r['gate'].get('exported_on', '?')}:",
-        f"  top-1 agreement with Keras       {100 * r['agreement']:7.2f}%   "
-        f"(gate >= {100 * r['agreement_threshold']:.2f}%; at export "
-        f"{100 * r['agreement_at_export']:.2f}%)",
-        f"  top-1 agreement with the export  {100 * r['agreement_with_export']:7.2f}%",
-        f"  accuracy                         {100 * r['accuracy']:7.2f}%   "
-        f"(Keras {100 * r['keras_accuracy']:.2f}%)",
-        f"  largest difference from Keras    {r['max_prob_diff']:.2e}",
+        f"{r.model} on {r.backend} ({r.machine}), {r.images:,} reference images "
+        f"exported on {r.recorded.get('exported_on', '?')}:",
+        f"  top-1 agreement with Keras       {100 * scores.agreement:7.2f}%   "
+        f"(gate >= {100 * gate.min_agreement:.2f}%; at export {100 * at_export.agreement:.2f}%)",
+        f"  top-1 agreement with the export  {100 * (r.agreement_with_export or 0):7.2f}%",
+        f"  accuracy                         {100 * scores.accuracy:7.2f}%   "
+        f"(Keras {100 * scores.reference_accuracy:.2f}%; at export "
+        f"{100 * at_export.accuracy:.2f}%)",
     ]
-    steps = r.get("max_steps_from_export")
+    if gate.max_accuracy_drop_pp is not None:
+        lines.append(
+            f"  accuracy drop from Keras         {-scores.delta_pp:7.2f} pp "
+            f"(gate <= {gate.max_accuracy_drop_pp:.2f} pp; at export {-at_export.delta_pp:.2f} pp)"
+        )
+    limit = f"   (gate <= {gate.max_prob_diff:.0e})" if gate.max_prob_diff is not None else ""
+    lines.append(f"  largest difference from Keras    {scores.max_prob_diff:.2e}{limit}")
+    steps = r.max_steps_from_export
     lines.append(
-        f"  largest difference from export   {r['max_diff_from_export']:.2e}"
+        f"  largest difference from export   {r.max_diff_from_export or 0:.2e}"
         + (f" ({steps} int8 steps)" if steps is not None else "")
     )
-    lines.append("PASS" if r["passed"] else "FAIL: " + "; ".join(r["failures"]))
+    lines.append("PASS" if r.passed else "FAIL: " + "; ".join(r.failures))
     return "\n".join(lines)

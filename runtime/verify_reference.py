@@ -2,11 +2,12 @@
 
 The exporter writes one beside every file it keeps: a few hundred test images, their
 classes, the Keras model's probabilities and the exporting machine's for that file, and
-the gate the file passed. It is a file like any other, damaged or made by hand, so
-:func:`read_reference` checks everything before it is used: the archive is the one
-np.savez writes, each array has the dtype and size an export writes, the probabilities
-are finite rows of one class count summing to 1, the labels are in range, and the gate
-is made of finite numbers and short text.
+the gate the file passed (:meth:`edgecnn.runtime.gate.Gate.to_dict`; references written
+before it have no ``max_accuracy_drop_pp``). It is a file like any other, damaged or made
+by hand, so :func:`read_reference` checks everything before it is used: the archive is
+the one np.savez writes, each array has the dtype and size an export writes, the
+probabilities are finite rows of one class count summing to 1, the labels are in range,
+and the gate is made of finite numbers and short text.
 """
 
 from __future__ import annotations
@@ -164,6 +165,9 @@ def _gate_problem(meta: Any) -> str | None:
     limit = meta.get("max_prob_diff")
     if limit is not None and (not is_number(limit) or limit < 0):
         return f"its gate's max_prob_diff is {limit!r:.40}, not a number >= 0"
+    drop = meta.get("max_accuracy_drop_pp")  # absent from references before the shared gate
+    if drop is not None and (not is_number(drop) or not 0 <= drop <= 100):
+        return f"its gate's max_accuracy_drop_pp is {drop!r:.40}, not 0..100 percentage points"
     for key in ("file_sha256", "source_sha256"):
         value = meta.get(key)
         if value is not None and not (isinstance(value, str) and SHA256_TEXT.fullmatch(value)):

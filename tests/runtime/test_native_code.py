@@ -288,6 +288,6 @@ def test_verify_checks_the_sha256_of_the_library_it_loaded(real_c, tmp_path, tes
             document = reference_bytes(images, labels, probs, probs, meta)
             reference_path(target).write_bytes(document)
             r = verify(target, backend="c")
-            assert r["passed"] is passed, r["failures"]
-            assert passed or any("SHA-256 differs" in f for f in r["failures"])
-            assert "max_steps_from_export" not in r  # a native library: softmax of logits
+            assert r.passed is passed, r.failures
+            assert passed or any("SHA-256 differs" in f for f in r.failures)
+            assert r.max_steps_from_export is None  # a native library: softmax of logits

@@ -11,6 +11,7 @@ from cli_helpers import assert_one_line_error, invoke, run_cli_without
 from shared import tiny_exports_with_references
 
 from edgecnn.runtime import load_classifier
+from edgecnn.runtime.gate import agreement_floor
 from edgecnn.runtime.verify import reference_bytes, reference_path, verify
 
 N = 300
@@ -28,23 +29,41 @@ def tiny_exports(tmp_path_factory, test_images):
 )
 def test_an_untouched_file_passes_with_its_numbers(tiny_exports, name):
     r = verify(tiny_exports / name)
-    assert r["passed"], r["failures"]
-    assert r["images"] == N and r["agreement_with_export"] == 1.0
-    assert r["max_diff_from_export"] <= 1e-6
+    assert r.passed, r.failures
+    assert r.images == N and r.agreement_with_export == 1.0
+    assert r.max_diff_from_export is not None and r.max_diff_from_export <= 1e-6
     # In int8 steps for an int8 output (a --full-integer file, as the tiny one is); the
     # default int8 files end in float.
     output = load_classifier(tiny_exports / name).metadata.quantization.get("output")
     if output:
-        assert r["max_steps_from_export"] == 0
+        assert r.max_steps_from_export == 0 and r.to_dict()["max_steps_from_export"] == 0
     else:
-        assert "max_steps_from_export" not in r
+        assert r.max_steps_from_export is None and "max_steps_from_export" not in r.to_dict()
+
+
+#: The keys of ``edgecnn verify --json`` for a file that ran (max_steps_from_export and
+#: max_prob_diff_limit when there are such).
+JSON_KEYS = {
+    "model", "reference", "images", "gate", "backend", "machine", "accuracy",
+    "keras_accuracy", "agreement", "agreement_with_export", "max_prob_diff",
+    "max_diff_from_export", "agreement_at_export", "accuracy_at_export", "agreement_floor",
+    "agreement_threshold", "applied_gate", "passed", "failures",
+}  # fmt: skip
 
 
 def test_the_cli_prints_the_gate_and_passes(tiny_exports):
     done = run_cli_without(["verify", tiny_exports / "model_int8.tflite"], ("tensorflow",))
     assert "top-1 agreement with Keras" in done.stdout and done.stdout.strip().endswith("PASS")
+    assert "(gate >= 99.00%" in done.stdout
     result = invoke("verify", tiny_exports / "model_int8.tflite", "--json")
-    assert result.exit_code == 0 and json.loads(result.stdout)["passed"] is True
+    document = json.loads(result.stdout)
+    assert result.exit_code == 0 and document["passed"] is True
+    assert JSON_KEYS <= set(document) <= JSON_KEYS | {"max_steps_from_export"}
+    assert document["applied_gate"] == {
+        "min_agreement": 0.99, "max_accuracy_drop_pp": None, "max_prob_diff": None
+    }  # fmt: skip
+    float32 = invoke("verify", tiny_exports / "model_float32.onnx")
+    assert "(gate <= 1e-04)" in float32.stdout, float32.stdout
 
 
 def test_a_tampered_file_fails_with_exit_1(tiny_exports, tmp_path):
@@ -81,13 +100,13 @@ def test_a_reference_of_another_export_of_the_same_name_fails(tiny_exports, tmp_
     other.write_bytes(reference_bytes(ref["images"], ref["labels"], ref["keras"],
                                       ref["exported"], meta))  # fmt: skip
     r = verify(tiny_exports / "model_int8.tflite", other)
-    assert not r["passed"] and "another export" in r["failures"][0]
+    assert not r.passed and "another export" in r.failures[0]
 
 
 def test_another_files_reference_is_refused(tiny_exports):
     r = verify(tiny_exports / "model_float32.onnx",
                reference_path(tiny_exports / "model_int8.tflite"))  # fmt: skip
-    assert not r["passed"] and "made for model_int8.tflite (int8)" in r["failures"][0]
+    assert not r.passed and "made for model_int8.tflite (int8)" in r.failures[0]
 
 
 def test_bad_references_are_one_line(tiny_exports, tmp_path):
@@ -200,6 +219,9 @@ def test_impossible_arrays_are_one_line(tiny_exports, tmp_path, change, match):
         ('"min_agreement": 7', "min_agreement"),
         ('"max_prob_diff": -1', "max_prob_diff"),
         ('"max_prob_diff": Infinity', "Infinity"),
+        ('"max_accuracy_drop_pp": -1', "max_accuracy_drop_pp"),
+        ('"max_accuracy_drop_pp": "0.5"', "max_accuracy_drop_pp"),
+        ('"max_accuracy_drop_pp": 101', "max_accuracy_drop_pp"),
         ('"file_sha256": "abc"', "file_sha256"),
         ('"exported_on": "Linux\\u001b[31m x86"', "exported_on"),
     ],
@@ -220,17 +242,18 @@ def test_a_gate_that_is_not_an_object_is_one_line(tiny_exports, tmp_path, text):
 
 def test_a_low_recorded_gate_cannot_pass_a_file_below_the_floor(tiny_exports, tmp_path):
     """min_agreement 0 and outputs "at export" equally wrong: the floor still holds."""
-    from edgecnn.runtime.verify import agreement_floor
-
     arrays, meta = _arrays(tiny_exports)
     moved = arrays["keras"].copy()
     moved[:30] = np.roll(moved[:30], 1, axis=1)  # a tenth of the answers moved
     arrays.update(keras=moved, exported=moved)  # consistent: the export "agreed" with them
     reference = _write(tmp_path / "r.npz", arrays, {**meta, "min_agreement": 0.0})
     r = verify(tiny_exports / "model_int8.tflite", reference)
-    assert r["agreement"] < 0.95 and not r["passed"]
-    assert r["agreement_threshold"] == r["agreement_floor"] == agreement_floor("int8", N)
-    assert "top-1 agreement with Keras" in r["failures"][0]
+    assert r.scores is not None and r.applied is not None
+    assert r.scores.agreement < 0.95 and not r.passed
+    assert r.applied.min_agreement == r.agreement_floor == agreement_floor("int8", N)
+    document = r.to_dict()
+    assert document["agreement_threshold"] == document["agreement_floor"] == r.agreement_floor
+    assert "top-1 agreement with Keras" in r.failures[0]
     result = invoke("verify", tiny_exports / "model_int8.tflite", "--reference", reference)
     assert result.exit_code == 1 and "FAIL" in result.stdout
 
@@ -252,20 +275,57 @@ def test_a_float32_file_keeps_its_probability_limit_without_one_recorded(tiny_ex
         gate.pop("max_prob_diff") if gate["max_prob_diff"] is None else None
         reference = _write(tmp_path / "r.npz", arrays, gate)
         r = verify(tiny_exports / "model_float32.onnx", reference)
-        assert not r["passed"] and r["max_prob_diff_limit"] == 1e-4
-        assert "max probability difference" in r["failures"][-1]
+        assert not r.passed and r.to_dict()["max_prob_diff_limit"] == 1e-4
+        assert "max probability difference" in r.failures[-1]
 
 
-def test_the_floor_follows_the_default_gates():
-    """At most one file in a million that met its default gate would show less."""
-    from edgecnn.runtime.verify import DEFAULT_MIN_AGREEMENT, agreement_floor
+def _answers(tiny_exports, arrays, name="model_int8.tflite"):
+    """The file's top-1 classes here on the reference's images."""
+    return load_classifier(tiny_exports / name).predict(arrays["images"]).argmax(1)
 
-    assert agreement_floor("int8", 500) == pytest.approx(0.962)
-    assert agreement_floor("float32", 500) == pytest.approx(0.988)
-    assert agreement_floor("int8", 1) == 0.0  # one image proves nothing
-    for precision, least in DEFAULT_MIN_AGREEMENT.items():
-        floors = [agreement_floor(precision, n) for n in (10, 100, 300, 500)]
-        assert floors == sorted(floors) and floors[-1] < least
+
+def _label_rows(labels):
+    """Probability rows whose top-1 class is each label."""
+    return _rows(np.eye(10, dtype=np.float32)[labels])
+
+
+def test_an_accuracy_drop_the_export_showed_on_the_sample_passes(tiny_exports, tmp_path):
+    """The gate passed on thousands of images; on the reference's few hundred the file
+    dropped more than the gate allows (Keras right where the file is wrong, five times):
+    the same outputs here pass, and the limit applied is the export's drop there."""
+    arrays, meta = _arrays(tiny_exports)
+    wrong = np.flatnonzero(_answers(tiny_exports, arrays) != arrays["labels"])[:5]
+    assert len(wrong) == 5
+    arrays["keras"][wrong] = _label_rows(arrays["labels"][wrong])
+    reference = _write(tmp_path / "r.npz", arrays, {**meta, "max_accuracy_drop_pp": 0.5})
+    r = verify(tiny_exports / "model_int8.tflite", reference)
+    assert r.passed, r.failures
+    assert r.at_export is not None and r.applied is not None and r.scores is not None
+    assert -r.at_export.delta_pp > 0.5
+    assert r.applied.max_accuracy_drop_pp == pytest.approx(-r.at_export.delta_pp)
+    assert r.applied.min_agreement == pytest.approx(r.at_export.agreement)
+    assert "accuracy drop from Keras" in invoke("verify", tiny_exports / "model_int8.tflite",
+                                                "--reference", reference).stdout  # fmt: skip
+
+
+def test_a_device_losing_answers_the_export_had_fails_the_accuracy_drop(tiny_exports, tmp_path):
+    """The exporting machine (and Keras) answered five images right that this file gets
+    wrong here: the accuracy drop of the recorded gate fails. A reference written before
+    the gate recorded it has no such rule, and still reads."""
+    arrays, meta = _arrays(tiny_exports)
+    wrong = np.flatnonzero(_answers(tiny_exports, arrays) != arrays["labels"])[:5]
+    for key in ("keras", "exported"):
+        arrays[key][wrong] = _label_rows(arrays["labels"][wrong])
+    reference = _write(tmp_path / "r.npz", arrays, {**meta, "max_accuracy_drop_pp": 0.5})
+    r = verify(tiny_exports / "model_int8.tflite", reference)
+    assert not r.passed
+    assert any(f.startswith("accuracy dropped ") and f.endswith(" pp > 0.50 pp")
+               for f in r.failures), r.failures  # fmt: skip
+    old = _write(tmp_path / "old.npz", arrays, {k: v for k, v in meta.items()
+                                                if k != "max_accuracy_drop_pp"})  # fmt: skip
+    r = verify(tiny_exports / "model_int8.tflite", old)
+    assert r.applied is not None and r.applied.max_accuracy_drop_pp is None
+    assert not any("accuracy dropped" in f for f in r.failures)
 
 
 def test_a_reference_of_another_model_is_one_line(tiny_exports, tmp_path):
