@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.environment import cpu_model
+from edgecnn.pipeline.environment import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "examples")]

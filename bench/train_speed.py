@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from edgecnn.environment import cpu_model
+from edgecnn.pipeline.environment import cpu_model
 
 
 def run_baseline(epochs: int, data) -> dict:

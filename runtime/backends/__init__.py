@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
@@ -64,6 +65,56 @@ class Backend(Protocol):
 
 
 @dataclass(frozen=True)
+class Interpreter:
+    """A package that runs models: what it is called, where it comes from, how it behaves."""
+
+    #: How people name it ("LiteRT").
+    label: str
+    #: Its name on PyPI, for ``pip`` and for reading its installed version.
+    distribution: str
+    #: The module a backend imports.
+    module: str
+    #: The line that installs it.
+    install: str
+    #: Its threads make ``fork`` unsafe once it is imported (see
+    #: :func:`edgecnn.runtime.predict.workers.start_method`).
+    starts_threads: bool = True
+
+    def load(self, backend: str) -> ModuleType:
+        """The module, imported now.
+
+        Raises:
+            BackendUnavailable: it is not installed (the message says what to install).
+        """
+        try:
+            return import_module(self.module)
+        except ImportError:
+            raise BackendUnavailable(
+                f"the {backend} backend needs {self.distribution}: {self.install}"
+            ) from None
+
+
+#: The interpreter packages, by the key a :class:`BackendEntry` names them with. numpy (the
+#: numpy backend) and the standard library's ctypes (the C library) are not among them:
+#: they need nothing installed beyond edgecnn itself.
+INTERPRETERS = {
+    "litert": Interpreter(
+        "LiteRT", "ai-edge-litert", "ai_edge_litert.interpreter", 'pip install "edgecnn[litert]"'
+    ),
+    "tflite": Interpreter(
+        "tflite-runtime",
+        "tflite-runtime",
+        "tflite_runtime.interpreter",
+        "pip install tflite-runtime",
+    ),
+    "onnxruntime": Interpreter(
+        "onnxruntime", "onnxruntime", "onnxruntime", 'pip install "edgecnn[onnx]"'
+    ),
+    "openvino": Interpreter("OpenVINO", "openvino", "openvino", 'pip install "edgecnn[openvino]"'),
+}
+
+
+@dataclass(frozen=True)
 class BackendEntry:
     """How to open one backend: its module, the files it runs, and its options.
 
@@ -72,7 +123,8 @@ class BackendEntry:
     ``native``: the file is machine code that runs with the user's privileges (a shared
     library), so it is loaded only when asked for by name, never by ``auto``.
     ``folder_stem``: an exported folder (``exports/c``) stands for the file of this name,
-    with one of ``suffixes``, inside it.
+    with one of ``suffixes``, inside it. ``interpreter``: the key of the package it runs
+    models with in :data:`INTERPRETERS` (None: nothing beyond edgecnn's own needs).
     """
 
     module: str
@@ -82,6 +134,27 @@ class BackendEntry:
     own_threads: bool = False
     native: bool = False
     folder_stem: str | None = None
+    interpreter: str | None = None
+
+    @property
+    def package(self) -> Interpreter | None:
+        """The interpreter package it needs, or None."""
+        return None if self.interpreter is None else INTERPRETERS[self.interpreter]
+
+    @property
+    def distribution(self) -> str | None:
+        """The PyPI distribution it needs (``ai-edge-litert``), or None."""
+        return None if self.package is None else self.package.distribution
+
+    @property
+    def install_hint(self) -> str:
+        """The line that installs what it needs ("" when nothing is needed)."""
+        return "" if self.package is None else self.package.install
+
+    @property
+    def starts_threads(self) -> bool:
+        """Whether its interpreter's threads make forking unsafe once it is loaded."""
+        return self.package is not None and self.package.starts_threads
 
     def __post_init__(self) -> None:
         if self.native and self.auto:
@@ -128,20 +201,32 @@ class BackendEntry:
 BANNERS = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n",)
 #: Backends by name, in the order ``backend="auto"`` tries them for a file.
 BACKENDS: dict[str, BackendEntry] = {
-    "litert": BackendEntry("litert", (".tflite",), options={"module": "litert"}),
-    "tflite": BackendEntry("litert", (".tflite",), options={"module": "tflite"}),
+    "litert": BackendEntry(
+        "litert", (".tflite",), options={"module": "litert"}, interpreter="litert"
+    ),
+    "tflite": BackendEntry(
+        "litert", (".tflite",), options={"module": "tflite"}, interpreter="tflite"
+    ),
     # TFLite's builtin kernels without XNNPACK, and its reference kernels: what 32-bit
     # tflite-runtime and microcontrollers compute, for comparisons. Never chosen by auto.
     "litert-builtin": BackendEntry(
-        "litert", (".tflite",), auto=False, options={"module": "litert", "kernels": "builtin"}
+        "litert",
+        (".tflite",),
+        auto=False,
+        options={"module": "litert", "kernels": "builtin"},
+        interpreter="litert",
     ),
     "litert-reference": BackendEntry(
-        "litert", (".tflite",), auto=False, options={"module": "litert", "kernels": "reference"}
+        "litert",
+        (".tflite",),
+        auto=False,
+        options={"module": "litert", "kernels": "reference"},
+        interpreter="litert",
     ),
-    "onnxruntime": BackendEntry("onnxruntime", (".onnx",)),
+    "onnxruntime": BackendEntry("onnxruntime", (".onnx",), interpreter="onnxruntime"),
     # OpenVINO's CPU plugin: the fastest for large int8 batches on x86, and an independent
     # reader of both formats. Never chosen by auto: an extra install that few devices have.
-    "openvino": BackendEntry("openvino", (".onnx", ".tflite"), auto=False),
+    "openvino": BackendEntry("openvino", (".onnx", ".tflite"), auto=False, interpreter="openvino"),
     "numpy": BackendEntry("numpy", (".npz",), own_threads=True),
     # The generated C library, compiled for this machine (``exports/c``): no interpreter.
     # A library is code: loaded only on request (--backend c), and only once its bytes

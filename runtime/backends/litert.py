@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.backends import default_threads, in_chunks
+from edgecnn.runtime.backends import INTERPRETERS, default_threads, in_chunks
 from edgecnn.runtime.errors import BackendUnavailable, ModelError
 from edgecnn.runtime.metadata import METADATA_KEY, Quantization
 from edgecnn.runtime.preprocess import (
@@ -22,11 +21,6 @@ from edgecnn.runtime.preprocess import (
 )
 from edgecnn.runtime.tflite_metadata import read_tflite_metadata
 
-#: Interpreter modules by backend name, and the extra that installs each.
-MODULES = {
-    "litert": ("ai_edge_litert.interpreter", 'pip install "edgecnn[litert]"'),
-    "tflite": ("tflite_runtime.interpreter", "pip install tflite-runtime"),
-}
 #: Which kernels run the model: the default (XNNPACK where it applies), TFLite's
 #: builtin optimized kernels alone, or its reference kernels (plain C++, the
 #: arithmetic TFLite Micro reproduces).
@@ -41,13 +35,7 @@ MAX_CHUNK = 256
 
 def import_interpreter(name: str) -> Any:
     """The interpreter module for ``name``, or BackendUnavailable saying what to install."""
-    module, install = MODULES[name]
-    try:
-        return import_module(module)
-    except ImportError:
-        raise BackendUnavailable(
-            f"the {name} backend needs {module.split('.')[0]}: {install}"
-        ) from None
+    return INTERPRETERS[name].load(name)
 
 
 def _quantization(detail: dict[str, Any], path: Path) -> Quantization | None:

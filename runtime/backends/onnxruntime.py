@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.backends import default_threads, in_chunks
-from edgecnn.runtime.errors import BackendUnavailable, ModelError
+from edgecnn.runtime.backends import INTERPRETERS, default_threads, in_chunks
+from edgecnn.runtime.errors import ModelError
 from edgecnn.runtime.metadata import METADATA_KEY
 from edgecnn.runtime.onnx_scan import MalformedProtobuf, uses_external_data
 from edgecnn.runtime.preprocess import as_float
@@ -21,13 +21,7 @@ MAX_CHUNK = 256
 
 def import_onnxruntime() -> Any:
     """onnxruntime, or BackendUnavailable saying what to install."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise BackendUnavailable(
-            'the onnxruntime backend needs onnxruntime: pip install "edgecnn[onnx]"'
-        ) from None
-    return onnxruntime
+    return INTERPRETERS["onnxruntime"].load("onnxruntime")
 
 
 def _first_line(error: Exception, default: str) -> str:

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.runtime.backends import default_threads, in_chunks
-from edgecnn.runtime.errors import BackendUnavailable, ModelError
+from edgecnn.runtime.backends import INTERPRETERS, default_threads, in_chunks
+from edgecnn.runtime.errors import ModelError
 from edgecnn.runtime.metadata import METADATA_KEY, Quantization
 from edgecnn.runtime.onnx_scan import MalformedProtobuf, read_onnx_metadata, uses_external_data
 from edgecnn.runtime.preprocess import bare_conversions, dequantize_table, pixel_table, quantize
@@ -50,13 +50,7 @@ _CORE: list[Any] = []
 
 def import_openvino() -> Any:
     """openvino, or BackendUnavailable saying what to install."""
-    try:
-        import openvino
-    except ImportError:
-        raise BackendUnavailable(
-            'the openvino backend needs openvino: pip install "edgecnn[openvino]"'
-        ) from None
-    return openvino
+    return INTERPRETERS["openvino"].load("openvino")
 
 
 def _core(ov: Any) -> Any:

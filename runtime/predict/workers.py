@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.backends import INTERPRETERS
 from edgecnn.runtime.errors import InferenceError, InputError
 from edgecnn.runtime.predict.batches import BATCH_SIZE, Batch, decode, make_batches
 from edgecnn.runtime.predict.inputs import Source
@@ -44,8 +45,12 @@ if TYPE_CHECKING:
 
 #: Worker processes at most: each holds its own copy of the model.
 MAX_WORKERS = 8
-#: Modules whose threads make forking unsafe once imported (see :func:`start_method`).
-INTERPRETERS = ("ai_edge_litert", "tflite_runtime", "onnxruntime", "openvino", "tensorflow")
+#: Modules whose threads make forking unsafe once imported (see :func:`start_method`):
+#: every interpreter whose registry entry says it starts threads, and TensorFlow.
+THREADED_MODULES = (
+    *dict.fromkeys(i.module.split(".")[0] for i in INTERPRETERS.values() if i.starts_threads),
+    "tensorflow",
+)
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,7 @@ def start_method() -> str:
     its workers are forked from a fresh server process instead, about a fifth of a
     second later.
     """
-    if any(name in sys.modules for name in INTERPRETERS):
+    if any(name in sys.modules for name in THREADED_MODULES):
         return "forkserver"
     return "fork"
 

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from shared import TINY
+from shared import ROOT, TINY
 
 from edgecnn.runtime import load_classifier
 
@@ -61,3 +61,25 @@ def test_both_kinds_of_int8_tflite_give_probabilities(test_images):
     assert np.mean(top3[:, 1] > top3[:, 0]) > 0.99
     assert np.mean(np.sort(q, axis=1)[:, -3] == 0) > np.mean(top3[:, 0] == 0)
     assert default.classify(images[0], top_k=3)[0][0] == full.classify(images[0], top_k=3)[0][0]
+
+
+def test_each_backend_entry_says_what_it_needs_and_whether_it_starts_threads():
+    """The registry is the one place: predict's fork rule and the install hints follow it."""
+    import tomllib
+
+    from edgecnn.runtime.backends import BACKENDS
+    from edgecnn.runtime.predict.workers import THREADED_MODULES
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    named = " ".join(" ".join(v) for v in pyproject["project"]["optional-dependencies"].values())
+    for name, entry in BACKENDS.items():
+        if entry.package is None:
+            assert entry.install_hint == "" and not entry.starts_threads, name
+            continue
+        assert entry.install_hint.startswith("pip install"), name
+        if entry.starts_threads:
+            assert entry.package.module.split(".")[0] in THREADED_MODULES, name
+        # Each interpreter is an extra of edgecnn's, but for the legacy tflite-runtime,
+        # which devices install on their own (32-bit ARM, where LiteRT has no wheel).
+        if entry.distribution != "tflite-runtime":
+            assert entry.distribution in named, name

@@ -8,16 +8,19 @@ import sys
 from importlib import metadata
 from typing import Any
 
+from edgecnn.runtime.backends import INTERPRETERS
+
 #: Shown in the report as ``name: version``; the first installed distribution of each wins.
+#: The runtime's interpreters come from its registry, so a new backend is listed too.
 PACKAGES = {
     "TensorFlow": ("tensorflow-cpu", "tensorflow"),
     "Keras": ("keras",),
-    "LiteRT": ("ai-edge-litert",),
-    "tflite-runtime": ("tflite-runtime",),
-    "onnxruntime": ("onnxruntime",),
+    **{i.label: (i.distribution,) for i in INTERPRETERS.values()},
     "tf2onnx": ("tf2onnx",),
     "ONNX": ("onnx",),
+    "tflite-micro": ("tflite-micro",),
     "NumPy": ("numpy",),
+    "Pillow": ("pillow",),
 }
 
 
