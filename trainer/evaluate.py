@@ -14,6 +14,8 @@ from edgecnn import _atomic, _json
 from edgecnn.errors import ConfigError
 from edgecnn.run_folder import FIGURE_FILES, METRICS_FILE
 from edgecnn.runtime.contract import check_io
+from edgecnn.runtime.gate import compare, predicted
+from edgecnn.runtime.preprocess import softmax
 from edgecnn.trainer import training_data
 from edgecnn.trainer._tf import import_keras
 from edgecnn.trainer.dataset import Dataset, to_float
@@ -65,18 +67,33 @@ def load_keras_model(path: Path) -> Any:
     return model
 
 
-def predict_classes(model: Any, images: np.ndarray) -> np.ndarray:
-    """The class ``model`` gives each uint8 image, the model called directly in chunks.
+def predict_logits(model: Any, images: np.ndarray) -> np.ndarray:
+    """The logits ``model`` gives each uint8 image, the model called directly in chunks.
 
     ``model.predict`` traces a ``tf.function`` for each new model and batch shape, and a
     run loads its model afresh in every stage: TensorFlow then prints a long "retracing"
     warning. Called directly the model runs eagerly, with the same logits bit for bit.
     """
     chunks = [
-        np.asarray(model(to_float(images[i : i + PREDICT_BATCH]), training=False)).argmax(axis=1)
+        np.asarray(model(to_float(images[i : i + PREDICT_BATCH]), training=False))
         for i in range(0, len(images), PREDICT_BATCH)
     ]
-    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+    if not chunks:
+        return np.zeros((0, *model.output_shape[1:]), dtype=np.float32)
+    return np.concatenate(chunks)
+
+
+def predict_classes(model: Any, images: np.ndarray) -> np.ndarray:
+    """The class ``model`` gives each uint8 image (see :func:`predict_logits`)."""
+    return predict_logits(model, images).argmax(axis=1)
+
+
+def predict_probs(model: Any, images: np.ndarray) -> np.ndarray:
+    """The probabilities ``model`` gives each uint8 image: the softmax of its logits.
+
+    The exporter compares the exported files with these (see :func:`predict_logits`).
+    """
+    return softmax(predict_logits(model, images))
 
 
 def _activation(model: Any, layer: str, image: np.ndarray) -> np.ndarray:
@@ -239,12 +256,24 @@ def evaluate_exported(
     data: str | Path | None = None,
     stream: TextIO | None = None,
     backend: str = "auto",
+    keras_probs: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Measure an exported file, as ``edgecnn.runtime`` runs it, on the test set.
 
     Accuracy, per class, the confusion matrix and, when the file sits in a run's
-    ``exports/`` beside its ``model.keras``, the test images whose answer differs from the
-    Keras model's. Written to ``<file>.evaluation/`` beside the file unless ``out_dir``.
+    ``exports/`` beside its ``model.keras``, its top-1 agreement with the Keras model and
+    the test images whose answer differs from Keras's, measured by
+    :func:`edgecnn.runtime.gate.compare` as the export gate measures them. Written to
+    ``<file>.evaluation/`` beside the file unless ``out_dir``.
+
+    ``keras_probs`` are the Keras model's probabilities on the test images, in the test
+    set's order (further rows are ignored: the export's agreement images start with the
+    test images), for a caller that has them already (``edgecnn run``, from the export
+    stage); without them, the Keras model beside ``exports/`` is loaded and run. Given,
+    they are compared with the file wherever it sits.
+
+    Raises:
+        ValueError: ``keras_probs`` are not one row per test image of the file's classes.
     """
     from edgecnn.runtime import load_classifier
     from edgecnn.trainer import plots
@@ -261,7 +290,7 @@ def evaluate_exported(
     labels = None if clf.generic_labels else clf.labels
     test = training_data.for_model(shape, source, data_dir, data, dataset, labels=labels)
     probs = clf.predict(test.x_test)
-    pred = probs.argmax(axis=1)
+    pred = predicted(probs)
     metrics = classification_metrics(test.y_test, pred, test.labels)
     metrics.update(file=str(path), backend=clf.backend_name, dataset=test.name)
     figures = {
@@ -272,19 +301,22 @@ def evaluate_exported(
         "errors.png": _gallery(test, pred, pred != test.y_test, f"{path.name}: misclassified"),
     }  # fmt: skip
     flipped_line = ""
-    if source.run_dir is not None:
-        model = load_keras_model(source.model_path)
-        keras_pred = predict_classes(model, test.x_test)
-        flipped = pred != keras_pred
-        metrics["keras_agreement"] = float(1 - flipped.mean())
+    if keras_probs is not None:
+        keras_probs = _test_rows(keras_probs, probs.shape)
+    elif source.run_dir is not None:
+        keras_probs = predict_probs(load_keras_model(source.model_path), test.x_test)
+    if keras_probs is not None:
+        agreement = compare(probs, keras_probs, test.y_test).agreement
+        flipped = pred != predicted(keras_probs)
+        metrics["keras_agreement"] = agreement
         metrics["differs_from_keras"] = [int(i) for i in np.flatnonzero(flipped)]
         figures["differs_from_keras.png"] = _gallery(
             test, pred, flipped, f"{path.name}: answers that differ from Keras"
         )
+        keras_name = source.model_path.name if source.run_dir is not None else "Keras"
         flipped_line = (
-            f"Top-1 agreement with {source.model_path.name}: "
-            f"{100 * metrics['keras_agreement']:.2f}% ({int(flipped.sum()):,} of "
-            f"{len(flipped):,} test images differ)\n"
+            f"Top-1 agreement with {keras_name}: {100 * agreement:.2f}% "
+            f"({int(flipped.sum()):,} of {len(flipped):,} test images differ)\n"
         )
     out = _atomic.ensure_writable_dir(out_dir or exports / f"{path.name.rstrip('/')}.evaluation")
     _atomic.write_json(out / METRICS_FILE, metrics)
@@ -298,6 +330,21 @@ def evaluate_exported(
     stream.write(flipped_line)
     stream.write(f"Wrote {METRICS_FILE} and {len(figures)} figures to {out}\n")
     return metrics
+
+
+def _test_rows(keras_probs: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The first ``shape[0]`` rows of ``keras_probs``, checked to be of ``shape[1]`` classes.
+
+    Raises:
+        ValueError: fewer rows, or another class count.
+    """
+    keras_probs = np.asarray(keras_probs)
+    if keras_probs.ndim != 2 or keras_probs.shape[1] != shape[1] or len(keras_probs) < shape[0]:
+        raise ValueError(
+            f"keras_probs of shape {keras_probs.shape} are not the Keras model's "
+            f"probabilities on the {shape[0]:,} test images of {shape[1]} classes"
+        )
+    return keras_probs[: shape[0]]
 
 
 def _gallery(test: Dataset, pred: np.ndarray, which: np.ndarray, title: str) -> Any:

@@ -109,3 +109,81 @@ def test_user_text_reaches_every_figure_as_plain_text(tmp_path):
     ax.set_title("$^{$")
     plots.save_figure(fig, tmp_path / "other.png")
     assert (tmp_path / "other.png").stat().st_size > 1000
+
+
+# ---- an exported file against the Keras model --------------------------------------------
+
+
+def _run_with(trained_run, tmp_path, name="model_int8.tflite"):
+    """A copy of the trained run with a tiny file in its ``exports/``: another model's, so
+    that it disagrees with this Keras model often enough to be measured."""
+    import shutil
+
+    from shared import TINY
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.out_dir, run)
+    (run / "exports").mkdir(exist_ok=True)
+    for f in (name, f"{name}.json"):
+        shutil.copy(TINY / f, run / "exports" / f)
+    return run / "exports" / name
+
+
+def test_an_exported_file_is_compared_with_keras_by_the_gates_measure(
+    trained_run, fashion_dir, tmp_path
+):
+    """In a run, the Keras model is run; given its outputs, they are used instead: the same
+    numbers, which are :func:`edgecnn.runtime.gate.compare`'s."""
+    from edgecnn.runtime import load_classifier
+    from edgecnn.runtime.gate import predicted, top1_agreement
+    from edgecnn.trainer.evaluate import evaluate_exported, load_keras_model, predict_probs
+    from edgecnn.trainer.idx import load_arrays
+
+    target = _run_with(trained_run, tmp_path)
+    ran = io.StringIO()
+    measured = evaluate_exported(target, out_dir=tmp_path / "a", data_dir=fashion_dir,
+                                 stream=ran)  # fmt: skip
+    (_, _, x_test, _), _ = load_arrays("fashion", fashion_dir)
+    keras_probs = predict_probs(load_keras_model(trained_run.out_dir / "model.keras"), x_test)
+    probs = load_classifier(target).predict(x_test)
+    assert measured["keras_agreement"] == top1_agreement(probs, keras_probs)
+    differ = np.flatnonzero(predicted(probs) != predicted(keras_probs))
+    assert measured["differs_from_keras"] == differ.tolist() and len(differ) > 0
+    assert f"{len(differ):,} of 10,000 test images differ" in ran.getvalue()
+    # Rows past the test images (the export's other agreement images) are left out.
+    extra = np.concatenate([keras_probs, keras_probs[:7]])
+    given = evaluate_exported(target, out_dir=tmp_path / "b", data_dir=fashion_dir,
+                              stream=io.StringIO(), keras_probs=extra)  # fmt: skip
+    assert given == measured
+
+
+@pytest.mark.slow  # edgecnn.trainer.evaluate imports Keras
+def test_keras_outputs_given_for_a_file_outside_a_run(fashion_dir, tmp_path):
+    """Away from its run, a file is compared only with the outputs it is given."""
+    import shutil
+
+    from shared import TINY
+
+    from edgecnn.runtime import load_classifier
+    from edgecnn.runtime.gate import top1_agreement
+    from edgecnn.trainer.evaluate import evaluate_exported
+    from edgecnn.trainer.idx import load_arrays
+
+    for f in ("model_int8.tflite", "model_int8.tflite.json"):
+        shutil.copy(TINY / f, tmp_path / f)
+    target = tmp_path / "model_int8.tflite"
+    alone = evaluate_exported(target, data_dir=fashion_dir, stream=io.StringIO())
+    assert "keras_agreement" not in alone  # as `edgecnn evaluate FILE` has always done
+    (_, _, x_test, _), _ = load_arrays("fashion", fashion_dir)
+    keras_probs = load_classifier(TINY / "model_float32.tflite").predict(x_test)
+    log = io.StringIO()
+    metrics = evaluate_exported(target, out_dir=tmp_path / "given", data_dir=fashion_dir,
+                                stream=log, keras_probs=keras_probs)  # fmt: skip
+    probs = load_classifier(target).predict(x_test)
+    assert metrics["keras_agreement"] == top1_agreement(probs, keras_probs)
+    assert "Top-1 agreement with Keras: " in log.getvalue()
+    assert (tmp_path / "given" / "differs_from_keras.png").is_file()
+    for wrong in (keras_probs[:100], keras_probs[:, :3], keras_probs[0]):
+        with pytest.raises(ValueError, match="keras_probs of shape"):
+            evaluate_exported(target, out_dir=tmp_path / "bad", data_dir=fashion_dir,
+                              stream=io.StringIO(), keras_probs=wrong)  # fmt: skip
