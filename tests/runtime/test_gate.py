@@ -136,7 +136,18 @@ def test_on_sample_asks_what_the_file_reached_at_export_on_those_images():
     sample = gate.on_sample("int8", _scores(agreement=0.986, acc=0.88, ref_acc=0.89))
     assert sample.min_agreement == 0.986
     assert sample.max_accuracy_drop_pp == pytest.approx(1.0)  # the export's drop there
-    assert gate.on_sample("int8", _scores(agreement=1.0, acc=0.9)) == gate  # asks no more
+    same = gate.on_sample("int8", _scores(agreement=1.0, acc=0.9))
+    assert same.min_agreement == gate.min_agreement  # asks no more than the gate
+
+
+def test_on_sample_lets_each_answer_the_agreement_rule_allows_cost_a_right_one():
+    """At 100% agreement at export and a 99% gate, five of 500 answers may change here:
+    the accuracy rule must not fail a file the agreement rule accepts for that alone."""
+    gate = Gate(0.99, max_accuracy_drop_pp=0.5)
+    sample = gate.on_sample("int8", _scores(agreement=1.0, acc=0.9))
+    assert sample.max_accuracy_drop_pp == pytest.approx(0.5 + 1.0)
+    flipped = _scores(agreement=0.99, acc=0.89, ref_acc=0.9)  # five right answers lost
+    assert sample.failures(flipped) == []
 
 
 def test_on_sample_keeps_the_precisions_probability_limit():

@@ -319,8 +319,7 @@ def test_a_device_losing_answers_the_export_had_fails_the_accuracy_drop(tiny_exp
     reference = _write(tmp_path / "r.npz", arrays, {**meta, "max_accuracy_drop_pp": 0.5})
     r = verify(tiny_exports / "model_int8.tflite", reference)
     assert not r.passed
-    assert any(f.startswith("accuracy dropped ") and f.endswith(" pp > 0.50 pp")
-               for f in r.failures), r.failures  # fmt: skip
+    assert any(f.startswith("accuracy dropped ") for f in r.failures), r.failures
     old = _write(tmp_path / "old.npz", arrays, {k: v for k, v in meta.items()
                                                 if k != "max_accuracy_drop_pp"})  # fmt: skip
     r = verify(tiny_exports / "model_int8.tflite", old)
