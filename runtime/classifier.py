@@ -124,8 +124,8 @@ class Classifier:
         low, high = 1 - SUM_TOLERANCE, 1 + SUM_TOLERANCE
         # Written so that NaN fails every comparison (a NaN makes its row's sum NaN).
         if len(probs) <= _SMALL_BATCH:
-            # A few rows: Python over a list beats four numpy reductions (0.4 us against
-            # 3 us, a fifth of an int8 inference).
+            # A few rows: Python over a list beats four numpy reductions, whose cost is a
+            # noticeable part of an int8 inference (docs/benchmarks.md, "probability check").
             for row in probs.tolist():
                 if not (low <= sum(row) <= high and min(row) >= 0):
                     break

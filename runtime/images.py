@@ -5,8 +5,8 @@ is the opposite, so for a light-on-dark model a picture whose border is brighter
 mid-grey is inverted, unless the caller says otherwise. Decoding needs Pillow
 (``pip install "edgecnn[images]"``).
 
-A small file can decode to a huge picture (a 95 KB PNG can hold 7000x7000 16-bit
-pixels), so the size is read from the file's header and refused above
+A small file can decode to a huge picture (docs/benchmarks.md, "PNG bomb size"), so
+the size is read from the file's header and refused above
 :data:`MAX_PIXELS` before anything is decoded. Large JPEGs are decoded at 1/2 to 1/8
 scale by the decoder itself, and every other picture is shrunk by whole-pixel boxes in
 its own mode before any conversion, so no full-size copy in a wider type is ever made.

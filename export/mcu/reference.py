@@ -16,7 +16,8 @@ import numpy as np
 
 from edgecnn.runtime.preprocess import Quantization, pixel_table
 
-#: Images per interpreter call: preserving every tensor costs about 20 KB an image.
+#: Images per interpreter call: preserving every tensor costs memory per image, so a call
+#: is bounded (docs/benchmarks.md, "reference kernels memory").
 CHUNK = 1000
 
 

@@ -215,8 +215,8 @@ class CBackend:
         """Probabilities ``(N, classes)``: the softmax of the library's int8 logits.
 
         The library's own int8 scores come in steps of 1/256, so the runners-up of a sure
-        answer are all 0 and their order says nothing; the logits keep it (top-2 in the
-        float model's order on 97% of Fashion-MNIST test images against 50%). The top
+        answer are all 0 and their order says nothing; the logits keep it (far more often
+        in the float model's order: docs/benchmarks.md, "C library logits"). The top
         class is the scores' one except where two scores tie and their logits do not.
         """
         if self.logits_quantization is None:

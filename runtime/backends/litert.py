@@ -85,7 +85,8 @@ class LiteRTBackend:
     """Runs a TFLite flatbuffer with one interpreter per thread.
 
     LiteRT interpreters are not thread-safe, and one shared behind a lock would serialise
-    a multi-threaded app; an interpreter of this model costs well under a megabyte.
+    a multi-threaded app; an interpreter of this model costs little memory
+    (docs/benchmarks.md, "LiteRT interpreter size").
     """
 
     def __init__(

@@ -47,7 +47,8 @@ WEIGHT_KEYS = (
     "conv1.kernel", "conv1.bias", "conv2.kernel", "conv2.bias",
     "fc1.kernel", "fc1.bias", "logits.kernel", "logits.bias",
 )  # fmt: skip
-# im2col of conv2 needs about 0.3 MB per image; chunks keep a large batch's peak memory flat.
+# im2col of conv2 grows with the batch; chunks keep a large batch's peak memory flat
+# (docs/benchmarks.md, "numpy backend memory").
 MAX_CHUNK = 128
 #: Weights larger than this (in absolute value) are damage, not training.
 MAX_WEIGHT = 1e6

@@ -28,16 +28,17 @@ from edgecnn.runtime.tflite_metadata import read_tflite_io_quantization, read_tf
 # Large batches run in chunks, so that a request's intermediate tensors stay bounded.
 MAX_CHUNK = 256
 #: Batch sizes compiled with a static shape; every other size shares one model compiled
-#: with a dynamic batch. Measured on 2 cores (int8 ONNX, one image / batch 256): static
-#: 37 us / 54,000 img/s against dynamic 50 us / 49,600 img/s at 1 thread, and 10% more
-#: throughput at 2 threads. Compiling a size takes 15-50 ms, so only the two sizes that
-#: recur are specialised: one image (a server's request) and the full chunk.
+#: with a dynamic batch. A static shape is faster for one image and for a full batch,
+#: but compiling each size takes time, so only the two sizes that recur are specialised:
+#: one image (a server's request) and the full chunk (docs/benchmarks.md, "OpenVINO
+#: static batch sizes").
 STATIC_BATCHES = (1, MAX_CHUNK)
 #: How the CPU plugin compiles every model. float32 precision: on CPUs with bfloat16
 #: (AVX-512 BF16, AMX) OpenVINO would otherwise compute float layers in bfloat16, whose
-#: probabilities differ from the file's by up to 0.02 and fail the float32 export gate.
+#: probabilities differ from the file's enough to fail the float32 export gate.
 #: LATENCY: one stream, all threads on one request (THROUGHPUT splits the threads
-#: between streams, and a batch split over 2 streams on 2 cores measured no faster).
+#: between streams, and a batch split over streams measured no faster).
+#: (docs/benchmarks.md, "OpenVINO float32 precision")
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
 _PIXEL_SCALE = np.float32(255)
 _INTEGER_TYPES = {"i8": np.int8, "u8": np.uint8}
@@ -85,7 +86,7 @@ class _Request:
 
     The buffer is bound to the request once; each call writes the converted pixels into
     it. Cheaper than ``infer({0: array})``, which allocates and wraps a new tensor each
-    call (12 us of a 50 us inference).
+    call, a large part of an inference (docs/benchmarks.md, "OpenVINO input buffer").
     """
 
     def __init__(self, ov: Any, compiled: Any, shape: tuple[int, ...], dtype: Any) -> None:

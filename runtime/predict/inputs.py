@@ -6,8 +6,8 @@ their names sort; hidden files are skipped and links to folders not followed), o
 pattern (``'shots/**/*.png'``, expanded here so that a hundred thousand names never meet
 the shell's argument limit; its matches, found by the folders' rule (see
 :mod:`edgecnn.runtime.predict.walk`), are taken in path order as if typed, a matching folder
-as a folder). Only the names are kept, never the pictures: the list of a large folder
-costs about 100 bytes a file.
+as a folder). Only the names are kept, never the pictures, so the list of a large
+folder stays small (docs/benchmarks.md, "file list memory").
 """
 
 from __future__ import annotations

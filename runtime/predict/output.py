@@ -28,8 +28,9 @@ STYLES = ("text", "json", "jsonl")
 class ResultWriter:
     """Writes each batch's results to ``out`` as soon as it is classified.
 
-    A line is formatted with one ``%`` operation from a template made once: 1.5 to 2.5 us
-    a result where f-strings and ``json.dumps`` took 6 to 7, a third of an int8 inference.
+    A line is formatted with one ``%`` operation from a template made once: a fraction of
+    what f-strings and ``json.dumps`` took, which was a sizeable part of an int8 inference
+    (docs/benchmarks.md, "result line formatting").
     """
 
     def __init__(self, style: str, out: TextIO, err: TextIO, labels: tuple[str, ...],

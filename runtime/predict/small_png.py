@@ -1,8 +1,9 @@
 """Plain greyscale PNGs of the model's own size, decoded a batch at a time.
 
 Folders of small pictures (Fashion-MNIST's 28x28 PNGs) spend most of their time in
-Pillow's per-picture bookkeeping, not in decoding: 50 us a picture through
-:func:`~edgecnn.runtime.images.load_image`, four times what a batch-256 inference costs.
+Pillow's per-picture bookkeeping, not in decoding: through
+:func:`~edgecnn.runtime.images.load_image` a picture costs several times its share of a
+batch-256 inference (docs/benchmarks.md, "small PNG decoding").
 Here a picture that is certain to need nothing but inflating and unfiltering (8-bit
 greyscale, not interlaced, exactly the model's size, no chunk that could change its
 pixels) is inflated with :mod:`zlib`, and a whole batch is unfiltered by one call of

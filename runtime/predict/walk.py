@@ -19,7 +19,8 @@ from fnmatch import translate
 from edgecnn.runtime.errors import InputError
 
 #: Files and folders one walk (a folder argument, or a pattern's) may read: far more than
-#: any picture collection holds, and about 10 s of walking.
+#: any picture collection holds, and still a short wait (docs/benchmarks.md, "folder walk
+#: limit").
 MAX_SCANNED = 2_000_000
 GLOB_CHARS = frozenset("*?[")
 _ANY_FOLDERS = "**"

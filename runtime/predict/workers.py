@@ -2,12 +2,11 @@
 
 Each worker process loads the model with one interpreter thread, then reads, decodes and
 classifies whole batches; this process hands out batches and writes the results in input
-order. The LiteRT interpreter keeps Python's GIL while it runs (ai-edge-litert 2.3), so
+order. The LiteRT interpreter has been seen to keep Python's GIL while it runs, so
 a decoding thread would only take turns with it, and an interpreter in this process
 beside decoders in others lost whenever a decoder held the core one of its threads
-waited for. On two cores, 10,000 Fashion-MNIST PNGs (``bench/predict_folder.py``): the
-float32 ``.tflite`` file went from 15,800 to 22,300 img/s, int8 from 38,700 to 42,300,
-and the whole run on the C library from 5.2 to 2.9 s. Workers are started only on
+waited for; every backend got faster this way (docs/benchmarks.md, "predict workers";
+``bench/predict_folder.py`` measures it). Workers are started only on
 Linux, with two cores or more, for more than one batch of pictures (a few files are
 classified here), and for a backend that uses every core by itself (numpy) there is
 one. A handful of batches are in flight at any time, whatever the number of inputs.
@@ -112,8 +111,9 @@ def workers_pay(pictures: int) -> bool:
 def worker_count(threads: int, model: str = "", backend: str = "auto") -> int:
     """Workers of ``threads`` interpreter threads each: one per core they fill, at least one.
 
-    One only for a backend that uses every core by itself (numpy): with two, 4.0 s of
-    CPU for 10,000 pictures became 6.2 s, and the run took half as long again.
+    One only for a backend that uses every core by itself (numpy): with two, the
+    processes fight over the cores and the run takes longer (docs/benchmarks.md,
+    "numpy backend workers").
     """
     from edgecnn.runtime.backends import BACKENDS, candidates
 
@@ -166,8 +166,8 @@ def start_method() -> str:
     since no interpreter thread exists yet. A process that has already imported an
     interpreter (a program calling the command in-process, a test session) may have its
     threads halfway through holding a lock, which a forked copy would wait on forever;
-    its workers are forked from a fresh server process instead, about a fifth of a
-    second later.
+    its workers are forked from a fresh server process instead, which starts them a
+    little later (docs/benchmarks.md, "fork server start").
     """
     if any(name in sys.modules for name in THREADED_MODULES):
         return "forkserver"
