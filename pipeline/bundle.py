@@ -24,6 +24,7 @@ import platform
 import re
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,9 +33,11 @@ from typing import Any
 from edgecnn import __version__, _atomic, _json
 from edgecnn.errors import ConfigError, DataError
 from edgecnn.export.exporter import sha256
+from edgecnn.export.records import ExportedFile, ExportReport
 from edgecnn.pipeline.bundle_models import copy_checked, write_new
 from edgecnn.pipeline.bundle_wheels import BundleError, download, edgecnn_wheel
 from edgecnn.pipeline.devices import BUNDLE_TARGETS, HERE, NUMPY_FILE, Device, format_of
+from edgecnn.records import read_record
 from edgecnn.run_folder import BENCH_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
 
 #: Every file's digest in ``sha256sum`` form, the list install.sh checks the bundle by.
@@ -51,7 +54,7 @@ class BundlePlan:
 
     target: Device
     exports: Path
-    report: dict[str, Any]
+    report: ExportReport
     #: The exported files asked for (or recommended), the first the one install.sh verifies.
     models: list[str]
     #: Those and weights.npz, the fallback: each copied with its sidecar and reference.
@@ -133,10 +136,9 @@ def plan_bundle(
         )
     exports = _exports_dir(source)
     report = _report(exports)
-    rows = report["files"]
-    names = list(models or (_recommended(rows, target, exports.parent),))
+    names = list(models or (_recommended(report.files, target, exports.parent),))
     _check_models(names, exports, target)
-    bundled = _model_files(rows, names)
+    bundled = _model_files(report.files, names)
     pythons = target.pythons if pythons is None else pythons
     for version in pythons:
         if not _is_version(version):
@@ -298,29 +300,32 @@ def _exports_dir(source: Path) -> Path:
     )
 
 
-def _report(exports: Path) -> dict[str, Any]:
-    try:
-        report = json.loads((exports / EXPORT_REPORT_FILE).read_text())
-        if not isinstance(report.get("files"), list):
-            raise ValueError("no list of files")
-        return dict(report)
-    except (OSError, ValueError, UnicodeDecodeError, AttributeError) as e:
-        raise DataError(f"{exports / EXPORT_REPORT_FILE} is unreadable ({e})") from None
+def _report(exports: Path) -> ExportReport:
+    """The export report, read bounded and strict (its reader names a field it rejects).
+
+    Each packed file is checked against it by ``copy_checked``.
+
+    Raises:
+        DataError: it is missing or unreadable, or not a report an export writes.
+    """
+    from edgecnn.export.report_file import MAX_REPORT_BYTES
+
+    return read_record(exports / EXPORT_REPORT_FILE, ExportReport.from_fields,
+                       "an export report", MAX_REPORT_BYTES, DataError)  # fmt: skip
 
 
-def _recommended(rows: list[dict[str, Any]], target: Device, run_dir: Path) -> str:
+def _recommended(rows: Sequence[ExportedFile], target: Device, run_dir: Path) -> str:
     from edgecnn.pipeline.recommend import recommend
 
     device, latency = target, {}
     if target.speed_measured_here and platform.machine() == target.machine:
         latency = _bench_latency(run_dir)
-        latency = latency or {r["file"]: r["latency_us"] for r in rows if r.get("latency_us")}
+        latency = latency or {r.file: r.latency_us for r in rows if r.latency_us is not None}
         device = HERE  # as the run picks for this machine: by the speeds measured here
-    rows = [r for r in rows if "file" in r and "format" in r]
     picks = recommend(rows, latency, (device,))
     if not picks:
         raise DataError(f"no exported file that passed its gate runs on {target.systems}")
-    return str(picks[0]["file"])
+    return picks[0].file
 
 
 def _bench_latency(run_dir: Path) -> dict[str, float]:
@@ -333,15 +338,15 @@ def _bench_latency(run_dir: Path) -> dict[str, float]:
         return {}
 
 
-def _model_files(rows: list[dict[str, Any]], chosen: list[str]) -> list[str]:
+def _model_files(rows: Sequence[ExportedFile], chosen: list[str]) -> list[str]:
     """The model files to bundle: the chosen ones, and weights.npz too as the fallback.
 
     Each is copied with its sidecar and reference, and checked, by ``copy_checked``.
     """
-    passed = {r["file"] for r in rows if r.get("passed")}
+    passed = {r.file for r in rows if r.passed}
     names = list(dict.fromkeys(chosen))
     for name in names:
-        if name not in {r.get("file") for r in rows}:
+        if name not in {r.file for r in rows}:
             raise ConfigError(f"--model {name}: not a file of this export")
         if name not in passed:
             raise ConfigError(f"--model {name}: it failed its gate; bundle a file that passed")

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import DataError
+from edgecnn.export.records import ExportReport
 from edgecnn.run_folder import EXPORT_REPORT_FILE
 
 #: Suffixes of what ships beside each model: its sidecar and its verify reference.
 COMPANIONS = (".json", ".reference.npz")
 
 
-def copy_checked(exports: Path, names: list[str], report: dict[str, Any], dest: Path) -> None:
+def copy_checked(exports: Path, names: list[str], report: ExportReport, dest: Path) -> None:
     """Copy each model of ``names`` with its sidecar and reference into ``dest``, checked.
 
     Raises:
@@ -66,7 +67,7 @@ def write_new(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def _check_model(packed: Path, source: Path, report: dict[str, Any]) -> None:
+def _check_model(packed: Path, source: Path, report: ExportReport) -> None:
     """The packed copy of ``source`` passes the integrity check and is this export's."""
     from edgecnn.runtime.errors import BackendUnavailable, ModelError
 
@@ -82,7 +83,7 @@ def _check_model(packed: Path, source: Path, report: dict[str, Any]) -> None:
         # The hint for loading a damaged file anyway is not for the bundle.
         message = re.sub(r" \(check_integrity=False.*\)$", "", message.removesuffix("."))
         raise DataError(f"{message}; not bundled") from None
-    expected = report.get("source_sha256")
+    expected = report.source_sha256
     if expected and any(s not in (None, expected) for s in recorded):
         raise refuse(f"made from another model than the one {EXPORT_REPORT_FILE} records "
                      "(its source SHA-256 differs)")  # fmt: skip

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecnn.export.records import ExportReport
 from edgecnn.run_folder import (
     BENCH_FILE,
     CONFIG_FILE,
@@ -27,7 +28,7 @@ class RunData:
     config: dict[str, Any]
     history: list[dict[str, Any]]
     metrics: dict[str, Any]
-    export: dict[str, Any]
+    export: ExportReport
     bench: dict[str, Any]
     #: ``split.json`` of a run on the user's own data: counts per class, warnings.
     split: dict[str, Any] | None = None
@@ -64,7 +65,7 @@ class RunData:
     @property
     def rejected(self) -> list[str]:
         """Files that failed their verification gate."""
-        return [f["file"] for f in self.export["files"] if not f["passed"]]
+        return [f.file for f in self.export.files if not f.passed]
 
     def latency_by_file(self) -> dict[str, float]:
         """Single-image p50 latency (us) of each benchmarked file, from the bench stage."""

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edgecnn import _atomic
-from edgecnn.environment import describe_environment
 from edgecnn.errors import EdgecnnError, plain_os_error
+from edgecnn.export.records import ExportedFile
+from edgecnn.pipeline.environment import describe_environment
 from edgecnn.pipeline.state import STAGES, RunOptions, is_done, mark, now
 from edgecnn.run_folder import BENCH_FILE, EXPORTS_DIR, SAMPLE_FILE, STATE_FILE
 
@@ -82,8 +83,8 @@ def _export(ctx: RunContext) -> None:
     from edgecnn.export.exporter import export_model
 
     report = export_model(ctx.out, ctx.options.export_config(), data_dir=ctx.data_dir)
-    ctx.built = frozenset(row["file"] for row in report["files"] if row["passed"])
-    _evaluate_int8(ctx, report["files"])
+    ctx.built = frozenset(f.file for f in report.kept)
+    _evaluate_int8(ctx, report.kept)
 
 
 def _backend_for(ctx: RunContext, name: str) -> tuple[str | None, str]:
@@ -112,7 +113,7 @@ def _not_loaded(ctx: RunContext, name: str, native: str, what: str) -> str:
     )
 
 
-def _evaluate_int8(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
+def _evaluate_int8(ctx: RunContext, kept: tuple[ExportedFile, ...]) -> None:
     """``edgecnn evaluate`` on each int8 file kept, into ``<file>.evaluation/``.
 
     The report shows their galleries of images whose answer differs from Keras.
@@ -123,54 +124,53 @@ def _evaluate_int8(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
     from edgecnn.trainer.evaluate import evaluate_exported
 
     exports = ctx.out / EXPORTS_DIR
-    for row in rows:
-        if row["passed"] and row["precision"] == "int8" and FORMATS[row["format"]].runnable:
-            backend, native = _backend_for(ctx, row["file"])
-            if backend is None:
-                ctx.say("  " + _not_loaded(ctx, row["file"], native, "evaluated"))
-                continue
-            try:
-                metrics = evaluate_exported(exports / row["file"], data_dir=ctx.data_dir,
-                                            stream=io.StringIO(), backend=backend)  # fmt: skip
-            except (EdgecnnError, OSError) as e:
-                # The file passed its gate and stays; only its report gallery is missing.
-                ctx.say(f"  could not evaluate {row['file']} for the report: {e}")
-                continue
-            ctx.say(f"  evaluated {row['file']}: {len(metrics.get('differs_from_keras', [])):,} "
-                    "test images differ from Keras")  # fmt: skip
+    for f in kept:
+        if f.precision != "int8" or not FORMATS[f.format].runnable:
+            continue
+        backend, native = _backend_for(ctx, f.file)
+        if backend is None:
+            ctx.say("  " + _not_loaded(ctx, f.file, native, "evaluated"))
+            continue
+        try:
+            metrics = evaluate_exported(exports / f.file, data_dir=ctx.data_dir,
+                                        stream=io.StringIO(), backend=backend)  # fmt: skip
+        except (EdgecnnError, OSError) as e:
+            # The file passed its gate and stays; only its report gallery is missing.
+            ctx.say(f"  could not evaluate {f.file} for the report: {e}")
+            continue
+        differs = metrics.get("differs_from_keras") or []
+        ctx.say(f"  evaluated {f.file}: {len(differs):,} test images differ from Keras")
 
 
 def _bench(ctx: RunContext) -> None:
-    from edgecnn.export.report_file import load_report
     from edgecnn.export.formats import FORMATS
+    from edgecnn.export.report_file import load_report
     from edgecnn.runtime.benchmark import bench_model
 
     exports = ctx.out / EXPORTS_DIR
     results, skipped = [], []
     largest = str(max(BENCH_BATCH_SIZES))
-    for row in load_report(exports)["files"]:
-        if not row["passed"]:
-            continue  # moved aside as *.rejected: not a file anyone should run
-        if not FORMATS[row["format"]].runnable:
+    for row in load_report(exports).kept:  # a rejected file is not one anyone should run
+        if not FORMATS[row.format].runnable:
             continue  # the TFLite Micro bundle runs only inside TFLM, on a microcontroller
-        backend, native = _backend_for(ctx, row["file"])
+        backend, native = _backend_for(ctx, row.file)
         if backend is None:
-            reason = _not_loaded(ctx, row["file"], native, "benchmarked")
-            skipped.append({"model": row["file"], "reason": reason})
+            reason = _not_loaded(ctx, row.file, native, "benchmarked")
+            skipped.append({"model": row.file, "reason": reason})
             ctx.say("  " + reason)
             continue
         result = bench_model(
-            exports / row["file"],
+            exports / row.file,
             BENCH_BATCH_SIZES,
             runs=ctx.options.bench_runs,
             seconds_per_batch_size=0.5,
             backend=backend,
         )
-        result["model"] = row["file"]
+        result["model"] = row.file
         results.append(result)
         lat, raw = result["latency_us"], result["raw_latency_us"]
         ctx.say(
-            f"  {row['file']:22s} {result['backend']:12s} 1 image p50 {lat['p50']:6.0f} us "
+            f"  {row.file:22s} {result['backend']:12s} 1 image p50 {lat['p50']:6.0f} us "
             f"(raw {raw['p50']:5.0f} us)  batch {largest}: "
             f"{result['throughput'][largest]['images_per_s']:8,.0f} img/s"
         )
@@ -240,10 +240,8 @@ def _rejected(out: Path) -> list[dict[str, Any]]:
     """The files that failed their gate, and why, for ``run.json``."""
     from edgecnn.export.report_file import load_report
 
-    files = load_report(out / EXPORTS_DIR)["files"]
-    return [
-        {"file": f["file"], "failures": f.get("failures", [])} for f in files if not f["passed"]
-    ]
+    files = load_report(out / EXPORTS_DIR).files
+    return [{"file": f.file, "failures": list(f.failures)} for f in files if not f.passed]
 
 
 def _stage_failed(

@@ -15,8 +15,8 @@ from typing import Any
 
 from edgecnn import __version__, _json
 from edgecnn._files import MiB, read_regular_file
-from edgecnn.environment import describe_environment
-from edgecnn.errors import ConfigError
+from edgecnn.errors import ConfigError, DataError
+from edgecnn.pipeline.environment import describe_environment
 from edgecnn.run_folder import (
     BENCH_FILE,
     CONFIG_FILE,
@@ -245,22 +245,20 @@ def resume_options(state: dict[str, Any], given: dict[str, Any]) -> RunOptions:
 def stage_outputs(stage: str, out: Path) -> list[Path]:
     """Files a stage must have left for ``--resume`` to trust its "done"."""
     if stage == "export":
-        from edgecnn.export.report_file import load_report
         from edgecnn.export.formats import FORMATS
+        from edgecnn.export.report_file import load_report
 
         exports = out / EXPORTS_DIR
         try:
             paths = [exports / EXPORT_REPORT_FILE]
-            for f in load_report(exports)["files"]:
-                if not f["passed"]:
-                    continue
-                contents = FORMATS[f["format"]].contents
+            for f in load_report(exports).kept:
+                contents = FORMATS[f.format].contents
                 if contents:  # a folder: the files that make it whole
-                    paths += [exports / f["file"] / name for name in contents]
+                    paths += [exports / f.name / name for name in contents]
                 else:
-                    paths.append(exports / f["file"])
+                    paths.append(exports / f.file)
             return paths
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, DataError):  # ReportError is both
             return [exports / EXPORT_REPORT_FILE]
     names = {
         "train": [MODEL_FILE, CONFIG_FILE, HISTORY_FILE, METRICS_FILE],

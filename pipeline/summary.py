@@ -36,22 +36,22 @@ def format_summary(run: RunData) -> str:
         f"Models:  {out / EXPORTS_DIR}",
         f"Report:  {out / REPORT_FILE}",
     ]
-    recommended = recommend(run.export["files"], run.latency_by_file())
+    recommended = recommend(run.export.files, run.latency_by_file())
     if recommended:
         lines += ["", "Recommended files, per target:"]
-        width = max(len(r["target"]) for r in recommended)
+        width = max(len(r.target) for r in recommended)
         for r in recommended:
-            lines.append(f"  {r['target']:{width}s}  {r['file']:22s} {r['reason']}")
-    best = best_file(run.export["files"], run.latency_by_file())
+            lines.append(f"  {r.target:{width}s}  {r.file:22s} {r.reason}")
+    best = best_file(run.export.files, run.latency_by_file())
     if best:
         command = [
             edgecnn_command(),
             "predict",
-            str(out / EXPORTS_DIR / best["file"]),
+            str(out / EXPORTS_DIR / best.file),
             str(out / SAMPLE_FILE),
         ]
         lines += [
-            f"Classify an image on this machine with {best['file']}:",
+            f"Classify an image on this machine with {best.file}:",
             "  " + shlex.join(command),
         ]
     return "\n".join(lines)

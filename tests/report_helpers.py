@@ -6,11 +6,14 @@ validation set, an int8 file that changed nothing, a latency near a tie).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from PIL import Image
+from shared import export_record, export_report_document
 
+from edgecnn.export.records import ExportedFile, ExportReport
 from edgecnn.pipeline.state import STAGES
 from edgecnn.run_folder import (
     BENCH_FILE,
@@ -22,21 +25,24 @@ from edgecnn.run_folder import (
     METRICS_FILE,
     RUN_FILE,
 )
+from edgecnn.runtime.gate import Scores
 
 LABELS = ["circle", "square", "<b>cross</b>"]  # a label that must come out escaped
 KERAS = [0.9, 0.8, 0.7]
 
 
-def exported_file(name, fmt, precision, agreement=1.0, per_class=None) -> dict:
-    """A row of ``export_report.json``: a kept file, its gate's figures."""
+def exported_file(name, fmt, precision, agreement=1.0, per_class=None, **changes):
+    """A kept file's record as an export writes it, with its gate's figures."""
     small = precision != "float32"
-    return {
-        "format": fmt, "precision": precision, "file": name, "backend": "numpy",
-        "size_bytes": 250_000 if small else 950_000, "size_ratio": 0.26 if small else 1.0,
-        "accuracy": 0.8, "delta_pp": 0.0 if agreement == 1.0 else -0.5,
-        "agreement": agreement, "agreement_images": 1_000, "max_prob_diff": 0.01,
-        "per_class_accuracy": per_class or KERAS, "failures": [], "passed": True,
-    }  # fmt: skip
+    scores = Scores(
+        accuracy=0.8, reference_accuracy=0.8 if agreement == 1.0 else 0.805,
+        agreement=agreement, agreement_images=1_000, max_prob_diff=0.01,
+        per_class_accuracy=tuple(per_class or KERAS),
+    )  # fmt: skip
+    changes = {"backend": "numpy", "size_bytes": 250_000 if small else 950_000,
+               "size_ratio": 0.26 if small else 1.0, **changes}  # fmt: skip
+    record = export_record(name, fmt, scores=scores, **changes)
+    return dataclasses.replace(record, precision=precision)
 
 
 def bench_result(name: str, p50: float) -> dict:
@@ -56,7 +62,7 @@ def make_run(
     best_epoch: int | None = None,
     val_images: int = 5_000,
     val_accuracy: float = 0.9,
-    files: list[dict] | None = None,
+    files: list[ExportedFile] | None = None,
     latency_us: dict[str, float] | None = None,
 ) -> Path:
     """A finished run folder with everything the report and the summary read."""
@@ -89,12 +95,12 @@ def make_run(
                   "fc_size": 128, "num_classes": 3},
     }  # fmt: skip
     state = {"name": "hand-made", "stages": {s: {"status": "done", "seconds": 1.0} for s in STAGES}}
-    report = {
-        "source": "model.keras", "source_sha256": "0" * 64, "dataset": "shapes",
-        "test_images": test_total, "agreement_images": 1_000, "labels": LABELS,
-        "keras_accuracy": 0.8, "keras_per_class_accuracy": KERAS, "skipped": [],
-        "out_dir": "exports", "seconds": 1.0, "passed": True, "files": files,
-    }  # fmt: skip
+    report = dataclasses.replace(
+        ExportReport.from_dict(export_report_document(files, "0" * 64)),
+        dataset="shapes", test_images=test_total, agreement_images=1_000,
+        labels=tuple(LABELS), keras_accuracy=0.8, keras_per_class_accuracy=tuple(KERAS),
+        out_dir="exports", seconds=1.0,
+    ).to_dict()  # fmt: skip
     bench = {
         "batch_sizes": [1],
         "cpu_count": 2,
@@ -105,11 +111,11 @@ def make_run(
                        (f"{EXPORTS_DIR}/{EXPORT_REPORT_FILE}", report)):  # fmt: skip
         (folder / name).write_text(json.dumps(data))
     for f in files:  # each kept file names the model it came from in its sidecar
-        if f["file"].endswith("/"):
-            (exports / f["file"]).mkdir()  # a folder format: no sidecar
+        if f.is_folder:
+            (exports / f.file).mkdir()  # a folder format: no sidecar
             continue
-        (exports / f["file"]).write_bytes(b"model")
-        (exports / f"{f['file']}.json").write_text(json.dumps({"source_sha256": "0" * 64}))
+        (exports / f.file).write_bytes(b"model")
+        (exports / f"{f.file}.json").write_text(json.dumps({"source_sha256": "0" * 64}))
     for name in FIGURE_FILES:
         Image.new("L", (40, 30), 128).save(folder / name)
     return folder

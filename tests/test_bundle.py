@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, invoke
+from report_helpers import bench_result
 from shared import tiny_exports_with_references
 
 from edgecnn import __version__
+from edgecnn.export.records import ExportReport
 from edgecnn.pipeline.bundle import _recommended, readme
 from edgecnn.pipeline.devices import BUNDLE_TARGETS
 
@@ -576,13 +578,12 @@ def test_the_x86_bundle_takes_its_model_from_the_bench_stage(exports, tmp_path):
     """bench.json as the bench stage writes it decides what 'this machine' gets."""
     run = tmp_path / "run"
     shutil.copytree(exports.parent, run)
-    rows = json.loads((run / "exports" / "export_report.json").read_text())["files"]
+    rows = ExportReport.from_dict(
+        json.loads((run / "exports/export_report.json").read_text())
+    ).files
     target = next(t for t in BUNDLE_TARGETS.values() if t.key == "linux-x86")
     assert _recommended(rows, target, run) == "model_int8.tflite"  # no bench: int8
-    results = [
-        {"model": r["file"], "latency_us": {"p50": 10.0 if r["file"] == "model_float32.tflite"
-                                            else 100.0}}
-        for r in rows if r.get("passed")
-    ]  # fmt: skip
-    (run / "bench.json").write_text(json.dumps({"results": results}))
+    results = [bench_result(r.file, 10.0 if r.file == "model_float32.tflite" else 100.0)
+               for r in rows if r.passed]  # fmt: skip
+    (run / "bench.json").write_text(json.dumps({"batch_sizes": [1], "results": results}))
     assert _recommended(rows, target, run) == "model_float32.tflite"

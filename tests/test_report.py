@@ -90,8 +90,8 @@ def test_int8_files_with_equal_results_share_one_column(tmp_path):
     files = [
         exported_file("model_int8.tflite", "tflite", "int8", 0.99, same),
         exported_file("model_int8.onnx", "onnx", "int8", 0.99, [0.9, 0.8, 0.71]),
-        {**exported_file("c/", "c", "int8", 0.98, same), "backend": "c"},
-        {**exported_file("tflm/", "tflm", "int8", 0.98, same), "backend": "tflm"},
+        exported_file("c/", "c", "int8", 0.98, same, backend="c"),
+        exported_file("tflm/", "tflm", "int8", 0.98, same, backend="tflm"),
     ]
     int8 = _section(write_report(make_run(tmp_path, files=files)).read_text(), "int8")
     head = re.findall(r"<th[^>]*>([^<]*)</th>", int8.split("</thead>", 1)[0])

@@ -507,8 +507,8 @@ def _exported_run(folder, rows, stages=("train", "evaluate", "export")):
     (folder / "model.keras").write_bytes(b"not trained here")
     Image.new("L", (28, 28), 128).save(folder / "sample.png")
     for row in rows:
-        for name in FORMATS[row["format"]].contents:
-            (folder / "exports" / row["file"] / name).write_text("made by hand")
+        for name in FORMATS[row.format].contents:
+            (folder / "exports" / row.file / name).write_text("made by hand")
     state = {"name": folder.name, "options": {}, "data_dir": None,
              "stages": {s: {"status": "done", "seconds": 1.0} for s in stages}}  # fmt: skip
     (folder / "run.json").write_text(json.dumps(state))
@@ -531,7 +531,7 @@ def test_resume_never_loads_a_library_the_run_folder_holds(tmp_path):
         "#include <stdio.h>\n__attribute__((constructor)) static void ran(void) {\n"
         f'    FILE *f = fopen("{marker}", "w"); if (f) {{ fputs("ran", f); fclose(f); }}\n}}\n'
     )
-    row = {**exported_file("c/", "c", "int8"), "backend": "c"}  # "c": taken from no file
+    row = exported_file("c/", "c", "int8", backend="c")  # "c": taken from no file
     run = _exported_run(tmp_path / "run", [row])
     library = run / "exports" / "c" / "libedgecnn_model.so"
     toolchain.run([cc, "-shared", "-fPIC", str(source), "-o", str(library)], "compiling")
@@ -551,35 +551,48 @@ def test_resume_never_loads_a_library_the_run_folder_holds(tmp_path):
     assert [state["stages"][s]["status"] for s in STAGES] == ["done"] * len(STAGES)
 
 
+def _file(document, **changes):
+    """``document`` with its first file's record changed (None: the key dropped)."""
+    row = {**document["files"][0], **changes}
+    document["files"][0] = {k: v for k, v in row.items() if v is not None}
+    return document
+
+
 @pytest.mark.parametrize(
-    ("report", "match"),
+    ("broken", "match"),
     [
-        ([], "it is a JSON list, not an object"),
-        ({"source_sha256": "0" * 64}, "it has no files"),
-        ({"files": {"file": "model_int8.tflite"}}, "files is"),
-        ({"files": ["model_int8.tflite"]}, "files[0] is 'model_int8.tflite', not an object"),
-        ({"files": [{"format": "tflite", "passed": True}]}, "files[0] has no file"),
-        ({"files": [{"file": "model_int8.tflite", "passed": True}]}, "files[0] has no format"),
-        ({"files": [{"file": "model_int8.tflite", "format": "tflite"}]}, "files[0] has no passed"),
-        ({"files": [{"file": "m.tflite", "format": "keras", "passed": True}]},
-         "files[0].format is 'keras', not one of tflite"),
-        ({"files": [{"file": "m.tflite", "format": "tflite", "passed": "yes"}]},
-         "files[0].passed is 'yes', not true or false"),
-        ({"files": [{"file": "../model.tflite", "format": "tflite", "passed": True}]},
+        (lambda d: [], "the report is [], not an object"),
+        (lambda d: {**d, "files": None}, "files is missing"),
+        (lambda d: {**d, "files": {"file": "model_int8.tflite"}}, "files is {'file'"),
+        (lambda d: {**d, "files": ["model_int8.tflite"]},
+         "files[0] is 'model_int8.tflite', not an object"),
+        (lambda d: {**d, "schema": 3}, "has schema 3, written by a newer edgecnn"),
+        (lambda d: {**d, "labels": "a,b"}, "labels is 'a,b', not a list of text"),
+        (lambda d: _file(d, file=None), "files[0].file is missing"),
+        (lambda d: _file(d, format=None), "files[0].format is missing"),
+        (lambda d: _file(d, passed=None), "files[0].passed is missing"),
+        (lambda d: _file(d, format="keras"), "files[0].format is 'keras', not one of tflite"),
+        (lambda d: _file(d, passed="yes"), "files[0].passed is 'yes', not true or false"),
+        (lambda d: _file(d, file="../model.tflite"),
          "files[0].file is '../model.tflite', not a plain file name"),
-        ({"files": [{"file": "/etc/passwd", "format": "tflite", "passed": False}]},
+        (lambda d: _file(d, file="/etc/passwd", passed=False),
          "files[0].file is '/etc/passwd', not a plain file name"),
-        ({"files": [{"file": "..", "format": "tflite", "passed": False}]}, "files[0].file is"),
-        ({"files": [{"file": "../c/", "format": "c", "passed": True}]},
+        (lambda d: _file(d, file="..", passed=False), "files[0].file is"),
+        (lambda d: _file(d, file="../c/", format="c"),
          "files[0].file is '../c/', not a plain folder name ending in /"),
-        ({"files": [{"file": "c", "format": "c", "passed": True}]}, "not a plain folder name"),
-        ({"files": [{"file": "m.tflite", "format": "tflite", "passed": False, "failures": "x"}]},
+        (lambda d: _file(d, file="c", format="c"), "not a plain folder name"),
+        (lambda d: _file(d, passed=False, failures="x"),
          "files[0].failures is 'x', not a list of text"),
     ],
 )  # fmt: skip
-def test_an_export_report_no_export_writes_is_refused_naming_the_field(tmp_path, report, match):
+def test_an_export_report_no_export_writes_is_refused_naming_the_field(tmp_path, broken, match):
+    from report_helpers import exported_file
+    from shared import export_report_document
+
     from edgecnn.export.report_file import ReportError, load_report
 
+    row = exported_file("model_int8.tflite", "tflite", "int8")
+    report = broken(export_report_document([row], "0" * 64))
     exports = tmp_path / "exports"
     exports.mkdir()
     (exports / "export_report.json").write_text(json.dumps(report))
@@ -587,9 +600,7 @@ def test_an_export_report_no_export_writes_is_refused_naming_the_field(tmp_path,
         load_report(exports)
     assert match in str(refused.value)
     # edgecnn run --resume: the bench stage reads it, one line and exit 2, no traceback.
-    from report_helpers import exported_file
-
-    run = _exported_run(tmp_path / "run", [exported_file("model_int8.tflite", "tflite", "int8")])
+    run = _exported_run(tmp_path / "run", [row])
     (run / "exports" / "export_report.json").write_text(json.dumps(report))
     assert_one_line_error(invoke("run", "--resume", "--out", run), match=match)
 

@@ -35,7 +35,7 @@ def write_report(run_dir: Path) -> Path:
     run = RunData.load(run_dir)
     curves, sizes = CHART_FILES
     save_figure(charts.plot_history(run.history), run_dir / curves)
-    save_figure(charts.plot_exports(run.export["files"], run.latency_by_file()), run_dir / sizes)
+    save_figure(charts.plot_exports(run.export.files, run.latency_by_file()), run_dir / sizes)
     parts = [(anchor, title, build(run)) for anchor, title, build in parts_of_page]
     document = page(
         f"edgecnn run {run.name}",

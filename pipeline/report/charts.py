@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from edgecnn.export.records import ExportedFile
 from edgecnn.trainer import plots  # selects matplotlib's Agg backend before any figure
 
 
@@ -29,16 +31,16 @@ def plot_history(history: list[dict[str, Any]]) -> Figure:
     return fig
 
 
-def plot_exports(files: list[dict[str, Any]], latency_us: dict[str, float]) -> Figure:
+def plot_exports(files: Sequence[ExportedFile], latency_us: dict[str, float]) -> Figure:
     """Two bar charts: file size (KiB) and single-image p50 latency (us) per exported file.
 
     ``latency_us`` maps file names to the bench stage's p50; files missing from it are
     drawn without a latency bar.
     """
-    names = [f["file"] for f in files]
-    sizes = np.array([f["size_bytes"] / 1024 for f in files])
+    names = [f.file for f in files]
+    sizes = np.array([f.size_bytes / 1024 for f in files])
     latencies = np.array([latency_us.get(n, np.nan) for n in names])
-    colors = ["#4c72b0" if f["precision"] == "float32" else "#dd8452" for f in files]
+    colors = ["#4c72b0" if f.precision == "float32" else "#dd8452" for f in files]
     fig, axes = plots.plt.subplots(1, 2, figsize=(9, 0.45 * len(names) + 1.4))
     y = np.arange(len(names))
     for ax, values, title, unit in (

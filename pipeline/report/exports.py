@@ -13,25 +13,25 @@ from edgecnn.run_folder import CHART_FILES, EXPORTS_DIR, SAMPLE_FILE
 def exports(run: RunData) -> str:
     """Every exported file against the Keras model, and a chart of size and latency."""
     rows = []
-    for f in run.export["files"]:
+    for f in run.export.files:
         gate = Markup('<span class="pass">pass</span>')
-        if not f["passed"]:
-            gate = Markup(f'<span class="fail">FAIL</span> {E("; ".join(f["failures"]))}')
+        if not f.passed:
+            gate = Markup(f'<span class="fail">FAIL</span> {E("; ".join(f.failures))}')
         rows.append(
             [
-                f["format"],
-                f["file"],
-                f"{f['size_bytes'] / 1024:,.1f}",
-                f"{f['size_ratio']:.3f}",
-                pct(f["accuracy"]),
-                f"{f['delta_pp']:+.2f}",
-                pct(f["agreement"]),
-                f"{f['max_prob_diff']:.1e}",
+                f.format,
+                f.file,
+                f"{f.size_bytes / 1024:,.1f}",
+                f"{f.size_ratio:.3f}",
+                pct(f.accuracy),
+                f"{f.scores.delta_pp:+.2f}",
+                pct(f.agreement),
+                f"{f.scores.max_prob_diff:.1e}",
                 gate,
             ]
         )
-    keras = run.export["keras_accuracy"]
-    tested, checked = run.export["test_images"], _agreement_images(run)
+    keras = run.export.keras_accuracy
+    tested, checked = run.export.test_images, run.export.agreement_images
     more = (
         f" (accuracy on those; top-1 agreement on {checked:,} images, the validation and "
         "training images too, since a small test set alone cannot show a 99.9% agreement)"
@@ -114,50 +114,20 @@ def benchmark(run: RunData) -> str:
 
 
 def microcontrollers(run: RunData) -> str:
-    """The C library and the TFLite Micro bundle: what they proved, their flash and RAM."""
-    rows = {f["format"]: f for f in run.export["files"] if f["format"] in ("c", "tflm")}
+    """The folder formats (C library, TFLite Micro): what they proved, their flash and RAM.
+
+    Each format renders its own facts (:class:`edgecnn.export.formats.Details`).
+    """
     parts = []
-    c = rows.get("c")
-    if c and "reference_identical" in c:
-        mcu = c.get("mcu", {})
-        facts = [
-            ["int8 scores equal to TFLite's reference kernels",
-             f"{pct(c['reference_identical'])} of {c['reference_images']:,} images"],
-            ["top-1 equal to the .tflite on LiteRT (XNNPACK)", pct(c["tflite_agreement"])],
-            ["work buffer (RAM, caller's)", f"{c['c']['work_bytes']:,} B"],
-            ["weights and biases (flash)",
-             f"{c['c']['weight_bytes'] + c['c']['bias_bytes']:,} B"],
-        ]  # fmt: skip
-        if "library_flash" in mcu:
-            facts.append(["Cortex-M4 library flash (-Os)", f"{mcu['library_flash']:,} B"])
-        if "stack_bytes" in mcu:
-            facts += [
-                ["stack for one inference (painted)", f"{mcu['stack_bytes']:,} B"],
-                ["instructions per inference (QEMU)", f"{mcu['instructions']:,}"],
-                ["estimate at 168 MHz (1.0 to 1.5 cycles per instruction)",
-                 "{} to {} ms".format(*mcu["ms_at_168_mhz"])],
-                ["test vectors on the emulated Cortex-M4",
-                 f"{c['test_vectors']} of {c['test_vectors']} equal, byte for byte"],
-            ]  # fmt: skip
-        elif "skipped" in mcu:
-            facts.append(["Cortex-M4 build", f"not measured: {mcu['skipped']}"])
+    for f in run.export.files:
+        if f.details is None:
+            continue
         parts.append(
-            f"<h3>{E(c['file'])}: C99, no dependencies</h3>" + table(["", "measured"], facts)
+            f"<h3>{E(f.file)}: {E(f.details.title)}</h3>"
+            + table(["", "measured"], [list(fact) for fact in f.details.report_facts()])
         )
-    t = rows.get("tflm")
-    if t and "tflm" in t:
-        facts = [
-            ["top-1 equal to the reference kernels",
-             f"{pct(t['reference_top1'])} of {t['reference_images']:,} images"],
-            ["int8 scores equal to the reference kernels", pct(t["reference_identical"])],
-            ["tensor arena (measured by TFLM)", f"{t['tflm']['arena_bytes']:,} B"],
-            ["operators registered", ", ".join(t["tflm"]["operators"])],
-        ]  # fmt: skip
-        parts.append(
-            f"<h3>{E(t['file'])}: TensorFlow Lite Micro</h3>" + table(["", "measured"], facts)
-        )
-    for skipped in run.export.get("skipped", []):
-        parts.append(f"<p>{E(skipped['format'])}: skipped ({E(skipped['reason'])}).</p>")
+    for skipped in run.export.skipped:
+        parts.append(f"<p>{E(skipped.format)}: skipped ({E(skipped.reason)}).</p>")
     if not parts:
         return "<p>No microcontroller format was exported in this run.</p>"
     return (
@@ -169,30 +139,25 @@ def microcontrollers(run: RunData) -> str:
 
 def usage(run: RunData) -> str:
     """Which file for which target, and how to use this machine's, as commands to copy."""
-    best = best_file(run.export["files"], run.latency_by_file())
+    best = best_file(run.export.files, run.latency_by_file())
     if best is None:
         return "<p>No exported file passed its gate.</p>"
-    path = str(run.run_dir / EXPORTS_DIR / best["file"])
+    path = str(run.run_dir / EXPORTS_DIR / best.file)
     from edgecnn.pipeline.summary import edgecnn_command
 
     command = shlex.join([edgecnn_command(), "predict", path, str(run.run_dir / SAMPLE_FILE)])
     needs = {"tflite": "LiteRT", "onnx": "onnxruntime", "numpy": "nothing else"}
     targets = [
-        [r["target"], Markup(f"<code>{E(r['file'])}</code>"), r["reason"]]
-        for r in recommend(run.export["files"], run.latency_by_file())
+        [r.target, Markup(f"<code>{E(r.file)}</code>"), r.reason]
+        for r in recommend(run.export.files, run.latency_by_file())
     ]
     return (
         "<h3>Which file where</h3>"
         + table(["target", "file", "why"], targets, numeric_from=3)
-        + f"<p>Classify a picture on this machine with <code>{E(best['file'])}</code> (numpy "
-        f"and {needs.get(best['format'], 'its interpreter')} needed):</p>"
+        + f"<p>Classify a picture on this machine with <code>{E(best.file)}</code> (numpy "
+        f"and {needs.get(best.format, 'its interpreter')} needed):</p>"
         f"<pre>{E(command)}</pre>"
         "<p>From Python:</p><pre>from edgecnn.runtime import load_classifier\n"
         f"clf = load_classifier({E(repr(path))})\n"
         'print(clf.classify("picture.png"))  # the 3 likeliest labels</pre>'
     )
-
-
-def _agreement_images(run: RunData) -> int:
-    """How many images top-1 agreement was measured on (older reports: the test set)."""
-    return int(run.export.get("agreement_images", run.export["test_images"]))

@@ -24,30 +24,30 @@ def int8_changes(run: RunData) -> str:
     The per-class figures are the export gate's; the gallery comes from ``edgecnn
     evaluate`` on the file (``<file>.evaluation/``), which the run's export stage writes.
     """
-    kept = [f for f in run.export["files"]
-            if f["precision"] == "int8" and f["passed"] and "per_class_accuracy" in f]  # fmt: skip
+    kept = [f for f in run.export.files
+            if f.precision == "int8" and f.passed and f.scores.per_class_accuracy]  # fmt: skip
     if not kept:
         return "<p>No int8 file was kept in this run.</p>"
     keras = _keras_per_class(run)
     lines, galleries = [], []
     columns: dict[tuple[float, ...], list[str]] = {}  # equal results share a column
     for f in kept:
-        checked = int(f.get("agreement_images", run.export["test_images"]))
-        changed = round((1 - f["agreement"]) * checked)
-        ours = tuple(f["per_class_accuracy"])
-        name = f"<code>{E(f['file'])}</code>"
+        checked = f.scores.agreement_images or run.export.test_images
+        changed = round((1 - f.agreement) * checked)
+        ours = f.scores.per_class_accuracy
+        name = f"<code>{E(f.file)}</code>"
         if changed == 0:
             lines.append(f"<li>{name}: the same top-1 class as Keras on all {checked:,} "
                          "images; nothing changed.</li>")  # fmt: skip
             continue
         same = ours == tuple(keras)
         lines.append(f"<li>{name}: {changed:,} of {checked:,} images get another top-1 class "
-                     f"than from Keras; accuracy {f['delta_pp']:+.2f} points overall"
+                     f"than from Keras; accuracy {f.scores.delta_pp:+.2f} points overall"
                      + ("; test accuracy unchanged in every class" if same else "")
                      + ".</li>")  # fmt: skip
         if not same:
-            columns.setdefault(ours, []).append(f["file"])
-        galleries.append(_gallery(run, f["file"]))
+            columns.setdefault(ours, []).append(f.file)
+        galleries.append(_gallery(run, f.file))
     return (
         f"<ul>{''.join(lines)}</ul>"
         + (_per_class(run.labels, keras, columns) if columns else "")
@@ -57,8 +57,8 @@ def int8_changes(run: RunData) -> str:
 
 def _keras_per_class(run: RunData) -> list[float | None]:
     """The Keras model's test accuracy per class, as the gate measured it (or unknowns)."""
-    keras = run.export.get("keras_per_class_accuracy")
-    if isinstance(keras, list) and len(keras) == len(run.labels):
+    keras = run.export.keras_per_class_accuracy
+    if len(keras) == len(run.labels):
         return list(keras)
     return [None] * len(run.labels)
 

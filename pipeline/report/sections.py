@@ -17,7 +17,7 @@ from edgecnn.runtime.contract import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE
 def summary(run: RunData) -> str:
     """Key figures, configuration, machine, versions, time per stage."""
     m, stages = run.metrics, run.state["stages"]
-    best = best_file(run.export["files"], run.latency_by_file())
+    best = best_file(run.export.files, run.latency_by_file())
     total = sum(stages.get(s, {}).get("seconds", 0.0) for s in STAGES)
     cards = [
         key_figure(
@@ -31,8 +31,8 @@ def summary(run: RunData) -> str:
         cards.append(
             key_figure(
                 "Recommended here",
-                best["file"],
-                f"{best['size_ratio']:.2f}x float32 size, {pct(best['agreement'])} agreement",
+                best.file,
+                f"{best.size_ratio:.2f}x float32 size, {pct(best.agreement)} agreement",
             )
         )
     cards.append(key_figure("Run time", format_duration(total), "all stages before this page"))
@@ -42,8 +42,7 @@ def summary(run: RunData) -> str:
         augment = f"shifts up to {config['augment_shift']} px"
         augment += " and flips" if config.get("augment_flip") else ""
     settings = {
-        "Dataset": f"{run.export.get('dataset', config['dataset'])} "
-        f"({m['test_total']:,} test images)",
+        "Dataset": f"{run.export.dataset} ({m['test_total']:,} test images)",
         "Epochs": config["epochs"],
         "Batch size": config["batch_size"],
         "Optimizer": f"Adam, learning rate {config['learning_rate']:g} ({config['lr_schedule']})",
@@ -65,11 +64,11 @@ def summary(run: RunData) -> str:
     durations = [
         [s, stages.get(s, {}).get("status", "?"), _seconds(stages.get(s, {}), s)] for s in STAGES
     ]
-    rejected = [f for f in run.export["files"] if not f["passed"]]
+    rejected = [f for f in run.export.files if not f.passed]
     warning = ""
     if rejected:
         items = "".join(
-            f"<li><code>{E(f['file'])}</code>: {E('; '.join(f['failures']))}</li>" for f in rejected
+            f"<li><code>{E(f.file)}</code>: {E('; '.join(f.failures))}</li>" for f in rejected
         )
         warning = (
             '<div class="warning"><strong>Rejected by the verification gate</strong> '
