@@ -122,6 +122,7 @@ def export_model(
     stream: TextIO | None = None,
     on_file: Callable[[ExportedFile], None] | None = None,
     data: str | Path | None = None,
+    on_reference: Callable[[np.ndarray], None] | None = None,
 ) -> ExportReport:
     """Export ``target`` (run directory or ``.keras``) in every format ``config`` asks for.
 
@@ -135,7 +136,9 @@ def export_model(
     it passes its gate everywhere or to ``<name>.rejected`` if not. All of it happens in
     a new folder that replaces ``out_dir`` whole at the end: a failed or killed export
     leaves the earlier export as it was, never files of two models side by side.
-    Returns the report also saved as ``export_report.json``.
+    Returns the report also saved as ``export_report.json``. ``on_reference`` gets the
+    Keras model's probabilities on the agreement images (the test images first), for a
+    caller that measures the files again (``edgecnn run``'s int8 evaluations).
     """
     started = time.perf_counter()
     check_runtimes(config.verify_with)
@@ -143,6 +146,8 @@ def export_model(
     out_path = Path(out_dir or (source.run_dir or source.model_path.parent) / EXPORTS_DIR)
     with staged_folder(out_path) as (final, out):
         prepared = prepare(source, out, final, config, data_dir, data)
+        if on_reference:
+            on_reference(prepared.reference)
         files = []
         for fmt, precision in config.targets():
             record = export_file(prepared, fmt, precision)

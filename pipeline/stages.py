@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from edgecnn import _atomic
 from edgecnn.errors import EdgecnnError, plain_os_error
@@ -23,6 +23,9 @@ from edgecnn.export.records import ExportedFile
 from edgecnn.pipeline.environment import describe_environment
 from edgecnn.pipeline.state import STAGES, RunOptions, is_done, mark, now
 from edgecnn.run_folder import BENCH_FILE, EXPORTS_DIR, SAMPLE_FILE, STATE_FILE
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Batch sizes the bench stage measures; enough to show where batching pays off.
 BENCH_BATCH_SIZES = [1, 32, 256]
@@ -82,9 +85,11 @@ def _export(ctx: RunContext) -> None:
     """
     from edgecnn.export.exporter import export_model
 
-    report = export_model(ctx.out, ctx.options.export_config(), data_dir=ctx.data_dir)
+    held: list[np.ndarray] = []
+    report = export_model(ctx.out, ctx.options.export_config(), data_dir=ctx.data_dir,
+                          on_reference=held.append)  # fmt: skip
     ctx.built = frozenset(f.file for f in report.kept)
-    _evaluate_int8(ctx, report.kept)
+    _evaluate_int8(ctx, report.kept, held[0] if held else None)
 
 
 def _backend_for(ctx: RunContext, name: str) -> tuple[str | None, str]:
@@ -113,10 +118,14 @@ def _not_loaded(ctx: RunContext, name: str, native: str, what: str) -> str:
     )
 
 
-def _evaluate_int8(ctx: RunContext, kept: tuple[ExportedFile, ...]) -> None:
+def _evaluate_int8(
+    ctx: RunContext, kept: tuple[ExportedFile, ...], keras_probs: np.ndarray | None
+) -> None:
     """``edgecnn evaluate`` on each int8 file kept, into ``<file>.evaluation/``.
 
     The report shows their galleries of images whose answer differs from Keras.
+    ``keras_probs``: the Keras model's probabilities the export stage held (the test
+    images first), so that no evaluation loads Keras and predicts the test set again.
     """
     import io
 
@@ -133,7 +142,8 @@ def _evaluate_int8(ctx: RunContext, kept: tuple[ExportedFile, ...]) -> None:
             continue
         try:
             metrics = evaluate_exported(exports / f.file, data_dir=ctx.data_dir,
-                                        stream=io.StringIO(), backend=backend)  # fmt: skip
+                                        stream=io.StringIO(), backend=backend,
+                                        keras_probs=keras_probs)  # fmt: skip
         except (EdgecnnError, OSError) as e:
             # The file passed its gate and stays; only its report gallery is missing.
             ctx.say(f"  could not evaluate {f.file} for the report: {e}")
