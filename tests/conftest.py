@@ -1,14 +1,16 @@
 """Shared fixtures: the real Fashion-MNIST files, small checked-in models, and (for the slow
 tests) a briefly trained model and its exports, built once per session.
 
-A test that uses a fixture which trains or exports is marked ``slow`` here, whatever its
-module says, so ``pytest -m "not slow and not pi"`` is the fast loop: the runtime on the
-files in ``tests/data/tiny``, no TensorFlow.
+``pytest -m "not slow and not pi"`` is the fast loop: the runtime on the files in
+``tests/data/tiny``, no TensorFlow. Which tests are ``slow`` is checked, not remembered: a
+test not marked ``slow`` (or ``pi``) that imports TensorFlow or Keras while it runs (its
+fixtures included) fails, saying so (:func:`pytest_runtest_makereport`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,27 +21,59 @@ from shared import TINY
 os.environ["EDGECNN_OFFLINE"] = "1"
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
-#: Fixtures that train a model or export one (TensorFlow, seconds to minutes).
-SLOW_FIXTURES = {
-    "trained_run",
-    "exported",
-    "keras_reference",
-    "pipeline_run",
-    "wrong_shape_models",
-    "nan_models",
-    "logits_model",
-    "renamed_layers",
-    "evaluated",
-    "mcu_export",
-}
+#: Modules only the slow tests may import: loading them takes seconds and gigabytes.
+HEAVY_MODULES = ("tensorflow", "keras")
+_HEAVY_BEFORE = pytest.StashKey[set]()  # those loaded before a test's setup
+_HEAVY_REPORTED = pytest.StashKey[bool]()  # a test is failed for it once
+#: Session fixtures that train a model or export one. A test using one is marked ``slow``
+#: at collection: the import check below would catch it only when the fixture is set up
+#: (the first test using it), and a test ``-m "not slow"`` deselects should not wait for a
+#: model to be trained to be told. Fixtures local to one module are marked there.
+SLOW_FIXTURES = {"trained_run", "exported", "keras_reference", "pipeline_run"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every test that uses a slow fixture as ``slow``."""
+    """Mark every test that uses a slow fixture (or cross-compiles: ``mcu``) as ``slow``."""
     for item in items:
         slow_fixture = SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
         if slow_fixture or item.get_closest_marker("mcu"):
             item.add_marker(pytest.mark.slow)
+
+
+def _heavy_loaded() -> set[str]:
+    return {name for name in HEAVY_MODULES if name in sys.modules}
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item):
+    """Note which heavy modules were loaded before this test's fixtures were set up."""
+    item.stash[_HEAVY_BEFORE] = _heavy_loaded()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Fail a test not marked ``slow`` (or ``pi``) that imported TensorFlow or Keras.
+
+    Every test runs in this one process, so once a slow test has imported TensorFlow the
+    ones after it find it loaded: what counts is whether it was imported during this test
+    (its setup, call or teardown). In the fast loop no slow test runs, so there the check
+    is exact; in the whole suite it catches a test that happens to run before any slow one.
+    """
+    report = yield
+    before = item.stash.get(_HEAVY_BEFORE, None)
+    if before is None or report.failed or _marked_heavy(item):
+        return report
+    imported = sorted(_heavy_loaded() - before)
+    if imported and not item.stash.get(_HEAVY_REPORTED, False):
+        item.stash[_HEAVY_REPORTED] = True
+        report.outcome = "failed"
+        report.longrepr = f"imported {' and '.join(imported)}: mark it slow"
+    return report
+
+
+def _marked_heavy(item) -> bool:
+    return any(item.get_closest_marker(name) for name in ("slow", "pi"))
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +85,7 @@ def tiny() -> Path:
 @pytest.fixture(scope="session")
 def test_images(fashion_dir):
     """The 10,000 real Fashion-MNIST test images (uint8) and labels; no TensorFlow."""
-    from edgecnn.trainer.data import load_arrays
+    from edgecnn.trainer.idx import load_arrays
 
     (_, _, x_test, y_test), _ = load_arrays("fashion", fashion_dir)
     return SimpleNamespace(x=x_test, y=y_test)
@@ -119,7 +153,8 @@ def keras_reference(trained_run, fashion_dir):
     import keras
     import numpy as np
 
-    from edgecnn.trainer.data import load_dataset, to_float
+    from edgecnn.trainer.dataset import to_float
+    from edgecnn.trainer.idx import load_dataset
 
     model = keras.models.load_model(trained_run.out_dir / "model.keras")
     data = load_dataset("fashion", fashion_dir)

@@ -96,6 +96,7 @@ def test_evaluate_run_dir_without_model(tmp_path):
     assert_one_line_error(invoke("evaluate", tmp_path), match="no model.keras")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "payload", [b"", b"random bytes that are not a zip archive", b"PK\x03\x04 truncated zip"]
 )
@@ -105,6 +106,7 @@ def test_evaluate_corrupt_model(tmp_path, payload):
     assert_one_line_error(invoke("evaluate", bad), match=str(bad))
 
 
+@pytest.mark.slow
 def test_evaluate_a_network_that_is_not_edgecnns(tmp_path):
     import keras
 

@@ -93,12 +93,14 @@ def test_missing_model(tmp_path):
     assert_one_line_error(invoke("export", tmp_path / "nope.keras"), match="does not exist")
 
 
+@pytest.mark.slow
 def test_not_a_keras_model(tmp_path):
     bad = tmp_path / "model.keras"
     bad.write_bytes(b"\x00" * 100)
     assert_one_line_error(invoke("export", bad, "--out", tmp_path / "o"), match="not a Keras model")
 
 
+@pytest.mark.slow
 def test_model_whose_input_the_runtime_cannot_take(tmp_path):
     import keras
 

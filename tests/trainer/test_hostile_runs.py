@@ -69,6 +69,7 @@ def test_default_train_writes_a_new_folder_and_force_replaces(tmp_path, fashion_
     assert _sha(runs[0] / "model.keras") != old
 
 
+@pytest.mark.slow
 def test_a_failed_train_leaves_no_empty_folder(tmp_path, fashion_dir):
     broken = tmp_path / "data"
     write_dataset(broken)
@@ -145,6 +146,7 @@ def renamed_layers(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_export_refuses_a_foreign_network_before_writing_anything(renamed_layers, tmp_path):
     out = tmp_path / "exports"
     result = invoke("export", renamed_layers, "--out", out)

@@ -5,6 +5,7 @@ from edgecnn.trainer.config import ModelConfig, TrainConfig
 from edgecnn.trainer.model import build_model
 
 
+@pytest.mark.slow
 def test_default_network_is_the_tutorials():
     model = build_model()
     assert model.count_params() == 242_062
@@ -33,6 +34,7 @@ def test_default_network_is_the_tutorials():
     assert model.output_shape == (None, 10)
 
 
+@pytest.mark.slow
 def test_sizes_are_configurable():
     cfg = ModelConfig(filter_size1=3, num_filters1=8, filter_size2=3, num_filters2=12, fc_size=32)
     model = build_model(cfg)

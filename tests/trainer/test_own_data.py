@@ -225,6 +225,7 @@ def _train(*args):
     return invoke("train", "--epochs", 1, *args)
 
 
+@pytest.mark.slow
 def test_unreadable_pictures_are_listed_and_can_be_skipped(tmp_path):
     root = _folder(tmp_path / "d", {"a": 10, "b": 10})
     for i in range(12):
@@ -249,7 +250,7 @@ def test_unreadable_pictures_are_listed_and_can_be_skipped(tmp_path):
     [
         ({"only": 10}, "one class folder"),
         ({"a": 10, "b": 0}, "has no .png, .jpg or .bmp pictures"),
-        ({"a": 10, "b": 4}, "class 'b' has 4 images"),
+        pytest.param({"a": 10, "b": 4}, "class 'b' has 4 images", marks=pytest.mark.slow),
         ({}, "has no class folders"),
     ],
 )
@@ -269,6 +270,7 @@ def test_pictures_of_different_sizes_need_an_image_size(tmp_path):
     assert config.model.input_shape == (32, 32, 3) and config.model.num_classes == 3
 
 
+@pytest.mark.slow
 def test_user_splits_are_kept_and_checked(tmp_path):
     root = tmp_path / "d"
     _folder(root / "train", {"x": 12, "y": 12})
@@ -366,6 +368,7 @@ def test_a_training_subset_of_a_folder_keeps_every_class(tmp_path):
     assert len(data.y_train) == 15 and sorted(np.bincount(data.y_train)) == [5, 5, 5]
 
 
+@pytest.mark.slow
 def test_the_users_own_three_splits_still_need_five_pictures_a_class(tmp_path):
     root = tmp_path / "d"
     for split in ("train", "val", "test"):

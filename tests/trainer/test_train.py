@@ -12,6 +12,8 @@ from cli_helpers import interruptible
 from edgecnn.errors import ConfigError
 from edgecnn.trainer.config import TrainConfig
 
+pytestmark = pytest.mark.slow  # every test trains, or loads Keras
+
 
 def test_a_few_hundred_steps_clear_80_percent(trained_run):
     assert trained_run.metrics["test_accuracy"] > 0.80
@@ -60,7 +62,6 @@ def test_model_keras_is_the_best_validation_epoch(trained_run):
     assert np.mean(pred == ds.y_val) == pytest.approx(trained_run.metrics["val_accuracy"])
 
 
-@pytest.mark.slow
 def test_model_keras_keeps_the_best_epoch_not_the_last(tmp_path):
     """Three epochs whose validation accuracy peaks in the middle: model.keras is epoch 2."""
     import keras
@@ -95,7 +96,6 @@ def _weights(path):
     return keras.models.load_model(path).get_weights()
 
 
-@pytest.mark.slow
 def test_same_seed_same_result(tmp_path, fashion_dir):
     from edgecnn.trainer.train import train
 
@@ -135,7 +135,6 @@ def _edgecnn(*args, **kwargs):
 INTERRUPTED_EPOCHS = 8
 
 
-@pytest.mark.slow
 def test_ctrl_c_keeps_the_checkpoint_and_resume_finishes_identically(tmp_path, fashion_dir):
     from edgecnn.trainer.train import train
 
