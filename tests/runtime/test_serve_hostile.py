@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from serve_helpers import call, raw_exchange, running_server, status_of, wait_until
+from serve_helpers import call, npy_header, raw_exchange, running_server, status_of, wait_until
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TINY = DATA / "tiny" / "model_float32.tflite"
@@ -103,8 +103,8 @@ def test_slow_and_idle_clients_never_keep_health_from_answering():
 
 def test_a_request_must_arrive_within_the_deadline():
     with running_server(TINY, "--request-timeout", "1") as server:
+        start = time.monotonic()  # before the server can have accepted the connection
         with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
-            start = time.monotonic()
             sock.sendall(b"POST /classify HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(PNG))
             for byte in PNG[:20]:  # a byte every 0.2 s: far too slow
                 try:
@@ -225,24 +225,16 @@ def test_equal_duplicate_lengths_are_one_length():
         assert reply.startswith(b"HTTP/1.1 200 ")
 
 
-def _npy_header(descr, shape):
-    buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
-        buffer, {"descr": descr, "fortran_order": False, "shape": shape}
-    )
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize(
     "body",
     [
-        _npy_header("<f4", (2**32, 2**32, 0)),
-        _npy_header("<f4", (2**62 + 196, 4)) + b"\0" * 3136,
-        _npy_header("|V0", (28, 28)),
-        _npy_header("|S0", (28, 28)),
-        _npy_header("<U0", (28, 28)),
-        _npy_header("<m8", (28, 28)) + b"\0" * 6272,
-        _npy_header("<c8", (28, 28)) + b"\0" * 6272,
+        npy_header("<f4", (2**32, 2**32, 0)),
+        npy_header("<f4", (2**62 + 196, 4)) + b"\0" * 3136,
+        npy_header("|V0", (28, 28)),
+        npy_header("|S0", (28, 28)),
+        npy_header("<U0", (28, 28)),
+        npy_header("<m8", (28, 28)) + b"\0" * 6272,
+        npy_header("<c8", (28, 28)) + b"\0" * 6272,
     ],
     ids=["empty-giant", "wrapping", "V0", "S0", "U0", "timedelta", "complex"],
 )

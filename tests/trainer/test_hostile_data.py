@@ -12,7 +12,6 @@ import io
 import struct
 import subprocess
 import sys
-import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -29,8 +28,9 @@ from edgecnn.runtime.npz import ArchiveReader, Budget
 
 #: The address space the bombs are read in: far less than any of them inflates to.
 ADDRESS_SPACE = 1536 << 20
-#: Seconds a refusal may take (the probe's float64 bomb took 21 s before the fix).
-SECONDS = 10
+#: Seconds a capped interpreter may run: a bound against a hang, not a speed (how fast a
+#: bomb is refused belongs in bench/; that it is never inflated is the peak asserted).
+TIMEOUT = 300
 IMAGE = (28, 28)
 
 
@@ -159,10 +159,10 @@ def _bomb(path: Path, x: tuple[str, tuple[int, ...]], y: str = "<i8", test: int 
     return _write_zip(path, members)
 
 
-def _capped(statements: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, float, int]:
+def _capped(statements: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, int]:
     """Python ``statements`` in an interpreter capped at :data:`ADDRESS_SPACE`.
 
-    Returns the process, its wall time, and its peak resident memory in MiB.
+    Returns the process and its peak resident memory in MiB.
     """
     peak_file = tmp_path / "peak"
     code = (
@@ -176,13 +176,13 @@ def _capped(statements: str, tmp_path: Path) -> tuple[subprocess.CompletedProces
         "        f.write(status.split()[0])\n"
         "atexit.register(peak)\n"
     ) + statements
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    return done, seconds, int(peak_file.read_text()) >> 10
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    return done, int(peak_file.read_text()) >> 10
 
 
-def _train_capped(data: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, float, int]:
+def _train_capped(data: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, int]:
     """``edgecnn train --data data`` in a capped interpreter (see :func:`_capped`)."""
     out = tmp_path / "run"
     return _capped(
@@ -193,18 +193,15 @@ def _train_capped(data: Path, tmp_path: Path) -> tuple[subprocess.CompletedProce
     )
 
 
-def _assert_refused(
-    done: subprocess.CompletedProcess, seconds: float, match: str, data: bool = True
-) -> None:
+def _assert_refused(done: subprocess.CompletedProcess, match: str, data: bool = True) -> None:
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
     assert match in lines[0], lines[0]
     assert not data or "weight" not in lines[0], lines[0]  # training data is no weight
-    assert seconds < SECONDS, seconds
 
 
-# -- 4. bombs and lying directories --------------------------------------------------------
+# -- bombs and lying directories -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -228,8 +225,8 @@ def _assert_refused(
 def test_npz_bombs_are_refused_before_inflating(tmp_path, x, y, test, match):
     path = _bomb(tmp_path / "bomb.npz", x, y, test)
     assert path.stat().st_size < 8 << 20
-    done, seconds, peak = _train_capped(path, tmp_path)
-    _assert_refused(done, seconds, match)
+    done, peak = _train_capped(path, tmp_path)
+    _assert_refused(done, match)
     assert peak < 400, peak  # MiB: nothing was inflated
 
 
@@ -260,14 +257,14 @@ def test_a_directory_that_understates_the_data_cannot_inflate_it(tmp_path):
     member = Member("x_train.npy", content, 3 << 30)
     member.size, member.crc = len(content), zlib.crc32(content)
     path = _write_zip(tmp_path / "d.npz", [member, *_small()])
-    done, seconds, peak = _capped(
+    done, peak = _capped(
         "from pathlib import Path\n"
         "from edgecnn.trainer.arrays import read_arrays\n"
         f"print(read_arrays(Path({str(path)!r}))[0]['x_train'].shape)\n",
         tmp_path,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "(10, 28, 28)" and seconds < SECONDS and peak < 400, peak
+    assert done.stdout.strip() == "(10, 28, 28)" and peak < 400, peak
 
 
 def test_a_weights_file_whose_text_claims_gigabytes_is_refused(tmp_path):
@@ -277,13 +274,13 @@ def test_a_weights_file_whose_text_claims_gigabytes_is_refused(tmp_path):
                    if i.filename != "metadata.npy"]  # fmt: skip
     members.append(Member("metadata.npy", _header("<U500000000", ()), 2_000_000_000))
     path = _write_zip(tmp_path / "weights.npz", members)
-    done, seconds, peak = _capped(
+    done, peak = _capped(
         "from edgecnn.cli import main\n"
         f"sys.argv = ['edgecnn', 'predict', {str(path)!r}, {str(ARRAY)!r}]\n"
         "main()\n",
         tmp_path,
     )
-    _assert_refused(done, seconds, "2,000,000,000 bytes of text (<U500000000); at most", False)
+    _assert_refused(done, "2,000,000,000 bytes of text (<U500000000); at most", False)
     assert peak < 400, peak
 
 
@@ -323,8 +320,8 @@ def test_a_header_that_claims_gigabytes_of_header_is_refused(tmp_path):
     # Version 2.0 has a 4-byte header length; numpy would read all of it before checking.
     header = b"\x93NUMPY\x02\x00" + struct.pack("<I", 3 << 30)
     path = _write_zip(tmp_path / "h.npz", [Member("x_train.npy", header, 3 << 30), *_small()])
-    done, seconds, peak = _train_capped(path, tmp_path)
-    _assert_refused(done, seconds, "its header claims 3,221,225,472 bytes; at most 65,536")
+    done, peak = _train_capped(path, tmp_path)
+    _assert_refused(done, "its header claims 3,221,225,472 bytes; at most 65,536")
 
 
 def test_the_readers_budget_counts_bytes_not_values(tmp_path):
@@ -343,7 +340,7 @@ def test_the_readers_budget_counts_bytes_not_values(tmp_path):
         archive.header("a.npy")
 
 
-# -- 9. class names that print alike -------------------------------------------------------
+# -- class names that print alike ----------------------------------------------------------
 
 ALIKE = [
     (["a", "a\u200b"], r"'a\u200b' holds \u200b (ZERO WIDTH SPACE)"),

@@ -20,7 +20,7 @@ def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-# -- 3. edgecnn train never silently replaces a model ------------------------------------
+# -- edgecnn train never silently replaces a model ---------------------------------------
 
 
 def test_train_refuses_a_folder_with_a_trained_model(trained_run, tmp_path, fashion_dir):
@@ -79,7 +79,7 @@ def test_a_failed_train_leaves_no_empty_folder(tmp_path, fashion_dir):
     assert not out.exists()
 
 
-# -- 11. checkpoints, IDX headers, layer names, full disks, NaN gates ---------------------
+# -- checkpoints, IDX headers, layer names, full disks, NaN gates ------------------------
 
 
 @pytest.mark.parametrize(
