@@ -14,6 +14,8 @@ keeps its metadata document, for interpreters that do not report them (OpenVINO)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 #: message -> {field number: message type} for every path that can lead to a tensor.
 _SCHEMA: dict[str, dict[int, str]] = {
     "model": {7: "graph", 20: "training", 25: "function"},
@@ -28,6 +30,8 @@ _SCHEMA: dict[str, dict[int, str]] = {
 _EXTERNAL_DATA, _DATA_LOCATION, _EXTERNAL = 13, 14, 1
 _MODEL_METADATA_PROPS, _ENTRY_KEY, _ENTRY_VALUE = 14, 1, 2
 _MAX_DEPTH = 64
+#: A field's value: a varint, ``(start, end)`` of a length-delimited field, or None.
+_Value = int | tuple[int, int] | None
 
 
 class MalformedProtobuf(ValueError):
@@ -47,7 +51,7 @@ def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: memoryview, pos: int, end: int):  # noqa: ANN202 - a private generator
+def _fields(buf: memoryview, pos: int, end: int) -> Iterator[tuple[int, int, _Value]]:
     """``(field, wire_type, value)``; ``value`` is an int, or ``(start, end)`` for bytes."""
     while pos < end:
         key, pos = _varint(buf, pos, end)
@@ -83,7 +87,7 @@ def _walk(buf: memoryview, start: int, end: int, kind: str, depth: int) -> bool:
                 return True
             if field == _DATA_LOCATION and wire == 0 and value == _EXTERNAL:
                 return True
-        elif field in children and wire == 2:
+        elif field in children and isinstance(value, tuple):  # wire type 2
             inner_start, inner_end = value
             if _walk(buf, inner_start, inner_end, children[field], depth + 1):
                 return True
@@ -115,12 +119,12 @@ def read_onnx_metadata(data: bytes) -> dict[str, str]:
     """
     buf = memoryview(data)
     found: dict[str, str] = {}
-    for field, wire, value in _fields(buf, 0, len(buf)):
-        if field != _MODEL_METADATA_PROPS or wire != 2:
+    for field, _wire, value in _fields(buf, 0, len(buf)):
+        if field != _MODEL_METADATA_PROPS or not isinstance(value, tuple):  # wire type 2
             continue
         entry = {_ENTRY_KEY: "", _ENTRY_VALUE: ""}  # proto3: an absent string is ""
-        for inner, inner_wire, span in _fields(buf, *value):
-            if inner in entry and inner_wire == 2:
+        for inner, _inner_wire, span in _fields(buf, *value):
+            if inner in entry and isinstance(span, tuple):  # wire type 2
                 entry[inner] = _text(buf, span)
         found[entry[_ENTRY_KEY]] = entry[_ENTRY_VALUE]
     return found

@@ -78,7 +78,8 @@ def to_batch(images: Any, shape: tuple[int, int, int] = DEFAULT_INPUT_SHAPE) -> 
     if low < -_RANGE_SLACK or high > 1 + _RANGE_SLACK:
         hint = "; divide by 255 or pass uint8" if high <= 255 and low >= 0 else ""
         raise InputError(f"float images must be in [0, 1], got values in [{low:g}, {high:g}]{hint}")
-    return np.clip(arr, 0.0, 1.0)
+    clipped: np.ndarray = np.clip(arr, 0.0, 1.0)
+    return clipped
 
 
 def as_float(x: np.ndarray) -> np.ndarray:
@@ -89,7 +90,8 @@ def as_float(x: np.ndarray) -> np.ndarray:
 def quantize(x: np.ndarray, q: Quantization, dtype: type = np.int8) -> np.ndarray:
     """Float -> integer with the tensor's own scale and zero-point, rounded and saturated."""
     info = np.iinfo(dtype)
-    return np.clip(np.round(x / q.scale) + q.zero_point, info.min, info.max).astype(dtype)
+    codes: np.ndarray = np.clip(np.round(x / q.scale) + q.zero_point, info.min, info.max)
+    return codes.astype(dtype)
 
 
 def pixel_table(q: Quantization, dtype: type = np.int8) -> np.ndarray:
@@ -105,7 +107,9 @@ def dequantize_table(q: Quantization, dtype: type = np.int8) -> np.ndarray:
 
 def dequantize(values: np.ndarray, q: Quantization) -> np.ndarray:
     """Integer -> float32 with the tensor's own scale and zero-point."""
-    return (values.astype(np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)
+    zero, scale = np.float32(q.zero_point), np.float32(q.scale)
+    floats: np.ndarray = (values.astype(np.float32) - zero) * scale
+    return floats
 
 
 def bare_conversions(
@@ -142,4 +146,5 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable softmax over the last axis, float32."""
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z, dtype=np.float32)
-    return e / e.sum(axis=-1, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return probs

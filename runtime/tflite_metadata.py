@@ -48,10 +48,14 @@ class _Table:
 
     def scalar(self, index: int, fmt: str, default: int = 0) -> int:
         at = self._field(index)
-        return struct.unpack_from("<" + fmt, self.buf, at)[0] if at is not None else default
+        if at is None:
+            return default
+        value: int = struct.unpack_from("<" + fmt, self.buf, at)[0]  # fmt is an integer code
+        return value
 
     def _indirect(self, at: int) -> int:
-        return at + struct.unpack_from("<I", self.buf, at)[0]
+        offset: int = struct.unpack_from("<I", self.buf, at)[0]
+        return at + offset
 
     def vector(self, index: int) -> tuple[int, int] | None:
         """(start, length) of a vector field."""
@@ -74,7 +78,7 @@ class _Table:
         at = self._field(index)
         return None if at is None else _Table(self.buf, self._indirect(at))
 
-    def numbers(self, index: int, fmt: str) -> tuple[Any, ...]:
+    def numbers(self, index: int, fmt: str) -> tuple[Any, ...]:  # struct's: ints or floats by fmt
         """The elements of a vector of scalars (``fmt`` is a ``struct`` code)."""
         vec = self.vector(index)
         if vec is None:

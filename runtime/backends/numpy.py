@@ -63,14 +63,16 @@ def _conv_same(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarra
     windows = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))
     # (n, h, w, cin, kh, kw) -> (n, h, w, kh, kw, cin) to match the HWIO kernel's row order.
     cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * h * w, kh * kw * cin)
-    return (cols @ kernel.reshape(-1, cout) + bias).reshape(n, h, w, cout)
+    out: np.ndarray = (cols @ kernel.reshape(-1, cout) + bias).reshape(n, h, w, cout)
+    return out
 
 
 def _pool_relu(x: np.ndarray) -> np.ndarray:
     n, h, w, c = x.shape
     h2, w2 = h // 2, w // 2
     pooled = x[:, : 2 * h2, : 2 * w2].reshape(n, h2, 2, w2, 2, c).max(axis=(2, 4))
-    return np.maximum(pooled, 0, out=pooled)
+    relu: np.ndarray = np.maximum(pooled, 0, out=pooled)
+    return relu
 
 
 def read_weights(
@@ -187,7 +189,8 @@ class NumpyBackend:
         h = _pool_relu(_conv_same(x, w["conv1.kernel"], w["conv1.bias"]))
         h = _pool_relu(_conv_same(h, w["conv2.kernel"], w["conv2.bias"]))
         h = np.maximum(h.reshape(len(x), -1) @ w["fc1.kernel"] + w["fc1.bias"], 0)
-        return h @ w["logits.kernel"] + w["logits.bias"]
+        logits: np.ndarray = h @ w["logits.kernel"] + w["logits.bias"]
+        return logits
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, classes)`` for a batch of uint8 or [0, 1] float images."""

@@ -95,7 +95,9 @@ class OnnxBackend:
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         try:
-            result = self._session.run(self._output_names, {self._input_name: as_float(x)})[0]
+            result: np.ndarray = self._session.run(
+                self._output_names, {self._input_name: as_float(x)}
+            )[0]
         except Exception as e:  # onnxruntime's own exception types; the model is at fault
             raise ModelError(
                 f"{self.path}: onnxruntime cannot run this model ({_first_line(e, 'failed')})"

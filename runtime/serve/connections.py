@@ -20,7 +20,7 @@ import fcntl
 import termios
 import time
 from collections.abc import Awaitable, Iterable
-from typing import Any, SupportsIndex
+from typing import Any, SupportsIndex, TypeVar
 
 #: A connection silent since it connected, or still sending its request, for this long
 #: may be replaced by a waiting client.
@@ -32,6 +32,7 @@ LINGER_SECONDS = 2.0
 _POLL_SECONDS = 0.1
 #: Phases: new (no byte yet) -> reading -> working -> writing -> idle -> reading ...
 _IN_FLIGHT = frozenset({"reading", "working", "writing"})
+T = TypeVar("T")
 
 
 class CountingReader(asyncio.StreamReader):
@@ -200,6 +201,6 @@ async def linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             pass
 
 
-async def before(deadline: float, awaitable: Awaitable[Any]) -> Any:
+async def before(deadline: float, awaitable: Awaitable[T]) -> T:
     """``awaitable``'s result, or asyncio.TimeoutError once ``deadline`` has passed."""
     return await asyncio.wait_for(awaitable, max(0.0, deadline - time.monotonic()))
