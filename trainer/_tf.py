@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from types import ModuleType
+from typing import cast
 
 from edgecnn._quiet import native_stderr_hidden
 
@@ -29,7 +30,7 @@ def import_tensorflow() -> ModuleType:
         from edgecnn.errors import EdgecnnError
 
         raise EdgecnnError('this command needs TensorFlow: pip install "edgecnn[train]"') from None
-    return tf
+    return cast(ModuleType, tf)  # TensorFlow ships no type information
 
 
 def import_keras() -> ModuleType:
@@ -37,4 +38,4 @@ def import_keras() -> ModuleType:
     import_tensorflow()
     import keras
 
-    return keras
+    return cast(ModuleType, keras)  # nor does Keras

@@ -144,7 +144,9 @@ def _scan(root: Path, order: tuple[str, ...] | None) -> FolderScan:
     return result
 
 
-def assign(found: FolderScan, seed: int, recorded: dict[str, Any] | None) -> dict[str, list]:
+def assign(
+    found: FolderScan, seed: int, recorded: dict[str, Any] | None
+) -> dict[str, list[tuple[str, int]]]:
     """``train``, ``val`` and ``test`` lists of ``(relative path, class)``.
 
     A recorded split (``split.json``) is used as it is; otherwise the folder's own
@@ -180,7 +182,7 @@ def assign(found: FolderScan, seed: int, recorded: dict[str, Any] | None) -> dic
     return {name: files[name] for name in ("train", "val", "test")}
 
 
-def _recorded(found: FolderScan, recorded: dict[str, Any]) -> dict[str, list]:
+def _recorded(found: FolderScan, recorded: dict[str, Any]) -> dict[str, list[tuple[str, int]]]:
     # Names as they are compared everywhere: NFC (a record may predate normalisation).
     names = [_nfc(c) for c in recorded.get("classes", ())]
     if tuple(names) != found.classes:
