@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -62,7 +62,7 @@ def convert_float(model: Any) -> bytes:
     )
     for value in list(proto.graph.input) + list(proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
-    return proto.SerializeToString()
+    return cast(bytes, proto.SerializeToString())  # onnx's protos are untyped here
 
 
 class _Reader:
@@ -126,4 +126,4 @@ def set_metadata(model_bytes: bytes, key: str, value: str) -> bytes:
     props = {p.key: p.value for p in proto.metadata_props}
     props[key] = value
     onnx.helper.set_model_props(proto, props)
-    return proto.SerializeToString()
+    return cast(bytes, proto.SerializeToString())  # onnx's protos are untyped here

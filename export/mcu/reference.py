@@ -31,7 +31,8 @@ class ReferenceOutputs:
 
 def int8_inputs(images: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """uint8 pictures as the model's int8 input, exactly as ``edgecnn.runtime`` makes it."""
-    return pixel_table(Quantization(scale, zero_point))[images]
+    codes: np.ndarray = pixel_table(Quantization(scale, zero_point))[images]
+    return codes
 
 
 def run(
