@@ -19,7 +19,6 @@ it runs anything), ``wheels/`` and ``model/``. The targets are in
 
 from __future__ import annotations
 
-import json
 import platform
 import re
 import tarfile
@@ -330,11 +329,11 @@ def _recommended(rows: Sequence[ExportedFile], target: Device, run_dir: Path) ->
 
 def _bench_latency(run_dir: Path) -> dict[str, float]:
     """Single-image p50 per file from the run's bench stage, if it ran."""
-    from edgecnn.pipeline.results import latency_by_file
+    from edgecnn.pipeline.bench_record import read_bench
 
     try:
-        return latency_by_file(json.loads((run_dir / BENCH_FILE).read_text()))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return read_bench(run_dir / BENCH_FILE).latency_by_file()
+    except (OSError, DataError):  # no bench stage, or a record it did not write
         return {}
 
 

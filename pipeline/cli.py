@@ -6,14 +6,14 @@ import os
 import shlex
 import webbrowser
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from edgecnn.errors import ConfigError, EdgecnnError
 from edgecnn.export.config import backend_names
 from edgecnn.export.measure import check_runtimes
-from edgecnn.pipeline.state import STAGES, RunOptions
+from edgecnn.pipeline.state import STAGES, RunOptions, RunState
 from edgecnn.run_folder import LATEST, MODEL_FILE, REPORT_FILE, RUN_FILE, RUNS_ROOT
 from edgecnn.trainer.cli import (
     ChannelsOption,
@@ -27,6 +27,9 @@ from edgecnn.trainer.cli import (
     data_path,
 )
 from edgecnn.trainer.config import MAX_SEED
+
+if TYPE_CHECKING:
+    from edgecnn.pipeline.results import RunData
 
 
 def run_command(
@@ -141,12 +144,12 @@ def run_command(
         ).with_exit_code(1)
 
 
-def what_to_try(run: Any) -> str:
+def what_to_try(run: RunData) -> str:
     """The next step after a rejected file, from what the run did."""
-    epochs = run.config.get("epochs")
+    epochs = run.config.epochs
     exports = shlex.quote(str(run.run_dir))
     tips = []
-    if run.config.get("train_subset") or (epochs is not None and epochs < 5):
+    if run.config.train_subset or epochs < 5:
         tips.append("train longer (a short run leaves many near-ties that int8 rounding flips)")
     tips += [
         f"re-export with more calibration images (edgecnn export {exports} --int8 "
@@ -158,7 +161,7 @@ def what_to_try(run: Any) -> str:
 
 def _resumed_run(
     out: Path | None, given: dict[str, Any], data_dir: Path | None
-) -> tuple[Path, dict[str, Any], Path | None]:
+) -> tuple[Path, RunState, Path | None]:
     """The run to continue, its saved state, and where its data is."""
     from edgecnn.pipeline.state import load_state, resume_options
 
@@ -166,8 +169,8 @@ def _resumed_run(
     out = _real(out or RUNS_ROOT / LATEST)
     state = load_state(out)
     options = resume_options(state, given)
-    if data_dir is None and state.get("data_dir"):
-        data_dir = Path(state["data_dir"])
+    if data_dir is None and state.data_dir:
+        data_dir = Path(state.data_dir)
     options.train_config(data_dir)  # missing data is answered before TensorFlow's import
     check_runtimes(options.export_config().verify_with)
     return out, state, data_dir
@@ -175,7 +178,7 @@ def _resumed_run(
 
 def _new_run(
     out: Path | None, given: dict[str, Any], data_dir: Path | None
-) -> tuple[Path, dict[str, Any]]:
+) -> tuple[Path, RunState]:
     """A new run folder with its ``run.json``, once every option is known to be possible."""
     from edgecnn._atomic import ensure_writable_dir, write_json
     from edgecnn.pipeline.state import start_state
@@ -190,7 +193,7 @@ def _new_run(
     check_runtimes(options.export_config().verify_with)
     folder = ensure_writable_dir(out) if out is not None else new_run_dir()
     state = start_state(folder, options, data_dir)
-    write_json(folder / RUN_FILE, state)
+    write_json(folder / RUN_FILE, state.to_dict())
     if out is None and point_latest(folder) is None:
         typer.echo(f"note: {RUNS_ROOT / LATEST} exists and is not a link: left as it is")
     return folder, state

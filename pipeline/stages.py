@@ -7,6 +7,7 @@ all written. A failed or interrupted stage keeps everything earlier stages produ
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -15,13 +16,15 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from edgecnn import _atomic
 from edgecnn.errors import EdgecnnError, plain_os_error
 from edgecnn.export.records import ExportedFile
+from edgecnn.pipeline.bench_record import BenchRecord, BenchResult, BenchSkipped
 from edgecnn.pipeline.environment import describe_environment
-from edgecnn.pipeline.state import STAGES, RunOptions, is_done, mark, now
+from edgecnn.pipeline.state import STAGES, Rejected, RunOptions, RunState, is_done, mark, now
+from edgecnn.records import Fields
 from edgecnn.run_folder import BENCH_FILE, EXPORTS_DIR, SAMPLE_FILE, STATE_FILE
 
 if TYPE_CHECKING:
@@ -158,37 +161,34 @@ def _bench(ctx: RunContext) -> None:
     from edgecnn.runtime.benchmark import bench_model
 
     exports = ctx.out / EXPORTS_DIR
-    results, skipped = [], []
-    largest = str(max(BENCH_BATCH_SIZES))
+    results: list[BenchResult] = []
+    skipped: list[BenchSkipped] = []
+    largest = max(BENCH_BATCH_SIZES)
     for row in load_report(exports).kept:  # a rejected file is not one anyone should run
         if not FORMATS[row.format].runnable:
             continue  # the TFLite Micro bundle runs only inside TFLM, on a microcontroller
         backend, native = _backend_for(ctx, row.file)
         if backend is None:
             reason = _not_loaded(ctx, row.file, native, "benchmarked")
-            skipped.append({"model": row.file, "reason": reason})
+            skipped.append(BenchSkipped(row.file, reason))
             ctx.say("  " + reason)
             continue
-        result = bench_model(
+        measured = bench_model(
             exports / row.file,
             BENCH_BATCH_SIZES,
             runs=ctx.options.bench_runs,
             seconds_per_batch_size=0.5,
             backend=backend,
         )
-        result["model"] = row.file
+        result = BenchResult.from_fields(Fields({**measured, "model": row.file}))
         results.append(result)
-        lat, raw = result["latency_us"], result["raw_latency_us"]
         ctx.say(
-            f"  {row.file:22s} {result['backend']:12s} 1 image p50 {lat['p50']:6.0f} us "
-            f"(raw {raw['p50']:5.0f} us)  batch {largest}: "
-            f"{result['throughput'][largest]['images_per_s']:8,.0f} img/s"
+            f"  {row.file:22s} {result.backend:12s} 1 image p50 {result.p50_us:6.0f} us "
+            f"(raw {result.raw_p50_us:5.0f} us)  batch {largest}: "
+            f"{result.throughput[largest].images_per_s:8,.0f} img/s"
         )
-    _atomic.write_json(
-        ctx.out / BENCH_FILE,
-        {"batch_sizes": BENCH_BATCH_SIZES, "cpu_count": os.cpu_count(), "results": results,
-         "skipped": skipped},
-    )  # fmt: skip
+    record = BenchRecord(tuple(BENCH_BATCH_SIZES), tuple(results), tuple(skipped), os.cpu_count())
+    _atomic.write_json(ctx.out / BENCH_FILE, record.to_dict())
 
 
 def _report(ctx: RunContext) -> None:
@@ -210,18 +210,19 @@ assert tuple(STAGE_FUNCTIONS) == STAGES
 
 def run_stages(
     out: Path,
-    state: dict[str, Any],
+    state: RunState,
     data_dir: Path | None = None,
     stream: TextIO | None = None,
     resuming: bool = False,
-) -> dict[str, Any]:
+) -> RunState:
     """Run every stage not yet done, saving ``run.json`` before and after each.
 
     Raises:
         StageFailed: a stage failed; the message names it and how to continue.
     """
-    ctx = RunContext(out, RunOptions(**state["options"]), data_dir, stream or sys.stdout, resuming)
-    state["environment"] = describe_environment()  # a resumed run may be on another machine
+    ctx = RunContext(out, state.options, data_dir, stream or sys.stdout, resuming)
+    # A resumed run may be on another machine.
+    state = dataclasses.replace(state, environment=describe_environment())
     redo = False  # once a stage runs again, every later stage must too: its inputs changed
     for number, stage in enumerate(STAGES, 1):
         if not redo and is_done(state, stage, out):
@@ -229,29 +230,29 @@ def run_stages(
             continue
         ctx.say(f"==> [{number}/{len(STAGES)}] {stage}")
         redo = True
-        mark(state, stage, out, status="running", started=now(), error=None)
+        state = mark(state, stage, out, status="running", started=now(), error=None)
         started = time.perf_counter()
         try:
             STAGE_FUNCTIONS[stage](ctx)
         except BaseException as e:
             message, code = _failure(e)
             seconds = time.perf_counter() - started
-            mark(state, stage, out, status="failed", seconds=seconds, error=message)
+            state = mark(state, stage, out, status="failed", seconds=seconds, error=message)
             if isinstance(e, SystemExit | GeneratorExit):
                 raise
             raise _stage_failed(stage, number, message, code, out, data_dir) from e
         extra = {"rejected": _rejected(out)} if stage == "export" else {}
-        mark(state, stage, out, status="done", seconds=time.perf_counter() - started,
-             finished=now(), **extra)  # fmt: skip
+        state = mark(state, stage, out, status="done", seconds=time.perf_counter() - started,
+                     finished=now(), **extra)  # fmt: skip
     return state
 
 
-def _rejected(out: Path) -> list[dict[str, Any]]:
+def _rejected(out: Path) -> tuple[Rejected, ...]:
     """The files that failed their gate, and why, for ``run.json``."""
     from edgecnn.export.report_file import load_report
 
     files = load_report(out / EXPORTS_DIR).files
-    return [{"file": f.file, "failures": list(f.failures)} for f in files if not f.passed]
+    return tuple(Rejected(f.file, f.failures) for f in files if not f.passed)
 
 
 def _stage_failed(

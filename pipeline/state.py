@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgecnn import __version__, _json
 from edgecnn._files import MiB, read_regular_file
 from edgecnn.errors import ConfigError, DataError
-from edgecnn.pipeline.environment import describe_environment
+from edgecnn.pipeline.environment import Environment, describe_environment
+from edgecnn.records import Fields, JSONObject, RecordError, check_schema
 from edgecnn.run_folder import (
     BENCH_FILE,
     CONFIG_FILE,
@@ -39,6 +40,12 @@ from edgecnn.trainer.config import (
     check_type,
 )
 
+if TYPE_CHECKING:
+    from edgecnn.export.config import ExportConfig
+    from edgecnn.trainer.config import TrainConfig
+
+#: The schema :meth:`RunState.to_dict` writes.
+SCHEMA = 1
 #: The stages of a run, in order.
 STAGES = ("train", "evaluate", "export", "bench", "report")
 #: What a stage's record may say of it.
@@ -96,7 +103,7 @@ class RunOptions:
         check_int("bench_runs", self.bench_runs, MIN_BENCH_RUNS)
 
     @classmethod
-    def from_dict(cls, data: Any) -> RunOptions:
+    def from_dict(cls, data: object) -> RunOptions:
         """The options ``run.json`` saved, each field checked.
 
         Raises:
@@ -110,7 +117,7 @@ class RunOptions:
             raise ConfigError(f"options has an unknown field {unknown[0]!r:.40}")
         return cls(**data)
 
-    def train_config(self, data_dir: Path | None = None) -> Any:
+    def train_config(self, data_dir: Path | None = None) -> TrainConfig:
         """The :class:`TrainConfig` of this run, its network sized to the data.
 
         Raises:
@@ -133,22 +140,18 @@ class RunOptions:
         model = {k: v for k, v in sizes.items() if v is not None}
         return configure(options, model, self.augment, data_dir)
 
-    def export_config(self) -> Any:
+    def export_config(self) -> ExportConfig:
         """Every TFLite and ONNX precision and the microcontroller formats.
 
         int8 unless ``--no-int8``; the C library and TFLite Micro bundle (made from the int8
         ``.tflite``) unless ``--no-mcu``.
         """
-        from edgecnn.export.config import (
-            DEFAULT_FORMATS,
-            FOLDER_FORMATS,
-            ExportConfig,
-            backend_names,
-        )
+        from edgecnn.export.config import DEFAULT_FORMATS, FOLDER_FORMATS, backend_names
+        from edgecnn.export.config import ExportConfig as Config
 
         formats = DEFAULT_FORMATS + (FOLDER_FORMATS if self.int8 and self.mcu else ())
         verify_with = backend_names(self.verify_with)
-        return ExportConfig(
+        return Config(
             formats=formats, int8=self.int8, fp16=True, dynamic=True, verify_with=verify_with
         )
 
@@ -157,21 +160,144 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def start_state(out: Path, options: RunOptions, data_dir: Path | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Rejected:
+    """A file the export stage kept aside, and the gate's reasons."""
+
+    file: str
+    failures: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """How far one stage got."""
+
+    status: str
+    seconds: float | None = None
+    started: str | None = None
+    finished: str | None = None
+    error: str | None = None
+    #: The export stage's files that failed their gate.
+    rejected: tuple[Rejected, ...] = ()
+
+    def to_dict(self) -> JSONObject:
+        """JSON-ready form: the stage's entry of ``run.json``."""
+        out: JSONObject = {"status": self.status, "started": self.started,
+                           "finished": self.finished, "error": self.error}  # fmt: skip
+        if self.seconds is not None:
+            out["seconds"] = self.seconds
+        if self.rejected:
+            out["rejected"] = [{"file": r.file, "failures": list(r.failures)}
+                               for r in self.rejected]  # fmt: skip
+        return out
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> StageRecord:
+        """The entry :meth:`to_dict` wrote; names the field it rejects."""
+        status = f.text("status")
+        if status not in STATUSES:
+            raise RecordError(f"{f.where}.status must be one of {', '.join(STATUSES)}, "
+                              f"got {status!r:.40}")  # fmt: skip
+        seconds = f.optional_number("seconds")
+        if seconds is not None and seconds < 0:
+            raise RecordError(f"{f.where}.seconds must be a number of seconds, got {seconds!r}")
+        return cls(
+            status=status,
+            seconds=seconds,
+            started=f.optional_text("started"),
+            finished=f.optional_text("finished"),
+            error=f.optional_text("error"),
+            rejected=tuple(
+                Rejected(r.text("file"), r.texts("failures", default=()))
+                for r in f.objects("rejected", required=False)
+            ),  # fmt: skip
+        )
+
+
+@dataclass(frozen=True)
+class RunState:
+    """``run.json``: the run's options, where its data is, and each stage's record.
+
+    Schema 1 is what edgecnn wrote before the record had a schema: the same layout.
+    """
+
+    options: RunOptions
+    stages: Mapping[str, StageRecord]
+    name: str | None = None
+    created: str | None = None
+    data_dir: str | None = None
+    edgecnn_version: str = ""
+    environment: Environment = field(default_factory=Environment)
+    schema: int = SCHEMA
+
+    def stage(self, name: str) -> StageRecord | None:
+        """The record of stage ``name``, or None if it never started."""
+        return self.stages.get(name)
+
+    def seconds(self, name: str) -> float:
+        """The wall time stage ``name`` took (0 if it never ran)."""
+        record = self.stages.get(name)
+        return record.seconds or 0.0 if record is not None else 0.0
+
+    def to_dict(self) -> JSONObject:
+        """JSON-ready form: ``run.json``."""
+        return {
+            "schema": SCHEMA,
+            "edgecnn_version": self.edgecnn_version,
+            "name": self.name,
+            "created": self.created,
+            "options": dataclasses.asdict(self.options),
+            "data_dir": self.data_dir,
+            "stages": {k: v.to_dict() for k, v in self.stages.items()},
+            "environment": self.environment.to_dict(),
+        }
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> RunState:
+        """The state :meth:`to_dict` wrote, or a schema-1 one; names the field it rejects.
+
+        Raises:
+            RecordError: a field no run writes, or a newer schema.
+        """
+        schema = check_schema(f, SCHEMA, "the run record")
+        try:
+            options = RunOptions.from_dict(f.raw("options"))
+        except ConfigError as e:
+            raise RecordError(f"options: {e}") from None
+        stages = f.object("stages")
+        for stage in stages.data:
+            if stage not in STAGES:
+                raise RecordError(f"stages has an unknown stage {stage!r:.40}")
+        return cls(
+            options=options,
+            stages={
+                s: StageRecord.from_fields(Fields(stages.raw(s), f"stages.{s}"))
+                for s in stages.data
+            },  # fmt: skip
+            name=f.optional_text("name"),
+            created=f.optional_text("created"),
+            data_dir=f.optional_text("data_dir"),
+            edgecnn_version=f.text("edgecnn_version", default=""),
+            environment=Environment.from_fields(f.object("environment", default={})),
+            schema=schema,
+        )
+
+
+def start_state(out: Path, options: RunOptions, data_dir: Path | None) -> RunState:
     """A new ``run.json`` for a run about to start."""
-    return {
-        "edgecnn_version": __version__,
-        "name": out.name,
-        "created": _now(),
-        "options": dataclasses.asdict(options),
-        "data_dir": str(data_dir.resolve()) if data_dir else None,
-        "stages": {},
-        "environment": describe_environment(),
-    }
+    return RunState(
+        options=options,
+        stages={},
+        name=out.name,
+        created=_now(),
+        data_dir=str(data_dir.resolve()) if data_dir else None,
+        edgecnn_version=__version__,
+        environment=describe_environment(),
+    )
 
 
-def load_state(out: Path) -> dict[str, Any]:
-    """``run.json`` of ``out``, every field resuming reads checked for type and range.
+def load_state(out: Path) -> RunState:
+    """``run.json`` of ``out``, read bounded and strict, every field checked.
 
     Raises:
         ConfigError: there is no readable run to resume there; the message names the
@@ -184,57 +310,14 @@ def load_state(out: Path) -> dict[str, Any]:
         )
     raw = read_regular_file(path, MiB, ConfigError, "a run record")
     try:
-        state = _json.loads(raw)
-        check_state(state)
-    except (ValueError, KeyError, TypeError) as e:  # ConfigError is a ValueError
-        message = str(e) if not isinstance(e, KeyError) else f"no {e} field"
-        raise ConfigError(f"cannot resume: {path} is unreadable: {message}") from None
-    return state
+        return RunState.from_fields(Fields(_json.loads(raw)))
+    except ValueError as e:  # a RecordError, or JSON that is not strict
+        raise ConfigError(f"cannot resume: {path} is unreadable: {e}") from None
 
 
-def check_state(state: Any) -> None:
-    """Raise ``ConfigError`` naming the first field of a run record that is wrong."""
-    if not isinstance(state, dict):
-        raise ConfigError("it is not an object")
-    for key in ("options", "stages"):
-        if key not in state:
-            raise ConfigError(f"it has no {key!r} field")
-    try:
-        RunOptions.from_dict(state["options"])
-    except ConfigError as e:
-        raise ConfigError(f"options: {e}") from None
-    for key in ("data_dir", "name"):
-        if not isinstance(state.get(key), str | None):
-            raise ConfigError(f"{key} must be a path or null, got {state[key]!r:.40}")
-    stages = state["stages"]
-    if not isinstance(stages, dict):
-        raise ConfigError("stages must be an object")
-    for stage, record in stages.items():
-        where = f"stages.{stage!s:.20}"
-        if stage not in STAGES:
-            raise ConfigError(f"stages has an unknown stage {stage!r:.40}")
-        if not isinstance(record, dict):
-            raise ConfigError(f"{where} must be an object, got {record!r:.40}")
-        if record.get("status") not in STATUSES:
-            raise ConfigError(
-                f"{where}.status must be one of {', '.join(STATUSES)}, got "
-                f"{record.get('status')!r:.40}"
-            )
-        seconds = record.get("seconds", 0.0)
-        if (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, int | float)
-            or not (0 <= seconds < math.inf)
-        ):
-            raise ConfigError(f"{where}.seconds must be a number of seconds, got {seconds!r:.40}")
-        for key in ("started", "finished", "error"):
-            if not isinstance(record.get(key), str | None):
-                raise ConfigError(f"{where}.{key} must be text, got {record[key]!r:.40}")
-
-
-def resume_options(state: dict[str, Any], given: dict[str, Any]) -> RunOptions:
+def resume_options(state: RunState, given: dict[str, Any]) -> RunOptions:
     """The saved options of a run; options given again must not contradict them."""
-    saved = RunOptions.from_dict(state["options"])
+    saved = state.options
     changed = [k for k, v in given.items() if v is not None and getattr(saved, k) != v]
     if changed:
         flags = ", ".join("--" + k.replace("_", "-") for k in sorted(changed))
@@ -269,19 +352,21 @@ def stage_outputs(stage: str, out: Path) -> list[Path]:
     return [out / name for name in names]
 
 
-def is_done(state: dict[str, Any], stage: str, out: Path) -> bool:
+def is_done(state: RunState, stage: str, out: Path) -> bool:
     """Whether ``stage`` finished and every file it wrote is still there."""
-    record = state["stages"].get(stage, {})
-    return record.get("status") == "done" and all(p.is_file() for p in stage_outputs(stage, out))
+    record = state.stage(stage)
+    done = record is not None and record.status == "done"
+    return done and all(p.is_file() for p in stage_outputs(stage, out))
 
 
-def mark(state: dict[str, Any], stage: str, out: Path, **fields: Any) -> None:
-    """Update ``stage``'s record and write ``run.json`` at once."""
+def mark(state: RunState, stage: str, out: Path, **changes: Any) -> RunState:
+    """``state`` with ``stage``'s record changed, written to ``run.json`` at once."""
     from edgecnn import _atomic
 
-    record = state["stages"].setdefault(stage, {})
-    record.update(fields)
-    _atomic.write_json(out / RUN_FILE, state)
+    record = dataclasses.replace(state.stage(stage) or StageRecord("running"), **changes)
+    state = dataclasses.replace(state, stages={**state.stages, stage: record})
+    _atomic.write_json(out / RUN_FILE, state.to_dict())
+    return state
 
 
 def now() -> str:

@@ -19,17 +19,17 @@ from edgecnn.trainer.metrics import accuracy_line
 
 def format_summary(run: RunData) -> str:
     """Time per stage, test accuracy, the export table, where the files are, a command."""
-    out, stages, metrics = run.run_dir, run.state["stages"], run.metrics
-    total = sum(stages[s].get("seconds", 0.0) for s in STAGES)
+    out, state, metrics = run.run_dir, run.state, run.metrics
+    total = sum(state.seconds(s) for s in STAGES)
     note = "latency: single-image p50 through edgecnn.runtime, from the bench stage"
-    results = run.bench.get("results", [])
-    if results and "runs" in results[0]:
-        note += f" ({results[0]['runs']} calls per file)"
+    results = run.bench.results
+    if results and results[0].runs is not None:
+        note += f" ({results[0].runs} calls per file)"
     lines = [
         "",
         f"Run finished in {format_duration(total)}: "
-        + ", ".join(f"{s} {format_duration(stages[s].get('seconds', 0.0))}" for s in STAGES),
-        accuracy_line(metrics["test_correct"], metrics["test_total"]),
+        + ", ".join(f"{s} {format_duration(state.seconds(s))}" for s in STAGES),
+        accuracy_line(metrics.test_correct, metrics.test_total),
         "",
         format_table(run.export, run.latency_by_file(), note),
         "",

@@ -14,7 +14,7 @@ from PIL import Image
 from shared import export_record, export_report_document
 
 from edgecnn.export.records import ExportedFile, ExportReport
-from edgecnn.pipeline.state import STAGES
+from edgecnn.pipeline.state import STAGES, RunOptions, RunState, StageRecord
 from edgecnn.run_folder import (
     BENCH_FILE,
     CONFIG_FILE,
@@ -26,6 +26,7 @@ from edgecnn.run_folder import (
     RUN_FILE,
 )
 from edgecnn.runtime.gate import Scores
+from edgecnn.trainer.config import ModelConfig, TrainConfig
 
 LABELS = ["circle", "square", "<b>cross</b>"]  # a label that must come out escaped
 KERAS = [0.9, 0.8, 0.7]
@@ -88,13 +89,9 @@ def make_run(
         "per_class_accuracy": dict(zip(LABELS, KERAS, strict=True)),
         "confusion_matrix": [[9, 1, 0], [1, 8, 1], [0, 3, 7]],
     }  # fmt: skip
-    config = {
-        "dataset": "shapes", "epochs": epochs, "batch_size": 128, "learning_rate": 0.002,
-        "lr_schedule": "cosine", "seed": 42, "augment_shift": 0, "train_subset": None,
-        "model": {"filter_size1": 5, "num_filters1": 16, "filter_size2": 5, "num_filters2": 36,
-                  "fc_size": 128, "num_classes": 3},
-    }  # fmt: skip
-    state = {"name": "hand-made", "stages": {s: {"status": "done", "seconds": 1.0} for s in STAGES}}
+    config = TrainConfig(epochs=epochs, model=ModelConfig(num_classes=3)).to_dict()
+    done = {s: StageRecord("done", seconds=1.0) for s in STAGES}
+    state = RunState(RunOptions(), done, name="hand-made").to_dict()
     report = dataclasses.replace(
         ExportReport.from_dict(export_report_document(files, "0" * 64)),
         dataset="shapes", test_images=test_total, agreement_images=1_000,

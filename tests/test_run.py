@@ -439,14 +439,14 @@ def test_every_exported_file_carries_a_reference_that_verify_passes(pipeline_run
         ({"options": {"train_subset": 0}}, "options: train_subset must be a whole number"),
         ({"options": {"colour": 1}}, "options: options has an unknown field 'colour'"),
         ({"options": None}, "options: options must be an object"),
-        ({"stages": {"train": None}}, "stages.train must be an object, got None"),
+        ({"stages": {"train": None}}, "stages.train is None, not an object"),
         ({"stages": {"train": {"status": "finished"}}}, "stages.train.status must be one of"),
         ({"stages": {"train": {"status": "done", "seconds": "abc"}}}, "stages.train.seconds"),
         ({"stages": {"train": {"status": "done", "seconds": -3}}}, "stages.train.seconds"),
-        ({"stages": {"train": {"status": "done", "error": 5}}}, "stages.train.error must be"),
+        ({"stages": {"train": {"status": "done", "error": 5}}}, "stages.train.error is 5"),
         ({"stages": {"deploy": {"status": "done"}}}, "stages has an unknown stage 'deploy'"),
-        ({"stages": []}, "stages must be an object"),
-        ({"data_dir": 5}, "data_dir must be a path or null, got 5"),
+        ({"stages": []}, "stages is [], not an object"),
+        ({"data_dir": 5}, "data_dir is 5, not text"),
     ],
 )
 def test_a_hand_edited_run_json_is_refused_naming_the_field(tmp_path, change, match):

@@ -8,7 +8,8 @@ back, so a folder that gained files later cannot change a trained model's test s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from edgecnn import _json
 from edgecnn._files import MiB, read_regular_file
 from edgecnn.errors import DataError
+from edgecnn.records import Fields, check_schema
 from edgecnn.run_folder import CONFIG_FILE, SPLIT_FILE
 from edgecnn.trainer.config import MAX_CLASSES
 
@@ -27,6 +29,10 @@ VAL_FRACTION = 1 / 12
 MIN_PER_CLASS = 5
 #: Largest class over smallest above this: the classes are heavily imbalanced.
 IMBALANCE_RATIO = 10
+
+
+#: The newest ``split.json`` schema this edgecnn reads (the layout it writes has none: 1).
+SCHEMA = 1
 
 
 def stratified(
@@ -126,6 +132,36 @@ def write_record(out_dir: Path, record: dict[str, Any]) -> None:
     _atomic.write_json(out_dir / SPLIT_FILE, record)
 
 
+@dataclass(frozen=True)
+class SplitCounts:
+    """What a report shows of ``split.json``: images per class in each split, and warnings."""
+
+    #: Split name -> images per class, in class order.
+    counts: Mapping[str, tuple[int, ...]]
+    warnings: tuple[str, ...] = ()
+
+    def per_class(self, index: int) -> str:
+        """Class ``index``'s images as ``train/val/test``."""
+        return "/".join(f"{self.counts[s][index]:,}" for s in ("train", "val", "test")
+                        if s in self.counts)  # fmt: skip
+
+
+def read_counts(out_dir: Path | None) -> SplitCounts | None:
+    """The counts and warnings of a run folder's ``split.json`` (:func:`read_record`), if any.
+
+    Raises:
+        DataError: the record is unreadable or not one a training writes (named).
+    """
+    record = read_record(out_dir)
+    if record is None:
+        return None
+    counts = record.get("counts") or {}
+    return SplitCounts(
+        counts={str(k): tuple(v) for k, v in counts.items()},
+        warnings=tuple(record.get("warnings") or ()),
+    )
+
+
 def read_record(out_dir: Path | None) -> dict[str, Any] | None:
     """The ``split.json`` of a run folder, if it has one, every field checked.
 
@@ -165,6 +201,7 @@ def check_record(record: Any, data: str | None = None) -> None:
     """
     if not isinstance(record, dict):
         raise ValueError("it is not an object")
+    check_schema(Fields(record), SCHEMA, "the split record")
     kind = record.get("kind")
     if kind not in ("folder", "npz"):
         raise ValueError(f"kind must be 'folder' or 'npz', got {kind!r:.40}")

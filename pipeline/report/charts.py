@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from edgecnn.export.records import ExportedFile
+from edgecnn.pipeline.results import Epoch
 from edgecnn.trainer import plots  # selects matplotlib's Agg backend before any figure
 
 
-def plot_history(history: list[dict[str, Any]]) -> Figure:
+def plot_history(history: Sequence[Epoch]) -> Figure:
     """Loss and accuracy per epoch, training beside validation."""
-    epochs = [h["epoch"] for h in history]
+    epochs = [h.epoch for h in history]
     fig, axes = plots.plt.subplots(1, 2, figsize=(9, 3.4))
     few = len(epochs) <= 30  # a marker per epoch helps on a short run, smears a long one
-    for ax, key, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
-        scale = 100 if key == "accuracy" else 1
+    curves = (  # fmt: skip
+        (axes[0], "Loss", 1, [h.loss for h in history], [h.val_loss for h in history]),
+        (
+            axes[1],
+            "Accuracy",
+            100,
+            [h.accuracy for h in history],
+            [h.val_accuracy for h in history],
+        ),
+    )
+    for ax, title, scale, training, validation in curves:
         train, val = ("o-", "s-") if few else ("-", "-")
-        ax.plot(epochs, [scale * h[key] for h in history], train, label="training", ms=4)
-        ax.plot(epochs, [scale * h[f"val_{key}"] for h in history], val, label="validation", ms=4)
+        ax.plot(epochs, [scale * v for v in training], train, label="training", ms=4)
+        ax.plot(epochs, [scale * v for v in validation], val, label="validation", ms=4)
         ax.set_title(title + (" (%)" if scale == 100 else ""))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -63,32 +63,33 @@ def exports(run: RunData) -> str:
 
 def benchmark(run: RunData) -> str:
     """Latency and throughput through the runtime, beside the bare interpreter."""
-    results = run.bench.get("results", [])
+    results = run.bench.results
     latency = [
         [
-            r["model"],
-            r["backend"],
-            r["threads"] or "its own",  # None: numpy's BLAS picks its threads
-            f"{r['latency_us']['p50']:,.0f}",
-            f"{r['latency_us']['p95']:,.0f}",
-            f"{r['raw_latency_us']['p50']:,.0f}",
-            f"{r['latency_ratio']:.2f}x",
-            f"{r['cold_start_s']:.2f}",
-            f"{r['peak_rss_one_image_mb']:.0f}",
+            r.model,
+            r.backend,
+            r.threads or "its own",  # None: numpy's BLAS picks its threads
+            f"{r.p50_us:,.0f}",
+            f"{r.p95_us:,.0f}",
+            f"{r.raw_p50_us:,.0f}",
+            f"{r.latency_ratio:.2f}x",
+            "-" if r.cold_start_s is None else f"{r.cold_start_s:.2f}",
+            "-" if r.peak_rss_one_image_mb is None else f"{r.peak_rss_one_image_mb:.0f}",
         ]
         for r in results
     ]
-    sizes = run.bench.get("batch_sizes", [])
+    sizes = run.bench.batch_sizes
     throughput = [
-        [r["model"]]
+        [r.model]
         + [
-            f"{r['throughput'][str(b)]['images_per_s']:,.0f} "
-            f"({r['throughput'][str(b)]['ratio']:.2f}x)"
+            f"{r.throughput[b].images_per_s:,.0f} ({r.throughput[b].ratio:.2f}x)"
+            if b in r.throughput
+            else "-"
             for b in sizes
         ]
         for r in results
     ]
-    cores = run.bench.get("cpu_count", "?")
+    cores = run.bench.cpu_count or "?"
     return (
         f"<p>Measured on this machine ({cores} cores) through <code>edgecnn.runtime</code>, "
         "interleaved with the bare interpreter in the same process so that both see the "

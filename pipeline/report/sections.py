@@ -8,22 +8,22 @@ from typing import Any
 from edgecnn._format import format_duration
 from edgecnn.pipeline.recommend import best_file
 from edgecnn.pipeline.report.html import FIGURE_CAPTIONS, E, bar, figure, key_figure, pct, table
-from edgecnn.pipeline.results import RunData
-from edgecnn.pipeline.state import STAGES
+from edgecnn.pipeline.results import Metrics, RunData
+from edgecnn.pipeline.state import STAGES, StageRecord
 from edgecnn.run_folder import CHART_FILES
-from edgecnn.runtime.contract import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE
+from edgecnn.trainer.config import ModelConfig, TrainConfig
 
 
 def summary(run: RunData) -> str:
     """Key figures, configuration, machine, versions, time per stage."""
-    m, stages = run.metrics, run.state["stages"]
+    m, state = run.metrics, run.state
     best = best_file(run.export.files, run.latency_by_file())
-    total = sum(stages.get(s, {}).get("seconds", 0.0) for s in STAGES)
+    total = sum(state.seconds(s) for s in STAGES)
     cards = [
         key_figure(
             "Test accuracy",
-            pct(m["test_accuracy"], _digits(m["test_total"])),
-            f"{m['test_correct']:,} of {m['test_total']:,} test images",
+            pct(m.test_accuracy, _digits(m.test_total)),
+            f"{m.test_correct:,} of {m.test_total:,} test images",
         ),
         _validation_card(m),
     ]
@@ -38,32 +38,25 @@ def summary(run: RunData) -> str:
     cards.append(key_figure("Run time", format_duration(total), "all stages before this page"))
     config = run.config
     augment = "none"
-    if config.get("augment_shift"):
-        augment = f"shifts up to {config['augment_shift']} px"
-        augment += " and flips" if config.get("augment_flip") else ""
+    if config.augment_shift:
+        augment = f"shifts up to {config.augment_shift} px"
+        augment += " and flips" if config.augment_flip else ""
     settings = {
-        "Dataset": f"{run.export.dataset} ({m['test_total']:,} test images)",
-        "Epochs": config["epochs"],
-        "Batch size": config["batch_size"],
-        "Optimizer": f"Adam, learning rate {config['learning_rate']:g} ({config['lr_schedule']})",
-        "Seed": config["seed"],
+        "Dataset": f"{run.export.dataset} ({m.test_total:,} test images)",
+        "Epochs": config.epochs,
+        "Batch size": config.batch_size,
+        "Optimizer": f"Adam, learning rate {config.learning_rate:g} ({config.lr_schedule})",
+        "Seed": config.seed,
         "Augmentation": augment,
         "Training images": _training_images(config, m),
-        "Network": _network(config["model"]),
-        "Best epoch": m.get("best_epoch", "?"),
+        "Network": _network(config.model),
+        "Best epoch": "?" if m.best_epoch is None else m.best_epoch,
     }
-    env = run.state.get("environment", {})
-    machine = env.get("machine", {})
-    machine_rows = {
-        "CPU": machine.get("cpu", "?"),
-        "Cores": machine.get("cores", "?"),
-        "Memory": f"{machine.get('memory_gib', '?')} GiB",
-        "System": f"{machine.get('system', '?')} ({machine.get('architecture', '?')})",
-        **env.get("versions", {}),
-    }
-    durations = [
-        [s, stages.get(s, {}).get("status", "?"), _seconds(stages.get(s, {}), s)] for s in STAGES
-    ]
+    machine_rows = state.environment.rows()
+    durations = []
+    for s in STAGES:
+        record = state.stage(s)
+        durations.append([s, record.status if record else "?", _seconds(record, s)])
     rejected = [f for f in run.export.files if not f.passed]
     warning = ""
     if rejected:
@@ -88,15 +81,15 @@ def summary(run: RunData) -> str:
     )
 
 
-def _validation_card(m: dict[str, Any]) -> str:
+def _validation_card(m: Metrics) -> str:
     """Validation accuracy with the count it was measured on (older runs: without)."""
-    total = m.get("val_images")
-    if not isinstance(total, int) or total <= 0:
-        return key_figure("Validation accuracy", pct(m["val_accuracy"]))
-    correct = round(m["val_accuracy"] * total)
+    total = m.val_images
+    if total is None or total <= 0:
+        return key_figure("Validation accuracy", pct(m.val_accuracy))
+    correct = round(m.val_accuracy * total)
     return key_figure(
         "Validation accuracy",
-        pct(m["val_accuracy"], _digits(total)),
+        pct(m.val_accuracy, _digits(total)),
         f"{correct:,} of {total:,} validation images",
     )
 
@@ -106,29 +99,28 @@ def _digits(images: int) -> int:
     return max(0, min(2, math.ceil(math.log10(max(images, 1)) - 2)))
 
 
-def _training_images(config: dict[str, Any], metrics: dict[str, Any]) -> str:
+def _training_images(config: TrainConfig, metrics: Metrics) -> str:
     """How many training images the model saw, as the run recorded it."""
-    count = metrics.get("train_images")
-    counted = f" ({count:,})" if isinstance(count, int) else ""
-    return f"first {config['train_subset']:,}" if config["train_subset"] else f"all{counted}"
+    count = metrics.train_images
+    counted = f" ({count:,})" if count is not None else ""
+    return f"first {config.train_subset:,}" if config.train_subset else f"all{counted}"
 
 
-def _network(m: dict[str, Any]) -> str:
+def _network(m: ModelConfig) -> str:
     """The tutorial's layers, as sizes."""
-    size = m.get("img_size", DEFAULT_IMAGE_SIZE)  # runs before own data had no such keys
-    channels = m.get("channels", DEFAULT_CHANNELS)
+    size, channels = m.img_size, m.channels
     return (
         f"{size}x{size}x{channels} in; "
-        f"conv {m['filter_size1']}x{m['filter_size1']}x{m['num_filters1']}, pool, ReLU; "
-        f"conv {m['filter_size2']}x{m['filter_size2']}x{m['num_filters2']}, pool, ReLU; "
-        f"dense {m['fc_size']}, ReLU; dense {m['num_classes']}"
+        f"conv {m.filter_size1}x{m.filter_size1}x{m.num_filters1}, pool, ReLU; "
+        f"conv {m.filter_size2}x{m.filter_size2}x{m.num_filters2}, pool, ReLU; "
+        f"dense {m.fc_size}, ReLU; dense {m.num_classes}"
     )
 
 
-def _seconds(record: dict[str, Any], stage: str) -> str:
-    if stage == "report" and record.get("status") != "done":
+def _seconds(record: StageRecord | None, stage: str) -> str:
+    if stage == "report" and (record is None or record.status != "done"):
         return "writing this page"
-    seconds = record.get("seconds")
+    seconds = record.seconds if record is not None else None
     return format_duration(seconds) if seconds is not None else "-"
 
 
@@ -143,17 +135,17 @@ MAX_EPOCH_ROWS = 12
 
 def training(run: RunData) -> str:
     """Loss and accuracy curves, and the numbers per epoch: all of them, or a sample."""
-    best = run.metrics.get("best_epoch")
+    best = run.metrics.best_epoch
     headers = ["epoch", "loss", "accuracy", "val loss", "val accuracy", "time", "img/s"]
     rows = [
         [
-            f"{h['epoch']} (best)" if h["epoch"] == best else h["epoch"],
-            f"{h['loss']:.4f}",
-            pct(h["accuracy"]),
-            f"{h['val_loss']:.4f}",
-            pct(h["val_accuracy"]),
-            format_duration(h["seconds"]),
-            f"{h['images_per_second']:,.0f}",
+            f"{h.epoch} (best)" if h.epoch == best else h.epoch,
+            f"{h.loss:.4f}",
+            pct(h.accuracy),
+            f"{h.val_loss:.4f}",
+            pct(h.val_accuracy),
+            format_duration(h.seconds),
+            f"{h.images_per_second:,.0f}",
         ]
         for h in run.history
     ]
@@ -161,7 +153,7 @@ def training(run: RunData) -> str:
     if len(rows) <= MAX_EPOCH_ROWS:
         return chart + table(headers, rows)
     step = math.ceil(len(rows) / (MAX_EPOCH_ROWS - 2))
-    epochs = [h["epoch"] for h in run.history]
+    epochs = [h.epoch for h in run.history]
     shown = sorted({0, len(rows) - 1, *range(step - 1, len(rows), step)}
                    | {i for i, e in enumerate(epochs) if e == best})  # fmt: skip
     note = (
@@ -175,9 +167,9 @@ def training(run: RunData) -> str:
 def accuracy(run: RunData) -> str:
     """Test accuracy per class, the confusion matrix and examples."""
     m = run.metrics
-    cm = m.get("confusion_matrix")
-    rows = []
-    for i, (label, acc) in enumerate(m["per_class_accuracy"].items()):
+    cm = m.confusion_matrix
+    rows: list[list[Any]] = []
+    for i, (label, acc) in enumerate(m.per_class_accuracy.items()):
         confused = ""
         if cm:
             others = [(n, j) for j, n in enumerate(cm[i]) if j != i]
@@ -187,21 +179,18 @@ def accuracy(run: RunData) -> str:
     headers = ["class", "accuracy", "most often mistaken for"]
     warnings = ""
     if run.split is not None:  # the user's own data: how many images each class had
-        counts = run.split["counts"]
         for i, row in enumerate(rows):
-            row.append("/".join(f"{counts[s][i]:,}" for s in ("train", "val", "test")))
+            row.append(run.split.per_class(i))
         headers.append("images (train/val/test)")
-        warnings = "".join(
-            f"<p><strong>Warning:</strong> {E(w)}</p>" for w in run.split.get("warnings", [])
-        )
+        warnings = "".join(f"<p><strong>Warning:</strong> {E(w)}</p>" for w in run.split.warnings)
     per_class = table(headers, rows, numeric_from=1)
     figures = [
         figure(run.run_dir / name, FIGURE_CAPTIONS[name])
         for name in ("confusion_matrix.png", "errors.png", "samples.png")
     ]
     return (
-        f"<p>{m['test_correct']:,} of {m['test_total']:,} test images classified correctly "
-        f"({pct(m['test_accuracy'])}) by the Keras model.</p>"
+        f"<p>{m.test_correct:,} of {m.test_total:,} test images classified correctly "
+        f"({pct(m.test_accuracy)}) by the Keras model.</p>"
         + warnings
         + per_class
         + f'<div class="grid">{"".join(figures)}</div>'
