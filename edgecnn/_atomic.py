@@ -7,7 +7,6 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from edgecnn import _json
 
@@ -121,7 +120,7 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+def write_json(path: str | os.PathLike[str], obj: object) -> None:
     """Atomically write ``obj`` as indented, strict JSON (never NaN) to ``path``."""
     write_text(path, _json.dumps(obj) + "\n")
 

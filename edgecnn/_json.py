@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 
-def dumps(obj: Any, indent: int | None = 2) -> str:
+def dumps(obj: object, indent: int | None = 2) -> str:
     """``obj`` as standard JSON text.
 
     Raises:
@@ -16,11 +16,11 @@ def dumps(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(obj, indent=indent, allow_nan=False)
 
 
-def _refuse_constant(name: str) -> Any:
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def loads(text: str | bytes) -> Any:
+def loads(text: str | bytes) -> Any:  # as json.loads: callers check the shape
     """Standard JSON text as Python objects: ``NaN`` and ``Infinity`` are refused.
 
     Raises:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ print(t1 - t0, rss_one, peak_kb())
 """
 
 
-def raw_runner(clf: Classifier, batch: np.ndarray) -> Callable[[], Any]:
+def raw_runner(clf: Classifier, batch: np.ndarray) -> Callable[[], object]:
     """The same work as ``clf.predict(batch)`` on the bare interpreter, no edgecnn code inside.
 
     It starts from the same uint8 pixels and ends at the same float outputs: converting
@@ -66,7 +67,9 @@ def bench_images(clf: Classifier, count: int) -> tuple[np.ndarray, str]:
     return rng.integers(0, 256, (count, *clf.input_shape), dtype=np.uint8), "random pixels"
 
 
-def _interleaved(a: Any, b: Any, runs: int, block: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def _interleaved(
+    a: Callable[[], object], b: Callable[[], object], runs: int, block: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Time ``a`` and ``b`` alternately (in blocks of ``block`` calls).
 
     Alternating call by call makes a burst of load from elsewhere hit both sides alike,
@@ -162,7 +165,7 @@ def bench_model(
             clf.predict(batch)
             per_call = time.perf_counter() - start
             reps = max(5, min(reps, int(seconds_per_batch_size / (2 * per_call))))
-        w, r = _interleaved(lambda b=batch: clf.predict(b), raw_runner(clf, batch), reps)
+        w, r = _interleaved(partial(clf.predict, batch), raw_runner(clf, batch), reps)
         result["throughput"][str(size)] = {
             "images_per_s": size / float(np.median(w)),
             "raw_images_per_s": size / float(np.median(r)),

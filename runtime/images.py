@@ -18,13 +18,17 @@ import io
 import os
 import re
 import struct
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from edgecnn._files import read_regular_file
 from edgecnn.runtime.contract import DEFAULT_IMAGE_SIZE
 from edgecnn.runtime.errors import IMAGE_MAX_BYTES, InputError
+
+if TYPE_CHECKING:  # Pillow is optional ("edgecnn[images]"); imported when a picture is read
+    from PIL.Image import Image as Picture
 
 #: Decoded pixels at most (4096 x 4096). Far below Pillow's own limit (89 million),
 #: which guards against bombs, not against memory on a 1 GB Raspberry Pi; the worst
@@ -49,7 +53,7 @@ LIGHT_BORDER = 127
 _ADDRESS = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
-def load_pillow() -> Any:
+def load_pillow() -> ModuleType:
     """Pillow's ``Image`` module, or an InputError saying how to install it."""
     try:
         from PIL import Image
@@ -60,7 +64,7 @@ def load_pillow() -> Any:
     return Image
 
 
-def is_image_source(obj: Any) -> bool:
+def is_image_source(obj: object) -> bool:
     """Whether ``obj`` is a path or encoded bytes rather than an array."""
     return isinstance(obj, (str, os.PathLike, bytes, bytearray, memoryview))
 
@@ -139,7 +143,7 @@ def check_picture_size(data: bytes, name: str) -> str:
     return fmt
 
 
-def decode_picture(data: bytes, name: str, size: tuple[int, int], channels: int = 1) -> Any:
+def decode_picture(data: bytes, name: str, size: tuple[int, int], channels: int = 1) -> Picture:
     """Decode ``data`` into an upright Pillow image of ``size`` (width, height).
 
     Greyscale ("L") for ``channels`` 1, "RGB" for 3; transparency is composited onto white.
@@ -172,7 +176,7 @@ def decode_picture(data: bytes, name: str, size: tuple[int, int], channels: int 
     return _finish(small, size, channels)
 
 
-def _finish(im: Any, size: tuple[int, int], channels: int) -> Any:
+def _finish(im: Picture, size: tuple[int, int], channels: int) -> Picture:
     """A shrunk picture in the model's mode, resampled to ``size`` with Lanczos."""
     image_module = load_pillow()
     im = _greyscale(im) if channels == 1 else _colour(im)
@@ -198,7 +202,7 @@ def resize_array(image: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     return out.reshape(shape)
 
 
-def _reducible(im: Any) -> Any:
+def _reducible(im: Picture) -> Picture:
     """``im`` in a mode Pillow can shrink: 16-bit greyscale becomes 8-bit, palettes expand."""
     if im.mode.startswith("I"):  # 16- or 32-bit greyscale: scale, don't clip, to 8 bits
         return _eight_bit(im)
@@ -209,7 +213,7 @@ def _reducible(im: Any) -> Any:
     return im.convert("RGB")  # 1, CMYK, YCbCr, La, RGBa...
 
 
-def _eight_bit(im: Any) -> Any:
+def _eight_bit(im: Picture) -> Picture:
     """A 16- or 32-bit greyscale image as 8-bit "L", a band of rows at a time.
 
     Whole, the conversion would need a full-size copy four or eight bytes per pixel.
@@ -218,7 +222,7 @@ def _eight_bit(im: Any) -> Any:
     width, height = im.size
     top = 65535
     if not im.mode.startswith("I;16"):
-        extrema = im.getextrema()
+        extrema = cast("tuple[float, float]", im.getextrema())  # one band: (min, max)
         top = max(65535, int(extrema[1]))
     out = np.empty((height, width), dtype=np.uint8)
     band = max(1, (1 << 20) // max(width, 1))
@@ -226,10 +230,11 @@ def _eight_bit(im: Any) -> Any:
         rows = np.asarray(im.crop((0, y, width, min(y + band, height))), dtype=np.int64)
         scaled = (np.clip(rows, 0, top) * 255 + top // 2) // top
         out[y : y + band] = scaled.astype(np.uint8)
-    return image_module.fromarray(out)
+    eight_bit: Picture = image_module.fromarray(out)
+    return eight_bit
 
 
-def _shrink(im: Any, size: tuple[int, int]) -> Any:
+def _shrink(im: Picture, size: tuple[int, int]) -> Picture:
     """Shrink ``im`` by whole-pixel boxes to within :data:`REDUCING_GAP` of ``size``.
 
     A band of rows at a time: Pillow's ``reduce`` makes a full-size copy of a transparent
@@ -241,7 +246,7 @@ def _shrink(im: Any, size: tuple[int, int]) -> Any:
     if fx == 1 and fy == 1:
         return im
     image_module = load_pillow()
-    out = image_module.new(im.mode, (-(-im.width // fx), -(-im.height // fy)))
+    out: Picture = image_module.new(im.mode, (-(-im.width // fx), -(-im.height // fy)))
     rows = fy * max(1, (1 << 20) // max(1, im.width * fy))  # about a megapixel per band
     for top in range(0, im.height, rows):
         band = im.crop((0, top, im.width, min(top + rows, im.height)))
@@ -249,7 +254,7 @@ def _shrink(im: Any, size: tuple[int, int]) -> Any:
     return out
 
 
-def _greyscale(im: Any) -> Any:
+def _greyscale(im: Picture) -> Picture:
     """Greyscale; transparent pictures are composited onto white first."""
     if im.mode == "L":
         return im
@@ -258,7 +263,7 @@ def _greyscale(im: Any) -> Any:
     return im.convert("L")
 
 
-def _colour(im: Any) -> Any:
+def _colour(im: Picture) -> Picture:
     """RGB; transparent pictures are composited onto white first."""
     if im.mode == "RGB":
         return im
@@ -267,11 +272,12 @@ def _colour(im: Any) -> Any:
     return im.convert("RGB")
 
 
-def _on_white(im: Any) -> Any:
+def _on_white(im: Picture) -> Picture:
     image_module = load_pillow()
     rgba = im.convert("RGBA")
     background = image_module.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return image_module.alpha_composite(background, rgba)
+    composite: Picture = image_module.alpha_composite(background, rgba)
+    return composite
 
 
 def border_mean(pixels: np.ndarray) -> float:

@@ -16,11 +16,13 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from edgecnn._files import read_regular_file
+from edgecnn.records import JSONObject
 from edgecnn.runtime.contract import (
     DEFAULT_INPUT_SHAPE,
     INPUT_NAME,
@@ -69,7 +71,7 @@ class ModelMetadata:
     integrity: dict[str, str] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         """JSON-ready form, the one written into model files."""
         return {
             "format": "edgecnn-model",
@@ -95,7 +97,7 @@ class ModelMetadata:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
+    def from_dict(cls, data: Mapping[str, object]) -> ModelMetadata:
         """Parse and check :meth:`to_dict`'s form.
 
         Raises:
@@ -115,7 +117,7 @@ class ModelMetadata:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
 
-def _parse(data: dict[str, Any]) -> ModelMetadata:
+def _parse(data: Mapping[str, object]) -> ModelMetadata:
     if not isinstance(data, dict) or data.get("format") != "edgecnn-model":
         raise ModelError("metadata is not edgecnn's (no format: edgecnn-model)")
     schema = data.get("schema", 1)
@@ -141,6 +143,7 @@ def _parse(data: dict[str, Any]) -> ModelMetadata:
     for key, value in integrity.items():
         if key not in ("content_sha256", "weights_sha256") or not _is_digest(value):
             raise ModelError(f"metadata integrity record {key!r}: {value!r} is not a SHA-256")
+    source_sha256 = data.get("source_sha256")
     quantization = data.get("quantization") or {}
     if not isinstance(quantization, dict):
         raise ModelError("metadata quantization must be an object")
@@ -155,7 +158,7 @@ def _parse(data: dict[str, Any]) -> ModelMetadata:
         pixel_scale=PIXEL_SCALE,
         light_on_dark=light_on_dark,
         precision=_text(data.get("precision", "float32"), "precision"),
-        source_sha256=data.get("source_sha256") if _is_digest(data.get("source_sha256")) else None,
+        source_sha256=source_sha256 if _is_digest(source_sha256) else None,
         edgecnn_version=_optional_text(data.get("edgecnn_version")),
         quantization=quantization,
         integrity=dict(integrity),
@@ -163,24 +166,26 @@ def _parse(data: dict[str, Any]) -> ModelMetadata:
     )
 
 
-def _object(data: dict[str, Any], key: str, default: Any = None) -> dict[str, Any]:
+def _object(
+    data: Mapping[str, object], key: str, default: dict[str, Any] | None = None
+) -> dict[str, Any]:
     value = data.get(key, default) if default is not None else data[key]
     if not isinstance(value, dict):
         raise ModelError(f"metadata {key} must be an object, got {type(value).__name__}")
     return value
 
 
-def _is_digest(value: Any) -> bool:
+def _is_digest(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _HEX64.fullmatch(value) is not None
 
 
-def _text(value: Any, what: str, limit: int = 200) -> str:
+def _text(value: object, what: str, limit: int = 200) -> str:
     if not isinstance(value, str) or not value or len(value) > limit or _unprintable(value):
         raise ModelError(f"metadata {what} must be a short printable string, got {value!r:.80}")
     return value
 
 
-def _optional_text(value: Any) -> str | None:
+def _optional_text(value: object) -> str | None:
     return None if value is None else _text(value, "edgecnn_version")
 
 
@@ -189,7 +194,7 @@ def _unprintable(text: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
 
 
-def check_labels(labels: Any) -> tuple[str, ...]:
+def check_labels(labels: object) -> tuple[str, ...]:
     """Class names: a list of 2 or more distinct, printable strings of at most 100 characters.
 
     Raises:
@@ -220,10 +225,12 @@ def check_labels(labels: Any) -> tuple[str, ...]:
     return check_class_names(labels, ModelError, "metadata label")
 
 
-def _shape(shape: Any) -> tuple[int, int, int]:
-    ok = isinstance(shape, (list, tuple)) and len(shape) == 3
-    ok = ok and all(type(d) is int and 1 <= d <= 4096 for d in shape)
-    if not ok:
+def _shape(shape: object) -> tuple[int, int, int]:
+    if not (
+        isinstance(shape, (list, tuple))
+        and len(shape) == 3
+        and all(type(d) is int and 1 <= d <= 4096 for d in shape)
+    ):
         raise ModelError(
             f"metadata input shape must be [height, width, channels], got {shape!r:.60}"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,8 @@ from edgecnn.runtime.contract import DEFAULT_INPUT_SHAPE
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.metadata import Quantization
 
+#: A function of one array, as the benchmarks' bare loops apply around the call.
+ArrayFunction = Callable[[np.ndarray], np.ndarray]
 _RANGE_SLACK = 1e-3  # float inputs a rounding error outside [0, 1] are clipped, not refused
 #: uint8 pixel -> model input, computed as the trainer does (float32 division by 255).
 PIXEL_TO_FLOAT = np.arange(256, dtype=np.float32) / np.float32(255)
@@ -117,7 +120,7 @@ def bare_conversions(
     output_q: Quantization | None,
     xor_128: bool,
     pixel_codes: np.ndarray | None,
-) -> tuple[Any, Any]:
+) -> tuple[ArrayFunction, ArrayFunction]:
     """What a bare interpreter loop does around the call, as two functions.
 
     ``convert`` takes uint8 pixels to the input tensor's type with one numpy expression
@@ -125,7 +128,7 @@ def bare_conversions(
     -128, else ``pixel_codes``); ``dequantize`` takes an int8 output to float32. The
     benchmarks' baselines use them, so every backend's does the same work.
     """
-    convert: Any
+    convert: ArrayFunction
     if input_q is None:
         convert = as_float
     elif xor_128:
@@ -133,7 +136,7 @@ def bare_conversions(
     else:
         assert pixel_codes is not None
         convert = pixel_codes.__getitem__
-    dequantize: Any
+    dequantize: ArrayFunction
     if output_q is None:
         dequantize = lambda y: y  # noqa: E731
     else:

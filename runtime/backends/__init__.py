@@ -55,7 +55,7 @@ class Backend(Protocol):
         """
         ...
 
-    def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
+    def raw_runner(self, batch: np.ndarray) -> Callable[[], object]:
         """A callable that runs the uint8 ``batch`` on the bare interpreter, for ``bench``.
 
         Everything the runtime does around the interpreter (validating, converting the

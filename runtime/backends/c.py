@@ -232,7 +232,7 @@ class CBackend:
         logits = q.scale * (self.logits(codes).astype(np.float32) - q.zero_point)
         return softmax(logits)
 
-    def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
+    def raw_runner(self, batch: np.ndarray) -> Callable[[], object]:
         """``edgecnn_classify`` on each image of the uint8 ``batch``: the library's own API."""
         images = self._rows(batch, np.uint8)
         pointers = [images[i].ctypes.data for i in range(len(images))]

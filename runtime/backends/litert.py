@@ -209,7 +209,7 @@ class LiteRTBackend:
         y /= y.sum(axis=1, keepdims=True)
         return y
 
-    def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
+    def raw_runner(self, batch: np.ndarray) -> Callable[[], object]:
         """The same work on the bare interpreter, as a user would write it.
 
         From the uint8 ``batch`` to float outputs: the pixels become the input tensor's
@@ -230,7 +230,7 @@ class LiteRTBackend:
             getattr(self, "_pixel_codes", None),
         )
 
-        def run() -> Any:
+        def run() -> np.ndarray:
             interpreter.set_tensor(in_index, convert(batch))
             interpreter.invoke()
             return dequantize(interpreter.get_tensor(out_index))

@@ -33,7 +33,6 @@ import io
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -201,6 +200,6 @@ class NumpyBackend:
             ]
         )
 
-    def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
+    def raw_runner(self, batch: np.ndarray) -> Callable[[], object]:
         """The network's numpy code on the uint8 ``batch``, in one piece, with no checks."""
         return lambda: softmax(self.logits(as_float(batch)))

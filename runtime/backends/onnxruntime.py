@@ -104,7 +104,7 @@ class OnnxBackend:
             ) from None
         return result if result.dtype == np.float32 else result.astype(np.float32)
 
-    def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
+    def raw_runner(self, batch: np.ndarray) -> Callable[[], object]:
         """The same work on the bare session: the uint8 ``batch`` to float, then ``run``."""
         session, name = self._session, self._input_name
         return lambda: session.run(None, {name: batch.astype(np.float32) / np.float32(255)})[0]

@@ -312,7 +312,7 @@ class OpenVINOBackend:
         y /= y.sum(axis=1, keepdims=True)
         return y
 
-    def raw_runner(self, batch: np.ndarray) -> Callable[[], Any]:
+    def raw_runner(self, batch: np.ndarray) -> Callable[[], object]:
         """The same work on the bare OpenVINO API, as its documentation writes it.
 
         From the uint8 ``batch`` to float outputs: one numpy expression makes the input
@@ -328,7 +328,7 @@ class OpenVINOBackend:
             getattr(self, "_pixel_codes", None),
         )
 
-        def run() -> Any:
+        def run() -> np.ndarray:
             return dequantize(request.infer({0: convert(batch)})[0])
 
         return run
