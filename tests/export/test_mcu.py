@@ -360,7 +360,7 @@ def test_quantize_multiplier_reconstructs_the_scale(real):
 
 def test_resume_trusts_an_mcu_folder_only_while_it_is_whole(tmp_path):
     """``edgecnn run --resume`` redoes the export when a file of c/ or tflm/ is gone."""
-    from edgecnn.pipeline.state import is_done
+    from edgecnn.pipeline.state import RunOptions, RunState, StageRecord, is_done
 
     exports = tmp_path / "exports"
     rows = []
@@ -372,7 +372,7 @@ def test_resume_trusts_an_mcu_folder_only_while_it_is_whole(tmp_path):
             (exports / fmt / name).write_text("x")
         rows.append(export_record(f"{fmt}/", fmt))
     (exports / "export_report.json").write_text(json.dumps(export_report_document(rows)))
-    state = {"stages": {"export": {"status": "done"}}}
+    state = RunState(RunOptions(), {"export": StageRecord("done")})
     assert is_done(state, "export", tmp_path)
     (exports / "tflm" / "model_data.cc").unlink()
     assert not is_done(state, "export", tmp_path)

@@ -1,5 +1,6 @@
 """What hostile or unlucky input used to do to training, evaluation and export."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -415,7 +416,7 @@ def untrained_own_run(tmp_path_factory):
     run.json records the train stage done, so 'run --resume' starts at evaluate.
     """
     from edgecnn import _atomic
-    from edgecnn.pipeline.state import RunOptions, start_state
+    from edgecnn.pipeline.state import RunOptions, StageRecord, start_state
     from edgecnn.trainer.model import build_model
 
     tmp_path = tmp_path_factory.mktemp("own-run")
@@ -424,8 +425,8 @@ def untrained_own_run(tmp_path_factory):
     _atomic.write_json(run / "history.json", [])
     _atomic.write_json(run / "metrics.json", {})
     state = start_state(run, RunOptions(data=config.data, epochs=1), None)
-    state["stages"]["train"] = {"status": "done", "seconds": 1.0}
-    _atomic.write_json(run / "run.json", state)
+    state = dataclasses.replace(state, stages={"train": StageRecord("done", 1.0)})
+    _atomic.write_json(run / "run.json", state.to_dict())
     return run
 
 
