@@ -18,7 +18,7 @@ MIN_CLASSES, MAX_CLASSES = 2, 100
 MAX_SEED = 2**32 - 1
 
 
-def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+def check_int(name: str, value: object, low: int, high: int | None = None) -> int:
     """``value`` if it is a whole number (not a bool, not 1.0) in ``low..high``.
 
     Raises:

@@ -6,6 +6,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -145,7 +146,11 @@ def train(
 
 
 def _start(
-    out: Path, config: TrainConfig, data: Dataset, state: dict[str, Any] | None, say: Any
+    out: Path,
+    config: TrainConfig,
+    data: Dataset,
+    state: dict[str, Any] | None,
+    say: Callable[[str], None],
 ) -> Session:
     """A new model (clearing an older run's files), or the checkpoint to resume from."""
     steps = math.ceil(len(data.x_train) / config.batch_size)
@@ -187,7 +192,7 @@ def _start(
     return session
 
 
-def _run_epochs(session: Session, stream: TextIO, say: Any) -> None:
+def _run_epochs(session: Session, stream: TextIO, say: Callable[[str], None]) -> None:
     """Train the remaining epochs, saving the best model and a checkpoint after each.
 
     Raises:
@@ -223,7 +228,7 @@ def _run_epochs(session: Session, stream: TextIO, say: Any) -> None:
 
 def _record_epoch(
     session: Session, epoch: int, logs: dict[str, list[float]], seconds: float, images: int,
-    say: Any,
+    say: Callable[[str], None],
 ) -> None:  # fmt: skip
     """History, best model, checkpoint and one line for a finished epoch."""
     config, out, model = session.config, session.out, session.model
@@ -264,7 +269,7 @@ def _record_epoch(
     )
 
 
-def _finish(session: Session, say: Any) -> TrainResult:
+def _finish(session: Session, say: Callable[[str], None]) -> TrainResult:
     """Measure the best epoch's model, write ``metrics.json``, end with the tutorial's line."""
     out, config = session.out, session.config
     best_model = keras.models.load_model(out / MODEL_FILE)
