@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edgecnn.trainer.splits import SplitRecord
 
 #: The tutorial takes the first 5,000 training images as its validation set.
 VALIDATION_SIZE = 5000
@@ -33,7 +36,7 @@ class Dataset:
     y_test: np.ndarray
     light_on_dark: bool = True
     #: How an image folder or an array file was split and checked (``split.json``).
-    record: dict[str, Any] | None = None
+    record: SplitRecord | None = None
 
     @property
     def title(self) -> str:

@@ -37,6 +37,7 @@ from edgecnn.runtime.images import load_image, picture_header
 from edgecnn.runtime.labels import check_class_names, ordered
 from edgecnn.trainer import splits
 from edgecnn.trainer.config import MAX_CLASSES
+from edgecnn.trainer.splits import SplitRecord
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 SPLIT_NAMES = ("train", "val", "test")
@@ -145,7 +146,7 @@ def _scan(root: Path, order: tuple[str, ...] | None) -> FolderScan:
 
 
 def assign(
-    found: FolderScan, seed: int, recorded: dict[str, Any] | None
+    found: FolderScan, seed: int, recorded: SplitRecord | None
 ) -> dict[str, list[tuple[str, int]]]:
     """``train``, ``val`` and ``test`` lists of ``(relative path, class)``.
 
@@ -182,17 +183,17 @@ def assign(
     return {name: files[name] for name in ("train", "val", "test")}
 
 
-def _recorded(found: FolderScan, recorded: dict[str, Any]) -> dict[str, list[tuple[str, int]]]:
+def _recorded(found: FolderScan, recorded: SplitRecord) -> dict[str, list[tuple[str, int]]]:
     # Names as they are compared everywhere: NFC (a record may predate normalisation).
-    names = [_nfc(c) for c in recorded.get("classes", ())]
+    names = [_nfc(c) for c in recorded.classes]
     if tuple(names) != found.classes:
         raise DataError(
             f"{found.root} no longer has the classes the model was trained on "
-            f"({', '.join(recorded.get('classes', []))})"
+            f"({', '.join(recorded.classes)})"
         )
     out = {}
     for name in ("train", "val", "test"):
-        items = [(str(path), int(label)) for path, label in recorded["splits"][name]]
+        items = list(recorded.files[name])
         missing = [path for path, _ in items if not (found.root / path).is_file()]
         if missing:
             raise DataError(

@@ -114,7 +114,59 @@ def counts_text(labels: Sequence[str], counts: dict[str, list[int]], limit: int 
     return f"{len(labels)} classes; images per class: " + ", ".join(ranges)
 
 
-def write_record(out_dir: Path, record: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class SplitRecord:
+    """``split.json``: which images went where, the counts and the warnings, checked.
+
+    A folder's record lists each split's ``(relative path, class)`` pairs (``files``); an
+    ``.npz``'s the row numbers of its ``x_train`` that went to training and validation
+    (``rows``). ``document`` is the whole record as written, which :meth:`to_dict` gives
+    back (with keys only the report reads, such as ``dark_border_share``).
+    """
+
+    kind: str
+    classes: tuple[str, ...]
+    #: The data folder (``root``) or archive (``path``) the split is of.
+    source: str
+    files: Mapping[str, tuple[tuple[str, int], ...]]
+    rows: Mapping[str, tuple[int, ...]]
+    counts: Mapping[str, tuple[int, ...]]
+    warnings: tuple[str, ...]
+    light_on_dark: bool | None
+    sha256: str | None
+    document: Mapping[str, object]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form: the record as it was made or read."""
+        return dict(self.document)
+
+    @classmethod
+    def from_dict(cls, record: object, data: str | None = None) -> SplitRecord:
+        """The record, every field checked (:func:`check_record`).
+
+        Raises:
+            ValueError: a field no training writes (named), or a record of other data.
+        """
+        check_record(record, data)
+        assert isinstance(record, dict)
+        splits = record["splits"]
+        folder = record["kind"] == "folder"
+        light = record.get("light_on_dark")
+        return cls(
+            kind=record["kind"],
+            classes=tuple(record["classes"]),
+            source=record["root" if folder else "path"],
+            files={n: tuple((p, c) for p, c in splits[n]) for n in splits} if folder else {},
+            rows={} if folder else {n: tuple(splits[n]) for n in ("train", "val")},
+            counts={str(k): tuple(v) for k, v in record.get("counts", {}).items()},
+            warnings=tuple(record.get("warnings", ())),
+            light_on_dark=light if isinstance(light, bool) else None,
+            sha256=record.get("sha256"),
+            document=record,
+        )
+
+
+def write_record(out_dir: Path, record: SplitRecord) -> None:
     """``split.json``: which images went where, the counts, what was skipped.
 
     Checked as it will be read back, so that a run whose record could not be resumed or
@@ -126,10 +178,10 @@ def write_record(out_dir: Path, record: dict[str, Any]) -> None:
     from edgecnn import _atomic
 
     try:
-        check_record(record)
+        check_record(record.to_dict())
     except ValueError as e:
         raise DataError(f"cannot record the split: {e}") from None
-    _atomic.write_json(out_dir / SPLIT_FILE, record)
+    _atomic.write_json(out_dir / SPLIT_FILE, record.to_dict())
 
 
 @dataclass(frozen=True)
@@ -155,14 +207,10 @@ def read_counts(out_dir: Path | None) -> SplitCounts | None:
     record = read_record(out_dir)
     if record is None:
         return None
-    counts = record.get("counts") or {}
-    return SplitCounts(
-        counts={str(k): tuple(v) for k, v in counts.items()},
-        warnings=tuple(record.get("warnings") or ()),
-    )
+    return SplitCounts(counts=record.counts, warnings=record.warnings)
 
 
-def read_record(out_dir: Path | None) -> dict[str, Any] | None:
+def read_record(out_dir: Path | None) -> SplitRecord | None:
     """The ``split.json`` of a run folder, if it has one, every field checked.
 
     It is plain text beside the model: each field is checked for type and range, the
@@ -177,11 +225,9 @@ def read_record(out_dir: Path | None) -> dict[str, Any] | None:
     path = out_dir / SPLIT_FILE
     raw = read_regular_file(path, 256 * MiB, DataError, "a split record")
     try:
-        record = _json.loads(raw)
-        check_record(record, _config_data(out_dir))
+        return SplitRecord.from_dict(_json.loads(raw), _config_data(out_dir))
     except ValueError as e:
         raise DataError(f"{path} is unreadable: {e}") from None
-    return record
 
 
 def _config_data(out_dir: Path) -> str | None:

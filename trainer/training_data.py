@@ -176,7 +176,7 @@ def sized(
 def load(
     config: TrainConfig,
     data_dir: str | os.PathLike[str] | None = None,
-    record: dict[str, Any] | None = None,
+    record: splits.SplitRecord | None = None,
     stream: TextIO | None = None,
 ) -> Dataset:
     """The data ``config`` names, split, checked, at the network's input shape.
@@ -359,7 +359,7 @@ def _summary(
 
 
 def _load_class_folders(
-    root: Path, config: TrainConfig, recorded: dict[str, Any] | None, stream: TextIO
+    root: Path, config: TrainConfig, recorded: splits.SplitRecord | None, stream: TextIO
 ) -> Dataset:
     found = folders.scan(root, config.classes)
     parts = folders.assign(found, config.seed, recorded)
@@ -405,11 +405,12 @@ def _load_class_folders(
         "splits": {name: [list(item) for item in items] for name, items in parts.items()},
         "skipped": [list(entry) for entry in bad],
     })  # fmt: skip
-    return replace(data, light_on_dark=record["light_on_dark"], record=record)
+    light = bool(record["light_on_dark"])
+    return replace(data, light_on_dark=light, record=splits.SplitRecord.from_dict(record))
 
 
 def _load_npz(
-    path: Path, config: TrainConfig, recorded: dict[str, Any] | None, stream: TextIO
+    path: Path, config: TrainConfig, recorded: splits.SplitRecord | None, stream: TextIO
 ) -> Dataset:
     loaded, names, digest = arrays.read_arrays(path)
     labels = arrays.class_names(loaded, names)
@@ -450,25 +451,26 @@ def _load_npz(
         "seed": config.seed,
         "splits": {"train": train.tolist(), "val": val.tolist()},
     })  # fmt: skip
-    return replace(data, light_on_dark=record["light_on_dark"], record=record)
+    light = bool(record["light_on_dark"])
+    return replace(data, light_on_dark=light, record=splits.SplitRecord.from_dict(record))
 
 
 def _recorded_rows(
-    path: Path, recorded: dict[str, Any], digest: str, rows: int
+    path: Path, recorded: splits.SplitRecord, digest: str, rows: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The validation and training rows ``split.json`` recorded, for the same archive only.
 
     Raises:
         DataError: the archive changed, or the record does not fit it.
     """
-    if recorded.get("sha256", digest) != digest:
+    if (recorded.sha256 or digest) != digest:
         raise DataError(
             f"{path} has changed since the model was trained on it (its SHA-256 is not the "
             "one split.json records); restore it, or train a new model on it"
         )
     try:
-        val = np.array(recorded["splits"]["val"], dtype=np.int64)
-        train = np.array(recorded["splits"]["train"], dtype=np.int64)
+        val = np.array(recorded.rows["val"], dtype=np.int64)
+        train = np.array(recorded.rows["train"], dtype=np.int64)
     except (KeyError, TypeError, ValueError, OverflowError):
         raise DataError(f"{path}: the recorded split in split.json is unreadable") from None
     both = np.concatenate([val, train])

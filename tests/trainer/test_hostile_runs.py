@@ -346,7 +346,7 @@ def test_a_hand_edited_split_record_is_refused_naming_the_field(tmp_path, change
     from edgecnn.trainer import splits
 
     run, _ = _recorded_run(tmp_path)
-    assert splits.read_record(run)["kind"] == "folder"  # as written, it reads back
+    assert splits.read_record(run).kind == "folder"  # as written, it reads back
     _edit_split(run, change)
     with pytest.raises(DataError, match=re.escape(match)) as caught:
         splits.read_record(run)
@@ -378,7 +378,7 @@ def test_links_the_user_put_in_the_data_folder_are_part_of_it(tmp_path):
     (data / "a" / "folder").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     for path in ("a/link.png", "a/folder/x.png"):
         _edit_split(run, _set("splits", "train", 0, 0, path))
-        assert splits.read_record(run)["splits"]["train"][0][0] == path
+        assert splits.read_record(run).files["train"][0][0] == path
     for path in ("a/../../stored.png", str(tmp_path / "stored.png")):
         _edit_split(run, _set("splits", "train", 0, 0, path))
         with pytest.raises(DataError, match="is not inside the data folder"):
