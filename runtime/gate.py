@@ -27,7 +27,8 @@ FLOOR_RISK = 1e-6
 
 def predicted(probs: np.ndarray) -> np.ndarray:
     """Each row's top-1 class."""
-    return np.asarray(probs).argmax(axis=1)
+    top: np.ndarray = np.asarray(probs).argmax(axis=1)
+    return top
 
 
 def top1_agreement(probs: np.ndarray, reference: np.ndarray) -> float:

@@ -18,9 +18,9 @@ from pathlib import Path
 from shared import ROOT
 
 BENCHMARKS = ROOT / "docs" / "benchmarks.md"
-#: The package source: the top-level modules and the stage folders (not pipeline/, not
+#: The package source: the top-level modules and the stage folders (not
 #: tests/ or bench/, which measure things by design).
-PACKAGES = ("runtime", "trainer", "export")
+PACKAGES = ("runtime", "trainer", "export", "pipeline")
 #: Other files whose comments may point at docs/benchmarks.md.
 POINTER_FILES = ("pyproject.toml",)
 

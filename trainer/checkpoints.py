@@ -55,7 +55,7 @@ def read_checkpoint_state(out_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"nothing to resume: {path} does not exist")
     raw = read_regular_file(path, MiB, ConfigError, "a checkpoint record")
     try:
-        state = _json.loads(raw)
+        state: dict[str, Any] = _json.loads(raw)
         name = state["checkpoint"]
         epoch = state["epoch"]
         if not isinstance(name, str) or not CHECKPOINT_NAME.fullmatch(name):

@@ -85,7 +85,8 @@ def predict_logits(model: Any, images: np.ndarray) -> np.ndarray:
 
 def predict_classes(model: Any, images: np.ndarray) -> np.ndarray:
     """The class ``model`` gives each uint8 image (see :func:`predict_logits`)."""
-    return predict_logits(model, images).argmax(axis=1)
+    classes: np.ndarray = predict_logits(model, images).argmax(axis=1)
+    return classes
 
 
 def predict_probs(model: Any, images: np.ndarray) -> np.ndarray:
@@ -98,7 +99,8 @@ def predict_probs(model: Any, images: np.ndarray) -> np.ndarray:
 
 def _activation(model: Any, layer: str, image: np.ndarray) -> np.ndarray:
     probe = keras.Model(model.inputs[0], model.get_layer(layer).output)
-    return np.asarray(probe(image[np.newaxis], training=False))[0]
+    activation: np.ndarray = np.asarray(probe(image[np.newaxis], training=False))[0]
+    return activation
 
 
 @dataclass
@@ -189,7 +191,8 @@ def _nine(indices: np.ndarray, spread: bool) -> np.ndarray:
     """The first nine of ``indices``, or nine spread evenly over them."""
     if not spread or len(indices) <= 9:
         return indices[:9]
-    return indices[np.linspace(0, len(indices) - 1, 9).round().astype(np.int64)]
+    spread_out: np.ndarray = indices[np.linspace(0, len(indices) - 1, 9).round().astype(np.int64)]
+    return spread_out
 
 
 def draw_figures(result: Evaluation, out: Path, image_index: int) -> None:

@@ -60,7 +60,8 @@ def stratified(
 
 def class_counts(labels: np.ndarray, classes: int) -> list[int]:
     """Items per class."""
-    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=classes).tolist()
+    counts: list[int] = np.bincount(np.asarray(labels, dtype=np.int64), minlength=classes).tolist()
+    return counts
 
 
 def check_classes(names: Sequence[str], counts: Sequence[int], where: str) -> None:
