@@ -171,7 +171,8 @@ def read_record(
 
     Raises:
         error: the file is missing, not a regular file, too large, not strict JSON, or
-            ``parse`` rejects a field (its :class:`RecordError` message, after the path).
+            ``parse`` rejects a field (its :class:`RecordError` or other ``ValueError``
+            message, after the path).
     """
     raw = read_regular_file(path, max_bytes, error, what)
     try:
@@ -180,5 +181,5 @@ def read_record(
         raise error(f"{path}: not readable JSON ({str(e)[:200]})") from None
     try:
         return parse(Fields(document))
-    except RecordError as e:
+    except ValueError as e:  # RecordError, or a value its record refuses (a ConfigError)
         raise error(f"{path}: {e}") from None

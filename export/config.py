@@ -49,11 +49,12 @@ class ExportConfig:
             )
         for precision in self.precisions()[1:]:
             offered = [n for n, f in registry.FORMATS.items() if precision in f.precisions]
-            if not any(f in offered for f in self.file_formats()):
+            # A folder format (the C library) offers int8 and brings the int8 .tflite.
+            if not any(f in offered for f in self.formats):
                 raise ConfigError(
-                    f"{PRECISION_FLAGS[precision]} writes {precision} files, which "
-                    f"{' and '.join(o for o in offered if registry.FORMATS[o].selectable)} "
-                    "offers; add it to --formats"
+                    f"{PRECISION_FLAGS[precision]} writes {precision} files, which only "
+                    f"{' or '.join(o for o in offered if registry.FORMATS[o].selectable)} "
+                    "can hold; add one to --formats"
                 )
         if self.full_integer and ("tflite", "int8") not in self.targets():
             raise ConfigError("--full-integer changes the int8 .tflite file; add --int8")

@@ -40,9 +40,12 @@ def scores_to_dict(scores: Scores) -> JSONObject:
 
 def scores_from(f: Fields) -> Scores:
     """The :class:`Scores` among ``f``'s keys (see :func:`scores_to_dict`)."""
+    accuracy = f.number("accuracy")
+    # Schema 1 wrote a --verify-with backend's delta_pp without the reference's accuracy.
+    reference = accuracy - f.number("delta_pp", default=0.0) / 100
     return Scores(
-        accuracy=f.number("accuracy"),
-        reference_accuracy=f.number("reference_accuracy", default=f.number("accuracy")),
+        accuracy=accuracy,
+        reference_accuracy=f.number("reference_accuracy", default=reference),
         agreement=f.number("agreement"),
         agreement_images=f.integer("agreement_images", default=0),
         max_prob_diff=f.number("max_prob_diff"),
@@ -179,7 +182,7 @@ class ExportedFile:
             backend=f.text("backend", default=""),
             passed=f.flag("passed"),
             failures=f.texts("failures", default=()),
-            gate=Gate.from_dict(f.object("gate").data) if "gate" in f else None,
+            gate=_gate(f),
             latency_us=f.optional_number("latency_us"),
             convert_seconds=f.optional_number("convert_seconds"),
             verify_seconds=f.number("verify_seconds", default=0.0),
@@ -190,6 +193,20 @@ class ExportedFile:
             },
             details=details,
         )
+
+
+def _gate(f: Fields) -> Gate | None:
+    """The row's gate, or None in a schema-1 row.
+
+    Raises:
+        RecordError: a limit that is not a finite number (named).
+    """
+    if "gate" not in f:
+        return None
+    try:
+        return Gate.from_dict(f.object("gate").data)
+    except ValueError as e:
+        raise RecordError(f"{f.where}.gate.{e}") from None
 
 
 def _plain_name(name: str, folder: bool) -> bool:

@@ -56,7 +56,7 @@ class BenchResult:
         throughput = f.object("throughput", default={})
         sizes = {}
         for key in throughput.data:
-            if not str(key).isdigit():
+            if not (str(key).isascii() and str(key).isdigit()):
                 raise RecordError(f"{throughput.where} has {str(key)[:20]!r}, not a batch size")
             t = throughput.object(str(key))
             sizes[int(key)] = Throughput(t.number("images_per_s"), t.number("ratio"))

@@ -28,7 +28,7 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +47,9 @@ from edgecnn.runtime.verify_reference import (
     reference_count,
     reference_path,
 )
+
+if TYPE_CHECKING:
+    from edgecnn.runtime.classifier import Classifier
 
 #: The reference's functions are named here too, for the callers that import them from here.
 __all__ = [
@@ -185,7 +188,7 @@ def verify(
     )
 
 
-def _check_belongs(ref: dict[str, Any], ref_path: Path, clf: Any) -> None:
+def _check_belongs(ref: dict[str, Any], ref_path: Path, clf: Classifier) -> None:
     """The reference must be of this model: its image shape, classes and source model.
 
     Raises:
@@ -218,7 +221,7 @@ def _check_consistent(at_export: Scores, floor: float, ref_path: Path, precision
         )
 
 
-def _steps(diff_export: float, clf: Any) -> int | None:
+def _steps(diff_export: float, clf: Classifier) -> int | None:
     """``diff_export`` in steps of the file's int8 output, if it has one."""
     step = (clf.metadata.quantization.get("output") or {}).get("scale")
     # A native library (the C backend) answers with the softmax of its int8 logits, not
@@ -228,7 +231,7 @@ def _steps(diff_export: float, clf: Any) -> int | None:
     return None
 
 
-def _not_the_proven_file(model: Path, meta: Mapping[str, Any], clf: Any) -> list[str]:
+def _not_the_proven_file(model: Path, meta: Mapping[str, Any], clf: Classifier) -> list[str]:
     """Why ``model`` is not the file the reference (or the report beside it) describes."""
     failures, metadata = [], clf.metadata
     recorded = meta.get("file_sha256")
@@ -246,7 +249,7 @@ def _not_the_proven_file(model: Path, meta: Mapping[str, Any], clf: Any) -> list
     return failures
 
 
-def _loaded_sha256(clf: Any) -> str:
+def _loaded_sha256(clf: Classifier) -> str:
     """The SHA-256 of the file ``clf`` runs: the library it loaded, for ``exports/c`` too.
 
     A backend that keeps the digest of the bytes it loaded (the C library's) says it;

@@ -85,3 +85,41 @@ def test_a_split_record_of_a_newer_schema_is_refused():
 
     with pytest.raises(ValueError, match="the split record has schema 2, written by a newer"):
         check_record({"schema": 2, "kind": "npz"})
+
+
+def test_old_reports_keep_what_they_recorded_and_bad_gates_are_named(tmp_path):
+    """A schema-1 --verify-with row had delta_pp and no reference accuracy; a report with a
+    gate of another type is named in one line, by file and field."""
+    import json
+
+    from shared import TINY
+
+    from edgecnn.export.config import ExportConfig
+    from edgecnn.export.records import ExportReport
+    from edgecnn.records import RecordError, read_record
+
+    document = json.loads((TINY / "export_report.json").read_text())
+    row = document["files"][0]
+    row["runtimes"] = {
+        "openvino": {
+            "accuracy": 0.78,
+            "delta_pp": -0.51,
+            "agreement": 0.99,
+            "max_prob_diff": 0.01,
+            "latency_us": 9.0,
+            "failures": [],
+        }
+    }
+    checked = ExportReport.from_dict(document).files[0].runtimes["openvino"].scores
+    assert abs(checked.delta_pp - -0.51) < 1e-9
+    row["gate"] = {"min_agreement": "x"}
+    path = tmp_path / "export_report.json"
+    path.write_text(json.dumps(document))
+    try:
+        read_record(path, ExportReport.from_fields, "an export report")
+    except RecordError as e:
+        assert str(e).startswith(f"{path}: files[0].gate.min_agreement is 'x'"), e
+    else:
+        raise AssertionError("a bad gate was read")
+    # An export of the C library alone still asks for --int8 and brings the int8 .tflite.
+    assert ("tflite", "int8") in ExportConfig(formats=("c",), int8=True).targets()
