@@ -66,6 +66,9 @@ class Scores:
 
 def compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> Scores:
     """``probs`` against ``reference``; ``labels`` belong to the first ``len(labels)`` rows."""
+    # np.bincount takes the platform's index type only: int32 on 32-bit ARM, where labels
+    # read from a reference are int64.
+    labels = np.asarray(labels).astype(np.intp, copy=False)
     tested = predicted(probs[: len(labels)])
     classes = probs.shape[1]
     correct = np.bincount(labels[tested == labels], minlength=classes)
