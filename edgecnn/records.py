@@ -52,7 +52,8 @@ class Fields:
         return self.data.get(key) is not None
 
     def _name(self, key: str) -> str:
-        return key if self.where == "the record" else f"{self.where}.{key}"
+        # A whole document is named in words ("the report"); its fields by their keys.
+        return key if self.where.startswith("the ") else f"{self.where}.{key}"
 
     def _get(self, key: str, default: object) -> object:
         value = self.data.get(key)

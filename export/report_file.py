@@ -54,7 +54,7 @@ def load_report(out_dir: Path) -> ExportReport:
     except ValueError as e:
         raise ReportError(f"{path}: not readable JSON ({str(e)[:200]}); export again") from None
     try:
-        report = ExportReport.from_fields(Fields(document))
+        report = ExportReport.from_fields(Fields(document, "the report"))
     except (RecordError, ValueError) as e:
         raise ReportError(f"{path}: {e}; not a report an export writes, export again") from None
     check_sources(out_dir, report)

@@ -196,13 +196,13 @@ def test_every_exported_file_passes_its_gate_on_openvino(exported, keras_referen
     from edgecnn.runtime.gate import GATES, top1_agreement
 
     ref = keras_reference.probs
-    for row in exported.report["files"]:
-        if not row["file"].endswith((".onnx", ".tflite")):
+    for record in exported.report.files:
+        if not record.file.endswith((".onnx", ".tflite")):
             continue
-        probs = load_classifier(exported.out / row["file"], backend="openvino").predict(
+        probs = load_classifier(exported.out / record.file, backend="openvino").predict(
             keras_reference.x
         )
-        gate = GATES[row["precision"]]
-        assert top1_agreement(probs, ref) >= gate.min_agreement, row["file"]
+        gate = GATES[record.precision]
+        assert top1_agreement(probs, ref) >= gate.min_agreement, record.file
         if gate.max_prob_diff is not None:
-            np.testing.assert_allclose(probs, ref, atol=gate.max_prob_diff, err_msg=row["file"])
+            np.testing.assert_allclose(probs, ref, atol=gate.max_prob_diff, err_msg=record.file)

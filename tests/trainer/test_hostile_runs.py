@@ -209,7 +209,7 @@ def test_exported_files_never_hold_nan_json(exported):
         text = path.read_text()
         assert "NaN" not in text and "Infinity" not in text, path
         json.loads(text)
-    assert np.isfinite([r["max_prob_diff"] for r in exported.report["files"]]).all()
+    assert np.isfinite([r.scores.max_prob_diff for r in exported.report.files]).all()
 
 
 # -- checkpoint.json edited by hand ------------------------------------------------------
