@@ -48,6 +48,7 @@ class RunContext:
 
     ``built``: the files the export stage built in this invocation, from what it
     returned rather than from any file; only those may be loaded as native code.
+    ``rejected``: the files it moved aside, and why, for ``run.json``.
     """
 
     out: Path
@@ -56,6 +57,7 @@ class RunContext:
     stream: TextIO
     resuming: bool
     built: frozenset[str] = frozenset()
+    rejected: tuple[Rejected, ...] = ()
 
     def say(self, line: str = "") -> None:
         """Print one line of progress."""
@@ -92,6 +94,7 @@ def _export(ctx: RunContext) -> None:
     report = export_model(ctx.out, ctx.options.export_config(), data_dir=ctx.data_dir,
                           on_reference=held.append)  # fmt: skip
     ctx.built = frozenset(f.file for f in report.kept)
+    ctx.rejected = tuple(Rejected(f.file, f.failures) for f in report.files if not f.passed)
     _evaluate_int8(ctx, report.kept, held[0] if held else None)
 
 
@@ -241,18 +244,10 @@ def run_stages(
             if isinstance(e, SystemExit | GeneratorExit):
                 raise
             raise _stage_failed(stage, number, message, code, out, data_dir) from e
-        extra = {"rejected": _rejected(out)} if stage == "export" else {}
+        extra = {"rejected": ctx.rejected} if stage == "export" else {}
         state = mark(state, stage, out, status="done", seconds=time.perf_counter() - started,
                      finished=now(), **extra)  # fmt: skip
     return state
-
-
-def _rejected(out: Path) -> tuple[Rejected, ...]:
-    """The files that failed their gate, and why, for ``run.json``."""
-    from edgecnn.export.report_file import load_report
-
-    files = load_report(out / EXPORTS_DIR).files
-    return tuple(Rejected(f.file, f.failures) for f in files if not f.passed)
 
 
 def _stage_failed(

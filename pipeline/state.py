@@ -177,8 +177,8 @@ class StageRecord:
     started: str | None = None
     finished: str | None = None
     error: str | None = None
-    #: The export stage's files that failed their gate.
-    rejected: tuple[Rejected, ...] = ()
+    #: The export stage's files that failed their gate (None for the other stages).
+    rejected: tuple[Rejected, ...] | None = None
 
     def to_dict(self) -> JSONObject:
         """JSON-ready form: the stage's entry of ``run.json``."""
@@ -186,7 +186,7 @@ class StageRecord:
                            "finished": self.finished, "error": self.error}  # fmt: skip
         if self.seconds is not None:
             out["seconds"] = self.seconds
-        if self.rejected:
+        if self.rejected is not None:
             out["rejected"] = [{"file": r.file, "failures": list(r.failures)}
                                for r in self.rejected]  # fmt: skip
         return out
@@ -207,9 +207,11 @@ class StageRecord:
             started=f.optional_text("started"),
             finished=f.optional_text("finished"),
             error=f.optional_text("error"),
-            rejected=tuple(
+            rejected=None
+            if f.raw("rejected") is None
+            else tuple(
                 Rejected(r.text("file"), r.texts("failures", default=()))
-                for r in f.objects("rejected", required=False)
+                for r in f.objects("rejected")
             ),  # fmt: skip
         )
 
