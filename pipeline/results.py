@@ -48,10 +48,12 @@ class Metrics:
     def from_fields(cls, f: Fields) -> Metrics:
         """The metrics the evaluation wrote; names a field it rejects."""
         per_class = f.object("per_class_accuracy")
-        matrix = tuple(
-            tuple(int(n) for n in Fields({"row": row}, f"confusion_matrix[{i}]").numbers("row"))
-            for i, row in enumerate(_list(f, "confusion_matrix"))
-        )
+        rows = f.raw("confusion_matrix") or []
+        if not isinstance(rows, list) or not all(
+            isinstance(row, list) and all(type(n) is int and n >= 0 for n in row) for row in rows
+        ):
+            raise RecordError("confusion_matrix is not a table of image counts")
+        matrix = tuple(tuple(row) for row in rows)
         return cls(
             test_accuracy=f.number("test_accuracy"),
             test_correct=f.integer("test_correct"),
@@ -63,15 +65,6 @@ class Metrics:
             best_epoch=None if "best_epoch" not in f else f.integer("best_epoch"),
             confusion_matrix=matrix,
         )
-
-
-def _list(f: Fields, key: str) -> list[object]:
-    value = f.raw(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise RecordError(f"{key} is not a list")
-    return value
 
 
 @dataclass(frozen=True)
