@@ -31,6 +31,7 @@ from edgecnn.export.measure import Measured, check_runtimes, runtimes_for, verif
 from edgecnn.export.records import ExportedFile, ExportReport, RuntimeCheck, Skipped
 from edgecnn.export.staging import staged_folder
 from edgecnn.export.table import format_table
+from edgecnn.records import JSONObject
 from edgecnn.run_folder import CALIBRATION_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
 from edgecnn.runtime.errors import ModelError
 from edgecnn.runtime.gate import Gate, compare
@@ -91,10 +92,9 @@ def agreement_images(data: Dataset) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def sidecar_document(meta: ModelMetadata, name: str, data: bytes) -> dict[str, Any]:
+def sidecar_document(meta: ModelMetadata, name: str, size: int, digest: str) -> JSONObject:
     """``<file>.json``: the metadata, and the whole file's name, size and SHA-256."""
-    record = {"name": name, "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    return {**meta.to_dict(), "file": record}
+    return {**meta.to_dict(), "file": {"name": name, "size_bytes": size, "sha256": digest}}
 
 
 @dataclass
@@ -222,9 +222,10 @@ def export_file(prepared: Prepared, fmt: str, precision: str) -> ExportedFile | 
         failures = gate.failures(measured.scores)
         failures += [f"on {r.backend}: {why}" for r in runtimes.values() for why in r.failures]
         if not failures:
-            _atomic.write_json(sidecar_path(final), sidecar_document(meta, name, data))
+            digest = hashlib.sha256(data).hexdigest()  # the reference records it too
+            _atomic.write_json(sidecar_path(final), sidecar_document(meta, name, len(data), digest))
             os.replace(tmp, final)
-            _write_reference(prepared, final, precision, measured, gate)
+            _write_reference(prepared, final, digest, precision, measured, gate)
         else:
             os.replace(tmp, prepared.out / f"{name}.rejected")
     except BaseException:
@@ -261,8 +262,8 @@ def verify_elsewhere(
     return checks
 
 
-def _write_reference(prepared: Prepared, final: Path, precision: str, measured: Measured,
-                     gate: Gate) -> None:  # fmt: skip
+def _write_reference(prepared: Prepared, final: Path, digest: str, precision: str,
+                     measured: Measured, gate: Gate) -> None:  # fmt: skip
     """``<file>.reference.npz``: what ``edgecnn verify`` checks the file against on a device.
 
     ``measured.probs`` are the file's outputs on ``prepared.images`` from its gate (test
@@ -274,7 +275,7 @@ def _write_reference(prepared: Prepared, final: Path, precision: str, measured: 
     document = reference_bytes(prepared.images[:n], labels[:n], prepared.reference[:n],
                                probs[:n], {
         "file": final.name, "precision": precision, "backend": measured.backend,
-        "file_sha256": sha256(final), "source_sha256": prepared.job.base.source_sha256,
+        "file_sha256": digest, "source_sha256": prepared.job.base.source_sha256,
         **gate.to_dict(),
     })  # fmt: skip
     _atomic.write_bytes(reference_path(final), document)
