@@ -12,6 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgecnn.runtime.backends import INTERPRETERS
+
+#: The pip names of the interpreters a bundle carries, from the runtime's registry.
+LITERT = INTERPRETERS["litert"].distribution
+TFLITE_RUNTIME = INTERPRETERS["tflite"].distribution
+ONNXRUNTIME = INTERPRETERS["onnxruntime"].distribution
+
 #: The numpy backend's file: the fallback where no interpreter wheel exists.
 NUMPY_FILE = "weights.npz"
 
@@ -56,7 +63,7 @@ DEVICES = (
         "LiteRT and onnxruntime publish aarch64 wheels",
         systems="Raspberry Pi OS 64-bit (bookworm, trixie)", machine="aarch64",
         pythons=("3.11", "3.13"),
-        interpreters={"tflite": "ai-edge-litert", "onnx": "onnxruntime"},
+        interpreters={"tflite": LITERT, "onnx": ONNXRUNTIME},
         notes="bookworm has Python 3.11, trixie 3.13; both get LiteRT and onnxruntime wheels.",
     ),
     Device(
@@ -64,7 +71,7 @@ DEVICES = (
         "tflite-runtime 2.14 on bookworm (no wheel for trixie's Python 3.13: use "
         "weights.npz there)",
         systems="Raspberry Pi OS 32-bit (bookworm, trixie)", machine="armv7l",
-        pythons=("3.11", "3.13"), interpreters={"tflite": "tflite-runtime"},
+        pythons=("3.11", "3.13"), interpreters={"tflite": TFLITE_RUNTIME},
         system_numpy=True,
         notes="numpy is Debian's (sudo apt install python3-numpy): no 32-bit ARM wheels "
         "exist. tflite-runtime 2.14 has a wheel for bookworm's Python 3.11 only; on trixie "
@@ -76,7 +83,7 @@ DEVICES = (
         "linux-x86", "64-bit x86 Linux", ("tflite", "onnx", "numpy"), recommended=False,
         systems="64-bit x86 Linux (Debian 12+, Ubuntu 22.04+)", machine="x86_64",
         pythons=("3.10", "3.11", "3.12", "3.13"),
-        interpreters={"tflite": "ai-edge-litert", "onnx": "onnxruntime"},
+        interpreters={"tflite": LITERT, "onnx": ONNXRUNTIME},
         notes="Python 3.10 to 3.13; glibc 2.35 or newer.", glibc_minor=35,
         speed_measured_here=True,
     ),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from edgecnn.pipeline.recommend import best_file, recommend
 from edgecnn.pipeline.report.html import E, Markup, figure, pct, table
 from edgecnn.pipeline.results import RunData
 from edgecnn.run_folder import CHART_FILES, EXPORTS_DIR, SAMPLE_FILE
+from edgecnn.runtime.backends import BACKENDS, candidates
 
 
 def exports(run: RunData) -> str:
@@ -138,6 +140,15 @@ def microcontrollers(run: RunData) -> str:
     )
 
 
+def _needed(file: str) -> str:
+    """What runs ``file`` besides numpy: the package of the backend ``auto`` tries first."""
+    names = candidates(Path(file).suffix.lower(), "auto")
+    if not names:
+        return "its interpreter"
+    package = BACKENDS[names[0]].package
+    return "nothing else" if package is None else package.label
+
+
 def usage(run: RunData) -> str:
     """Which file for which target, and how to use this machine's, as commands to copy."""
     best = best_file(run.export.files, run.latency_by_file())
@@ -147,7 +158,6 @@ def usage(run: RunData) -> str:
     from edgecnn.pipeline.summary import edgecnn_command
 
     command = shlex.join([edgecnn_command(), "predict", path, str(run.run_dir / SAMPLE_FILE)])
-    needs = {"tflite": "LiteRT", "onnx": "onnxruntime", "numpy": "nothing else"}
     targets = [
         [r.target, Markup(f"<code>{E(r.file)}</code>"), r.reason]
         for r in recommend(run.export.files, run.latency_by_file())
@@ -156,7 +166,7 @@ def usage(run: RunData) -> str:
         "<h3>Which file where</h3>"
         + table(["target", "file", "why"], targets, numeric_from=3)
         + f"<p>Classify a picture on this machine with <code>{E(best.file)}</code> (numpy "
-        f"and {needs.get(best.format, 'its interpreter')} needed):</p>"
+        f"and {_needed(best.file)} needed):</p>"
         f"<pre>{E(command)}</pre>"
         "<p>From Python:</p><pre>from edgecnn.runtime import load_classifier\n"
         f"clf = load_classifier({E(repr(path))})\n"
