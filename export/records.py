@@ -279,10 +279,6 @@ class ExportReport:
         """The files that passed their gate."""
         return tuple(f for f in self.files if f.passed)
 
-    def file(self, name: str) -> ExportedFile | None:
-        """The record of the file or folder called ``name``, or None."""
-        return next((f for f in self.files if name in (f.file, f.name)), None)
-
     def to_dict(self) -> JSONObject:
         """JSON-ready form: ``export_report.json``."""
         return {
