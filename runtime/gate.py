@@ -69,14 +69,15 @@ def compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> Sco
     # np.bincount takes the platform's index type only: int32 on 32-bit ARM, where labels
     # read from a reference are int64.
     labels = np.asarray(labels).astype(np.intp, copy=False)
-    tested = predicted(probs[: len(labels)])
+    pred, ref_pred = predicted(probs), predicted(reference)  # each once
+    tested = pred[: len(labels)]
     classes = probs.shape[1]
     correct = np.bincount(labels[tested == labels], minlength=classes)
     totals = np.maximum(np.bincount(labels, minlength=classes), 1)
     return Scores(
-        accuracy=accuracy(probs, labels),
-        reference_accuracy=accuracy(reference, labels),
-        agreement=top1_agreement(probs, reference),
+        accuracy=float(np.mean(tested == labels)),
+        reference_accuracy=float(np.mean(ref_pred[: len(labels)] == labels)),
+        agreement=float(np.mean(pred == ref_pred)),
         agreement_images=int(len(probs)),
         max_prob_diff=float(np.abs(probs - reference).max()),
         per_class_accuracy=tuple(float(x) for x in correct / totals),
