@@ -182,7 +182,7 @@ class Classifier:
         Raises:
             InputError: ``top_k`` is not an integer in 1..classes, or not one image.
         """
-        k = _top_k(top_k, len(self.labels))
+        k = top_k_count(top_k, len(self.labels))
         batch = self._batch(image, invert)
         if len(batch) != 1:
             raise InputError(f"classify takes one image, got {len(batch)}; use predict")
@@ -191,7 +191,12 @@ class Classifier:
         return [(self.labels[i], float(probs[i])) for i in order]
 
 
-def _top_k(value: Any, classes: int) -> int:
+def top_k_count(value: Any, classes: int) -> int:
+    """``value`` as a count of classes to list; None is :data:`DEFAULT_TOP_K`, at most ``classes``.
+
+    Raises:
+        InputError: not an integer in 1..``classes``.
+    """
     if value is None:
         return min(DEFAULT_TOP_K, classes)
     if isinstance(value, bool):

@@ -39,6 +39,7 @@ if [ "$mode" != run ]; then
     command -v arm-none-eabi-gcc >/dev/null || packages+=(gcc-arm-none-eabi)
     [ -d /usr/lib/arm-none-eabi/newlib ] || packages+=(libnewlib-arm-none-eabi)
     command -v qemu-system-arm >/dev/null || packages+=(qemu-system-arm)
+    command -v ffmpeg >/dev/null || packages+=(ffmpeg) # makes the videos the stream tests read
 fi
 if [ ${#packages[@]} -gt 0 ]; then
     echo "==> apt-get install ${packages[*]}"

@@ -17,17 +17,22 @@ from edgecnn.runtime.options import (
 if TYPE_CHECKING:
     from edgecnn.runtime.classifier import Classifier
     from edgecnn.runtime.predict.inputs import Inputs
+    from edgecnn.runtime.predict.stream import StreamOptions
     from edgecnn.runtime.predict.workers import Workers
+    from edgecnn.runtime.video import Source
 
 FilesArg = Annotated[
-    list[Path],
+    list[str],
     typer.Argument(
         metavar="FILE...",
         help="Pictures (PNG/JPEG/BMP), .npy arrays (one image or a batch), folders (their "
         "pictures and .npy arrays at any depth, in sorted path order; hidden files skipped) "
-        "or quoted glob patterns such as 'shots/**/*.png'.",
+        "or quoted glob patterns such as 'shots/**/*.png'. Or one video source alone: a "
+        "video file (.mp4, .mkv, .avi, ...), a camera (/dev/video0 or camera:0) or a "
+        "stream (rtsp://, http(s):// MJPEG), classified frame by frame (edgecnn[video]).",
     ),
 ]
+_VIDEO = "Video, camera and stream"
 
 
 def predict_command(
@@ -73,6 +78,78 @@ def predict_command(
             "one batch.",
         ),
     ] = True,
+    fps: Annotated[
+        float | None,
+        typer.Option(help="Take at most this many frames a second.", rich_help_panel=_VIDEO),
+    ] = None,
+    every: Annotated[
+        int | None,
+        typer.Option(min=1, help="Take every Nth frame. [default: 1]", rich_help_panel=_VIDEO),
+    ] = None,
+    frames: Annotated[
+        int | None,
+        typer.Option(min=1, help="Stop after this many frames.", rich_help_panel=_VIDEO),
+    ] = None,
+    seconds: Annotated[
+        float | None,
+        typer.Option(help="Stop after this many seconds of the stream.", rich_help_panel=_VIDEO),
+    ] = None,
+    crop: Annotated[
+        str | None,
+        typer.Option(
+            help="The part of each frame to classify: center (the centred square) or "
+            "X,Y,W,H in pixels. [default: center]",
+            rich_help_panel=_VIDEO,
+        ),
+    ] = None,
+    invert: Annotated[
+        str | None,
+        typer.Option(
+            help="yes, no, or auto: for a light-on-dark model, invert when most of the first "
+            "frames have a light border; decided once per stream. [default: auto]",
+            rich_help_panel=_VIDEO,
+        ),
+    ] = None,
+    on_change: Annotated[
+        bool | None,
+        typer.Option(
+            "--on-change",
+            help="Write only changes of the stable label: the same label, at --min-confidence "
+            "or more, for --stable frames in a row.",
+            rich_help_panel=_VIDEO,
+        ),
+    ] = None,
+    stable: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Frames in a row that make a label stable. [default: 3]",
+            rich_help_panel=_VIDEO,
+        ),
+    ] = None,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            help="The confidence a frame needs to count towards a stable label. [default: 0.5]",
+            rich_help_panel=_VIDEO,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds to wait for a source to open and for each frame. [default: 10]",
+            rich_help_panel=_VIDEO,
+        ),
+    ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Times a network stream that fails, stalls or ends is "
+            "opened again, after 1, 2, 4, 8, 15 s. [default: 5]",
+            rich_help_panel=_VIDEO,
+        ),
+    ] = None,
 ) -> None:
     """Classify images with an exported model; one line per input, printed batch by batch.
 
@@ -93,8 +170,25 @@ def predict_command(
     check_threads(threads, "--threads")
     if as_json and as_jsonl:
         raise InputError("--json and --jsonl are two output styles: choose one")
+    video: dict[str, object] = {
+        "--fps": fps, "--every": every, "--frames": frames, "--seconds": seconds,
+        "--crop": crop, "--invert": invert, "--on-change": on_change, "--stable": stable,
+        "--min-confidence": min_confidence, "--timeout": timeout, "--retries": retries,
+    }  # fmt: skip
+    source = _video_source(files, as_json, video)
+    if source is not None:
+        from edgecnn.runtime.predict.stream import StreamOptions
+
+        options = StreamOptions.from_cli(
+            fps, every, frames, seconds, crop, invert, on_change, stable, min_confidence,
+            timeout, retries,
+        )  # fmt: skip
+        with sigterm_interrupts():
+            _predict_video(model, source, options, backend.value, threads, integrity_check,
+                           as_jsonl, top_k)  # fmt: skip
+        return
     with sigterm_interrupts():  # SIGTERM as Ctrl-C: the workers stopped, one line, 143
-        paths, left_out = find_files(str(f) for f in files)
+        paths, left_out = find_files(files)
         # Before the model is loaded here: workers are forked while no interpreter thread
         # exists, and each loads its own copy.
         pictures = sum(not p.lower().endswith(NPY_SUFFIX) for p in paths)
@@ -121,6 +215,55 @@ def predict_command(
             _stdout_closed()
         finally:
             stop_workers(workers)
+
+
+def _video_source(files: list[str], as_json: bool, video: dict[str, object]) -> Source | None:
+    """The video source among ``files``, which must then be alone; None for pictures.
+
+    Raises:
+        InputError: a video source with other inputs or with --json, or a video option
+            given for pictures.
+    """
+    from edgecnn.runtime.errors import InputError
+    from edgecnn.runtime.video import stream_source
+
+    sources = [s for s in map(stream_source, files) if s is not None]
+    if not sources:
+        given = [name for name, value in video.items() if value is not None]
+        if given:
+            raise InputError(f"{given[0]} applies to a video, camera or stream, not to pictures")
+        return None
+    if len(files) > 1:
+        raise InputError(
+            f"{sources[0].text} is a video source: it is read alone, not with other inputs"
+        )
+    if as_json:
+        raise InputError("a stream has no end for one JSON document: use --jsonl")
+    return sources[0]
+
+
+def _predict_video(
+    model: Path, source: Source, options: StreamOptions, backend: str, threads: int | None,
+    integrity_check: bool, as_jsonl: bool, top_k: int | None,
+) -> None:  # fmt: skip
+    from edgecnn._quiet import native_stderr_hidden
+    from edgecnn.runtime import load_classifier
+    from edgecnn.runtime.errors import InputError
+    from edgecnn.runtime.predict.stream import predict_stream
+    from edgecnn.runtime.video import load_av
+
+    if source.kind != "camera":
+        load_av()  # one line before the model loads, if PyAV is missing
+    with native_stderr_hidden():
+        classifier = load_classifier(
+            model, backend=backend, num_threads=threads, check_integrity=integrity_check
+        )
+    if top_k is not None and top_k > len(classifier.labels):
+        raise InputError(f"--top-k must be in 1..{len(classifier.labels)}, got {top_k}")
+    try:
+        predict_stream(classifier, source, options, as_jsonl, top_k)
+    except BrokenPipeError:
+        _stdout_closed()
 
 
 def _left_out_note(left_out: list[str]) -> str:

@@ -1,0 +1,144 @@
+"""A video source classified as it plays: decoding on one thread, batches on the caller's.
+
+A reader thread decodes, samples, crops and resizes frames (FFmpeg and Pillow work
+without holding the GIL) into a short queue; the caller takes whatever has arrived, up
+to :data:`BATCH_FRAMES` at a time, and classifies it in one call to the backend. A file
+is read as fast as it decodes and its frames wait in the queue (none is dropped); a
+camera or a network stream yields a batch as soon as a frame arrives, so a result is
+never held back to fill a batch. Used by ``edgecnn predict`` and by ``edgecnn serve
+--source``, which also shows the latest frame.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecnn.runtime.frames import POLARITY_FRAMES, POLARITY_SECONDS, FrameClassifier, FrameResult
+from edgecnn.runtime.video import Frame, Sampling, Source, Timing, read_frames
+
+#: The most frames classified in one call: past this a batch only adds latency.
+BATCH_FRAMES = 32
+#: Frames decoded ahead of classification (each a few KB once resized).
+QUEUE_FRAMES = 2 * BATCH_FRAMES
+_END = object()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    index: int
+    time: float
+    image: np.ndarray
+
+
+class FrameStream:
+    """``source``'s sampled frames, classified by ``frames``, batch by batch.
+
+    ``notify`` gets a line for each reconnection. ``keep_latest`` keeps the last decoded
+    frame (RGB, full size) in :attr:`latest`, for a page that shows it.
+    """
+
+    def __init__(
+        self,
+        frames: FrameClassifier,
+        source: Source,
+        sampling: Sampling | None = None,
+        timing: Timing | None = None,
+        notify: Callable[[str], None] = lambda line: None,
+        keep_latest: bool = False,
+    ) -> None:
+        self.frames, self.source = frames, source
+        self.sampling, self.timing = sampling or Sampling(), timing or Timing()
+        self.notify = notify
+        self.keep_latest = keep_latest
+        self.latest: Frame | None = None
+        self._queue: queue.Queue[object] = queue.Queue(QUEUE_FRAMES)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="edgecnn-frames", daemon=True)
+
+    def __enter__(self) -> FrameStream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Ask the reader to stop; it ends at its next frame or deadline."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop.is_set()
+
+    def _read(self) -> None:
+        try:
+            for frame in read_frames(self.source, self.sampling, self.timing,
+                                     self.notify, self._stop):  # fmt: skip
+                if self.keep_latest:
+                    self.latest = frame
+                image = self.frames.prepare(frame.pixels)
+                self._put(_Prepared(frame.index, frame.time, image))
+            self._put(_END)
+        except BaseException as e:  # handed to the caller's thread, raised there
+            self._put(e)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def batches(self) -> Iterator[list[FrameResult]]:
+        """Each batch's results, in frame order, until the source ends.
+
+        Raises:
+            StreamError: the source failed (after the frames before it were yielded).
+            InputError: a frame does not fit the crop.
+        """
+        pending: list[_Prepared] = []
+        ended = False
+        first = self.frames.invert is None  # the first batch also settles the polarity
+        while not ended:
+            item = self._queue.get()
+            while True:
+                if item is _END:
+                    ended = True
+                    break
+                if isinstance(item, BaseException):
+                    if pending:
+                        yield self._classify(pending)
+                    raise item
+                assert isinstance(item, _Prepared)
+                pending.append(item)
+                if len(pending) >= BATCH_FRAMES:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    if not (first and self._warming(pending)):
+                        break
+                    item = self._queue.get()
+            if pending:
+                first = False
+                yield self._classify(pending)
+                pending = []
+
+    @staticmethod
+    def _warming(pending: list[_Prepared]) -> bool:
+        """Whether to wait for more frames before deciding the stream's polarity."""
+        seconds = pending[-1].time - pending[0].time
+        return len(pending) < POLARITY_FRAMES and seconds < POLARITY_SECONDS
+
+    def _classify(self, pending: list[_Prepared]) -> list[FrameResult]:
+        images = np.stack([p.image for p in pending])
+        return self.frames.classify_prepared(
+            images, [p.index for p in pending], [p.time for p in pending]
+        )
