@@ -54,7 +54,7 @@ class StreamOptions:
         Raises:
             InputError: an impossible value or combination.
         """
-        invert = (invert or "auto").lower()
+        invert = ("auto" if invert is None else invert).lower()
         if invert not in INVERT_CHOICES:
             raise InputError(
                 f"--invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r:.20}"
@@ -70,7 +70,7 @@ class StreamOptions:
             timing=Timing(
                 timeout or Timing.timeout, Timing.retries if retries is None else retries
             ),
-            crop=Crop.parse(crop or "center"),
+            crop=Crop.parse("center" if crop is None else crop),
             invert=invert,
             on_change=bool(on_change),
             stable_frames=stable or 3,
