@@ -134,11 +134,15 @@ class _Sampler:
         self.taken = 0
         self._next_time = 0.0
 
+    @property
+    def full(self) -> bool:
+        """Whether ``frames`` frames are taken: checked as soon as one is, since waiting
+        for the next frame of a live stream could take a timeout, or forever."""
+        return self.sampling.frames is not None and self.taken >= self.sampling.frames
+
     def done(self, seconds: float) -> bool:
         s = self.sampling
-        return (s.frames is not None and self.taken >= s.frames) or (
-            s.seconds is not None and seconds >= s.seconds
-        )
+        return self.full or (s.seconds is not None and seconds >= s.seconds)
 
     def take(self, index: int, seconds: float) -> bool:
         s = self.sampling
@@ -214,6 +218,8 @@ def read_frames(
                         return
                     if sampler.take(index, seconds):
                         yield Frame(index, seconds, frame.to_ndarray(format="rgb24"))
+                        if sampler.full:
+                            return
                     index += 1
                 if not source.live:
                     base = seconds + 1 / float(stream.average_rate or 25)
@@ -361,6 +367,8 @@ def _pi_camera(source: Source, sampler: _Sampler, stop: threading.Event) -> Iter
                 return
             if sampler.take(index, seconds):
                 yield Frame(index, seconds, np.ascontiguousarray(pixels[:, :, 2::-1]))
+                if sampler.full:
+                    return
             index += 1
     finally:
         camera.close()
