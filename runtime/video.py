@@ -299,6 +299,8 @@ def _reason(
     if isinstance(error, (av.error.ExitError, av.error.TimeoutError)) or errno_ == 110:
         what = "sent no frame" if got else "did not answer"
         return StreamError(f"{text} {what} within {timeout:g} s")
+    if source.kind == "network" and got and errno_ == 5:  # EIO: FFmpeg's word for a closed
+        return StreamError(f"{text}: the stream ended")  # connection mid-stream
     if isinstance(error, av.error.DecoderNotFoundError):
         return StreamError(f"{text}: its video codec cannot be decoded by this FFmpeg")
     if isinstance(error, av.error.InvalidDataError) and source.kind == "file":
