@@ -247,7 +247,7 @@ def _pause(
         StreamError: ``retries`` tries have failed in a row.
     """
     if failures > retries:
-        raise StreamError(f"{error}; gave up after {failures} tries")
+        raise StreamError(f"{error}; gave up after {failures} tr{'ies' if failures > 1 else 'y'}")
     pause = BACKOFF[min(failures - 1, len(BACKOFF) - 1)]
     notify(f"{error}; trying again in {pause:g} s ({failures} of {retries})")
     stop.wait(pause)

@@ -279,7 +279,9 @@ def test_a_refused_port_is_one_line():
         port = s.getsockname()[1]
     result = invoke("predict", MODEL, f"http://127.0.0.1:{port}/x.mjpg", "--timeout", 1,
                     "--retries", 0)  # fmt: skip
-    assert_one_line_error(result, f"http://127.0.0.1:{port}/x.mjpg")
+    assert_one_line_error(
+        result, f"http://127.0.0.1:{port}/x.mjpg: Connection refused; gave up after 1 try"
+    )
 
 
 def test_bad_combinations(videos):
