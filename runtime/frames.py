@@ -217,7 +217,16 @@ class FrameClassifier:
     def classify_prepared(
         self, images: np.ndarray, indices: Sequence[int], times: Sequence[float]
     ) -> list[FrameResult]:
-        """Results of prepared ``images`` (one batch through the backend)."""
+        """Results of prepared ``images`` (one batch through the backend).
+
+        The stream's first batch settles ``auto`` polarity on its first frames only (at
+        most :data:`POLARITY_FRAMES`, within :data:`POLARITY_SECONDS`), whatever the
+        batch's length: how many frames a batch holds depends on the reader's timing.
+        """
+        if self._invert is None and len(images):
+            start = times[0]
+            voters = sum(t - start < POLARITY_SECONDS for t in times[:POLARITY_FRAMES])
+            self.decide_polarity(images[: max(voters, 1)])
         invert = self.decide_polarity(images)
         probs = self.classifier.predict(np.invert(images) if invert else images)
         return self.results(probs, indices, times)
