@@ -510,3 +510,23 @@ def test_a_signal_stops_an_endless_stream_cleanly(sig, code, videos):
     assert text.endswith("\n")
     lines = [json.loads(line) for line in text.splitlines()]
     assert [line["frame"] for line in lines] == list(range(len(lines)))
+
+
+def test_the_first_frames_are_not_held_back_by_a_stall(videos):
+    """Three frames, then silence: their results come within the polarity second, not
+    at the timeout, and Ctrl-C then leaves them on stdout."""
+    with MjpegServer(videos["v.avi"].path, mode="stall", stall_after=3) as server:
+        process = run_cli("predict", MODEL, server.url, "--jsonl", "--timeout", 20)
+        try:
+            started = time.monotonic()
+            seen = read_lines(process.stdout, 3)
+            took = time.monotonic() - started
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=DEADLINE)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+    assert took < 10, took
+    assert process.returncode == 130, err
+    lines = [json.loads(line) for line in (seen + out).decode().splitlines()]
+    assert [line["frame"] for line in lines] == [0, 1, 2]
