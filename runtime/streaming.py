@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -106,6 +107,7 @@ class FrameStream:
         pending: list[_Prepared] = []
         ended = False
         first = self.frames.invert is None  # the first batch also settles the polarity
+        warm_until = 0.0  # ... but waits for its frames one second of the clock at most
         while not ended:
             item = self._queue.get()
             while True:
@@ -117,6 +119,8 @@ class FrameStream:
                         yield self._classify(pending)
                     raise item
                 assert isinstance(item, _Prepared)
+                if first and not pending:
+                    warm_until = time.monotonic() + POLARITY_SECONDS
                 pending.append(item)
                 if len(pending) >= BATCH_FRAMES:
                     break
@@ -125,7 +129,12 @@ class FrameStream:
                 except queue.Empty:
                     if not (first and self._warming(pending)):
                         break
-                    item = self._queue.get()
+                    # A stream that stalls after its first frames must not hold their
+                    # results until its timeout (or lose them to Ctrl-C).
+                    try:
+                        item = self._queue.get(timeout=max(0.0, warm_until - time.monotonic()))
+                    except queue.Empty:
+                        break
             if pending:
                 first = False
                 yield self._classify(pending)
