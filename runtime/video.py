@@ -136,8 +136,11 @@ class _Sampler:
 
     @property
     def full(self) -> bool:
-        """Whether ``frames`` frames are taken: checked as soon as one is, since waiting
-        for the next frame of a live stream could take a timeout, or forever."""
+        """Whether ``frames`` frames are taken.
+
+        Checked as soon as one is taken: waiting for the next frame of a live stream
+        could take a whole timeout, or forever.
+        """
         return self.sampling.frames is not None and self.taken >= self.sampling.frames
 
     def done(self, seconds: float) -> bool:
