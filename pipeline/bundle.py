@@ -62,6 +62,8 @@ class BundlePlan:
     out: Path
     #: A folder to take wheels from instead of the package index.
     wheels: Path | None
+    #: Carry PyAV for video files, cameras and streams, where it has a wheel.
+    video: bool = False
 
     @property
     def archive(self) -> bool:
@@ -82,6 +84,7 @@ def build_bundle(
     pythons: tuple[str, ...] | None = None,
     wheels: Path | None = None,
     log: Any = print,
+    video: bool = False,
 ) -> dict[str, Any]:
     """Write the bundle for ``target_key`` from ``source`` (a run or its exports/ folder).
 
@@ -90,9 +93,11 @@ def build_bundle(
     exported files, the first the one install.sh verifies (default: the run's
     recommendation for the target); ``pythons`` the
     Python versions to carry wheels for; ``wheels`` a folder to take wheels from instead
-    of the package index (``pip download --no-index --find-links``). Returns the manifest.
+    of the package index (``pip download --no-index --find-links``); ``video`` adds
+    PyAV's wheel for videos (33 to 39 MB a Python; a 32-bit Pi needs Debian's Pillow).
+    Returns the manifest.
     """
-    plan = plan_bundle(source, target_key, out, models, pythons, wheels)
+    plan = plan_bundle(source, target_key, out, models, pythons, wheels, video)
     plan.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         manifest = _write(plan, log)
@@ -121,6 +126,7 @@ def plan_bundle(
     models: tuple[str, ...] | None,
     pythons: tuple[str, ...] | None,
     wheels: Path | None,
+    video: bool = False,
 ) -> BundlePlan:
     """The target, the model files, the Pythons and the output, as ``build_bundle`` takes them.
 
@@ -143,7 +149,7 @@ def plan_bundle(
         if not _is_version(version):
             raise ConfigError(f"--python takes versions such as 3.11, got {version!r}")
     out = exports.parent / f"edgecnn-{target.key}.tar.gz" if out is None else out
-    plan = BundlePlan(target, exports, report, names, bundled, pythons, out, wheels)
+    plan = BundlePlan(target, exports, report, names, bundled, pythons, out, wheels, video)
     _check_out(plan)
     return plan
 
@@ -203,7 +209,9 @@ def fetch(plan: BundlePlan, root: Path, log: Any) -> tuple[str, dict[str, dict[s
     own = edgecnn_wheel(root / "wheels", plan.wheels)
     log(f"  {own.name}")
     target = plan.target
-    pythons = download(target, plan.pythons, plan.models, own, root / "wheels", plan.wheels, log)
+    pythons = download(
+        target, plan.pythons, plan.models, own, root / "wheels", plan.wheels, log, plan.video
+    )
     for version, entry in pythons.items():
         if entry["model"] == NUMPY_FILE and NUMPY_FILE not in plan.bundled:
             raise BundleError(
@@ -227,6 +235,7 @@ def assemble(
         "target_name": target.systems,
         "machine": target.machine,
         "system_numpy": target.system_numpy,
+        "video": plan.video,
         "notes": target.notes,
         "model": plan.models[0],
         "models": plan.bundled,
@@ -280,6 +289,14 @@ def readme(manifest: dict[str, Any]) -> str:
     if not manifest["pythons"]:
         lines.append("  any: edgecnn's wheel; its requirements come from the system or the "
                      "package index")  # fmt: skip
+    if manifest.get("video"):
+        lines += [
+            "",
+            "Videos, cameras and streams (edgecnn predict MODEL clip.mp4) need PyAV (av)",
+            "and Pillow: the wheels above carry them where they have one; install.sh names",
+            "the system's package for what is missing (on Raspberry Pi OS 32-bit: sudo apt",
+            "install python3-pil).",
+        ]
     lines += ["", manifest["notes"], ""]
     return "\n".join(lines)
 

@@ -22,6 +22,11 @@ from edgecnn.pipeline.devices import NUMPY_FILE, Device, format_of
 
 #: Optional wheels: picture files (Pillow). Missing ones are noted, not fatal.
 OPTIONAL = ("pillow",)
+#: Video files, cameras and streams (PyAV, edgecnn[video]; frames are resized by
+#: Pillow): only with ``--video``, since PyAV's wheel (FFmpeg's libraries inside) is 33 to
+#: 39 MB for each Python. PyAV publishes aarch64 and armv7l wheels; Pillow has none for
+#: armv7l, so a 32-bit Pi takes Debian's python3-pil, as it takes its numpy.
+VIDEO = ("av",)
 
 
 class BundleError(EdgecnnError):
@@ -96,11 +101,12 @@ def download(
     dest: Path,
     wheels: Path | None,
     log: Any,
+    video: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Download each Python's wheels into ``dest``; what each installs and runs.
 
     Each Python runs the first of ``models`` whose interpreter has a wheel for it, else
-    weights.npz on the numpy backend.
+    weights.npz on the numpy backend. ``video`` adds PyAV's wheel where one exists.
     """
     base = [r for r in _requirements(own) if not (target.system_numpy and r.startswith("numpy"))]
     interpreters = list(dict.fromkeys(
@@ -124,10 +130,14 @@ def download(
         first = target.interpreters.get(format_of(models[0]))
         if first in missing:  # the first file cannot run here: say which wheel is missing
             entry["missing"] = first
-        for extra in OPTIONAL:
+        for extra in OPTIONAL + (VIDEO if video else ()):
             if _fetch(target, version, [extra], dest, wheels, own, optional=True):
                 entry["requirements"].append(extra)
-        log(f"  Python {version}: {' '.join(entry['requirements'])} -> {entry['model']}")
+        unmet = [r for r in (*OPTIONAL, *VIDEO) if r not in entry["requirements"]]
+        note = ""
+        if video and unmet:
+            note = f" (no {', '.join(unmet)} wheel: install.sh names the system's package)"
+        log(f"  Python {version}: {' '.join(entry['requirements'])} -> {entry['model']}{note}")
         plan[version] = entry
     return plan
 

@@ -255,6 +255,13 @@ def bundle_command(
             "build machine)."
         ),
     ] = None,
+    video: Annotated[
+        bool,
+        typer.Option(
+            "--video",
+            help="Carry PyAV's wheel (33 to 39 MB a Python) for videos, cameras and streams.",
+        ),
+    ] = False,
 ) -> None:
     """Pack edgecnn, its wheels for a device and a verified model into one archive.
 
@@ -276,7 +283,9 @@ def bundle_command(
         if not models:
             raise ConfigError("--model takes exported file names, comma-separated")
     typer.echo(f"Bundling for {target} ...")
-    manifest = build_bundle(source, target, out, models, pythons, wheels, log=typer.echo)
+    manifest = build_bundle(
+        source, target, out, models, pythons, wheels, log=typer.echo, video=video
+    )
     size = manifest["size_bytes"] / 1e6
     path = Path(manifest["out"])
     folder = f"edgecnn-{manifest['target']}"

@@ -64,7 +64,8 @@ DEVICES = (
         systems="Raspberry Pi OS 64-bit (bookworm, trixie)", machine="aarch64",
         pythons=("3.11", "3.13"),
         interpreters={"tflite": LITERT, "onnx": ONNXRUNTIME},
-        notes="bookworm has Python 3.11, trixie 3.13; both get LiteRT and onnxruntime wheels.",
+        notes="bookworm has Python 3.11, trixie 3.13; both get LiteRT and onnxruntime wheels "
+        "(and PyAV's, for videos, with edgecnn bundle --video).",
     ),
     Device(
         "pi32", "Raspberry Pi, 32-bit OS", ("tflite", "numpy"),
@@ -74,8 +75,10 @@ DEVICES = (
         pythons=("3.11", "3.13"), interpreters={"tflite": TFLITE_RUNTIME},
         system_numpy=True,
         notes="numpy is Debian's (sudo apt install python3-numpy): no 32-bit ARM wheels "
-        "exist. tflite-runtime 2.14 has a wheel for bookworm's Python 3.11 only; on trixie "
-        "(3.13) the runtime's numpy backend runs weights.npz.",
+        "exist; so is Pillow, for pictures and videos (sudo apt install python3-pil). "
+        "edgecnn bundle --video carries PyAV's armv7l wheel. tflite-runtime 2.14 "
+        "has a wheel for bookworm's Python 3.11 only; on trixie (3.13) the runtime's numpy "
+        "backend runs weights.npz.",
     ),
     Device("mobile", "Android / iOS app", ("tflite",), "LiteRT is the phones' runtime"),
     Device("mcu", "microcontroller", ("c", "tflm"), "C99, no operating system needed"),

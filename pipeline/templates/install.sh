@@ -237,8 +237,23 @@ elif [ "$status" -ne 0 ]; then
     echo "install.sh: edgecnn is installed, but model/$model did not pass edgecnn verify here" >&2
     exit 1
 fi
-"$venv/bin/python" -I -c "import PIL" 2>/dev/null ||
-    echo "For picture files (PNG, JPEG) install Pillow: sudo apt install python3-pil"
+# Videos need PyAV and Pillow (which resizes the frames); pictures need Pillow.
+has_av=1
+"$venv/bin/python" -I -c "import av" 2>/dev/null || has_av=0
+if ! "$venv/bin/python" -I -c "import PIL" 2>/dev/null; then
+    if [ "$has_av" = 1 ]; then
+        echo "For picture files (PNG, JPEG) and videos install Pillow: sudo apt install python3-pil"
+    else
+        echo "For picture files (PNG, JPEG) install Pillow: sudo apt install python3-pil"
+    fi
+fi
+if [ "$has_av" = 0 ]; then
+    if [ -n "$venv_args" ]; then  # the venv sees the system's packages
+        echo "For videos, cameras and streams install PyAV: sudo apt install python3-av (or make the bundle with edgecnn bundle --video)"
+    else
+        echo "For videos, cameras and streams: a bundle made with edgecnn bundle --video carries PyAV"
+    fi
+fi
 echo
 echo "Classify a picture:"
 echo "  $(quoted "$venv/bin/edgecnn") predict $(quoted "$here/model/$model") picture.png"
