@@ -3,7 +3,7 @@
 # ARM, run through qemu user-mode emulation; edgecnn goes in from a device bundle.
 #
 #   bash tools/pi_emulation.sh build [SYSTEM ...]         # build or refresh (default: arm64 armhf)
-#   bash tools/pi_emulation.sh install SYSTEM BUNDLE      # run the bundle's install.sh inside
+#   bash tools/pi_emulation.sh install SYSTEM BUNDLE [VENV] # run the bundle's install.sh inside
 #   bash tools/pi_emulation.sh run SYSTEM [--bind DIR[:INSIDE]]... CMD [ARG...]
 #   bash tools/pi_emulation.sh status                     # or: clean
 #
@@ -18,8 +18,8 @@
 #
 # `install` takes what `edgecnn bundle RUN --target pi64|pi32` wrote (the .tar.gz or the
 # folder) and runs its install.sh inside, as a user would on the device: a fresh venv in
-# /opt/edgecnn, pip install --no-index from the bundle's wheels, edgecnn verify on its
-# model. /opt/edgecnn/bin is first on PATH in `run`.
+# VENV (default /opt/edgecnn), pip install --no-index from the bundle's wheels, edgecnn
+# verify on its model. /opt/edgecnn/bin is first on PATH in `run`.
 #
 # `run` starts CMD in a private mount namespace with a fresh /proc inside the root
 # filesystem, and bind-mounts each --bind DIR at the same path inside; the mounts vanish
@@ -208,12 +208,13 @@ build_rootfs() {
     log "$arch: root filesystem built in $((SECONDS - start)) s"
 }
 
-# cmd_install SYSTEM BUNDLE: the bundle's install.sh into a fresh venv at $VENV. Exits
-# with install.sh's status (1: verify failed, 2: something missing), 1 for this script's
-# own refusals.
+# cmd_install SYSTEM BUNDLE [VENV]: the bundle's install.sh into a fresh venv at VENV
+# (default $VENV). Exits with install.sh's status (1: verify failed, 2: something
+# missing), 1 for this script's own refusals.
 cmd_install() {
-    [ $# -eq 2 ] || usage
-    local arch=$1 bundle=$2 tmp folder status=0
+    [ $# -eq 2 ] || [ $# -eq 3 ] || usage
+    local arch=$1 bundle=$2 venv=${3:-$VENV} tmp folder status=0
+    case $venv in */../* | */.. | *[!A-Za-z0-9/._-]*) die "VENV must be a plain folder in /opt, got '$venv'" ;; /opt/?*) ;; *) die "VENV must be a folder in /opt, got '$venv'" ;; esac
     case $bundle in /*) ;; *) bundle=$CALLER/$bundle ;; esac
     check_arch "$arch"
     [ -f "$CACHE/$arch/.edgecnn-rootfs" ] || die "no $arch root filesystem: run '$0 build $arch'"
@@ -228,8 +229,8 @@ cmd_install() {
         folder=$(realpath -m "$bundle")
     fi
     [ -n "$folder" ] && [ -f "$folder/install.sh" ] || die "$bundle: no install.sh inside"
-    as_root rm -rf "$CACHE/$arch$VENV"
-    in_root "$CACHE/$arch" "$arch" --bind "$folder:/mnt/bundle" sh /mnt/bundle/install.sh "$VENV" ||
+    as_root rm -rf "${CACHE:?}/$arch$venv"
+    in_root "$CACHE/$arch" "$arch" --bind "$folder:/mnt/bundle" sh /mnt/bundle/install.sh "$venv" ||
         status=$?
     return "$status"
 }

@@ -1,0 +1,175 @@
+"""Video files on emulated Raspberry Pi OS, installed from ``edgecnn bundle --video``.
+
+64-bit: the bundle carries PyAV's (and Pillow's) aarch64 wheels, and ``edgecnn predict
+MODEL clip.mp4`` answers every frame as on x86. 32-bit: PyAV publishes an armv7l wheel,
+which decodes the clip there exactly as on x86, but Pillow (which resizes the frames)
+has none: install.sh names Debian's python3-pil, as it names python3-numpy, and predict
+says the same in one line (the emulated system, like Raspberry Pi OS Lite, lacks it).
+
+Each system gets its own venv (/opt/edgecnn-video), so the bundles of
+test_emulated_pi.py, installed in /opt/edgecnn, are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from video_files import make_video
+
+pytestmark = [pytest.mark.pi, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "tools" / "pi_emulation.sh"
+EDGECNN = [sys.executable, "-m", "edgecnn"]
+VENV = "/opt/edgecnn-video"
+MODEL = "model_int8.tflite"
+#: The bookworm systems and the bundle each installs.
+TARGETS = {"arm64": "pi64", "armhf": "pi32"}
+#: As in test_emulated_pi.py: int8 kernels are not bit-identical across CPUs (XNNPACK on
+#: ARM rounds some intermediate values otherwise than on x86); measured there on 1,000
+#: images, at most 0.036 apart.
+INT8_ATOL = 0.05
+#: Test pictures shown, and the frames each is held for.
+PICTURES, HOLD = 6, 5
+
+
+def _tail(text: str, lines: int = 30) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _run(command: list[str], what: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"{what} failed ({done.returncode}):\n{_tail(done.stdout + done.stderr)}",
+                    pytrace=False)  # fmt: skip
+    return done
+
+
+@pytest.fixture(scope="module")
+def clip(test_images, tmp_path_factory):
+    """A short H.264 MP4 of real Fashion-MNIST test pictures, each held for a few frames."""
+    folder = tmp_path_factory.mktemp("video")
+    return make_video(folder / "clip.mp4", test_images.x[:PICTURES], hold=HOLD)
+
+
+@pytest.fixture(scope="module")
+def video_installed(exported, tmp_path_factory):
+    """``edgecnn bundle --video`` for each bookworm system (Python 3.11 only), installed
+    there by its install.sh into VENV, both systems at once; the bundle, its build log and
+    the install's output."""
+    _run(["bash", str(SCRIPT), "build", *TARGETS], "bash tools/pi_emulation.sh build")
+    folder = tmp_path_factory.mktemp("video-bundles")
+    results = {}
+    for arch, target in TARGETS.items():
+        bundle = folder / f"edgecnn-{target}-video.tar.gz"
+        done = _run([*EDGECNN, "bundle", str(exported.out), "--target", target, "--video",
+                     "--python", "3.11", "--model", MODEL, "--out", str(bundle)],
+                    f"edgecnn bundle --target {target} --video")  # fmt: skip
+        results[arch] = SimpleNamespace(bundle=bundle, log=done.stdout)
+    procs = {
+        arch: subprocess.Popen(["bash", str(SCRIPT), "install", arch, str(r.bundle), VENV],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for arch, r in results.items()
+    }  # fmt: skip
+    for arch, proc in procs.items():
+        results[arch].output = proc.communicate()[0]
+        if proc.returncode != 0:
+            pytest.fail(f"install.sh failed on {arch}:\n{_tail(results[arch].output)}",
+                        pytrace=False)  # fmt: skip
+    return results
+
+
+def _predict_emulated(arch: str, exported, clip) -> subprocess.CompletedProcess[str]:
+    """``edgecnn predict MODEL clip.mp4 --jsonl`` inside the system, from VENV."""
+    command = ["bash", str(SCRIPT), "run", arch, "--bind", str(exported.out), "--bind",
+               str(clip.path.parent), f"{VENV}/bin/edgecnn", "predict",
+               str(exported.out / MODEL), str(clip.path), "--jsonl"]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def _frames(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def _probabilities(frame: dict) -> dict[str, float]:
+    return {entry["label"]: entry["probability"] for entry in frame["top_k"]}
+
+
+def test_the_64_bit_bundle_carries_pyav_and_classifies_a_video_as_x86(
+    video_installed, exported, clip
+):
+    result = video_installed["arm64"]
+    with tarfile.open(result.bundle) as tar:
+        manifest = json.load(tar.extractfile("edgecnn-pi64/bundle.json"))
+        wheels = [Path(n).name for n in tar.getnames() if "/wheels/av-" in n]
+    assert manifest["video"] is True
+    assert "av" in manifest["pythons"]["3.11"]["requirements"]
+    assert len(wheels) == 1 and wheels[0].endswith("aarch64.whl"), wheels
+    assert "PASS" in result.output and "FAIL" not in result.output
+    assert "python3-av" not in result.output and "--video" not in result.output
+
+    arm = _predict_emulated("arm64", exported, clip)
+    assert arm.returncode == 0, _tail(arm.stderr)
+    host = _run([*EDGECNN, "predict", str(exported.out / MODEL), str(clip.path), "--jsonl"],
+                "edgecnn predict on x86")  # fmt: skip
+    arm_frames, host_frames = _frames(arm.stdout), _frames(host.stdout)
+    assert len(arm_frames) == len(host_frames) == PICTURES * HOLD
+    for a, h in zip(arm_frames, host_frames, strict=True):
+        assert (a["frame"], a["time"]) == (h["frame"], h["time"])
+        assert a["label"] == h["label"], (a, h)
+        assert a["confidence"] == pytest.approx(h["confidence"], abs=INT8_ATOL)
+        # Both top-k lists name the same classes where both are confident enough to count.
+        arm_p, host_p = _probabilities(a), _probabilities(h)
+        for label in arm_p.keys() & host_p.keys():
+            assert arm_p[label] == pytest.approx(host_p[label], abs=INT8_ATOL), (label, a, h)
+    # Real pictures, a trained model: each picture's frames agree with one another.
+    labels = [f["label"] for f in host_frames]
+    assert all(len(set(labels[i : i + HOLD])) == 1 for i in range(0, len(labels), HOLD)), labels
+
+
+#: Each decoded frame's luma plane, hashed: H.264 decoding is bit-exact by the standard,
+#: so the same bytes come out on any CPU.
+_DECODE = """
+import hashlib, json, sys
+import av
+with av.open(sys.argv[1]) as container:
+    planes = [bytes(f.planes[0]) for f in container.decode(video=0)]
+print(json.dumps({"version": av.__version__, "frames": len(planes),
+                  "sha256": hashlib.sha256(b"".join(planes)).hexdigest()}))
+"""
+
+
+def test_the_32_bit_bundle_carries_pyav_and_names_debians_pillow(video_installed, exported,
+                                                                 clip):  # fmt: skip
+    """PyAV's armv7l wheel decodes the clip as on x86; Pillow has no armv7l wheel, so
+    install.sh names Debian's python3-pil (the venv sees the system's packages, as for
+    numpy), and predict says so in one line."""
+    result = video_installed["armhf"]
+    with tarfile.open(result.bundle) as tar:
+        wheels = [Path(n).name for n in tar.getnames() if "/wheels/" in n]
+        manifest = json.load(tar.extractfile("edgecnn-pi32/bundle.json"))
+    assert manifest["video"] is True
+    assert manifest["pythons"]["3.11"]["requirements"] == ["edgecnn", "tflite-runtime", "av"]
+    assert [w for w in wheels if w.startswith("av-")][0].endswith("armv7l.whl"), wheels
+    assert not [w for w in wheels if w.startswith(("pillow", "numpy"))], wheels
+    assert "no pillow wheel" in result.log, result.log
+    assert "PASS" in result.output and "FAIL" not in result.output
+    assert "and videos install Pillow: sudo apt install python3-pil" in result.output
+
+    command = ["bash", str(SCRIPT), "run", "armhf", "--bind", str(clip.path.parent),
+               f"{VENV}/bin/python", "-c", _DECODE, str(clip.path)]  # fmt: skip
+    arm = json.loads(_run(command, "decoding the clip on armhf").stdout)
+    host = json.loads(_run([sys.executable, "-c", _DECODE, str(clip.path)], "decoding").stdout)
+    assert arm == host and arm["frames"] == PICTURES * HOLD, (arm, host)
+
+    done = _predict_emulated("armhf", exported, clip)
+    assert done.returncode == 2, (done.returncode, _tail(done.stdout + done.stderr))
+    error = done.stderr.strip().splitlines()
+    assert len(error) == 1 and "needs Pillow" in error[0], done.stderr
+    assert _frames(done.stdout) == []
