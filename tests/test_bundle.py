@@ -103,6 +103,9 @@ def test_every_target_says_what_it_carries():
     assert "sh install.sh" in text and "no tflite-runtime wheel" in text
     assert "SHA256SUMS" in text and "archive's SHA-256" in text
     assert "GNU coreutils' sha256sum" in text and "python3 -I" in text
+    assert "PyAV" not in text
+    assert "need PyAV (av)" in readme({"edgecnn_version": "1", "target_name": "X", "model": "m",
+                                       "notes": "n", "pythons": {}, "video": True})  # fmt: skip
 
 
 @pytest.mark.slow
@@ -136,6 +139,7 @@ def test_the_x86_bundle_installs_offline_and_verifies_here(exports, tmp_path, te
     done = _install(bundle, venv, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS" in done.stdout
+    assert "a bundle made with edgecnn bundle --video carries PyAV" in done.stdout
     model = bundle / "model" / manifest["model"]
     closing = f"'{venv}/bin/edgecnn' predict '{model}' picture.png"
     assert done.stdout.rstrip().endswith(closing), done.stdout
@@ -163,6 +167,39 @@ def test_the_x86_bundle_installs_offline_and_verifies_here(exports, tmp_path, te
     foreign = _install(bundle, venv, env=env)
     assert foreign.returncode == 2 and foreign.stderr.count("\n") == 1
     assert "this bundle is for" in foreign.stderr and "riscv64" in foreign.stderr
+
+
+@pytest.mark.slow
+def test_a_video_bundle_installs_pyav_offline_and_classifies_a_clip(exports, tmp_path,
+                                                                     test_images):  # fmt: skip
+    """``--video`` carries PyAV's wheel: installed with no index, the venv's edgecnn
+    classifies an MP4 frame by frame as this machine's does."""
+    from video_files import make_video
+
+    out = tmp_path / "video"
+    result = invoke("bundle", exports, "--target", "linux-x86", "--python", PYTHON, "--video",
+                    "--model", "model_int8.tflite", "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    manifest = json.loads((out / "bundle.json").read_text())
+    assert manifest["video"] is True
+    assert manifest["pythons"][PYTHON]["requirements"][-2:] == ["pillow", "av"]
+    assert "need PyAV (av)" in (out / "README.txt").read_text()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
+    env.update(PIP_INDEX_URL="http://127.0.0.1:9/simple", PIP_NO_CACHE_DIR="1", HOME=str(tmp_path))
+    env["PATH"] = str(Path(sys.executable).resolve().parent) + os.pathsep + env.get("PATH", "")
+    done = _install(out, tmp_path / "venv", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PyAV" not in done.stdout and "Pillow" not in done.stdout, done.stdout
+    clip = make_video(tmp_path / "clip.mp4", test_images.x[:3], hold=2).path
+    model = str(out / "model" / "model_int8.tflite")
+    answers = [
+        subprocess.run([*edgecnn, "predict", model, str(clip), "--jsonl"], capture_output=True,
+                       text=True, env=env)
+        for edgecnn in ([str(tmp_path / "venv" / "bin" / "edgecnn")],
+                        [sys.executable, "-m", "edgecnn"])
+    ]  # fmt: skip
+    assert [a.returncode for a in answers] == [0, 0], [a.stderr for a in answers]
+    assert answers[0].stdout == answers[1].stdout and answers[0].stdout.count("\n") == 6
 
 
 def test_the_generic_bundle_carries_edgecnn_and_the_model_only(exports, tmp_path):
