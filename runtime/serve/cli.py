@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edgecnn.runtime.options import AUTO, BackendOption, IntegrityOption, ModelArg
+
+if TYPE_CHECKING:
+    from edgecnn.runtime.classifier import Classifier
+    from edgecnn.runtime.frames import Crop
+    from edgecnn.runtime.serve.viewers import Viewers
+    from edgecnn.runtime.video import Source
 
 
 def serve_command(
@@ -63,12 +69,40 @@ def serve_command(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="One line per request on stderr.")
     ] = False,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="A video file (played at its own speed, looped), /dev/videoN or camera:N, "
+            "or an rtsp:// or http:// stream, classified as it plays and shown at /live "
+            "(label stream at /events). Needs edgecnn[video].",
+        ),
+    ] = None,
+    crop: Annotated[
+        str, typer.Option(help="With --source: 'center' (the centred square) or X,Y,W,H.")
+    ] = "center",
+    invert: Annotated[
+        str, typer.Option(help="With --source: auto, yes or no (dark-on-light frames).")
+    ] = "auto",
+    source_timeout: Annotated[
+        float,
+        typer.Option(min=0.1, max=3600, help="With --source: seconds to open it and per frame."),
+    ] = 10.0,
+    max_viewers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=256,
+            help="With --source: live viewers at once (/events, /live/stream.mjpg); more get 503.",
+        ),
+    ] = 8,
 ) -> None:
     """Serve a model over HTTP: POST /classify, GET /health, GET /metadata.
 
     POST a picture (PNG, JPEG, BMP) or a .npy array as the raw body to /classify
-    (?top_k=N) and get JSON back. SIGTERM or Ctrl-C stops accepting, lets in-flight
-    requests finish, and exits 0.
+    (?top_k=N) and get JSON back. With --source, a video is classified as it plays:
+    GET /live is a page showing it, /live/frame.jpg its latest frame with the crop box,
+    /events the results as Server-Sent Events. SIGTERM or Ctrl-C stops accepting, lets
+    in-flight requests finish, and exits 0.
     """
     from edgecnn._quiet import native_stderr_hidden
     from edgecnn.runtime import load_classifier
@@ -83,6 +117,7 @@ def serve_command(
     from edgecnn.runtime.serve.service import ClassifierService
 
     workers = check_threads(threads, "--threads") or default_threads()
+    live = _live_options(source, crop, invert, source_timeout) if source is not None else None
     # Every worker's interpreter is made here, so LiteRT's banner is hidden once for all.
     with native_stderr_hidden():
         classifier = load_classifier(
@@ -95,8 +130,11 @@ def serve_command(
         max_buffered_bytes=max(max_buffered_bytes, max_body_bytes),
         request_timeout=request_timeout,
     )
+    viewers = None
     try:
-        server = make_server(service, host, port, limits, access_log)
+        if live is not None:
+            viewers = _viewers(classifier, live, Path(model).name, max_viewers)
+        server = make_server(service, host, port, limits, access_log, viewers)
     except BaseException:
         service.close()
         raise
@@ -114,5 +152,49 @@ def serve_command(
             f"on {server.url} ; Ctrl-C or SIGTERM stops"
         )
 
-    reason = serve_until_signalled(server, on_started=started)
+    if viewers is not None:
+        viewers.feed.start()
+    try:
+        reason = serve_until_signalled(server, on_started=started)
+    finally:
+        if viewers is not None:
+            viewers.feed.stop()
     typer.echo(f"stopped on {reason} after {service.counters.requests} requests")
+
+
+def _live_options(
+    source: str, crop: str, invert: str, timeout: float
+) -> tuple[Source, Crop, str, float]:
+    """``(Source, Crop, invert, timeout)``, the source opened once to prove it works.
+
+    Raises:
+        InputError: not a video source, a bad crop or polarity, or PyAV missing.
+        StreamError: the source cannot be opened or sends no frame within ``timeout``.
+    """
+    from edgecnn.runtime.errors import InputError
+    from edgecnn.runtime.frames import Crop, invert_choice
+    from edgecnn.runtime.serve.live import check_source
+    from edgecnn.runtime.video import load_av, stream_source
+
+    found = stream_source(source)
+    if found is None:
+        raise InputError(
+            f"--source {source!r:.80} is not a video: give a video file (.mp4, .mkv, .avi, ...), "
+            "/dev/videoN, camera:N, or an rtsp:// or http:// URL"
+        )
+    parsed = Crop.parse(crop)
+    invert_choice(invert)
+    if found.kind != "camera":
+        load_av()
+    check_source(found, parsed, timeout)
+    return found, parsed, invert, timeout
+
+
+def _viewers(classifier: Classifier, live: tuple[Source, Crop, str, float], model: str,
+             max_viewers: int) -> Viewers:  # fmt: skip
+    from edgecnn.runtime.serve.live import LiveFeed, print_note
+    from edgecnn.runtime.serve.viewers import Viewers
+
+    source, crop, invert, timeout = live
+    feed = LiveFeed(classifier, source, crop, invert, timeout, notify=print_note)
+    return Viewers(feed, model, max_viewers)

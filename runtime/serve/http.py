@@ -1,4 +1,7 @@
-"""The HTTP/1.1 that ``edgecnn serve`` speaks: request heads parsed strictly, replies as JSON.
+"""The HTTP/1.1 that ``edgecnn serve`` speaks: request heads parsed strictly, replies built.
+
+Replies are JSON, except the live view's page and pictures (:class:`Body`) and its
+streams, which have no length and end with the connection (:func:`stream_head`).
 
 Only what the service needs, and every ambiguity refused rather than guessed at (RFC
 9112): a request with two different ``Content-Length`` values, or with both a length and
@@ -23,6 +26,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(r"HTTP/(\d)\.(\d)")
 _DIGITS = re.compile(r"[0-9]{1,18}")
+JSON = "application/json"
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -157,6 +161,14 @@ def parse_head(head: bytes) -> Request:
     return request
 
 
+@dataclass(frozen=True)
+class Body:
+    """A reply body that is not JSON: a page or a picture."""
+
+    content_type: str
+    data: bytes
+
+
 def reply(
     status: int,
     document: object,
@@ -165,8 +177,14 @@ def reply(
     close: bool = False,
     extra: dict[str, str] | None = None,
 ) -> bytes:
-    """A complete response: status line, headers and a JSON body (strict: no NaN)."""
-    body = (_json.dumps(document, indent=None) + "\n").encode()
+    """A complete response: status line, headers and a body.
+
+    The body is ``document`` as JSON (strict: no NaN), or its bytes if it is a :class:`Body`.
+    """
+    if isinstance(document, Body):
+        body, content_type = document.data, document.content_type
+    else:
+        body, content_type = (_json.dumps(document, indent=None) + "\n").encode(), JSON
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
@@ -174,7 +192,7 @@ def reply(
     lines = [
         f"HTTP/1.1 {status} {phrase}",
         f"Server: edgecnn/{__version__}",
-        "Content-Type: application/json",
+        f"Content-Type: {content_type}",
         f"Content-Length: {len(body)}",
         *(f"{name}: {value}" for name, value in (extra or {}).items()),
     ]
@@ -182,6 +200,19 @@ def reply(
         lines.append("Connection: close")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head if head_only else head + body
+
+
+def stream_head(content_type: str) -> bytes:
+    """The head of a response that goes on until the connection closes (no length)."""
+    lines = [
+        "HTTP/1.1 200 OK",
+        f"Server: edgecnn/{__version__}",
+        f"Content-Type: {content_type}",
+        "Cache-Control: no-store",
+        "X-Accel-Buffering: no",  # a proxy in front must pass events on, not hold them
+        "Connection: close",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -41,6 +41,8 @@ from edgecnn.runtime.serve import http
 from edgecnn.runtime.serve.connections import Connection, CountingReader, Slots, before, linger
 from edgecnn.runtime.serve.http import HttpError, Request
 from edgecnn.runtime.serve.service import ClassifierService, RequestError
+from edgecnn.runtime.serve.viewers import ROUTES as LIVE_ROUTES
+from edgecnn.runtime.serve.viewers import Streamed, Viewers
 
 #: Seconds in-flight requests get to finish after SIGTERM before the server stops anyway.
 GRACE_SECONDS = 10.0
@@ -80,11 +82,14 @@ class ClassifierServer:
         service: ClassifierService,
         limits: Limits,
         access_log: bool = False,
+        viewers: Viewers | None = None,
     ) -> None:
         self.sock = sock
         self.service = service
         self.limits = limits
         self.access_log = access_log
+        self.viewers = viewers
+        self.routes = {**ROUTES, **(LIVE_ROUTES if viewers else {})}
         self.stopping = False
         self._slots: Slots | None = None
         self._buffered = 0
@@ -218,6 +223,14 @@ class ClassifierServer:
             conn.reserved = 0
         if conn.replaced:  # answered 503 already
             return False
+        if isinstance(document, Streamed) and self.viewers is not None:
+            conn.enter("streaming")  # exempt from deadlines, never replaced, ends on stop
+            status = await self.viewers.stream(document.kind, reader, writer,
+                                               lambda: self.stopping)  # fmt: skip
+            self.service.counters.count(status)
+            if self.access_log:
+                self._log(writer, request, status, started)
+            return False
         conn.enter("writing")
         keep = not unread and not self.stopping and request is not None and request.keep_alive
         head_only = request is not None and request.method == "HEAD"
@@ -248,13 +261,13 @@ class ClassifierServer:
         writer: asyncio.StreamWriter,
         deadline: float,
         conn: Connection,
-    ) -> tuple[int, dict[str, Any], dict[str, str], bool]:
+    ) -> tuple[int, Any, dict[str, str], bool]:
         """``(status, document, extra headers, body left unread)`` for one request."""
-        allowed = ROUTES.get(request.path)
+        allowed = self.routes.get(request.path)
         if allowed is None or request.method not in allowed:
             unread = not await self._discard_body(request, reader, deadline)
             if allowed is None:
-                endpoints = ", ".join(f"{m[0]} {p}" for p, m in ROUTES.items())
+                endpoints = ", ".join(f"{m[0]} {p}" for p, m in self.routes.items())
                 message = f"no endpoint {http.shown(request.path)}; the endpoints are {endpoints}"
                 return 404, {"error": message}, {}, unread
             message = f"{request.path} takes {' or '.join(allowed)}"
@@ -262,14 +275,20 @@ class ClassifierServer:
         if request.path == "/classify":
             return await self._classify(request, reader, writer, deadline, conn)
         unread = not await self._discard_body(request, reader, deadline)
+        if self.viewers is not None and request.path in LIVE_ROUTES:
+            status, document, extra = await self.viewers.respond(request.path, request.query)
+            return status, document, extra, unread
         if request.query:
             name = next(iter(parse_qs(request.query, keep_blank_values=True)), request.query)
             message = f"unknown query parameter {http.shown(name, 40)}; {request.path} takes none"
             return 400, {"error": message}, {}, unread
         if request.path == "/health":
-            status = "stopping" if self.stopping else "ok"
+            state = "stopping" if self.stopping else "ok"
             # Not counting this request itself.
-            document = {**self.service.health(status), "in_flight": self.in_flight - 1}
+            document = {**self.service.health(state), "in_flight": self.in_flight - 1}
+            if self.viewers is not None:
+                document["source"] = {**self.viewers.feed.health(),
+                                      "viewers": self.viewers.watching}  # fmt: skip
         else:
             document = self.service.metadata()
         return 200, document, {}, unread
@@ -387,6 +406,7 @@ def make_server(
     port: int,
     limits: Limits,
     access_log: bool = False,
+    viewers: Viewers | None = None,
 ) -> ClassifierServer:
     """Bind a :class:`ClassifierServer` to ``host:port`` (0: any free port).
 
@@ -414,7 +434,7 @@ def make_server(
         }.get(e.errno or 0, f"cannot listen on {host}:{port}: {e.strerror or e}")
         raise ServeError(reason) from None
     sock.setblocking(False)
-    return ClassifierServer(sock, service, limits, access_log)
+    return ClassifierServer(sock, service, limits, access_log, viewers)
 
 
 def is_loopback(server: ClassifierServer) -> bool:

@@ -1,0 +1,313 @@
+"""``edgecnn serve --source``: the real server on a real video of Fashion-MNIST pictures.
+
+The video (H.264, 30 fps) shows each picture for a second and loops; the server plays it
+at its own speed. The label stream, the latest frame, the viewer cap, bad sources, and
+the page itself in Debian's Chromium (through playwright, as tests/test_report_browser.py
+drives it) are checked against what the video shows.
+"""
+
+import http.client
+import io
+import json
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import assert_one_line_error, invoke
+from PIL import Image
+from serve_helpers import call, png_bytes, running_server, wait_until
+from shared import TINY
+from test_report_browser import CHROMIUM_ARGS
+from video_files import HEIGHT, WIDTH, make_video
+
+from edgecnn.runtime import load_classifier
+
+MODEL = TINY / "model_int8.tflite"
+PICTURES = 4
+HOLD = 30  # a second each at 30 fps
+MAX_VIEWERS = 3
+#: Seconds a stream or a browser may take to show something, at most (a bound, not a speed).
+DEADLINE = 30
+
+
+@pytest.fixture(scope="module")
+def chosen(test_images):
+    """Test images of distinct classes the tiny model gets right with >= 0.95."""
+    classifier = load_classifier(MODEL)
+    x, y = test_images.x[:2000], test_images.y[:2000]
+    probs = classifier.predict(x[..., np.newaxis])
+    good = (probs.argmax(axis=1) == y) & (probs.max(axis=1) >= 0.95)
+    picked: list[int] = []
+    for i in np.flatnonzero(good):
+        if y[i] not in {y[j] for j in picked}:
+            picked.append(int(i))
+        if len(picked) == PICTURES:
+            break
+    assert len(picked) == PICTURES
+    return x[picked], [classifier.labels[y[i]] for i in picked]
+
+
+@pytest.fixture(scope="module")
+def video(chosen, tmp_path_factory):
+    pictures, _ = chosen
+    return make_video(tmp_path_factory.mktemp("live") / "clothes.mp4", pictures, HOLD)
+
+
+@pytest.fixture(scope="module")
+def live_server(video):
+    args = ("--source", video.path, "--max-viewers", MAX_VIEWERS, "--threads", 1)
+    with running_server(MODEL, *args) as server:
+        yield server
+
+
+class EventStream:
+    """A client of ``/events``: the status, then ``(name, data)`` events as they come."""
+
+    def __init__(self, port, timeout=DEADLINE):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.conn.request("GET", "/events")
+        self.response = self.conn.getresponse()
+        self.status = self.response.status
+
+    def events(self):
+        name, data = None, None
+        for raw in self.response.fp:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+            elif not line and name is not None:
+                yield name, data
+                name, data = None, None
+
+    def close(self):
+        self.response.close()  # its file holds the socket open, else
+        self.conn.close()
+
+
+def test_events_follow_the_video(live_server, video, chosen):
+    _, labels = chosen
+    frames = PICTURES * HOLD
+    stream = EventStream(live_server.port)
+    assert stream.status == 200
+    assert stream.response.getheader("Content-Type").startswith("text/event-stream")
+    results, changes, states = [], [], []
+    deadline = time.monotonic() + DEADLINE
+    try:
+        for name, data in stream.events():
+            {"result": results, "change": changes, "state": states}[name].append(data)
+            if len({c["label"] for c in changes}) >= 3 or time.monotonic() > deadline:
+                break
+    finally:
+        stream.close()
+    assert states and states[0]["state"] in ("starting", "playing")
+    assert any(s["state"] == "playing" for s in states)
+    # Each result is the picture its frame shows (the file loops: frame numbers go on).
+    expected = [labels[(r["frame"] % frames) // HOLD] for r in results]
+    agree = sum(r["label"] == e for r, e in zip(results, expected, strict=True))
+    assert agree >= 0.95 * len(results), list(zip(results, expected, strict=True))[:20]
+    assert all(set(r) >= {"frame", "time", "label", "confidence", "top_k"} for r in results)
+    # At most 10 results a second reach a viewer, however fast the source.
+    span = results[-1]["time"] - results[0]["time"]
+    assert len(results) <= 10 * span + 5
+    # The stable label changes as the pictures change, in the video's order.
+    seen = [c["label"] for c in changes]
+    assert len(set(seen)) >= 3, changes
+    for before, after in zip(seen, seen[1:], strict=False):
+        assert labels.index(after) == (labels.index(before) + 1) % PICTURES, seen
+
+
+def test_frame_is_a_jpeg_of_the_video_with_the_crop_box(live_server, chosen):
+    status, response, data = _get(live_server.port, "/live/frame.jpg?t=1")
+    assert status == 200
+    assert response.getheader("Content-Type") == "image/jpeg"
+    assert response.getheader("Cache-Control") == "no-store"
+    image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+    assert image.shape == (HEIGHT, WIDTH, 3)
+    left = (WIDTH - HEIGHT) // 2  # the centred square: x from 80 to 559, every row
+    for x, y in ((left + 1, HEIGHT // 2), (left + HEIGHT - 2, HEIGHT // 3), (WIDTH // 2, 1)):
+        r, g, b = image[y, x]
+        assert r > 180 and g < 130 and b < 100, (x, y, image[y, x])
+    # Outside the box the frame is the video's black border.
+    assert image[HEIGHT // 2, 20].max() < 40 and image[HEIGHT // 2, WIDTH - 20].max() < 40
+
+
+def test_classify_and_health_still_work_with_a_source(live_server, test_images):
+    clf = load_classifier(MODEL)
+    image = test_images.x[0]
+    status, reply, _ = call(live_server.port, "POST", "/classify", png_bytes(image))
+    assert status == 200 and reply["label"] == clf.classify(image)[0][0]
+    status, health, _ = call(live_server.port, "GET", "/health")
+    assert status == 200 and health["status"] == "ok"
+    assert health["source"]["state"] == "playing" and health["source"]["frames"] > 0
+    status, response, page = _get(live_server.port, "/live")
+    assert status == 200 and response.getheader("Content-Type").startswith("text/html")
+    assert b'name="viewport"' in page and b"EventSource" in page
+    assert call(live_server.port, "GET", "/live?x=1")[0] == 400
+    assert call(live_server.port, "POST", "/events")[0] == 405
+
+
+def test_viewers_are_capped_and_freed(live_server):
+    streams = [EventStream(live_server.port) for _ in range(MAX_VIEWERS)]
+    try:
+        assert [s.status for s in streams] == [200] * MAX_VIEWERS
+        status, reply, response = call(live_server.port, "GET", "/events")
+        assert status == 503 and "viewers" in reply["error"]
+        assert response.getheader("Retry-After")
+        status, _, _ = _get(live_server.port, "/live/stream.mjpg")
+        assert status == 503
+        # Short requests are not viewers: they are still answered.
+        assert call(live_server.port, "GET", "/health")[0] == 200
+        assert _get(live_server.port, "/live/frame.jpg")[0] == 200
+    finally:
+        for s in streams:
+            s.close()
+    wait_until(lambda: _viewers(live_server.port) == 0, "freed", DEADLINE)
+    mjpeg = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=DEADLINE)
+    try:
+        mjpeg.request("GET", "/live/stream.mjpg")
+        response = mjpeg.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type").startswith("multipart/x-mixed-replace")
+        part = response.fp.read(60000)
+        assert b"Content-Type: image/jpeg" in part and b"\xff\xd8\xff" in part
+        response.close()
+    finally:
+        mjpeg.close()
+
+
+def test_a_viewer_that_never_reads_is_not_buffered_for(live_server):
+    """A client that asks for the MJPEG stream and reads nothing: the server skips frames."""
+    with socket.create_connection(("127.0.0.1", live_server.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /live/stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(4)  # 40 frames of ~30 KB would be written to a client that reads
+        rss = _rss_kb(live_server.proc.pid)
+        time.sleep(3)
+        assert _rss_kb(live_server.proc.pid) - rss < 4096
+        assert call(live_server.port, "GET", "/health")[0] == 200
+
+
+def test_without_a_source_there_is_no_live_page(tiny):
+    with running_server(MODEL, "--threads", 1) as server:
+        for path in ("/live", "/events", "/live/frame.jpg"):
+            status, reply, _ = call(server.port, "GET", path)
+            assert status == 404 and "/live" not in reply["error"].split("are")[-1]
+
+
+def test_bad_sources_are_one_line(tmp_path, video):
+    assert_one_line_error(invoke("serve", MODEL, "--source", tmp_path / "missing.mp4"),
+                          "missing.mp4")  # fmt: skip
+    assert_one_line_error(invoke("serve", MODEL, "--source", "/dev/video97"), "no camera")
+    assert_one_line_error(invoke("serve", MODEL, "--source", tmp_path / "a.png"), "not a video")
+    not_video = tmp_path / "text.mp4"
+    not_video.write_text("not a video at all\n" * 100)
+    assert_one_line_error(invoke("serve", MODEL, "--source", not_video), "text.mp4")
+    assert_one_line_error(invoke("serve", MODEL, "--source", video.path, "--crop", "0,0,900,9"))
+
+
+def test_a_stream_that_never_answers_is_one_line_not_a_hang():
+    with socket.socket() as silent:  # accepts (the kernel does), never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/stream.mjpg"
+        started = time.monotonic()
+        result = invoke("serve", MODEL, "--source", url, "--source-timeout", 1, "--port", 0)
+    assert_one_line_error(result, "did not answer")
+    assert time.monotonic() - started < DEADLINE
+
+
+def test_ctrl_c_with_viewers_watching_stops_cleanly(video):
+    with running_server(MODEL, "--source", video.path) as server:
+        stream = EventStream(server.port)
+        assert next(stream.events())[0] == "state"
+        server.proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = server.proc.communicate(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            raise
+        stream.close()
+        assert server.proc.returncode == 0, server.stderr()
+        assert "stopped on SIGINT" in out
+        assert "Traceback" not in server.stderr()
+
+
+def test_the_page_in_chromium_shows_the_label_changing(live_server, chosen, browser_context):
+    _, labels = chosen
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    origin = f"http://127.0.0.1:{live_server.port}"
+    elsewhere = []
+
+    def record(route):
+        if route.request.url.startswith(origin):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", record)
+    page.goto(f"{origin}/live", wait_until="load")
+    shown: list[str] = []
+    deadline = time.monotonic() + DEADLINE
+    while len(shown) < 4 and time.monotonic() < deadline:
+        text = page.text_content("#label")
+        if text in labels and (not shown or shown[-1] != text):
+            shown.append(text)
+        time.sleep(0.05)
+    assert len(shown) >= 3, shown  # changed at least twice, each time to a picture's label
+    width = page.evaluate("() => document.getElementById('frame').naturalWidth")
+    assert width == WIDTH
+    assert page.evaluate("() => document.documentElement.scrollWidth <= innerWidth")
+    assert "playing" in page.text_content("#state")
+    page.close()
+    assert elsewhere == []
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    """Debian's Chromium, headless, with an empty profile (as the report tests launch it)."""
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("Chromium is not installed: run 'apt-get install chromium'", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            tmp_path_factory.mktemp("chromium-profile"),
+            executable_path=path,
+            args=CHROMIUM_ARGS,
+            headless=True,
+        )
+        yield context
+        context.close()
+
+
+def _get(port, path):
+    """``(status, response, body bytes)`` of a GET."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        if response.getheader("Content-Type", "").startswith("multipart/"):
+            return response.status, response, b""
+        return response.status, response, response.read()
+    finally:
+        conn.close()
+
+
+def _viewers(port):
+    return call(port, "GET", "/health")[1]["source"]["viewers"]
+
+
+def _rss_kb(pid):
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0])
