@@ -65,7 +65,7 @@ def measure(model: Path, seconds: float = 10.0, rounds: int = 7) -> dict[str, An
     from edgecnn.runtime import load_classifier
     from edgecnn.runtime.frames import FrameClassifier
     from edgecnn.runtime.predict.stream import StreamOptions, predict_stream
-    from edgecnn.runtime.streaming import BATCH_FRAMES
+    from edgecnn.runtime.streaming import BATCH_FRAMES, FrameStream
     from edgecnn.runtime.video import Sampling, Source, read_frames
 
     with native_stderr_hidden():
@@ -115,6 +115,8 @@ def measure(model: Path, seconds: float = 10.0, rounds: int = 7) -> dict[str, An
         prepared = np.stack([frames.prepare(f.pixels) for f in read_frames(source)])
         if len(prepared) != total:
             sys.exit(f"read_frames gave {len(prepared)} frames of {total}")
+        with FrameStream(FrameClassifier(classifier), source) as stream:
+            sizes = [len(batch) for batch in stream.batches()]
         with native_stderr_hidden():
             for name in runs:  # warm: imports, the decoder's threads, the interpreter
                 runs[name]()
@@ -134,6 +136,7 @@ def measure(model: Path, seconds: float = 10.0, rounds: int = 7) -> dict[str, An
         "video_kb": size / 1024,
         "rounds": rounds,
         **{f"{name}_fps": value for name, value in fps.items()},
+        "frames_per_batch": statistics.mean(sizes),
         "ratio": fps["whole"] / fps["prepare"],
         "ratio_every5": fps["whole_every5"] / fps["prepare_every5"],
         "spread": {
@@ -160,6 +163,8 @@ def report(r: dict[str, Any]) -> str:
             line("(b) decode + crop/resize (prepare)", "prepare"),
             line("(c) whole predict_stream, text to /dev/null", "whole"),
             line("(d) backend alone, batches of 32", "backend"),
+            f"    (c) classified {r['frames_per_batch']:.2f} frames a batch on average "
+            f"(FrameStream.batches takes what the decoding thread has queued)",
             line("(b) with --every 5", "prepare_every5"),
             line("(c) with --every 5", "whole_every5"),
             f"whole / (decode + crop/resize): {r['ratio']:.2f}x (target >= {TARGET:.1f}x): "
