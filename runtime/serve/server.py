@@ -287,8 +287,9 @@ class ClassifierServer:
             # Not counting this request itself.
             document = {**self.service.health(state), "in_flight": self.in_flight - 1}
             if self.viewers is not None:
-                document["source"] = {**self.viewers.feed.health(),
-                                      "viewers": self.viewers.watching}  # fmt: skip
+                viewers = self.viewers
+                document["source"] = {**viewers.feed.health(), "viewers": viewers.watching,
+                                      "viewer_skips": viewers.skipped}  # fmt: skip
         else:
             document = self.service.metadata()
         return 200, document, {}, unread

@@ -60,6 +60,7 @@ class Viewers:
         self.feed = feed
         self.max_viewers = max_viewers
         self.watching = 0
+        self.skipped = 0  # looks at a viewer skipped: what it had not read was too much
         template = resources.files(__package__).joinpath("templates/live.html").read_text()
         self._page = (
             Template(template)
@@ -118,7 +119,7 @@ class Viewers:
         state: dict[str, Any] | None = None
         frame = None
         sent = time.monotonic()
-        async for now in _ticks(writer, gone, stopping):
+        async for now in self._ticks(writer, gone, stopping):
             snap = self.feed.snapshot(seen)
             parts = []
             if snap.state != state:
@@ -140,7 +141,7 @@ class Viewers:
         content_type = f"multipart/x-mixed-replace; boundary={_MJPEG_BOUNDARY}"
         writer.write(http.stream_head(content_type))
         shown = None
-        async for _ in _ticks(writer, gone, stopping):
+        async for _ in self._ticks(writer, gone, stopping):
             index = self.feed.frame_index
             if index is None or index == shown:
                 continue
@@ -152,24 +153,25 @@ class Viewers:
                     f"Content-Length: {len(data)}\r\n\r\n").encode()  # fmt: skip
             writer.write(head + data + b"\r\n")
 
+    async def _ticks(self, writer: asyncio.StreamWriter, gone: asyncio.Future[None],
+                     stopping: Callable[[], bool]) -> AsyncIterator[float]:  # fmt: skip
+        """Every :data:`PERIOD_SECONDS` while the viewer is there and can take more: the time.
 
-async def _ticks(writer: asyncio.StreamWriter, gone: asyncio.Future[None],
-                 stopping: Callable[[], bool]) -> AsyncIterator[float]:  # fmt: skip
-    """Every :data:`PERIOD_SECONDS` while the viewer is there and can take more: the time.
-
-    Ends when the viewer leaves, the server stops, or the viewer has read nothing for
-    :data:`STALLED_SECONDS`.
-    """
-    transport = writer.transport
-    drained = time.monotonic()
-    while not (stopping() or gone.done() or writer.is_closing()):
-        now = time.monotonic()
-        if transport.get_write_buffer_size() <= VIEWER_BUFFER_BYTES:
-            drained = now
-            yield now
-        elif now - drained > STALLED_SECONDS:
-            return
-        await asyncio.wait({gone}, timeout=PERIOD_SECONDS)
+        Ends when the viewer leaves, the server stops, or the viewer has read nothing for
+        :data:`STALLED_SECONDS`.
+        """
+        transport = writer.transport
+        drained = time.monotonic()
+        while not (stopping() or gone.done() or writer.is_closing()):
+            now = time.monotonic()
+            if transport.get_write_buffer_size() <= VIEWER_BUFFER_BYTES:
+                drained = now
+                yield now
+            elif now - drained > STALLED_SECONDS:
+                return
+            else:
+                self.skipped += 1
+            await asyncio.wait({gone}, timeout=PERIOD_SECONDS)
 
 
 async def _until_eof(reader: asyncio.StreamReader) -> None:
