@@ -65,11 +65,11 @@ def measure(model: Path, seconds: float = 10.0, rounds: int = 7) -> dict[str, An
     from edgecnn.runtime import load_classifier
     from edgecnn.runtime.frames import FrameClassifier
     from edgecnn.runtime.predict.stream import StreamOptions, predict_stream
-    from edgecnn.runtime.streaming import BATCH_FRAMES, FrameStream
+    from edgecnn.runtime.streaming import BATCH_FRAMES, INTERPRETER_THREADS, FrameStream
     from edgecnn.runtime.video import Sampling, Source, read_frames
 
     with native_stderr_hidden():
-        classifier = load_classifier(model)
+        classifier = load_classifier(model, num_threads=INTERPRETER_THREADS)  # as predict's
     count = max(1, round(seconds * RATE / HOLD))
 
     def decode(every: int = 1) -> int:

@@ -94,7 +94,7 @@ def build_bundle(
     recommendation for the target); ``pythons`` the
     Python versions to carry wheels for; ``wheels`` a folder to take wheels from instead
     of the package index (``pip download --no-index --find-links``); ``video`` adds
-    PyAV's wheel for videos (33 to 39 MB a Python; a 32-bit Pi needs Debian's Pillow).
+    PyAV's wheel for videos (tens of MB a Python; a 32-bit Pi needs Debian's Pillow).
     Returns the manifest.
     """
     plan = plan_bundle(source, target_key, out, models, pythons, wheels, video)

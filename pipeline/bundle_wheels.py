@@ -23,8 +23,8 @@ from edgecnn.pipeline.devices import NUMPY_FILE, Device, format_of
 #: Optional wheels: picture files (Pillow). Missing ones are noted, not fatal.
 OPTIONAL = ("pillow",)
 #: Video files, cameras and streams (PyAV, edgecnn[video]; frames are resized by
-#: Pillow): only with ``--video``, since PyAV's wheel (FFmpeg's libraries inside) is 33 to
-#: 39 MB for each Python. PyAV publishes aarch64 and armv7l wheels; Pillow has none for
+#: Pillow): only with ``--video``, since PyAV's wheel (FFmpeg's libraries inside) adds
+#: tens of MB for each Python (docs/benchmarks.md, "`edgecnn predict` on a video"). PyAV publishes aarch64 and armv7l wheels; Pillow has none for
 #: armv7l, so a 32-bit Pi takes Debian's python3-pil, as it takes its numpy.
 VIDEO = ("av",)
 

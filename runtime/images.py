@@ -245,9 +245,12 @@ def _shrink(im: Picture, size: tuple[int, int]) -> Picture:
     fy = max(1, int(im.height / size[1] / REDUCING_GAP))
     if fx == 1 and fy == 1:
         return im
+    rows = fy * max(1, (1 << 20) // max(1, im.width * fy))  # about a megapixel per band
+    if rows >= im.height:  # one band: no copies to cut it out and paste it back
+        reduced: Picture = im.reduce((fx, fy))
+        return reduced
     image_module = load_pillow()
     out: Picture = image_module.new(im.mode, (-(-im.width // fx), -(-im.height // fy)))
-    rows = fy * max(1, (1 << 20) // max(1, im.width * fy))  # about a megapixel per band
     for top in range(0, im.height, rows):
         band = im.crop((0, top, im.width, min(top + rows, im.height)))
         out.paste(band.reduce((fx, fy)), (0, top // fy))

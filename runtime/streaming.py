@@ -24,6 +24,9 @@ from edgecnn.runtime.video import Frame, Sampling, Source, Timing, read_frames
 
 #: The most frames classified in one call: past this a batch only adds latency.
 BATCH_FRAMES = 32
+#: Interpreter threads for a stream, unless told: FFmpeg's decoding threads and the
+#: resize take the cores (docs/benchmarks.md, "`edgecnn predict` on a video").
+INTERPRETER_THREADS = 1
 #: Frames decoded ahead of classification (each a few KB once resized).
 QUEUE_FRAMES = 2 * BATCH_FRAMES
 _END = object()
@@ -104,41 +107,42 @@ class FrameStream:
             StreamError: the source failed (after the frames before it were yielded).
             InputError: a frame does not fit the crop.
         """
-        pending: list[_Prepared] = []
-        ended = False
         first = self.frames.invert is None  # the first batch also settles the polarity
-        warm_until = 0.0  # ... but waits for its frames one second of the clock at most
-        while not ended:
-            item = self._queue.get()
-            while True:
-                if item is _END:
-                    ended = True
-                    break
-                if isinstance(item, BaseException):
-                    if pending:
-                        yield self._classify(pending)
-                    raise item
-                assert isinstance(item, _Prepared)
-                if first and not pending:
-                    warm_until = time.monotonic() + POLARITY_SECONDS
-                pending.append(item)
-                if len(pending) >= BATCH_FRAMES:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    if not (first and self._warming(pending)):
-                        break
-                    # A stream that stalls after its first frames must not hold their
-                    # results until its timeout (or lose them to Ctrl-C).
-                    try:
-                        item = self._queue.get(timeout=max(0.0, warm_until - time.monotonic()))
-                    except queue.Empty:
-                        break
+        # Nothing waits for a file's results, so its batches are filled: one call to the
+        # backend for many frames costs far less than one a frame.
+        fill = not (self.source.live or self.timing.realtime)
+        while True:
+            pending, end = self._take(first, fill)
             if pending:
                 first = False
                 yield self._classify(pending)
-                pending = []
+            if end is _END:
+                return
+            if isinstance(end, BaseException):
+                raise end
+
+    def _take(self, first: bool, fill: bool) -> tuple[list[_Prepared], object]:
+        """The frames of the next batch, and the end (or error) that came after them."""
+        pending: list[_Prepared] = []
+        warm_until = 0.0
+        while len(pending) < BATCH_FRAMES:
+            try:
+                if not pending or fill:
+                    item = self._queue.get()
+                elif first and self._warming(pending):
+                    # A stream that stalls after its first frames must not hold their
+                    # results until its timeout (or lose them to Ctrl-C).
+                    item = self._queue.get(timeout=max(0.0, warm_until - time.monotonic()))
+                else:
+                    item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(item, _Prepared):
+                return pending, item
+            if not pending:
+                warm_until = time.monotonic() + POLARITY_SECONDS
+            pending.append(item)
+        return pending, None
 
     @staticmethod
     def _warming(pending: list[_Prepared]) -> bool:

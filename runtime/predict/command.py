@@ -250,13 +250,17 @@ def _predict_video(
     from edgecnn.runtime import load_classifier
     from edgecnn.runtime.errors import InputError
     from edgecnn.runtime.predict.stream import predict_stream
+    from edgecnn.runtime.streaming import INTERPRETER_THREADS
     from edgecnn.runtime.video import load_av
 
     if source.kind != "camera":
         load_av()  # one line before the model loads, if PyAV is missing
     with native_stderr_hidden():
         classifier = load_classifier(
-            model, backend=backend, num_threads=threads, check_integrity=integrity_check
+            model,
+            backend=backend,
+            num_threads=threads or INTERPRETER_THREADS,
+            check_integrity=integrity_check,
         )
     if top_k is not None and top_k > len(classifier.labels):
         raise InputError(f"--top-k must be in 1..{len(classifier.labels)}, got {top_k}")

@@ -1,9 +1,9 @@
 """``edgecnn predict`` on a video, a camera or a network stream: a line per frame, or events.
 
-Text: ``frame 12  0.400s  Ankle boot  99.9%  [Ankle boot 0.999, ...]``. ``--jsonl``:
+Text: ``frame N  SECONDSs  LABEL  CONFIDENCE%  [top-k]``. ``--jsonl``:
 ``{"frame", "time", "label", "confidence", "top_k": [{"label", "probability"}]}`` per
 frame. With ``--on-change`` only the changes of the stable label are written (text
-``frame 12  0.400s  Ankle boot  99.8%  (was Bag)``; JSON ``{"event": "change", "frame",
+``frame N  SECONDSs  LABEL  CONFIDENCE%  (was PREVIOUS)``; JSON ``{"event": "change", "frame",
 "time", "label", "confidence", "previous"}``), each as soon as it happens, which is what a
 script reading the pipe acts on. Lines are flushed as written, so Ctrl-C (or the end of a
 stream) leaves every result so far on stdout.
