@@ -121,6 +121,15 @@ class FrameStream:
             if isinstance(end, BaseException):
                 raise end
 
+    def _get(self) -> object:
+        """The next item, waiting for it; the end once :meth:`stop` was called."""
+        while not self._stop.is_set():
+            try:
+                return self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        return _END
+
     def _take(self, first: bool, fill: bool) -> tuple[list[_Prepared], object]:
         """The frames of the next batch, and the end (or error) that came after them."""
         pending: list[_Prepared] = []
@@ -128,7 +137,7 @@ class FrameStream:
         while len(pending) < BATCH_FRAMES:
             try:
                 if not pending or fill:
-                    item = self._queue.get()
+                    item = self._get()
                 elif first and self._warming(pending):
                     # A stream that stalls after its first frames must not hold their
                     # results until its timeout (or lose them to Ctrl-C).
