@@ -77,6 +77,23 @@ def stream_source(argument: str) -> Source | None:
     return None
 
 
+def check_support(source: Source) -> None:
+    """Say in one line what is missing to read ``source``, before anything else is done.
+
+    Raises:
+        StreamError: PyAV (unless picamera2 reads the Pi camera) or Pillow is missing.
+    """
+    if not _uses_picamera2(source):
+        load_av()
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        raise StreamError(
+            'reading videos needs Pillow too, to resize the frames: pip install "edgecnn[video]" '
+            "(or, on Raspberry Pi OS: sudo apt install python3-pil)"
+        ) from None
+
+
 def load_av() -> ModuleType:
     """PyAV, or one line saying how to install it.
 
@@ -192,7 +209,7 @@ def read_frames(
     """
     stop = stop or threading.Event()
     sampler = _Sampler(sampling)
-    if source.kind == "camera" and source.camera is not None and _picamera2() is not None:
+    if _uses_picamera2(source):
         yield from _pi_camera(source, sampler, stop)
         return
     av = load_av()
@@ -334,6 +351,11 @@ def _cameras() -> str:
     if not devices:
         return "no cameras found: is one plugged in?"
     return "cameras here: " + ", ".join(devices[:8])
+
+
+def _uses_picamera2(source: Source) -> bool:
+    """Whether ``source`` is ``camera:N`` on a system with picamera2 (Raspberry Pi OS)."""
+    return source.kind == "camera" and source.camera is not None and _picamera2() is not None
 
 
 def _picamera2() -> Any:

@@ -251,10 +251,9 @@ def _predict_video(
     from edgecnn.runtime.errors import InputError
     from edgecnn.runtime.predict.stream import predict_stream
     from edgecnn.runtime.streaming import INTERPRETER_THREADS
-    from edgecnn.runtime.video import load_av
+    from edgecnn.runtime.video import check_support
 
-    if source.kind != "camera":
-        load_av()  # one line before the model loads, if PyAV is missing
+    check_support(source)  # one line before the model loads
     with native_stderr_hidden():
         classifier = load_classifier(
             model,

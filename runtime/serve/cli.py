@@ -168,13 +168,13 @@ def _live_options(
     """``(Source, Crop, invert, timeout)``, the source opened once to prove it works.
 
     Raises:
-        InputError: not a video source, a bad crop or polarity, or PyAV missing.
+        InputError: not a video source, a bad crop or polarity, or PyAV or Pillow missing.
         StreamError: the source cannot be opened or sends no frame within ``timeout``.
     """
     from edgecnn.runtime.errors import InputError
     from edgecnn.runtime.frames import Crop, invert_choice
     from edgecnn.runtime.serve.live import check_source
-    from edgecnn.runtime.video import load_av, stream_source
+    from edgecnn.runtime.video import check_support, stream_source
 
     found = stream_source(source)
     if found is None:
@@ -184,8 +184,7 @@ def _live_options(
         )
     parsed = Crop.parse(crop)
     invert_choice(invert)
-    if found.kind != "camera":
-        load_av()
+    check_support(found)
     check_source(found, parsed, timeout)
     return found, parsed, invert, timeout
 
