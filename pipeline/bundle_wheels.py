@@ -24,8 +24,9 @@ from edgecnn.pipeline.devices import NUMPY_FILE, Device, format_of
 OPTIONAL = ("pillow",)
 #: Video files, cameras and streams (PyAV, edgecnn[video]; frames are resized by
 #: Pillow): only with ``--video``, since PyAV's wheel (FFmpeg's libraries inside) adds
-#: tens of MB for each Python (docs/benchmarks.md, "`edgecnn predict` on a video"). PyAV publishes aarch64 and armv7l wheels; Pillow has none for
-#: armv7l, so a 32-bit Pi takes Debian's python3-pil, as it takes its numpy.
+#: tens of MB for each Python (docs/benchmarks.md, "`edgecnn predict` on a video").
+#: PyAV publishes aarch64 and armv7l wheels; Pillow has none for armv7l, so a 32-bit Pi
+#: takes Debian's python3-pil, as it takes its numpy.
 VIDEO = ("av",)
 
 

@@ -237,7 +237,8 @@ class ClassifierServer:
         writer.write(http.reply(status, document, head_only=head_only, close=not keep,
                                 extra=extra))  # fmt: skip
         await before(time.monotonic() + limits.request_timeout, writer.drain())
-        self.service.counters.count(status, classified=status == 200 and "top_k" in document)
+        classified = status == 200 and isinstance(document, dict) and "top_k" in document
+        self.service.counters.count(status, classified=classified)
         if self.access_log:
             self._log(writer, request, status, started)
         if unread:
