@@ -64,3 +64,22 @@ def make_video(
         input=raw, check=True,
     )  # fmt: skip
     return Video(path, pictures, hold)
+
+
+def distinct_pictures(
+    classifier, images: np.ndarray, labels: np.ndarray, count: int, confidence: float
+) -> tuple[np.ndarray, list[str]]:
+    """``count`` of ``images`` of distinct classes ``classifier`` gets right with ``confidence``.
+
+    Returns the pictures and their label names, in the order found.
+    """
+    probs = classifier.predict(images[..., np.newaxis])
+    good = (probs.argmax(axis=1) == labels) & (probs.max(axis=1) >= confidence)
+    picked: list[int] = []
+    for i in np.flatnonzero(good):
+        if labels[i] not in {labels[j] for j in picked}:
+            picked.append(int(i))
+        if len(picked) == count:
+            break
+    assert len(picked) == count
+    return images[picked], [classifier.labels[labels[i]] for i in picked]

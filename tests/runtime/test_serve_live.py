@@ -23,7 +23,7 @@ from PIL import Image
 from serve_helpers import call, png_bytes, running_server, wait_until
 from shared import TINY
 from test_report_browser import CHROMIUM_ARGS
-from video_files import HEIGHT, WIDTH, make_video
+from video_files import HEIGHT, WIDTH, distinct_pictures, make_video
 
 from edgecnn.runtime import load_classifier
 
@@ -40,16 +40,7 @@ def chosen(test_images):
     """Test images of distinct classes the tiny model gets right with >= 0.95."""
     classifier = load_classifier(MODEL)
     x, y = test_images.x[:2000], test_images.y[:2000]
-    probs = classifier.predict(x[..., np.newaxis])
-    good = (probs.argmax(axis=1) == y) & (probs.max(axis=1) >= 0.95)
-    picked: list[int] = []
-    for i in np.flatnonzero(good):
-        if y[i] not in {y[j] for j in picked}:
-            picked.append(int(i))
-        if len(picked) == PICTURES:
-            break
-    assert len(picked) == PICTURES
-    return x[picked], [classifier.labels[y[i]] for i in picked]
+    return distinct_pictures(classifier, x, y, PICTURES, 0.95)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, interruptible, invoke
 from shared import PICTURE, TINY
-from video_files import RATE, make_video
+from video_files import RATE, distinct_pictures, make_video
 
 from edgecnn.runtime import load_classifier
 from edgecnn.runtime.images import resize_array
@@ -46,16 +46,7 @@ def classifier():
 def chosen(test_images, classifier):
     """Six test images of distinct classes the tiny model gets right with >= 0.9."""
     x, y = test_images.x[:2000], test_images.y[:2000]
-    probs = classifier.predict(x[..., np.newaxis])
-    good = (probs.argmax(axis=1) == y) & (probs.max(axis=1) >= 0.9)
-    picked: list[int] = []
-    for i in np.flatnonzero(good):
-        if y[i] not in {y[j] for j in picked}:
-            picked.append(int(i))
-        if len(picked) == PICTURES:
-            break
-    assert len(picked) == PICTURES
-    return x[picked], [classifier.labels[y[i]] for i in picked]
+    return distinct_pictures(classifier, x, y, PICTURES, 0.9)
 
 
 @pytest.fixture(scope="module")
