@@ -22,6 +22,7 @@ import os
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -62,11 +63,25 @@ class Source:
         """Frames come as they are captured (their times are the wall clock's)."""
         return self.kind != "file"
 
+    @property
+    def shown(self) -> str:
+        """The source as messages, pages and logs show it: a URL without its password.
+
+        ``rtsp://user:secret@cam/stream`` is shown as ``rtsp://user@cam/stream``: the
+        user name helps to tell cameras apart, the password must not reach a log line,
+        ``/health`` or a page that anyone on the network can open.
+        """
+        return _without_password(self.text) if self.kind == "network" else self.text
+
 
 def stream_source(argument: str) -> Source | None:
-    """The source ``argument`` names, or None for a picture, array, folder or pattern."""
+    """The source ``argument`` names, or None for a picture, array, folder or pattern.
+
+    Raises:
+        StreamError: a network URL that cannot be a stream's (no host, a bad port).
+    """
     if argument.lower().startswith(NETWORK_SCHEMES):
-        return Source(argument, "network")
+        return Source(_check_url(argument), "network")
     camera = _CAMERA.match(argument)
     if camera:
         return Source(argument, "camera", int(camera.group(1)))
@@ -75,6 +90,42 @@ def stream_source(argument: str) -> Source | None:
     if os.path.splitext(argument)[1].lower() in VIDEO_SUFFIXES and not os.path.isdir(argument):
         return Source(argument, "file")
     return None
+
+
+def _check_url(url: str) -> str:
+    """``url`` with its scheme in lower case (FFmpeg knows ``rtsp``, not ``RTSP``).
+
+    Raises:
+        StreamError: it has no host, or a malformed one or a bad port: FFmpeg would
+            fail on it every time, so it is refused before any try.
+    """
+    scheme, _, rest = url.partition("://")
+    url = f"{scheme.lower()}://{rest}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (raises on a port that is not a number in 0..65535)
+        problem = "it names no host" if not parts.hostname else ""
+    except ValueError as e:
+        problem = str(e)[:1].lower() + str(e)[1:]
+    if not problem and any(c.isspace() or ord(c) < 32 for c in url):
+        problem = "it holds a space or a control character"
+    if problem:
+        raise StreamError(f"{_without_password(url)} is not a valid URL: {problem}")
+    return url
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part left out.
+
+    Written on the text, not on ``urlsplit``, so that it also holds for the malformed
+    URLs ``urlsplit`` refuses (they are named in the refusal).
+    """
+    scheme, sep, rest = url.partition("://")
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    userinfo, at, host = rest[:end].rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}@{host}{rest[end:]}"
 
 
 def check_support(source: Source) -> None:
@@ -247,12 +298,12 @@ def read_frames(
             raise
         except Exception as e:  # PyAV's errors are FFmpegError, OSError and ValueError kinds
             error = _reason(av, source, e, got > 0, timing.timeout)
-            if source.kind != "network":
+            if source.kind != "network" or _final(av, e):
                 raise error from None
             failures = _pause(str(error), failures + 1, timing.retries, notify, stop)
             continue
         if source.kind == "network":  # ended: a restarted camera, a dropped connection
-            failures = _pause(f"{source.text}: the stream ended", failures + 1, timing.retries,
+            failures = _pause(f"{source.shown}: the stream ended", failures + 1, timing.retries,
                               notify, stop)  # fmt: skip
         elif not (timing.loop and got):
             return
@@ -274,6 +325,24 @@ def _pause(
     return failures
 
 
+def _final(av: ModuleType, error: Exception) -> bool:
+    """Whether trying a network stream again cannot help: the same error would come back.
+
+    A wrong path or password (HTTP 4xx but 429), a protocol, format or codec this FFmpeg
+    lacks, a bad option or argument (EINVAL), no permission. Refused connections,
+    timeouts, resets, ends and server errors (5xx) are what a restarting camera gives:
+    those are tried again.
+    """
+    e = av.error
+    refused = getattr(e, "HTTPClientError", ())  # 4xx; getattr: be safe on older PyAVs
+    busy = getattr(e, "HTTPTooManyRequestsError", ())  # 429: it may well answer later
+    if isinstance(error, refused) and not isinstance(error, busy):
+        return True
+    missing = (e.ProtocolNotFoundError, e.DemuxerNotFoundError, e.DecoderNotFoundError,
+               e.OptionNotFoundError)  # fmt: skip
+    return isinstance(error, missing) or getattr(error, "errno", None) in (13, 22)  # EACCES, EINVAL
+
+
 def _open(av: ModuleType, source: Source, timing: Timing) -> Any:
     """The opened container of ``source``, with one video stream.
 
@@ -289,7 +358,7 @@ def _open(av: ModuleType, source: Source, timing: Timing) -> Any:
     elif kind == "camera":
         device = source.text if source.camera is None else f"/dev/video{source.camera}"
         if not os.path.exists(device):
-            raise StreamError(f"no camera {source.text}: {device} does not exist ({_cameras()})")
+            raise StreamError(f"no camera {source.shown}: {device} does not exist ({_cameras()})")
         container = av.open(device, format="v4l2", timeout=timing.timeout)
         return _with_video(container, source)
     elif source.text.lower().startswith("rtsp"):
@@ -301,7 +370,7 @@ def _open(av: ModuleType, source: Source, timing: Timing) -> Any:
 def _with_video(container: Any, source: Source) -> Any:
     if not container.streams.video:
         container.close()
-        raise StreamError(f"{source.text} has no video stream")
+        raise StreamError(f"{source.shown} has no video stream")
     return container
 
 
@@ -309,7 +378,7 @@ def _reason(
     av: ModuleType, source: Source, error: Exception, got: bool, timeout: float
 ) -> StreamError:
     """One line for an error PyAV raised while opening or reading ``source``."""
-    text = source.text
+    text = source.shown
     errno_ = getattr(error, "errno", None)
     if source.kind == "camera" and errno_ == 16:  # EBUSY
         return StreamError(f"camera {text} is busy: another program is using it")
@@ -321,13 +390,30 @@ def _reason(
         return StreamError(f"{text} {what} within {timeout:g} s")
     if source.kind == "network" and got and errno_ == 5:  # EIO: FFmpeg's word for a closed
         return StreamError(f"{text}: the stream ended")  # connection mid-stream
+    status = _HTTP_STATUS.get(type(error).__name__)
+    if status:
+        return StreamError(f"{text}: the server answered {status}")
+    if isinstance(error, av.error.ProtocolNotFoundError):
+        scheme = source.text.partition(":")[0]
+        return StreamError(f"{text}: this FFmpeg cannot read {scheme}:// URLs")
     if isinstance(error, av.error.DecoderNotFoundError):
         return StreamError(f"{text}: its video codec cannot be decoded by this FFmpeg")
     if isinstance(error, av.error.InvalidDataError) and source.kind == "file":
         where = "is damaged" if got else "is not a video FFmpeg can read"
         return StreamError(f"{text} {where}")
-    reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return StreamError(f"cannot read {text}: {str(reason)[:120]}")
+    reason = str(getattr(error, "strerror", None) or error or type(error).__name__)
+    reason = reason.replace(source.text, text)  # FFmpeg's text may quote the whole URL
+    return StreamError(f"cannot read {text}: {reason[:120]}")
+
+
+#: What an HTTP refusal means, by PyAV's error class (FFmpeg's HTTP errors).
+_HTTP_STATUS = {
+    "HTTPBadRequestError": "400 Bad Request: check the URL",
+    "HTTPUnauthorizedError": "401 Unauthorized: the URL needs a user name and password "
+    "(user:password@host), or they are wrong",
+    "HTTPForbiddenError": "403 Forbidden: this user may not read the stream",
+    "HTTPNotFoundError": "404 Not Found: check the path in the URL",
+}
 
 
 def _file_time(frame: Any, decoded: int, stream: Any) -> float:
@@ -373,7 +459,7 @@ def _pi_camera(source: Source, sampler: _Sampler, stop: threading.Event) -> Iter
     try:
         cameras = picamera2.global_camera_info()
         if source.camera is None or source.camera >= len(cameras):
-            raise StreamError(f"no camera {source.text}: libcamera sees {len(cameras)}")
+            raise StreamError(f"no camera {source.shown}: libcamera sees {len(cameras)}")
         camera = picamera2(source.camera)
         # "RGB888" is B, G, R in memory (libcamera names formats by little-endian words).
         config = camera.create_video_configuration({"size": (640, 480), "format": "RGB888"})
@@ -383,7 +469,7 @@ def _pi_camera(source: Source, sampler: _Sampler, stop: threading.Event) -> Iter
         raise
     except Exception as e:
         reason = str(e)[:120] or type(e).__name__
-        raise StreamError(f"cannot open {source.text}: {reason}") from None
+        raise StreamError(f"cannot open {source.shown}: {reason}") from None
     started = time.monotonic()
     index = 0
     try:

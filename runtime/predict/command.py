@@ -235,7 +235,7 @@ def _video_source(files: list[str], as_json: bool, video: dict[str, object]) -> 
         return None
     if len(files) > 1:
         raise InputError(
-            f"{sources[0].text} is a video source: it is read alone, not with other inputs"
+            f"{sources[0].shown} is a video source: it is read alone, not with other inputs"
         )
     if as_json:
         raise InputError("a stream has no end for one JSON document: use --jsonl")

@@ -64,7 +64,7 @@ class LiveFeed:
         self.frames = FrameClassifier(classifier, crop, invert=invert)
         self.stable = StableLabel()
         self._lock = threading.Lock()
-        self._state: dict[str, Any] = {"state": "starting", "source": source.text}
+        self._state: dict[str, Any] = {"state": "starting", "source": source.shown}
         self._result: FrameResult | None = None
         self._changes: deque[tuple[int, Change]] = deque(maxlen=KEPT_CHANGES)
         self._numbered = 0
@@ -103,7 +103,7 @@ class LiveFeed:
             with stream:
                 for batch in stream.batches():
                     self._publish(batch)
-            self._set_state("ended", f"{self.source.text} ended")
+            self._set_state("ended", f"{self.source.shown} ended")
         except (StreamError, InputError) as e:
             self._set_state("error", str(e))
         except Exception as e:  # a bug here must leave /classify serving
@@ -116,7 +116,7 @@ class LiveFeed:
         with self._lock:
             if self._state.get("state") == state and self._state.get("message") == message:
                 return
-            self._state = {"state": state, "source": self.source.text, "message": message}
+            self._state = {"state": state, "source": self.source.shown, "message": message}
         if message:
             self.notify(message)
 
@@ -124,7 +124,7 @@ class LiveFeed:
         changes = [(r, self.stable.update(r)) for r in batch]
         with self._lock:
             if self._state["state"] != "playing":
-                self._state = {"state": "playing", "source": self.source.text}
+                self._state = {"state": "playing", "source": self.source.shown}
             self._result = batch[-1]
             self._frames_done += len(batch)
             for _, change in changes:
@@ -196,7 +196,7 @@ def check_source(source: Source, crop: Crop, timeout: float) -> tuple[int, int]:
         height, width = frame.pixels.shape[:2]
         crop.region(width, height)
         return width, height
-    raise StreamError(f"{source.text} has no frame")
+    raise StreamError(f"{source.shown} has no frame")
 
 
 def _encode(pixels: Any, crop: Crop) -> bytes:

@@ -64,7 +64,7 @@ class Viewers:
         template = resources.files(__package__).joinpath("templates/live.html").read_text()
         self._page = (
             Template(template)
-            .substitute(model=html.escape(model), source=html.escape(feed.source.text))
+            .substitute(model=html.escape(model), source=html.escape(feed.source.shown))
             .encode()
         )
 

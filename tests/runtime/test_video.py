@@ -305,12 +305,42 @@ def test_bad_combinations(videos):
 
 def test_stream_source_names():
     assert stream_source("rtsp://cam/1") == Source("rtsp://cam/1", "network")
-    assert stream_source("HTTP://cam/x.mjpg").kind == "network"
+    assert stream_source("HTTP://cam/x.mjpg") == Source("http://cam/x.mjpg", "network")
     assert stream_source("camera:0") == Source("camera:0", "camera", 0)
     assert stream_source("/dev/video3") == Source("/dev/video3", "camera")
     assert stream_source("clip.MKV") == Source("clip.MKV", "file")
     assert stream_source("picture.png") is None
     assert stream_source("camera:x") is None
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rtsp://admin:secret@cam/live", "rtsp://admin@cam/live"),
+        ("http://admin:se:cr@t@[::1]:8080/a?b@c", "http://admin@[::1]:8080/a?b@c"),
+        ("http://:secret@cam/", "http://@cam/"),
+        ("http://admin@cam/", "http://admin@cam/"),
+        ("https://cam/x.mjpg", "https://cam/x.mjpg"),
+    ],
+)
+def test_a_password_is_never_shown(url, shown):
+    assert stream_source(url).shown == shown
+    assert stream_source(url).text == url  # FFmpeg still gets it
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://[::1", "http://[::1 is not a valid URL: invalid IPv6 URL"),
+        ("rtsp:///stream", "rtsp:///stream is not a valid URL: it names no host"),
+        ("http://u:secret@cam:99999/", "http://u@cam:99999/ is not a valid URL: port out of range"),
+        ("http://cam/a b", "it holds a space"),
+    ],
+)
+def test_a_malformed_url_is_refused_before_any_try(url, message):
+    result = invoke("predict", MODEL, url, "--retries", 5)
+    assert_one_line_error(result, message)
+    assert "secret" not in result.stderr
 
 
 def test_read_frames_directly(videos):
@@ -347,7 +377,8 @@ class MjpegServer:
     """Serves the JPEG frames of an MJPEG AVI as multipart/x-mixed-replace on loopback.
 
     ``mode``: ``end`` sends every frame once and closes; ``stall`` sends ``stall_after``
-    frames and then holds the connection open, silent; ``loop`` sends forever.
+    frames and then holds the connection open, silent; ``loop`` sends forever; an HTTP
+    status code (404, 503, ...) answers every request with it and no stream.
     """
 
     def __init__(self, path, mode="end", stall_after=0, pause=0.005):
@@ -364,6 +395,9 @@ class MjpegServer:
 
             def do_GET(self):
                 server.connections += 1
+                if isinstance(server.mode, int):
+                    self.send_error(server.mode)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
@@ -455,6 +489,38 @@ def test_a_stalled_stream_is_tried_again_then_given_up(videos):
     lines = [json.loads(line) for line in out.decode().splitlines()]
     # The 12 frames before each stall, numbered on across the reconnection.
     assert [line["frame"] for line in lines] == list(range(24))
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [(404, "404 Not Found"), (401, "401 Unauthorized"), (403, "403 Forbidden")],
+)
+def test_a_refusal_is_not_tried_again(status, message, videos):
+    """A wrong path or password gives the same answer every time: one line, no retries."""
+    with MjpegServer(videos["v.avi"].path, mode=status) as server:
+        url = server.url.replace("http://", "http://viewer:secret@")
+        started = time.monotonic()
+        result = invoke("predict", MODEL, url, "--retries", 5, "--timeout", 5)
+        assert time.monotonic() - started < 4  # no backoff pauses
+        assert server.connections == 1
+    assert_one_line_error(result, f"{url.replace(':secret', '')}: the server answered {message}")
+    assert "secret" not in result.stderr + result.stdout
+
+
+def test_a_server_error_is_tried_again_and_no_password_is_shown(videos):
+    with MjpegServer(videos["v.avi"].path, mode=503) as server:
+        url = server.url.replace("http://", "http://viewer:secret@")
+        process = run_cli("predict", MODEL, url, "--retries", 1, "--timeout", 2)
+        try:
+            out, err = process.communicate(timeout=DEADLINE)
+        finally:
+            process.kill()
+        assert server.connections == 2
+    errors = err.decode().splitlines()
+    assert process.returncode == 2 and len(errors) == 2, errors
+    assert errors[0].startswith("edgecnn: cannot read http://viewer@127.0.0.1:"), errors
+    assert "trying again in 1 s" in errors[0] and "gave up after 2 tries" in errors[1]
+    assert b"secret" not in out + err
 
 
 def test_an_ended_stream_is_opened_again(videos):
