@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.options import AUTO, BackendOption, IntegrityOption, ModelArg
 
 if TYPE_CHECKING:
@@ -78,23 +79,31 @@ def serve_command(
         ),
     ] = None,
     crop: Annotated[
-        str, typer.Option(help="With --source: 'center' (the centred square) or X,Y,W,H.")
-    ] = "center",
+        str | None,
+        typer.Option(
+            help="With --source: 'center' (the centred square) or X,Y,W,H. [default: center]"
+        ),
+    ] = None,
     invert: Annotated[
-        str, typer.Option(help="With --source: auto, yes or no (dark-on-light frames).")
-    ] = "auto",
+        str | None,
+        typer.Option(help="With --source: auto, yes or no (dark-on-light frames). [default: auto]"),
+    ] = None,
     source_timeout: Annotated[
-        float,
-        typer.Option(min=0.1, max=3600, help="With --source: seconds to open it and per frame."),
-    ] = 10.0,
+        float | None,
+        typer.Option(
+            min=0.1, max=3600, help="With --source: seconds to open it and per frame. [default: 10]"
+        ),
+    ] = None,
     max_viewers: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
             max=256,
-            help="With --source: live viewers at once (/events, /live/stream.mjpg); more get 503.",
+            help="With --source: live viewers at once (/events, /live/stream.mjpg), each "
+            "holding a connection; more get 503. Below --max-connections, so that requests "
+            "always have a slot. [default: 8, or half of --max-connections if fewer]",
         ),
-    ] = 8,
+    ] = None,
 ) -> None:
     """Serve a model over HTTP: POST /classify, GET /health, GET /metadata.
 
@@ -117,7 +126,15 @@ def serve_command(
     from edgecnn.runtime.serve.service import ClassifierService
 
     workers = check_threads(threads, "--threads") or default_threads()
-    live = _live_options(source, crop, invert, source_timeout) if source is not None else None
+    given = {"--crop": crop, "--invert": invert, "--source-timeout": source_timeout,
+             "--max-viewers": max_viewers}  # fmt: skip
+    live = None
+    if source is not None:
+        max_viewers = _max_viewers(max_viewers, max_connections)
+        live = _live_options(source, crop or "center", invert or "auto", source_timeout or 10.0)
+    elif any(value is not None for value in given.values()):
+        name = next(name for name, value in given.items() if value is not None)
+        raise InputError(f"{name} applies with --source (a video, camera or stream to show)")
     # Every worker's interpreter is made here, so LiteRT's banner is hidden once for all.
     with native_stderr_hidden():
         classifier = load_classifier(
@@ -132,7 +149,7 @@ def serve_command(
     )
     viewers = None
     try:
-        if live is not None:
+        if live is not None and max_viewers is not None:
             viewers = _viewers(classifier, live, Path(model).name, max_viewers)
         server = make_server(service, host, port, limits, access_log, viewers)
     except BaseException:
@@ -162,6 +179,31 @@ def serve_command(
     typer.echo(f"stopped on {reason} after {service.counters.requests} requests")
 
 
+def _max_viewers(asked: int | None, max_connections: int) -> int:
+    """Live viewers at once: fewer than the connections, so that requests keep a slot.
+
+    A viewer holds its connection as long as it watches and is never made to give way,
+    so viewers as many as ``--max-connections`` would leave ``/classify`` and
+    ``/health`` waiting in the listen queue.
+
+    Raises:
+        InputError: ``asked`` is not below ``max_connections``.
+    """
+    from edgecnn.runtime.serve.viewers import MAX_VIEWERS
+
+    if asked is None:
+        if max_connections < 2:
+            raise InputError("--source needs --max-connections of at least 2: one for a "
+                             "viewer, one for requests")  # fmt: skip
+        return min(MAX_VIEWERS, max_connections // 2)
+    if asked >= max_connections:
+        raise InputError(
+            f"--max-viewers must be below --max-connections ({max_connections}), so that "
+            f"requests always have a connection; got {asked}"
+        )
+    return asked
+
+
 def _live_options(
     source: str, crop: str, invert: str, timeout: float
 ) -> tuple[Source, Crop, str, float]:
@@ -171,7 +213,6 @@ def _live_options(
         InputError: not a video source, a bad crop or polarity, or PyAV or Pillow missing.
         StreamError: the source cannot be opened or sends no frame within ``timeout``.
     """
-    from edgecnn.runtime.errors import InputError
     from edgecnn.runtime.frames import Crop, invert_choice
     from edgecnn.runtime.serve.live import check_source
     from edgecnn.runtime.video import check_support, stream_source

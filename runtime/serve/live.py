@@ -103,6 +103,8 @@ class LiveFeed:
             with stream:
                 for batch in stream.batches():
                     self._publish(batch)
+                if stream.stopped:  # the server is stopping: nothing ended
+                    return
             self._set_state("ended", f"{self.source.shown} ended")
         except (StreamError, InputError) as e:
             self._set_state("error", str(e))

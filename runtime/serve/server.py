@@ -225,8 +225,12 @@ class ClassifierServer:
             return False
         if isinstance(document, Streamed) and self.viewers is not None:
             conn.enter("streaming")  # exempt from deadlines, never replaced, ends on stop
-            status = await self.viewers.stream(document.kind, reader, writer,
-                                               lambda: self.stopping)  # fmt: skip
+            if request is not None and request.method == "HEAD":
+                writer.write(http.stream_head(document.content_type))  # a GET's head
+                await before(time.monotonic() + limits.request_timeout, writer.drain())
+            else:
+                status = await self.viewers.stream(document.kind, reader, writer,
+                                                   lambda: self.stopping)  # fmt: skip
             self.service.counters.count(status)
             if self.access_log:
                 self._log(writer, request, status, started)

@@ -39,8 +39,8 @@ STALLED_SECONDS = 30.0
 ROUTES: dict[str, tuple[str, ...]] = {
     "/live": ("GET", "HEAD"),
     "/live/frame.jpg": ("GET", "HEAD"),
-    "/live/stream.mjpg": ("GET",),
-    "/events": ("GET",),
+    "/live/stream.mjpg": ("GET", "HEAD"),
+    "/events": ("GET", "HEAD"),
 }
 _MJPEG_BOUNDARY = "edgecnn-frame"
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -51,6 +51,13 @@ class Streamed:
     """A reply the server hands over to :meth:`Viewers.stream`: ``events`` or ``mjpeg``."""
 
     kind: str
+
+    @property
+    def content_type(self) -> str:
+        """The reply's content type, for its head (HEAD gets only that)."""
+        if self.kind == "events":
+            return "text/event-stream; charset=utf-8"
+        return f"multipart/x-mixed-replace; boundary={_MJPEG_BOUNDARY}"
 
 
 class Viewers:
@@ -114,7 +121,7 @@ class Viewers:
 
     async def _events(self, writer: asyncio.StreamWriter, gone: asyncio.Future[None],
                       stopping: Callable[[], bool]) -> None:  # fmt: skip
-        writer.write(http.stream_head("text/event-stream; charset=utf-8") + b"retry: 2000\n\n")
+        writer.write(http.stream_head(Streamed("events").content_type) + b"retry: 2000\n\n")
         seen = max(0, self.feed.last_change - 1)  # a newcomer learns the current stable label
         state: dict[str, Any] | None = None
         frame = None
@@ -138,8 +145,7 @@ class Viewers:
 
     async def _mjpeg(self, writer: asyncio.StreamWriter, gone: asyncio.Future[None],
                      stopping: Callable[[], bool]) -> None:  # fmt: skip
-        content_type = f"multipart/x-mixed-replace; boundary={_MJPEG_BOUNDARY}"
-        writer.write(http.stream_head(content_type))
+        writer.write(http.stream_head(Streamed("mjpeg").content_type))
         shown = None
         async for _ in self._ticks(writer, gone, stopping):
             index = self.feed.frame_index

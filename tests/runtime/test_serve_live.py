@@ -18,11 +18,11 @@ import time
 
 import numpy as np
 import pytest
+from browser_helpers import chromium_context
 from cli_helpers import assert_one_line_error, invoke
 from PIL import Image
 from serve_helpers import call, png_bytes, running_server, wait_until
 from shared import TINY
-from test_report_browser import CHROMIUM_ARGS
 from video_files import HEIGHT, WIDTH, distinct_pictures, make_video
 
 from edgecnn.runtime import load_classifier
@@ -144,6 +144,23 @@ def test_classify_and_health_still_work_with_a_source(live_server, test_images):
     assert call(live_server.port, "POST", "/events")[0] == 405
 
 
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [("/events", "text/event-stream"), ("/live/stream.mjpg", "multipart/x-mixed-replace")],
+)
+def test_head_of_a_live_stream_is_its_head(live_server, path, content_type):
+    conn = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=DEADLINE)
+    try:
+        conn.request("HEAD", path)
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type").startswith(content_type)
+        assert response.read() == b""
+    finally:
+        conn.close()
+    wait_until(lambda: _viewers(live_server.port) == 0, "no viewer counted", DEADLINE)
+
+
 def test_viewers_are_capped_and_freed(live_server):
     streams = [EventStream(live_server.port) for _ in range(MAX_VIEWERS)]
     try:
@@ -171,6 +188,23 @@ def test_viewers_are_capped_and_freed(live_server):
         response.close()
     finally:
         mjpeg.close()
+
+
+def test_viewers_never_take_the_connections_requests_need(video):
+    """Viewers hold their connections; requests must still get one when all are taken."""
+    args = ("--source", video.path, "--max-connections", 3, "--threads", 1)
+    with running_server(MODEL, *args) as server:
+        assert _health(server.port)["source"]["state"] in ("starting", "playing")
+        viewer = EventStream(server.port)  # the default cap here: 3 // 2 = 1 viewer
+        try:
+            assert viewer.status == 200
+            assert call(server.port, "GET", "/events")[0] == 503
+            for _ in range(5):
+                assert call(server.port, "GET", "/health")[0] == 200
+            status, _, _ = call(server.port, "POST", "/classify", png_bytes(video.pictures[0]))
+            assert status == 200
+        finally:
+            viewer.close()
 
 
 def test_a_viewer_that_never_reads_is_not_buffered_for(live_server):
@@ -227,6 +261,28 @@ class MjpegOnce:
         self.httpd.server_close()
 
 
+def test_a_password_in_the_source_is_never_shown(video, tmp_path):
+    avi = make_video(tmp_path / "clothes.avi", video.pictures, 5)
+    with MjpegOnce(avi.path) as source:
+        url = source.url.replace("http://", "http://viewer:secret@")
+        with running_server(MODEL, "--source", url, "--threads", 1) as server:
+            # The first opening proves the source at startup; the third is a reconnection.
+            wait_until(lambda: source.connections >= 3, "reconnected", DEADLINE)
+            health = _health(server.port)
+            page = _get(server.port, "/live")[2]
+            stream = EventStream(server.port)
+            try:
+                name, state = next(stream.events())
+            finally:
+                stream.close()
+            logged = server.stderr()
+    assert name == "state" and state["source"] == source.url.replace("http://", "http://viewer@")
+    assert health["source"]["source"] == state["source"]
+    assert "the stream ended; trying again" in logged
+    for shown in (json.dumps(health), json.dumps(state), page.decode(), logged):
+        assert "secret" not in shown
+
+
 def test_a_network_stream_that_ends_is_reconnected_and_shown_so(video, tmp_path):
     avi = make_video(tmp_path / "clothes.avi", video.pictures, 5)
     with (
@@ -267,6 +323,22 @@ def test_bad_sources_are_one_line(tmp_path, video):
     assert_one_line_error(invoke("serve", MODEL, "--source", video.path, "--crop", "0,0,900,9"))
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--crop", "center"), "--crop applies with --source"),
+        (("--invert", "yes"), "--invert applies with --source"),
+        (("--source-timeout", 3), "--source-timeout applies with --source"),
+        (("--max-viewers", 2), "--max-viewers applies with --source"),
+        (("--source", "{video}", "--max-viewers", 8, "--max-connections", 8), "below"),
+        (("--source", "{video}", "--max-connections", 1), "at least 2"),
+    ],
+)
+def test_impossible_live_options_are_one_line(args, message, video):
+    args = [str(video.path) if a == "{video}" else a for a in args]
+    assert_one_line_error(invoke("serve", MODEL, *args), message)
+
+
 def test_a_stream_that_never_answers_is_one_line_not_a_hang():
     with socket.socket() as silent:  # accepts (the kernel does), never says a word
         silent.bind(("127.0.0.1", 0))
@@ -292,6 +364,7 @@ def test_ctrl_c_with_viewers_watching_stops_cleanly(video):
         assert server.proc.returncode == 0, server.stderr()
         assert "stopped on SIGINT" in out
         assert "Traceback" not in server.stderr()
+        assert "ended" not in server.stderr()  # stopping the server ends nothing
 
 
 def test_the_page_in_chromium_shows_the_label_changing(live_server, chosen, browser_context):
@@ -331,22 +404,7 @@ def test_the_page_in_chromium_shows_the_label_changing(live_server, chosen, brow
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory):
     """Debian's Chromium, headless, with an empty profile (as the report tests launch it)."""
-    import shutil
-
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail("Chromium is not installed: run 'apt-get install chromium'", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            tmp_path_factory.mktemp("chromium-profile"),
-            executable_path=path,
-            args=CHROMIUM_ARGS,
-            headless=True,
-        )
-        yield context
-        context.close()
+    yield from chromium_context(tmp_path_factory)
 
 
 def _get(port, path):
