@@ -5,12 +5,15 @@ without holding the GIL) into a short queue; the caller takes whatever has arriv
 to :data:`BATCH_FRAMES` at a time, and classifies it in one call to the backend. A file
 is read as fast as it decodes and its frames wait in the queue (none is dropped); a
 camera or a network stream yields a batch as soon as a frame arrives, so a result is
-never held back to fill a batch. Used by ``edgecnn predict`` and by ``edgecnn serve
---source``, which also shows the latest frame.
+never held back to fill a batch, and when the caller falls behind, the oldest waiting
+frame is dropped for the newest: a live result is at most a queue's worth of frames
+old, never minutes behind a camera that outpaces the model. Used by ``edgecnn
+predict`` and by ``edgecnn serve --source``, which also shows the latest frame.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -60,6 +63,9 @@ class FrameStream:
         self.notify = notify
         self.keep_latest = keep_latest
         self.latest: Frame | None = None
+        self.dropped = 0  # frames of a live source dropped because the caller fell behind
+        # A live source's frames are dropped, oldest first, rather than waited for.
+        self._drop_oldest = source.live or self.timing.realtime
         self._queue: queue.Queue[object] = queue.Queue(QUEUE_FRAMES)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="edgecnn-frames", daemon=True)
@@ -93,12 +99,16 @@ class FrameStream:
             self._put(e)
 
     def _put(self, item: object) -> None:
+        drop = self._drop_oldest and isinstance(item, _Prepared)  # never the end or an error
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.2)
                 return
             except queue.Full:
-                continue
+                if drop:
+                    with contextlib.suppress(queue.Empty):
+                        self._queue.get_nowait()  # only frames are queued before the end
+                        self.dropped += 1
 
     def batches(self) -> Iterator[list[FrameResult]]:
         """Each batch's results, in frame order, until the source ends.

@@ -155,7 +155,11 @@ def load_av() -> ModuleType:
         import av
     except ImportError:
         raise StreamError(f"reading videos, cameras and streams needs PyAV: {VIDEO_HINT}") from None
-    av.logging.set_level(None)  # FFmpeg's own chatter would break the one-line answers
+    # FFmpeg's own chatter would break the one-line answers.
+    try:
+        av.logging.set_level(None)  # PyAV 13 on: no log callback at all
+    except TypeError:  # older PyAV (Debian bookworm's python3-av is 10) takes a level only
+        av.logging.set_level(getattr(av.logging, "QUIET", -8))  # AV_LOG_QUIET
     return av
 
 
@@ -293,6 +297,7 @@ def read_frames(
                             return
                     index += 1
                 if not source.live:
+                    _check_whole(source, container, stream, got, seconds - base)
                     base = seconds + 1 / float(stream.average_rate or 25)
         except StreamError:
             raise
@@ -414,6 +419,32 @@ _HTTP_STATUS = {
     "HTTPForbiddenError": "403 Forbidden: this user may not read the stream",
     "HTTPNotFoundError": "404 Not Found: check the path in the URL",
 }
+
+
+#: Containers whose header states the duration exactly (written when the file is closed).
+_EXACT_DURATION = ("matroska", "webm", "mov", "mp4")
+
+
+def _check_whole(source: Source, container: Any, stream: Any, got: int, last: float) -> None:
+    """Refuse a file that ended before its header said it would: it was cut short.
+
+    FFmpeg decodes a truncated AVI or MKV without an error, up to where it was cut; the
+    frame count in the header (AVI, MP4) or its duration (MKV, MP4) tells. A file whose
+    header says neither (MPEG-TS, a raw stream, a recording never closed) is taken as
+    it comes.
+
+    Raises:
+        StreamError: fewer frames than the header counts, or ended well before its end.
+    """
+    declared = int(stream.frames or 0)
+    if declared and got < declared:
+        raise StreamError(f"{source.shown} is cut short: {got} of its {declared} frames")
+    names = set(str(getattr(container.format, "name", "")).split(","))
+    if container.duration and names & set(_EXACT_DURATION):
+        length = container.duration / 1e6  # in FFmpeg's AV_TIME_BASE, microseconds
+        played = last + 1 / float(stream.average_rate or 25)
+        if played < length - max(0.5, 0.05 * length):
+            raise StreamError(f"{source.shown} is cut short: {played:.1f} s of its {length:.1f} s")
 
 
 def _file_time(frame: Any, decoded: int, stream: Any) -> float:

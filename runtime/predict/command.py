@@ -145,6 +145,7 @@ def predict_command(
         int | None,
         typer.Option(
             min=0,
+            max=1000,
             help="Times a network stream that fails, stalls or ends is "
             "opened again, after 1, 2, 4, 8, 15 s. [default: 5]",
             rich_help_panel=_VIDEO,

@@ -23,6 +23,7 @@ import av
 import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, interruptible, invoke
+from serve_helpers import wait_until
 from shared import PICTURE, TINY
 from video_files import RATE, distinct_pictures, make_video
 
@@ -250,6 +251,21 @@ def test_bad_video_files(tmp_path, videos):
         result = invoke("predict", MODEL, path)
         assert_one_line_error(result, message)
         assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "message"), [("v.avi", "of its 60 frames"), ("v.mkv", "of its 2.0 s")]
+)
+def test_a_file_cut_short_gives_its_frames_then_one_line(name, message, videos, tmp_path):
+    """FFmpeg decodes a truncated AVI or MKV without an error; its header tells."""
+    whole = videos[name].path.read_bytes()
+    cut = tmp_path / f"cut{videos[name].path.suffix}"
+    cut.write_bytes(whole[: len(whole) // 2])
+    result = invoke("predict", MODEL, cut, "--jsonl")
+    assert_one_line_error(result, f"{cut} is cut short: ")
+    assert message in result.stderr
+    frames = [json.loads(line)["frame"] for line in result.stdout.splitlines()]
+    assert 0 < len(frames) < 60 and frames == list(range(len(frames)))
 
 
 def test_an_audio_file_has_no_video_stream(tmp_path):
@@ -587,3 +603,23 @@ def test_the_first_frames_are_not_held_back_by_a_stall(videos):
     assert process.returncode == 130, err
     lines = [json.loads(line) for line in (seen + out).decode().splitlines()]
     assert [line["frame"] for line in lines] == [0, 1, 2]
+
+
+def test_a_live_source_drops_its_oldest_frames_when_the_caller_falls_behind(videos, classifier):
+    """A camera that outpaces the model: results stay recent, frames are dropped, not queued."""
+    from edgecnn.runtime.frames import FrameClassifier
+    from edgecnn.runtime.streaming import QUEUE_FRAMES, FrameStream
+
+    with MjpegServer(videos["v.avi"].path, mode="loop", pause=0.002) as server:
+        source = stream_source(server.url)
+        with FrameStream(FrameClassifier(classifier, invert="no"), source) as stream:
+            batches = stream.batches()
+            first = next(batches)
+            wait_until(lambda: stream.dropped > QUEUE_FRAMES, "frames dropped", DEADLINE)
+            behind = next(batches)
+            stream.stop()
+    assert first[0].index == 0
+    # After the pause, what comes next is recent: the oldest frames waiting were dropped.
+    assert behind[0].index > first[-1].index + QUEUE_FRAMES
+    indices = [r.index for r in behind]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
