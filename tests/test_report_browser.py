@@ -6,45 +6,19 @@ makes is recorded and aborted: the report must load nothing but itself.
 
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
+from browser_helpers import chromium_context
 from PIL import Image
 
 WIDTHS = {"laptop": (1280, 800), "phone": (390, 844)}
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """One real Chromium with a fresh, empty profile for this module."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail(
-            "Chromium is not installed: run 'apt-get install chromium' (.ci/run does)",
-            pytrace=False,
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            tmp_path_factory.mktemp("chromium-profile"),
-            executable_path=path,
-            args=CHROMIUM_ARGS,
-            headless=True,
-        )
-        yield context
-        context.close()
+    yield from chromium_context(tmp_path_factory)
 
 
 @pytest.fixture(scope="module", params=list(WIDTHS))
