@@ -21,6 +21,7 @@ from edgecnn.runtime.classifier import DEFAULT_TOP_K, Classifier
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.images import load_pillow
 from edgecnn.runtime.npy import NpyError, parse_npy
+from edgecnn.runtime.serve.model_info import ModelInfo
 
 #: What a body's first bytes say it is.
 MAGIC: dict[bytes, str] = {
@@ -77,12 +78,15 @@ def read_npy(body: bytes, shape: tuple[int, int, int]) -> np.ndarray:
 
 @dataclass
 class Counters:
-    """Requests answered, for ``/health``; updated from many threads."""
+    """Requests answered and models reloaded, for ``/health``; updated from many threads."""
 
     started: float = field(default_factory=time.monotonic)
     requests: int = 0
     classified: int = 0
     errors: int = 0
+    reloads: int = 0
+    reload_failures: int = 0
+    last_reload_error: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, status: int, classified: bool = False) -> None:
@@ -92,35 +96,99 @@ class Counters:
             self.classified += classified
             self.errors += status >= 400
 
+    def reloaded(self, error: str | None = None) -> None:
+        """Record one reload, failed with ``error`` if given."""
+        with self._lock:
+            if error is None:
+                self.reloads += 1
+            else:
+                self.reload_failures += 1
+                self.last_reload_error = error
 
-class ClassifierService:
-    """A loaded classifier behind ``workers`` threads, answering as JSON-ready dicts."""
 
-    def __init__(self, classifier: Classifier, workers: int) -> None:
+class Workers:
+    """One loaded model behind its own pool of ``count`` threads, each with its interpreter.
+
+    A reload builds a second one beside the first; requests already handed to the first
+    finish on it, and :meth:`close` waits for them before its threads (and with them
+    their interpreters) go.
+    """
+
+    def __init__(self, classifier: Classifier, count: int, info: ModelInfo | None = None) -> None:
         self.classifier = classifier
-        self.model = classifier.path.name
-        self.workers = workers
-        self.counters = Counters()
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="edgecnn-worker")
-        self._warm_up()
+        self.count = count
+        self.info = info or ModelInfo(classifier.path.name, "")
+        self.pool = ThreadPoolExecutor(count, thread_name_prefix="edgecnn-worker")
+        try:
+            self._warm_up()
+        except BaseException:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
     def _warm_up(self) -> None:
         """Give every worker its interpreter now, so the first requests do not pay for it.
 
         The barrier holds each warm-up job until all have started: one job per thread.
-        It also proves the model runs before the server says it is listening.
+        It also proves the model runs before it is served.
         """
-        with contextlib.suppress(InputError):  # no Pillow: pictures get that error later
-            load_pillow().preinit()  # import the decoders before the first picture
-        barrier = threading.Barrier(self.workers)
+        barrier = threading.Barrier(self.count)
         blank = np.zeros(self.classifier.input_shape, np.uint8)
 
         def warm() -> None:
             barrier.wait(timeout=60)
             self.classifier.classify(blank)
 
-        for job in [self._pool.submit(warm) for _ in range(self.workers)]:
+        for job in [self.pool.submit(warm) for _ in range(self.count)]:
             job.result()
+
+    def close(self) -> None:
+        """Finish the work handed to these workers, then stop them."""
+        self.pool.shutdown(wait=True)
+
+
+class ClassifierService:
+    """A loaded classifier behind ``workers`` threads, answering as JSON-ready dicts.
+
+    :meth:`switch` puts another model's :class:`Workers` in place between two requests:
+    each request takes the workers once, when it is submitted, so its answer comes
+    wholly from one model.
+    """
+
+    def __init__(self, classifier: Classifier, workers: int, info: ModelInfo | None = None) -> None:
+        self.workers = workers
+        self.counters = Counters()
+        self._lock = threading.Lock()
+        self._closed = False
+        with contextlib.suppress(InputError):  # no Pillow: pictures get that error later
+            load_pillow().preinit()  # import the decoders before the first picture
+        self._served = Workers(classifier, workers, info)
+
+    @property
+    def served(self) -> Workers:
+        """The workers new requests go to."""
+        return self._served
+
+    @property
+    def classifier(self) -> Classifier:
+        """The model new requests go to."""
+        return self._served.classifier
+
+    @property
+    def model(self) -> str:
+        """The file name of the model new requests go to."""
+        return self._served.info.file
+
+    def switch(self, new: Workers) -> Workers | None:
+        """Send requests to ``new`` from now on; the workers replaced, for closing.
+
+        None if the service is closed (``new`` is closed then).
+        """
+        with self._lock:
+            if not self._closed:
+                old, self._served = self._served, new
+                return old
+        new.close()
+        return None
 
     def submit(
         self, body: bytes, top_k: int | None, content_type: str = ""
@@ -130,15 +198,19 @@ class ClassifierService:
         Raises:
             RequestError: the body is not something this service classifies.
         """
-        if top_k is None:
-            top_k = min(DEFAULT_TOP_K, len(self.classifier.labels))
-        if not 1 <= top_k <= len(self.classifier.labels):
-            raise RequestError(400, f"top_k must be in 1..{len(self.classifier.labels)}")
-        kind = body_kind(body, content_type)
-        return self._pool.submit(self._classify, body, kind, top_k)
+        with self._lock:  # a switch cannot come between taking the workers and using them
+            served = self._served
+            labels = len(served.classifier.labels)
+            if top_k is None:
+                top_k = min(DEFAULT_TOP_K, labels)
+            if not 1 <= top_k <= labels:
+                raise RequestError(400, f"top_k must be in 1..{labels}")
+            kind = body_kind(body, content_type)
+            return served.pool.submit(self._classify, served, body, kind, top_k)
 
-    def _classify(self, body: bytes, kind: str, top_k: int) -> dict[str, Any]:
-        """The reply document (runs on a worker).
+    @staticmethod
+    def _classify(served: Workers, body: bytes, kind: str, top_k: int) -> dict[str, Any]:
+        """The reply document (runs on a worker of ``served``).
 
         Raises:
             RequestError: a malformed ``.npy`` body.
@@ -146,41 +218,49 @@ class ClassifierService:
             ModelError: the model failed on it.
         """
         start = time.perf_counter()
-        shape = self.classifier.input_shape
-        image: Any = read_npy(body, shape) if kind == "npy" else body
-        ranked = self.classifier.classify(image, top_k=top_k)
+        classifier = served.classifier
+        image: Any = read_npy(body, classifier.input_shape) if kind == "npy" else body
+        ranked = classifier.classify(image, top_k=top_k)
         latency_ms = (time.perf_counter() - start) * 1000
         return {
             "label": ranked[0][0],
             "confidence": ranked[0][1],
             "top_k": [{"label": label, "probability": p} for label, p in ranked],
-            "model": self.model,
-            "backend": self.classifier.backend_name,
+            "model": served.info.file,
+            "backend": classifier.backend_name,
             "latency_ms": round(latency_ms, 3),
         }
 
     def health(self, status: str = "ok") -> dict[str, Any]:
-        """Liveness and counters."""
+        """Liveness, the model served, and counters."""
         c = self.counters
+        served = self._served
         return {
             "status": status,
-            "model": self.model,
-            "backend": self.classifier.backend_name,
+            **served.info.to_health(),
+            "backend": served.classifier.backend_name,
             "workers": self.workers,
             "uptime_s": round(time.monotonic() - c.started, 3),
             "requests_served": c.requests,
             "classified": c.classified,
             "errors": c.errors,
+            "reloads": c.reloads,
+            "reload_failures": c.reload_failures,
+            "last_reload_error": c.last_reload_error,
         }
 
     def metadata(self) -> dict[str, Any]:
         """The model's own metadata, as embedded in the file, with its name and backend."""
+        served = self._served
         return {
-            "model": self.model,
-            "backend": self.classifier.backend_name,
-            **self.classifier.metadata.to_dict(),
+            "model": served.info.file,
+            "backend": served.classifier.backend_name,
+            **served.classifier.metadata.to_dict(),
         }
 
     def close(self) -> None:
-        """Finish queued work and stop the workers."""
-        self._pool.shutdown(wait=True)
+        """Finish queued work and stop the workers; later switches are refused."""
+        with self._lock:
+            self._closed = True
+            served = self._served
+        served.close()

@@ -1,0 +1,113 @@
+"""Which model ``edgecnn serve`` is serving: its file, its digest, its store name and version.
+
+A model installed in the store (``HOME/models/<name>/<version>/``) has a
+``manifest.json`` beside it; its ``name`` and ``version`` are believed only when they are
+the names of the folders the file really sits in, so a stray manifest elsewhere names
+nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+#: A store name or version, as the store writes them.
+STORE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: The manifest beside a model in the store.
+MANIFEST = "manifest.json"
+#: Hex digits of the SHA-256 shown where a short form is enough.
+SHORT_SHA = 12
+_MANIFEST_MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A served model: its file name, SHA-256, and store ``name``/``version`` if it has them."""
+
+    file: str
+    sha256: str
+    name: str | None = None
+    version: str | None = None
+
+    @property
+    def short_sha(self) -> str:
+        """The first :data:`SHORT_SHA` hex digits of the file's SHA-256."""
+        return self.sha256[:SHORT_SHA]
+
+    @property
+    def shown_name(self) -> str:
+        """The store name, else the file name."""
+        return self.name or self.file
+
+    @property
+    def shown_version(self) -> str:
+        """The store version, else the short SHA-256 (which tells two files apart as well)."""
+        return self.version or self.short_sha
+
+    @property
+    def shown(self) -> str:
+        """``<name> <version>``, or ``<file> <short sha256>`` outside the store."""
+        return f"{self.shown_name} {self.shown_version}"
+
+    def to_health(self) -> dict[str, str | None]:
+        """The model's part of ``/health``."""
+        return {
+            "model": self.file,
+            "model_sha256": self.short_sha,
+            "model_name": self.name,
+            "model_version": self.version,
+        }
+
+
+def home() -> Path:
+    """The device's home: ``EDGECNN_HOME`` if set, else the installation's prefix."""
+    return Path(os.environ.get("EDGECNN_HOME") or sys.prefix)
+
+
+def current_link() -> Path:
+    """The store's ``current`` symlink (which need not exist)."""
+    return home() / "models" / "current"
+
+
+def describe_model(path: Path) -> ModelInfo:
+    """``path``'s :class:`ModelInfo`: the digest of its bytes as they are now.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    name, version = _store_names(path)
+    return ModelInfo(path.name, digest.hexdigest(), name, version)
+
+
+def _store_names(path: Path) -> tuple[str | None, str | None]:
+    """``(name, version)`` from the manifest beside ``path`` in the store, else Nones."""
+    real = Path(os.path.realpath(path))
+    folder = real.parent
+    try:
+        with open(folder / MANIFEST, "rb") as f:
+            manifest = json.loads(f.read(_MANIFEST_MAX_BYTES + 1))
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(manifest, dict):
+        return None, None
+    name, version = manifest.get("name"), manifest.get("version")
+    model = manifest.get("model", real.name)
+    if not (
+        isinstance(name, str)
+        and isinstance(version, str)
+        and STORE_NAME.fullmatch(name)
+        and STORE_NAME.fullmatch(version)
+        and (folder.parent.name, folder.name) == (name, version)
+        and model == real.name
+    ):
+        return None, None
+    return name, version
