@@ -8,17 +8,31 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgecnn.runtime.errors import InputError
-from edgecnn.runtime.options import AUTO, BackendOption, IntegrityOption, ModelArg
+from edgecnn.runtime.options import AUTO, BackendOption, IntegrityOption
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from edgecnn.runtime.classifier import Classifier
     from edgecnn.runtime.frames import Crop
+    from edgecnn.runtime.serve.model_info import ModelInfo
     from edgecnn.runtime.serve.viewers import Viewers
     from edgecnn.runtime.video import Source
 
 
+OptionalModelArg = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="[MODEL]",
+        help=".tflite, .onnx or weights.npz (or a C library with --backend c); "
+        "without it, the store's current model (HOME/models/current), followed as it changes",
+        show_default=False,
+    ),
+]
+
+
 def serve_command(
-    model: ModelArg,
+    model: OptionalModelArg = None,
     host: Annotated[
         str,
         typer.Option(
@@ -111,12 +125,16 @@ def serve_command(
     (?top_k=N) and get JSON back. With --source, a video is classified as it plays:
     GET /live is a page showing it, /live/frame.jpg its latest frame with the crop box,
     /events the results as Server-Sent Events. SIGTERM or Ctrl-C stops accepting, lets
-    in-flight requests finish, and exits 0.
+    in-flight requests finish, and exits 0. SIGHUP, or a change of the model file (or of
+    the store's current model, without MODEL), loads the new model beside the old and
+    switches between requests; a model that fails to load leaves the old one serving.
     """
     from edgecnn._quiet import native_stderr_hidden
     from edgecnn.runtime import load_classifier
     from edgecnn.runtime.backends import default_threads
     from edgecnn.runtime.classifier import check_threads
+    from edgecnn.runtime.serve.model_info import describe_model
+    from edgecnn.runtime.serve.reload import Reloader, resolve_model, watched_state
     from edgecnn.runtime.serve.server import (
         Limits,
         is_loopback,
@@ -135,12 +153,19 @@ def serve_command(
     elif any(value is not None for value in given.values()):
         name = next(name for name, value in given.items() if value is not None)
         raise InputError(f"{name} applies with --source (a video, camera or stream to show)")
+    seen = watched_state(model)  # before loading: a change during startup is a change
+
+    def load(path: Path) -> Classifier:
+        return load_classifier(
+            path, backend=backend.value, num_threads=1, check_integrity=integrity_check
+        )
+
+    path = resolve_model(model)
     # Every worker's interpreter is made here, so LiteRT's banner is hidden once for all.
     with native_stderr_hidden():
-        classifier = load_classifier(
-            model, backend=backend.value, num_threads=1, check_integrity=integrity_check
-        )
-        service = ClassifierService(classifier, workers)
+        classifier = load(path)
+        service = ClassifierService(classifier, workers, _described(path, describe_model))
+    reloader = Reloader(service, model, load, seen)
     limits = Limits(
         max_connections=max_connections,
         max_body_bytes=max_body_bytes,
@@ -150,7 +175,7 @@ def serve_command(
     viewers = None
     try:
         if live is not None and max_viewers is not None:
-            viewers = _viewers(classifier, live, Path(model).name, max_viewers)
+            viewers = _viewers(lambda: service.classifier, live, path.name, max_viewers)
         server = make_server(service, host, port, limits, access_log, viewers)
     except BaseException:
         service.close()
@@ -163,17 +188,22 @@ def serve_command(
             err=True,
         )
 
+    info = service.served.info
+    store = f"{info.name} {info.version}, " if info.name else ""
+
     def started() -> None:
         typer.echo(
-            f"serving {Path(model).name} ({classifier.backend_name}, {workers} workers) "
-            f"on {server.url} ; Ctrl-C or SIGTERM stops"
+            f"serving {info.file} ({store}{classifier.backend_name}, {workers} workers) "
+            f"on {server.url} ; Ctrl-C or SIGTERM stops, SIGHUP reloads the model"
         )
 
     if viewers is not None:
         viewers.feed.start()
+    reloader.start()
     try:
-        reason = serve_until_signalled(server, on_started=started)
+        reason = serve_until_signalled(server, on_started=started, on_hangup=reloader.request)
     finally:
+        reloader.stop()
         if viewers is not None:
             viewers.feed.stop()
     typer.echo(f"stopped on {reason} after {service.counters.requests} requests")
@@ -230,11 +260,19 @@ def _live_options(
     return found, parsed, invert, timeout
 
 
-def _viewers(classifier: Classifier, live: tuple[Source, Crop, str, float], model: str,
-             max_viewers: int) -> Viewers:  # fmt: skip
+def _described(path: Path, describe: Callable[[Path], ModelInfo]) -> ModelInfo | None:
+    """``path``'s :class:`ModelInfo`, or None if it cannot be read again (it loaded)."""
+    try:
+        return describe(path)
+    except OSError:
+        return None
+
+
+def _viewers(current: Callable[[], Classifier], live: tuple[Source, Crop, str, float],
+             model: str, max_viewers: int) -> Viewers:  # fmt: skip
     from edgecnn.runtime.serve.live import LiveFeed, print_note
     from edgecnn.runtime.serve.viewers import Viewers
 
     source, crop, invert, timeout = live
-    feed = LiveFeed(classifier, source, crop, invert, timeout, notify=print_note)
+    feed = LiveFeed(current, source, crop, invert, timeout, notify=print_note)
     return Viewers(feed, model, max_viewers)

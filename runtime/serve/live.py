@@ -9,6 +9,9 @@ viewer has a queue of its own, so a slow viewer skips results instead of piling 
 A file is played at its own speed and looped, as a stand-in camera; a network stream is
 reopened whenever it fails (the page says "reconnecting"); a camera or file failing for
 good leaves the error on the page while ``/classify`` keeps answering.
+
+Given a function for the model in place of a model, the feed follows serve's reloads:
+each batch of frames is classified wholly by the model served when the batch starts.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import io
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from edgecnn.runtime.classifier import Classifier
 from edgecnn.runtime.errors import InputError
@@ -45,12 +50,38 @@ class Snapshot:
     changes: list[tuple[int, Change]]
 
 
+class FollowingFrames(FrameClassifier):
+    """A :class:`FrameClassifier` that takes ``current()``'s model at each batch.
+
+    The model served may change between two batches (a reload); the input shape stays
+    (a reload refuses another), so frames prepared for the one suit the other.
+    """
+
+    def __init__(self, current: Callable[[], Classifier], crop: Crop, invert: str) -> None:
+        super().__init__(current(), crop, invert=invert)
+        self._current = current
+
+    def classify_prepared(
+        self, images: np.ndarray, indices: Sequence[int], times: Sequence[float]
+    ) -> list[FrameResult]:
+        """Results of prepared ``images``, all from the model served now."""
+        classifier = self._current()
+        if classifier is self.classifier:
+            return super().classify_prepared(images, indices, times)
+        from edgecnn._quiet import banners_hidden
+        from edgecnn.runtime.backends import BANNERS
+
+        self.classifier = classifier  # the old one's interpreter here goes with it
+        with banners_hidden(BANNERS):  # this thread's first interpreter of the new model
+            return super().classify_prepared(images, indices, times)
+
+
 class LiveFeed:
     """``source`` classified frame by frame on a thread of its own, its latest state kept."""
 
     def __init__(
         self,
-        classifier: Classifier,
+        classifier: Classifier | Callable[[], Classifier],
         source: Source,
         crop: Crop,
         invert: str = "auto",
@@ -61,7 +92,11 @@ class LiveFeed:
         self.crop = crop
         self.timeout = timeout
         self.notify = notify
-        self.frames = FrameClassifier(classifier, crop, invert=invert)
+        self.frames = (
+            FrameClassifier(classifier, crop, invert=invert)
+            if isinstance(classifier, Classifier)
+            else FollowingFrames(classifier, crop, invert)
+        )
         self.stable = StableLabel()
         self._lock = threading.Lock()
         self._state: dict[str, Any] = {"state": "starting", "source": source.shown}

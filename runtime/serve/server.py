@@ -457,10 +457,12 @@ def serve_until_signalled(
     server: ClassifierServer,
     grace: float = GRACE_SECONDS,
     on_started: Callable[[], None] | None = None,
+    on_hangup: Callable[[], None] | None = None,
 ) -> str:
     """Serve until SIGTERM or SIGINT, then stop gracefully; the signal's name.
 
-    Must run in the main thread (only it may install signal handlers).
+    SIGHUP calls ``on_hangup`` when given (serve reloads its model). Must run in the
+    main thread (only it may install signal handlers).
     """
     received: list[str] = []
 
@@ -474,12 +476,14 @@ def serve_until_signalled(
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig)
+        if on_hangup is not None:
+            loop.add_signal_handler(signal.SIGHUP, on_hangup)
         if on_started is not None:
             loop.call_soon(on_started)
         try:
             await server.serve(stop, grace)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
 
     try:
