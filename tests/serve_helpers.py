@@ -25,15 +25,17 @@ EDGECNN = [sys.executable, "-m", "edgecnn"]
 
 
 @contextmanager
-def running_server(model, *args, command=EDGECNN, startup_timeout=120):
+def running_server(model, *args, command=EDGECNN, startup_timeout=120, env=None):
     """``edgecnn serve MODEL --port 0 ARGS...``, up and healthy; SIGTERM at the end.
 
+    ``model`` None serves the store's current model; ``env`` replaces the environment.
     Yields ``proc``, ``port``, ``banner`` (the startup line) and ``stderr()``.
     """
-    cmd = [*command, "serve", str(model), "--port", "0", *[str(a) for a in args]]
+    given = [] if model is None else [str(model)]
+    cmd = [*command, "serve", *given, "--port", "0", *[str(a) for a in args]]
     # stderr goes to a file, not a pipe: a full pipe would block the server.
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
 
         kept = []  # what it wrote, kept once it has exited and the file is gone
 

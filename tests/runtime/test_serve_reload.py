@@ -1,0 +1,256 @@
+"""``edgecnn serve`` reloads its model under load: real server, real LiteRT, 8 busy clients.
+
+The two tiny models answer the same picture with slightly different probabilities, so
+every answer tells which model gave it.
+"""
+
+import http.client
+import json
+import os
+import re
+import signal
+import threading
+import time
+
+import pytest
+from serve_helpers import call, npy_bytes, running_server, wait_until
+from shared import TINY
+
+from edgecnn.runtime import load_classifier
+
+OLD, NEW = TINY / "model_float32.tflite", TINY / "model_int8.tflite"
+CLIENTS = 8
+PICTURES = 16
+NOW_SERVING = re.compile(r"^edgecnn: now serving (\S+) (\S+) \(was (\S+)\), switched in (\d+) ms$")
+
+
+@pytest.fixture(scope="module")
+def pictures(test_images):
+    """``(npy bodies, {model: [top_k of each picture]})`` with every top_k told apart."""
+    old, new = (load_classifier(m, num_threads=1) for m in (OLD, NEW))
+    chosen, answers = [], {"old": [], "new": []}
+    for image in test_images.x[:200]:
+        a, b = old.classify(image, top_k=10), new.classify(image, top_k=10)
+        if a != b:
+            chosen.append(npy_bytes(image))
+            answers["old"].append(a)
+            answers["new"].append(b)
+        if len(chosen) == PICTURES:
+            break
+    assert len(chosen) == PICTURES
+    return chosen, answers
+
+
+class Clients:
+    """``CLIENTS`` threads classifying the pictures in turn until stopped.
+
+    Each records ``(sent, received, which model answered)`` per request, in its own
+    order; ``which`` is ``old``, ``new``, or what went wrong.
+    """
+
+    def __init__(self, port, pictures):
+        self.port, (self.bodies, self.answers) = port, pictures
+        self.records = [[] for _ in range(CLIENTS)]
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(CLIENTS)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(60)
+
+    def _run(self, client):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        n = client
+        while not self.stopping.is_set():
+            picture = n % PICTURES
+            n += 1
+            sent = time.monotonic()
+            try:
+                status, reply, _ = call(0, "POST", "/classify?top_k=10", self.bodies[picture],
+                                        conn=conn)  # fmt: skip
+            except Exception as e:  # noqa: BLE001 - a failed request is the finding
+                which = f"{type(e).__name__}: {e}"
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            else:
+                which = f"status {status}: {reply}"
+                if status == 200:
+                    ranked = [(p["label"], p["probability"]) for p in reply["top_k"]]
+                    for name, answers in self.answers.items():
+                        if ranked == answers[picture]:
+                            which = name
+            self.records[client].append((sent, time.monotonic(), which))
+        conn.close()
+
+    def count(self, which):
+        return min(sum(r[2] == which for r in records) for records in self.records)
+
+    def check_one_switch(self):
+        """No failure; each answer one model's exactly; old to new once; the counts.
+
+        Per client, requests go one after another: a request sent after an answer from
+        the new model is taken by the service after the switch, so no client may see
+        the old model after the new. Across clients, answers overlap: a request handed
+        to the old workers before the switch may be answered after another client's
+        first new answer. What must hold is that it was *sent* before that first new
+        answer was received (the switch happened before the new model answered).
+        """
+        flat = [r for records in self.records for r in records]
+        wrong = [r[2] for r in flat if r[2] not in ("old", "new")]
+        assert not wrong, (len(wrong), wrong[:3])
+        for client, records in enumerate(self.records):
+            order = "".join("o" if r[2] == "old" else "n" for r in records)
+            assert re.fullmatch("o+n+", order), (client, order)
+        first_new = min(r[1] for r in flat if r[2] == "new")
+        late = [r for r in flat if r[2] == "old" and r[0] >= first_new]
+        assert not late, late[:3]
+        overlap = sum(r[2] == "old" and r[1] > first_new for r in flat)
+        return len(flat), overlap
+
+
+def _replace(target, data):
+    """Write ``data`` under a temporary name beside ``target``, then rename it over it."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+
+
+def _reload_lines(stderr):
+    return [line for line in stderr.splitlines() if line.startswith("edgecnn: ")]
+
+
+def _short_sha(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def _switch_ms(line, what):
+    found = NOW_SERVING.match(line)
+    assert found, line
+    ms = int(found.group(4))
+    print(f"\n{what}: switched in {ms} ms ({line})")
+    assert ms < 30_000  # a bound, not a speed
+    return found
+
+
+def _run_clients_across(server, pictures, switch, switched):
+    """Clients busy before, during and after ``switch()``; until ``switched()`` and after."""
+    with Clients(server.port, pictures) as clients:
+        wait_until(lambda: clients.count("old") >= 5, "answered by the first model")
+        switch()
+        wait_until(switched, "switched")
+        wait_until(lambda: clients.count("new") >= 5, "answered by the new model")
+    return clients
+
+
+def test_sighup_after_replacing_the_file_switches_without_failing_a_request(tmp_path, pictures):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(OLD.read_bytes())
+    old_sha, new_sha = _short_sha(OLD), _short_sha(NEW)
+    with running_server(model, "--threads", 2) as server:
+        health = call(server.port, "GET", "/health")[1]
+        assert (health["model"], health["model_sha256"]) == ("model.tflite", old_sha)
+        assert health["model_version"] is None and health["reloads"] == 0
+
+        def switch():
+            _replace(model, NEW.read_bytes())
+            server.proc.send_signal(signal.SIGHUP)
+
+        def switched():
+            return call(server.port, "GET", "/health")[1]["model_sha256"] == new_sha
+
+        clients = _run_clients_across(server, pictures, switch, switched)
+        total, overlap = clients.check_one_switch()
+        print(f"\n{total} requests, {overlap} old answers received after the first new one")
+        health = call(server.port, "GET", "/health")[1]
+        assert health["errors"] == 0 and health["reload_failures"] == 0
+        meta = call(server.port, "GET", "/metadata")[1]
+        assert meta["precision"] == load_classifier(NEW).metadata.precision == "int8"
+        lines = _reload_lines(server.stderr())
+    # SIGHUP and the file watch may both see the new file: a second reload is of it too.
+    assert 1 <= len(lines) == health["reloads"] <= 2, lines
+    found = _switch_ms(lines[0], "SIGHUP, file replaced")
+    assert found.groups()[:3] == ("model.tflite", new_sha, old_sha)
+    assert all(NOW_SERVING.match(line).group(2) == new_sha for line in lines)
+
+
+def _store(home):
+    """``home/models`` with fashion v1 (float32) and v2 (int8), ``current`` at v1."""
+    models = home / "models"
+    for version, source in (("v1", OLD), ("v2", NEW)):
+        folder = models / "fashion" / version
+        folder.mkdir(parents=True)
+        (folder / "model.tflite").write_bytes(source.read_bytes())
+        manifest = {"format": "edgecnn-update", "format_version": 1, "name": "fashion",
+                    "version": version, "target": "generic", "machine": None,
+                    "model": "model.tflite", "files": {}, "input_shape": [28, 28, 1],
+                    "classes": list(load_classifier(source).labels), "edgecnn_version": "0",
+                    "created": "2026-01-01T00:00:00Z"}  # fmt: skip
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    os.symlink("fashion/v1", models / "current")
+    return models
+
+
+def test_switching_the_store_current_link_is_followed_without_failing_a_request(tmp_path, pictures):
+    models = _store(tmp_path)
+    env = {**os.environ, "EDGECNN_HOME": str(tmp_path)}
+    with running_server(None, "--threads", 2, env=env) as server:
+        assert "fashion v1" in server.banner
+        health = call(server.port, "GET", "/health")[1]
+        assert (health["model_name"], health["model_version"]) == ("fashion", "v1")
+        assert health["model_sha256"] == _short_sha(OLD)
+
+        def switch():
+            tmp = models / ".current.tmp"
+            os.symlink("fashion/v2", tmp)
+            os.replace(tmp, models / "current")
+
+        def switched():
+            return call(server.port, "GET", "/health")[1]["model_version"] == "v2"
+
+        clients = _run_clients_across(server, pictures, switch, switched)
+        total, overlap = clients.check_one_switch()
+        print(f"\n{total} requests, {overlap} old answers received after the first new one")
+        health = call(server.port, "GET", "/health")[1]
+        assert health["errors"] == 0 and health["reloads"] == 1
+        assert health["model_sha256"] == _short_sha(NEW)
+        lines = _reload_lines(server.stderr())
+    assert len(lines) == 1, lines
+    found = _switch_ms(lines[0], "store current switched")
+    assert found.groups()[:3] == ("fashion", "v2", "v1")
+
+
+def test_a_corrupt_model_leaves_the_old_one_serving_with_one_line(tmp_path, pictures):
+    bodies, answers = pictures
+    model = tmp_path / "model.tflite"
+    model.write_bytes(NEW.read_bytes())
+    damaged = bytearray(NEW.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01  # loads, but no longer matches its own digest
+    with running_server(model, "--threads", 2) as server:
+        _replace(model, bytes(damaged))
+
+        def failed():
+            return call(server.port, "GET", "/health")[1]["reload_failures"] == 1
+
+        wait_until(failed, "refused the damaged model")
+        time.sleep(2.5)  # more looks at the same damaged file: still one line
+        health = call(server.port, "GET", "/health")[1]
+        assert health["reloads"] == 0 and health["reload_failures"] == 1
+        assert health["model_sha256"] == _short_sha(NEW)
+        assert "SHA-256" in health["last_reload_error"] or "digest" in health["last_reload_error"]
+        for body, expected in zip(bodies, answers["new"], strict=True):
+            status, reply, _ = call(server.port, "POST", "/classify?top_k=10", body)
+            assert status == 200
+            assert [(p["label"], p["probability"]) for p in reply["top_k"]] == expected
+        lines = _reload_lines(server.stderr())
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("edgecnn: reload failed: ")
+    assert lines[0].endswith(f"; still serving model.tflite {_short_sha(NEW)}")
+    print(f"\n{lines[0]}")
