@@ -4,14 +4,19 @@ A device often has no route to a package index, and edgecnn is not published on 
 bundle carries everything: edgecnn's wheel (built from this source tree), the wheels its
 target needs for each Python it supports (downloaded here, once, for the target's CPU),
 the model file with its sidecar and its ``edgecnn verify`` reference, and ``install.sh``,
-which installs offline into a venv (``pip install --no-index``) and ends by running
-``edgecnn verify`` on the model, so parity with the exporting machine is checked where the
-model runs. The emulated Raspberry Pi tests install from these bundles.
+which installs offline into a venv (``pip install --no-index``) and ends by putting the
+model into the venv's store with ``edgecnn models add``, which runs ``edgecnn verify`` on
+it, so parity with the exporting machine is checked where the model runs. The emulated
+Raspberry Pi tests install from these bundles.
 
 Layout, inside ``edgecnn-<target>/``: ``install.sh``, ``README.txt``, ``bundle.json`` (the
-target, each Python's requirements and model, every file's SHA-256), ``SHA256SUMS`` (the
-same digests and bundle.json's, in ``sha256sum -c`` form, which install.sh checks before
-it runs anything), ``wheels/`` and ``model/``. The targets are in
+target, the model's name and version in the store, each Python's requirements and model,
+every file's SHA-256), ``SHA256SUMS`` (the same digests and bundle.json's, in
+``sha256sum -c`` form, which install.sh checks before it runs anything), ``wheels/``,
+``model/``, ``sample/`` (a test picture the model classifies right,
+:mod:`edgecnn.pipeline.bundle_sample`), ``edgecnn-serve.service`` (install.sh --service's
+systemd unit) and, made with ``--key``, ``keys/owner.pub`` and ``SHA256SUMS.sig``, the
+owner's signature of SHA256SUMS (:mod:`edgecnn.pipeline.release`). The targets are in
 :mod:`edgecnn.pipeline.devices`, the wheels are gathered by
 :mod:`edgecnn.pipeline.bundle_wheels`, and every model is checked before it is packed
 (:mod:`edgecnn.pipeline.bundle_models`).
@@ -34,13 +39,23 @@ from edgecnn.errors import ConfigError, DataError
 from edgecnn.export.exporter import sha256
 from edgecnn.export.records import ExportedFile, ExportReport
 from edgecnn.pipeline.bundle_models import copy_checked, write_new
+from edgecnn.pipeline.bundle_readme import readme
+from edgecnn.pipeline.bundle_sample import SAMPLE_DIR, write_sample
 from edgecnn.pipeline.bundle_wheels import BundleError, download, edgecnn_wheel
 from edgecnn.pipeline.devices import BUNDLE_TARGETS, HERE, NUMPY_FILE, Device, format_of
+from edgecnn.pipeline.release import OwnerKey, model_name, model_version, owner_key, sign_checked
 from edgecnn.records import read_record
 from edgecnn.run_folder import BENCH_FILE, EXPORT_REPORT_FILE, EXPORTS_DIR
 
 #: Every file's digest in ``sha256sum`` form, the list install.sh checks the bundle by.
 SUMS_FILE = "SHA256SUMS"
+#: The owner's signature of SHA256SUMS's bytes, in bundles made with --key.
+SIGNATURE_FILE = SUMS_FILE + ".sig"
+#: The owner's public key, which install.sh makes the device trust on its first install.
+KEYS_DIR = "keys"
+OWNER_KEY = f"{KEYS_DIR}/owner.pub"
+#: The systemd user unit install.sh --service fills in (pipeline/templates).
+SERVICE_FILE = "edgecnn-serve.service"
 #: A path install.sh accepts in SHA256SUMS (its grep has the same pattern): a plain name,
 #: at most one folder deep, no part starting with a dot (so never ``..`` or absolute) or
 #: a dash (which a command would take for an option).
@@ -64,6 +79,10 @@ class BundlePlan:
     wheels: Path | None
     #: Carry PyAV for video files, cameras and streams, where it has a wheel.
     video: bool = False
+    #: The model's name in the device's store.
+    name: str = "model"
+    #: The owner's key to sign with (None: an unsigned bundle).
+    key: OwnerKey | None = None
 
     @property
     def archive(self) -> bool:
@@ -85,6 +104,8 @@ def build_bundle(
     wheels: Path | None = None,
     log: Any = print,
     video: bool = False,
+    name: str | None = None,
+    key: Path | None = None,
 ) -> dict[str, Any]:
     """Write the bundle for ``target_key`` from ``source`` (a run or its exports/ folder).
 
@@ -94,10 +115,12 @@ def build_bundle(
     recommendation for the target); ``pythons`` the
     Python versions to carry wheels for; ``wheels`` a folder to take wheels from instead
     of the package index (``pip download --no-index --find-links``); ``video`` adds
-    PyAV's wheel for videos (tens of MB a Python; a 32-bit Pi needs Debian's Pillow).
+    PyAV's wheel for videos (tens of MB a Python; a 32-bit Pi needs Debian's Pillow);
+    ``name`` the model's name in the device's store (default: the dataset's); ``key`` the
+    owner's private key, to sign SHA256SUMS and carry the public key for the device.
     Returns the manifest.
     """
-    plan = plan_bundle(source, target_key, out, models, pythons, wheels, video)
+    plan = plan_bundle(source, target_key, out, models, pythons, wheels, video, name, key)
     plan.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         manifest = _write(plan, log)
@@ -127,11 +150,39 @@ def plan_bundle(
     pythons: tuple[str, ...] | None,
     wheels: Path | None,
     video: bool = False,
+    name: str | None = None,
+    key: Path | None = None,
 ) -> BundlePlan:
     """The target, the model files, the Pythons and the output, as ``build_bundle`` takes them.
 
     Raises:
         ConfigError: an option names something the bundle cannot hold.
+        DataError: the exports are unreadable or hold nothing for the target.
+    """
+    target, exports, report, names = choose_models(source, target_key, models)
+    bundled = model_files(report.files, names)
+    pythons = target.pythons if pythons is None else pythons
+    for version in pythons:
+        if not _is_version(version):
+            raise ConfigError(f"--python takes versions such as 3.11, got {version!r}")
+    out = exports.parent / f"edgecnn-{target.key}.tar.gz" if out is None else out
+    owner = None if key is None else owner_key(key, public_too=True)
+    plan = BundlePlan(target, exports, report, names, bundled, pythons, out, wheels, video,
+                      model_name(report, name), owner)  # fmt: skip
+    _check_out(plan)
+    return plan
+
+
+def choose_models(
+    source: Path, target_key: str, models: tuple[str, ...] | None
+) -> tuple[Device, Path, ExportReport, list[str]]:
+    """The target, the exports folder, its report and the model files to pack, checked.
+
+    The model files are those asked for, or the run's recommendation for the target; the
+    full bundle and the update file choose alike.
+
+    Raises:
+        ConfigError: an unknown target, or a file the target cannot load.
         DataError: the exports are unreadable or hold nothing for the target.
     """
     target = BUNDLE_TARGETS.get(target_key)
@@ -143,15 +194,7 @@ def plan_bundle(
     report = _report(exports)
     names = list(models or (_recommended(report.files, target, exports.parent),))
     _check_models(names, exports, target)
-    bundled = _model_files(report.files, names)
-    pythons = target.pythons if pythons is None else pythons
-    for version in pythons:
-        if not _is_version(version):
-            raise ConfigError(f"--python takes versions such as 3.11, got {version!r}")
-    out = exports.parent / f"edgecnn-{target.key}.tar.gz" if out is None else out
-    plan = BundlePlan(target, exports, report, names, bundled, pythons, out, wheels, video)
-    _check_out(plan)
-    return plan
+    return target, exports, report, names
 
 
 def _check_models(names: list[str], exports: Path, target: Device) -> None:
@@ -160,7 +203,7 @@ def _check_models(names: list[str], exports: Path, target: Device) -> None:
         if (exports / name).is_dir():
             raise ConfigError(f"--model {name}: folders (the C library, TFLM) are not bundled")
         if not Path(name).suffix:
-            continue  # not a model file: _model_files says so
+            continue  # not a model file: model_files says so
         fmt = format_of(name)
         if target.machine is not None and fmt != "numpy" and fmt not in target.interpreters:
             raise ConfigError(f"--model {name}: {target.systems} has no interpreter for "
@@ -225,11 +268,26 @@ def fetch(plan: BundlePlan, root: Path, log: Any) -> tuple[str, dict[str, dict[s
 def assemble(
     plan: BundlePlan, root: Path, own: str, pythons: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
-    """Write install.sh, README.txt, bundle.json and SHA256SUMS beside the fetched files."""
-    _write_text(root / "install.sh", _install_script(), executable=True)
+    """Write install.sh, README.txt, bundle.json and SHA256SUMS beside the fetched files.
+
+    Also the sample picture, and, with a key, ``keys/owner.pub`` and ``SHA256SUMS.sig``.
+    """
+    _write_text(root / "install.sh", _template("install.sh"), executable=True)
+    _write_text(root / SERVICE_FILE, _template(SERVICE_FILE))  # install.sh --service
     target = plan.target
+    model = root / "model" / plan.models[0]
+    sample = write_sample(model, plan.report.labels, root / SAMPLE_DIR)
+    if plan.key is not None:
+        from edgecnn.runtime.signing import public_key_text
+
+        (root / KEYS_DIR).mkdir()
+        _write_text(root / OWNER_KEY, public_key_text(plan.key.public) + "\n")
     manifest: dict[str, Any] = {
         "edgecnn_version": __version__,
+        "name": plan.name,
+        "version": model_version(plan.exports, sha256(model)),
+        "signed": plan.key is not None,
+        "sample": None if sample is None else f"{SAMPLE_DIR}/{sample}",
         "edgecnn_wheel": own,
         "target": target.key,
         "target_name": target.systems,
@@ -245,7 +303,10 @@ def assemble(
     manifest["files"] = _digests(root)  # every file but bundle.json and SHA256SUMS
     write_new(root / "bundle.json", (_json.dumps(manifest) + "\n").encode())
     sums = _digests(root)
-    write_new(root / SUMS_FILE, "".join(f"{d}  {p}\n" for p, d in sums.items()).encode())
+    text = "".join(f"{d}  {p}\n" for p, d in sums.items()).encode()
+    write_new(root / SUMS_FILE, text)
+    if plan.key is not None:
+        write_new(root / SIGNATURE_FILE, sign_checked(plan.key, text))
     return manifest
 
 
@@ -260,45 +321,6 @@ def _digests(root: Path) -> dict[str, str]:
             raise BundleError(f"{relative}: a file name install.sh does not accept")
         digests[relative] = sha256(path)
     return digests
-
-
-def readme(manifest: dict[str, Any]) -> str:
-    """README.txt: what the bundle holds and the one command that installs it."""
-    lines = [
-        f"edgecnn {manifest['edgecnn_version']} for {manifest['target_name']}",
-        "",
-        "Install (offline, into a venv; checks the model with edgecnn verify at the end):",
-        "",
-        "    sh install.sh [VENV]        # default VENV: ~/edgecnn",
-        "",
-        "It first checks every file against SHA256SUMS and installs nothing if one differs,",
-        "is missing or extra. It cannot check itself: before running it, compare the",
-        "archive's SHA-256 with the one edgecnn bundle printed (sha256sum ARCHIVE).",
-        "It needs GNU coreutils' sha256sum, as Debian and Raspberry Pi OS have (BusyBox's",
-        "has no --strict), and runs Python isolated (python3 -I): a json.py or edgecnn/ in",
-        "the current folder is never imported.",
-        "",
-        f"Model: model/{manifest['model']}",
-        "",
-        "By Python version:",
-    ]
-    for version, entry in manifest["pythons"].items():
-        extra = f" (no {entry['missing']} wheel)" if entry.get("missing") else ""
-        lines.append(f"  {version}: {' '.join(entry['requirements'])}; runs "
-                     f"model/{entry['model']}{extra}")  # fmt: skip
-    if not manifest["pythons"]:
-        lines.append("  any: edgecnn's wheel; its requirements come from the system or the "
-                     "package index")  # fmt: skip
-    if manifest.get("video"):
-        lines += [
-            "",
-            "Videos, cameras and streams (edgecnn predict MODEL clip.mp4) need PyAV (av)",
-            "and Pillow: the wheels above carry them where they have one; install.sh names",
-            "the system's package for what is missing (on Raspberry Pi OS 32-bit: sudo apt",
-            "install python3-pil).",
-        ]
-    lines += ["", manifest["notes"], ""]
-    return "\n".join(lines)
 
 
 # --- the source -----------------------------------------------------------------------
@@ -354,7 +376,9 @@ def _bench_latency(run_dir: Path) -> dict[str, float]:
         return {}
 
 
-def _model_files(rows: Sequence[ExportedFile], chosen: list[str]) -> list[str]:
+def model_files(
+    rows: Sequence[ExportedFile], chosen: list[str], fallback: bool = True
+) -> list[str]:
     """The model files to bundle: the chosen ones, and weights.npz too as the fallback.
 
     Each is copied with its sidecar and reference, and checked, by ``copy_checked``.
@@ -366,7 +390,7 @@ def _model_files(rows: Sequence[ExportedFile], chosen: list[str]) -> list[str]:
             raise ConfigError(f"--model {name}: not a file of this export")
         if name not in passed:
             raise ConfigError(f"--model {name}: it failed its gate; bundle a file that passed")
-    if NUMPY_FILE not in names and NUMPY_FILE in passed:
+    if fallback and NUMPY_FILE not in names and NUMPY_FILE in passed:
         names.append(NUMPY_FILE)
     for name in names:
         if not PLAIN_PATH.fullmatch(name) or "/" in name:
@@ -377,8 +401,8 @@ def _model_files(rows: Sequence[ExportedFile], chosen: list[str]) -> list[str]:
 # --- small helpers --------------------------------------------------------------------
 
 
-def _install_script() -> str:
-    return resources.files("edgecnn.pipeline").joinpath("templates/install.sh").read_text()
+def _template(name: str) -> str:
+    return resources.files("edgecnn.pipeline").joinpath(f"templates/{name}").read_text()
 
 
 def _write_text(path: Path, text: str, executable: bool = False) -> None:

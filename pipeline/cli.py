@@ -220,84 +220,10 @@ def _real(path: Path) -> Path:
     return real if path.is_absolute() else Path(os.path.relpath(real))
 
 
-def bundle_command(
-    source: Annotated[
-        Path, typer.Argument(help="A run folder, or its exports/ folder.", show_default=False)
-    ],
-    target: Annotated[
-        str,
-        typer.Option(help="The device: pi64, pi32, linux-x86 or generic.", show_default=False),
-    ],
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            help="An archive (.tar.gz, .tgz) or a folder. "
-            "[default: edgecnn-<target>.tar.gz beside exports/]"
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="The exported file to bundle. [default: the run's recommendation for the target]"
-        ),
-    ] = None,
-    python: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated Python versions to carry wheels for. "
-            "[default: pi64, pi32: 3.11,3.13 (bookworm, trixie); linux-x86: 3.10 to 3.13]"
-        ),
-    ] = None,
-    wheels: Annotated[
-        Path | None,
-        typer.Option(
-            help="Take wheels from this folder instead of the package index (an offline "
-            "build machine)."
-        ),
-    ] = None,
-    video: Annotated[
-        bool,
-        typer.Option(
-            "--video",
-            help="Carry PyAV's wheel (33 to 39 MB a Python) for videos, cameras and streams.",
-        ),
-    ] = False,
-) -> None:
-    """Pack edgecnn, its wheels for a device and a verified model into one archive.
-
-    On the device, with no network: tar xzf edgecnn-pi64.tar.gz && sh edgecnn-pi64/install.sh
-    installs into ~/edgecnn and runs edgecnn verify on the model.
-    """
-    from edgecnn.pipeline.bundle import build_bundle
-
-    pythons = None
-    if python is not None:
-        pythons = tuple(v.strip() for v in python.split(",") if v.strip())
-        if not pythons:
-            raise ConfigError("--python takes versions such as 3.11,3.13")
-    if wheels is not None and not wheels.is_dir():
-        raise ConfigError(f"--wheels {wheels}: not a folder")
-    models = None
-    if model is not None:
-        models = tuple(m.strip() for m in model.split(",") if m.strip())
-        if not models:
-            raise ConfigError("--model takes exported file names, comma-separated")
-    typer.echo(f"Bundling for {target} ...")
-    manifest = build_bundle(
-        source, target, out, models, pythons, wheels, log=typer.echo, video=video
-    )
-    size = manifest["size_bytes"] / 1e6
-    path = Path(manifest["out"])
-    folder = f"edgecnn-{manifest['target']}"
-    typer.echo(f"Wrote {path} ({size:,.1f} MB): model/{manifest['model']}, "
-               f"Python {', '.join(manifest['pythons']) or 'any'}")  # fmt: skip
-    if path.is_file():
-        typer.echo(f"On the device: tar xzf {path.name} && sh {folder}/install.sh")
-    else:
-        typer.echo(f"On the device: sh {path.name}/install.sh")
-
-
 def register(app: typer.Typer) -> None:
-    """Add ``edgecnn run`` and ``edgecnn bundle`` to the app."""
+    """Add ``edgecnn run``, ``edgecnn bundle`` and ``edgecnn keys`` to the app."""
+    from edgecnn.pipeline.bundle_cli import bundle_command, keys_command
+
     app.command("run")(run_command)
     app.command("bundle")(bundle_command)
+    app.command("keys")(keys_command)

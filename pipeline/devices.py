@@ -64,8 +64,7 @@ DEVICES = (
         systems="Raspberry Pi OS 64-bit (bookworm, trixie)", machine="aarch64",
         pythons=("3.11", "3.13"),
         interpreters={"tflite": LITERT, "onnx": ONNXRUNTIME},
-        notes="bookworm has Python 3.11, trixie 3.13; both get LiteRT and onnxruntime wheels "
-        "(and PyAV's, for videos, with edgecnn bundle --video).",
+        notes="Raspberry Pi OS bookworm has Python 3.11, trixie 3.13.",
     ),
     Device(
         "pi32", "Raspberry Pi, 32-bit OS", ("tflite", "numpy"),
@@ -75,10 +74,7 @@ DEVICES = (
         pythons=("3.11", "3.13"), interpreters={"tflite": TFLITE_RUNTIME},
         system_numpy=True,
         notes="numpy is Debian's (sudo apt install python3-numpy): no 32-bit ARM wheels "
-        "exist; so is Pillow, for pictures and videos (sudo apt install python3-pil). "
-        "edgecnn bundle --video carries PyAV's armv7l wheel. tflite-runtime 2.14 "
-        "has a wheel for bookworm's Python 3.11 only; on trixie (3.13) the runtime's numpy "
-        "backend runs weights.npz.",
+        "exist; so is Pillow, for pictures and videos (sudo apt install python3-pil).",
     ),
     Device("mobile", "Android / iOS app", ("tflite",), "LiteRT is the phones' runtime"),
     Device("mcu", "microcontroller", ("c", "tflm"), "C99, no operating system needed"),
@@ -87,7 +83,7 @@ DEVICES = (
         systems="64-bit x86 Linux (Debian 12+, Ubuntu 22.04+)", machine="x86_64",
         pythons=("3.10", "3.11", "3.12", "3.13"),
         interpreters={"tflite": LITERT, "onnx": ONNXRUNTIME},
-        notes="Python 3.10 to 3.13; glibc 2.35 or newer.", glibc_minor=35,
+        notes="Its wheels need glibc 2.35 or newer.", glibc_minor=35,
         speed_measured_here=True,
     ),
     Device(
@@ -96,7 +92,7 @@ DEVICES = (
         notes="edgecnn's wheel and the model only: install.sh lets pip take numpy and Typer "
         "from the package index, and the venv sees the system's packages, so an "
         "interpreter installed there (tflite-runtime, ai-edge-litert, onnxruntime) is "
-        "used; without one the numpy backend runs weights.npz.",
+        "used; without one the numpy backend runs weights.npz, where the bundle carries it.",
     ),
 )  # fmt: skip
 

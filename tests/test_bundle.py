@@ -26,7 +26,8 @@ from shared import tiny_exports_with_references
 
 from edgecnn import __version__
 from edgecnn.export.records import ExportReport
-from edgecnn.pipeline.bundle import _recommended, readme
+from edgecnn.pipeline.bundle import _recommended
+from edgecnn.pipeline.bundle_readme import readme
 from edgecnn.pipeline.devices import BUNDLE_TARGETS
 
 N = 200
@@ -103,9 +104,10 @@ def test_every_target_says_what_it_carries():
     assert "sh install.sh" in text and "no tflite-runtime wheel" in text
     assert "SHA256SUMS" in text and "archive's SHA-256" in text
     assert "GNU coreutils' sha256sum" in text and "python3 -I" in text
-    assert "PyAV" not in text
+    assert "need PyAV (av)" not in text and "edgecnn bundle --video" in text
+    video = {"3.11": {"requirements": ["edgecnn", "pillow", "av"], "model": "m"}}
     assert "need PyAV (av)" in readme({"edgecnn_version": "1", "target_name": "X", "model": "m",
-                                       "notes": "n", "pythons": {}, "video": True})  # fmt: skip
+                                       "notes": "n", "pythons": video, "video": True})  # fmt: skip
 
 
 @pytest.mark.slow
@@ -273,9 +275,14 @@ def _copy(bundle: Path, folder: Path) -> Path:
     return copy
 
 
-def _install(bundle: Path, venv: Path, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", str(bundle / "install.sh"), str(venv)], capture_output=True,
-                          text=True, timeout=600, **kwargs)  # fmt: skip
+def _install(bundle: Path, venv: Path, *options: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run install.sh; a HOME of its own unless the test gives one (it links ~/.local/bin)."""
+    env = dict(kwargs.pop("env", os.environ))
+    if env.get("HOME") == os.environ.get("HOME"):
+        env["HOME"] = str(venv.parent / "home")
+    return subprocess.run(["sh", str(bundle / "install.sh"), str(venv), *options],
+                          capture_output=True, text=True, timeout=600, env=env,
+                          **kwargs)  # fmt: skip
 
 
 def _reseal(bundle: Path) -> None:
@@ -458,7 +465,7 @@ def test_every_python_install_sh_runs_is_isolated(generic, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     lines = calls.read_text().splitlines()
     pythons = [line for line in lines if line.startswith("python")]
-    assert "edgecnn verify" in lines and len(pythons) >= 6, lines
+    assert "edgecnn models" in lines and len(pythons) >= 6, lines
     assert all(line.split()[1] == "-I" for line in pythons), lines
     # The lines this run did not reach (a new venv, Debian's numpy) say -I as well.
     script = (generic / "install.sh").read_text()

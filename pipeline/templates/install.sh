@@ -1,29 +1,53 @@
 #!/bin/sh
-# Installs edgecnn and this bundle's model into a venv without any network access, then
-# checks the model on this device with `edgecnn verify`.
+# Installs edgecnn into a venv without any network access, then puts this bundle's model
+# into the venv's store (VENV/models/NAME/VERSION, with `edgecnn models add`, which checks
+# it on this device with `edgecnn verify` and makes it the current model), and links
+# edgecnn into ~/.local/bin.
 #
-#   sh install.sh [VENV]        (default VENV: ~/edgecnn)
+#   sh install.sh [VENV] [--service]        (default VENV: ~/edgecnn)
+#
+# --service also writes the systemd user unit ~/.config/systemd/user/edgecnn-serve.service
+# (edgecnn serve on the store's current model, 127.0.0.1:8080) and says how to enable it.
 #
 # Before it runs or installs anything, it checks the bundle: every file listed in
 # SHA256SUMS must match its SHA-256 (sha256sum -c), no other file may be there, and none
 # may be a symlink. This script cannot vouch for itself: compare the archive's SHA-256,
 # which `edgecnn bundle` printed, before running it.
 #
+# Signed bundles (edgecnn bundle --key) carry keys/owner.pub and SHA256SUMS.sig. A venv
+# without VENV/keys/allowed_signers gets one that trusts keys/owner.pub (edgecnn update
+# then takes only update files that key signed); a venv with one refuses, before anything
+# is installed, a bundle that a key it trusts did not sign (ssh-keygen -Y verify).
+#
 # Exit status: 0 installed and verified; 1 installed, but the model failed `edgecnn verify`
-# here; 2 the bundle is damaged or incomplete, or something is missing from this system
-# (the message says what to do).
+# here (the store's current model is unchanged); 2 the bundle is damaged, incomplete or
+# signed by another key, or something is missing from this system (the message says what
+# to do).
 #
 # It needs GNU coreutils' sha256sum (for --strict), as Debian and Raspberry Pi OS have;
 # BusyBox's will not do. Every Python it runs runs isolated (python3 -I): a json.py or an
 # edgecnn/ folder in the current folder is never imported.
 set -eu
 here=$(unset CDPATH; cd -P -- "$(dirname -- "$0")" >/dev/null && pwd)
-venv=${1:-$HOME/edgecnn}
 
 fail() {
     echo "install.sh: $*" >&2
     exit 2
 }
+
+venv=
+service=0
+for arg in "$@"; do
+    case $arg in
+        --service) service=1 ;;
+        -*) fail "unknown option $arg (sh install.sh [VENV] [--service])" ;;
+        *)
+            [ -z "$venv" ] || fail "one VENV only (sh install.sh [VENV] [--service])"
+            venv=$arg
+            ;;
+    esac
+done
+venv=${venv:-$HOME/edgecnn}
 
 # The first thing wrong with the bundle in $here, or nothing. Call it in a subshell: it cds.
 bundle_problem() {
@@ -63,14 +87,19 @@ bundle_problem() {
             return
         fi
     done
-    # Every file (anything but a folder: pipes and devices too) must be listed.
-    extra=$(LC_ALL=C find . ! -type d ! -path ./SHA256SUMS | sed 's|^\./||' |
+    if [ -e SHA256SUMS.sig ] && { [ ! -f SHA256SUMS.sig ] || [ ! -f keys/owner.pub ]; }; then
+        echo "SHA256SUMS.sig is not a file, or keys/owner.pub, the key it names, is missing"
+        return
+    fi
+    # Every file (anything but a folder: pipes and devices too) must be listed; the
+    # signature of SHA256SUMS cannot be.
+    extra=$(LC_ALL=C find . ! -type d ! -path ./SHA256SUMS ! -path ./SHA256SUMS.sig | sed 's|^\./||' |
         LC_ALL=C grep -v -x -F -e "$listed" | sed -n 1p) || true
     if [ -n "$extra" ]; then
         echo "$extra is not one of its files (SHA256SUMS does not list it)"
         return
     fi
-    folder=$(find . -type d ! -path . ! -path ./wheels ! -path ./model | sed -n 1p)
+    folder=$(find . -type d ! -path . ! -path ./wheels ! -path ./model ! -path ./keys ! -path ./sample | sed -n 1p)
     if [ -n "$folder" ]; then
         echo "${folder#./} is not one of its folders"
         return
@@ -100,10 +129,28 @@ problem=$(bundle_problem)
 [ -z "$problem" ] || fail "this bundle is damaged or incomplete: $problem; copy the bundle again"
 command -v python3 >/dev/null 2>&1 || fail "python3 is missing: sudo apt install python3"
 
+# A signed bundle: a venv that trusts an owner key already takes it only if that key signed
+# it, checked before anything is installed.
+allowed=$venv/keys/allowed_signers
+signed=0
+[ ! -f "$here/SHA256SUMS.sig" ] || signed=1
+signed_by() {  # signed_by ALLOWED_SIGNERS: whether a key it trusts signed SHA256SUMS
+    ssh-keygen -Y verify -f "$1" -I edgecnn-owner -n edgecnn-update \
+        -s "$here/SHA256SUMS.sig" <"$here/SHA256SUMS" >/dev/null 2>&1
+}
+if [ "$signed" = 1 ]; then
+    command -v ssh-keygen >/dev/null 2>&1 ||
+        fail "this bundle is signed, and checking it needs ssh-keygen: sudo apt install openssh-client"
+    if [ -e "$allowed" ] && ! signed_by "$allowed"; then
+        fail "this bundle is signed by a key that $allowed does not trust: make it with the owner's key (edgecnn bundle --key), or install it into another venv"
+    fi
+fi
+
 # Only now, every file checked, does anything read bundle.json. What this bundle installs
-# on this system's Python: six lines (numpy from the OS or not, whether pip may use the
+# on this system's Python: nine lines (numpy from the OS or not, whether pip may use the
 # package index, edgecnn's wheel, the other requirements, the model file, the interpreter
-# with no wheel here), or one line starting with "error:".
+# with no wheel here, the model's name and version in the store, the sample picture), or
+# one line starting with "error:".
 plan=$(python3 -I - "$here" <<'PY' 2>/dev/null
 import json, os, platform, re, sys
 
@@ -122,6 +169,13 @@ def check(m):
     names = [m["edgecnn_wheel"], m["model"]] + [e["model"] for e in m["pythons"].values()]
     if not all(plain(n) for n in names):
         return "bundle.json names a file that is not a plain name"
+    store = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+    if not all(isinstance(m[k], str) and re.fullmatch(store, m[k]) for k in ("name", "version")):
+        return "bundle.json's name or version is not one a store takes"
+    sample = m["sample"]
+    if sample is not None and not (isinstance(sample, str) and sample.startswith("sample/")
+                                   and plain(sample[7:]) and sample in sums):
+        return "bundle.json names a sample picture it does not hold"
     requirements = [e["requirements"] for e in m["pythons"].values()]
     if not all(isinstance(rs, list) and all(map(plain, rs)) for rs in requirements):
         return "bundle.json names a requirement that is not a plain package name"
@@ -157,6 +211,9 @@ try:
         print(" ".join(r for r in entry["requirements"] if r != "edgecnn"))
         print(entry["model"])
         print(entry.get("missing", ""))
+        print(m["name"])
+        print(m["version"])
+        print(m["sample"] or "")
 except Exception as e:  # a damaged bundle: one line, not a traceback
     print("error: %s/bundle.json is unreadable (%s); copy the bundle again"
           % (os.path.basename(sys.argv[1]), type(e).__name__))
@@ -170,6 +227,9 @@ wheel=$here/wheels/$(line 3)
 requirements=$(line 4)
 model=$(line 5)
 missing=$(line 6)
+name=$(line 7)
+version=$(line 8)
+sample=$(line 9)
 
 venv_args=
 if [ "$system_numpy" = 1 ]; then
@@ -192,6 +252,8 @@ else
         fail "cannot create a venv in $venv: sudo apt install python3-venv"
     fi
 fi
+venv=$(unset CDPATH; cd -P -- "$venv" >/dev/null && pwd)  # absolute: links and units name it
+allowed=$venv/keys/allowed_signers
 pip() { "$venv/bin/python" -I -m pip --disable-pip-version-check "$@"; }
 index_args=--no-index
 [ "$use_index" != index ] || index_args=  # generic: numpy and Typer may come from the index
@@ -228,14 +290,102 @@ if [ "$unavailable" = 3 ] && [ -f "$here/model/weights.npz" ] && [ "$model" != w
     model=weights.npz
 fi
 
-echo "Checking model/$model on this device: edgecnn verify"
+# The version names the file the store gets: weights.npz when it runs instead.
+version=${version%-*}-$(sha256sum <"$here/model/$model" | cut -c1-8)
+
+# The owner's key, on the first signed install: its allowed_signers line made by edgecnn
+# itself, and checked against this bundle's signature before the venv trusts it.
+if [ "$signed" = 1 ]; then
+    mkdir -p "$venv/keys"
+    "$venv/bin/python" -I - "$here/keys/owner.pub" >"$allowed.new" 2>/dev/null <<'PY' || true
+import sys
+from pathlib import Path
+from edgecnn.runtime.signing import allowed_signers_line, public_key_text
+sys.stdout.write(allowed_signers_line(public_key_text(Path(sys.argv[1]))))
+PY
+    if ! signed_by "$allowed.new"; then
+        rm -f "$allowed.new"
+        fail "SHA256SUMS.sig is not a signature by keys/owner.pub (damaged or edited); copy the bundle again"
+    fi
+    key=$(ssh-keygen -l -f "$here/keys/owner.pub" 2>/dev/null | cut -d' ' -f2)
+    if [ -e "$allowed" ]; then
+        rm -f "$allowed.new"
+        echo "Signed by the owner's key ($key), which $allowed trusts"
+    else
+        mv "$allowed.new" "$allowed"
+        echo "This venv now takes updates signed by the owner's key $key ($allowed)"
+    fi
+elif [ -e "$allowed" ]; then
+    echo "This bundle is not signed; $allowed is left as it is"
+fi
+
+# Into the store: edgecnn models add copies the model, its sidecar and reference into
+# VENV/models/NAME/VERSION, checks them there with edgecnn verify (exit 1: failed, the
+# current model unchanged; 2: could not check) and makes them the current model.
+store=$venv/models/$name/$version
 status=0
-"$venv/bin/edgecnn" verify "$here/model/$model" || status=$?
-if [ "$status" -eq 2 ]; then  # verify could not read the model or its reference
-    fail "edgecnn is installed, but edgecnn verify could not check model/$model here"
+if [ -f "$store/$model" ] &&
+    [ "$(sha256sum <"$store/$model")" = "$(sha256sum <"$here/model/$model")" ]; then
+    echo "$name $version is in the store already: checking it with edgecnn verify"
+    "$venv/bin/edgecnn" verify "$store/$model" || status=$?
+    if [ "$status" -eq 0 ]; then
+        "$venv/bin/edgecnn" models use "$version" --name "$name" >/dev/null ||
+            fail "edgecnn is installed, but edgecnn models use $version could not make it the current model"
+    fi
+else
+    echo "Putting model/$model into the store as $name $version (edgecnn models add: checks it with edgecnn verify)"
+    "$venv/bin/edgecnn" models add "$here/model/$model" --name "$name" --version "$version" ||
+        status=$?
+fi
+if [ "$status" -eq 2 ]; then  # could not read the model or its reference, or install them
+    fail "edgecnn is installed, but edgecnn could not check model/$model here and put it into the store (the message above says why)"
 elif [ "$status" -ne 0 ]; then
-    echo "install.sh: edgecnn is installed, but model/$model did not pass edgecnn verify here" >&2
+    echo "install.sh: edgecnn is installed, but model/$model did not pass edgecnn verify here; the store's current model is unchanged" >&2
     exit 1
+fi
+echo "The current model is $name $version ($store)"
+
+# edgecnn on the PATH: ~/.local/bin, which Debian's ~/.profile puts on it when it exists.
+edgecnn=$venv/bin/edgecnn
+bin=$HOME/.local/bin
+if [ -e "$bin/edgecnn" ] && [ ! -L "$bin/edgecnn" ]; then
+    echo "$bin/edgecnn exists and is not a link: left as it is"
+elif mkdir -p "$bin" 2>/dev/null && ln -sf "$venv/bin/edgecnn" "$bin/edgecnn" 2>/dev/null; then
+    echo "Linked $bin/edgecnn to $venv/bin/edgecnn"
+    case ":${PATH:-}:" in
+        *":$bin:"*) edgecnn=edgecnn ;;
+        *) echo "$bin is not on your PATH: log in again (~/.profile adds it), or: export PATH=\"\$HOME/.local/bin:\$PATH\"" ;;
+    esac
+else
+    echo "Could not link $bin/edgecnn; run $venv/bin/edgecnn"
+fi
+
+# --service: a systemd user unit for edgecnn serve on the store's current model.
+if [ "$service" = 1 ]; then
+    units=${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user
+    unit=$units/edgecnn-serve.service
+    mkdir -p "$units" || fail "cannot make $units"
+    # The venv's path in the unit's quoted ExecStart: % and $ are systemd's, \ and " quote.
+    if ! "$venv/bin/python" -I - "$here/edgecnn-serve.service" "$venv" >"$unit.new" 2>/dev/null <<'PY'; then
+import sys
+venv = sys.argv[2]
+if "\n" in venv or "\r" in venv:
+    sys.exit("a line break in the venv's path")
+for a, b in (("\\", "\\\\"), ('"', '\\"'), ("%", "%%"), ("$", "$$")):
+    venv = venv.replace(a, b)
+with open(sys.argv[1]) as f:
+    sys.stdout.write(f.read().replace("@VENV@", venv))
+PY
+        rm -f "$unit.new"
+        fail "cannot write $unit"
+    fi
+    mv "$unit.new" "$unit"
+    echo "Wrote $unit (edgecnn serve on the current model, http://127.0.0.1:8080/)"
+    echo "Start it now and at every login:"
+    echo "  systemctl --user daemon-reload && systemctl --user enable --now edgecnn-serve"
+    echo "Start it at boot, without logging in:"
+    echo "  sudo loginctl enable-linger $(id -un)"
+    echo "After edgecnn update, serve the new current model: systemctl --user reload edgecnn-serve"
 fi
 # Videos need PyAV and Pillow (which resizes the frames); pictures need Pillow.
 has_av=1
@@ -255,5 +405,10 @@ if [ "$has_av" = 0 ]; then
     fi
 fi
 echo
-echo "Classify a picture:"
-echo "  $(quoted "$venv/bin/edgecnn") predict $(quoted "$here/model/$model") picture.png"
+if [ -n "$sample" ]; then
+    echo "Classify the sample picture with the current model:"
+    echo "  $(quoted "$edgecnn") predict $(quoted "$here/$sample")"
+else
+    echo "Classify a picture with the current model:"
+    echo "  $(quoted "$edgecnn") predict picture.png"
+fi
