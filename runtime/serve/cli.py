@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 
     from edgecnn.runtime.classifier import Classifier
     from edgecnn.runtime.frames import Crop
-    from edgecnn.runtime.serve.model_info import ModelInfo
     from edgecnn.runtime.serve.viewers import Viewers
     from edgecnn.runtime.video import Source
 
@@ -133,7 +132,6 @@ def serve_command(
     from edgecnn.runtime import load_classifier
     from edgecnn.runtime.backends import default_threads
     from edgecnn.runtime.classifier import check_threads
-    from edgecnn.runtime.serve.model_info import describe_model
     from edgecnn.runtime.serve.reload import Reloader, resolve_model, watched_state
     from edgecnn.runtime.serve.server import (
         Limits,
@@ -164,7 +162,7 @@ def serve_command(
     # Every worker's interpreter is made here, so LiteRT's banner is hidden once for all.
     with native_stderr_hidden():
         classifier = load(path)
-        service = ClassifierService(classifier, workers, _described(path, describe_model))
+        service = ClassifierService(classifier, workers)
     reloader = Reloader(service, model, load, seen)
     limits = Limits(
         max_connections=max_connections,
@@ -258,14 +256,6 @@ def _live_options(
     check_support(found)
     check_source(found, parsed, timeout)
     return found, parsed, invert, timeout
-
-
-def _described(path: Path, describe: Callable[[Path], ModelInfo]) -> ModelInfo | None:
-    """``path``'s :class:`ModelInfo`, or None if it cannot be read again (it loaded)."""
-    try:
-        return describe(path)
-    except OSError:
-        return None
 
 
 def _viewers(current: Callable[[], Classifier], live: tuple[Source, Crop, str, float],

@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from edgecnn.runtime.classifier import DEFAULT_TOP_K, Classifier
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.images import load_pillow
 from edgecnn.runtime.npy import NpyError, parse_npy
-from edgecnn.runtime.serve.model_info import ModelInfo
+from edgecnn.runtime.serve.model_info import ModelInfo, describe_model
 
 #: What a body's first bytes say it is.
 MAGIC: dict[bytes, str] = {
@@ -117,7 +118,7 @@ class Workers:
     def __init__(self, classifier: Classifier, count: int, info: ModelInfo | None = None) -> None:
         self.classifier = classifier
         self.count = count
-        self.info = info or ModelInfo(classifier.path.name, "")
+        self.info = info or _describe(classifier.path)
         self.pool = ThreadPoolExecutor(count, thread_name_prefix="edgecnn-worker")
         try:
             self._warm_up()
@@ -144,6 +145,14 @@ class Workers:
     def close(self) -> None:
         """Finish the work handed to these workers, then stop them."""
         self.pool.shutdown(wait=True)
+
+
+def _describe(path: Path) -> ModelInfo:
+    """``path``'s :class:`ModelInfo`; without a digest if it cannot be read again."""
+    try:
+        return describe_model(path)
+    except OSError:
+        return ModelInfo(path.name, "")
 
 
 class ClassifierService:

@@ -254,3 +254,69 @@ def test_a_corrupt_model_leaves_the_old_one_serving_with_one_line(tmp_path, pict
     assert lines[0].startswith("edgecnn: reload failed: ")
     assert lines[0].endswith(f"; still serving model.tflite {_short_sha(NEW)}")
     print(f"\n{lines[0]}")
+
+
+def test_a_model_of_another_shape_is_refused_and_the_old_keeps_serving(tmp_path, pictures):
+    """In process: the reloader refuses a model whose input differs, with one line."""
+    from types import SimpleNamespace
+
+    from edgecnn.runtime.serve.reload import Reloader, watched_state
+    from edgecnn.runtime.serve.service import ClassifierService
+
+    bodies, answers = pictures
+    model = tmp_path / "model.tflite"
+    model.write_bytes(OLD.read_bytes())
+    service = ClassifierService(load_classifier(model, num_threads=1), 2)
+    other = SimpleNamespace(path=model, input_shape=(32, 32, 3))
+    lines = []
+    reloader = Reloader(service, model, lambda path: other, watched_state(model), log=lines.append)
+    try:
+        assert reloader.reload() is False
+        assert lines == [
+            "edgecnn: reload failed: model.tflite takes 32x32x3 images, the model served takes "
+            f"28x28x1; still serving model.tflite {_short_sha(OLD)}"
+        ]
+        health = service.health()
+        assert (health["reloads"], health["reload_failures"]) == (0, 1)
+        reply = service.submit(bodies[0], 10).result()
+        assert [(p["label"], p["probability"]) for p in reply["top_k"]] == answers["old"][0]
+        # The same reloader takes a model of the right shape, and requests go to it.
+        reloader.load = lambda path: load_classifier(NEW, num_threads=1)
+        assert reloader.reload() is True and lines[-1].startswith("edgecnn: now serving ")
+        reply = service.submit(bodies[0], 10).result()
+        assert [(p["label"], p["probability"]) for p in reply["top_k"]] == answers["new"][0]
+    finally:
+        service.close()
+
+
+def test_the_live_feed_follows_the_model_served(test_images):
+    """``--source``'s frames are classified by the model served when each batch starts."""
+    from edgecnn.runtime.frames import Crop
+    from edgecnn.runtime.serve.live import FollowingFrames
+
+    old, new = (load_classifier(m, num_threads=1) for m in (OLD, NEW))
+    served = [old]
+    frames = FollowingFrames(lambda: served[0], Crop.parse("center"), "no")
+    images = test_images.x[:4]
+
+    def answers(classifier):
+        return [r.top_k for r in frames.results(classifier.predict(images), range(4), [0.0] * 4)]
+
+    assert answers(old) != answers(new)
+    results = frames.classify_prepared(images, range(4), [0.0] * 4)
+    assert [r.top_k for r in results] == answers(old)
+    served[0] = new  # a reload
+    results = frames.classify_prepared(images, range(4), [0.0] * 4)
+    assert frames.classifier is new and [r.top_k for r in results] == answers(new)
+
+
+def test_serve_without_model_or_store_is_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EDGECNN_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "edgecnn", "serve", "--port", "0"], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no MODEL given and no current model installed" in lines[0]
