@@ -10,7 +10,7 @@ import typer
 from edgecnn.runtime.options import (
     AUTO,
     BackendOption,
-    ModelArg,
+    OptionalModelArg,
     ThreadsOption,
 )
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def verify_command(
-    model: ModelArg,
+    model: OptionalModelArg = None,
     reference: Annotated[
         Path | None,
         typer.Option(help="The reference to check against. [default: MODEL.reference.npz]"),
@@ -35,13 +35,16 @@ def verify_command(
     on those images; also says how far this device's outputs are from the exporting
     machine's. Exit 1 if the file fails (or is not the file that was proven),
     2 if the file or the reference cannot be used (with --json, still one JSON document).
+    Without MODEL, the store's current model (edgecnn models list).
     """
     from edgecnn import _json
     from edgecnn._quiet import native_stderr_hidden
     from edgecnn.errors import EdgecnnError
     from edgecnn.runtime.classifier import check_threads
+    from edgecnn.runtime.store import resolve_model
     from edgecnn.runtime.verify import format_result, verify
 
+    model = resolve_model(model)
     error: EdgecnnError | None = None
     with native_stderr_hidden():
         try:  # caught inside: the libraries' chatter is not part of a one-line answer
@@ -107,7 +110,8 @@ def bench_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``edgecnn predict``, ``edgecnn bench`` and ``edgecnn serve`` to the app."""
+    """Add ``predict``, ``verify``, ``bench``, ``serve``, ``models`` and ``update`` to the app."""
+    from edgecnn.runtime.models_cli import models_app, update_command
     from edgecnn.runtime.predict.command import predict_command
     from edgecnn.runtime.serve.cli import serve_command
 
@@ -115,3 +119,5 @@ def register(app: typer.Typer) -> None:
     app.command("verify")(verify_command)
     app.command("bench")(bench_command)
     app.command("serve")(serve_command)
+    app.add_typer(models_app, name="models")
+    app.command("update")(update_command)

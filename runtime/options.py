@@ -23,6 +23,16 @@ ModelArg = Annotated[
         metavar="MODEL", help=".tflite, .onnx or weights.npz (or a C library with --backend c)"
     ),
 ]
+#: MODEL where it may be left out: the store's current model then (edgecnn models list).
+OptionalModelArg = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="MODEL",
+        help=".tflite, .onnx or weights.npz (or a C library with --backend c). "
+        "[default: the current model of HOME/models, see edgecnn models list]",
+        show_default=False,
+    ),
+]
 BackendOption = Annotated[
     BackendName,
     typer.Option(

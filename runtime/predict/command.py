@@ -11,7 +11,6 @@ from edgecnn.runtime.options import (
     AUTO,
     BackendOption,
     IntegrityOption,
-    ModelArg,
 )
 
 if TYPE_CHECKING:
@@ -21,10 +20,21 @@ if TYPE_CHECKING:
     from edgecnn.runtime.predict.workers import Workers
     from edgecnn.runtime.video import Source
 
+ModelOrFileArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="MODEL|FILE",
+        help="The model (.tflite, .onnx or weights.npz, or a C library with --backend c), "
+        "or the first FILE: with no model named, the current model of the store "
+        "(edgecnn models list) classifies every FILE.",
+        show_default=False,
+    ),
+]
 FilesArg = Annotated[
-    list[str],
+    list[str] | None,
     typer.Argument(
         metavar="FILE...",
+        show_default=False,
         help="Pictures (PNG/JPEG/BMP), .npy arrays (one image or a batch), folders (their "
         "pictures and .npy arrays at any depth, in sorted path order; hidden files skipped) "
         "or quoted glob patterns such as 'shots/**/*.png'. Or one video source alone: a "
@@ -36,8 +46,8 @@ _VIDEO = "Video, camera and stream"
 
 
 def predict_command(
-    model: ModelArg,
-    files: FilesArg,
+    first: ModelOrFileArg,
+    files: FilesArg = None,
     top_k: Annotated[
         int | None,
         typer.Option(
@@ -168,6 +178,7 @@ def predict_command(
     from edgecnn.runtime.predict.lifetime import sigterm_interrupts
     from edgecnn.runtime.predict.workers import start_workers, stop_workers
 
+    model, files = _model_and_inputs(first, files or [])
     check_threads(threads, "--threads")
     if as_json and as_jsonl:
         raise InputError("--json and --jsonl are two output styles: choose one")
@@ -216,6 +227,28 @@ def predict_command(
             _stdout_closed()
         finally:
             stop_workers(workers)
+
+
+def _model_and_inputs(first: str, rest: list[str]) -> tuple[Path, list[str]]:
+    """The model and the inputs: ``first`` is the model if it names one, else an input.
+
+    A model is a file with a model suffix (.tflite, .onnx, .npz, ...) or a folder
+    holding a C library; anything else is an input when the store has a current model.
+
+    Raises:
+        InputError: no input is given, or no model and none installed.
+    """
+    from edgecnn.runtime.backends import folder_file, suffixes
+    from edgecnn.runtime.errors import InputError
+    from edgecnn.runtime.store import resolve_model
+
+    path = Path(first)
+    named = path.suffix.lower() in suffixes() or (path.is_dir() and folder_file(path))
+    if named and "://" not in first:
+        if not rest:
+            raise InputError("give the pictures, arrays, folders or video to classify after MODEL")
+        return path, rest
+    return resolve_model(None), [first, *rest]
 
 
 def _video_source(files: list[str], as_json: bool, video: dict[str, object]) -> Source | None:

@@ -1,0 +1,362 @@
+"""The model store of a device: ``HOME/models/<name>/<version>/`` and the ``current`` link.
+
+Each version folder holds a model file, its sidecar, its verify reference and
+``manifest.json`` (the update's ``update.json``). ``current`` and ``previous`` are
+relative symlinks to ``<name>/<version>``. Nothing is ever changed in place, so a power
+cut at any moment leaves a ``current`` that points at a complete version:
+
+- a version is written as ``<name>/.<version>.tmp-XXXX``, flushed, then renamed;
+- a link is made under a temporary name beside it, then renamed over the old one with
+  ``os.replace``, and the folder is flushed;
+- a version is removed by renaming it to a temporary name first.
+
+What a cut leaves behind (temporary folders and links) is removed by the next command
+that writes to the store, under the store's lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecnn._atomic import exclusive, sync_dir, write_synced
+from edgecnn.runtime.errors import InputError, ModelError
+from edgecnn.runtime.manifest import FILE_NAME
+
+#: What ``name`` and ``version`` look like: a plain file name, never hidden, never ``..``.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MANIFEST = "manifest.json"
+CURRENT = "current"
+PREVIOUS = "previous"
+#: Versions kept per name by :meth:`Store.prune` (current and previous always stay).
+KEEP = 3
+_MANIFEST_MAX_BYTES = 1 << 20
+#: The infix of every temporary name in the store: ``.<what>.tmp-<random>``.
+TMP = ".tmp-"
+
+
+def home() -> Path:
+    """``EDGECNN_HOME`` if set, else the Python prefix (install.sh's venv)."""
+    value = os.environ.get("EDGECNN_HOME")
+    return Path(value) if value else Path(sys.prefix)
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` if it is a valid name or version.
+
+    Raises:
+        InputError: it is not.
+    """
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise InputError(
+            f"{what} {str(value)[:80]!r} must be 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Version:
+    """One installed version: its folder and its manifest."""
+
+    name: str
+    version: str
+    folder: Path
+    manifest: Mapping[str, Any]
+
+    @property
+    def model(self) -> Path:
+        """The model file of this version."""
+        return self.folder / str(self.manifest.get("model", ""))
+
+    @property
+    def label(self) -> str:
+        """``name version``, as the commands print it."""
+        return f"{self.name} {self.version}"
+
+    @property
+    def created(self) -> str:
+        """When it was made (the manifest's ``created``), or an empty string."""
+        created = self.manifest.get("created")
+        return created if isinstance(created, str) else ""
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a version folder.
+
+    Raises:
+        ModelError: it is missing or not a JSON object naming a model file in the folder.
+    """
+    path = folder / MANIFEST
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_MANIFEST_MAX_BYTES + 1)
+        data = json.loads(raw) if len(raw) <= _MANIFEST_MAX_BYTES else None
+    except (OSError, ValueError, RecursionError) as e:
+        raise ModelError(f"{path} cannot be read: {getattr(e, 'strerror', None) or e}") from None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("model"), str)
+        or not (FILE_NAME.fullmatch(data["model"]))
+    ):
+        raise ModelError(f"{path} is not a store manifest naming its model file")
+    return data
+
+
+class Store:
+    """The store under ``root`` (``HOME/models``)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root if root is not None else home() / "models"
+
+    # Reading ---------------------------------------------------------------------------
+
+    def versions(self, name: str | None = None) -> list[Version]:
+        """The complete versions installed, oldest first per name (by created, version)."""
+        found = []
+        if not self.root.is_dir():
+            return []
+        for name_dir in sorted(self.root.iterdir()):
+            if not NAME.fullmatch(name_dir.name) or name_dir.is_symlink():
+                continue
+            if name is not None and name_dir.name != name:
+                continue
+            if not name_dir.is_dir():
+                continue
+            for folder in name_dir.iterdir():
+                if NAME.fullmatch(folder.name) and folder.is_dir() and not folder.is_symlink():
+                    with contextlib.suppress(ModelError):
+                        found.append(
+                            Version(name_dir.name, folder.name, folder, read_manifest(folder))
+                        )
+        return sorted(found, key=lambda v: (v.name, v.created, v.version))
+
+    def link(self, which: str) -> Version | None:
+        """The version ``current`` or ``previous`` points at, or None.
+
+        Raises:
+            ModelError: the link points at something that is not a complete version.
+        """
+        path = self.root / which
+        if not path.is_symlink():
+            return None
+        target = os.readlink(path)
+        parts = Path(target).parts
+        if len(parts) != 2 or not all(NAME.fullmatch(p) for p in parts):
+            raise ModelError(f"{path} points at {target!r}, not at <name>/<version>")
+        folder = self.root / parts[0] / parts[1]
+        return Version(parts[0], parts[1], folder, read_manifest(folder))
+
+    def current(self) -> Version | None:
+        """The current version, or None when nothing is installed."""
+        return self.link(CURRENT)
+
+    def previous(self) -> Version | None:
+        """The version ``rollback`` returns to, or None."""
+        try:
+            return self.link(PREVIOUS)
+        except ModelError:
+            return None  # removed by hand: there is nothing to return to
+
+    def find(self, version: str, name: str | None = None) -> Version:
+        """The installed ``version`` (of ``name``, else of any name).
+
+        Raises:
+            InputError: there is none, or several names have it and ``name`` is not given.
+        """
+        matches = [v for v in self.versions(name) if v.version == version]
+        if not matches:
+            of = f" of {name}" if name else ""
+            raise InputError(f"no version {version}{of} is installed; edgecnn models list")
+        if len(matches) > 1:
+            names = ", ".join(v.name for v in matches)
+            raise InputError(f"version {version} is installed for {names}: add --name")
+        return matches[0]
+
+    # Writing (under :meth:`locked`) ---------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[Store]:
+        """Hold the store's lock for the block, after cleaning what a power cut left."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with exclusive(self.root, "edgecnn models"):
+            self.clean()
+            yield self
+
+    def clean(self) -> None:
+        """Remove temporary folders and links an interrupted command left behind."""
+        for entry in _temporaries(self.root):
+            _remove(entry)
+        for name_dir in self.root.iterdir():
+            if NAME.fullmatch(name_dir.name) and name_dir.is_dir() and not name_dir.is_symlink():
+                for entry in _temporaries(name_dir):
+                    _remove(entry)
+
+    def scratch(self, what: str) -> Path:
+        """A fresh temporary folder in the store (removed by :meth:`clean` if left)."""
+        path = self.root / f".{what}{TMP}{secrets.token_hex(4)}"
+        path.mkdir(mode=0o700)
+        return path
+
+    def install(self, name: str, version: str, files: Mapping[str, Path],
+                manifest: bytes) -> Version:  # fmt: skip
+        """Make ``<name>/<version>/`` from ``files`` (its names -> where they are now).
+
+        Files in the store (a scratch folder) are moved; others are copied. The folder is
+        complete and flushed before it gets its name.
+
+        Raises:
+            InputError: that version is installed already, or a name is not plain.
+        """
+        check_name(name, "name")
+        check_name(version, "version")
+        name_dir = self.root / name
+        final = name_dir / version
+        if final.exists() or final.is_symlink():
+            raise InputError(f"{name} {version} is installed already: edgecnn models use "
+                             f"{version} --name {name} switches to it")  # fmt: skip
+        name_dir.mkdir(parents=True, exist_ok=True)
+        tmp = name_dir / f".{version}{TMP}{secrets.token_hex(4)}"
+        tmp.mkdir()
+        for file_name, source in files.items():
+            if not FILE_NAME.fullmatch(file_name) or file_name == MANIFEST:
+                raise InputError(f"{file_name!r} is not a plain file name for the store")
+            _place(source, tmp / file_name, self.root)
+        write_synced(tmp / MANIFEST, manifest)
+        sync_dir(tmp)
+        os.rename(tmp, final)
+        sync_dir(name_dir)
+        return Version(name, version, final, read_manifest(final))
+
+    def switch(self, new: Version) -> Version | None:
+        """Make ``new`` current; the current one becomes ``previous``. Returns that one.
+
+        ``previous`` is set first: a cut between the two steps leaves both links on the
+        old version, which works.
+        """
+        try:
+            old = self.current()
+        except ModelError:
+            old = None  # a link broken by hand is replaced, not kept as previous
+        if old is not None and old.folder != new.folder:
+            self._set_link(PREVIOUS, old)
+        self._set_link(CURRENT, new)
+        return old if old is not None and old.folder != new.folder else self.previous()
+
+    def rollback(self) -> Version:
+        """Swap ``current`` and ``previous``; returns the new current.
+
+        Raises:
+            InputError: there is no previous version.
+        """
+        back, now = self.previous(), self.current()
+        if back is None or not back.folder.is_dir():
+            raise InputError("there is no previous version to roll back to")
+        self._set_link(CURRENT, back)
+        if now is not None:
+            self._set_link(PREVIOUS, now)
+        return back
+
+    def remove(self, version: Version) -> None:
+        """Remove an installed version (never the current one).
+
+        Raises:
+            InputError: it is the current version.
+        """
+        current = self.current()
+        if current is not None and current.folder == version.folder:
+            raise InputError(f"{version.label} is the current version: switch to another "
+                             "first (edgecnn models use VERSION or rollback)")  # fmt: skip
+        previous = self.previous()
+        if previous is not None and previous.folder == version.folder:
+            (self.root / PREVIOUS).unlink()
+            sync_dir(self.root)
+        self.discard(version.folder)
+
+    def discard(self, folder: Path) -> None:
+        """Remove a version folder: renamed to a temporary name first, so never half there."""
+        aside = folder.with_name(f".{folder.name}{TMP}{secrets.token_hex(4)}")
+        os.rename(folder, aside)
+        sync_dir(folder.parent)
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def prune(self, name: str, keep: int = KEEP) -> list[Version]:
+        """Remove all but the newest ``keep`` versions of ``name``, and current and previous."""
+        kept = {v.folder for v in (self.current(), self.previous()) if v is not None}
+        versions = self.versions(name)
+        kept |= {v.folder for v in versions[-keep:]} if keep > 0 else set()
+        removed = [v for v in versions if v.folder not in kept]
+        for v in removed:
+            self.discard(v.folder)
+        return removed
+
+    def _set_link(self, which: str, version: Version) -> None:
+        """Point ``which`` at ``version``: a new link under a temporary name, renamed over."""
+        tmp = self.root / f".{which}{TMP}{secrets.token_hex(4)}"
+        os.symlink(f"{version.name}/{version.version}", tmp)
+        try:
+            os.replace(tmp, self.root / which)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        sync_dir(self.root)
+
+
+def current_model() -> Path | None:
+    """The model file of the current version, or None when no model is installed.
+
+    Raises:
+        ModelError: ``current`` exists but does not point at a complete version.
+    """
+    version = Store().current()
+    return version.model.resolve() if version is not None else None
+
+
+def resolve_model(model: Path | None) -> Path:
+    """``model``, or the current model when it is None.
+
+    Raises:
+        InputError: no model is given and none is installed.
+    """
+    if model is not None:
+        return model
+    found = current_model()
+    if found is None:
+        raise InputError(
+            f"no MODEL given and no current model installed ({home() / 'models' / CURRENT}): "
+            "give a model file"
+        )
+    return found
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return [p for p in folder.glob(f".*{TMP}*") if p.name.startswith(".")]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _place(source: Path, target: Path, store: Path) -> None:
+    """Move ``source`` to ``target`` if it is in the store, else copy it; flushed."""
+    if store in source.parents:
+        os.rename(source, target)
+        with open(target, "rb+") as f:
+            os.fsync(f.fileno())
+        return
+    with open(source, "rb") as src, open(target, "xb") as dst:
+        shutil.copyfileobj(src, dst)
+        dst.flush()
+        os.fsync(dst.fileno())

@@ -1,0 +1,323 @@
+"""``edgecnn update`` and ``edgecnn models``: signed updates installed, verified, switched.
+
+Real parts throughout: the tiny exported models with references made as the exporter
+makes them, keys made and signatures checked by ssh-keygen, the CLI in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tarfile
+
+import pytest
+from cli_helpers import assert_one_line_error, invoke, run_cli_without
+from shared import PICTURE, tiny_exports_with_references
+from update_files import make_key, manifest_for, trust, write_update
+
+N = 300
+NAME = "fashion-mnist"
+INT8, ONNX = "model_int8.tflite", "model_float32.onnx"
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, test_images):
+    """The tiny files, each with a reference as the exporter writes it."""
+    folder = tmp_path_factory.mktemp("exports")
+    names = (INT8, ONNX, "model_int8.onnx")
+    return tiny_exports_with_references(folder, test_images.x[:N], test_images.y[:N], names)
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory):
+    """The owner's key (private; ``.pub`` beside it)."""
+    return make_key(tmp_path_factory.mktemp("key"))
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, key):
+    """EDGECNN_HOME with the owner's key trusted."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("EDGECNN_HOME", str(home))
+    trust(key.with_name("owner.pub"), home)
+    return home
+
+
+@pytest.fixture
+def installed(home, exports):
+    """The int8 model added as fashion-mnist v1 (verified, current)."""
+    result = invoke("models", "add", exports / INT8, "--name", NAME, "--version", "v1")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    return home
+
+
+def current(home):
+    link = home / "models" / "current"
+    return os.readlink(link) if link.is_symlink() else None
+
+
+def leftovers(home):
+    """Temporary entries and version folders other than those listed."""
+    models = home / "models"
+    return sorted(str(p.relative_to(models)) for p in models.rglob(".*"))
+
+
+def test_first_add_verifies_installs_and_switches(home, exports):
+    result = invoke("models", "add", exports / INT8, "--name", NAME, "--version", "v1")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"installed {NAME} v1"
+    assert lines[1].startswith("verify: PASS: top-1 agreement with Keras")
+    assert lines[-1] == f"current: {NAME} v1"
+    assert current(home) == f"{NAME}/v1"  # relative
+    folder = home / "models" / NAME / "v1"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [INT8, f"{INT8}.json", f"{INT8}.reference.npz", "manifest.json"]
+    )
+    listed = invoke("models", "list")
+    assert NAME in listed.stdout and "current" in listed.stdout and INT8 in listed.stdout
+
+
+def test_add_without_a_version_makes_the_contract_s_version(home, exports):
+    import hashlib
+    import re
+
+    assert invoke("models", "add", exports / INT8, "--name", NAME).exit_code == 0
+    digest = hashlib.sha256((exports / INT8).read_bytes()).hexdigest()[:8]
+    assert re.fullmatch(rf"{NAME}/\d{{8}}-\d{{6}}-{digest}", current(home))
+
+
+def test_a_signed_update_is_checked_verified_and_switched(installed, exports, key, tmp_path):
+    update = write_update(tmp_path / f"{NAME}-v2-generic.edgecnn-update", key, exports / ONNX,
+                          NAME, "v2")  # fmt: skip
+    result = invoke("update", update)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith('checked the signature: Good "edgecnn-update" signature')
+    assert f"installed {NAME} v2" in lines and lines[-2].startswith("verify: PASS")
+    assert lines[-1] == (f"current: {NAME} v2 (previous: {NAME} v1, edgecnn models rollback "
+                         "returns to it)")  # fmt: skip
+    assert current(installed) == f"{NAME}/v2"
+    assert os.readlink(installed / "models" / "previous") == f"{NAME}/v1"
+    # The manifest is update.json's exact bytes.
+    with tarfile.open(update) as tar:
+        raw = tar.extractfile("update.json").read()
+    assert (installed / "models" / NAME / "v2" / "manifest.json").read_bytes() == raw
+    assert leftovers(installed) == []
+    back = invoke("models", "rollback")
+    assert back.exit_code == 0 and back.stdout.startswith(
+        f"current: {NAME} v1 (previous: {NAME} v2"
+    )
+    assert current(installed) == f"{NAME}/v1"
+    assert invoke("models", "use", "v2").exit_code == 0 and current(installed) == f"{NAME}/v2"
+
+
+def _flip_middle_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _link(name, kind, target=""):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+def _file(name):
+    info = tarfile.TarInfo(name)
+    info.size = 1
+    return info
+
+
+OTHER_MACHINE = "armv7l" if platform.machine() != "armv7l" else "aarch64"
+#: (what, changes to write_update's arguments or a function damaging the file, message)
+REFUSED = {
+    "wrong key": ({"other_key": True}, "the signature is not good"),
+    "damaged byte": (_flip_middle_byte, ""),
+    "truncated": (_truncate, "damaged or not an update file"),
+    "extra member": ({"extra": {"notes.txt": b"hello"}}, "notes.txt is not listed"),
+    "dot-dot name": ({"members": [_file("../evil")]}, "is not a plain file name"),
+    "folder name": ({"members": [_file("sub/evil")]}, "is not a plain file name"),
+    "absolute name": ({"members": [_file("/tmp/evil")]}, "is not a plain file name"),
+    "symlink": ({"members": [_link("link", tarfile.SYMTYPE, "/etc/passwd")]}, "is a symlink"),
+    "hard link": ({"members": [_link("hard", tarfile.LNKTYPE, "update.json")]}, "hard link"),
+    "folder": ({"members": [_link("dir", tarfile.DIRTYPE)]}, "is a folder"),
+    "too many members": ({"extra": {f"x{i}": b"" for i in range(14)}}, "more than 16 files"),
+    "wrong machine": ({"machine": OTHER_MACHINE}, f"is made for {OTHER_MACHINE}"),
+    "input shape": ({"input_shape": [32, 32, 3]}, "takes input [32, 32, 3]"),
+    "classes": ({"classes": "reversed"}, "has other classes"),
+    "file hash": ({"hash": True}, "its SHA-256 differs"),
+    "format version": ({"format_version": 2}, "format_version"),
+    "bad version name": ({"version": "../v2"}, "'s version is missing or not allowed"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("what", list(REFUSED))
+def test_a_bad_update_is_refused_and_current_stays(what, installed, exports, key, tmp_path):
+    change, message = REFUSED[what]
+    kwargs, signer = {}, key
+    manifest = manifest_for(exports / ONNX, NAME, "v2")
+    if isinstance(change, dict):
+        change = dict(change)
+        if change.pop("other_key", False):
+            signer = make_key(tmp_path)
+        if change.pop("hash", False):
+            manifest["files"][ONNX] = "0" * 64
+        if change.get("classes") == "reversed":
+            change["classes"] = manifest["classes"][::-1]
+        for field in ("machine", "input_shape", "classes", "format_version", "version"):
+            if field in change:
+                manifest[field] = change.pop(field)
+        kwargs = change
+    update = write_update(tmp_path / "u.edgecnn-update", signer, exports / ONNX, NAME, "v2",
+                          manifest=manifest, **kwargs)  # fmt: skip
+    if callable(change):
+        change(update)
+    result = invoke("update", update)
+    assert_one_line_error(result, message, code=2)
+    assert current(installed) == f"{NAME}/v1"
+    assert sorted(p.name for p in (installed / "models" / NAME).iterdir()) == ["v1"]
+    assert leftovers(installed) == []
+
+
+def test_no_trusted_key_is_refused(installed, exports, key, tmp_path):
+    (installed / "keys" / "allowed_signers").unlink()
+    update = write_update(tmp_path / "u.edgecnn-update", key, exports / ONNX, NAME, "v2")
+    assert_one_line_error(invoke("update", update), "no owner key is installed here", code=2)
+    assert current(installed) == f"{NAME}/v1"
+
+
+def test_not_an_update_file_is_refused(installed, tmp_path):
+    (tmp_path / "u.edgecnn-update").write_bytes(b"not a gzip file at all")
+    assert_one_line_error(invoke("update", tmp_path / "u.edgecnn-update"), "damaged", code=2)
+    assert_one_line_error(invoke("update", tmp_path / "missing"), "does not exist", code=2)
+    assert current(installed) == f"{NAME}/v1"
+
+
+@pytest.fixture(scope="module")
+def unprovable(exports, tmp_path_factory, test_images):
+    """The int8 .tflite beside the reference of the int8 .onnx, as the exporter writes one
+    (recording the SHA-256 of the file it was made for): verify cannot pass it."""
+    import hashlib
+
+    from edgecnn.runtime import load_classifier
+    from edgecnn.runtime.verify import reference_bytes
+
+    folder = tmp_path_factory.mktemp("unprovable")
+    for f in (INT8, f"{INT8}.json"):
+        shutil.copy(exports / f, folder / f)
+    onnx = exports / "model_int8.onnx"
+    images, labels = test_images.x[:N], test_images.y[:N]
+    keras = load_classifier(exports / ONNX).predict(images)
+    gate = {"file": onnx.name, "precision": "int8", "backend": "onnxruntime",
+            "min_agreement": 0.99, "max_prob_diff": None,
+            "file_sha256": hashlib.sha256(onnx.read_bytes()).hexdigest()}  # fmt: skip
+    exported = load_classifier(onnx).predict(images)
+    reference = reference_bytes(images, labels, keras, exported, gate)
+    (folder / f"{INT8}.reference.npz").write_bytes(reference)
+    return folder / INT8
+
+
+def test_an_update_that_fails_verify_is_removed_with_exit_1(installed, unprovable, key, tmp_path):
+    update = write_update(tmp_path / "u.edgecnn-update", key, unprovable, NAME, "v2")
+    result = invoke("update", update)
+    assert_one_line_error(result, f"{NAME} v2 failed verify on this device", code=1)
+    assert f"current stays {NAME} v1" in result.stderr
+    assert "verify: FAIL" in result.stdout and "SHA-256 differs" in result.stdout
+    assert current(installed) == f"{NAME}/v1"
+    assert sorted(p.name for p in (installed / "models" / NAME).iterdir()) == ["v1"]
+    assert leftovers(installed) == []
+
+
+def test_add_that_fails_verify_leaves_nothing(home, unprovable):
+    result = invoke("models", "add", unprovable, "--name", NAME, "--version", "v1")
+    assert_one_line_error(result, "failed verify", code=1)
+    assert current(home) is None and not (home / "models" / NAME / "v1").exists()
+
+
+def test_add_refuses_bad_input(home, exports, tmp_path):
+    shutil.copy(exports / INT8, tmp_path / INT8)  # no reference beside it
+    cases = [
+        (("models", "add", tmp_path / INT8, "--name", NAME), "has no model_int8.tflite.reference"),
+        (("models", "add", exports / INT8, "--name", "../x"), "--name '../x' must be"),
+        (("models", "add", exports / "missing.tflite", "--name", NAME), "does not exist"),
+    ]
+    for args, message in cases:
+        assert_one_line_error(invoke(*args), message)
+    assert current(home) is None
+
+
+def test_use_rollback_remove(installed, exports):
+    assert_one_line_error(invoke("models", "rollback"), "no previous version")
+    add = invoke("models", "add", exports / ONNX, "--name", NAME, "--version", "v2")
+    assert add.exit_code == 0, add.stderr
+    assert_one_line_error(invoke("models", "remove", "v2"), "is the current version")
+    assert_one_line_error(invoke("models", "use", "v9"), "no version v9")
+    assert invoke("models", "use", "v1", "--name", NAME).exit_code == 0
+    assert current(installed) == f"{NAME}/v1"
+    removed = invoke("models", "remove", "v2")
+    assert removed.exit_code == 0 and removed.stdout.strip() == f"removed {NAME} v2"
+    assert not (installed / "models" / "previous").is_symlink()  # it went with v2
+    assert_one_line_error(invoke("models", "rollback"), "no previous version")
+    listed = invoke("models", "list", "--json")
+    import json
+
+    versions = json.loads(listed.stdout)["versions"]
+    assert [(v["version"], v["state"]) for v in versions] == [("v1", "current")]
+
+
+def test_prune_keeps_three_and_always_current_and_previous(installed, exports):
+    def add(version):
+        done = invoke("models", "add", exports / INT8, "--name", NAME, "--version", version,
+                      "--no-verify")  # fmt: skip
+        assert done.exit_code == 0, done.stderr
+
+    for v in ("v2", "v3", "v4", "v5"):
+        add(v)
+    folder = installed / "models" / NAME
+    assert sorted(p.name for p in folder.iterdir()) == ["v3", "v4", "v5"]
+    assert invoke("models", "use", "v3").exit_code == 0  # previous: v5
+    add("v6")  # previous: v3, the oldest; kept beside the newest three
+    assert sorted(p.name for p in folder.iterdir()) == ["v3", "v4", "v5", "v6"]
+    assert os.readlink(installed / "models" / "previous") == f"{NAME}/v3"
+    add("v7")
+    assert sorted(p.name for p in folder.iterdir()) == ["v5", "v6", "v7"]
+
+
+def test_predict_and_verify_without_a_model_use_the_current_one(installed):
+    result = invoke("predict", PICTURE)
+    assert result.exit_code == 0, result.stderr
+    assert "Ankle boot" in result.stdout
+    verified = invoke("verify")
+    assert verified.exit_code == 0 and verified.stdout.strip().endswith("PASS")
+    assert f"{NAME}/v1/{INT8}" in verified.stdout
+
+
+def test_no_model_and_no_store_is_one_line(home):
+    message = "no MODEL given and no current model installed ("
+    assert_one_line_error(invoke("predict", PICTURE), message)
+    assert_one_line_error(invoke("verify"), message)
+
+
+def test_a_named_model_is_still_taken_as_the_model(installed, exports):
+    result = invoke("predict", exports / ONNX, PICTURE)
+    assert result.exit_code == 0 and "Ankle boot" in result.stdout
+    assert_one_line_error(invoke("predict", exports / ONNX), "give the pictures")
+
+
+#: The CLI root registers every stage lazily; the heavy libraries must stay out.
+FORBIDDEN = ("tensorflow", "keras")
+
+
+def test_models_and_update_import_no_tensorflow(installed, exports, key, tmp_path):
+    update = write_update(tmp_path / "u.edgecnn-update", key, exports / ONNX, NAME, "v2")
+    run_cli_without(["update", update], FORBIDDEN)
+    run_cli_without(["models", "list"], FORBIDDEN)
+    run_cli_without(["models", "rollback"], FORBIDDEN)
+    assert current(installed) == f"{NAME}/v1"
