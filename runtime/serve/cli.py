@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 OptionalModelArg = Annotated[
     Path | None,
     typer.Argument(
-        metavar="[MODEL]",
+        metavar="MODEL",
         help=".tflite, .onnx or weights.npz (or a C library with --backend c); "
         "without it, the store's current model (HOME/models/current), followed as it changes",
         show_default=False,
