@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgecnn.runtime.errors import InputError
-from edgecnn.runtime.options import AUTO, BackendOption, IntegrityOption
+from edgecnn.runtime.options import AUTO, BackendOption, IntegrityOption, OptionalModelArg
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -17,17 +17,6 @@ if TYPE_CHECKING:
     from edgecnn.runtime.frames import Crop
     from edgecnn.runtime.serve.viewers import Viewers
     from edgecnn.runtime.video import Source
-
-
-OptionalModelArg = Annotated[
-    Path | None,
-    typer.Argument(
-        metavar="MODEL",
-        help=".tflite, .onnx or weights.npz (or a C library with --backend c); "
-        "without it, the store's current model (HOME/models/current), followed as it changes",
-        show_default=False,
-    ),
-]
 
 
 def serve_command(

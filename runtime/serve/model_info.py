@@ -9,20 +9,15 @@ nothing.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-#: A store name or version, as the store writes them.
-STORE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-#: The manifest beside a model in the store.
-MANIFEST = "manifest.json"
+from edgecnn.runtime.errors import ModelError
+from edgecnn.runtime.store import CURRENT, NAME, home, read_manifest
+
 #: Hex digits of the SHA-256 shown where a short form is enough.
 SHORT_SHA = 12
-_MANIFEST_MAX_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,14 +59,9 @@ class ModelInfo:
         }
 
 
-def home() -> Path:
-    """The device's home: ``EDGECNN_HOME`` if set, else the installation's prefix."""
-    return Path(os.environ.get("EDGECNN_HOME") or sys.prefix)
-
-
 def current_link() -> Path:
     """The store's ``current`` symlink (which need not exist)."""
-    return home() / "models" / "current"
+    return home() / "models" / CURRENT
 
 
 def describe_model(path: Path) -> ModelInfo:
@@ -93,21 +83,17 @@ def _store_names(path: Path) -> tuple[str | None, str | None]:
     real = Path(os.path.realpath(path))
     folder = real.parent
     try:
-        with open(folder / MANIFEST, "rb") as f:
-            manifest = json.loads(f.read(_MANIFEST_MAX_BYTES + 1))
-    except (OSError, ValueError):
-        return None, None
-    if not isinstance(manifest, dict):
+        manifest = read_manifest(folder)
+    except ModelError:
         return None, None
     name, version = manifest.get("name"), manifest.get("version")
-    model = manifest.get("model", real.name)
     if not (
         isinstance(name, str)
         and isinstance(version, str)
-        and STORE_NAME.fullmatch(name)
-        and STORE_NAME.fullmatch(version)
+        and NAME.fullmatch(name)
+        and NAME.fullmatch(version)
         and (folder.parent.name, folder.name) == (name, version)
-        and model == real.name
+        and manifest["model"] == real.name
     ):
         return None, None
     return name, version

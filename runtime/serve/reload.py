@@ -11,7 +11,6 @@ that fails any of this leaves the old one serving, with one line on stderr.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import threading
@@ -22,55 +21,12 @@ from pathlib import Path
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.classifier import Classifier
 from edgecnn.runtime.errors import InputError
-from edgecnn.runtime.serve.model_info import MANIFEST, current_link, describe_model
+from edgecnn.runtime.serve.model_info import current_link, describe_model
 from edgecnn.runtime.serve.service import ClassifierService, Workers
+from edgecnn.runtime.store import resolve_model
 
 #: Seconds between two looks at the model file or the store's ``current`` link.
 POLL_SECONDS = 1.0
-#: What serve says with no MODEL and no store (the device contract's wording).
-NO_CURRENT = (
-    "no MODEL given and no current model installed (HOME/models/current): give a model file"
-)
-
-
-def resolve_model(model: Path | None) -> Path:
-    """``model``, or the store's current model when None.
-
-    The store's own :func:`edgecnn.runtime.store.resolve_model` decides when it is
-    installed; until then, the ``model`` named by ``current``'s manifest.
-
-    Raises:
-        InputError: no ``model`` and no current model in the store.
-    """
-    try:
-        store = importlib.import_module("edgecnn.runtime.store")
-    except ImportError:
-        store = None
-    if store is not None and hasattr(store, "resolve_model"):
-        found: Path = store.resolve_model(model)
-        return found
-    if model is not None:
-        return model
-    return _current_model()
-
-
-def _current_model() -> Path:
-    """The model file in the store's ``current`` version, named by its manifest.
-
-    Raises:
-        InputError: no ``current`` link, or no model named in its manifest.
-    """
-    import json
-
-    folder = current_link()
-    try:
-        manifest = json.loads((folder / MANIFEST).read_bytes())
-        name = manifest["model"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise InputError(NO_CURRENT) from None
-    if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
-        raise InputError(NO_CURRENT)
-    return folder / name
 
 
 def watched_state(model: Path | None) -> Hashable:
