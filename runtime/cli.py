@@ -44,17 +44,18 @@ def verify_command(
     from edgecnn.runtime.store import resolve_model
     from edgecnn.runtime.verify import format_result, verify
 
-    model = resolve_model(model)
     error: EdgecnnError | None = None
     with native_stderr_hidden():
         try:  # caught inside: the libraries' chatter is not part of a one-line answer
             check_threads(threads, "--threads")
+            model = resolve_model(model)
             result = verify(model, reference, backend=backend.value, num_threads=threads)
         except EdgecnnError as e:
             error = e
     if error is not None:
         if as_json:
-            typer.echo(_json.dumps({"model": str(model), "passed": False, "error": str(error)}))
+            shown = str(model) if model is not None else None
+            typer.echo(_json.dumps({"model": shown, "passed": False, "error": str(error)}))
         raise error
     typer.echo(_json.dumps(result.to_dict()) if as_json else format_result(result))
     if not result.passed:

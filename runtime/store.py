@@ -61,6 +61,8 @@ def check_name(value: str, what: str) -> str:
             f"{what} {str(value)[:80]!r} must be 1 to 64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
+    if value in (CURRENT, PREVIOUS):
+        raise InputError(f"{what} {value!r} is taken by the store's own link; choose another")
     return value
 
 

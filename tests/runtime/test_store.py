@@ -90,7 +90,7 @@ def test_install_refuses_a_version_twice_and_bad_names(tmp_path):
     add(store, tmp_path, "v1")
     with pytest.raises(InputError, match="installed already"), store.locked():
         store.install("m", "v1", files(tmp_path / "again", "v1"), manifest("v1"))
-    for bad in ("", ".", "..", ".hidden", "a/b", "x" * 65, "-x"):
+    for bad in ("", ".", "..", ".hidden", "a/b", "x" * 65, "-x", "current", "previous"):
         with pytest.raises(InputError):
             check_name(bad, "name")
 

@@ -6,6 +6,7 @@ makes them, keys made and signatures checked by ssh-keygen, the CLI in-process.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -266,8 +267,6 @@ def test_use_rollback_remove(installed, exports):
     assert not (installed / "models" / "previous").is_symlink()  # it went with v2
     assert_one_line_error(invoke("models", "rollback"), "no previous version")
     listed = invoke("models", "list", "--json")
-    import json
-
     versions = json.loads(listed.stdout)["versions"]
     assert [(v["version"], v["state"]) for v in versions] == [("v1", "current")]
 
@@ -303,6 +302,10 @@ def test_no_model_and_no_store_is_one_line(home):
     message = "no MODEL given and no current model installed ("
     assert_one_line_error(invoke("predict", PICTURE), message)
     assert_one_line_error(invoke("verify"), message)
+    document = invoke("verify", "--json")
+    assert_one_line_error(document, message)
+    said = json.loads(document.stdout)
+    assert said["model"] is None and said["passed"] is False and message in said["error"]
 
 
 def test_a_named_model_is_still_taken_as_the_model(installed, exports):
