@@ -116,8 +116,9 @@ def test_the_x86_bundle_installs_offline_and_verifies_here(exports, tmp_path, te
     index: verify passes, and the command it closes with runs as printed.
 
     Then a tampered model is refused before anything runs (exit 2); the same file with
-    SHA256SUMS and bundle.json hashed again fails edgecnn verify (exit 1); a reference
-    verify cannot read exits 2, and so does a foreign bundle.
+    SHA256SUMS and bundle.json hashed again fails edgecnn verify (exit 1, in a new venv:
+    the first holds the sound file under that version); a reference verify cannot read
+    exits 2, and so does a foreign bundle.
     """
     out = tmp_path / "edgecnn-linux-x86.tar.gz"
     result = invoke("bundle", exports, "--target", "linux-x86", "--python", PYTHON, "--out", out)
@@ -143,10 +144,10 @@ def test_the_x86_bundle_installs_offline_and_verifies_here(exports, tmp_path, te
     assert "PASS" in done.stdout
     assert "a bundle made with edgecnn bundle --video carries PyAV" in done.stdout
     model = bundle / "model" / manifest["model"]
-    closing = f"'{venv}/bin/edgecnn' predict '{model}' picture.png"
+    closing = f"'{venv}/bin/edgecnn' predict '{bundle}/{manifest['sample']}'"
     assert done.stdout.rstrip().endswith(closing), done.stdout
     np.save(tmp_path / "two.npy", test_images.x[:2])
-    command = closing.replace("picture.png", f"'{tmp_path}/two.npy' --json")
+    command = closing.replace(f"'{bundle}/{manifest['sample']}'", f"'{tmp_path}/two.npy' --json")
     predicted = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env)
     assert predicted.returncode == 0, predicted.stderr
     assert len(json.loads(predicted.stdout)["results"]) == 2
@@ -155,9 +156,11 @@ def test_the_x86_bundle_installs_offline_and_verifies_here(exports, tmp_path, te
     assert tampered.returncode == 2, tampered.stdout + tampered.stderr
     assert f"model/{model.name} does not match its SHA-256" in tampered.stderr
     _reseal(bundle)  # the same damage, hashed again: edgecnn verify still catches it
+    venv = tmp_path / "edge venv 2"
     resealed = _install(bundle, venv, env=env)
     assert resealed.returncode == 1, resealed.stdout + resealed.stderr
     assert "FAIL" in resealed.stdout and "did not pass edgecnn verify" in resealed.stderr
+    assert not (venv / "models" / "current").exists()
     Path(f"{model}.reference.npz").write_bytes(b"not a reference")
     _reseal(bundle)  # a reference verify cannot read: bad input, exit 2
     unreadable = _install(bundle, venv, env=env)

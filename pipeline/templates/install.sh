@@ -290,6 +290,13 @@ if [ "$unavailable" = 3 ] && [ -f "$here/model/weights.npz" ] && [ "$model" != w
     model=weights.npz
 fi
 
+# A reference edgecnn verify cannot read is the bundle's fault (exit 2, as verify's own),
+# not the model's: say so before the store is touched.
+"$venv/bin/python" -I -c "import sys
+from edgecnn.runtime.verify import read_reference, reference_path
+read_reference(reference_path(sys.argv[1]))" "$here/model/$model" 2>/dev/null ||
+    fail "edgecnn is installed, but edgecnn verify could not check model/$model here: model/$model.reference.npz is unreadable"
+
 # The version names the file the store gets: weights.npz when it runs instead.
 version=${version%-*}-$(sha256sum <"$here/model/$model" | cut -c1-8)
 
