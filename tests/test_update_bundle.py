@@ -115,6 +115,34 @@ def test_model_only_takes_out_and_name(exports, key, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left
 
 
+def test_the_device_takes_the_update_and_refuses_another_keys(exports, key, tmp_path,
+                                                              monkeypatch):  # fmt: skip
+    """edgecnn update (the runtime's reader) installs what --model-only wrote, and refuses
+    the same file signed by a key its allowed_signers does not hold."""
+    home = tmp_path / "device"
+    (home / "keys").mkdir(parents=True)
+    _allowed(home / "keys", Path(f"{key}.pub"))
+    monkeypatch.setenv("EDGECNN_HOME", str(home))
+    out = tmp_path / "u.edgecnn-update"
+    result = invoke("bundle", exports, "--target", "generic", "--model-only", "--key", key,
+                    "--model", "weights.npz", "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    applied = invoke("update", out)
+    assert applied.exit_code == 0, applied.stdout + applied.stderr
+    with tarfile.open(out) as tar:
+        update = json.load(tar.extractfile("update.json"))  # type: ignore[arg-type]
+    current = home / "models" / "current"
+    assert os.readlink(current) == f"{update['name']}/{update['version']}"
+    other = tmp_path / "other"
+    signing.make_key(other)
+    foreign = tmp_path / "f.edgecnn-update"
+    result = invoke("bundle", exports, "--target", "generic", "--model-only", "--key", other,
+                    "--model", "model_int8.tflite", "--out", foreign)  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert_one_line_error(invoke("update", foreign), "signature")
+    assert os.readlink(current) == f"{update['name']}/{update['version']}"
+
+
 @pytest.mark.parametrize(
     "args, match",
     [
