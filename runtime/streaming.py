@@ -102,7 +102,10 @@ class FrameStream:
         drop = self._drop_oldest and isinstance(item, _Prepared)  # never the end or an error
         while not self._stop.is_set():
             try:
-                self._queue.put(item, timeout=0.2)
+                if drop:
+                    self._queue.put_nowait(item)
+                else:
+                    self._queue.put(item, timeout=0.2)
                 return
             except queue.Full:
                 if drop:

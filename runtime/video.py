@@ -36,6 +36,7 @@ from edgecnn.runtime.errors import InputError
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mjpeg", ".mjpg",
                   ".h264", ".264", ".ts", ".mpg", ".mpeg")  # fmt: skip
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _CAMERA = re.compile(r"^camera:(\d{1,3})$")
 _DEVICE = re.compile(r"^/dev/video(\d{1,3})$")
 #: Pauses before reopening a network stream, in seconds; the last repeats.
@@ -82,6 +83,12 @@ def stream_source(argument: str) -> Source | None:
     """
     if argument.lower().startswith(NETWORK_SCHEMES):
         return Source(_check_url(argument), "network")
+    scheme = _SCHEME.match(argument)
+    if scheme:
+        raise StreamError(
+            f"{_without_password(argument)}: edgecnn reads rtsp://, http:// and https:// "
+            f"streams, not {scheme.group(1).lower()}://"
+        )
     camera = _CAMERA.match(argument)
     if camera:
         return Source(argument, "camera", int(camera.group(1)))
@@ -105,8 +112,14 @@ def _check_url(url: str) -> str:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018  (raises on a port that is not a number in 0..65535)
         problem = "it names no host" if not parts.hostname else ""
-    except ValueError as e:
-        problem = str(e)[:1].lower() + str(e)[1:]
+    except ValueError as e:  # its own words may quote the password: ours instead
+        problem = (
+            "a bracketed IPv6 address is not closed"
+            if "IPv6" in str(e)
+            else (
+                "its port is not a number in 0..65535" if "ort" in str(e) else "it cannot be parsed"
+            )
+        )
     if not problem and any(c.isspace() or ord(c) < 32 for c in url):
         problem = "it holds a space or a control character"
     if problem:
@@ -117,15 +130,23 @@ def _check_url(url: str) -> str:
 def _without_password(url: str) -> str:
     """``url`` with the password of its ``user:password@`` part left out.
 
-    Written on the text, not on ``urlsplit``, so that it also holds for the malformed
-    URLs ``urlsplit`` refuses (they are named in the refusal).
+    Written on the text, not on ``urlsplit``, so that it also holds for the URLs
+    ``urlsplit`` refuses (they are named in the refusal), and reading the user part as
+    far as it can reach: to the last ``@`` before the first ``/``, ``?`` or ``#`` after
+    the first ``@``, so that a password holding ``@``, ``/`` or ``#`` is still hidden. An
+    ``@`` in a path may then hide a little too much of a URL with no password at all;
+    that is the side to err on.
     """
     scheme, sep, rest = url.partition("://")
-    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
-    userinfo, at, host = rest[:end].rpartition("@")
-    if not at or ":" not in userinfo:
+    first = rest.find("@")
+    if not sep or first < 0:
         return url
-    return f"{scheme}{sep}{userinfo.partition(':')[0]}@{host}{rest[end:]}"
+    ends = [i for i in map(rest.find, "/?#", [first] * 3) if i >= 0]
+    last = rest.rfind("@", 0, min(ends, default=len(rest)))
+    user, colon, _ = rest[:last].partition(":")
+    if not colon or any(c in user for c in "/?#"):
+        return url  # no password (or an @ in a path): nothing to hide
+    return f"{scheme}{sep}{user}@{rest[last + 1 :]}"
 
 
 def check_support(source: Source) -> None:
@@ -296,14 +317,14 @@ def read_frames(
                         if sampler.full:
                             return
                     index += 1
-                if not source.live:
-                    _check_whole(source, container, stream, got, seconds - base)
+                if not source.live and got:
+                    _check_whole(source, container, stream, seconds - base)
                     base = seconds + 1 / float(stream.average_rate or 25)
         except StreamError:
             raise
         except Exception as e:  # PyAV's errors are FFmpegError, OSError and ValueError kinds
             error = _reason(av, source, e, got > 0, timing.timeout)
-            if source.kind != "network" or _final(av, e):
+            if source.kind != "network" or _final(av, e, got > 0):
                 raise error from None
             failures = _pause(str(error), failures + 1, timing.retries, notify, stop)
             continue
@@ -330,22 +351,27 @@ def _pause(
     return failures
 
 
-def _final(av: ModuleType, error: Exception) -> bool:
+def _final(av: ModuleType, error: Exception, got: bool) -> bool:
     """Whether trying a network stream again cannot help: the same error would come back.
 
-    A wrong path or password (HTTP 4xx but 429), a protocol, format or codec this FFmpeg
-    lacks, a bad option or argument (EINVAL), no permission. Refused connections,
-    timeouts, resets, ends and server errors (5xx) are what a restarting camera gives:
-    those are tried again.
+    A wrong path or password (HTTP or RTSP 400, 401, 403, 404), a protocol, format or
+    codec this FFmpeg lacks, no permission, and a bad argument (EINVAL) while opening.
+    Everything else is what a restarting or busy camera gives and is tried again:
+    refused connections, timeouts, resets, ends, server errors, and the other 4xx
+    (FFmpeg reads RTSP's 453 "not enough bandwidth" and 454 "session not found", a 408
+    and, before FFmpeg 7.1, a 429 as one "other 4xx").
     """
     e = av.error
-    refused = getattr(e, "HTTPClientError", ())  # 4xx; getattr: be safe on older PyAVs
-    busy = getattr(e, "HTTPTooManyRequestsError", ())  # 429: it may well answer later
-    if isinstance(error, refused) and not isinstance(error, busy):
-        return True
+    names = ("HTTPBadRequestError", "HTTPUnauthorizedError", "HTTPForbiddenError",
+             "HTTPNotFoundError")  # fmt: skip
+    refused = tuple(getattr(e, name) for name in names if hasattr(e, name))
     missing = (e.ProtocolNotFoundError, e.DemuxerNotFoundError, e.DecoderNotFoundError,
                e.OptionNotFoundError)  # fmt: skip
-    return isinstance(error, missing) or getattr(error, "errno", None) in (13, 22)  # EACCES, EINVAL
+    errno_ = getattr(error, "errno", None)
+    return (
+        isinstance(error, refused + missing) or errno_ == 13  # EACCES
+        or (errno_ == 22 and not got)  # EINVAL
+    )  # fmt: skip
 
 
 def _open(av: ModuleType, source: Source, timing: Timing) -> Any:
@@ -421,30 +447,34 @@ _HTTP_STATUS = {
 }
 
 
-#: Containers whose header states the duration exactly (written when the file is closed).
-_EXACT_DURATION = ("matroska", "webm", "mov", "mp4")
+def _check_whole(source: Source, container: Any, stream: Any, last: float) -> None:
+    """Refuse a file that ended well before its header said it would: it was cut short.
 
-
-def _check_whole(source: Source, container: Any, stream: Any, got: int, last: float) -> None:
-    """Refuse a file that ended before its header said it would: it was cut short.
-
-    FFmpeg decodes a truncated AVI or MKV without an error, up to where it was cut; the
-    frame count in the header (AVI, MP4) or its duration (MKV, MP4) tells. A file whose
-    header says neither (MPEG-TS, a raw stream, a recording never closed) is taken as
-    it comes.
+    FFmpeg decodes a truncated AVI or MKV without an error, up to where it was cut. What
+    the header states tells: an AVI's frame count (FFmpeg's duration for a cut AVI is a
+    guess from its size), an MP4's video duration (after its edit list), an MKV's
+    duration when the file holds nothing but the video (else it may be the audio's).
+    ``last`` is the last frame's time from the start. Times, not frame counts, are
+    compared: a variable frame rate or an edit list shows fewer frames than it stores.
 
     Raises:
-        StreamError: fewer frames than the header counts, or ended well before its end.
+        StreamError: the frames end well before the stated length.
     """
-    declared = int(stream.frames or 0)
-    if declared and got < declared:
-        raise StreamError(f"{source.shown} is cut short: {got} of its {declared} frames")
     names = set(str(getattr(container.format, "name", "")).split(","))
-    if container.duration and names & set(_EXACT_DURATION):
+    rate = float(stream.average_rate or 0)
+    length = None
+    if "avi" in names and stream.frames and rate:
+        length = stream.frames / rate
+    elif names & {"mov", "mp4"} and stream.duration and stream.time_base:
+        length = float(stream.duration * stream.time_base)
+    elif names & {"matroska", "webm"} and container.duration and len(container.streams) == 1:
         length = container.duration / 1e6  # in FFmpeg's AV_TIME_BASE, microseconds
-        played = last + 1 / float(stream.average_rate or 25)
-        if played < length - max(0.5, 0.05 * length):
-            raise StreamError(f"{source.shown} is cut short: {played:.1f} s of its {length:.1f} s")
+    if length is None:
+        return  # MPEG-TS, a raw stream, a recording never closed: taken as it comes
+    played = last + (1 / rate if rate else 0.0)
+    if played < length - max(0.5, 0.05 * length):
+        raise StreamError(f"{source.shown} is cut short: it ends at {played:.1f} s of its "
+                          f"{length:.1f} s")  # fmt: skip
 
 
 def _file_time(frame: Any, decoded: int, stream: Any) -> float:
