@@ -234,17 +234,19 @@ def _model_and_inputs(first: str, rest: list[str]) -> tuple[Path, list[str]]:
 
     A model is a file with a model suffix (.tflite, .onnx, .npz, ...) or a folder
     holding a C library; anything else is an input when the store has a current model.
+    With no current model and more arguments, ``first`` is taken as the model, as before
+    the store, so that the loader says what is wrong with it.
 
     Raises:
         InputError: no input is given, or no model and none installed.
     """
     from edgecnn.runtime.backends import folder_file, suffixes
     from edgecnn.runtime.errors import InputError
-    from edgecnn.runtime.store import resolve_model
+    from edgecnn.runtime.store import current_model, resolve_model
 
     path = Path(first)
     named = path.suffix.lower() in suffixes() or (path.is_dir() and folder_file(path))
-    if named and "://" not in first:
+    if (named and "://" not in first) or (rest and current_model() is None):
         if not rest:
             raise InputError("give the pictures, arrays, folders or video to classify after MODEL")
         return path, rest
