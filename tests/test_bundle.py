@@ -145,7 +145,9 @@ def test_the_x86_bundle_installs_offline_and_verifies_here(exports, tmp_path, te
     assert "a bundle made with edgecnn bundle --video carries PyAV" in done.stdout
     model = bundle / "model" / manifest["model"]
     closing = f"'{venv}/bin/edgecnn' predict '{bundle}/{manifest['sample']}'"
-    assert done.stdout.rstrip().endswith(closing), done.stdout
+    assert done.stdout.rstrip().endswith(
+        closing + f"\nand a picture of yours:\n  '{venv}/bin/edgecnn' predict picture.png"
+    ), done.stdout
     np.save(tmp_path / "two.npy", test_images.x[:2])
     command = closing.replace(f"'{bundle}/{manifest['sample']}'", f"'{tmp_path}/two.npy' --json")
     predicted = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env)

@@ -353,7 +353,7 @@ def test_install_sh_puts_the_model_into_the_store_and_trusts_the_owner(exports, 
     if shutil.which("systemd-analyze"):
         analyzed = _analyze(unit)
         assert analyzed.returncode == 0, analyzed.stderr
-    closing = done.stdout.rstrip().splitlines()[-1].strip()
+    closing = done.stdout.rstrip().splitlines()[-3].strip()
     expected = [f"{venv}/bin/edgecnn", "predict", f"{bundle}/{manifest['sample']}"]
     assert shlex.split(closing) == expected, closing
     predicted = subprocess.run(["sh", "-c", closing + " --json"], capture_output=True,
@@ -364,7 +364,11 @@ def test_install_sh_puts_the_model_into_the_store_and_trusts_the_owner(exports, 
 
     again = _install(bundle, venv, env)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "in the store already" in again.stdout and os.readlink(current) == f"{name}/{version}"
+    assert (
+        "in the store already; edgecnn verify" in again.stdout
+        and "PASS" in again.stdout
+        and os.readlink(current) == f"{name}/{version}"
+    )
 
     other = tmp_path / "other-keys" / "owner"
     signing.make_key(other)

@@ -333,14 +333,14 @@ store=$venv/models/$name/$version
 status=0
 if [ -f "$store/$model" ] &&
     [ "$(sha256sum <"$store/$model")" = "$(sha256sum <"$here/model/$model")" ]; then
-    echo "$name $version is in the store already: checking it with edgecnn verify"
+    echo "Checking model/$model on this device: $name $version is in the store already; edgecnn verify"
     "$venv/bin/edgecnn" verify "$store/$model" || status=$?
     if [ "$status" -eq 0 ]; then
         "$venv/bin/edgecnn" models use "$version" --name "$name" >/dev/null ||
             fail "edgecnn is installed, but edgecnn models use $version could not make it the current model"
     fi
 else
-    echo "Putting model/$model into the store as $name $version (edgecnn models add: checks it with edgecnn verify)"
+    echo "Checking model/$model on this device: edgecnn models add puts it into the store as $name $version and runs edgecnn verify"
     "$venv/bin/edgecnn" models add "$here/model/$model" --name "$name" --version "$version" ||
         status=$?
 fi
@@ -415,7 +415,8 @@ echo
 if [ -n "$sample" ]; then
     echo "Classify the sample picture with the current model:"
     echo "  $(quoted "$edgecnn") predict $(quoted "$here/$sample")"
+    echo "and a picture of yours:"
 else
     echo "Classify a picture with the current model:"
-    echo "  $(quoted "$edgecnn") predict picture.png"
 fi
+echo "  $(quoted "$edgecnn") predict picture.png"
