@@ -30,10 +30,13 @@ def readme(manifest: dict[str, Any]) -> str:
         "has no --strict), and runs Python isolated (python3 -I): a json.py or edgecnn/ in",
         "the current folder is never imported.",
         "",
-        f"Then it puts the model into the venv's store as {name} {version}",
-        f"(VENV/models/{name}/{version}), checks it there with edgecnn verify, makes it the",
-        "current model, and links edgecnn into ~/.local/bin. --service also writes a",
-        "systemd user unit that runs edgecnn serve on the current model.",
+        f"Then it puts the model into the venv's store as {name} {version},",
+        "",
+        f"    VENV/models/{name}/{version}",
+        "",
+        "checks it there with edgecnn verify, makes it the current model, and links",
+        "edgecnn into ~/.local/bin. --service also writes a systemd user unit that runs",
+        "edgecnn serve on the current model.",
         "",
         *_signature_lines(manifest),
         "",
@@ -44,8 +47,8 @@ def readme(manifest: dict[str, Any]) -> str:
         lines.append(f"Also: {', '.join('model/' + m for m in others)} (run where the first "
                      "has no interpreter)")  # fmt: skip
     if manifest.get("sample"):
-        lines += ["", f"Sample picture: {manifest['sample']} (a test picture of the class its "
-                  "name says); after installing:", "",
+        lines += ["", f"Sample picture: {manifest['sample']}, a test picture of the class its",
+                  "name says; after installing, from this folder:", "",
                   f"    edgecnn predict {manifest['sample']}"]  # fmt: skip
     lines += ["", *_wheel_lines(manifest), "", manifest["notes"], ""]
     return "\n".join(lines)
