@@ -18,8 +18,6 @@ from edgecnn.errors import ConfigError
 from edgecnn.export.records import ExportReport
 from edgecnn.run_folder import EXPORT_REPORT_FILE
 
-#: What a model's name and version may be on the device (a folder name of its store).
-STORE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: The built-in datasets by the name a store files their models under.
 DATASET_NAMES = {"fashion": "fashion-mnist", "mnist": "mnist"}
 #: Where ``edgecnn keys`` puts the owner's key pair unless told otherwise.
@@ -43,19 +41,22 @@ class OwnerKey:
 def model_name(report: ExportReport, given: str | None) -> str:
     """``--name``, or the run's dataset by its usual name (``fashion-mnist``), checked.
 
+    The rule is the device store's own (:func:`edgecnn.runtime.store.check_name`).
+
     Raises:
-        ConfigError: ``--name`` is not a name a store takes.
+        InputError: ``--name`` is not a name the device's store takes.
     """
+    from edgecnn.runtime.errors import InputError
+    from edgecnn.runtime.store import check_name
+
     if given is not None:
-        if not STORE_NAME.fullmatch(given):
-            raise ConfigError(
-                f"--name {given!r:.70}: letters, digits, '.', '_' and '-', at most 64, "
-                "starting with a letter or digit"
-            )
-        return given
+        return check_name(given, "--name")
     name = DATASET_NAMES.get(report.dataset, report.dataset)
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).lstrip("._-")[:64]
-    return name if STORE_NAME.fullmatch(name) else "model"
+    try:
+        return check_name(name, "the dataset's name")
+    except InputError:
+        return "model"
 
 
 def model_version(exports: Path, model_sha256: str) -> str:

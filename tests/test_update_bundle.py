@@ -154,6 +154,7 @@ def test_the_device_takes_the_update_and_refuses_another_keys(exports, key, tmp_
          "--model-only carries one model"),
         (["--model-only", "--key", "KEY.pub"], "give the private key"),
         (["--model-only", "--key", "KEY", "--name", "../x"], "--name '../x'"),
+        (["--model-only", "--key", "KEY", "--name", "current"], "taken by the store's own link"),
         (["--key", "/nonexistent/owner"], "no such key file"),
         (["--model-only", "--key", "KEY", "--model", "nope.tflite"], "not a file of this export"),
     ],
