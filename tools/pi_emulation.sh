@@ -13,8 +13,8 @@
 # As root (or through sudo) on Debian or Ubuntu. `build` installs qemu-user-static,
 # binfmt-support and debootstrap with apt, enables the binfmt handlers, and caches each
 # root filesystem in ${EDGECNN_PI_CACHE:-~/.cache/edgecnn/pi}: what Raspberry Pi OS Lite
-# has for Python (python3, python3-venv; on armhf python3-numpy, since numpy publishes no
-# 32-bit ARM wheels), nothing of edgecnn. The emulated systems never touch the network.
+# has that edgecnn uses (python3, python3-venv, openssh-client; on armhf python3-numpy and
+# python3-pil, since numpy and Pillow publish no 32-bit ARM wheels), nothing of edgecnn. The emulated systems never touch the network.
 #
 # `install` takes what `edgecnn bundle RUN --target pi64|pi32` wrote (the .tar.gz or the
 # folder) and runs its install.sh inside, as a user would on the device: a fresh venv in
@@ -120,14 +120,17 @@ apt_proxy() {
 
 # --- root filesystems --------------------------------------------------------------------
 
+# What Raspberry Pi OS Lite brings that edgecnn uses: Python with venv, and ssh-keygen
+# (openssh-client), which checks the signatures of bundles and updates. On armhf also the
+# distribution's numpy and Pillow, which publish no 32-bit ARM wheels.
+rootfs_packages() {
+    local packages="python3 python3-venv openssh-client"
+    [ "$(arch_of "$1")" = armhf ] && packages="$packages python3-numpy python3-pil"
+    echo "$packages"
+}
+
 rootfs_recipe() {
-    local arch suite
-    arch=$(arch_of "$1") suite=$(suite_of "$1")
-    if [ "$arch" = arm64 ]; then
-        echo "v$SCRIPT_VERSION $suite $arch python3 python3-venv"
-    else
-        echo "v$SCRIPT_VERSION $suite $arch python3 python3-venv python3-numpy"
-    fi
+    echo "v$SCRIPT_VERSION $(suite_of "$1") $(arch_of "$1") $(rootfs_packages "$1")"
 }
 
 # in_root ROOT ARCH [--bind SRC[:DEST]]... CMD...: runs CMD inside ROOT (see the header)
@@ -188,8 +191,7 @@ build_rootfs() {
     local start=$SECONDS mirror include suite
     mirror=$(debian_mirror)
     suite=$(suite_of "$arch")
-    include=python3,python3-venv
-    [ "$(arch_of "$arch")" = armhf ] && include=$include,python3-numpy
+    include=$(rootfs_packages "$arch" | tr ' ' ',')
     # Built beside the target and renamed when complete, so that an interrupted build
     # never leaves a root filesystem that looks finished.
     local tmp=$CACHE/.$arch.building
