@@ -6,7 +6,7 @@
 #   bash tools/bootstrap.sh refresh  # newest allowed versions into constraints.txt, then test
 #
 # Installs what is missing with apt (Python's venv, the Fashion-MNIST package, a C
-# compiler, and for the tests Chromium, GCC for Arm and QEMU), creates .venv with every extra (and for the tests the development
+# compiler, and for the tests Chromium, GCC for Arm, QEMU and Ansible), creates .venv with every extra (and for the tests the development
 # tools), and is safe to run again: each step is skipped once done. Extra arguments go
 # to 'edgecnn run' or to pytest.
 #
@@ -40,6 +40,7 @@ if [ "$mode" != run ]; then
     [ -d /usr/lib/arm-none-eabi/newlib ] || packages+=(libnewlib-arm-none-eabi)
     command -v qemu-system-arm >/dev/null || packages+=(qemu-system-arm)
     command -v ffmpeg >/dev/null || packages+=(ffmpeg) # makes the videos the stream tests read
+    command -v ansible-playbook >/dev/null || packages+=(ansible) # examples/fleet's playbooks on emulated devices
 fi
 if [ ${#packages[@]} -gt 0 ]; then
     echo "==> apt-get install ${packages[*]}"
