@@ -21,19 +21,21 @@
 #
 # Exit status: 0 installed and verified; 1 installed, but the model failed `edgecnn verify`
 # here (the store's current model is unchanged); 2 the bundle is damaged, incomplete or
-# signed by another key, or something is missing from this system (the message says what
-# to do).
+# signed by another key, or something is missing from this system or cannot be written
+# (the message says what to do).
 #
 # It needs GNU coreutils' sha256sum (for --strict), as Debian and Raspberry Pi OS have;
 # BusyBox's will not do. Every Python it runs runs isolated (python3 -I): a json.py or an
 # edgecnn/ folder in the current folder is never imported.
 set -eu
-here=$(unset CDPATH; cd -P -- "$(dirname -- "$0")" >/dev/null && pwd)
 
 fail() {
     echo "install.sh: $*" >&2
     exit 2
 }
+
+here=$(unset CDPATH; cd -P -- "$(dirname -- "$0")" >/dev/null && pwd) ||
+    fail "cannot enter the bundle's folder"
 
 venv=
 service=0
@@ -252,7 +254,8 @@ else
         fail "cannot create a venv in $venv: sudo apt install python3-venv"
     fi
 fi
-venv=$(unset CDPATH; cd -P -- "$venv" >/dev/null && pwd)  # absolute: links and units name it
+venv=$(unset CDPATH; cd -P -- "$venv" >/dev/null && pwd) ||  # absolute: links and units name it
+    fail "cannot enter $venv"
 allowed=$venv/keys/allowed_signers
 pip() { "$venv/bin/python" -I -m pip --disable-pip-version-check "$@"; }
 index_args=--no-index
@@ -303,7 +306,7 @@ version=${version%-*}-$(sha256sum <"$here/model/$model" | cut -c1-8)
 # The owner's key, on the first signed install: its allowed_signers line made by edgecnn
 # itself, and checked against this bundle's signature before the venv trusts it.
 if [ "$signed" = 1 ]; then
-    mkdir -p "$venv/keys"
+    mkdir -p "$venv/keys" || fail "cannot make $venv/keys"
     "$venv/bin/python" -I - "$here/keys/owner.pub" >"$allowed.new" 2>/dev/null <<'PY' || true
 import sys
 from pathlib import Path
@@ -319,7 +322,7 @@ PY
         rm -f "$allowed.new"
         echo "Signed by the owner's key ($key), which $allowed trusts"
     else
-        mv "$allowed.new" "$allowed"
+        mv "$allowed.new" "$allowed" || fail "cannot write $allowed"
         echo "This venv now takes updates signed by the owner's key $key ($allowed)"
     fi
 elif [ -e "$allowed" ]; then
@@ -357,7 +360,7 @@ edgecnn=$venv/bin/edgecnn
 bin=$HOME/.local/bin
 if [ -e "$bin/edgecnn" ] && [ ! -L "$bin/edgecnn" ]; then
     echo "$bin/edgecnn exists and is not a link: left as it is"
-elif mkdir -p "$bin" 2>/dev/null && ln -sf "$venv/bin/edgecnn" "$bin/edgecnn" 2>/dev/null; then
+elif mkdir -p "$bin" 2>/dev/null && ln -sfn "$venv/bin/edgecnn" "$bin/edgecnn" 2>/dev/null; then
     echo "Linked $bin/edgecnn to $venv/bin/edgecnn"
     case ":${PATH:-}:" in
         *":$bin:"*) edgecnn=edgecnn ;;
@@ -386,7 +389,7 @@ PY
         rm -f "$unit.new"
         fail "cannot write $unit"
     fi
-    mv "$unit.new" "$unit"
+    mv "$unit.new" "$unit" || fail "cannot write $unit"
     echo "Wrote $unit (edgecnn serve on the current model, http://127.0.0.1:8080/)"
     echo "Start it now and at every login:"
     echo "  systemctl --user daemon-reload && systemctl --user enable --now edgecnn-serve"
