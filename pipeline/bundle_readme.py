@@ -58,10 +58,10 @@ def _signature_lines(manifest: dict[str, Any]) -> list[str]:
     if manifest.get("signed"):
         return [
             "Signed: SHA256SUMS.sig is the owner's signature of SHA256SUMS, and",
-            "keys/owner.pub the owner's public key. On a venv without VENV/keys/",
-            "allowed_signers, install.sh makes it trust this key (edgecnn update then takes",
-            "only update files this key signed); on one that trusts a key already, it",
-            "refuses a bundle signed by another.",
+            "keys/owner.pub the owner's public key; install.sh checks it before it makes or",
+            "installs anything. On a venv without VENV/keys/allowed_signers, install.sh",
+            "makes it trust this key (edgecnn update then takes only update files this key",
+            "signed); on one that trusts a key already, it refuses a bundle signed by another.",
         ]
     return [
         "Not signed (made without edgecnn bundle --key): install.sh installs no owner key,",

@@ -316,6 +316,37 @@ def _install(bundle: Path, venv: Path, env: dict[str, str], *options: str):
                           capture_output=True, text=True, timeout=900, env=env)  # fmt: skip
 
 
+def test_a_damaged_signature_is_refused_before_a_venv_is_made(signed, tmp_path):
+    """SHA256SUMS.sig is not listed in SHA256SUMS: a flipped byte in it is caught by the
+    signature check, which comes before the venv and pip (exit 2, one line)."""
+    bundle = tmp_path / signed.name
+    shutil.copytree(signed, bundle)
+    sig = bundle / "SHA256SUMS.sig"
+    data = bytearray(sig.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    sig.write_bytes(bytes(data))
+    venv = tmp_path / "venv"
+    done = _install(bundle, venv, _env(tmp_path / "home"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "SHA256SUMS.sig is not a signature by keys/owner.pub" in done.stderr
+    assert done.stdout == "" and not venv.exists()
+
+
+def test_a_signed_bundle_without_ssh_keygen_names_the_package(signed, tmp_path):
+    """A PATH with what install.sh runs before the signature check, and no ssh-keygen."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for tool in ("sh", "dirname", "find", "sed", "grep", "sort", "wc", "sha256sum", "python3"):
+        found = shutil.which(tool)
+        assert found, tool
+        (bin_ / tool).symlink_to(found)
+    venv = tmp_path / "venv"
+    done = _install(signed, venv, {**_env(tmp_path / "home"), "PATH": str(bin_)})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "sudo apt install openssh-client" in done.stderr
+    assert done.stdout == "" and not venv.exists()
+
+
 @pytest.mark.slow
 def test_install_sh_puts_the_model_into_the_store_and_trusts_the_owner(exports, key, tmp_path):
     """A signed linux-x86 bundle, installed offline with --service: the model is

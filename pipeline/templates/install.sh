@@ -14,10 +14,11 @@
 # may be a symlink. This script cannot vouch for itself: compare the archive's SHA-256,
 # which `edgecnn bundle` printed, before running it.
 #
-# Signed bundles (edgecnn bundle --key) carry keys/owner.pub and SHA256SUMS.sig. A venv
-# without VENV/keys/allowed_signers gets one that trusts keys/owner.pub (edgecnn update
-# then takes only update files that key signed); a venv with one refuses, before anything
-# is installed, a bundle that a key it trusts did not sign (ssh-keygen -Y verify).
+# Signed bundles (edgecnn bundle --key) carry keys/owner.pub and SHA256SUMS.sig, checked
+# (ssh-keygen -Y verify) before anything is made or installed: SHA256SUMS.sig must be
+# keys/owner.pub's signature, and on a venv with VENV/keys/allowed_signers, a key it trusts
+# must have signed it. A venv without one gets one that trusts keys/owner.pub (edgecnn
+# update then takes only update files that key signed).
 #
 # Exit status: 0 installed and verified; 1 installed, but the model failed `edgecnn verify`
 # here (the store's current model is unchanged); 2 the bundle is damaged, incomplete or
@@ -131,8 +132,9 @@ problem=$(bundle_problem)
 [ -z "$problem" ] || fail "this bundle is damaged or incomplete: $problem; copy the bundle again"
 command -v python3 >/dev/null 2>&1 || fail "python3 is missing: sudo apt install python3"
 
-# A signed bundle: a venv that trusts an owner key already takes it only if that key signed
-# it, checked before anything is installed.
+# The signature, checked before anything is made or installed: SHA256SUMS.sig must be
+# keys/owner.pub's, and a venv that trusts an owner key already takes only a bundle that
+# key signed.
 allowed=$venv/keys/allowed_signers
 signed=0
 [ ! -f "$here/SHA256SUMS.sig" ] || signed=1
@@ -143,6 +145,22 @@ signed_by() {  # signed_by ALLOWED_SIGNERS: whether a key it trusts signed SHA25
 if [ "$signed" = 1 ]; then
     command -v ssh-keygen >/dev/null 2>&1 ||
         fail "this bundle is signed, and checking it needs ssh-keygen: sudo apt install openssh-client"
+    # keys/owner.pub (its SHA-256 checked above): one OpenSSH public key line. The line
+    # that trusts it is edgecnn.runtime.signing.allowed_signers_line's.
+    pub=$here/keys/owner.pub
+    if [ "$(grep -c '' "$pub")" != 1 ] ||
+        ! LC_ALL=C grep -q -x -E '(ssh-ed25519|ecdsa-sha2-nistp[0-9]+|ssh-rsa) [A-Za-z0-9+/=]+( .*)?' "$pub"; then
+        fail "keys/owner.pub is not an OpenSSH public key (damaged or edited); copy the bundle again"
+    fi
+    read -r kind blob _ <"$pub" || true
+    owner_line="edgecnn-owner namespaces=\"edgecnn-update\" $kind $blob"
+    signers=$(mktemp) || fail "cannot write a temporary file (mktemp failed)"
+    printf '%s\n' "$owner_line" >"$signers" || { rm -f "$signers"; fail "cannot write $signers"; }
+    good=1
+    signed_by "$signers" || good=0
+    rm -f "$signers"
+    [ "$good" = 1 ] ||
+        fail "SHA256SUMS.sig is not a signature by keys/owner.pub (damaged or edited); copy the bundle again"
     if [ -e "$allowed" ] && ! signed_by "$allowed"; then
         fail "this bundle is signed by a key that $allowed does not trust: make it with the owner's key (edgecnn bundle --key), or install it into another venv"
     fi
@@ -303,25 +321,15 @@ read_reference(reference_path(sys.argv[1]))" "$here/model/$model" 2>/dev/null ||
 # The version names the file the store gets: weights.npz when it runs instead.
 version=${version%-*}-$(sha256sum <"$here/model/$model" | cut -c1-8)
 
-# The owner's key, on the first signed install: its allowed_signers line made by edgecnn
-# itself, and checked against this bundle's signature before the venv trusts it.
+# The owner's key, on the first signed install: the allowed_signers line its signature
+# was checked with above.
 if [ "$signed" = 1 ]; then
-    mkdir -p "$venv/keys" || fail "cannot make $venv/keys"
-    "$venv/bin/python" -I - "$here/keys/owner.pub" >"$allowed.new" 2>/dev/null <<'PY' || true
-import sys
-from pathlib import Path
-from edgecnn.runtime.signing import allowed_signers_line, public_key_text
-sys.stdout.write(allowed_signers_line(public_key_text(Path(sys.argv[1]))))
-PY
-    if ! signed_by "$allowed.new"; then
-        rm -f "$allowed.new"
-        fail "SHA256SUMS.sig is not a signature by keys/owner.pub (damaged or edited); copy the bundle again"
-    fi
     key=$(ssh-keygen -l -f "$here/keys/owner.pub" 2>/dev/null | cut -d' ' -f2)
     if [ -e "$allowed" ]; then
-        rm -f "$allowed.new"
         echo "Signed by the owner's key ($key), which $allowed trusts"
     else
+        mkdir -p "$venv/keys" || fail "cannot make $venv/keys"
+        printf '%s\n' "$owner_line" >"$allowed.new" || fail "cannot write $allowed.new"
         mv "$allowed.new" "$allowed" || fail "cannot write $allowed"
         echo "This venv now takes updates signed by the owner's key $key ($allowed)"
     fi
