@@ -21,7 +21,7 @@ def readme(manifest: dict[str, Any]) -> str:
         "",
         "Install (offline, into a venv):",
         "",
-        "    sh install.sh [VENV] [--service]    # default VENV: ~/edgecnn",
+        "    sh install.sh [VENV] [--service] [--allow-unsigned]    # default VENV: ~/edgecnn",
         "",
         "It first checks every file against SHA256SUMS and installs nothing if one differs,",
         "is missing or extra. It cannot check itself: before running it, compare the",
@@ -64,9 +64,11 @@ def _signature_lines(manifest: dict[str, Any]) -> list[str]:
             "signed); on one that trusts a key already, it refuses a bundle signed by another.",
         ]
     return [
-        "Not signed (made without edgecnn bundle --key): install.sh installs no owner key,",
-        "so edgecnn update on this venv takes no update file until a signed bundle is",
-        "installed into a venv that trusts no key yet.",
+        "Not signed (made without edgecnn bundle --key). On a venv that trusts an owner",
+        "key (VENV/keys/allowed_signers), install.sh refuses it (exit 2) unless run as",
+        "sh install.sh VENV --allow-unsigned, and then leaves the trusted key as it is. On",
+        "a venv that trusts none, it installs it and installs no owner key, so edgecnn",
+        "update there takes no update file until a signed bundle is installed.",
     ]
 
 

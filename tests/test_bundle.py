@@ -477,6 +477,40 @@ def test_every_python_install_sh_runs_is_isolated(generic, tmp_path):
     assert set(re.findall(r'(?:\bpython3|/bin/python") +(-\w*)', script)) == {"-I"}
 
 
+def _stub_venv(venv: Path, calls: Path) -> None:
+    """A stand-in venv whose python and edgecnn log their first argument and the
+    EDGECNN_HOME they see: install.sh runs to its end in a moment."""
+    log = f'printf "%s %s %s\\n" "${{0##*/}}" "$1" "${{EDGECNN_HOME-}}" >> "{calls}"\n'
+    for name in ("python", "edgecnn"):
+        _stub(venv / "bin", name, log)
+    (venv / "pyvenv.cfg").write_text("include-system-site-packages = true\n")
+
+
+def test_a_venv_that_trusts_a_key_refuses_an_unsigned_bundle_unless_allowed(generic, tmp_path):
+    """One line, exit 2, nothing run; with --allow-unsigned it installs and leaves the
+    trusted key as it is."""
+    bundle = _copy(generic, tmp_path)
+    venv, calls = tmp_path / "venv", tmp_path / "calls"
+    _stub_venv(venv, calls)
+    allowed = venv / "keys" / "allowed_signers"
+    allowed.parent.mkdir()
+    allowed.write_text('edgecnn-owner namespaces="edgecnn-update" ssh-ed25519 AAAA\n')
+    refused = _install(bundle, venv)
+    assert refused.returncode == 2 and refused.stdout == "", refused.stdout + refused.stderr
+    assert refused.stderr == (
+        f"install.sh: this device trusts an owner key ({allowed}) and this bundle is not "
+        "signed: make it with edgecnn bundle --key, or run install.sh --allow-unsigned\n"
+    )
+    assert not calls.exists()
+    done = _install(bundle, venv, "--allow-unsigned")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"This bundle is not signed (--allow-unsigned); {allowed} is left as it is" in (
+        done.stdout
+    )
+    assert "edgecnn models" in calls.read_text()
+    assert allowed.read_text() == 'edgecnn-owner namespaces="edgecnn-update" ssh-ed25519 AAAA\n'
+
+
 def test_a_sha256sum_without_strict_is_named(generic, tmp_path):
     """BusyBox's sha256sum knows no --strict: install.sh says what it needs, not that a
     file of a sound bundle does not match."""

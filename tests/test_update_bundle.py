@@ -249,6 +249,7 @@ def test_readme_claims_only_what_the_manifest_holds(signed):
         assert absent not in text, absent
     assert "3.11: edgecnn ai-edge-litert pillow; runs model/model_int8.tflite" in text
     assert "Not signed" in text and "edgecnn bundle --video" in text
+    assert "refuses it (exit 2) unless run as" in text and "VENV --allow-unsigned" in text
 
 
 def test_the_bundles_notes_claim_no_wheels():

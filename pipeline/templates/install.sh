@@ -4,7 +4,7 @@
 # it on this device with `edgecnn verify` and makes it the current model), and links
 # edgecnn into ~/.local/bin.
 #
-#   sh install.sh [VENV] [--service]        (default VENV: ~/edgecnn)
+#   sh install.sh [VENV] [--service] [--allow-unsigned]        (default VENV: ~/edgecnn)
 #
 # --service also writes the systemd user unit ~/.config/systemd/user/edgecnn-serve.service
 # (edgecnn serve on the store's current model, 127.0.0.1:8080) and says how to enable it.
@@ -18,12 +18,14 @@
 # (ssh-keygen -Y verify) before anything is made or installed: SHA256SUMS.sig must be
 # keys/owner.pub's signature, and on a venv with VENV/keys/allowed_signers, a key it trusts
 # must have signed it. A venv without one gets one that trusts keys/owner.pub (edgecnn
-# update then takes only update files that key signed).
+# update then takes only update files that key signed). A venv that trusts an owner key
+# refuses an unsigned bundle, before anything is installed, unless --allow-unsigned is
+# given; a venv that trusts none installs it and trusts no key.
 #
 # Exit status: 0 installed and verified; 1 installed, but the model failed `edgecnn verify`
-# here (the store's current model is unchanged); 2 the bundle is damaged, incomplete or
-# signed by another key, or something is missing from this system or cannot be written
-# (the message says what to do).
+# here (the store's current model is unchanged); 2 the bundle is damaged, incomplete,
+# signed by another key or unsigned for a venv that trusts a key, or something is missing
+# from this system or cannot be written (the message says what to do).
 #
 # It needs GNU coreutils' sha256sum (for --strict), as Debian and Raspberry Pi OS have;
 # BusyBox's will not do. Every Python it runs runs isolated (python3 -I): a json.py or an
@@ -38,14 +40,17 @@ fail() {
 here=$(unset CDPATH; cd -P -- "$(dirname -- "$0")" >/dev/null && pwd) ||
     fail "cannot enter the bundle's folder"
 
+usage="sh install.sh [VENV] [--service] [--allow-unsigned]"
 venv=
 service=0
+allow_unsigned=0
 for arg in "$@"; do
     case $arg in
         --service) service=1 ;;
-        -*) fail "unknown option $arg (sh install.sh [VENV] [--service])" ;;
+        --allow-unsigned) allow_unsigned=1 ;;
+        -*) fail "unknown option $arg ($usage)" ;;
         *)
-            [ -z "$venv" ] || fail "one VENV only (sh install.sh [VENV] [--service])"
+            [ -z "$venv" ] || fail "one VENV only ($usage)"
             venv=$arg
             ;;
     esac
@@ -134,7 +139,7 @@ command -v python3 >/dev/null 2>&1 || fail "python3 is missing: sudo apt install
 
 # The signature, checked before anything is made or installed: SHA256SUMS.sig must be
 # keys/owner.pub's, and a venv that trusts an owner key already takes only a bundle that
-# key signed.
+# key signed (an unsigned one only with --allow-unsigned).
 allowed=$venv/keys/allowed_signers
 signed=0
 [ ! -f "$here/SHA256SUMS.sig" ] || signed=1
@@ -164,6 +169,8 @@ if [ "$signed" = 1 ]; then
     if [ -e "$allowed" ] && ! signed_by "$allowed"; then
         fail "this bundle is signed by a key that $allowed does not trust: make it with the owner's key (edgecnn bundle --key), or install it into another venv"
     fi
+elif [ -e "$allowed" ] && [ "$allow_unsigned" = 0 ]; then
+    fail "this device trusts an owner key ($allowed) and this bundle is not signed: make it with edgecnn bundle --key, or run install.sh --allow-unsigned"
 fi
 
 # Only now, every file checked, does anything read bundle.json. What this bundle installs
@@ -334,7 +341,7 @@ if [ "$signed" = 1 ]; then
         echo "This venv now takes updates signed by the owner's key $key ($allowed)"
     fi
 elif [ -e "$allowed" ]; then
-    echo "This bundle is not signed; $allowed is left as it is"
+    echo "This bundle is not signed (--allow-unsigned); $allowed is left as it is"
 fi
 
 # Into the store: edgecnn models add copies the model, its sidecar and reference into
