@@ -108,11 +108,12 @@ class Manifest:
     @classmethod
     def for_model(
         cls, model: Path, files: list[Path], name: str, version: str | None,
-        input_shape: tuple[int, int, int], classes: tuple[str, ...],
+        input_shape: tuple[int, int, int], classes: tuple[str, ...], verified: bool = True,
     ) -> Manifest:  # fmt: skip
         """The manifest of a model added by hand: made here, for any machine.
 
         ``version`` defaults to the contract's ``<YYYYmmdd-HHMMSS>-<sha256[:8]>`` (now, UTC).
+        ``verified`` False (``models add --no-verify``) is recorded as ``"verified": false``.
         """
         import json
 
@@ -127,6 +128,8 @@ class Manifest:
             "files": digests, "input_shape": list(input_shape), "classes": list(classes),
             "edgecnn_version": __version__, "created": f"{now:%Y-%m-%dT%H:%M:%SZ}",
         }  # fmt: skip
+        if not verified:
+            data["verified"] = False
         raw = (json.dumps(data, indent=2) + "\n").encode()
         return cls.parse(raw, str(model))
 

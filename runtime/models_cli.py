@@ -28,13 +28,18 @@ NameOption = Annotated[
 def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
-    """Every installed version: name, version, model file, size, created, current/previous."""
+    """Every installed version: name, version, model file, size, created, current/previous.
+
+    A version whose model file is missing is marked broken, one added with --no-verify
+    unverified.
+    """
     from edgecnn import _json
     from edgecnn._files import format_size
     from edgecnn.runtime.store import Store
 
     store = Store()
     current, previous = store.current(), store.previous()
+    broken_link = store.broken_current()
     rows = []
     for v in store.versions():
         size = sum(f.stat().st_size for f in v.folder.iterdir() if f.is_file())
@@ -43,12 +48,20 @@ def list_command(
             mark = "current"
         elif previous is not None and v.folder == previous.folder:
             mark = "previous"
+        notes = [n for n, on in (("broken", v.broken), ("unverified", not v.verified)) if on]
+        mark = ", ".join(([mark] if mark else []) + notes)
         rows.append((v.name, v.version, v.model.name, size, v.created, mark))
+    repair = None
+    if broken_link is not None:
+        repair = f"current: broken link to {broken_link}; edgecnn models use VERSION repairs it"
     if as_json:
         keys = ("name", "version", "model", "size", "created", "state")
         versions = [dict(zip(keys, row, strict=True)) for row in rows]
-        typer.echo(_json.dumps({"store": str(store.root), "versions": versions}))
+        typer.echo(_json.dumps({"store": str(store.root), "versions": versions,
+                                "broken_current": broken_link}))  # fmt: skip
         return
+    if repair is not None:
+        typer.echo(repair)
     if not rows:
         typer.echo(f"no models installed in {store.root}; edgecnn models add MODEL_FILE --name N")
         return
@@ -95,12 +108,17 @@ def use_command(
     name: NameOption = None,
 ) -> None:
     """Make an installed version current (the current one becomes previous)."""
+    from edgecnn.runtime.errors import InputError
     from edgecnn.runtime.store import Store
     from edgecnn.runtime.update import current_line
 
     store = Store()
     with store.locked():
         chosen = store.find(version, name)
+        if chosen.broken:
+            raise InputError(f"{chosen.label} is broken: its model file {chosen.model.name} is "
+                             f"missing; edgecnn models remove {chosen.version} --name "
+                             f"{chosen.name} removes it")  # fmt: skip
         previous = store.switch(chosen)
         typer.echo(current_line(chosen, previous))
 
@@ -140,13 +158,22 @@ def update_command(
             metavar="UPDATE_FILE", help="A signed <name>-<version>-<target>.edgecnn-update file."
         ),
     ],
+    allow_older: Annotated[
+        bool,
+        typer.Option(
+            "--allow-older",
+            help="Install it even if it was made before the current model of the same name "
+            "(a downgrade).",
+        ),
+    ] = False,
 ) -> None:
     """Install a signed model-only update, verify it here, and make it current.
 
     Checks the signature against HOME/keys/allowed_signers, every file's SHA-256, the
-    machine, and the input shape and classes of the current model of the same name.
+    machine, the model's own input shape and classes against update.json, those of the
+    current model of the same name, and that it is not older than that one.
     Exit 0 switched, 1 the new model failed verify (current unchanged), 2 refused.
     """
     from edgecnn.runtime.update import apply_update
 
-    apply_update(update_file, typer.echo)
+    apply_update(update_file, typer.echo, allow_older=allow_older)

@@ -6,8 +6,16 @@ relative symlinks to ``<name>/<version>``. Nothing is ever changed in place, so 
 cut at any moment leaves a ``current`` that points at a complete version:
 
 - a version is written as ``<name>/.<version>.tmp-XXXX``, flushed, then renamed;
+- a version is verified (unless added with ``--no-verify``, which its manifest records)
+  while it still has its temporary name, so a version with its own name is a verified
+  one;
 - a link is made under a temporary name beside it, then renamed over the old one with
   ``os.replace``, and the folder is flushed;
+- when both links change (a switch, a rollback), the new ``previous`` is first written
+  as ``.previous.pending``, then ``current`` is switched, then the pending link is
+  renamed to ``previous``. After a cut, :meth:`Store.locked` finishes the change (when
+  ``current`` was switched) or drops it (when not), so the two links never end up on
+  the same version;
 - a version is removed by renaming it to a temporary name first.
 
 What a cut leaves behind (temporary folders and links) is removed by the next command
@@ -23,7 +31,7 @@ import re
 import secrets
 import shutil
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +45,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MANIFEST = "manifest.json"
 CURRENT = "current"
 PREVIOUS = "previous"
+#: The next ``previous`` while ``current`` is being switched (see the module's doc).
+PENDING = ".previous.pending"
 #: Versions kept per name by :meth:`Store.prune` (current and previous always stay).
 KEEP = 3
 _MANIFEST_MAX_BYTES = 1 << 20
@@ -90,6 +100,16 @@ class Version:
         """When it was made (the manifest's ``created``), or an empty string."""
         created = self.manifest.get("created")
         return created if isinstance(created, str) else ""
+
+    @property
+    def broken(self) -> bool:
+        """Its model file is missing (removed by hand, say)."""
+        return not self.model.is_file()
+
+    @property
+    def verified(self) -> bool:
+        """False when it was added with ``--no-verify`` (its manifest says so)."""
+        return self.manifest.get("verified") is not False
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -159,14 +179,40 @@ class Store:
         return Version(parts[0], parts[1], folder, read_manifest(folder))
 
     def current(self) -> Version | None:
-        """The current version, or None when nothing is installed."""
-        return self.link(CURRENT)
+        """The current version, or None when nothing is installed or ``current`` is broken.
+
+        A ``current`` that points at no complete version (see :meth:`broken_current`) is
+        taken as none, so that ``use`` and ``update`` can repair it.
+        """
+        try:
+            return self.link(CURRENT)
+        except (ModelError, OSError):
+            return None
+
+    def broken_current(self) -> str | None:
+        """Where ``current`` points when it is a link to no complete version, else None."""
+        path = self.root / CURRENT
+        try:
+            if not path.is_symlink():
+                return None
+            self.link(CURRENT)
+        except (ModelError, OSError):
+            try:
+                return os.readlink(path)
+            except OSError:
+                return "?"
+        return None
 
     def previous(self) -> Version | None:
         """The version ``rollback`` returns to, or None."""
+        which = PREVIOUS
+        with contextlib.suppress(OSError):
+            # A switch cut short after ``current`` changed: the pending link is previous.
+            if os.readlink(self.root / PENDING) != os.readlink(self.root / CURRENT):
+                which = PENDING
         try:
-            return self.link(PREVIOUS)
-        except ModelError:
+            return self.link(which)
+        except (ModelError, OSError):
             return None  # removed by hand: there is nothing to return to
 
     def find(self, version: str, name: str | None = None) -> Version:
@@ -191,8 +237,26 @@ class Store:
         """Hold the store's lock for the block, after cleaning what a power cut left."""
         self.root.mkdir(parents=True, exist_ok=True)
         with exclusive(self.root, "edgecnn models"):
+            self.recover()
             self.clean()
             yield self
+
+    def recover(self) -> None:
+        """Finish or drop a change of both links that a cut interrupted (``PENDING``)."""
+        pending = self.root / PENDING
+        if not pending.is_symlink():
+            if pending.exists():
+                _remove(pending)
+            return
+        try:
+            switched = os.readlink(pending) != os.readlink(self.root / CURRENT)
+        except OSError:
+            switched = True  # no current: the pending previous is all there is
+        if switched:
+            os.replace(pending, self.root / PREVIOUS)
+        else:
+            pending.unlink()
+        sync_dir(self.root)
 
     def clean(self) -> None:
         """Remove temporary folders and links an interrupted command left behind."""
@@ -209,15 +273,19 @@ class Store:
         path.mkdir(mode=0o700)
         return path
 
-    def install(self, name: str, version: str, files: Mapping[str, Path],
-                manifest: bytes) -> Version:  # fmt: skip
+    def install(self, name: str, version: str, files: Mapping[str, Path], manifest: bytes,
+                scratch: Path | None = None,
+                check: Callable[[Version], None] | None = None) -> Version:  # fmt: skip
         """Make ``<name>/<version>/`` from ``files`` (its names -> where they are now).
 
-        Files in the store (a scratch folder) are moved; others are copied. The folder is
-        complete and flushed before it gets its name.
+        Files directly in ``scratch`` (an update's own folder from :meth:`scratch`) are
+        moved; every other file is copied, wherever it is. The folder is complete and
+        flushed, and ``check`` has passed on it, before it gets its name: a cut or a
+        failed check leaves only a temporary folder, removed by the next command.
 
         Raises:
             InputError: that version is installed already, or a name is not plain.
+            Exception: whatever ``check`` raises (the temporary folder is removed).
         """
         check_name(name, "name")
         check_name(version, "version")
@@ -226,15 +294,23 @@ class Store:
         if final.exists() or final.is_symlink():
             raise InputError(f"{name} {version} is installed already: edgecnn models use "
                              f"{version} --name {name} switches to it")  # fmt: skip
-        name_dir.mkdir(parents=True, exist_ok=True)
+        if not name_dir.is_dir():
+            name_dir.mkdir(parents=True, exist_ok=True)
+            sync_dir(self.root)
         tmp = name_dir / f".{version}{TMP}{secrets.token_hex(4)}"
         tmp.mkdir()
-        for file_name, source in files.items():
-            if not FILE_NAME.fullmatch(file_name) or file_name == MANIFEST:
-                raise InputError(f"{file_name!r} is not a plain file name for the store")
-            _place(source, tmp / file_name, self.root)
-        write_synced(tmp / MANIFEST, manifest)
-        sync_dir(tmp)
+        try:
+            for file_name, source in files.items():
+                if not FILE_NAME.fullmatch(file_name) or file_name == MANIFEST:
+                    raise InputError(f"{file_name!r} is not a plain file name for the store")
+                _place(source, tmp / file_name, scratch)
+            write_synced(tmp / MANIFEST, manifest)
+            sync_dir(tmp)
+            if check is not None:
+                check(Version(name, version, tmp, read_manifest(tmp)))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         os.rename(tmp, final)
         sync_dir(name_dir)
         return Version(name, version, final, read_manifest(final))
@@ -242,30 +318,29 @@ class Store:
     def switch(self, new: Version) -> Version | None:
         """Make ``new`` current; the current one becomes ``previous``. Returns that one.
 
-        ``previous`` is set first: a cut between the two steps leaves both links on the
-        old version, which works.
+        A ``current`` broken by hand is replaced, not kept as previous.
         """
-        try:
-            old = self.current()
-        except ModelError:
-            old = None  # a link broken by hand is replaced, not kept as previous
+        old = self.current()
         if old is not None and old.folder != new.folder:
-            self._set_link(PREVIOUS, old)
-        self._set_link(CURRENT, new)
-        return old if old is not None and old.folder != new.folder else self.previous()
+            self._set_links(new, old)
+            return old
+        self._set_links(new, None)
+        return self.previous()
 
     def rollback(self) -> Version:
         """Swap ``current`` and ``previous``; returns the new current.
 
         Raises:
-            InputError: there is no previous version.
+            InputError: there is no previous version, or its model file is missing.
         """
         back, now = self.previous(), self.current()
         if back is None or not back.folder.is_dir():
             raise InputError("there is no previous version to roll back to")
-        self._set_link(CURRENT, back)
-        if now is not None:
-            self._set_link(PREVIOUS, now)
+        if back.broken:
+            raise InputError(f"the previous version {back.label} is broken (its model file "
+                             f"{back.model.name} is missing); edgecnn models use VERSION "
+                             "switches to another")  # fmt: skip
+        self._set_links(back, now if now is not None and now.folder != back.folder else None)
         return back
 
     def remove(self, version: Version) -> None:
@@ -301,6 +376,22 @@ class Store:
             self.discard(v.folder)
         return removed
 
+    def _set_links(self, current: Version, previous: Version | None) -> None:
+        """Point ``current`` (and ``previous`` when given) at these versions, cut-safe.
+
+        The new ``previous`` is written as :data:`PENDING` first and renamed into place
+        last; :meth:`recover` finishes or drops it after a cut.
+        """
+        pending = self.root / PENDING
+        if previous is not None:
+            _remove(pending)
+            os.symlink(f"{previous.name}/{previous.version}", pending)
+            sync_dir(self.root)
+        self._set_link(CURRENT, current)
+        if previous is not None:
+            os.replace(pending, self.root / PREVIOUS)
+            sync_dir(self.root)
+
     def _set_link(self, which: str, version: Version) -> None:
         """Point ``which`` at ``version``: a new link under a temporary name, renamed over."""
         tmp = self.root / f".{which}{TMP}{secrets.token_hex(4)}"
@@ -319,7 +410,16 @@ def current_model() -> Path | None:
     Raises:
         ModelError: ``current`` exists but does not point at a complete version.
     """
-    version = Store().current()
+    store = Store()
+    broken = store.broken_current()
+    if broken is not None:
+        raise ModelError(f"{store.root / CURRENT} is a broken link to {broken}; edgecnn models "
+                         "use VERSION repairs it")  # fmt: skip
+    version = store.current()
+    if version is not None and version.broken:
+        raise ModelError(f"the current version {version.label} is broken (its model file "
+                         f"{version.model.name} is missing); edgecnn models use VERSION "
+                         "switches to another")  # fmt: skip
     return version.model.resolve() if version is not None else None
 
 
@@ -351,9 +451,13 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _place(source: Path, target: Path, store: Path) -> None:
-    """Move ``source`` to ``target`` if it is in the store, else copy it; flushed."""
-    if store in source.parents:
+def _place(source: Path, target: Path, scratch: Path | None) -> None:
+    """Move ``source`` to ``target`` if it is directly in ``scratch``, else copy it; flushed.
+
+    Only an update's own scratch folder gives its files away: a file anywhere else, an
+    installed version's included, is copied.
+    """
+    if scratch is not None and source.parent == scratch:
         os.rename(source, target)
         with open(target, "rb+") as f:
             os.fsync(f.fileno())

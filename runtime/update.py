@@ -2,13 +2,15 @@
 
 An update file is a gzip'd tar of ``update.json``, its signature ``update.json.sig`` and
 the files it lists (the model, its sidecar, its verify reference). It is read with
-bounds (:func:`unpack`: regular files with plain names only, at most
+bounds (:func:`unpack`: regular files with plain names and sizes only, at most
 :data:`MAX_MEMBERS` of them and :data:`MAX_UNPACKED` bytes, into a fresh folder inside
 the store), the signature is checked on the exact bytes of ``update.json`` before they
-are parsed, then every file against its SHA-256, the machine, and the input shape and
-classes of the current model of the same name. The version is installed, verified on
-this device by :func:`edgecnn.runtime.verify.verify`, and becomes current only if it
-passes; otherwise its folder is removed and ``current`` is untouched.
+are parsed, then every file against its SHA-256, the machine, the model's own input
+shape and classes against the manifest's, those of the current model of the same name,
+and that it is not older than that one (unless ``allow_older``). The version is
+verified on this device by :func:`edgecnn.runtime.verify.verify` while its folder still
+has a temporary name, then named and made current; if it fails, its folder is removed
+and ``current`` is untouched.
 """
 
 from __future__ import annotations
@@ -56,8 +58,12 @@ def allowed_signers() -> Path:
     return home() / "keys" / "allowed_signers"
 
 
-def apply_update(path: Path, say: Say, store: Store | None = None) -> Version:
+def apply_update(path: Path, say: Say, store: Store | None = None,
+                 allow_older: bool = False) -> Version:  # fmt: skip
     """Install the update file ``path``, verify it and make it current; returns it.
+
+    ``allow_older`` installs a version made before the current one of the same name (a
+    downgrade, refused otherwise).
 
     Raises:
         UpdateRefused: it is refused (exit 2), nothing installed.
@@ -84,11 +90,12 @@ def apply_update(path: Path, say: Say, store: Store | None = None) -> Version:
             say(f"checked the signature: {line}")
             manifest = Manifest.parse(raw, str(path))
             _check_files(path, manifest, files)
-            _check_fits(manifest, store.current())
+            _check_model(path, manifest, files[manifest.model])
+            _check_fits(manifest, store.current(), allow_older)
             say(f"checked {len(manifest.files)} files (SHA-256), machine "
                 f"{manifest.machine or 'any'}, input {list(manifest.input_shape)}, "
                 f"{len(manifest.classes)} classes")  # fmt: skip
-            return install_and_switch(store, manifest, files, say, check=True)
+            return install_and_switch(store, manifest, files, say, check=True, scratch=scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -124,27 +131,29 @@ def add_model(model: Path, name: str, version: str | None, check: bool, say: Say
 
         metadata = load_classifier(model).metadata
     manifest = Manifest.for_model(model, files, name, version, metadata.input_shape,
-                                  metadata.labels)  # fmt: skip
+                                  metadata.labels, verified=check)  # fmt: skip
     with store.locked():
         return install_and_switch(store, manifest, {f.name: f for f in files}, say, check)
 
 
 def install_and_switch(store: Store, manifest: Manifest, files: dict[str, Path], say: Say,
-                       check: bool) -> Version:  # fmt: skip
-    """Install ``files`` as a version, verify it (when ``check``), switch, prune.
+                       check: bool, scratch: Path | None = None) -> Version:  # fmt: skip
+    """Install ``files`` as a version (verified first when ``check``), switch, prune.
+
+    The version is verified before it gets its name. Files directly in ``scratch`` are
+    moved, all others copied.
 
     Raises:
-        VerifyFailed: it failed verify; its folder is removed, ``current`` unchanged.
+        VerifyFailed: it failed verify; nothing is installed, ``current`` unchanged.
     """
     listed = {name: files[name] for name in manifest.files}
-    version = store.install(manifest.name, manifest.version, listed, manifest.raw)
-    say(f"installed {version.label}")
-    try:
-        if check:
-            _verify(store, version, say)
-    except BaseException:
-        store.discard(version.folder)
-        raise
+
+    def verified(candidate: Version) -> None:
+        _verify(store, candidate, say)
+
+    version = store.install(manifest.name, manifest.version, listed, manifest.raw, scratch,
+                            verified if check else None)  # fmt: skip
+    say(f"installed {version.label}" + ("" if check else " (not verified: --no-verify)"))
     previous = store.switch(version)
     store.prune(version.name)
     say(current_line(version, previous))
@@ -183,9 +192,10 @@ def unpack(path: Path, into: Path) -> dict[str, Path]:
                     target = into / member.name
                     _copy(tar.extractfile(member), target, member.size)
                     files[member.name] = target
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise UpdateRefused(f"{path} is damaged or not an update file: {e or 'cut short'}"
-                            ) from None  # fmt: skip
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, ValueError,
+            OSError) as e:  # fmt: skip
+        reason = " ".join(str(e).split()) or "cut short"
+        raise UpdateRefused(f"{path} is damaged or not an update file: {reason}") from None
     if not files:
         raise UpdateRefused(f"{path} is an empty archive, not an update file")
     return files
@@ -200,6 +210,10 @@ def _check_member(path: Path, member: tarfile.TarInfo, seen: dict[str, Path]) ->
         kind = ("a symlink" if member.issym() else "a hard link" if member.islnk()
                 else "a folder" if member.isdir() else "not a regular file")  # fmt: skip
         raise UpdateRefused(f"{path}: the member {member.name} is {kind}; refused")
+    if member.size < 0 or member.issparse():
+        raise UpdateRefused(f"{path}: the member {member.name} has "
+                            f"{'a negative size' if member.size < 0 else 'holes (sparse)'}; "
+                            "refused")  # fmt: skip
     if member.name in seen:
         raise UpdateRefused(f"{path}: the member {member.name} is there twice")
 
@@ -249,10 +263,41 @@ def _check_files(path: Path, manifest: Manifest, files: dict[str, Path]) -> None
                             f"this device is {machine}")  # fmt: skip
 
 
-def _check_fits(manifest: Manifest, current: Version | None) -> None:
-    """The input shape and classes of the current model, when it has the same name."""
+def _check_model(path: Path, manifest: Manifest, model: Path) -> None:
+    """The model's own metadata (what predict and serve will use) against its manifest.
+
+    A model that cannot be loaded here is left to verify (exit 1).
+    """
+    from edgecnn._quiet import native_stderr_hidden
+    from edgecnn.runtime import load_classifier
+
+    try:
+        with native_stderr_hidden():
+            metadata = load_classifier(model, num_threads=1).metadata
+    except EdgecnnError:
+        return
+    shape, classes = tuple(metadata.input_shape), tuple(metadata.labels)
+    if shape != manifest.input_shape:
+        raise UpdateRefused(f"{path}: its model {manifest.model} takes input {list(shape)}, "
+                            f"{UPDATE_JSON} says {list(manifest.input_shape)}")  # fmt: skip
+    if classes != manifest.classes:
+        raise UpdateRefused(f"{path}: its model {manifest.model} has other classes than "
+                            f"{UPDATE_JSON} says ({len(classes)} against "
+                            f"{len(manifest.classes)}, or another order)")  # fmt: skip
+
+
+def _check_fits(manifest: Manifest, current: Version | None, allow_older: bool) -> None:
+    """The current model's input shape and classes, when it has the same name; not older.
+
+    An update made before that model is refused unless ``allow_older``.
+    """
     if current is None or current.name != manifest.name:
         return
+    if not allow_older and current.created and manifest.created < current.created:
+        raise UpdateRefused(f"{manifest.name} {manifest.version} (made {manifest.created}) is "
+                            f"older than the current {current.version} (made "
+                            f"{current.created}): a downgrade; edgecnn update --allow-older "
+                            "installs it")  # fmt: skip
     shape = tuple(current.manifest.get("input_shape") or ())
     classes = tuple(current.manifest.get("classes") or ())
     if shape != manifest.input_shape:
@@ -277,13 +322,13 @@ def _verify(store: Store, version: Version, say: Say) -> None:
             result = verify(version.model)
     except EdgecnnError as e:
         say(f"verify: FAIL: {e}")
-        raise VerifyFailed(f"{version.label} cannot be verified here ({e}); removed it, "
+        raise VerifyFailed(f"{version.label} cannot be verified here ({e}); not installed, "
                            f"{stays}") from None  # fmt: skip
     if not result.passed:
         reasons = "; ".join(result.failures)
         say(f"verify: FAIL: {reasons}")
         raise VerifyFailed(f"{version.label} failed verify on this device ({reasons}); "
-                           f"removed it, {stays}")  # fmt: skip
+                           f"not installed, {stays}")  # fmt: skip
     scores, gate = result.scores, result.applied
     agreement = ""
     if scores is not None and gate is not None:

@@ -34,7 +34,13 @@ def trust(public: Path, home: Path) -> None:
 
 
 def manifest_for(model: Path, name: str, version: str, **changes: object) -> dict:
-    """``update.json`` for ``model`` with its sidecar and reference (``changes`` applied)."""
+    """``update.json`` for ``model`` with its sidecar and reference (``changes`` applied).
+
+    ``created`` is now, as a builder writes it: a device refuses an update made before
+    its current model of the same name.
+    """
+    import time
+
     from edgecnn.runtime import load_classifier
 
     files = [model, model.with_name(model.name + ".json"),
@@ -46,7 +52,8 @@ def manifest_for(model: Path, name: str, version: str, **changes: object) -> dic
         "files": {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files
                   if f.is_file()},
         "input_shape": list(clf.input_shape), "classes": list(clf.labels),
-        "edgecnn_version": "0.1.0", "created": "2026-12-03T12:15:00Z",
+        "edgecnn_version": "0.1.0",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }  # fmt: skip
     data.update(changes)
     return data

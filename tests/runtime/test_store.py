@@ -1,10 +1,13 @@
 """The model store: versions, the ``current`` and ``previous`` links, and power cuts.
 
-A power cut is simulated for real: the operation runs in a child process that calls
+A power cut is approximated: the operation runs in a child process that calls
 ``os._exit`` (no cleanup, no ``finally``) just before its Nth change to the file system
 (a rename, a link, a removal, a folder made, a flush), for every N until it completes.
-After each cut, ``current`` must point at a complete version, and the next operation
-must clean what the cut left.
+The kernel's page cache survives ``os._exit``, so this proves the order of the
+operations (every state between two steps is a working store), not that the flushes
+reach the disk. After each cut, ``current`` must point at a complete version,
+``current`` and ``previous`` must be one of the pairs the operation may leave, and the
+next operation must clean what the cut left.
 """
 
 from __future__ import annotations
@@ -52,8 +55,11 @@ def link(store, which):
     return os.readlink(path) if path.is_symlink() else None
 
 
-def assert_working(store, allowed):
-    """``current`` points at one of ``allowed``, complete; a later lock cleans the rest."""
+def assert_working(store, allowed, pairs=None):
+    """``current`` points at one of ``allowed``, complete; a later lock cleans the rest.
+
+    With ``pairs``, ``(current, previous)`` once the lock has recovered is one of them.
+    """
     target = link(store, "current")
     assert target in {f"m/{v}" for v in allowed}, target
     version = target.split("/")[1]
@@ -64,6 +70,10 @@ def assert_working(store, allowed):
     with store.locked():
         pass
     assert [p.name for p in store.root.rglob(".*tmp-*")] == []
+    assert [p.name for p in store.root.glob(".previous*")] == []
+    if pairs is not None:
+        found = (link(store, "current"), link(store, "previous"))
+        assert found in {(f"m/{c}", f"m/{p}") for c, p in pairs}, found
     # Every version folder left is complete.
     for v in store.versions():
         assert v.model.is_file() and (v.folder / "manifest.json").is_file()
@@ -141,23 +151,29 @@ from test_store import files, manifest
 store, tmp = Store(Path(sys.argv[3]) / "models"), Path(sys.argv[3])
 with store.locked():
 """
+BEFORE = ("v3", "v2")
 OPERATIONS = {
-    # operation: (its code in the child, the versions current may point at after a cut)
+    # operation: (its code in the child, the (current, previous) pairs a cut may leave)
     "install and switch": (
         "    v = store.install('m', 'v4', files(tmp / 'src-v4', 'v4'), manifest('v4'))\n"
         "    store.switch(v)\n    store.prune('m')\n",
-        {"v3", "v4"},
+        {BEFORE, ("v4", "v3")},
     ),
-    "rollback": ("    store.rollback()\n", {"v2", "v3"}),
-    "use": ("    store.switch(store.find('v1'))\n", {"v1", "v3"}),
-    "remove": ("    store.remove(store.find('v1'))\n", {"v3"}),
-    "prune": ("    store.prune('m', keep=1)\n", {"v3"}),
+    "rollback": ("    store.rollback()\n", {BEFORE, ("v2", "v3")}),
+    "rollback twice": (
+        "    store.rollback()\n    store.rollback()\n",
+        {BEFORE, ("v2", "v3")},
+    ),  # fmt: skip
+    "use": ("    store.switch(store.find('v1'))\n", {BEFORE, ("v1", "v3")}),
+    "remove": ("    store.remove(store.find('v1'))\n", {BEFORE}),
+    "prune": ("    store.prune('m', keep=1)\n", {BEFORE}),
 }
 
 
 @pytest.mark.parametrize("operation", list(OPERATIONS))
 def test_a_power_cut_at_any_step_leaves_a_working_current(operation, tmp_path):
-    code, allowed = OPERATIONS[operation]
+    code, pairs = OPERATIONS[operation]
+    allowed = {current for current, _ in pairs}
     tests = os.path.dirname(__file__)
     cuts = 0
     for limit in range(200):
@@ -169,7 +185,7 @@ def test_a_power_cut_at_any_step_leaves_a_working_current(operation, tmp_path):
         child = subprocess.run([sys.executable, "-c", CUT + code, str(limit), tests, str(run)],
                                capture_output=True, text=True, timeout=60)  # fmt: skip
         assert child.returncode in (0, 77), child.stderr
-        assert_working(store, allowed)
+        assert_working(store, allowed, pairs)
         if child.returncode == 0:
             break
         cuts += 1
@@ -177,7 +193,8 @@ def test_a_power_cut_at_any_step_leaves_a_working_current(operation, tmp_path):
         pytest.fail("the operation never completed")
     assert cuts >= 3  # it was cut at several steps
     # And after the whole operation, the store is what it says.
-    final = {"install and switch": "m/v4", "rollback": "m/v2", "use": "m/v1"}
+    final = {"install and switch": "m/v4", "rollback": "m/v2", "use": "m/v1",
+             "rollback twice": "m/v3"}  # fmt: skip
     assert link(store, "current") == final.get(operation, "m/v3")
 
 
@@ -229,3 +246,28 @@ def _failing_after(real_call, limit, calls):
         return real_call(*args, **kwargs)
 
     return call
+
+
+def test_a_new_name_folder_is_flushed_in_the_store(tmp_path, monkeypatch):
+    import edgecnn.runtime.store as store_module
+
+    flushed = []
+    real = store_module.sync_dir
+    monkeypatch.setattr(store_module, "sync_dir", lambda p: (flushed.append(p), real(p))[1])
+    store = Store(tmp_path / "models")
+    with store.locked():
+        store.install("m", "v1", files(tmp_path / "src", "v1"), manifest("v1"))
+    assert flushed.index(store.root) < flushed.index(store.root / "m")
+
+
+def test_a_file_of_an_installed_version_is_copied_not_moved(tmp_path):
+    store = Store(tmp_path / "models")
+    v1 = add(store, tmp_path, "v1")
+    with store.locked():
+        store.install("n", "w1", {MODEL: v1.model}, manifest("w1"))
+    assert v1.model.read_text() == f"{MODEL} of v1"
+    with store.locked():
+        scratch = store.scratch("update")
+        moved = files(scratch, "v2")
+        store.install("m", "v2", moved, manifest("v2"), scratch=scratch)
+        assert not moved[MODEL].exists()  # the update's own files are moved

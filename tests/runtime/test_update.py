@@ -68,8 +68,8 @@ def test_first_add_verifies_installs_and_switches(home, exports):
     result = invoke("models", "add", exports / INT8, "--name", NAME, "--version", "v1")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == f"installed {NAME} v1"
-    assert lines[1].startswith("verify: PASS: top-1 agreement with Keras")
+    assert lines[0].startswith("verify: PASS: top-1 agreement with Keras")
+    assert lines[1] == f"installed {NAME} v1"  # named only once verified
     assert lines[-1] == f"current: {NAME} v1"
     assert current(home) == f"{NAME}/v1"  # relative
     folder = home / "models" / NAME / "v1"
@@ -96,7 +96,7 @@ def test_a_signed_update_is_checked_verified_and_switched(installed, exports, ke
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith('checked the signature: Good "edgecnn-update" signature')
-    assert f"installed {NAME} v2" in lines and lines[-2].startswith("verify: PASS")
+    assert f"installed {NAME} v2" in lines and lines[-3].startswith("verify: PASS")
     assert lines[-1] == (f"current: {NAME} v2 (previous: {NAME} v1, edgecnn models rollback "
                          "returns to it)")  # fmt: skip
     assert current(installed) == f"{NAME}/v2"
@@ -136,11 +136,26 @@ def _file(name):
     return info
 
 
+def _negative_size(name):
+    """A pax header giving the member a size of -1024 (tarfile takes it as it is)."""
+    info = tarfile.TarInfo(name)
+    info.pax_headers = {"size": "-1024"}
+    return info
+
+
+def _sparse(name):
+    """A regular file whose pax headers make it sparse (GNU format 0.1)."""
+    info = _file(name)
+    info.pax_headers = {"GNU.sparse.size": "1048576", "GNU.sparse.map": "0,1"}
+    return info
+
+
 OTHER_MACHINE = "armv7l" if platform.machine() != "armv7l" else "aarch64"
 #: (what, changes to write_update's arguments or a function damaging the file, message)
 REFUSED = {
     "wrong key": ({"other_key": True}, "the signature is not good"),
-    "damaged byte": (_flip_middle_byte, ""),
+    # The middle of the file is inside the largest member: it unpacks, to other bytes.
+    "damaged byte": (_flip_middle_byte, "is damaged (its SHA-256 differs"),
     "truncated": (_truncate, "damaged or not an update file"),
     "extra member": ({"extra": {"notes.txt": b"hello"}}, "notes.txt is not listed"),
     "dot-dot name": ({"members": [_file("../evil")]}, "is not a plain file name"),
@@ -149,10 +164,14 @@ REFUSED = {
     "symlink": ({"members": [_link("link", tarfile.SYMTYPE, "/etc/passwd")]}, "is a symlink"),
     "hard link": ({"members": [_link("hard", tarfile.LNKTYPE, "update.json")]}, "hard link"),
     "folder": ({"members": [_link("dir", tarfile.DIRTYPE)]}, "is a folder"),
+    "negative size": ({"members": [_negative_size("neg")]}, "neg has a negative size"),
+    "sparse": ({"members": [_sparse("holes")]}, "holes has holes (sparse)"),
     "too many members": ({"extra": {f"x{i}": b"" for i in range(14)}}, "more than 16 files"),
     "wrong machine": ({"machine": OTHER_MACHINE}, f"is made for {OTHER_MACHINE}"),
-    "input shape": ({"input_shape": [32, 32, 3]}, "takes input [32, 32, 3]"),
-    "classes": ({"classes": "reversed"}, "has other classes"),
+    # update.json against the model's own metadata (what predict and serve will use)
+    "input shape": ({"input_shape": [32, 32, 3]},
+                    f"its model {ONNX} takes input [28, 28, 1], update.json says [32, 32, 3]"),
+    "classes": ({"classes": "reversed"}, f"its model {ONNX} has other classes than update.json"),
     "file hash": ({"hash": True}, "its SHA-256 differs"),
     "format version": ({"format_version": 2}, "format_version"),
     "bad version name": ({"version": "../v2"}, "'s version is missing or not allowed"),
@@ -324,3 +343,160 @@ def test_models_and_update_import_no_tensorflow(installed, exports, key, tmp_pat
     run_cli_without(["models", "list"], FORBIDDEN)
     run_cli_without(["models", "rollback"], FORBIDDEN)
     assert current(installed) == f"{NAME}/v1"
+
+
+def _edit_manifest(folder, **changes):
+    path = folder / "manifest.json"
+    data = json.loads(path.read_bytes())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("current_says", "message"),
+    [
+        ({"input_shape": [32, 32, 3]}, "takes input [28, 28, 1], the current fashion-mnist v1 "
+                                       "takes [32, 32, 3]"),
+        ({"classes": list("abcdefghij")}, "has other classes than the current fashion-mnist v1"),
+    ],
+)  # fmt: skip
+def test_an_update_that_does_not_fit_the_current_model_is_refused(current_says, message,
+                                                                  installed, exports, key,
+                                                                  tmp_path):  # fmt: skip
+    _edit_manifest(installed / "models" / NAME / "v1", **current_says)
+    update = write_update(tmp_path / "u.edgecnn-update", key, exports / ONNX, NAME, "v2")
+    assert_one_line_error(invoke("update", update), message, code=2)
+    assert current(installed) == f"{NAME}/v1" and leftovers(installed) == []
+
+
+@pytest.mark.parametrize("field", ["input_shape", "classes"])
+def test_update_json_must_agree_with_its_own_model_even_with_nothing_installed(
+    field, home, exports, key, tmp_path
+):
+    manifest = manifest_for(exports / ONNX, NAME, "v1")
+    manifest[field] = [32, 32, 3] if field == "input_shape" else manifest["classes"][::-1]
+    update = write_update(tmp_path / "u.edgecnn-update", key, exports / ONNX, NAME, "v1",
+                          manifest=manifest)  # fmt: skip
+    assert_one_line_error(invoke("update", update), f"its model {ONNX} ", code=2)
+    assert current(home) is None and not (home / "models" / NAME / "v1").exists()
+
+
+def test_an_update_older_than_the_current_model_is_refused_unless_allowed(installed, exports,
+                                                                        key, tmp_path):  # fmt: skip
+    old = manifest_for(exports / ONNX, NAME, "v0", created="2020-01-01T00:00:00Z")
+    update = write_update(tmp_path / "u.edgecnn-update", key, exports / ONNX, NAME, "v0",
+                          manifest=old)  # fmt: skip
+    made = json.loads((installed / "models" / NAME / "v1" / "manifest.json").read_bytes())
+    assert_one_line_error(invoke("update", update),
+                          f"{NAME} v0 (made 2020-01-01T00:00:00Z) is older than the current v1 "
+                          f"(made {made['created']}): a downgrade; edgecnn update --allow-older",
+                          code=2)  # fmt: skip
+    assert current(installed) == f"{NAME}/v1" and leftovers(installed) == []
+    allowed = invoke("update", update, "--allow-older")
+    assert allowed.exit_code == 0, allowed.stderr
+    assert current(installed) == f"{NAME}/v0"
+
+
+def test_add_from_inside_the_store_copies_and_the_version_stays_whole(installed, exports):
+    source = installed / "models" / "current" / INT8
+    result = invoke("models", "add", source, "--name", "b", "--version", "w1")
+    assert result.exit_code == 0, result.stderr
+    v1 = installed / "models" / NAME / "v1"
+    assert sorted(p.name for p in v1.iterdir()) == sorted(
+        [INT8, f"{INT8}.json", f"{INT8}.reference.npz", "manifest.json"]
+    )
+    assert invoke("models", "use", "v1", "--name", NAME).exit_code == 0
+    predicted = invoke("predict", PICTURE)
+    assert predicted.exit_code == 0 and "Ankle boot" in predicted.stdout, predicted.stderr
+
+
+def test_add_from_inside_the_store_that_fails_verify_leaves_the_source(home, unprovable):
+    # The unprovable model installed unverified, then added again from the store, verified.
+    added = invoke("models", "add", unprovable, "--name", NAME, "--version", "v1",
+                   "--no-verify")  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    source = home / "models" / NAME / "v1" / INT8
+    result = invoke("models", "add", source, "--name", "b", "--version", "w1")
+    assert_one_line_error(result, "failed verify", code=1)
+    assert source.is_file() and (home / "models" / NAME / "v1" / f"{INT8}.json").is_file()
+
+
+def test_a_version_without_its_model_file_is_marked_broken_and_use_refuses_it(installed,
+                                                                             exports):  # fmt: skip
+    added = invoke("models", "add", exports / ONNX, "--name", NAME, "--version", "v2",
+                   "--no-verify")  # fmt: skip
+    assert added.exit_code == 0 and "not verified" in added.stdout, added.stderr
+    (installed / "models" / NAME / "v1" / INT8).unlink()
+    listed = json.loads(invoke("models", "list", "--json").stdout)["versions"]
+    assert [(v["version"], v["state"]) for v in listed] == [
+        ("v1", "previous, broken"),
+        ("v2", "current, unverified"),
+    ]
+    text = invoke("models", "list").stdout
+    assert "previous, broken" in text and "current, unverified" in text
+    assert_one_line_error(invoke("models", "use", "v1"), f"{NAME} v1 is broken: its model file "
+                          f"{INT8} is missing; edgecnn models remove v1")  # fmt: skip
+    assert_one_line_error(invoke("models", "rollback"), f"previous version {NAME} v1 is broken")
+    assert current(installed) == f"{NAME}/v2"
+
+
+def _dangle(home, target=f"{NAME}/gone"):
+    link = home / "models" / "current"
+    link.unlink()
+    os.symlink(target, link)
+
+
+def test_a_dangling_current_is_taken_as_none_and_repaired(installed, exports, key, tmp_path):
+    for v in ("v2", "v3"):
+        added = invoke("models", "add", exports / ONNX, "--name", NAME, "--version", v,
+                       "--no-verify")  # fmt: skip
+        assert added.exit_code == 0, added.stderr
+    # current v3, previous v2; current now points at a version removed by hand.
+    _dangle(installed)
+    repair = f"current: broken link to {NAME}/gone; edgecnn models use VERSION repairs it"
+    listed = invoke("models", "list")
+    assert listed.exit_code == 0 and listed.stdout.splitlines()[0] == repair, listed.stderr
+    document = json.loads(invoke("models", "list", "--json").stdout)
+    assert document["broken_current"] == f"{NAME}/gone"
+    assert_one_line_error(invoke("predict", PICTURE), f"broken link to {NAME}/gone")
+    removed = invoke("models", "remove", "v3")
+    assert removed.exit_code == 0, removed.stderr
+    back = invoke("models", "rollback")
+    assert back.exit_code == 0, back.stderr
+    assert current(installed) == f"{NAME}/v2"
+    _dangle(installed)
+    update = write_update(tmp_path / "u.edgecnn-update", key, exports / ONNX, NAME, "v4")
+    updated = invoke("update", update)
+    assert updated.exit_code == 0, updated.stderr
+    assert current(installed) == f"{NAME}/v4"
+    _dangle(installed)
+    assert invoke("models", "use", "v1").exit_code == 0 and current(installed) == f"{NAME}/v1"
+
+
+#: Run in a child: ``edgecnn update FILE`` that dies (no cleanup) while verifying.
+CRASH_IN_VERIFY = """
+import os, sys
+import edgecnn.runtime.verify
+
+edgecnn.runtime.verify.verify = lambda *args, **kwargs: os._exit(77)
+sys.argv = ["edgecnn", "update", sys.argv[1]]
+from edgecnn.cli import main
+main()
+"""
+
+
+def test_a_crash_during_verify_leaves_no_version_and_the_update_runs_again(
+    installed, exports, key, tmp_path
+):
+    import subprocess
+    import sys
+
+    update = write_update(tmp_path / "u.edgecnn-update", key, exports / ONNX, NAME, "v2")
+    child = subprocess.run([sys.executable, "-c", CRASH_IN_VERIFY, str(update)],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert child.returncode == 77, child.stderr
+    listed = json.loads(invoke("models", "list", "--json").stdout)["versions"]
+    assert [v["version"] for v in listed] == ["v1"]  # nothing unverified is visible
+    again = invoke("update", update)
+    assert again.exit_code == 0, again.stderr
+    assert current(installed) == f"{NAME}/v2" and leftovers(installed) == []
