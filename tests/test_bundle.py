@@ -511,6 +511,18 @@ def test_a_venv_that_trusts_a_key_refuses_an_unsigned_bundle_unless_allowed(gene
     assert allowed.read_text() == 'edgecnn-owner namespaces="edgecnn-update" ssh-ed25519 AAAA\n'
 
 
+def test_install_sh_runs_edgecnn_with_the_venv_as_its_home(generic, tmp_path):
+    """A user's EDGECNN_HOME elsewhere: every edgecnn install.sh runs keeps the model and
+    the key in the venv (what the unit serves)."""
+    bundle = _copy(generic, tmp_path)
+    venv, calls = tmp_path / "venv", tmp_path / "calls"
+    _stub_venv(venv, calls)
+    done = _install(bundle, venv, env={**os.environ, "EDGECNN_HOME": str(tmp_path / "else")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    edgecnns = [line for line in calls.read_text().splitlines() if line.startswith("edgecnn ")]
+    assert edgecnns and all(line.endswith(f" {venv.resolve()}") for line in edgecnns), edgecnns
+
+
 def test_a_sha256sum_without_strict_is_named(generic, tmp_path):
     """BusyBox's sha256sum knows no --strict: install.sh says what it needs, not that a
     file of a sound bundle does not match."""

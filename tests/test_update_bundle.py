@@ -268,9 +268,10 @@ def _render_unit(venv: str) -> str:
 
     text = resources.files("edgecnn.pipeline").joinpath("templates/edgecnn-serve.service")
     quoted = venv
-    for a, b in (("\\", "\\\\"), ('"', '\\"'), ("%", "%%"), ("$", "$$")):
+    for a, b in (("\\", "\\\\"), ('"', '\\"'), ("%", "%%")):
         quoted = quoted.replace(a, b)
-    return text.read_text().replace("@VENV@", quoted)
+    rendered = text.read_text().replace("@HOME@", quoted)
+    return rendered.replace("@VENV@", quoted.replace("$", "$$"))
 
 
 def _analyze(unit: Path) -> subprocess.CompletedProcess[str]:
@@ -299,6 +300,8 @@ def test_the_service_unit_passes_systemd_analyze(tmp_path):
         in text
     )
     assert "ExecReload=/bin/kill -HUP $MAINPID" in text and "Restart=on-failure" in text
+    # The store the unit serves is the venv's, whatever EDGECNN_HOME a shell has.
+    assert f'Environment="EDGECNN_HOME={tmp_path}/edge venv %%h"' in text
 
 
 # --- install.sh on this machine: the model goes into the store --------------------------
@@ -365,9 +368,11 @@ def test_install_sh_puts_the_model_into_the_store_and_trusts_the_owner(exports, 
     manifest = json.loads((bundle / "bundle.json").read_text())
     home = tmp_path / "home"
     env = _env(home)
+    elsewhere = tmp_path / "elsewhere"  # the user's EDGECNN_HOME: the store is the venv's
     venv = tmp_path / "edge venv"
-    done = _install(bundle, venv, env, "--service")
+    done = _install(bundle, venv, {**env, "EDGECNN_HOME": str(elsewhere)}, "--service")
     assert done.returncode == 0, done.stdout + done.stderr
+    assert not elsewhere.exists()
     model, name, version = manifest["model"], manifest["name"], manifest["version"]
     stored = venv / "models" / name / version
     assert (stored / model).read_bytes() == (bundle / "model" / model).read_bytes()
@@ -381,6 +386,7 @@ def test_install_sh_puts_the_model_into_the_store_and_trusts_the_owner(exports, 
     assert f"{home}/.local/bin is not on your PATH" in done.stdout
     unit = home / ".config" / "systemd" / "user" / "edgecnn-serve.service"
     assert f'ExecStart="{venv}/bin/edgecnn" serve --host 127.0.0.1 --port 8080' in unit.read_text()
+    assert f'Environment="EDGECNN_HOME={venv}"' in unit.read_text()
     assert "systemctl --user enable --now edgecnn-serve" in done.stdout
     assert "loginctl enable-linger" in done.stdout
     if shutil.which("systemd-analyze"):
@@ -413,3 +419,16 @@ def test_install_sh_puts_the_model_into_the_store_and_trusts_the_owner(exports, 
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
     assert "signed by a key that" in refused.stderr and refused.stdout == ""
     assert (venv / "keys" / "allowed_signers").read_text() == allowed
+
+    # As the unit runs it (EDGECNN_HOME=VENV): edgecnn update finds the key install.sh
+    # trusted and switches the store the model was installed into.
+    update = tmp_path / "u.edgecnn-update"
+    result = invoke("bundle", exports, "--target", "linux-x86", "--model-only", "--key", key,
+                    "--model", "weights.npz", "--out", update)  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    applied = subprocess.run([str(venv / "bin" / "edgecnn"), "update", str(update)],
+                             capture_output=True, text=True, timeout=300,
+                             env={**env, "EDGECNN_HOME": str(venv)})  # fmt: skip
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert os.readlink(current) != f"{name}/{version}"
+    assert os.readlink(current).startswith(f"{name}/")

@@ -8,6 +8,8 @@
 #
 # --service also writes the systemd user unit ~/.config/systemd/user/edgecnn-serve.service
 # (edgecnn serve on the store's current model, 127.0.0.1:8080) and says how to enable it.
+# The store is the venv's: install.sh sets EDGECNN_HOME to VENV for what it runs, and so
+# does the unit.
 #
 # Before it runs or installs anything, it checks the bundle: every file listed in
 # SHA256SUMS must match its SHA-256 (sha256sum -c), no other file may be there, and none
@@ -282,6 +284,10 @@ fi
 venv=$(unset CDPATH; cd -P -- "$venv" >/dev/null && pwd) ||  # absolute: links and units name it
     fail "cannot enter $venv"
 allowed=$venv/keys/allowed_signers
+# The store and the keys are the venv's, whatever EDGECNN_HOME the user's shell has: every
+# edgecnn below (and the unit) uses VENV/models and VENV/keys.
+EDGECNN_HOME=$venv
+export EDGECNN_HOME
 pip() { "$venv/bin/python" -I -m pip --disable-pip-version-check "$@"; }
 index_args=--no-index
 [ "$use_index" != index ] || index_args=  # generic: numpy and Typer may come from the index
@@ -390,16 +396,18 @@ if [ "$service" = 1 ]; then
     units=${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user
     unit=$units/edgecnn-serve.service
     mkdir -p "$units" || fail "cannot make $units"
-    # The venv's path in the unit's quoted ExecStart: % and $ are systemd's, \ and " quote.
+    # The venv's path in the unit's quoted ExecStart and Environment: % is systemd's (and $
+    # in ExecStart, not in Environment), \ and " quote.
     if ! "$venv/bin/python" -I - "$here/edgecnn-serve.service" "$venv" >"$unit.new" 2>/dev/null <<'PY'; then
 import sys
 venv = sys.argv[2]
 if "\n" in venv or "\r" in venv:
     sys.exit("a line break in the venv's path")
-for a, b in (("\\", "\\\\"), ('"', '\\"'), ("%", "%%"), ("$", "$$")):
+for a, b in (("\\", "\\\\"), ('"', '\\"'), ("%", "%%")):
     venv = venv.replace(a, b)
 with open(sys.argv[1]) as f:
-    sys.stdout.write(f.read().replace("@VENV@", venv))
+    text = f.read().replace("@HOME@", venv)
+sys.stdout.write(text.replace("@VENV@", venv.replace("$", "$$")))
 PY
         rm -f "$unit.new"
         fail "cannot write $unit"
