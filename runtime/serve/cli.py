@@ -121,7 +121,7 @@ def serve_command(
     from edgecnn.runtime import load_classifier
     from edgecnn.runtime.backends import default_threads
     from edgecnn.runtime.classifier import check_threads
-    from edgecnn.runtime.serve.reload import Reloader, resolve_model, watched_state
+    from edgecnn.runtime.serve.reload import Hangups, Reloader, resolve_model, watched_state
     from edgecnn.runtime.serve.server import (
         Limits,
         is_loopback,
@@ -130,70 +130,78 @@ def serve_command(
     )
     from edgecnn.runtime.serve.service import ClassifierService
 
-    workers = check_threads(threads, "--threads") or default_threads()
-    given = {"--crop": crop, "--invert": invert, "--source-timeout": source_timeout,
-             "--max-viewers": max_viewers}  # fmt: skip
-    live = None
-    if source is not None:
-        max_viewers = _max_viewers(max_viewers, max_connections)
-        live = _live_options(source, crop or "center", invert or "auto", source_timeout or 10.0)
-    elif any(value is not None for value in given.values()):
-        name = next(name for name, value in given.items() if value is not None)
-        raise InputError(f"{name} applies with --source (a video, camera or stream to show)")
-    seen = watched_state(model)  # before loading: a change during startup is a change
-
-    def load(path: Path) -> Classifier:
-        return load_classifier(
-            path, backend=backend.value, num_threads=1, check_integrity=integrity_check
-        )
-
-    path = resolve_model(model)
-    # Every worker's interpreter is made here, so LiteRT's banner is hidden once for all.
-    with native_stderr_hidden():
-        classifier = load(path)
-        service = ClassifierService(classifier, workers)
-    reloader = Reloader(service, model, load, seen)
-    limits = Limits(
-        max_connections=max_connections,
-        max_body_bytes=max_body_bytes,
-        max_buffered_bytes=max(max_buffered_bytes, max_body_bytes),
-        request_timeout=request_timeout,
-    )
-    viewers = None
+    # SIGHUP is caught from here to the end: one that comes while the model loads or
+    # while serve stops would otherwise end serve, and systemd takes that for a clean exit.
+    hangups = Hangups()
+    hangups.install()
     try:
-        if live is not None and max_viewers is not None:
-            viewers = _viewers(lambda: service.classifier, live, path.name, max_viewers)
-        server = make_server(service, host, port, limits, access_log, viewers)
-    except BaseException:
-        service.close()
-        raise
-    if not is_loopback(server):
-        typer.echo(
-            f"warning: listening on {host}: any machine that can reach this one can use the "
-            "model, and edgecnn serve has no authentication or TLS; put a reverse proxy in "
-            "front, or keep --host 127.0.0.1",
-            err=True,
+        workers = check_threads(threads, "--threads") or default_threads()
+        given = {"--crop": crop, "--invert": invert, "--source-timeout": source_timeout,
+                 "--max-viewers": max_viewers}  # fmt: skip
+        live = None
+        if source is not None:
+            max_viewers = _max_viewers(max_viewers, max_connections)
+            live = _live_options(source, crop or "center", invert or "auto", source_timeout or 10.0)
+        elif any(value is not None for value in given.values()):
+            name = next(name for name, value in given.items() if value is not None)
+            raise InputError(f"{name} applies with --source (a video, camera or stream to show)")
+        seen = watched_state(model)  # before loading: a change during startup is a change
+
+        def load(path: Path) -> Classifier:
+            return load_classifier(
+                path, backend=backend.value, num_threads=1, check_integrity=integrity_check
+            )
+
+        path = resolve_model(model)
+        # Every worker's interpreter is made here, so LiteRT's banner is hidden once for all.
+        with native_stderr_hidden():
+            classifier = load(path)
+            service = ClassifierService(classifier, workers)
+        reloader = Reloader(service, model, load, seen)
+        limits = Limits(
+            max_connections=max_connections,
+            max_body_bytes=max_body_bytes,
+            max_buffered_bytes=max(max_buffered_bytes, max_body_bytes),
+            request_timeout=request_timeout,
         )
+        viewers = None
+        try:
+            if live is not None and max_viewers is not None:
+                viewers = _viewers(lambda: service.classifier, live, path.name, max_viewers)
+            server = make_server(service, host, port, limits, access_log, viewers)
+        except BaseException:
+            service.close()
+            raise
+        if not is_loopback(server):
+            typer.echo(
+                f"warning: listening on {host}: any machine that can reach this one can use the "
+                "model, and edgecnn serve has no authentication or TLS; put a reverse proxy in "
+                "front, or keep --host 127.0.0.1",
+                err=True,
+            )
 
-    info = service.served.info
-    store = f"{info.name} {info.version}, " if info.name else ""
+        info = service.served.info
+        store = f"{info.name} {info.version}, " if info.name else ""
 
-    def started() -> None:
-        typer.echo(
-            f"serving {info.file} ({store}{classifier.backend_name}, {workers} workers) "
-            f"on {server.url} ; Ctrl-C or SIGTERM stops, SIGHUP reloads the model"
-        )
+        def started() -> None:
+            typer.echo(
+                f"serving {info.file} ({store}{classifier.backend_name}, {workers} workers) "
+                f"on {server.url} ; Ctrl-C or SIGTERM stops, SIGHUP reloads the model"
+            )
 
-    if viewers is not None:
-        viewers.feed.start()
-    reloader.start()
-    try:
-        reason = serve_until_signalled(server, on_started=started, on_hangup=reloader.request)
-    finally:
-        reloader.stop()
         if viewers is not None:
-            viewers.feed.stop()
-    typer.echo(f"stopped on {reason} after {service.counters.requests} requests")
+            viewers.feed.start()
+        reloader.start()
+        try:
+            hangups.forward_to(reloader.request)
+            reason = serve_until_signalled(server, on_started=started)
+        finally:
+            reloader.stop()
+            if viewers is not None:
+                viewers.feed.stop()
+        typer.echo(f"stopped on {reason} after {service.counters.requests} requests")
+    finally:
+        hangups.restore()
 
 
 def _max_viewers(asked: int | None, max_connections: int) -> int:

@@ -11,12 +11,15 @@ that fails any of this leaves the old one serving, with one line on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
+from types import FrameType
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.classifier import Classifier
@@ -94,7 +97,10 @@ class Reloader:
             state = watched_state(self.model)
             if asked or state != self._seen:
                 self._seen = state  # a bad model is reported once, not every poll
-                self.reload()
+                try:
+                    self.reload()
+                except Exception:  # noqa: BLE001 - the watch must outlive any one reload
+                    continue
 
     def reload(self) -> bool:
         """Load, warm and check the model, then switch to it; whether it is served now."""
@@ -119,19 +125,68 @@ class Reloader:
         took_ms = (time.perf_counter() - started) * 1000
         if replaced is None:  # the server is stopping
             return False
-        self.service.counters.reloaded()
-        self.log(
-            f"edgecnn: now serving {info.shown} (was {old.info.shown_version}), "
-            f"switched in {took_ms:.0f} ms"
-        )
-        replaced.close()  # once the requests handed to it are answered
+        try:
+            self.service.counters.reloaded()
+            self._say(
+                f"edgecnn: now serving {info.shown} (was {old.info.shown_version}), "
+                f"switched in {took_ms:.0f} ms"
+            )
+        finally:
+            replaced.close()  # once the requests handed to it are answered
         return True
 
     def _failed(self, reason: str, old: Workers) -> bool:
         reason = " ".join(reason.split()) or "unknown error"
         self.service.counters.reloaded(error=reason)
-        self.log(f"edgecnn: reload failed: {reason}; still serving {old.info.shown}")
+        self._say(f"edgecnn: reload failed: {reason}; still serving {old.info.shown}")
         return False
+
+    def _say(self, line: str) -> None:
+        """``log(line)``; a log that fails (stderr closed, say) loses the line, not the reload."""
+        with contextlib.suppress(Exception):  # nothing left to report it with
+            self.log(line)
+
+
+class Hangups:
+    """SIGHUP for serve's whole life: held until a reloader takes it, then forwarded.
+
+    Installed first thing, so a reload asked for while the model loads (``systemctl
+    reload`` right after start) or while serve stops neither kills it nor is lost.
+    """
+
+    def __init__(self) -> None:
+        self._target: Callable[[], None] | None = None
+        self._held = False
+        self._old: Callable[[int, FrameType | None], object] | int | None = None
+        self._installed = False
+
+    def install(self) -> None:
+        """Catch SIGHUP (only the main thread may; elsewhere this does nothing)."""
+        try:
+            self._old = signal.signal(signal.SIGHUP, self._on_signal)
+        except ValueError:  # not the main thread
+            return
+        self._installed = True
+
+    def forward_to(self, target: Callable[[], None]) -> None:
+        """Call ``target`` on every SIGHUP from now on, and at once for one held."""
+        self._target = target
+        if self._held:
+            self._held = False
+            target()
+
+    def restore(self) -> None:
+        """Put back the SIGHUP handler found by :meth:`install`."""
+        if self._installed:
+            signal.signal(signal.SIGHUP, self._old)
+            self._installed = False
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        target = self._target
+        if target is None:
+            self._held = True
+        else:
+            target()
 
 
 def _check_shape(new: Classifier, old: Classifier) -> None:

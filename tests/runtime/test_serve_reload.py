@@ -320,3 +320,78 @@ def test_serve_without_model_or_store_is_one_line_exit_2(tmp_path):
     assert done.returncode == 2, done
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "no MODEL given and no current model installed" in lines[0]
+
+
+#: Run as ``edgecnn``: serve with a SIGHUP sent to itself while the model loads (before the
+#: server exists) and again while the service closes (after the event loop has ended).
+HANGUP_AT_START_AND_STOP = """
+import os, signal, sys
+
+import edgecnn.runtime
+from edgecnn.runtime.serve import service
+
+real_load, real_close, loads = edgecnn.runtime.load_classifier, service.ClassifierService.close, []
+
+
+def load(*args, **kwargs):
+    loads.append(1)
+    if len(loads) == 1:  # systemctl reload right after start
+        os.kill(os.getpid(), signal.SIGHUP)
+    return real_load(*args, **kwargs)
+
+
+def close(self):
+    os.kill(os.getpid(), signal.SIGHUP)
+    return real_close(self)
+
+
+edgecnn.runtime.load_classifier, service.ClassifierService.close = load, close
+sys.argv = ["edgecnn", *sys.argv[1:]]
+from edgecnn.cli import main
+main()
+"""
+
+
+def test_a_sighup_while_starting_or_stopping_is_a_reload_not_an_exit(tmp_path):
+    import sys
+
+    command = [sys.executable, "-c", HANGUP_AT_START_AND_STOP]
+    with running_server(OLD, command=command) as server:
+        # The SIGHUP that came while loading is served once the server is up.
+        wait_until(lambda: _reload_lines(server.stderr()), "the held reload")
+        assert call(server.port, "GET", "/health")[1]["reloads"] == 1
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=60) == 0, server.stderr()
+        assert server.proc.stdout.read().startswith("stopped on SIGTERM after")
+
+
+def test_a_log_that_fails_neither_stops_the_reloads_nor_keeps_the_old_workers(tmp_path):
+    from edgecnn.runtime.serve.reload import Reloader
+    from edgecnn.runtime.serve.service import ClassifierService
+
+    model = tmp_path / "model.tflite"
+    model.write_bytes(NEW.read_bytes())
+    service = ClassifierService(load_classifier(OLD, num_threads=1), 1)
+    said = []
+
+    def log(line):
+        said.append(line)
+        raise OSError("stderr is gone")
+
+    reloader = Reloader(service, model, lambda p: load_classifier(p, num_threads=1), None,
+                        interval=60, log=log)  # fmt: skip
+    old = service.served
+    try:
+        assert reloader.reload() is True
+        assert old.pool._shutdown and service.classifier.path == model  # the old ones went
+        reloader.start()
+        model.write_bytes(b"not a model")
+        reloader.request()  # fails, and its line cannot be written either
+        wait_until(lambda: len(said) == 2, "the failed reload")
+        model.write_bytes(NEW.read_bytes())
+        reloader.request()
+        wait_until(lambda: len(said) == 3, "the reload after it")
+        assert said[2].startswith("edgecnn: now serving") and reloader._thread.is_alive()
+    finally:
+        reloader.stop()
+        service.close()
