@@ -36,7 +36,7 @@ def readme(manifest: dict[str, Any]) -> str:
         "",
         "checks it there with edgecnn verify, makes it the current model, and links",
         "edgecnn into ~/.local/bin. --service also writes a systemd user unit that runs",
-        "edgecnn serve on the current model.",
+        "edgecnn serve on the current model; serve follows edgecnn update by itself.",
         "The store and keys are the venv's (install.sh and the unit set EDGECNN_HOME=VENV).",
         "",
         *_signature_lines(manifest),

@@ -239,6 +239,7 @@ def test_readme_claims_only_what_the_manifest_holds(signed):
     assert "Wheels: edgecnn's only" in text and "Signed:" in text
     assert f"model/{manifest['model']}" in text and manifest["sample"] in text
     assert f"{manifest['name']} {manifest['version']}" in text
+    assert "serve follows edgecnn update by itself" in text and "reload" not in text
     pythons = {"3.11": {"requirements": ["edgecnn", "ai-edge-litert", "pillow"],
                         "model": "model_int8.tflite"}}  # fmt: skip
     made = {**manifest, "target_name": "Raspberry Pi OS 64-bit (bookworm, trixie)",
@@ -302,6 +303,7 @@ def test_the_service_unit_passes_systemd_analyze(tmp_path):
     assert "ExecReload=/bin/kill -HUP $MAINPID" in text and "Restart=on-failure" in text
     # The store the unit serves is the venv's, whatever EDGECNN_HOME a shell has.
     assert f'Environment="EDGECNN_HOME={tmp_path}/edge venv %%h"' in text
+    assert "follows edgecnn update by itself" in text
 
 
 # --- install.sh on this machine: the model goes into the store --------------------------
@@ -388,6 +390,7 @@ def test_install_sh_puts_the_model_into_the_store_and_trusts_the_owner(exports, 
     assert f'ExecStart="{venv}/bin/edgecnn" serve --host 127.0.0.1 --port 8080' in unit.read_text()
     assert f'Environment="EDGECNN_HOME={venv}"' in unit.read_text()
     assert "systemctl --user enable --now edgecnn-serve" in done.stdout
+    assert "reload" not in done.stdout.replace("daemon-reload", "")  # serve follows updates
     assert "loginctl enable-linger" in done.stdout
     if shutil.which("systemd-analyze"):
         analyzed = _analyze(unit)

@@ -7,9 +7,9 @@
 #   sh install.sh [VENV] [--service] [--allow-unsigned]        (default VENV: ~/edgecnn)
 #
 # --service also writes the systemd user unit ~/.config/systemd/user/edgecnn-serve.service
-# (edgecnn serve on the store's current model, 127.0.0.1:8080) and says how to enable it.
-# The store is the venv's: install.sh sets EDGECNN_HOME to VENV for what it runs, and so
-# does the unit.
+# (edgecnn serve on the store's current model, 127.0.0.1:8080) and says how to enable it;
+# serve follows edgecnn update by itself. The store is the venv's: install.sh sets
+# EDGECNN_HOME to VENV for what it runs, and so does the unit.
 #
 # Before it runs or installs anything, it checks the bundle: every file listed in
 # SHA256SUMS must match its SHA-256 (sha256sum -c), no other file may be there, and none
@@ -413,12 +413,11 @@ PY
         fail "cannot write $unit"
     fi
     mv "$unit.new" "$unit" || fail "cannot write $unit"
-    echo "Wrote $unit (edgecnn serve on the current model, http://127.0.0.1:8080/)"
+    echo "Wrote $unit (edgecnn serve on the current model, http://127.0.0.1:8080/; it follows edgecnn update by itself)"
     echo "Start it now and at every login:"
     echo "  systemctl --user daemon-reload && systemctl --user enable --now edgecnn-serve"
     echo "Start it at boot, without logging in:"
     echo "  sudo loginctl enable-linger $(id -un)"
-    echo "After edgecnn update, serve the new current model: systemctl --user reload edgecnn-serve"
 fi
 # Videos need PyAV and Pillow (which resizes the frames); pictures need Pillow.
 has_av=1
