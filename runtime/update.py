@@ -151,9 +151,10 @@ def install_and_switch(store: Store, manifest: Manifest, files: dict[str, Path],
     def verified(candidate: Version) -> None:
         _verify(store, candidate, say)
 
+    say(f"installing {manifest.name} {manifest.version}"
+        + ("" if check else " (not verified: --no-verify)"))  # fmt: skip
     version = store.install(manifest.name, manifest.version, listed, manifest.raw, scratch,
                             verified if check else None)  # fmt: skip
-    say(f"installed {version.label}" + ("" if check else " (not verified: --no-verify)"))
     previous = store.switch(version)
     store.prune(version.name)
     say(current_line(version, previous))
