@@ -334,13 +334,16 @@ class Store:
             InputError: there is no previous version, or its model file is missing.
         """
         back, now = self.previous(), self.current()
-        if back is None or not back.folder.is_dir():
+        if back is None or not back.folder.is_dir() or (now and now.folder == back.folder):
             raise InputError("there is no previous version to roll back to")
         if back.broken:
             raise InputError(f"the previous version {back.label} is broken (its model file "
                              f"{back.model.name} is missing); edgecnn models use VERSION "
                              "switches to another")  # fmt: skip
-        self._set_links(back, now if now is not None and now.folder != back.folder else None)
+        self._set_links(back, now)
+        if now is None:  # current was broken: nothing to come back to after this
+            (self.root / PREVIOUS).unlink(missing_ok=True)
+            sync_dir(self.root)
         return back
 
     def remove(self, version: Version) -> None:

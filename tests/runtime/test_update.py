@@ -464,6 +464,8 @@ def test_a_dangling_current_is_taken_as_none_and_repaired(installed, exports, ke
     back = invoke("models", "rollback")
     assert back.exit_code == 0, back.stderr
     assert current(installed) == f"{NAME}/v2"
+    assert not (installed / "models" / "previous").is_symlink()  # nothing to go back to
+    assert_one_line_error(invoke("models", "rollback"), "no previous version")
     _dangle(installed)
     update = write_update(tmp_path / "u.edgecnn-update", key, exports / ONNX, NAME, "v4")
     updated = invoke("update", update)
