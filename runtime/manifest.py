@@ -122,6 +122,12 @@ class Manifest:
         now = datetime.now(timezone.utc)
         digests = {f.name: file_sha256(f) for f in files}
         version = version or f"{now:%Y%m%d-%H%M%S}-{digests[model.name][:8]}"
+        # A version made by edgecnn bundle starts with its export's time: that is when
+        # the model was made, not now, so that an update made after that export but
+        # before this add (install.sh runs it) is not taken for an older one.
+        made = _version_time(version)
+        if made is not None and made <= now:
+            now = made
         data: dict[str, Any] = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "name": name,
             "version": version, "target": "generic", "machine": None, "model": model.name,
@@ -145,3 +151,11 @@ def file_sha256(path: Path) -> str:
         while chunk := f.read(1 << 16):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _version_time(version: str) -> datetime | None:
+    """The UTC time a ``YYYYmmdd-HHMMSS-...`` version starts with, or None."""
+    try:
+        return datetime.strptime(version[:15], "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None

@@ -397,6 +397,25 @@ def test_an_update_older_than_the_current_model_is_refused_unless_allowed(instal
     assert current(installed) == f"{NAME}/v0"
 
 
+def test_an_update_made_before_the_install_of_an_older_export_is_not_a_downgrade(
+    home, exports, key, tmp_path
+):
+    """install.sh adds the bundle's model (version from its export's time) after the
+    update was made: the update is newer than that export, so it is taken."""
+    added = invoke("models", "add", exports / INT8, "--name", NAME,
+                   "--version", "20200101-000000-00000000")  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    made = json.loads((home / "models" / NAME / "20200101-000000-00000000" / "manifest.json")
+                      .read_bytes())  # fmt: skip
+    assert made["created"] == "2020-01-01T00:00:00Z"
+    newer = manifest_for(exports / ONNX, NAME, "v2", created="2021-01-01T00:00:00Z")
+    update = write_update(tmp_path / "u.edgecnn-update", key, exports / ONNX, NAME, "v2",
+                          manifest=newer)  # fmt: skip
+    result = invoke("update", update)
+    assert result.exit_code == 0, result.stderr
+    assert current(home) == f"{NAME}/v2"
+
+
 def test_add_from_inside_the_store_copies_and_the_version_stays_whole(installed, exports):
     source = installed / "models" / "current" / INT8
     result = invoke("models", "add", source, "--name", "b", "--version", "w1")
