@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -100,24 +101,12 @@ def fleet(exported, tmp_path_factory):
         shutil.copy(exported.out / f"{BUNDLED}{suffix}", unprovable / f"{BUNDLED}{suffix}")
     shutil.copy(exported.out / f"{UPDATED}.reference.npz",
                 unprovable / f"{BUNDLED}.reference.npz")  # fmt: skip
-    files, bundles = {}, {}
-    for device, (system, target) in DEVICES.items():
+    bundles = {}
+    for device, (_, target) in DEVICES.items():
         bundles[device] = root / f"edgecnn-{target}.tar.gz"
         _run([*pi.EDGECNN, "bundle", str(exported.out), "--target", target, "--key", str(owner),
               "--python", "3.11", "--model", BUNDLED, "--out", str(bundles[device])],
              f"edgecnn bundle --target {target} --key")  # fmt: skip
-        good = root / f"good-{target}.edgecnn-update"
-        _run([*pi.EDGECNN, "bundle", str(exported.out), "--target", target, "--model-only",
-              "--key", str(owner), "--model", UPDATED, "--out", str(good)],
-             f"edgecnn bundle --target {target} --model-only")  # fmt: skip
-        update = _update_json(good)
-        assert update["machine"] == pi.MACHINES[system]
-        manifest = manifest_for(unprovable / BUNDLED, update["name"], FAILING_VERSION,
-                                machine=update["machine"], target=target)  # fmt: skip
-        failing = write_update(root / f"fails-verify-{target}.edgecnn-update", owner,
-                               unprovable / BUNDLED, update["name"], FAILING_VERSION,
-                               manifest=manifest)  # fmt: skip
-        files[target] = SimpleNamespace(good=good, failing=failing, update=update)
     pi._build(*(system for system, _ in DEVICES.values()))
     procs = {
         device: subprocess.Popen(["bash", str(pi.SCRIPT), "install", system,
@@ -129,6 +118,23 @@ def fleet(exported, tmp_path_factory):
     failed = [f"{d}:\n{pi._tail(logs[d])}" for d, p in procs.items() if p.returncode]
     if failed:
         pytest.fail("install.sh failed\n" + "\n".join(failed), pytrace=False)
+    # The updates are made after the install, as a user makes them: edgecnn update refuses
+    # one made before the current model (a downgrade).
+    files = {}
+    for system, target in DEVICES.values():
+        good = root / f"good-{target}.edgecnn-update"
+        _run([*pi.EDGECNN, "bundle", str(exported.out), "--target", target, "--model-only",
+              "--key", str(owner), "--model", UPDATED, "--out", str(good)],
+             f"edgecnn bundle --target {target} --model-only")  # fmt: skip
+        update = _update_json(good)
+        assert update["machine"] == pi.MACHINES[system]
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # not older than the good one
+        manifest = manifest_for(unprovable / BUNDLED, update["name"], FAILING_VERSION,
+                                machine=update["machine"], target=target, created=now)  # fmt: skip
+        failing = write_update(root / f"fails-verify-{target}.edgecnn-update", owner,
+                               unprovable / BUNDLED, update["name"], FAILING_VERSION,
+                               manifest=manifest)  # fmt: skip
+        files[target] = SimpleNamespace(good=good, failing=failing, update=update)
     inventory = root / "inventory.ini"
     lines = ["[edgecnn]"]
     lines += [f"{device} ansible_host={_cache() / system}" for device, (system, _) in
