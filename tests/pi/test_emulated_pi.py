@@ -93,12 +93,16 @@ def pi_bundles(exported, tmp_path_factory) -> dict[str, Path]:
     return bundles
 
 
-def _install(bundles: dict[str, Path], systems: dict[str, str]) -> dict[str, SimpleNamespace]:
-    """``pi_emulation.sh install SYSTEM BUNDLE`` in each system at once: it unpacks the
-    bundle and runs its install.sh inside (a fresh venv, ``pip install --no-index``, then
-    ``edgecnn verify`` on the bundled model). Each install's exit code and output."""
+def _install(
+    bundles: dict[str, Path], systems: dict[str, str], venv: str | None = None
+) -> dict[str, SimpleNamespace]:
+    """``pi_emulation.sh install SYSTEM BUNDLE [VENV]`` in each system at once: it unpacks
+    the bundle and runs its install.sh inside (a fresh venv, ``pip install --no-index``,
+    then ``edgecnn models add``, which verifies the bundled model and makes it current).
+    Each install's exit code and output."""
     procs = {
-        system: subprocess.Popen(["bash", str(SCRIPT), "install", system, str(bundles[arch])],
+        system: subprocess.Popen(["bash", str(SCRIPT), "install", system, str(bundles[arch]),
+                                  *([venv] if venv else [])],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for system, arch in systems.items()
     }  # fmt: skip
@@ -278,13 +282,15 @@ def test_the_bundle_installs_on_trixie_and_its_model_passes_verify(trixie_instal
     assert "PASS" in output and "FAIL" not in output
     if system == "arm64-trixie":
         assert "(edgecnn ai-edge-litert onnxruntime pillow)" in output
-        assert "model_int8.tflite on litert (Linux aarch64)" in output
+        assert "Checking model/model_int8.tflite on this device" in output
+        assert "reference images on litert" in output
     else:
         assert (
             "No tflite-runtime wheel exists for this Python: the numpy backend runs "
             "weights.npz." in output
         )
-        assert "weights.npz on numpy (Linux armv7l)" in output
+        assert "Checking model/weights.npz on this device" in output
+        assert "reference images on numpy" in output
 
 
 @pytest.mark.parametrize("arch", list(MODELS))
