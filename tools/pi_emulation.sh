@@ -18,8 +18,9 @@
 #
 # `install` takes what `edgecnn bundle RUN --target pi64|pi32` wrote (the .tar.gz or the
 # folder) and runs its install.sh inside, as a user would on the device: a fresh venv in
-# VENV (default /opt/edgecnn), pip install --no-index from the bundle's wheels, edgecnn
-# verify on its model. /opt/edgecnn/bin is first on PATH in `run`.
+# VENV (default /opt/edgecnn), pip install --no-index from the bundle's wheels, its model
+# into the venv's store (VENV/models, edgecnn models add: verified, made current).
+# /opt/edgecnn/bin is first on PATH in `run`.
 #
 # `run` starts CMD in a private mount namespace with a fresh /proc inside the root
 # filesystem, and bind-mounts each --bind DIR at the same path inside; the mounts vanish
