@@ -258,10 +258,29 @@ def _check_files(path: Path, manifest: Manifest, files: dict[str, Path]) -> None
         if file_sha256(files[name]) != digest:
             raise UpdateRefused(f"{path}: {name} is damaged (its SHA-256 differs from "
                                 f"{UPDATE_JSON}'s)")  # fmt: skip
-    machine = platform.machine()
+    machine = device_machine()
     if manifest.machine is not None and manifest.machine != machine:
         raise UpdateRefused(f"{path} is made for {manifest.machine} ({manifest.target}); "
                             f"this device is {machine}")  # fmt: skip
+
+
+def device_machine(uname: str | None = None, pointer_bytes: int | None = None) -> str:
+    """The machine this Python runs as: ``platform.machine()``, but for its own userland.
+
+    32-bit Raspberry Pi OS on a Pi 4 or 5 boots a 64-bit kernel, so ``uname`` says
+    ``aarch64`` while every program, this Python included, is 32-bit ARM: what a pi32
+    update is made for (``armv7l``, as pip's wheel tags say). ``uname`` and
+    ``pointer_bytes`` are for tests.
+    """
+    import struct
+
+    machine = platform.machine() if uname is None else uname
+    bits32 = (struct.calcsize("P") if pointer_bytes is None else pointer_bytes) == 4
+    if bits32 and machine in ("aarch64", "arm64", "armv8l"):
+        return "armv7l"
+    if bits32 and machine == "x86_64":
+        return "i686"
+    return machine
 
 
 def _check_model(path: Path, manifest: Manifest, model: Path) -> None:

@@ -181,7 +181,7 @@ fi
 # with no wheel here, the model's name and version in the store, the sample picture), or
 # one line starting with "error:".
 plan=$(python3 -I - "$here" <<'PY' 2>/dev/null
-import json, os, platform, re, sys
+import json, os, platform, re, struct, sys
 
 def plain(name):
     """A file or package name: no dash first (never an option), no space, no pattern."""
@@ -220,6 +220,10 @@ try:
     m = json.load(open(os.path.join(sys.argv[1], "bundle.json")))
     version = "%d.%d" % sys.version_info[:2]
     machine = platform.machine()
+    # 32-bit Raspberry Pi OS on a Pi 4 or 5 runs a 64-bit kernel: uname says aarch64,
+    # this Python (and every wheel it takes) is 32-bit ARM. edgecnn update says the same.
+    if struct.calcsize("P") == 4 and machine in ("aarch64", "arm64", "armv8l"):
+        machine = "armv7l"
     problem = check(m)
     if problem:
         print("error: this bundle is damaged: %s; copy the bundle again" % problem)

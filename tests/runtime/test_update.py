@@ -521,3 +521,16 @@ def test_a_crash_during_verify_leaves_no_version_and_the_update_runs_again(
     again = invoke("update", update)
     assert again.exit_code == 0, again.stderr
     assert current(installed) == f"{NAME}/v2" and leftovers(installed) == []
+
+
+@pytest.mark.parametrize(
+    ("uname", "pointer_bytes", "machine"),
+    [("aarch64", 8, "aarch64"), ("aarch64", 4, "armv7l"), ("armv7l", 4, "armv7l"),
+     ("x86_64", 8, "x86_64"), ("armv6l", 4, "armv6l")],
+)  # fmt: skip
+def test_a_32_bit_system_on_a_64_bit_kernel_is_its_32_bit_machine(uname, pointer_bytes,
+                                                                  machine):  # fmt: skip
+    """32-bit Raspberry Pi OS on a Pi 4 or 5: uname says aarch64, the programs are armv7l."""
+    from edgecnn.runtime.update import device_machine
+
+    assert device_machine(uname, pointer_bytes) == machine
