@@ -245,6 +245,10 @@ cmd_build() {
     install_host_tools
     enable_binfmt
     mkdir -p "$CACHE"
+    # One build at a time: two would share (and remove) each other's .ARCH.building. A
+    # second one waits, then finds the root filesystems built.
+    exec 9>"$CACHE/.build.lock"
+    flock 9
     for arch in "${arches[@]}"; do
         build_rootfs "$arch"
     done
