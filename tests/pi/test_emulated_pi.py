@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from pi_tools import tail
 
 from edgecnn.trainer.idx import LABELS
 
@@ -51,10 +52,6 @@ TRIXIE = {"arm64-trixie": "arm64", "armhf-trixie": "armhf"}
 EDGECNN = [sys.executable, "-m", "edgecnn"]
 
 
-def _tail(text: str, lines: int = 30) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def _build(*systems: str) -> None:
     """Root filesystems, built by the script if missing (minutes), else reused."""
     done = subprocess.run(["bash", str(SCRIPT), "build", *systems], capture_output=True,
@@ -62,7 +59,7 @@ def _build(*systems: str) -> None:
     if done.returncode != 0:
         pytest.fail(
             f"bash tools/pi_emulation.sh build {' '.join(systems)} failed ({done.returncode}):\n"
-            f"{_tail(done.stdout + done.stderr)}",
+            f"{tail(done.stdout + done.stderr)}",
             pytrace=False,
         )
 
@@ -88,7 +85,7 @@ def pi_bundles(exported, tmp_path_factory) -> dict[str, Path]:
             capture_output=True, text=True,
         )  # fmt: skip
         if done.returncode != 0:
-            log = _tail(done.stdout + done.stderr)
+            log = tail(done.stdout + done.stderr)
             pytest.fail(f"edgecnn bundle --target {target} failed:\n{log}", pytrace=False)
     return bundles
 
@@ -111,7 +108,7 @@ def _install(
         output = proc.communicate()[0]
         results[system] = SimpleNamespace(returncode=proc.returncode, output=output,
                                           bundle=bundles[systems[system]])  # fmt: skip
-    failed = [f"{name}:\n{_tail(r.output)}" for name, r in results.items() if r.returncode]
+    failed = [f"{name}:\n{tail(r.output)}" for name, r in results.items() if r.returncode]
     if failed:
         pytest.fail("install.sh failed\n" + "\n".join(failed), pytrace=False)
     return results
@@ -158,7 +155,7 @@ def emulated(pi_installed, exported, pi_images, tmp_path_factory):
         arch: start_emulated(arch, exported.out, pi_images.x, work) for arch, work in works.items()
     }
     logs = {arch: proc.communicate()[0] for arch, proc in procs.items()}
-    failed = [f"{arch}:\n{_tail(logs[arch])}" for arch, p in procs.items() if p.returncode]
+    failed = [f"{arch}:\n{tail(logs[arch])}" for arch, p in procs.items() if p.returncode]
     if failed:
         pytest.fail("emulated run failed\n" + "\n".join(failed), pytrace=False)
     return {arch: _read_outputs(arch, work) for arch, work in works.items()}

@@ -11,7 +11,6 @@ once). Each system gets its own venv (VENV), so the other pi tests' venvs are le
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pi_tools import emulated_pi, run_or_fail, tail
 from update_files import manifest_for, write_update
 
 from edgecnn.runtime import signing
@@ -28,20 +28,7 @@ from edgecnn.runtime import signing
 pytestmark = [pytest.mark.pi, pytest.mark.slow]
 
 
-def _load_pi_helpers():
-    """test_emulated_pi.py's build and install helpers (with --import-mode=importlib no
-    test folder is on sys.path, so it is loaded by its path; its fixtures are not
-    registered again, since pytest collects fixtures from the modules it collects)."""
-    spec = importlib.util.spec_from_file_location(
-        "_emulated_pi_helpers", Path(__file__).with_name("test_emulated_pi.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pi = _load_pi_helpers()
+pi = emulated_pi()
 RUNNER = Path(__file__).with_name("update_runner.py")
 VENV = "/opt/edgecnn-update"
 #: The bookworm systems, and the bundle target of each.
@@ -52,21 +39,13 @@ BUNDLED, UPDATED = "model_int8.tflite", "model_float32.tflite"
 KILLS = 6
 
 
-def _run(command: list[str], what: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"{what} failed ({done.returncode}):\n{pi._tail(done.stdout + done.stderr)}",
-                    pytrace=False)  # fmt: skip
-    return done
-
-
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     """The owner's key and another one, made by ``edgecnn keys`` (private key paths)."""
     folder = tmp_path_factory.mktemp("keys")
     made = {}
     for who in ("owner", "other"):
-        _run([*pi.EDGECNN, "keys", "--out", str(folder / who)], "edgecnn keys")
+        run_or_fail([*pi.EDGECNN, "keys", "--out", str(folder / who)], "edgecnn keys")
         made[who] = folder / who / "owner"
     return SimpleNamespace(**made)
 
@@ -101,9 +80,24 @@ def bundles(exported, keys, tmp_path_factory):
     made = {}
     for arch, target in TARGETS.items():
         made[arch] = folder / f"edgecnn-{target}.tar.gz"
-        _run([*pi.EDGECNN, "bundle", str(exported.out), "--target", target, "--key",
-              str(keys.owner), "--python", "3.11", "--model", BUNDLED, "--out", str(made[arch])],
-             f"edgecnn bundle --target {target} --key")  # fmt: skip
+        run_or_fail(
+            [
+                *pi.EDGECNN,
+                "bundle",
+                str(exported.out),
+                "--target",
+                target,
+                "--key",
+                str(keys.owner),
+                "--python",
+                "3.11",
+                "--model",
+                BUNDLED,
+                "--out",
+                str(made[arch]),
+            ],
+            f"edgecnn bundle --target {target} --key",
+        )
     return made
 
 
@@ -125,10 +119,23 @@ def _make_update_files(work: Path, target: str, exported, keys, unprovable: Path
     model (a downgrade).
     """
     for file, key in (("update", keys.owner), ("wrong-key", keys.other)):
-        _run([*pi.EDGECNN, "bundle", str(exported.out), "--target", target, "--model-only",
-              "--key", str(key), "--model", UPDATED,
-              "--out", str(work / f"{file}.edgecnn-update")],
-             f"edgecnn bundle --target {target} --model-only")  # fmt: skip
+        run_or_fail(
+            [
+                *pi.EDGECNN,
+                "bundle",
+                str(exported.out),
+                "--target",
+                target,
+                "--model-only",
+                "--key",
+                str(key),
+                "--model",
+                UPDATED,
+                "--out",
+                str(work / f"{file}.edgecnn-update"),
+            ],
+            f"edgecnn bundle --target {target} --model-only",
+        )
     shutil.copy(work / "update.edgecnn-update", work / "damaged.edgecnn-update")
     _flip_middle_byte(work / "damaged.edgecnn-update")
     update = _update_json(work / "update.edgecnn-update")
@@ -171,7 +178,7 @@ def device(bundles, exported, keys, tmp_path_factory):
         for arch, f in files.items()
     }  # fmt: skip
     logs = {arch: proc.communicate()[0] for arch, proc in procs.items()}
-    failed = [f"{arch}:\n{pi._tail(logs[arch])}" for arch, p in procs.items() if p.returncode]
+    failed = [f"{arch}:\n{tail(logs[arch])}" for arch, p in procs.items() if p.returncode]
     if failed:
         pytest.fail("update_runner.py failed\n" + "\n".join(failed), pytrace=False)
     return {

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pi_tools import run_or_fail, tail
 from video_files import make_video
 
 pytestmark = [pytest.mark.pi, pytest.mark.slow]
@@ -39,18 +40,6 @@ INT8_ATOL = 0.05
 PICTURES, HOLD = 6, 5
 
 
-def _tail(text: str, lines: int = 30) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _run(command: list[str], what: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"{what} failed ({done.returncode}):\n{_tail(done.stdout + done.stderr)}",
-                    pytrace=False)  # fmt: skip
-    return done
-
-
 @pytest.fixture(scope="module")
 def clip(test_images, tmp_path_factory):
     """A short H.264 MP4 of real Fashion-MNIST test pictures, each held for a few frames."""
@@ -63,14 +52,28 @@ def video_installed(exported, tmp_path_factory):
     """``edgecnn bundle --video`` for each bookworm system (Python 3.11 only), installed
     there by its install.sh into VENV, both systems at once; the bundle, its build log and
     the install's output."""
-    _run(["bash", str(SCRIPT), "build", *TARGETS], "bash tools/pi_emulation.sh build")
+    run_or_fail(["bash", str(SCRIPT), "build", *TARGETS], "bash tools/pi_emulation.sh build")
     folder = tmp_path_factory.mktemp("video-bundles")
     results = {}
     for arch, target in TARGETS.items():
         bundle = folder / f"edgecnn-{target}-video.tar.gz"
-        done = _run([*EDGECNN, "bundle", str(exported.out), "--target", target, "--video",
-                     "--python", "3.11", "--model", MODEL, "--out", str(bundle)],
-                    f"edgecnn bundle --target {target} --video")  # fmt: skip
+        done = run_or_fail(
+            [
+                *EDGECNN,
+                "bundle",
+                str(exported.out),
+                "--target",
+                target,
+                "--video",
+                "--python",
+                "3.11",
+                "--model",
+                MODEL,
+                "--out",
+                str(bundle),
+            ],
+            f"edgecnn bundle --target {target} --video",
+        )
         results[arch] = SimpleNamespace(bundle=bundle, log=done.stdout)
     procs = {
         arch: subprocess.Popen(["bash", str(SCRIPT), "install", arch, str(r.bundle), VENV],
@@ -80,7 +83,7 @@ def video_installed(exported, tmp_path_factory):
     for arch, proc in procs.items():
         results[arch].output = proc.communicate()[0]
         if proc.returncode != 0:
-            pytest.fail(f"install.sh failed on {arch}:\n{_tail(results[arch].output)}",
+            pytest.fail(f"install.sh failed on {arch}:\n{tail(results[arch].output)}",
                         pytrace=False)  # fmt: skip
     return results
 
@@ -105,9 +108,11 @@ def _assert_classified_as_on_x86(arch: str, exported, clip) -> None:
     """``edgecnn predict MODEL clip.mp4 --jsonl`` in the system answers every frame as on
     x86, within the int8 tolerance."""
     arm = _predict_emulated(arch, exported, clip)
-    assert arm.returncode == 0, _tail(arm.stderr)
-    host = _run([*EDGECNN, "predict", str(exported.out / MODEL), str(clip.path), "--jsonl"],
-                "edgecnn predict on x86")  # fmt: skip
+    assert arm.returncode == 0, tail(arm.stderr)
+    host = run_or_fail(
+        [*EDGECNN, "predict", str(exported.out / MODEL), str(clip.path), "--jsonl"],
+        "edgecnn predict on x86",
+    )
     arm_frames, host_frames = _frames(arm.stdout), _frames(host.stdout)
     assert len(arm_frames) == len(host_frames) == PICTURES * HOLD
     for a, h in zip(arm_frames, host_frames, strict=True):
@@ -171,7 +176,9 @@ def test_the_32_bit_bundle_carries_pyav_and_classifies_a_video_as_x86(
 
     command = ["bash", str(SCRIPT), "run", "armhf", "--bind", str(clip.path.parent),
                f"{VENV}/bin/python", "-c", _DECODE, str(clip.path)]  # fmt: skip
-    arm = json.loads(_run(command, "decoding the clip on armhf").stdout)
-    host = json.loads(_run([sys.executable, "-c", _DECODE, str(clip.path)], "decoding").stdout)
+    arm = json.loads(run_or_fail(command, "decoding the clip on armhf").stdout)
+    host = json.loads(
+        run_or_fail([sys.executable, "-c", _DECODE, str(clip.path)], "decoding").stdout
+    )
     assert arm == host and arm["frames"] == PICTURES * HOLD, (arm, host)
     _assert_classified_as_on_x86("armhf", exported, clip)

@@ -13,7 +13,6 @@ What a network adds (ssh, sudo, a device that drops off mid-copy) is not tested 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -25,24 +24,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pi_tools import emulated_pi, run_or_fail, tail
 from update_files import manifest_for, write_update
 
 pytestmark = [pytest.mark.pi, pytest.mark.slow]
 
 
-def _load_pi_helpers():
-    """test_emulated_pi.py's helpers, loaded by path (no test folder is on sys.path with
-    --import-mode=importlib; its fixtures are not registered again)."""
-    spec = importlib.util.spec_from_file_location(
-        "_fleet_pi_helpers", Path(__file__).with_name("test_emulated_pi.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pi = _load_pi_helpers()
+pi = emulated_pi()
 FLEET = Path(__file__).resolve().parents[2] / "examples" / "fleet"
 VENV = "/opt/edgecnn-fleet"
 #: The devices in inventory order (the first is the canary), their system and target.
@@ -55,14 +43,6 @@ FAILING_VERSION = "2-fails-verify"
 def _cache() -> Path:
     """Where tools/pi_emulation.sh keeps the root filesystems (its own default)."""
     return Path(os.environ.get("EDGECNN_PI_CACHE", Path.home() / ".cache/edgecnn/pi"))
-
-
-def _run(command: list[str], what: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"{what} failed ({done.returncode}):\n{pi._tail(done.stdout + done.stderr)}",
-                    pytrace=False)  # fmt: skip
-    return done
 
 
 def _update_json(update: Path) -> dict:
@@ -91,7 +71,7 @@ def fleet(exported, tmp_path_factory):
         pytest.fail("ansible-playbook is missing: apt-get install ansible (tools/bootstrap.sh "
                     "test does)", pytrace=False)  # fmt: skip
     root = tmp_path_factory.mktemp("fleet")
-    _run([*pi.EDGECNN, "keys", "--out", str(root / "keys")], "edgecnn keys")
+    run_or_fail([*pi.EDGECNN, "keys", "--out", str(root / "keys")], "edgecnn keys")
     owner = root / "keys" / "owner"
     # The good update's model beside another file's reference (which records that file's
     # SHA-256): signed by the owner, so every check passes but edgecnn verify on the device.
@@ -99,14 +79,28 @@ def fleet(exported, tmp_path_factory):
     unprovable.mkdir()
     for suffix in ("", ".json"):
         shutil.copy(exported.out / f"{BUNDLED}{suffix}", unprovable / f"{BUNDLED}{suffix}")
-    shutil.copy(exported.out / f"{UPDATED}.reference.npz",
-                unprovable / f"{BUNDLED}.reference.npz")  # fmt: skip
+    shutil.copy(exported.out / f"{UPDATED}.reference.npz", unprovable / f"{BUNDLED}.reference.npz")
     bundles = {}
     for device, (_, target) in DEVICES.items():
         bundles[device] = root / f"edgecnn-{target}.tar.gz"
-        _run([*pi.EDGECNN, "bundle", str(exported.out), "--target", target, "--key", str(owner),
-              "--python", "3.11", "--model", BUNDLED, "--out", str(bundles[device])],
-             f"edgecnn bundle --target {target} --key")  # fmt: skip
+        run_or_fail(
+            [
+                *pi.EDGECNN,
+                "bundle",
+                str(exported.out),
+                "--target",
+                target,
+                "--key",
+                str(owner),
+                "--python",
+                "3.11",
+                "--model",
+                BUNDLED,
+                "--out",
+                str(bundles[device]),
+            ],
+            f"edgecnn bundle --target {target} --key",
+        )
     pi._build(*(system for system, _ in DEVICES.values()))
     procs = {
         device: subprocess.Popen(["bash", str(pi.SCRIPT), "install", system,
@@ -115,7 +109,7 @@ def fleet(exported, tmp_path_factory):
         for device, (system, _) in DEVICES.items()
     }  # fmt: skip
     logs = {device: proc.communicate()[0] for device, proc in procs.items()}
-    failed = [f"{d}:\n{pi._tail(logs[d])}" for d, p in procs.items() if p.returncode]
+    failed = [f"{d}:\n{tail(logs[d])}" for d, p in procs.items() if p.returncode]
     if failed:
         pytest.fail("install.sh failed\n" + "\n".join(failed), pytrace=False)
     # The updates are made after the install, as a user makes them: edgecnn update refuses
@@ -123,9 +117,23 @@ def fleet(exported, tmp_path_factory):
     files = {}
     for system, target in DEVICES.values():
         good = root / f"good-{target}.edgecnn-update"
-        _run([*pi.EDGECNN, "bundle", str(exported.out), "--target", target, "--model-only",
-              "--key", str(owner), "--model", UPDATED, "--out", str(good)],
-             f"edgecnn bundle --target {target} --model-only")  # fmt: skip
+        run_or_fail(
+            [
+                *pi.EDGECNN,
+                "bundle",
+                str(exported.out),
+                "--target",
+                target,
+                "--model-only",
+                "--key",
+                str(owner),
+                "--model",
+                UPDATED,
+                "--out",
+                str(good),
+            ],
+            f"edgecnn bundle --target {target} --model-only",
+        )
         update = _update_json(good)
         assert update["machine"] == pi.MACHINES[system]
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # not older than the good one
@@ -196,7 +204,7 @@ def test_a_good_rollout_updates_the_canary_then_the_rest(fleet):
     assert fleet.files["pi32"].update["version"] == version  # one model, two targets
     done = _rollout(fleet, "good")
     print(done.stdout)
-    assert done.returncode == 0, pi._tail(done.stdout + done.stderr, 60)
+    assert done.returncode == 0, tail(done.stdout + done.stderr, 60)
     assert _summary(done.stdout) == [f"{device}: {name} {version}" for device in DEVICES]
     for device in DEVICES:
         store = _store(device)
@@ -211,7 +219,7 @@ def test_a_good_rollout_updates_the_canary_then_the_rest(fleet):
 
     again = _rollout(fleet, "good")
     print(again.stdout)
-    assert again.returncode == 0, pi._tail(again.stdout + again.stderr, 60)
+    assert again.returncode == 0, tail(again.stdout + again.stderr, 60)
     for device in DEVICES:
         assert f"{device}: already on {name} {version}; not updated" in again.stdout
         assert _recap(again.stdout, device)["changed"] == 0
@@ -248,16 +256,16 @@ def test_rollback_goes_back_once(fleet):
     assert _rollout(fleet, "good").returncode == 0
     done = _playbook(fleet, "rollback.yml", "-e", f"rollback_from={version}")
     print(done.stdout)
-    assert done.returncode == 0, pi._tail(done.stdout + done.stderr, 60)
+    assert done.returncode == 0, tail(done.stdout + done.stderr, 60)
     expected = [f"{d}: {fleet.installed[d].replace('/', ' ')}" for d in DEVICES]
     assert _summary(done.stdout) == expected
     again = _playbook(fleet, "rollback.yml", "-e", f"rollback_from={version}")
-    assert again.returncode == 0, pi._tail(again.stdout + again.stderr, 60)
+    assert again.returncode == 0, tail(again.stdout + again.stderr, 60)
     assert _summary(again.stdout) == expected
     assert "left as it is" in again.stdout
     # Rolling out again switches to the version the devices hold, without copying it.
     back = _rollout(fleet, "good")
-    assert back.returncode == 0, pi._tail(back.stdout + back.stderr, 60)
+    assert back.returncode == 0, tail(back.stdout + back.stderr, 60)
     assert _task(back.stdout, "Switch back") == {d: "changed" for d in DEVICES}
     assert _task(back.stdout, "Copy the update file") == {d: "skipping" for d in DEVICES}
     assert _summary(back.stdout) == [f"{d}: {fleet.name} {version}" for d in DEVICES]

@@ -1,0 +1,40 @@
+"""What the emulated Raspberry Pi OS tests share: running a host command, and the helpers
+of tests/pi/test_emulated_pi.py (its build, install and bundle steps) for the other files."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+_EMULATED_PI = Path(__file__).parent / "pi" / "test_emulated_pi.py"
+
+
+def tail(text: str, lines: int = 30) -> str:
+    """The last ``lines`` lines of a long output, for a failure message."""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def run_or_fail(command: list[str], what: str) -> subprocess.CompletedProcess[str]:
+    """``command``'s result; the test fails with its output's tail if it exits non-zero."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"{what} failed ({done.returncode}):\n{tail(done.stdout + done.stderr)}",
+                    pytrace=False)  # fmt: skip
+    return done
+
+
+def emulated_pi() -> ModuleType:
+    """test_emulated_pi.py as a module, loaded by its path.
+
+    With --import-mode=importlib no test folder is a package on sys.path; its fixtures
+    are not registered again, since pytest collects fixtures from the modules it collects.
+    """
+    spec = importlib.util.spec_from_file_location("_emulated_pi_helpers", _EMULATED_PI)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
