@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 _EMULATED_PI = Path(__file__).parent / "pi" / "test_emulated_pi.py"
+EDGECNN = [sys.executable, "-m", "edgecnn"]
 
 
 def tail(text: str, lines: int = 30) -> str:
@@ -38,3 +40,19 @@ def emulated_pi() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def model_only_update(exports: Path, target: str, key: Path, model: str, out: Path) -> Path:
+    """``edgecnn bundle EXPORTS --target T --model-only --key K --model M --out OUT``."""
+    run_or_fail([*EDGECNN, "bundle", str(exports), "--target", target, "--model-only",
+                 "--key", str(key), "--model", model, "--out", str(out)],
+                f"edgecnn bundle --target {target} --model-only")  # fmt: skip
+    return out
+
+
+def signed_bundle(exports: Path, target: str, key: Path, model: str, out: Path) -> Path:
+    """``edgecnn bundle EXPORTS --target T --key K --python 3.11 --model M --out OUT``."""
+    run_or_fail([*EDGECNN, "bundle", str(exports), "--target", target, "--key", str(key),
+                 "--python", "3.11", "--model", model, "--out", str(out)],
+                f"edgecnn bundle --target {target} --key")  # fmt: skip
+    return out

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from pi_tools import emulated_pi, run_or_fail, tail
+from pi_tools import emulated_pi, model_only_update, run_or_fail, signed_bundle, tail
 from update_files import manifest_for, write_update
 
 from edgecnn.runtime import signing
@@ -80,24 +80,7 @@ def bundles(exported, keys, tmp_path_factory):
     made = {}
     for arch, target in TARGETS.items():
         made[arch] = folder / f"edgecnn-{target}.tar.gz"
-        run_or_fail(
-            [
-                *pi.EDGECNN,
-                "bundle",
-                str(exported.out),
-                "--target",
-                target,
-                "--key",
-                str(keys.owner),
-                "--python",
-                "3.11",
-                "--model",
-                BUNDLED,
-                "--out",
-                str(made[arch]),
-            ],
-            f"edgecnn bundle --target {target} --key",
-        )
+        signed_bundle(exported.out, target, keys.owner, BUNDLED, made[arch])
     return made
 
 
@@ -119,23 +102,7 @@ def _make_update_files(work: Path, target: str, exported, keys, unprovable: Path
     model (a downgrade).
     """
     for file, key in (("update", keys.owner), ("wrong-key", keys.other)):
-        run_or_fail(
-            [
-                *pi.EDGECNN,
-                "bundle",
-                str(exported.out),
-                "--target",
-                target,
-                "--model-only",
-                "--key",
-                str(key),
-                "--model",
-                UPDATED,
-                "--out",
-                str(work / f"{file}.edgecnn-update"),
-            ],
-            f"edgecnn bundle --target {target} --model-only",
-        )
+        model_only_update(exported.out, target, key, UPDATED, work / f"{file}.edgecnn-update")
     shutil.copy(work / "update.edgecnn-update", work / "damaged.edgecnn-update")
     _flip_middle_byte(work / "damaged.edgecnn-update")
     update = _update_json(work / "update.edgecnn-update")

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from pi_tools import emulated_pi, run_or_fail, tail
+from pi_tools import emulated_pi, model_only_update, run_or_fail, signed_bundle, tail
 from update_files import manifest_for, write_update
 
 pytestmark = [pytest.mark.pi, pytest.mark.slow]
@@ -83,24 +83,7 @@ def fleet(exported, tmp_path_factory):
     bundles = {}
     for device, (_, target) in DEVICES.items():
         bundles[device] = root / f"edgecnn-{target}.tar.gz"
-        run_or_fail(
-            [
-                *pi.EDGECNN,
-                "bundle",
-                str(exported.out),
-                "--target",
-                target,
-                "--key",
-                str(owner),
-                "--python",
-                "3.11",
-                "--model",
-                BUNDLED,
-                "--out",
-                str(bundles[device]),
-            ],
-            f"edgecnn bundle --target {target} --key",
-        )
+        signed_bundle(exported.out, target, owner, BUNDLED, bundles[device])
     pi._build(*(system for system, _ in DEVICES.values()))
     procs = {
         device: subprocess.Popen(["bash", str(pi.SCRIPT), "install", system,
@@ -117,23 +100,7 @@ def fleet(exported, tmp_path_factory):
     files = {}
     for system, target in DEVICES.values():
         good = root / f"good-{target}.edgecnn-update"
-        run_or_fail(
-            [
-                *pi.EDGECNN,
-                "bundle",
-                str(exported.out),
-                "--target",
-                target,
-                "--model-only",
-                "--key",
-                str(owner),
-                "--model",
-                UPDATED,
-                "--out",
-                str(good),
-            ],
-            f"edgecnn bundle --target {target} --model-only",
-        )
+        model_only_update(exported.out, target, owner, UPDATED, good)
         update = _update_json(good)
         assert update["machine"] == pi.MACHINES[system]
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # not older than the good one
