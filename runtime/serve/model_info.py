@@ -8,12 +8,12 @@ nothing.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgecnn.runtime.errors import ModelError
+from edgecnn.runtime.manifest import file_sha256
 from edgecnn.runtime.store import CURRENT, NAME, home, read_manifest
 
 #: Hex digits of the SHA-256 shown where a short form is enough.
@@ -70,12 +70,8 @@ def describe_model(path: Path) -> ModelInfo:
     Raises:
         OSError: the file cannot be read.
     """
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
     name, version = _store_names(path)
-    return ModelInfo(path.name, digest.hexdigest(), name, version)
+    return ModelInfo(path.name, file_sha256(path), name, version)
 
 
 def _store_names(path: Path) -> tuple[str | None, str | None]:
