@@ -16,24 +16,21 @@ import os
 import tarfile
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgecnn import __version__, _atomic, _json
+from edgecnn import _atomic, _json
 from edgecnn.errors import ConfigError
 from edgecnn.export.exporter import sha256
 from edgecnn.pipeline.bundle import choose_models, model_files
 from edgecnn.pipeline.bundle_models import copy_checked
 from edgecnn.pipeline.bundle_wheels import BundleError
 from edgecnn.pipeline.release import model_name, model_version, owner_key
+from edgecnn.runtime.manifest import SIGNATURE, UPDATE_JSON, document
 
-#: The update file's suffix, format name and version.
+#: The update file's suffix.
 UPDATE_SUFFIX = ".edgecnn-update"
-FORMAT = "edgecnn-update"
-FORMAT_VERSION = 1
-#: The manifest and its signature, members of every update file.
-MANIFEST = "update.json"
-SIGNATURE = MANIFEST + ".sig"
 
 
 def build_update(
@@ -67,19 +64,9 @@ def build_update(
         copy_checked(exports, [model], report, folder)
         files = {p.name: sha256(p) for p in sorted(folder.iterdir())}
         version = model_version(exports, files[model])
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "name": name,
-            "version": version,
-            "target": target.key,
-            "machine": target.machine,
-            "model": model,
-            "files": files,
-            **_model_facts(folder / model),
-            "edgecnn_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+        shape, classes = _model_facts(folder / model)
+        manifest = document(name, version, target.key, target.machine, model, files, shape,
+                            classes, datetime.now(timezone.utc))  # fmt: skip
         text = (_json.dumps(manifest) + "\n").encode()
         from edgecnn.runtime.signing import sign
 
@@ -88,14 +75,14 @@ def build_update(
             out = exports.parent / f"{name}-{version}-{target.key}{UPDATE_SUFFIX}"
         if out.is_dir():
             raise ConfigError(f"--out {out} is a folder; name the update file to write")
-        members = [(MANIFEST, text), (SIGNATURE, signature)]
+        members = [(UPDATE_JSON, text), (SIGNATURE, signature)]
         members += [(f, (folder / f).read_bytes()) for f in files]
         _write_tar(out, members)
     return {**manifest, "out": str(out), "size_bytes": out.stat().st_size,
             "sha256": sha256(out)}  # fmt: skip
 
 
-def _model_facts(model: Path) -> dict[str, Any]:
+def _model_facts(model: Path) -> tuple[tuple[int, ...], tuple[str, ...]]:
     """The input shape and classes the device compares with its current model's."""
     from edgecnn.runtime.metadata import read_sidecar
 
@@ -106,7 +93,7 @@ def _model_facts(model: Path) -> dict[str, Any]:
         metadata = load_classifier(model).metadata
     else:
         metadata = sidecar.metadata
-    return {"input_shape": list(metadata.input_shape), "classes": list(metadata.labels)}
+    return tuple(metadata.input_shape), tuple(metadata.labels)
 
 
 def _write_tar(out: Path, members: list[tuple[str, bytes]]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -117,8 +118,6 @@ class Manifest:
         """
         import json
 
-        from edgecnn import __version__
-
         now = datetime.now(timezone.utc)
         digests = {f.name: file_sha256(f) for f in files}
         version = version or f"{now:%Y%m%d-%H%M%S}-{digests[model.name][:8]}"
@@ -128,16 +127,32 @@ class Manifest:
         made = _version_time(version)
         if made is not None and made <= now:
             now = made
-        data: dict[str, Any] = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "name": name,
-            "version": version, "target": "generic", "machine": None, "model": model.name,
-            "files": digests, "input_shape": list(input_shape), "classes": list(classes),
-            "edgecnn_version": __version__, "created": f"{now:%Y-%m-%dT%H:%M:%SZ}",
-        }  # fmt: skip
+        data = document(name, version, "generic", None, model.name, digests, input_shape,
+                        classes, now)  # fmt: skip
         if not verified:
             data["verified"] = False
         raw = (json.dumps(data, indent=2) + "\n").encode()
         return cls.parse(raw, str(model))
+
+
+def document(
+    name: str, version: str, target: str, machine: str | None, model: str,
+    files: dict[str, str], input_shape: Sequence[int], classes: Sequence[str],
+    created: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    """The manifest's fields, as an update file's ``update.json`` and the store hold them.
+
+    ``edgecnn bundle --model-only`` writes them for an update, ``models add`` for a model
+    added by hand: one writer of the format :meth:`Manifest.parse` reads.
+    """
+    from edgecnn import __version__
+
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "name": name,
+        "version": version, "target": target, "machine": machine, "model": model,
+        "files": files, "input_shape": list(input_shape), "classes": list(classes),
+        "edgecnn_version": __version__, "created": f"{created:%Y-%m-%dT%H:%M:%SZ}",
+    }  # fmt: skip
 
 
 def _no_constant(name: str) -> Any:

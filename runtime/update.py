@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gzip
 import platform
-import re
 import shutil
 import tarfile
 import zlib
@@ -29,13 +28,18 @@ from edgecnn._files import MiB, check_regular_file
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime import signing
 from edgecnn.runtime.errors import InferenceError, InputError
-from edgecnn.runtime.manifest import SIGNATURE, UPDATE_JSON, Manifest, file_sha256
+from edgecnn.runtime.manifest import (
+    FILE_NAME,
+    SIGNATURE,
+    UPDATE_JSON,
+    Manifest,
+    file_sha256,
+)
 from edgecnn.runtime.store import Store, Version, home
 
 MAX_MEMBERS = 16
 MAX_UNPACKED = 64 * MiB
 #: A member's name: plain, never hidden, no folder.
-MEMBER_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]{0,127}")
 #: Room for the tar headers around the members' bytes.
 _HEADROOM = 1 * MiB
 _CHUNK = 1 << 16
@@ -205,7 +209,7 @@ def unpack(path: Path, into: Path) -> dict[str, Path]:
 def _check_member(path: Path, member: tarfile.TarInfo, seen: dict[str, Path]) -> None:
     if len(seen) >= MAX_MEMBERS:
         raise UpdateRefused(f"{path}: more than {MAX_MEMBERS} files; not an update file")
-    if not MEMBER_NAME.fullmatch(member.name):
+    if not FILE_NAME.fullmatch(member.name):
         raise UpdateRefused(f"{path}: the member {member.name[:80]!r} is not a plain file name")
     if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
         kind = ("a symlink" if member.issym() else "a hard link" if member.islnk()
