@@ -179,6 +179,7 @@ def generate(graph: Graph, model_sha256: str, version: str, labels: tuple[str, .
     source = _template(SOURCE).substitute(
         ids,
         kernels=_text("kernels.c"),
+        preprocess=_text("preprocess.c"),
         labels=",\n".join(f"    {c_string(label)}" for label in labels),
         pixel_codes=_pixel_codes(graph),
         layers=constants,

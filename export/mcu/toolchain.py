@@ -95,8 +95,13 @@ def _sizes(elf_or_object: Path) -> dict[str, int]:
     return {"text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss}
 
 
-def cortex_m4_library(source: Path, work: Path) -> dict[str, int]:
-    """Compile the library alone for a Cortex-M4 (-Os) and measure its flash and RAM.
+def cortex_m4_library(
+    source: Path, work: Path, optimize: str = "-Os", extra: tuple[str, ...] = ()
+) -> dict[str, int]:
+    """Compile the library alone for a Cortex-M4 and measure its flash and RAM.
+
+    ``optimize`` is the optimization flag (-Os by default), ``extra`` further flags
+    (``-DEDGECNN_PORTABLE``, say).
 
     Raises:
         ToolchainError: no arm-none-eabi-gcc, or the code does not compile cleanly.
@@ -104,13 +109,19 @@ def cortex_m4_library(source: Path, work: Path) -> dict[str, int]:
     if arm_compiler() is None:
         raise ToolchainError(f"{ARM_GCC} is not installed (Debian: gcc-arm-none-eabi)")
     obj = work / "edgecnn_model.o"
-    run([ARM_GCC, *WARNINGS, *CORTEX_M4, "-Os", "-ffunction-sections", "-fdata-sections",
-         "-c", str(source), "-o", str(obj)], "compiling the library for Cortex-M4")  # fmt: skip
+    run([ARM_GCC, *WARNINGS, *CORTEX_M4, optimize, *extra, "-ffunction-sections",
+         "-fdata-sections", "-c", str(source), "-o", str(obj)],
+        "compiling the library for Cortex-M4")  # fmt: skip
     return _sizes(obj)
 
 
-def cortex_m4_check(model_dir: Path, check_dir: Path, elf: Path) -> dict[str, int]:
+def cortex_m4_check(
+    model_dir: Path, check_dir: Path, elf: Path, optimize: str = "-Os",
+    extra: tuple[str, ...] = (),
+) -> dict[str, int]:  # fmt: skip
     """Link the check program for QEMU's mps2-an386 and measure the whole program.
+
+    ``optimize`` and ``extra`` as for :func:`cortex_m4_library`.
 
     Raises:
         ToolchainError: no arm-none-eabi-gcc (with newlib), or it fails to compile.
@@ -118,8 +129,9 @@ def cortex_m4_check(model_dir: Path, check_dir: Path, elf: Path) -> dict[str, in
     if arm_compiler() is None:
         raise ToolchainError(f"{ARM_GCC} is not installed (Debian: gcc-arm-none-eabi)")
     board = board_dir()
-    run([ARM_GCC, *WARNINGS, *CORTEX_M4, "-Os", "-ffunction-sections", "-fdata-sections",
-         "--specs=rdimon.specs", f"-I{model_dir}", "-include", str(board / "measure.h"),
+    run([ARM_GCC, *WARNINGS, *CORTEX_M4, optimize, *extra, "-ffunction-sections",
+         "-fdata-sections", "--specs=rdimon.specs", f"-I{model_dir}",
+         "-include", str(board / "measure.h"),
          "-T", str(board / "link.ld"), "-Wl,--gc-sections", f"-Wl,-Map={elf.with_suffix('.map')}",
          str(board / "startup.c"), str(model_dir / "edgecnn_model.c"), str(check_dir / "main.c"),
          "-o", str(elf)], "linking the check program for Cortex-M4")  # fmt: skip

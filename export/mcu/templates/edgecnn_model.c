@@ -10,6 +10,7 @@
 #include "edgecnn_model.h"
 
 $kernels
+$preprocess
 /* ---- The model --------------------------------------------------------------------- */
 
 const char *const edgecnn_labels[EDGECNN_NUM_CLASSES] = {

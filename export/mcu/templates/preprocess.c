@@ -1,0 +1,1 @@
+/* ---- Camera frames to the model's input (edgecnn_preprocess) ------------------------ */
