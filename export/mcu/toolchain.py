@@ -59,8 +59,11 @@ def run(command: list[str], what: str, cwd: Path | None = None, timeout: float =
         raise ToolchainError(f"{what}: {command[0]} took longer than {timeout:.0f} s") from None
     if done.returncode != 0:
         lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-        first = next((line for line in lines if "error" in line), lines[0] if lines else "")
-        raise ToolchainError(f"{what} failed: {first.strip()[:300]}")
+        # The linker's own words ("region `FLASH' overflowed by ...") before collect2's.
+        telling = [line for line in lines if "error" in line or "overflowed" in line]
+        telling.sort(key=lambda line: "collect2" in line)
+        first = re.sub(r"^\S*/ld: ", "ld: ", (telling or lines or [""])[0].strip())
+        raise ToolchainError(f"{what} failed: {first[:300]}")
     return done.stdout
 
 
@@ -89,6 +92,7 @@ class Board:
     ram: tuple[int, int]
     timer_hz: int  # the counter's rate; under -icount shift=0, 1e9 / timer_hz instructions a tick
     defines: tuple[str, ...] = ()  # measure.h's settings: the counter's address, paint depth
+    specs: tuple[str, ...] = ()  # GCC specs before rdimon's: newlib-nano where flash is scarce
 
 
 _MPS2 = Board((0x00000000, 4 << 20), (0x20000000, 4 << 20), 25_000_000)
@@ -103,7 +107,8 @@ BOARDS = {
     "mps2-an505": Board((0x10000000, 4 << 20), (0x38000000, 4 << 20), 20_000_000,
                         ("-DMEASURE_CMSDK_TIMER=0x50000000u",)),
     "microbit": Board((0x00000000, 256 << 10), (0x20000000, 16 << 10), 16_000_000,
-                      ("-DMEASURE_NRF51_TIMER=0x40008000u", "-DMEASURE_DEPTH=4096u")),
+                      ("-DMEASURE_NRF51_TIMER=0x40008000u", "-DMEASURE_DEPTH=4096u"),
+                      ("--specs=nano.specs",)),
 }  # fmt: skip
 
 
@@ -186,7 +191,7 @@ def _link(
               for name, region in (("flash", board.flash), ("ram", board.ram))
               for part, value in zip(("origin", "length"), region, strict=True)]  # fmt: skip
     run([ARM_GCC, *WARNINGS, *core.flags, optimize, *board.defines, *extra,
-         "-ffunction-sections", "-fdata-sections", "--specs=rdimon.specs",
+         "-ffunction-sections", "-fdata-sections", *board.specs, "--specs=rdimon.specs",
          "-include", str(folder / "measure.h"), "-T", str(folder / "link.ld"), *memory,
          "-Wl,--gc-sections", f"-Wl,-Map={elf.with_suffix('.map')}",
          str(folder / "startup.c"), *[str(s) for s in sources], "-o", str(elf)],
@@ -286,10 +291,13 @@ def classify_on(
               optimize, (f"-I{model_dir}", *extra))  # fmt: skip
         (folder / "images.bin").write_bytes(pixels.tobytes())
         done = _qemu(core, elf, timeout, icount=False, cwd=folder)
-        if done.returncode != 0 or f"classify: {len(pixels)} pictures" not in done.stdout:
+        out = folder / "scores.bin"
+        wrote = out.stat().st_size if out.is_file() else 0
+        if done.returncode != 0 or wrote != len(pixels) * classes:
             said = (done.stdout + done.stderr).strip().splitlines()
-            raise ToolchainError(f"classifying on {core.name} failed: {said[-1] if said else ''}")
-        scores = np.fromfile(folder / "scores.bin", dtype=np.int8)
+            why = said[-1] if said else f"{wrote // classes} of {len(pixels)} pictures classified"
+            raise ToolchainError(f"classifying on {core.name} failed: {why}")
+        scores = np.fromfile(out, dtype=np.int8)
     return scores.reshape(len(pixels), classes)
 
 
