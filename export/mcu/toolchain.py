@@ -90,7 +90,7 @@ class Board:
 
     flash: tuple[int, int]  # origin, bytes
     ram: tuple[int, int]
-    timer_hz: int  # the counter's rate; under -icount shift=0, 1e9 / timer_hz instructions a tick
+    timer_hz: int  # under -icount shift=0 an instruction takes 1 ns: 1e9 / timer_hz a tick
     defines: tuple[str, ...] = ()  # measure.h's settings: the counter's address, paint depth
     specs: tuple[str, ...] = ()  # GCC specs before rdimon's: newlib-nano where flash is scarce
 
@@ -99,7 +99,7 @@ _MPS2 = Board((0x00000000, 4 << 20), (0x20000000, 4 << 20), 25_000_000)
 #: QEMU's boards by ``-M`` name (hw/arm/mps2.c, mps2-tz.c, microbit.c). mps2-an505 is an
 #: SSE-200 with TrustZone whose core starts secure with its vector table at 0x10000000: the
 #: program lives in the secure aliases (SSRAM1 for code, SSRAM2&3 for data, the timer at
-#: 0x50000000). The micro:bit is an nRF51822: 256 KiB of flash, 16 KiB of RAM.
+#: 0x50000000). The micro:bit is an nRF51822, its flash and RAM as small as below.
 BOARDS = {
     "mps2-an385": _MPS2,
     "mps2-an386": _MPS2,

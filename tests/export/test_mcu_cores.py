@@ -124,9 +124,11 @@ def test_the_dsp_path_is_taken_exactly_on_the_cores_with_dsp(key, tiny_c, tmp_pa
     -DEDGECNN_PORTABLE."""
     core = toolchain.CORES[key]
     source = tiny_c.folder / cgen.SOURCE
-    assert ("smlad" in _disassembly(core, source, tmp_path / "default", ())) == core.dsp
+    found = "smlad" in _disassembly(core, source, tmp_path / "default", ())
+    assert found == core.dsp, f"SMLAD {'in' if found else 'not in'} the {core.name} object"
     if core.dsp:
-        assert "smlad" not in _disassembly(core, source, tmp_path / "portable", PORTABLE)
+        portable = _disassembly(core, source, tmp_path / "portable", PORTABLE)
+        assert "smlad" not in portable, "SMLAD in the -DEDGECNN_PORTABLE object"
 
 
 @pytest.fixture(scope="module")
