@@ -1,7 +1,9 @@
-"""Compilers (the system's for the host library, GCC for Arm for Cortex-M) and QEMU's boards.
+"""Compilers: the system C compiler for the host library, GCC for Arm for Cortex-M.
 
 Every compile treats a warning as an error (``-Wall -Wextra -Werror -pedantic``, C99):
 generated code that warns is a bug of the generator, caught before a user sees it.
+QEMU's Cortex-M boards run what GCC built (:data:`CORES`, :func:`build_check`,
+:func:`run_check`, :func:`classify_on`).
 """
 
 from __future__ import annotations
