@@ -299,8 +299,12 @@ def export(job: Job, source: Path, folder: Path, check: Check) -> FolderResult:
                         measured.latency_us)  # fmt: skip
 
 
-def build_host_library(folder: Path, meta: ModelMetadata) -> tuple[Path, int]:
+def build_host_library(
+    folder: Path, meta: ModelMetadata, extra: tuple[str, ...] = ()
+) -> tuple[Path, int]:
     """Compile ``folder``'s library for this machine (-O3), metadata compiled in, sealed.
+
+    ``extra`` are further compiler flags (``-DEDGECNN_DSP_IN_C`` in the tests).
 
     Writes ``libedgecnn_model.so`` (``.dylib``, ``.dll``) and its sidecar into ``folder``;
     returns the library's path and size.
@@ -314,7 +318,7 @@ def build_host_library(folder: Path, meta: ModelMetadata) -> tuple[Path, int]:
         (build / "edgecnn_metadata.c").write_text(cgen.metadata_source(meta.to_json()))
         built = toolchain.build_shared(
             [folder / cgen.SOURCE, build / "edgecnn_metadata.c"], build / library_name(),
-            ("-O3", f"-I{folder}"),
+            ("-O3", f"-I{folder}", *extra),
         )  # fmt: skip
         sealed_bytes = integrity.seal(built.read_bytes())
     digest = integrity.content_digest(sealed_bytes) or ""

@@ -83,8 +83,13 @@ def _pad(in_size: int, out_size: int, stride: int, kernel: int) -> int:
     return max(0, (out_size - 1) * stride + kernel - in_size) // 2
 
 
-def _conv(index: int, layer: Layer, source: str, dest: str, lut: str) -> tuple[str, str]:
-    """The constants and the call of one (convolution, max-pool) step."""
+def _conv(index: int, layer: Layer, first: bool) -> tuple[str, int, int]:
+    """One (convolution, max-pool) step's constants; its filter row and channel count.
+
+    The filter is laid out for the kernels' pairs of channels (templates/kernels.c,
+    ``ec_conv``): rows padded with zeros to a multiple of 4, channels to an even count,
+    then for each group of 4 values the group of channel c and that of channel c + 1.
+    """
     x, y, w, b = layer.input, layer.output, layer.weights, layer.bias
     assert w is not None and b is not None and w.data is not None and b.data is not None
     assert x.quant is not None and y.quant is not None and w.quant is not None
@@ -97,40 +102,96 @@ def _conv(index: int, layer: Layer, source: str, dest: str, lut: str) -> tuple[s
         pad_h, pad_w = _pad(in_h, conv_h, stride_h, k_h), _pad(in_w, conv_w, stride_w, k_w)
     scales = np.broadcast_to(w.quant.scales, (out_c,))
     multipliers, shifts = quant.per_channel_multipliers(x.quant.scale, scales, y.quant.scale)
-    conv_min, conv_max = quant.activation_range(layer.activation, y.quant.scale, y.quant.zero_point)
+    conv_range = quant.activation_range(layer.activation, y.quant.scale, y.quant.zero_point)
     if layer.pool:
         pool = layer.pool
         (pool_h, pool_w), (pool_sh, pool_sw) = pool["filter"], pool["stride"]
         out = pool["output"]
         assert out.quant is not None
         _, out_h, out_w, _ = out.shape
-        pool_min, pool_max = quant.activation_range(
+        pool_range = quant.activation_range(
             pool["activation"], out.quant.scale, out.quant.zero_point
         )
     else:
         pool_h = pool_w = pool_sh = pool_sw = 1
-        out_h, out_w, pool_min, pool_max = conv_h, conv_w, quant.INT8_MIN, quant.INT8_MAX
+        out_h, out_w, pool_range = conv_h, conv_w, (quant.INT8_MIN, quant.INT8_MAX)
+    low, high = nested_clamp(conv_range, pool_range)
+    row = -(-(k_h * k_w * in_c) // 4) * 4
     p = f"l{index}"
+    # Filled value by value (the pixel table, or channels that are not groups of 4).
+    by_value = first or in_c % 4 != 0
+    values = {
+        "filter": f"{p}_filter", "bias": f"{p}_bias", "multiplier": f"{p}_multiplier",
+        "shift": f"{p}_shift", "taps": f"{p}_taps" if by_value else "NULL",
+        "slots": f"{p}_slots" if by_value else "NULL", "in_h": in_h, "in_w": in_w,
+        "in_c": in_c, "out_c": out_c,
+        "k_h": k_h, "k_w": k_w, "stride_h": stride_h, "stride_w": stride_w, "pad_h": pad_h,
+        "pad_w": pad_w, "pool_h": pool_h, "pool_w": pool_w, "pool_stride_h": pool_sh,
+        "pool_stride_w": pool_sw, "out_h": out_h, "out_w": out_w, "row": row,
+        "in_offset": -x.quant.zero_point, "out_offset": y.quant.zero_point,
+        "low": low, "high": high,
+    }  # fmt: skip
     consts = "".join([
-        c_array("int8_t", f"{p}_filter", w.data,
-                f"layer {index}: conv {k_h}x{k_w}x{in_c} -> {out_c}, OHWI int8 weights"),
-        c_array("int32_t", f"{p}_bias", b.data),
+        c_array("int8_t", f"{p}_filter", paired_filter(w.data, row),
+                f"layer {index}: conv {k_h}x{k_w}x{in_c} -> {out_c}, int8 weights in "
+                "pairs of channels"),
+        c_array("int32_t", f"{p}_bias", np.pad(b.data, (0, out_c % 2))),
         c_array("int32_t", f"{p}_multiplier", multipliers),
         c_array("int8_t", f"{p}_shift", shifts),
+        _taps(p, in_w, in_c, k_h, k_w, row) if by_value else "",
+        c_struct("ec_conv", p, values),
     ])  # fmt: skip
-    call = (
-        f"    ec_conv_pool({source}, {lut}, {in_h}, {in_w}, {in_c},\n"
-        f"                 {p}_filter, {p}_bias, {out_c}, {k_h}, {k_w},\n"
-        f"                 {stride_h}, {stride_w}, {pad_h}, {pad_w}, {-x.quant.zero_point},\n"
-        f"                 {p}_multiplier, {p}_shift, {y.quant.zero_point},\n"
-        f"                 {conv_min}, {conv_max},\n"
-        f"                 {pool_h}, {pool_w}, {pool_sh}, {pool_sw}, {out_h}, {out_w},\n"
-        f"                 {pool_min}, {pool_max}, {dest});\n"
+    return consts, row, out_c
+
+
+def _taps(p: str, in_w: int, in_c: int, k_h: int, k_w: int, row: int) -> str:
+    """The taps and slots of a patch filled value by value.
+
+    A tap is where a value of a filter row is in the input, from the patch's top-left
+    value; a slot where it goes in the patch (``EC_SLOT``: the DSP path orders each group
+    of 4 as SXTB16 unpacks the weights).
+    """
+    ky, kx, c = np.meshgrid(np.arange(k_h), np.arange(k_w), np.arange(in_c), indexing="ij")
+    taps = ((ky * in_w + kx) * in_c + c).ravel()
+    if taps.max(initial=0) >= 2**15:
+        raise UnsupportedModel("a convolution's filter spans more input than the C code reads")
+    slots = ",\n".join(
+        "    " + ", ".join(f"EC_SLOT({i})" for i in range(start, min(start + 8, row)))
+        for start in range(0, row, 8)
     )
-    return consts, call
+    return c_array("int16_t", f"{p}_taps", taps) + (
+        f"static const uint16_t {p}_slots[{row}] = {{\n{slots}\n}};\n"
+    )
 
 
-def _dense(index: int, layer: Layer, source: str, dest: str) -> tuple[str, str]:
+def paired_filter(weights: np.ndarray, row: int) -> np.ndarray:
+    """OHWI int8 weights in the layout of ``ec_conv``'s filter (see :func:`_conv`)."""
+    out_c = weights.shape[0]
+    rows = np.zeros((out_c + out_c % 2, row), dtype=np.int8)
+    rows[:out_c, : weights[0].size] = weights.reshape(out_c, -1)
+    # (pairs, 2, groups, 4) -> (pairs, groups, 2, 4): each group of channel c, then c + 1.
+    pairs = rows.reshape(-1, 2, row // 4, 4).transpose(0, 2, 1, 3)
+    return pairs.reshape(-1)
+
+
+def nested_clamp(first: tuple[int, int], second: tuple[int, int]) -> tuple[int, int]:
+    """One range that clamps as clamping into ``first`` and then into ``second`` does."""
+    low, high = max(first[0], second[0]), min(first[1], second[1])
+    if low <= high:
+        return low, high
+    # Disjoint: every value ends at the bound of second nearest to first.
+    end = second[0] if first[1] < second[0] else second[1]
+    return end, end
+
+
+def c_struct(ctype: str, name: str, values: dict[str, Any]) -> str:
+    """``static const ctype name = {.field = value, ...};``, fields in the struct's order."""
+    fields = ",\n".join(f"    {value}" for value in values.values())
+    return f"static const {ctype} {name} = {{\n{fields}\n}};\n"
+
+
+def _dense(index: int, layer: Layer) -> str:
+    """A fully connected layer's constants; its bias holds the input offset's part."""
     x, y, w, b = layer.input, layer.output, layer.weights, layer.bias
     assert w is not None and b is not None and w.data is not None and b.data is not None
     assert x.quant is not None and y.quant is not None and w.quant is not None
@@ -140,18 +201,32 @@ def _dense(index: int, layer: Layer, source: str, dest: str) -> tuple[str, str]:
                                                                     y.quant.scale)]  # fmt: skip
     low, high = quant.activation_range(layer.activation, y.quant.scale, y.quant.zero_point)
     p = f"l{index}"
-    consts = "".join([
+    values = {
+        "weights": f"{p}_weights", "bias": f"{p}_bias", "mantissa": f"{p}_mantissa",
+        "exponent": f"{p}_exponent", "in_n": in_n, "out_n": out_n,
+        "out_offset": y.quant.zero_point, "low": low, "high": high,
+    }  # fmt: skip
+    return "".join([
         c_array("int8_t", f"{p}_weights", w.data,
                 f"layer {index}: fully connected {in_n} -> {out_n}, [out][in] int8 weights"),
-        c_array("int32_t", f"{p}_bias", b.data),
+        c_array("int32_t", f"{p}_bias", folded_bias(b.data, w.data, -x.quant.zero_point),
+                "the bias plus the input offset times each row's sum of weights"),
         c_array("uint64_t", f"{p}_mantissa", [m for m, _ in parts]),
         c_array("int16_t", f"{p}_exponent", [e for _, e in parts]),
+        c_struct("ec_fc", p, values),
     ])  # fmt: skip
-    call = (
-        f"    ec_dense({source}, {in_n}, {p}_weights, {p}_bias, {out_n}, {-x.quant.zero_point},\n"
-        f"             {p}_mantissa, {p}_exponent, {y.quant.zero_point}, {low}, {high}, {dest});\n"
-    )
-    return consts, call
+
+
+def folded_bias(bias: np.ndarray, weights: np.ndarray, offset: int) -> np.ndarray:
+    """``bias + offset * sum(row)`` per output: the part of each sum the input offset adds.
+
+    Raises:
+        UnsupportedModel: a value outside int32 (no int8 network of ours comes near).
+    """
+    folded = bias.astype(np.int64) + offset * weights.astype(np.int64).sum(axis=1)
+    if np.abs(folded).max(initial=0) >= 2**31 - 2**24:
+        raise UnsupportedModel("a fully connected layer's sums would overflow int32")
+    return folded.astype(np.int32)
 
 
 def _size(shape: tuple[int, ...]) -> int:
@@ -169,11 +244,14 @@ def generate(graph: Graph, model_sha256: str, version: str, labels: tuple[str, .
         UnsupportedModel: a network this generator cannot write.
     """
     classes = _check(graph, labels)
-    layers, softmax = graph.layers, graph.layers[-1]
+    layers = graph.layers
     sizes = [_size(layer.result.shape) for layer in layers[:-1]]
     regions = [max(sizes[0::2], default=0), max(sizes[1::2], default=0)]
-    constants, calls, logits = _steps(graph, classes)
-    work = regions[0] + regions[1]
+    constants, calls, logits, row, channels = _steps(graph, classes)
+    # Two patches of int16 and the running max of two pooled outputs (int32), aligned
+    # to 4 inside the caller's buffer (3 bytes of slack), then the two regions.
+    scratch = 4 * row + 8 * channels
+    work = 3 + scratch + regions[0] + regions[1]
     ids = {"version": version, "model_sha256": model_sha256}
     header = _template(HEADER).substitute(ids, **_header_values(graph, work, light_on_dark))
     source = _template(SOURCE).substitute(
@@ -183,6 +261,8 @@ def generate(graph: Graph, model_sha256: str, version: str, labels: tuple[str, .
         labels=",\n".join(f"    {c_string(label)}" for label in labels),
         pixel_codes=_pixel_codes(graph),
         layers=constants,
+        patch_values=2 * row,
+        best_values=2 * channels,
         region_a=regions[0],
         calls=calls,
         logits=logits,
@@ -197,9 +277,9 @@ def generate(graph: Graph, model_sha256: str, version: str, labels: tuple[str, .
                        if layer.bias is not None and layer.bias.data is not None),
         input_shape=(height, width, channels),
         classes=classes,
-        logits_tensor=softmax.input.index,
+        logits_tensor=layers[-1].input.index,
         output_tensor=graph.output.index,
-        details={"regions": regions, "layers": len(layers)},
+        details={"regions": regions, "scratch": scratch, "layers": len(layers)},
     )  # fmt: skip
 
 
@@ -225,22 +305,29 @@ def _check(graph: Graph, labels: tuple[str, ...]) -> int:
     return classes
 
 
-def _steps(graph: Graph, classes: int) -> tuple[str, str, str]:
-    """Every layer's constants, the calls that run the layers in order, and the logits' region.
+def _steps(graph: Graph, classes: int) -> tuple[str, str, str, int, int]:
+    """Every layer's constants and calls, the logits' region, and the scratch sizes.
 
+    The scratch sizes are the longest filter row and the most channels (even) of any
+    convolution.
     The layers write to regions ``a`` and ``b`` of the work buffer in turn; the first
-    reads the input (through the pixel table when it is given).
+    reads the input (through the pixel table when it is given). After each layer comes
+    ``EC_LAYER_DONE(i)``, the includer's ``EDGECNN_LAYER_DONE`` hook.
     """
     constants, calls = [], []
     source, lut = "input", "table"
+    row = channels = 0
     for i, layer in enumerate(graph.layers[:-1]):
         dest = "a" if i % 2 == 0 else "b"
         if layer.kind == "conv":
-            c, call = _conv(i, layer, source, dest, lut)
+            c, conv_row, out_c = _conv(i, layer, first=i == 0)
+            row, channels = max(row, conv_row), max(channels, out_c + out_c % 2)
+            calls.append(f"    ec_conv_pool(&l{i}, {source}, {lut}, patch, best, {dest});\n")
         else:
-            c, call = _dense(i, layer, source, dest)
+            c = _dense(i, layer)
+            calls.append(f"    ec_dense(&l{i}, {source}, {dest});\n")
+        calls.append(f"    EC_LAYER_DONE({i});\n")
         constants.append(c)
-        calls.append(call)
         source, lut = dest, "NULL"
     softmax = graph.layers[-1]
     assert softmax.input.quant is not None
@@ -248,9 +335,10 @@ def _steps(graph: Graph, classes: int) -> tuple[str, str, str]:
         softmax.options["beta"], softmax.input.quant.scale
     )
     calls.append(
-        f"    ec_softmax({source}, {classes}, {multiplier}, {left_shift}, {diff_min}, scores);"
+        f"    ec_softmax({source}, {classes}, {multiplier}, {left_shift}, {diff_min}, scores);\n"
+        f"    EC_LAYER_DONE({len(graph.layers) - 1});"
     )
-    return "".join(constants), "".join(calls), source
+    return "".join(constants), "".join(calls), source, row, channels
 
 
 def _pixel_codes(graph: Graph) -> str:

@@ -13,6 +13,7 @@ import ctypes
 import dataclasses
 import json
 import math
+import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -80,6 +81,20 @@ def test_scores_and_logits_are_bit_identical_to_the_reference_kernels(tiny_c, te
     np.testing.assert_array_equal(scores, tiny_c.ref.scores)
 
 
+def test_the_dsp_path_gives_the_same_bytes_on_every_test_image(tiny_c, test_images, tmp_path):
+    """The SXTB16/SMLAD path, its intrinsics written in C, equals the reference kernels.
+
+    It lays out its patches otherwise (each group of 4 as SXTB16 unpacks weights), so it
+    is a second implementation; tests/export/test_mcu_cores.py runs it on a Cortex-M4.
+    """
+    folder = tmp_path / "c"
+    shutil.copytree(tiny_c.folder, folder)
+    host, _ = c_format.build_host_library(folder, _metadata(), ("-DEDGECNN_DSP_IN_C",))
+    backend = load_classifier(host, backend="c").backend
+    np.testing.assert_array_equal(backend.logits(tiny_c.inputs), tiny_c.ref.logits)
+    np.testing.assert_array_equal(backend.scores(test_images.x), tiny_c.ref.scores)
+
+
 def test_the_runtime_gives_the_same_probabilities_as_the_tflite_file(tiny_c, test_images):
     """Through ``edgecnn.runtime``: the same top-1 as the .tflite on the reference kernels."""
     probs = load_classifier(tiny_c.host, backend="c").predict(test_images.x[:2000])
@@ -106,13 +121,18 @@ def test_threads_share_one_library_without_interfering(tiny_c, test_images):
     np.testing.assert_array_equal(together, tiny_c.ref.scores[:4000])
 
 
-def test_work_buffer_is_the_largest_pair_of_fused_outputs(tiny_c):
-    """Conv, ReLU and pool are fused: the work buffer holds pool outputs, never a conv's."""
+def test_work_buffer_is_the_largest_pair_of_fused_outputs_and_two_patches(tiny_c):
+    """Conv, ReLU and pool are fused: the work buffer holds pool outputs, never a conv's,
+    plus two int16 patches and the running max of two pooled outputs."""
     g = graph.read(TINY_INT8.read_bytes())
     shapes = [(layer.pool["output"] if layer.pool else layer.output).shape for layer in g.layers]
     sizes = [int(np.prod(s[1:])) for s in shapes]
     pairs = [sizes[0]] + [a + b for a, b in zip(sizes, sizes[1:], strict=False)]
-    assert tiny_c.library.work_bytes <= max(pairs) + 64  # alignment slack only
+    convs = [layer for layer in g.layers if layer.kind == "conv"]
+    row = max(-(-int(np.prod(layer.weights.shape[1:])) // 4) * 4 for layer in convs)
+    channels = max(layer.output.shape[-1] for layer in convs)
+    scratch = 2 * 2 * row + 2 * 4 * channels
+    assert tiny_c.library.work_bytes <= max(pairs) + scratch + 3  # 3: alignment slack
     conv_output = int(np.prod(g.layers[0].output.shape[1:]))
     pool_output = sizes[0]
     assert tiny_c.library.work_bytes < conv_output + pool_output
@@ -145,8 +165,9 @@ def _symbols(nm_output: str) -> list[tuple[str, str]]:
     return out
 
 
-def test_sanitizers_find_nothing_on_300_images(tiny_c, test_images, tmp_path):
-    """AddressSanitizer and UndefinedBehaviorSanitizer over the check program."""
+@pytest.mark.parametrize("path", ["portable", "dsp"])
+def test_sanitizers_find_nothing_on_300_images(tiny_c, test_images, tmp_path, path):
+    """AddressSanitizer and UndefinedBehaviorSanitizer over the check program, both paths."""
     cc = toolchain.host_compiler()
     assert cc is not None
     check = tmp_path / "check"
@@ -160,7 +181,8 @@ def test_sanitizers_find_nothing_on_300_images(tiny_c, test_images, tmp_path):
     toolchain.run(
         [cc, *toolchain.WARNINGS, "-O1", "-g", "-fno-omit-frame-pointer",
          "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-         f"-I{tiny_c.folder}", str(tiny_c.folder / cgen.SOURCE), str(check / "main.c"),
+         *(["-DEDGECNN_DSP_IN_C"] if path == "dsp" else []), f"-I{tiny_c.folder}",
+         str(tiny_c.folder / cgen.SOURCE), str(check / "main.c"),
          "-o", str(program)], "compiling with sanitizers",
     )  # fmt: skip
     env = {"ASAN_OPTIONS": "detect_leaks=1", "PATH": "/usr/bin:/bin"}

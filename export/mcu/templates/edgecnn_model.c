@@ -29,15 +29,28 @@ const float edgecnn_logits_quantization[2] = {EDGECNN_LOGITS_SCALE, EDGECNN_LOGI
 
 $pixel_codes
 $layers
-/* Work buffer: region a holds the output of layers 0, 2, ..., region b of 1, 3, ... */
+/* The work buffer, from its first 4-byte boundary: two patches (int16), the running
+ * max of two pooled outputs (int32), then region a, which holds the output of layers
+ * 0, 2, ..., and region b, of layers 1, 3, ... */
+#define EC_PATCH_VALUES $patch_values
+#define EC_BEST_VALUES $best_values
 #define EC_REGION_A $region_a
+
+#ifdef EDGECNN_LAYER_DONE
+#define EC_LAYER_DONE(i) EDGECNN_LAYER_DONE(i)
+#else
+#define EC_LAYER_DONE(i) ((void)0)
+#endif
 
 static int ec_run(const int8_t *input, const int8_t *table, void *work, int8_t *logits,
                   int8_t *scores)
 {
-    int8_t *a = (int8_t *)work;
+    uint8_t *base = (uint8_t *)work + ((4u - ((uintptr_t)work & 3u)) & 3u);
+    int16_t *patch = (int16_t *)(void *)base;
+    int32_t *best = (int32_t *)(void *)(base + 2 * EC_PATCH_VALUES);
+    int8_t *a = (int8_t *)(base + 2 * EC_PATCH_VALUES + 4 * EC_BEST_VALUES);
     int8_t *b = a + EC_REGION_A;
-    int c, best = 0;
+    int c, best_class = 0;
     (void)b;
 $calls
     if (logits != NULL) {
@@ -46,11 +59,11 @@ $calls
         }
     }
     for (c = 1; c < EDGECNN_NUM_CLASSES; ++c) {
-        if (scores[c] > scores[best]) {
-            best = c;
+        if (scores[c] > scores[best_class]) {
+            best_class = c;
         }
     }
-    return best;
+    return best_class;
 }
 
 int edgecnn_classify(const uint8_t *pixels, void *work, int8_t *scores)

@@ -112,100 +112,406 @@ static int32_t ec_clamp(int32_t x, int32_t low, int32_t high)
     return x < low ? low : (x > high ? high : x);
 }
 
-/* The sum of w[i] * (x[i] + offset) over n values, as sum(w * x) + offset * sum(w): the
- * same integer (nothing overflows int32 here), in a form compilers vectorize. */
-static int32_t ec_dot(const int8_t *w, const int8_t *x, int n, int32_t offset)
+/* ---- Two paths to the same integers -------------------------------------------------
+ *
+ * On a core with Arm's DSP extension (Cortex-M4, M7, M33, M55; __ARM_FEATURE_DSP), the
+ * multiply-accumulates go through the ACLE intrinsics: SXTB16 unpacks two int8 weights
+ * of a 32-bit word into two int16 halves, SMLAD multiplies two int16 pairs and adds both
+ * products to an accumulator. Elsewhere (Cortex-M0 and M3, a PC) it is plain C. Both
+ * compute the same int32 sums, so both give the same bytes. -DEDGECNN_PORTABLE takes the
+ * plain C path on any core; -DEDGECNN_DSP_IN_C the DSP path with the intrinsics written
+ * in C (for checking that path on a machine without them).
+ */
+#if defined(EDGECNN_DSP_IN_C)
+#define EC_DSP 1
+static uint32_t ec_sxtb16(uint32_t x)
 {
-    int32_t products = 0, weights = 0;
-    int i;
-    for (i = 0; i < n; ++i) {
-        products += w[i] * x[i];
-        weights += w[i];
+    const uint32_t low = (uint32_t)(int32_t)(int8_t)(x & 0xFFu) & 0xFFFFu;
+    const uint32_t high = (uint32_t)(int32_t)(int8_t)((x >> 16) & 0xFFu) & 0xFFFFu;
+    return low | high << 16;
+}
+static uint32_t ec_sxtb16_ror8(uint32_t x)
+{
+    return ec_sxtb16(x >> 8 | x << 24);
+}
+static uint32_t ec_sxtab16(uint32_t a, uint32_t x)
+{
+    const uint32_t low = ((a & 0xFFFFu) + (uint32_t)(int32_t)(int8_t)(x & 0xFFu)) & 0xFFFFu;
+    const uint32_t high = ((a >> 16) + (uint32_t)(int32_t)(int8_t)((x >> 16) & 0xFFu)) & 0xFFFFu;
+    return low | high << 16;
+}
+static uint32_t ec_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    return ec_sxtab16(a, x >> 8 | x << 24);
+}
+static int32_t ec_smlad(uint32_t x, uint32_t y, int32_t acc)
+{
+    const int32_t x0 = (int16_t)(x & 0xFFFFu), x1 = (int16_t)(x >> 16);
+    const int32_t y0 = (int16_t)(y & 0xFFFFu), y1 = (int16_t)(y >> 16);
+    return acc + x0 * y0 + x1 * y1;
+}
+#elif defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(EDGECNN_PORTABLE)
+#include <arm_acle.h>
+#define EC_DSP 1
+#define ec_sxtb16(x) ((uint32_t)__sxtb16((int32_t)(x)))
+#define ec_sxtab16(a, x) ((uint32_t)__sxtab16((int32_t)(a), (int32_t)(x)))
+#define ec_smlad(x, y, acc) __smlad((int32_t)(x), (int32_t)(y), (acc))
+#if defined(__GNUC__)
+/* SXTB16 and SXTAB16 take a rotation of their operand for free; GCC does not fold a
+ * separate rotate into them, so it is written out. */
+static inline uint32_t ec_sxtb16_ror8(uint32_t x)
+{
+    uint32_t result;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(result) : "r"(x));
+    return result;
+}
+static inline uint32_t ec_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    uint32_t result;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(result) : "r"(a), "r"(x));
+    return result;
+}
+#else
+#define ec_sxtb16_ror8(x) ec_sxtb16(__ror((x), 8))
+#define ec_sxtab16_ror8(a, x) ec_sxtab16((a), __ror((x), 8))
+#endif
+#else
+#define EC_DSP 0
+#endif
+
+/* The multiply-accumulate loops keep their own registers (inlined at -Os, they spill). */
+#if defined(__GNUC__)
+#define EC_NOINLINE __attribute__((noinline))
+#else
+#define EC_NOINLINE
+#endif
+
+#if EC_DSP
+/* Four bytes as one little-endian word, at any alignment (one LDR on Cortex-M). */
+static uint32_t ec_read32(const void *p)
+{
+    const uint8_t *b = (const uint8_t *)p;
+    uint32_t word;
+    __builtin_memcpy(&word, b, 4);
+    return word;
+}
+static void ec_write32(void *p, uint32_t word)
+{
+    __builtin_memcpy(p, &word, 4);
+}
+/* Where value i of a group of four goes in the patch: SXTB16 unpacks the weights of a
+ * group as (0, 2) and (1, 3), so the patch holds each group in that order. */
+#define EC_ORDER(i) ((((i) & 1) << 1) | ((i) >> 1))
+#else
+#define EC_ORDER(i) (i)
+#endif
+/* The slot of value i of a patch's filter row (the generator's tables use it). */
+#define EC_SLOT(i) (((i) >> 2) * 8 + EC_ORDER((i) & 3))
+
+/* ---- Convolution fused with the max-pool after it ---------------------------------- */
+
+/* One convolution (per-channel requantization, zero padding) and the max-pool over its
+ * output, as the generator describes it. The filter is stored for pairs of output
+ * channels: for each group of 4 values of a filter row (k_h * k_w * in_c values, rows
+ * padded with zeros to row = a multiple of 4), the group of channel c, then the group of
+ * channel c + 1. out_c is rounded up to even with a channel of zeros (never written). */
+typedef struct {
+    const int8_t *filter;
+    const int32_t *bias;       /* out_c, rounded up to even */
+    const int32_t *multiplier; /* out_c */
+    const int8_t *shift;       /* out_c */
+    /* Layers whose patch is filled value by value (in_c not a multiple of 4, or the
+     * first, read through the pixel table), else NULL: for each value of a filter row,
+     * where it is in the input from the patch's top-left value, and its slot in the
+     * patch (row values and then the zeros up to row). */
+    const int16_t *taps;
+    const uint16_t *slots;
+    int16_t in_h, in_w, in_c, out_c, k_h, k_w;
+    int16_t stride_h, stride_w, pad_h, pad_w;
+    int16_t pool_h, pool_w, pool_stride_h, pool_stride_w, out_h, out_w;
+    int16_t row;        /* values of a filter row, padded to a multiple of 4 */
+    int16_t in_offset;  /* minus the input's zero point */
+    int16_t out_offset; /* the output's zero point */
+    int16_t low, high;  /* the output's range after the activations and the pool */
+} ec_conv;
+
+/* n values of a patch, value k from in[corner + tap[k]] (through the pixel table when
+ * it is given) plus the offset, to patch[slot[k]]. */
+EC_NOINLINE static void ec_taps(int16_t *patch, const uint16_t *slot, const int16_t *tap, int n,
+                                const int8_t *in, const int8_t *table, long corner, int offset)
+{
+    const int16_t *end = tap + n;
+    if (table != NULL) {
+        const uint8_t *from = (const uint8_t *)(const void *)in + corner;
+        while (tap < end) {
+            patch[*slot++] = (int16_t)(table[from[*tap++]] + offset);
+        }
+    } else {
+        const int8_t *from = in + corner;
+        while (tap < end) {
+            patch[*slot++] = (int16_t)(from[*tap++] + offset);
+        }
     }
-    return products + offset * weights;
 }
 
-/* ec_dot with x read through a table of int8 codes (uint8 pixels to the model's input). */
-static int32_t ec_dot_table(const int8_t *w, const uint8_t *x, const int8_t *table, int n,
-                            int32_t offset)
+/* Patch of the convolution at input position (y0, x0) (top-left, may be outside): its
+ * values in the order of a filter row, each plus the input offset, so that a value of
+ * the padding is 0 and contributes nothing, as in TFLite; then zeros up to the row's
+ * length. Values go in groups of 4, the two positions of a pair interleaved group by
+ * group (patch + 4 for the second position). When table is not NULL, in points at uint8
+ * pixels that the table turns into the int8 input. */
+static void ec_patch(const ec_conv *l, const int8_t *in, const int8_t *table, int y0, int x0,
+                     int16_t *patch)
 {
-    int32_t products = 0, weights = 0;
-    int i;
-    for (i = 0; i < n; ++i) {
-        products += w[i] * table[x[i]];
-        weights += w[i];
-    }
-    return products + offset * weights;
-}
-
-/* One convolution (OHWI int8 filter, per-channel requantization, zero padding) followed
- * by a max-pool over pool_h x pool_w windows, without ever holding the convolution's full
- * output: requantization is monotonic, so the max of the int32 sums, requantized once,
- * equals the max of the requantized values that TFLite's separate kernels compute. With
- * a 1x1 pool of stride 1 it is the convolution alone. When table is not NULL, in points
- * at uint8 pixels that the table turns into the int8 input. Padding is left out of the
- * sums, as TFLite does: each filter row is one dot product over the pixels it covers. */
-static void ec_conv_pool(
-    const int8_t *in, const int8_t *table, int in_h, int in_w, int in_c,
-    const int8_t *filter, const int32_t *bias, int out_c, int k_h, int k_w,
-    int stride_h, int stride_w, int pad_h, int pad_w, int32_t in_offset,
-    const int32_t *multiplier, const int8_t *shift, int32_t out_offset,
-    int32_t conv_min, int32_t conv_max,
-    int pool_h, int pool_w, int pool_stride_h, int pool_stride_w,
-    int out_h, int out_w, int32_t pool_min, int32_t pool_max, int8_t *out)
-{
-    const uint8_t *pixels = (const uint8_t *)(const void *)in;
-    int oy, ox, c, py, px, ky;
-    for (oy = 0; oy < out_h; ++oy) {
-        for (ox = 0; ox < out_w; ++ox) {
-            for (c = 0; c < out_c; ++c) {
-                const int8_t *f = filter + (long)c * k_h * k_w * in_c;
-                int32_t best = INT32_MIN;
-                int32_t value;
-                for (py = 0; py < pool_h; ++py) {
-                    for (px = 0; px < pool_w; ++px) {
-                        const int y0 = (oy * pool_stride_h + py) * stride_h - pad_h;
-                        const int x0 = (ox * pool_stride_w + px) * stride_w - pad_w;
-                        const int kx0 = x0 < 0 ? -x0 : 0;
-                        const int kx1 = x0 + k_w > in_w ? in_w - x0 : k_w;
-                        const int n = (kx1 - kx0) * in_c;
-                        int32_t acc = bias[c];
-                        for (ky = 0; ky < k_h; ++ky) {
-                            const int y = y0 + ky;
-                            const long at = ((long)y * in_w + x0 + kx0) * in_c;
-                            const int8_t *w = f + (ky * k_w + kx0) * in_c;
-                            if (y < 0 || y >= in_h || n <= 0) {
-                                continue;
-                            }
-                            acc += table != NULL
-                                       ? ec_dot_table(w, pixels + at, table, n, in_offset)
-                                       : ec_dot(w, in + at, n, in_offset);
+    const int in_c = l->in_c, k_w = l->k_w;
+    int ky, kx, c, i;
+    if (l->taps == NULL) {
+        /* in_c is a multiple of 4: four channels of a pixel make a group. */
+#if EC_DSP
+        const uint32_t offset = ((uint32_t)(uint16_t)l->in_offset) * 0x10001u;
+#endif
+        int16_t *group = patch;
+        for (ky = 0; ky < l->k_h; ++ky) {
+            const int y = y0 + ky;
+            for (kx = 0; kx < k_w; ++kx) {
+                const int x = x0 + kx;
+                if (y >= 0 && y < l->in_h && x >= 0 && x < l->in_w) {
+                    const int8_t *from = in + ((long)y * l->in_w + x) * in_c;
+                    for (c = 0; c < in_c; c += 4, group += 8) {
+#if EC_DSP
+                        /* One word; its bytes sign-extended and offset two at a time. */
+                        const uint32_t word = ec_read32(from + c);
+                        ec_write32(group, ec_sxtab16(offset, word));
+                        ec_write32(group + 2, ec_sxtab16_ror8(offset, word));
+#else
+                        for (i = 0; i < 4; ++i) {
+                            group[i] = (int16_t)(from[c + i] + l->in_offset);
                         }
-                        if (acc > best) {
-                            best = acc;
-                        }
+#endif
+                    }
+                } else {
+                    for (c = 0; c < in_c; c += 4, group += 8) {
+                        group[0] = group[1] = group[2] = group[3] = 0;
                     }
                 }
-                value = ec_requantize(best, multiplier[c], shift[c]) + out_offset;
-                value = ec_clamp(value, conv_min, conv_max);
-                out[((long)oy * out_w + ox) * out_c + c] =
-                    (int8_t)ec_clamp(value, pool_min, pool_max);
+            }
+        }
+        for (i = (int)((group - patch) / 2); i < l->row; i += 4, group += 8) {
+            group[0] = group[1] = group[2] = group[3] = 0;
+        }
+        return;
+    }
+    {
+        /* Value by value, each to its slot: the taps inside the input (all of them away
+         * from the borders), after zeros where the patch overhangs. */
+        const int k_h = l->k_h;
+        const int ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + k_h > l->in_h ? l->in_h - y0 : k_h;
+        const int kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + k_w > l->in_w ? l->in_w - x0 : k_w;
+        const long corner = ((long)y0 * l->in_w + x0) * in_c;
+        const int inner = (kx1 - kx0) * in_c;
+        if (ky0 == 0 && ky1 == k_h && inner == k_w * in_c) {
+            ec_taps(patch, l->slots, l->taps, k_h * inner, in, table, corner, l->in_offset);
+        } else {
+            for (i = 0; i < l->row; ++i) {
+                patch[l->slots[i]] = 0;
+            }
+            for (ky = ky0; ky < ky1 && inner > 0; ++ky) {
+                i = (ky * k_w + kx0) * in_c;
+                ec_taps(patch, l->slots + i, l->taps + i, inner, in, table, corner,
+                        l->in_offset);
+            }
+            return;
+        }
+        for (i = k_h * k_w * in_c; i < l->row; ++i) {
+            patch[l->slots[i]] = 0;
+        }
+    }
+}
+
+/* The sums of channels c and c + 1 (filter: their pair of rows) over the two patches of
+ * a pair of positions, added to sums[0], sums[1] (channel c) and sums[2], sums[3]
+ * (c + 1). A leaf of its own, so that the loop keeps everything in registers. */
+EC_NOINLINE static void ec_dot_2x2(const int8_t *filter, const int16_t *x, int row,
+                                   int32_t *sums)
+{
+    int32_t a0 = sums[0], a1 = sums[1], b0 = sums[2], b1 = sums[3];
+    const int8_t *end = filter + 2 * row;
+#if EC_DSP
+/* One group of 4 values of both channels and both patches: 16 multiply-accumulates. */
+#define EC_GROUP(at)                                                                        \
+    do {                                                                                    \
+        const uint32_t wa = ec_read32(filter + 2 * (at)), wb = ec_read32(filter + 2 * (at) + 4); \
+        const uint32_t wa02 = ec_sxtb16(wa), wa13 = ec_sxtb16_ror8(wa);                      \
+        const uint32_t wb02 = ec_sxtb16(wb), wb13 = ec_sxtb16_ror8(wb);                      \
+        uint32_t x02 = ec_read32(x + 2 * (at)), x13 = ec_read32(x + 2 * (at) + 2);           \
+        a0 = ec_smlad(wa02, x02, a0);                                                       \
+        a0 = ec_smlad(wa13, x13, a0);                                                       \
+        b0 = ec_smlad(wb02, x02, b0);                                                       \
+        b0 = ec_smlad(wb13, x13, b0);                                                       \
+        x02 = ec_read32(x + 2 * (at) + 4);                                                  \
+        x13 = ec_read32(x + 2 * (at) + 6);                                                  \
+        a1 = ec_smlad(wa02, x02, a1);                                                       \
+        a1 = ec_smlad(wa13, x13, a1);                                                       \
+        b1 = ec_smlad(wb02, x02, b1);                                                       \
+        b1 = ec_smlad(wb13, x13, b1);                                                       \
+    } while (0)
+    if (row & 4) { /* an odd group first, then two at a time */
+        EC_GROUP(0);
+        filter += 8;
+        x += 8;
+    }
+    while (filter < end) {
+        EC_GROUP(0);
+        EC_GROUP(4);
+        filter += 16;
+        x += 16;
+    }
+#undef EC_GROUP
+#else
+    do {
+        int j;
+        for (j = 0; j < 4; ++j) {
+            a0 += filter[j] * x[j];
+            a1 += filter[j] * x[4 + j];
+            b0 += filter[4 + j] * x[j];
+            b1 += filter[4 + j] * x[4 + j];
+        }
+        filter += 8;
+        x += 8;
+    } while (filter < end);
+#endif
+    sums[0] = a0;
+    sums[1] = a1;
+    sums[2] = b0;
+    sums[3] = b1;
+}
+
+/* Every channel's sums over the two patches of a pair of positions, taken into the
+ * running max of each position's pooled output: best0[c] (position 0) and then best1[c]
+ * (position 1; the same array when both are of one pooled output). A position that is
+ * the first of its pooled output's window starts its max. */
+static void ec_channels(const ec_conv *l, const int16_t *patch, int32_t *best0, int32_t *best1,
+                        int first0, int first1)
+{
+    const int row = l->row, out_c = l->out_c;
+    int c, k;
+    for (c = 0; c < out_c; c += 2) {
+        int32_t sums[4];
+        sums[0] = sums[1] = l->bias[c];
+        sums[2] = sums[3] = l->bias[c + 1];
+        ec_dot_2x2(l->filter + (long)c * row, patch, row, sums);
+        for (k = 0; k < 2 && c + k < out_c; ++k) {
+            if (first0 || sums[2 * k] > best0[c + k]) {
+                best0[c + k] = sums[2 * k];
+            }
+            if (first1 || sums[2 * k + 1] > best1[c + k]) {
+                best1[c + k] = sums[2 * k + 1];
             }
         }
     }
 }
 
-/* A fully connected layer ([out][in] int8 weights), rescaled as the reference kernel. */
-static void ec_dense(
-    const int8_t *in, int in_n, const int8_t *weights, const int32_t *bias, int out_n,
-    int32_t in_offset, const uint64_t *mantissa, const int16_t *exponent,
-    int32_t out_offset, int32_t out_min, int32_t out_max, int8_t *out)
+/* Where position s of the walk over (pooled output, pool window) is: the pooled output
+ * q, whether s is its window's first and last, and the patch's top-left input corner. */
+static void ec_where(const ec_conv *l, int s, int *q, int *first, int *last, int *y0, int *x0)
 {
+    const int window = l->pool_h * l->pool_w;
+    const int j = s % window;
+    *q = s / window;
+    *first = j == 0;
+    *last = j == window - 1;
+    *y0 = ((*q / l->out_w) * l->pool_stride_h + j / l->pool_w) * l->stride_h - l->pad_h;
+    *x0 = ((*q % l->out_w) * l->pool_stride_w + j % l->pool_w) * l->stride_w - l->pad_w;
+}
+
+/* The convolution and its max-pool, without ever holding the convolution's output:
+ * requantization is monotonic, so the max of the int32 sums, requantized once, equals
+ * the max of the requantized values that TFLite's separate kernels compute. Positions
+ * are taken two at a time in the order (pooled output, window position); best holds the
+ * running max of two pooled outputs (2 * out_c int32), patch two patches. */
+static void ec_conv_pool(const ec_conv *l, const int8_t *in, const int8_t *table, int16_t *patch,
+                         int32_t *best, int8_t *out)
+{
+    const int out_c = l->out_c;
+    const int count = l->out_h * l->out_w * l->pool_h * l->pool_w;
+    int s, c, k;
+    for (s = 0; s < count; s += 2) {
+        int q[2], first[2], last[2], y0, x0;
+        const int pair = s + 1 < count; /* else the last position is taken twice */
+        ec_where(l, s, &q[0], &first[0], &last[0], &y0, &x0);
+        ec_patch(l, in, table, y0, x0, patch);
+        ec_where(l, pair ? s + 1 : s, &q[1], &first[1], &last[1], &y0, &x0);
+        ec_patch(l, in, table, y0, x0, patch + 4);
+        ec_channels(l, patch, best + (q[0] & 1) * out_c, best + (q[1] & 1) * out_c, first[0],
+                    first[1]);
+        for (k = 0; k < 1 + pair; ++k) {
+            if (last[k]) {
+                const int32_t *slot = best + (q[k] & 1) * out_c;
+                int8_t *to = out + (long)q[k] * out_c;
+                for (c = 0; c < out_c; ++c) {
+                    const int32_t value =
+                        ec_requantize(slot[c], l->multiplier[c], l->shift[c]) + l->out_offset;
+                    to[c] = (int8_t)ec_clamp(value, l->low, l->high);
+                }
+            }
+        }
+    }
+}
+
+/* ---- Fully connected ------------------------------------------------------------------ */
+
+/* A fully connected layer ([out][in] int8 weights). Its bias already holds the input
+ * offset's part, offset * sum(weights), computed by the generator (TFLite's way), so the
+ * sums are of the stored int8 values alone. Rescaled as the reference kernel does. */
+typedef struct {
+    const int8_t *weights;
+    const int32_t *bias;
+    const uint64_t *mantissa;
+    const int16_t *exponent;
+    int16_t in_n, out_n, out_offset, low, high;
+} ec_fc;
+
+/* The sums of rows a and b of weights with in (n values). */
+static void ec_dot_rows(const int8_t *a, const int8_t *b, const int8_t *in, int n, int32_t *sums)
+{
+    int32_t sa = sums[0], sb = sums[1];
+    int i = 0;
+#if EC_DSP
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t x = ec_read32(in + i), wa = ec_read32(a + i), wb = ec_read32(b + i);
+        const uint32_t x02 = ec_sxtb16(x), x13 = ec_sxtb16_ror8(x);
+        sa = ec_smlad(ec_sxtb16(wa), x02, sa);
+        sa = ec_smlad(ec_sxtb16_ror8(wa), x13, sa);
+        sb = ec_smlad(ec_sxtb16(wb), x02, sb);
+        sb = ec_smlad(ec_sxtb16_ror8(wb), x13, sb);
+    }
+#endif
+    for (; i < n; ++i) {
+        sa += a[i] * in[i];
+        sb += b[i] * in[i];
+    }
+    sums[0] = sa;
+    sums[1] = sb;
+}
+
+static void ec_dense(const ec_fc *l, const int8_t *in, int8_t *out)
+{
+    const int n = l->in_n;
     int o;
-    for (o = 0; o < out_n; ++o) {
-        int32_t acc = bias[o] + ec_dot(weights + (long)o * in_n, in, in_n, in_offset);
-        acc = ec_rescale(acc, mantissa[o], exponent[o]) + out_offset;
-        out[o] = (int8_t)ec_clamp(acc, out_min, out_max);
+    for (o = 0; o < l->out_n; o += 2) {
+        /* Two rows at a time; an odd last row is taken twice. */
+        const int other = o + 1 < l->out_n ? o + 1 : o;
+        int32_t sums[2];
+        int k;
+        sums[0] = l->bias[o];
+        sums[1] = l->bias[other];
+        ec_dot_rows(l->weights + (long)o * n, l->weights + (long)other * n, in, n, sums);
+        for (k = 0; k < 2; ++k) {
+            const int at = k == 0 ? o : other;
+            const int32_t value =
+                ec_rescale(sums[k], l->mantissa[at], l->exponent[at]) + l->out_offset;
+            out[at] = (int8_t)ec_clamp(value, l->low, l->high);
+        }
     }
 }
 
