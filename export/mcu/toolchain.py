@@ -246,7 +246,8 @@ def run_check(core: Core, elf: Path, timeout: float = 600) -> dict[str, object]:
     """
     done = _qemu(core, elf, timeout, icount=True)
     hz = BOARDS[core.machine].timer_hz
-    result: dict[str, object] = {"returncode": done.returncode, "output": done.stdout}
+    # QEMU's own errors and the fault handler's line (SYS_WRITE0) come on stderr.
+    result: dict[str, object] = {"returncode": done.returncode, "output": done.stdout + done.stderr}
     layers = [0]
     for line in done.stdout.splitlines():
         words = line.split()

@@ -108,7 +108,32 @@ def test_each_boards_counter_counts_the_instructions_of_a_known_loop(key, tiny_c
     ran = toolchain.run_check(core, elf)
     assert ran["returncode"] == 0, ran["output"]
     per_tick = 1e9 / toolchain.BOARDS[core.machine].timer_hz
-    assert abs(int(ran["instructions"]) - 2 * loops) <= per_tick  # type: ignore[call-overload]
+    assert abs(int(ran["instructions"]) - 2 * loops) <= per_tick
+
+
+def test_a_fault_ends_the_run_at_once_and_says_so(tiny_c, tmp_path):
+    """An undefined instruction: the fault handler stops QEMU with exit status 1."""
+    (tmp_path / "main.c").write_text('int main(void)\n{\n    __asm__ volatile("udf #0");\n'
+                                     "    return 0;\n}\n")  # fmt: skip
+    for key, core in toolchain.CORES.items():
+        elf = tmp_path / f"fault-{key}.elf"
+        toolchain.build_check(core, tiny_c.folder, tmp_path, elf)
+        ran = toolchain.run_check(core, elf, timeout=30)
+        assert ran["returncode"] == 1 and "the core took a fault" in str(ran["output"]), key
+
+
+def test_the_layer_hook_times_each_layer_on_the_m4(tiny_c, tmp_path):
+    """-DEDGECNN_MEASURE_LAYERS: one count per layer (softmax included), adding up."""
+    core = toolchain.CORES["m4"]
+    elf = tmp_path / "layers.elf"
+    extra = ("-DEDGECNN_MEASURE_LAYERS",)
+    toolchain.build_check(core, tiny_c.folder, tiny_c.folder / "check", elf, extra=extra)
+    ran = toolchain.run_check(core, elf)
+    assert ran["returncode"] == 0, ran["output"]
+    layers = ran["layer_instructions"]
+    assert len(layers) == len(graph.read(tiny_c.data).layers)
+    assert all(n > 0 for n in layers)
+    assert 0 <= int(ran["instructions"]) - sum(layers) < 1000
 
 
 def _disassembly(core: toolchain.Core, source: Path, work: Path, extra: tuple[str, ...]) -> str:
