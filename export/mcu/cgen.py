@@ -206,15 +206,30 @@ def _dense(index: int, layer: Layer) -> str:
         "exponent": f"{p}_exponent", "in_n": in_n, "out_n": out_n,
         "out_offset": y.quant.zero_point, "low": low, "high": high,
     }  # fmt: skip
+    bias = folded_bias(b.data, w.data, -x.quant.zero_point)
     return "".join([
-        c_array("int8_t", f"{p}_weights", w.data,
-                f"layer {index}: fully connected {in_n} -> {out_n}, [out][in] int8 weights"),
-        c_array("int32_t", f"{p}_bias", folded_bias(b.data, w.data, -x.quant.zero_point),
+        c_array("int8_t", f"{p}_weights", blocked_weights(w.data),
+                f"layer {index}: fully connected {in_n} -> {out_n}, int8 weights in "
+                "blocks of 4 rows"),
+        c_array("int32_t", f"{p}_bias", np.pad(bias, (0, -out_n % 4)),
                 "the bias plus the input offset times each row's sum of weights"),
         c_array("uint64_t", f"{p}_mantissa", [m for m, _ in parts]),
         c_array("int16_t", f"{p}_exponent", [e for _, e in parts]),
         c_struct("ec_fc", p, values),
     ])  # fmt: skip
+
+
+def blocked_weights(weights: np.ndarray) -> np.ndarray:
+    """[out][in] int8 weights in the layout of ``ec_fc`` (templates/kernels.c).
+
+    Rows padded with zeros to a multiple of 4 inputs, their count to a multiple of 4;
+    then for each block of 4 rows and each group of 4 inputs, the group of each row.
+    """
+    out_n, in_n = weights.shape
+    padded = np.zeros((out_n + -out_n % 4, in_n + -in_n % 4), dtype=np.int8)
+    padded[:out_n, :in_n] = weights
+    blocks = padded.reshape(-1, 4, padded.shape[1] // 4, 4).transpose(0, 2, 1, 3)
+    return blocks.reshape(-1)
 
 
 def folded_bias(bias: np.ndarray, weights: np.ndarray, offset: int) -> np.ndarray:

@@ -460,57 +460,83 @@ static void ec_conv_pool(const ec_conv *l, const int8_t *in, const int8_t *table
 
 /* ---- Fully connected ------------------------------------------------------------------ */
 
-/* A fully connected layer ([out][in] int8 weights). Its bias already holds the input
- * offset's part, offset * sum(weights), computed by the generator (TFLite's way), so the
- * sums are of the stored int8 values alone. Rescaled as the reference kernel does. */
+/* A fully connected layer. Its weights are stored for blocks of 4 rows (outputs): for
+ * each group of 4 inputs, the group of each of the 4 rows in turn; rows are padded with
+ * zeros to a multiple of 4 inputs and their count to a multiple of 4 (never written).
+ * Its bias already holds the input offset's part, offset * sum(row), computed by the
+ * generator (TFLite's way), so the sums are of the stored int8 values alone. Rescaled
+ * as the reference kernel does. */
 typedef struct {
     const int8_t *weights;
-    const int32_t *bias;
+    const int32_t *bias; /* out_n, rounded up to a multiple of 4 */
     const uint64_t *mantissa;
     const int16_t *exponent;
     int16_t in_n, out_n, out_offset, low, high;
 } ec_fc;
 
-/* The sums of rows a and b of weights with in (n values). */
-static void ec_dot_rows(const int8_t *a, const int8_t *b, const int8_t *in, int n, int32_t *sums)
+/* The sums of a block of 4 rows with in (n values), added to sums[0..3]. */
+EC_NOINLINE static void ec_dot_4rows(const int8_t *w, const int8_t *in, int n, int32_t *sums)
 {
-    int32_t sa = sums[0], sb = sums[1];
-    int i = 0;
+    int32_t s0 = sums[0], s1 = sums[1], s2 = sums[2], s3 = sums[3];
+    const int8_t *end = in + (n & ~3);
+    int j;
 #if EC_DSP
-    for (; i + 4 <= n; i += 4) {
-        const uint32_t x = ec_read32(in + i), wa = ec_read32(a + i), wb = ec_read32(b + i);
+    while (in < end) {
+        const uint32_t x = ec_read32(in);
         const uint32_t x02 = ec_sxtb16(x), x13 = ec_sxtb16_ror8(x);
-        sa = ec_smlad(ec_sxtb16(wa), x02, sa);
-        sa = ec_smlad(ec_sxtb16_ror8(wa), x13, sa);
-        sb = ec_smlad(ec_sxtb16(wb), x02, sb);
-        sb = ec_smlad(ec_sxtb16_ror8(wb), x13, sb);
+        uint32_t v = ec_read32(w);
+        s0 = ec_smlad(ec_sxtb16(v), x02, s0);
+        s0 = ec_smlad(ec_sxtb16_ror8(v), x13, s0);
+        v = ec_read32(w + 4);
+        s1 = ec_smlad(ec_sxtb16(v), x02, s1);
+        s1 = ec_smlad(ec_sxtb16_ror8(v), x13, s1);
+        v = ec_read32(w + 8);
+        s2 = ec_smlad(ec_sxtb16(v), x02, s2);
+        s2 = ec_smlad(ec_sxtb16_ror8(v), x13, s2);
+        v = ec_read32(w + 12);
+        s3 = ec_smlad(ec_sxtb16(v), x02, s3);
+        s3 = ec_smlad(ec_sxtb16_ror8(v), x13, s3);
+        in += 4;
+        w += 16;
+    }
+#else
+    while (in < end) {
+        for (j = 0; j < 4; ++j) {
+            s0 += w[j] * in[j];
+            s1 += w[4 + j] * in[j];
+            s2 += w[8 + j] * in[j];
+            s3 += w[12 + j] * in[j];
+        }
+        in += 4;
+        w += 16;
     }
 #endif
-    for (; i < n; ++i) {
-        sa += a[i] * in[i];
-        sb += b[i] * in[i];
+    for (j = 0; j < (n & 3); ++j) { /* the last, partial group */
+        s0 += w[j] * in[j];
+        s1 += w[4 + j] * in[j];
+        s2 += w[8 + j] * in[j];
+        s3 += w[12 + j] * in[j];
     }
-    sums[0] = sa;
-    sums[1] = sb;
+    sums[0] = s0;
+    sums[1] = s1;
+    sums[2] = s2;
+    sums[3] = s3;
 }
 
 static void ec_dense(const ec_fc *l, const int8_t *in, int8_t *out)
 {
-    const int n = l->in_n;
-    int o;
-    for (o = 0; o < l->out_n; o += 2) {
-        /* Two rows at a time; an odd last row is taken twice. */
-        const int other = o + 1 < l->out_n ? o + 1 : o;
-        int32_t sums[2];
-        int k;
-        sums[0] = l->bias[o];
-        sums[1] = l->bias[other];
-        ec_dot_rows(l->weights + (long)o * n, l->weights + (long)other * n, in, n, sums);
-        for (k = 0; k < 2; ++k) {
-            const int at = k == 0 ? o : other;
+    const int n = l->in_n, block = 4 * ((n + 3) & ~3);
+    int o, k;
+    for (o = 0; o < l->out_n; o += 4) {
+        int32_t sums[4];
+        for (k = 0; k < 4; ++k) {
+            sums[k] = l->bias[o + k];
+        }
+        ec_dot_4rows(l->weights + (long)(o / 4) * block, in, n, sums);
+        for (k = 0; k < 4 && o + k < l->out_n; ++k) {
             const int32_t value =
-                ec_rescale(sums[k], l->mantissa[at], l->exponent[at]) + l->out_offset;
-            out[at] = (int8_t)ec_clamp(value, l->low, l->high);
+                ec_rescale(sums[k], l->mantissa[o + k], l->exponent[o + k]) + l->out_offset;
+            out[o + k] = (int8_t)ec_clamp(value, l->low, l->high);
         }
     }
 }
