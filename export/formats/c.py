@@ -144,6 +144,10 @@ class Details:
     #: Top-1 agreement with the flatbuffer on LiteRT's default (XNNPACK) kernels.
     tflite_agreement: float
     test_vectors: int
+    #: Top-1 agreement with the accepted int8 ``.tflite`` (the file users predict with:
+    #: float input and output, its last layer in float unless --full-integer), through
+    #: edgecnn.runtime; None in records older than this measurement.
+    int8_file_agreement: float | None = None
     mcu: CortexM4 = CortexM4()
     title: str = "C99, no dependencies"
 
@@ -154,6 +158,11 @@ class Details:
             "reference_images": self.reference_images,
             "tflite_agreement": self.tflite_agreement,
             "test_vectors": self.test_vectors,
+            **(
+                {}
+                if self.int8_file_agreement is None
+                else {"int8_file_agreement": self.int8_file_agreement}
+            ),
             "c": {
                 "work_bytes": self.work_bytes,
                 "weight_bytes": self.weight_bytes,
@@ -176,6 +185,7 @@ class Details:
             reference_images=f.integer("reference_images"),
             tflite_agreement=f.number("tflite_agreement"),
             test_vectors=f.integer("test_vectors", default=0),
+            int8_file_agreement=f.optional_number("int8_file_agreement"),
             mcu=CortexM4.from_fields(f.object("mcu", default={})),
         )
 
@@ -209,8 +219,11 @@ class Details:
         facts = [
             ("int8 scores equal to TFLite's reference kernels",
              f"{100 * self.reference_identical:.2f}% of {self.reference_images:,} images"),
-            ("top-1 equal to the .tflite on LiteRT (XNNPACK)",
+            ("top-1 equal to the full-integer .tflite on LiteRT (XNNPACK)",
              f"{100 * self.tflite_agreement:.2f}%"),
+            *([] if self.int8_file_agreement is None else
+              [("top-1 equal to model_int8.tflite (what predict runs)",
+                f"{100 * self.int8_file_agreement:.2f}%")]),
             ("work buffer (RAM, caller's)", f"{self.work_bytes:,} B"),
             ("weights and biases (flash)", f"{self.weight_bytes + self.bias_bytes:,} B"),
         ]  # fmt: skip
@@ -292,6 +305,9 @@ def export(job: Job, source: Path, folder: Path, check: Check) -> FolderResult:
             data, inputs.reshape(len(inputs), *library.input_shape), scores
         ),
         test_vectors=vectors, mcu=m4,
+        int8_file_agreement=float(np.mean(
+            scores.argmax(1) == load_classifier(source).predict(check.images).argmax(1)
+        )),
     )  # fmt: skip
     _atomic.write_text(folder / "README.md", readme(library, details, job.base.light_on_dark))
     size = m4.library_flash if m4.library_flash is not None else sealed_size
@@ -430,6 +446,8 @@ def readme(library: cgen.Library, details: Details, light_on_dark: bool) -> str:
     return _template("c.md").substitute(
         height=h, width=w, channels=c, classes=library.classes, version=__version__,
         tflite_agreement=f"{100 * details.tflite_agreement:.2f}",
+        int8_file_agreement="-" if details.int8_file_agreement is None
+        else f"{100 * details.int8_file_agreement:.2f}",
         sizes="\n".join(sizes), polarity=polarity, light_on_dark=int(light_on_dark),
         test_vectors=details.test_vectors,
     )  # fmt: skip

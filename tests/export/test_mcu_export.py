@@ -55,11 +55,15 @@ def test_export_writes_verified_c_and_tflm_folders(mcu_export):
     ]  # fmt: skip
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
     # The measured sizes, as the issue's targets read them (the default network's shape).
-    assert c.work_bytes == 3136 + 1764
-    assert c.mcu.library_flash <= 245 * 1024
+    # Both fused outputs, two int16 patches of 5x5x16 and the running max of 2 x 36 sums,
+    # and 3 bytes to align them.
+    assert c.work_bytes == 3136 + 1764 + 2 * 2 * 400 + 2 * 4 * 36 + 3
+    assert c.mcu.library_flash <= 250 * 1024
     assert c.mcu.library_ram == 0
     assert c.mcu.stack_bytes > 0 and c.work_bytes + c.mcu.stack_bytes <= 8192
-    assert c.mcu.check_returncode == 0 and c.mcu.instructions > 1_000_000
+    # QEMU's instruction count is deterministic: the issue's bound for -Os.
+    assert c.mcu.check_returncode == 0 and 1_000_000 < c.mcu.instructions <= 8_000_000
+    assert c.int8_file_agreement is not None and c.int8_file_agreement > 0.97
     assert 15_000 < tflm.arena_bytes < 40_000
     assert "c/: int8 scores bit-identical" in result.stdout
     assert "tflm/: TFLM's kernels give the reference kernels' top-1" in result.stdout
