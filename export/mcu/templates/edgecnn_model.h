@@ -65,6 +65,64 @@ int edgecnn_infer(const int8_t *input, void *work, int8_t *logits, int8_t *score
 /* Scores to probabilities that sum to 1. */
 void edgecnn_probabilities(const int8_t *scores, float *probabilities);
 
+/* ---- Camera frames ----
+ *
+ *     uint8_t pixels[EDGECNN_INPUT_SIZE];
+ *     if (edgecnn_preprocess(frame, EDGECNN_FRAME_RGB565, 320, 240, 640, NULL,
+ *                            EDGECNN_INVERT_AUTO, pixels) == 0) {
+ *         best = edgecnn_classify(pixels, work, scores);
+ *     }
+ *
+ * edgecnn_preprocess turns a camera frame into the pixels edgecnn_classify takes: it crops
+ * it, converts each pixel to the model's channels (grey as Pillow's "L", (19595 R +
+ * 38470 G + 7471 B + 32768) >> 16; a grey frame's pixel is its own R, G and B), resizes
+ * the crop to the model's input by area averaging (each input pixel the mean of the frame
+ * pixels under it, a pixel cut by its edge counting for the part it covers, rounded half
+ * up) and inverts it when asked. The int8 quantization stays in edgecnn_classify.
+ * edgecnn.runtime.camera_frames computes the same bytes in Python. Integers only, nothing
+ * allocated, nothing global written; frames up to 65535 x 65535 pixels. It needs
+ * 8 x EDGECNN_INPUT_WIDTH x EDGECNN_INPUT_CHANNELS bytes of stack and a little more.
+ *
+ * frame: height rows of stride bytes (at least a row's pixels; the last row may end
+ *     after its pixels). Only the crop's rows are read. It must not overlap pixels.
+ * crop: x, y, width, height in pixels from the top-left corner, inside the frame; NULL
+ *     for the largest centred square (at ((width - side) / 2, (height - side) / 2),
+ *     rounded down), as edgecnn.runtime's frames take by default.
+ * invert: EDGECNN_INVERT_AUTO does what edgecnn.runtime does with a picture: a
+ *     light-on-dark model (EDGECNN_LIGHT_ON_DARK) gets the picture inverted when the mean
+ *     of its border, once resized, is brighter than mid-grey (127); a dark-on-light model
+ *     never does. Decided frame by frame: for a video, decide once (on the first frames,
+ *     say) and pass EDGECNN_INVERT_YES or EDGECNN_INVERT_NO, so that answers cannot
+ *     flicker with the scene.
+ * pixels: EDGECNN_INPUT_SIZE bytes, written only on success.
+ *
+ * Returns 0, or a negative EDGECNN_ERROR_* code with pixels left as they were.
+ */
+#define EDGECNN_FRAME_GREY8 1     /* one byte per pixel */
+#define EDGECNN_FRAME_RGB888 2    /* R, G, B bytes */
+#define EDGECNN_FRAME_RGB565 3    /* 16-bit little-endian words: R in bits 15-11, G 10-5, B 4-0 */
+#define EDGECNN_FRAME_RGB565_BE 4 /* the same, big-endian (many camera modules send this) */
+/* RGB565's 5 and 6 bits become 8 by repeating their top bits: (r << 3) | (r >> 2) and
+ * (g << 2) | (g >> 4), so that 0 stays 0 and 31 or 63 becomes 255. */
+
+#define EDGECNN_INVERT_NO 0
+#define EDGECNN_INVERT_YES 1
+#define EDGECNN_INVERT_AUTO 2
+
+/* A NULL pointer, an unknown format or invert. */
+#define EDGECNN_ERROR_ARGUMENT (-1)
+/* Width or height below 1 or above 65535, or a stride shorter than a row's pixels. */
+#define EDGECNN_ERROR_SIZE (-2)
+/* A crop that is empty or does not lie inside the frame. */
+#define EDGECNN_ERROR_CROP (-3)
+
+typedef struct edgecnn_crop {
+    int32_t x, y, width, height;
+} edgecnn_crop;
+
+int edgecnn_preprocess(const uint8_t *frame, int format, int32_t width, int32_t height,
+                       int32_t stride, const edgecnn_crop *crop, int invert, uint8_t *pixels);
+
 #ifdef __cplusplus
 }
 #endif
