@@ -184,7 +184,7 @@ def answers_for(lib: Any, classifiers: dict[str, Any], images: np.ndarray,
         for fmt, frames, seen in (("rgb888", frames888, frames888), ("rgb565", words, widened)):
             _, ours = c_path(lib, frames, fmt, crop, size)
             # What predict does with each picture: load_image, then the model.
-            pillow = runtime_pixels(classifiers["model_int8.tflite"], pictures(seen, whole))
+            pillow = runtime_pixels(next(iter(classifiers.values())), pictures(seen, whole))
             out[framing, fmt, "C path"] = ours
             for name, model in classifiers.items():
                 out[framing, fmt, f"runtime, {name}"] = model.predict(pillow).argmax(1)
@@ -204,7 +204,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="edgecnn-frames-") as scratch:
         work = Path(scratch)
         clf = load_classifier(users)
-        classifiers = {"model_int8.tflite": clf}
+        classifiers = {users.name: clf}
         if data != users.read_bytes():
             full = work / "full_integer.tflite"  # no metadata needed: fed arrays, not pictures
             full.write_bytes(data)
