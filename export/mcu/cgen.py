@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.export.mcu import quant
+from edgecnn.export.mcu import arena, quant
 from edgecnn.export.mcu.graph import Graph, Layer, UnsupportedModel
 
 HEADER = "edgecnn_model.h"
@@ -260,13 +260,16 @@ def generate(graph: Graph, model_sha256: str, version: str, labels: tuple[str, .
     """
     classes = _check(graph, labels)
     layers = graph.layers
-    sizes = [_size(layer.result.shape) for layer in layers[:-1]]
-    regions = [max(sizes[0::2], default=0), max(sizes[1::2], default=0)]
-    constants, calls, logits, row, channels = _steps(graph, classes)
-    # Two patches of int16 and the running max of two pooled outputs (int32), aligned
-    # to 4 inside the caller's buffer (3 bytes of slack), then the two regions.
-    scratch = 4 * row + 8 * channels
-    work = 3 + scratch + regions[0] + regions[1]
+    steps = _arena_steps(graph)
+    offsets, arena_bytes = arena.place(steps)
+    constants, calls, row, channels, twin = _steps(graph, classes, offsets)
+    # Two patches of int16 and the running max of one pooled output's channels (of two
+    # when a pool window holds an odd number of positions: a pair of positions then
+    # spans two), aligned to 4 inside the caller's buffer (3 bytes of slack); then the
+    # layers' outputs, each where arena.place put it.
+    best_values = channels * (2 if twin else 1)
+    scratch = 4 * row + 4 * best_values
+    work = 3 + scratch + arena_bytes
     ids = {"version": version, "model_sha256": model_sha256}
     header = _template(HEADER).substitute(ids, **_header_values(graph, work, light_on_dark))
     source = _template(SOURCE).substitute(
@@ -277,10 +280,9 @@ def generate(graph: Graph, model_sha256: str, version: str, labels: tuple[str, .
         pixel_codes=_pixel_codes(graph),
         layers=constants,
         patch_values=2 * row,
-        best_values=2 * channels,
-        region_a=regions[0],
+        best_values=best_values,
         calls=calls,
-        logits=logits,
+        logits=f"arena + {offsets[-1]}",
     )
     _, height, width, channels = graph.input.shape
     return Library(
@@ -294,7 +296,8 @@ def generate(graph: Graph, model_sha256: str, version: str, labels: tuple[str, .
         classes=classes,
         logits_tensor=layers[-1].input.index,
         output_tensor=graph.output.index,
-        details={"regions": regions, "scratch": scratch, "layers": len(layers)},
+        details={"offsets": offsets, "arena": arena_bytes, "scratch": scratch,
+                 "layers": len(layers)},
     )  # fmt: skip
 
 
@@ -320,23 +323,55 @@ def _check(graph: Graph, labels: tuple[str, ...]) -> int:
     return classes
 
 
-def _steps(graph: Graph, classes: int) -> tuple[str, str, str, int, int]:
-    """Every layer's constants and calls, the logits' region, and the scratch sizes.
+def _arena_steps(graph: Graph) -> list[arena.Step]:
+    """Each layer's output (softmax's aside, which goes to the caller) for arena.place."""
+    steps = []
+    for i, layer in enumerate(graph.layers[:-1]):
+        below = None
+        if layer.kind == "conv" and i > 0:
+            below = arena.in_place_distance(_geometry(layer))
+        steps.append(arena.Step(_size(layer.result.shape), below))
+    return steps
 
-    The scratch sizes are the longest filter row and the most channels (even) of any
-    convolution.
-    The layers write to regions ``a`` and ``b`` of the work buffer in turn; the first
-    reads the input (through the pixel table when it is given). After each layer comes
+
+def _geometry(layer: Layer) -> arena.Conv:
+    """What arena.in_place_distance needs of a convolution and its pool."""
+    _, in_h, in_w, in_c = layer.input.shape
+    _, conv_h, conv_w, _ = layer.output.shape
+    _, out_h, out_w, out_c = layer.result.shape
+    assert layer.weights is not None
+    k_h, k_w = layer.weights.shape[1], layer.weights.shape[2]
+    stride_h, stride_w = layer.options["stride"]
+    pad_h = pad_w = 0
+    if layer.options["padding"] == "same":
+        pad_h, pad_w = _pad(in_h, conv_h, stride_h, k_h), _pad(in_w, conv_w, stride_w, k_w)
+    (pool_h, pool_w), (pool_sh, pool_sw) = (1, 1), (1, 1)
+    if layer.pool:
+        (pool_h, pool_w), (pool_sh, pool_sw) = layer.pool["filter"], layer.pool["stride"]
+    return arena.Conv(in_h, in_w, in_c, k_h, k_w, stride_h, stride_w, pad_h, pad_w, pool_h,
+                      pool_w, pool_sh, pool_sw, out_h, out_w, out_c)  # fmt: skip
+
+
+def _steps(graph: Graph, classes: int, offsets: list[int]) -> tuple[str, str, int, int, bool]:
+    """Every layer's constants and calls, and the scratch sizes.
+
+    The scratch sizes: the longest filter row and the most channels (even) of any
+    convolution, and whether a pool window holds an odd number of positions. Layer i
+    writes ``arena + offsets[i]`` and reads the previous layer's output (the first, the
+    input, through the pixel table when it is given). After each layer comes
     ``EC_LAYER_DONE(i)``, the includer's ``EDGECNN_LAYER_DONE`` hook.
     """
     constants, calls = [], []
     source, lut = "input", "table"
     row = channels = 0
+    twin = False
     for i, layer in enumerate(graph.layers[:-1]):
-        dest = "a" if i % 2 == 0 else "b"
+        dest = f"arena + {offsets[i]}"
         if layer.kind == "conv":
             c, conv_row, out_c = _conv(i, layer, first=i == 0)
             row, channels = max(row, conv_row), max(channels, out_c + out_c % 2)
+            window = layer.pool["filter"][0] * layer.pool["filter"][1] if layer.pool else 1
+            twin = twin or window % 2 == 1
             calls.append(f"    ec_conv_pool(&l{i}, {source}, {lut}, patch, best, {dest});\n")
         else:
             c = _dense(i, layer)
@@ -353,7 +388,7 @@ def _steps(graph: Graph, classes: int) -> tuple[str, str, str, int, int]:
         f"    ec_softmax({source}, {classes}, {multiplier}, {left_shift}, {diff_min}, scores);\n"
         f"    EC_LAYER_DONE({len(graph.layers) - 1});"
     )
-    return "".join(constants), "".join(calls), source, row, channels
+    return "".join(constants), "".join(calls), row, channels, twin
 
 
 def _pixel_codes(graph: Graph) -> str:

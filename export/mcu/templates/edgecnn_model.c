@@ -30,11 +30,11 @@ const float edgecnn_logits_quantization[2] = {EDGECNN_LOGITS_SCALE, EDGECNN_LOGI
 $pixel_codes
 $layers
 /* The work buffer, from its first 4-byte boundary: two patches (int16), the running
- * max of two pooled outputs (int32), then region a, which holds the output of layers
- * 0, 2, ..., and region b, of layers 1, 3, ... */
+ * max of the pooled outputs being computed (int32), then the arena, where each layer's
+ * output sits at the offset the generator chose (a convolution's output may overlap
+ * its input, as far as the order of its reads and writes allows). */
 #define EC_PATCH_VALUES $patch_values
 #define EC_BEST_VALUES $best_values
-#define EC_REGION_A $region_a
 
 #ifdef EDGECNN_LAYER_DONE
 #define EC_LAYER_DONE(i) EDGECNN_LAYER_DONE(i)
@@ -48,14 +48,12 @@ static int ec_run(const int8_t *input, const int8_t *table, void *work, int8_t *
     uint8_t *base = (uint8_t *)work + ((4u - ((uintptr_t)work & 3u)) & 3u);
     int16_t *patch = (int16_t *)(void *)base;
     int32_t *best = (int32_t *)(void *)(base + 2 * EC_PATCH_VALUES);
-    int8_t *a = (int8_t *)(base + 2 * EC_PATCH_VALUES + 4 * EC_BEST_VALUES);
-    int8_t *b = a + EC_REGION_A;
+    int8_t *arena = (int8_t *)(base + 2 * EC_PATCH_VALUES + 4 * EC_BEST_VALUES);
     int c, best_class = 0;
-    (void)b;
 $calls
     if (logits != NULL) {
         for (c = 0; c < EDGECNN_NUM_CLASSES; ++c) {
-            logits[c] = ${logits}[c];
+            logits[c] = (${logits})[c];
         }
     }
     for (c = 1; c < EDGECNN_NUM_CLASSES; ++c) {

@@ -428,12 +428,17 @@ static void ec_where(const ec_conv *l, int s, int *q, int *first, int *last, int
  * requantization is monotonic, so the max of the int32 sums, requantized once, equals
  * the max of the requantized values that TFLite's separate kernels compute. Positions
  * are taken two at a time in the order (pooled output, window position); best holds the
- * running max of two pooled outputs (2 * out_c int32), patch two patches. */
+ * running max of the pooled outputs being computed (out_c int32, or 2 * out_c for an
+ * odd window), patch two patches. A pooled output is written once its window is done,
+ * after every read of the pairs before: out may overlap in as the generator allows. */
 static void ec_conv_pool(const ec_conv *l, const int8_t *in, const int8_t *table, int16_t *patch,
                          int32_t *best, int8_t *out)
 {
     const int out_c = l->out_c;
     const int count = l->out_h * l->out_w * l->pool_h * l->pool_w;
+    /* An even window: a pair of positions never spans two pooled outputs, one running
+     * max will do; an odd one: two, taken in turn. */
+    const int twin = (l->pool_h * l->pool_w) & 1;
     int s, c, k;
     for (s = 0; s < count; s += 2) {
         int q[2], first[2], last[2], y0, x0;
@@ -442,11 +447,11 @@ static void ec_conv_pool(const ec_conv *l, const int8_t *in, const int8_t *table
         ec_patch(l, in, table, y0, x0, patch);
         ec_where(l, pair ? s + 1 : s, &q[1], &first[1], &last[1], &y0, &x0);
         ec_patch(l, in, table, y0, x0, patch + 4);
-        ec_channels(l, patch, best + (q[0] & 1) * out_c, best + (q[1] & 1) * out_c, first[0],
-                    first[1]);
+        ec_channels(l, patch, best + (q[0] & twin) * out_c, best + (q[1] & twin) * out_c,
+                    first[0], first[1]);
         for (k = 0; k < 1 + pair; ++k) {
             if (last[k]) {
-                const int32_t *slot = best + (q[k] & 1) * out_c;
+                const int32_t *slot = best + (q[k] & twin) * out_c;
                 int8_t *to = out + (long)q[k] * out_c;
                 for (c = 0; c < out_c; ++c) {
                     const int32_t value =
