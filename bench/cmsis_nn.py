@@ -265,10 +265,8 @@ def _conv_code(i: int, step: Step, g: Graph, source: int) -> tuple[str, str, str
     _, out_h, out_w, out_c = y.shape
     k_h, k_w = w.shape[1], w.shape[2]
     stride_h, stride_w = layer.options["stride"]
-    pad_h = pad_w = 0
-    if layer.options["padding"] == "same":
-        pad_h = cgen._pad(in_h, out_h, stride_h, k_h)
-        pad_w = cgen._pad(in_w, out_w, stride_w, k_w)
+    geometry = cgen.conv_geometry(layer)  # TFLite's 'same' padding, as the C library's
+    pad_h, pad_w = geometry.pad_h, geometry.pad_w
     multipliers, shifts = quant.per_channel_multipliers(
         x.quant.scale, np.broadcast_to(w.quant.scales, (out_c,)), y.quant.scale
     )

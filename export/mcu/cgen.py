@@ -93,28 +93,18 @@ def _conv(index: int, layer: Layer, first: bool) -> tuple[str, int, int]:
     x, y, w, b = layer.input, layer.output, layer.weights, layer.bias
     assert w is not None and b is not None and w.data is not None and b.data is not None
     assert x.quant is not None and y.quant is not None and w.quant is not None
-    _, in_h, in_w, in_c = x.shape
-    _, conv_h, conv_w, out_c = y.shape
-    k_h, k_w = w.shape[1], w.shape[2]
-    stride_h, stride_w = layer.options["stride"]
-    pad_h = pad_w = 0
-    if layer.options["padding"] == "same":
-        pad_h, pad_w = _pad(in_h, conv_h, stride_h, k_h), _pad(in_w, conv_w, stride_w, k_w)
+    geo = conv_geometry(layer)
+    in_c, out_c, k_h, k_w = geo.in_c, geo.out_c, geo.k_h, geo.k_w
     scales = np.broadcast_to(w.quant.scales, (out_c,))
     multipliers, shifts = quant.per_channel_multipliers(x.quant.scale, scales, y.quant.scale)
     conv_range = quant.activation_range(layer.activation, y.quant.scale, y.quant.zero_point)
+    pool_range = (quant.INT8_MIN, quant.INT8_MAX)
     if layer.pool:
-        pool = layer.pool
-        (pool_h, pool_w), (pool_sh, pool_sw) = pool["filter"], pool["stride"]
-        out = pool["output"]
+        out = layer.pool["output"]
         assert out.quant is not None
-        _, out_h, out_w, _ = out.shape
         pool_range = quant.activation_range(
-            pool["activation"], out.quant.scale, out.quant.zero_point
+            layer.pool["activation"], out.quant.scale, out.quant.zero_point
         )
-    else:
-        pool_h = pool_w = pool_sh = pool_sw = 1
-        out_h, out_w, pool_range = conv_h, conv_w, (quant.INT8_MIN, quant.INT8_MAX)
     low, high = nested_clamp(conv_range, pool_range)
     row = -(-(k_h * k_w * in_c) // 4) * 4
     p = f"l{index}"
@@ -123,12 +113,12 @@ def _conv(index: int, layer: Layer, first: bool) -> tuple[str, int, int]:
     values = {
         "filter": f"{p}_filter", "bias": f"{p}_bias", "multiplier": f"{p}_multiplier",
         "shift": f"{p}_shift", "taps": f"{p}_taps" if by_value else "NULL",
-        "slots": f"{p}_slots" if by_value else "NULL", "in_h": in_h, "in_w": in_w,
-        "in_c": in_c, "out_c": out_c,
-        "k_h": k_h, "k_w": k_w, "stride_h": stride_h, "stride_w": stride_w, "pad_h": pad_h,
-        "pad_w": pad_w, "pool_h": pool_h, "pool_w": pool_w, "pool_stride_h": pool_sh,
-        "pool_stride_w": pool_sw, "out_h": out_h, "out_w": out_w, "row": row,
-        "in_offset": -x.quant.zero_point, "out_offset": y.quant.zero_point,
+        "slots": f"{p}_slots" if by_value else "NULL", "in_h": geo.in_h, "in_w": geo.in_w,
+        "in_c": in_c, "out_c": out_c, "k_h": k_h, "k_w": k_w, "stride_h": geo.stride_h,
+        "stride_w": geo.stride_w, "pad_h": geo.pad_h, "pad_w": geo.pad_w,
+        "pool_h": geo.pool_h, "pool_w": geo.pool_w, "pool_stride_h": geo.pool_stride_h,
+        "pool_stride_w": geo.pool_stride_w, "out_h": geo.out_h, "out_w": geo.out_w,
+        "row": row, "in_offset": -x.quant.zero_point, "out_offset": y.quant.zero_point,
         "low": low, "high": high,
     }  # fmt: skip
     consts = "".join([
@@ -138,7 +128,7 @@ def _conv(index: int, layer: Layer, first: bool) -> tuple[str, int, int]:
         c_array("int32_t", f"{p}_bias", np.pad(b.data, (0, out_c % 2))),
         c_array("int32_t", f"{p}_multiplier", multipliers),
         c_array("int8_t", f"{p}_shift", shifts),
-        _taps(p, in_w, in_c, k_h, k_w, row) if by_value else "",
+        _taps(p, geo.in_w, in_c, k_h, k_w, row) if by_value else "",
         c_struct("ec_conv", p, values),
     ])  # fmt: skip
     return consts, row, out_c
@@ -185,8 +175,8 @@ def nested_clamp(first: tuple[int, int], second: tuple[int, int]) -> tuple[int, 
 
 
 def c_struct(ctype: str, name: str, values: dict[str, Any]) -> str:
-    """``static const ctype name = {.field = value, ...};``, fields in the struct's order."""
-    fields = ",\n".join(f"    {value}" for value in values.values())
+    """``static const ctype name = {.field = value, ...};`` (C99 designated initializers)."""
+    fields = ",\n".join(f"    .{field} = {value}" for field, value in values.items())
     return f"static const {ctype} {name} = {{\n{fields}\n}};\n"
 
 
@@ -329,13 +319,16 @@ def _arena_steps(graph: Graph) -> list[arena.Step]:
     for i, layer in enumerate(graph.layers[:-1]):
         below = None
         if layer.kind == "conv" and i > 0:
-            below = arena.in_place_distance(_geometry(layer))
+            below = arena.in_place_distance(conv_geometry(layer))
         steps.append(arena.Step(_size(layer.result.shape), below))
     return steps
 
 
-def _geometry(layer: Layer) -> arena.Conv:
-    """What arena.in_place_distance needs of a convolution and its pool."""
+def conv_geometry(layer: Layer) -> arena.Conv:
+    """A convolution's and its pool's geometry (a pool of 1 when there is none).
+
+    The padding is what TFLite computes for 'same'.
+    """
     _, in_h, in_w, in_c = layer.input.shape
     _, conv_h, conv_w, _ = layer.output.shape
     _, out_h, out_w, out_c = layer.result.shape
