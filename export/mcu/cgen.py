@@ -160,7 +160,7 @@ def paired_filter(weights: np.ndarray, row: int) -> np.ndarray:
     rows = np.zeros((out_c + out_c % 2, row), dtype=np.int8)
     rows[:out_c, : weights[0].size] = weights.reshape(out_c, -1)
     # (pairs, 2, groups, 4) -> (pairs, groups, 2, 4): each group of channel c, then c + 1.
-    pairs = rows.reshape(-1, 2, row // 4, 4).transpose(0, 2, 1, 3)
+    pairs: np.ndarray = rows.reshape(-1, 2, row // 4, 4).transpose(0, 2, 1, 3)
     return pairs.reshape(-1)
 
 
@@ -218,7 +218,7 @@ def blocked_weights(weights: np.ndarray) -> np.ndarray:
     out_n, in_n = weights.shape
     padded = np.zeros((out_n + -out_n % 4, in_n + -in_n % 4), dtype=np.int8)
     padded[:out_n, :in_n] = weights
-    blocks = padded.reshape(-1, 4, padded.shape[1] // 4, 4).transpose(0, 2, 1, 3)
+    blocks: np.ndarray = padded.reshape(-1, 4, padded.shape[1] // 4, 4).transpose(0, 2, 1, 3)
     return blocks.reshape(-1)
 
 
@@ -228,7 +228,7 @@ def folded_bias(bias: np.ndarray, weights: np.ndarray, offset: int) -> np.ndarra
     Raises:
         UnsupportedModel: a value outside int32 (no int8 network of ours comes near).
     """
-    folded = bias.astype(np.int64) + offset * weights.astype(np.int64).sum(axis=1)
+    folded: np.ndarray = bias.astype(np.int64) + offset * weights.astype(np.int64).sum(axis=1)
     if np.abs(folded).max(initial=0) >= 2**31 - 2**24:
         raise UnsupportedModel("a fully connected layer's sums would overflow int32")
     return folded.astype(np.int32)
