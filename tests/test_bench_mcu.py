@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shared import ROOT, TINY
+from mcu_helpers import TINY_INT8
+from shared import ROOT
 
 from edgecnn.export.mcu import cgen, graph, quant, reference, toolchain
-
-TINY_INT8 = TINY / "full_integer" / "model_int8.tflite"
 
 
 def _load_bench_module():

@@ -24,41 +24,23 @@ import pytest
 from cli_helpers import assert_one_line_error, invoke, run_cli_without
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mcu_helpers import TINY_INT8, generate_tiny, tiny_metadata
 from shared import TINY, export_record, export_report_document
 
 from edgecnn.export.formats import c as c_format
 from edgecnn.export.mcu import cgen, graph, quant, reference, toolchain
 from edgecnn.export.mcu.graph import UnsupportedModel
 from edgecnn.runtime import load_classifier
-from edgecnn.runtime.metadata import ModelMetadata
 
-TINY_INT8 = TINY / "full_integer" / "model_int8.tflite"  # every layer int8, as C needs
 ANKLE_BOOT = TINY.parent / "ankle_boot.png"
-
-
-def _metadata() -> ModelMetadata:
-    document = json.loads(TINY_INT8.with_name(TINY_INT8.name + ".json").read_text())
-    document.pop("file")
-    return ModelMetadata.from_dict(document)
-
-
-def _generate(folder: Path, labels: tuple[str, ...] | None = None) -> cgen.Library:
-    data = TINY_INT8.read_bytes()
-    meta = _metadata()
-    library = cgen.generate(graph.read(data), cgen.sha256(data), "test",
-                            labels or meta.labels, meta.light_on_dark)  # fmt: skip
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in library.files.items():
-        (folder / name).write_text(text)
-    return library
 
 
 @pytest.fixture(scope="module")
 def tiny_c(tmp_path_factory, test_images):
     """The tiny model as C, built for this machine, and the reference kernels' outputs."""
     folder = tmp_path_factory.mktemp("tiny") / "c"
-    library = _generate(folder)
-    host, _ = c_format.build_host_library(folder, _metadata())
+    library = generate_tiny(folder)
+    host, _ = c_format.build_host_library(folder, tiny_metadata())
     data = TINY_INT8.read_bytes()
     g = graph.read(data)
     assert g.input.quant is not None
@@ -89,7 +71,7 @@ def test_the_dsp_path_gives_the_same_bytes_on_every_test_image(tiny_c, test_imag
     """
     folder = tmp_path / "c"
     shutil.copytree(tiny_c.folder, folder)
-    host, _ = c_format.build_host_library(folder, _metadata(), ("-DEDGECNN_DSP_IN_C",))
+    host, _ = c_format.build_host_library(folder, tiny_metadata(), ("-DEDGECNN_DSP_IN_C",))
     backend = load_classifier(host, backend="c").backend
     np.testing.assert_array_equal(backend.logits(tiny_c.inputs), tiny_c.ref.logits)
     np.testing.assert_array_equal(backend.scores(test_images.x), tiny_c.ref.scores)
@@ -222,7 +204,7 @@ def test_hostile_labels_come_out_of_the_library_byte_for_byte(tmp_path):
     labels = ('say "hi"', "back\\slash", "??=trigraph", "é7 café", "日本", "\t tab", "?", "a",
               "percent %s %n", "0")  # fmt: skip
     folder = tmp_path / "c"
-    _generate(folder, labels)
+    generate_tiny(folder, labels)
     program = tmp_path / "labels.c"
     program.write_text(
         '#include <stdio.h>\n#include "edgecnn_model.h"\n'
@@ -424,7 +406,7 @@ def test_a_dense_layer_without_bias_is_exact(tmp_path, test_images):
 
     data = _patched(drop_last_bias)
     g = graph.read(data)
-    meta = _metadata()
+    meta = tiny_metadata()
     library = cgen.generate(g, cgen.sha256(data), "test", meta.labels, meta.light_on_dark)
     folder = tmp_path / "c"
     folder.mkdir()
@@ -463,8 +445,8 @@ def test_a_replaced_library_is_loaded_anew(tiny_c, tmp_path):
 
     other = tmp_path / "other"
     labels = tuple(f"class {i}" for i in range(10))
-    _generate(other, labels)
-    meta = dataclasses.replace(_metadata(), labels=labels)
+    generate_tiny(other, labels)
+    meta = dataclasses.replace(tiny_metadata(), labels=labels)
     other_lib, _ = c_format.build_host_library(other, meta)
     path = tmp_path / tiny_c.host.name
     path.write_bytes(tiny_c.host.read_bytes())

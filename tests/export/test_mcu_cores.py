@@ -11,21 +11,18 @@ Needs Debian's ``gcc-arm-none-eabi``, ``libnewlib-arm-none-eabi`` and ``qemu-sys
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from shared import TINY
+from mcu_helpers import TINY_INT8, generate_tiny, tiny_metadata
 
 from edgecnn.export.formats import c as c_format
 from edgecnn.export.mcu import cgen, graph, reference, toolchain
 from edgecnn.runtime import load_classifier
-from edgecnn.runtime.metadata import ModelMetadata
 
-TINY_INT8 = TINY / "full_integer" / "model_int8.tflite"  # every layer int8, as C needs
 PORTABLE = ("-DEDGECNN_PORTABLE",)
 
 pytestmark = [
@@ -41,16 +38,10 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def tiny_c(tmp_path_factory, test_images):
     """The tiny model as C, its check program (the host build's scores as test vectors)."""
-    data = TINY_INT8.read_bytes()
-    document = json.loads(TINY_INT8.with_name(TINY_INT8.name + ".json").read_text())
-    document.pop("file")
-    meta = ModelMetadata.from_dict(document)
-    library = cgen.generate(graph.read(data), cgen.sha256(data), "test", meta.labels,
-                            meta.light_on_dark)  # fmt: skip
+    meta = tiny_metadata()
     folder = tmp_path_factory.mktemp("cores") / "c"
-    (folder / "check").mkdir(parents=True)
-    for name, text in library.files.items():
-        (folder / name).write_text(text)
+    library = generate_tiny(folder)
+    (folder / "check").mkdir()
     host, _ = c_format.build_host_library(folder, meta)
     count = c_format.TEST_VECTORS
     scores = load_classifier(host, backend="c").backend.scores(test_images.x[:count])
@@ -58,7 +49,7 @@ def tiny_c(tmp_path_factory, test_images):
         cgen.test_vectors(test_images.x[:count], scores, test_images.y[:count])
     )
     (folder / "check" / "main.c").write_text(cgen.CHECK_PROGRAM)
-    return SimpleNamespace(folder=folder, library=library, data=data, count=count)
+    return SimpleNamespace(folder=folder, library=library, data=TINY_INT8.read_bytes(), count=count)
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, invoke
-from shared import TINY
+from mcu_helpers import TINY_INT8
 
 from edgecnn.export.mcu import cgen, graph, reference, toolchain
 from edgecnn.export.report_file import load_report
 from edgecnn.runtime import load_classifier
 
-TINY_INT8 = TINY / "full_integer" / "model_int8.tflite"  # every layer int8, as C needs
 #: Test images the emulated Cortex-M4 classifies and compares with this machine's scores.
 QEMU_IMAGES = 200
 

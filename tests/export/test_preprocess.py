@@ -12,7 +12,6 @@ AddressSanitizer and UndefinedBehaviorSanitizer too.
 from __future__ import annotations
 
 import ctypes
-import json
 import re
 import subprocess
 import sys
@@ -24,9 +23,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from shared import TINY
+from mcu_helpers import TINY_INT8, generate_tiny, tiny_metadata
 
-from edgecnn.export.mcu import cgen, graph, toolchain
+from edgecnn.export.mcu import cgen, toolchain
 from edgecnn.runtime import load_classifier
 from edgecnn.runtime.camera_frames import (
     ERROR_ARGUMENT,
@@ -40,9 +39,7 @@ from edgecnn.runtime.camera_frames import (
 )
 from edgecnn.runtime.frames import Crop
 from edgecnn.runtime.images import LIGHT_BORDER, light_borders, resize_array
-from edgecnn.runtime.metadata import ModelMetadata
 
-TINY_INT8 = TINY / "full_integer" / "model_int8.tflite"
 #: What the output buffer holds before a call, and the bytes after it that must stay so.
 SENTINEL, GUARD = 0xA5, 64
 INVERTS = {code: name for name, code in INVERT_CODES.items()}
@@ -53,12 +50,6 @@ class CropBox(ctypes.Structure):
     """``edgecnn_crop``."""
 
     _fields_ = [(name, ctypes.c_int32) for name in ("x", "y", "width", "height")]
-
-
-def _metadata() -> ModelMetadata:
-    document = json.loads(TINY_INT8.with_name(TINY_INT8.name + ".json").read_text())
-    document.pop("file")
-    return ModelMetadata.from_dict(document)
 
 
 def _bind(path: Path, shape: tuple[int, int, int], light_on_dark: bool) -> SimpleNamespace:
@@ -75,12 +66,8 @@ def _bind(path: Path, shape: tuple[int, int, int], light_on_dark: bool) -> Simpl
 def tiny(tmp_path_factory):
     """The tiny model's generated library, built for this machine."""
     folder = tmp_path_factory.mktemp("tiny_c")
-    data = TINY_INT8.read_bytes()
-    meta = _metadata()
-    library = cgen.generate(graph.read(data), cgen.sha256(data), "test", meta.labels,
-                            meta.light_on_dark)  # fmt: skip
-    for name, text in library.files.items():
-        (folder / name).write_text(text)
+    meta = tiny_metadata()
+    library = generate_tiny(folder)
     built = toolchain.build_shared([folder / cgen.SOURCE], folder / "libtiny.so", (f"-I{folder}",))
     lib = _bind(built, library.input_shape, meta.light_on_dark)
     lib.folder, lib.header = folder, library.files[cgen.HEADER]
@@ -641,7 +628,7 @@ def test_the_readmes_picture_example_gives_the_c_paths_answer(tiny, test_images,
     toolchain.run([cc, *toolchain.WARNINGS, "-O2", f"-I{tiny.folder}",
                    str(tiny.folder / cgen.SOURCE), str(tmp_path / "classify.c"), "-o",
                    str(binary)], "compiling the README's example")  # fmt: skip
-    labels = _metadata().labels
+    labels = tiny_metadata().labels
     dims = (ctypes.c_int32 * 5).in_dll(tiny.handle, "edgecnn_dims")
     work, scores = ctypes.create_string_buffer(dims[4]), ctypes.create_string_buffer(dims[3])
     rng = np.random.default_rng(8)

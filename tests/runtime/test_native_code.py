@@ -20,15 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, invoke
+from mcu_helpers import TINY_INT8, generate_tiny, tiny_metadata
 from shared import ARRAY, PICTURE, TINY
 
 from edgecnn.export.formats import c as c_format
-from edgecnn.export.mcu import cgen, graph, toolchain
+from edgecnn.export.mcu import toolchain
 from edgecnn.runtime import ModelError, load_classifier
 from edgecnn.runtime.backends import BACKENDS, candidates
-from edgecnn.runtime.metadata import ModelMetadata
 
-TINY_INT8 = TINY / "full_integer" / "model_int8.tflite"
 LIBRARY = "libedgecnn_model.so"
 CONSTRUCTOR = """
 #include <stdio.h>
@@ -63,16 +62,8 @@ def foreign(tmp_path):
 def real_c(tmp_path_factory):
     """The tiny int8 model as edgecnn's C library, built and sealed as the exporter does."""
     folder = tmp_path_factory.mktemp("real") / "c"
-    folder.mkdir()
-    data = TINY_INT8.read_bytes()
-    document = json.loads(TINY_INT8.with_name(TINY_INT8.name + ".json").read_text())
-    document.pop("file")
-    meta = ModelMetadata.from_dict(document)
-    library = cgen.generate(graph.read(data), cgen.sha256(data), "test", meta.labels,
-                            meta.light_on_dark)  # fmt: skip
-    for name, text in library.files.items():
-        (folder / name).write_text(text)
-    host, _ = c_format.build_host_library(folder, meta)
+    generate_tiny(folder)
+    host, _ = c_format.build_host_library(folder, tiny_metadata())
     return folder, host
 
 
