@@ -143,7 +143,7 @@ def _taps(p: str, in_w: int, in_c: int, k_h: int, k_w: int, row: int) -> str:
     """
     ky, kx, c = np.meshgrid(np.arange(k_h), np.arange(k_w), np.arange(in_c), indexing="ij")
     taps = ((ky * in_w + kx) * in_c + c).ravel()
-    if taps.max(initial=0) >= 2**15:
+    if taps.max(initial=0) >= 2**15 or 2 * row >= 2**16:
         raise UnsupportedModel("a convolution's filter spans more input than the C code reads")
     slots = ",\n".join(
         "    " + ", ".join(f"EC_SLOT({i})" for i in range(start, min(start + 8, row)))
@@ -304,6 +304,8 @@ def _check(graph: Graph, labels: tuple[str, ...]) -> int:
     assert x.quant is not None and out.quant is not None
     if len(x.shape) != 4:
         raise UnsupportedModel(f"the model's input has shape {x.shape}; expected (N, H, W, C)")
+    if _size(layers[-1].input.shape) != layers[-1].input.shape[-1]:
+        raise UnsupportedModel("the softmax must take one row of scores per image")
     classes = _size(out.shape)
     if len(labels) != classes:
         raise UnsupportedModel(f"{len(labels)} labels for a model of {classes} classes")

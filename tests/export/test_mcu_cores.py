@@ -168,3 +168,30 @@ def test_the_m4_gives_the_reference_kernels_scores_on_all_test_images(
     assert scores.dtype == reference_scores.dtype
     differ = (scores != reference_scores).any(axis=1).sum()
     assert differ == 0, f"{differ} of 10000 images differ from the reference kernels"
+
+
+@pytest.mark.parametrize("optimize", ["-Os", "-O2", "-O3"])
+@pytest.mark.parametrize("key", list(toolchain.CORES))
+def test_the_library_needs_nothing_from_the_c_library_on_any_core(key, optimize, tiny_c,
+                                                                   tmp_path):  # fmt: skip
+    """No undefined symbol but the compiler's own run-time helpers (libgcc's ``__aeabi_*``:
+    64-bit multiplies and shifts on the M0 and M3, float arithmetic without an FPU), and
+    no writable data, on every core at every flag: no memcpy a compiler might call."""
+    core = toolchain.CORES[key]
+    sizes = toolchain.build_library(core, tiny_c.folder / cgen.SOURCE, tmp_path, optimize)
+    assert sizes["data"] == 0 and sizes["bss"] == 0
+    nm = subprocess.run(["arm-none-eabi-nm", "-u", str(tmp_path / "edgecnn_model.o")],
+                        capture_output=True, text=True, check=True)  # fmt: skip
+    names = [name for name in nm.stdout.split() if name != "U"]
+    assert [name for name in names if not name.startswith("__aeabi_")] == []
+
+
+def test_an_arm9e_without_simd32_takes_the_portable_path(tiny_c, tmp_path):
+    """ARMv5TE defines __ARM_FEATURE_DSP but has no SXTB16 or SMLAD: it must still compile."""
+    obj = tmp_path / "arm9.o"
+    toolchain.run([toolchain.ARM_GCC, *toolchain.WARNINGS, "-march=armv5te", "-marm", "-Os",
+                   "-c", str(tiny_c.folder / cgen.SOURCE), "-o", str(obj)],
+                  "compiling for ARMv5TE")  # fmt: skip
+    disassembly = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
+                                 text=True, check=True).stdout  # fmt: skip
+    assert "smlad" not in disassembly

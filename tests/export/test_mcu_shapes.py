@@ -41,6 +41,12 @@ NETWORKS = {
         [("conv", 4, 5, 1, "same"), ("pool", 2, 2), ("conv", 12, 3, 1, "valid"),
          ("dense", 6)],
     ),
+    "a dense layer of more than 32,767 inputs": (
+        (28, 28, 1), [("conv", 48, 3, 1, "same"), ("dense", 4)],
+    ),
+    "no dense layer: a convolution gives the classes": (
+        (10, 10, 5), [("conv", 8, 3, 2, "same"), ("pool", 2, 2), ("classes", 2)],
+    ),
 }  # fmt: skip
 CLASSES = 5
 
@@ -57,6 +63,11 @@ def _keras_model(shape: tuple[int, int, int], layers: list[tuple]):
         elif kind == "pool":
             size, stride = args
             model.add(keras.layers.MaxPooling2D(size, stride))
+        elif kind == "classes":  # a last convolution over the whole map, one per class
+            model.add(keras.layers.Conv2D(CLASSES, args[0], padding="valid"))
+            model.add(keras.layers.Flatten())
+            model.add(keras.layers.Softmax())
+            return model
         else:
             if len(model.output_shape) > 2:
                 model.add(keras.layers.Flatten())
@@ -90,6 +101,9 @@ def _library(folder: Path, source: Path, flags: tuple[str, ...]) -> ctypes.CDLL:
     pointers = [ctypes.c_void_p] * 4
     handle.edgecnn_classify.argtypes = pointers[:3]
     handle.edgecnn_infer.argtypes = pointers
+    handle.edgecnn_preprocess.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int32,
+                                          ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p,
+                                          ctypes.c_int, ctypes.c_void_p]  # fmt: skip
     return handle
 
 
@@ -127,3 +141,24 @@ def test_unusual_networks_are_bit_identical_on_both_paths(name, tmp_path):
                               scores.ctypes.data)  # fmt: skip
             np.testing.assert_array_equal(logits, expected.logits[i], err_msg=f"{flags} {i}")
             np.testing.assert_array_equal(scores, expected.scores[i], err_msg=f"{flags} {i}")
+        # Camera frames are grey or RGB: a model of other channels is refused, not misread.
+        frame, pixels = np.full((24, 32, 3), 200, np.uint8), np.zeros(shape, np.uint8)
+        status = lib.edgecnn_preprocess(frame.ctypes.data, 2, 32, 24, 96, None, 2,
+                                        pixels.ctypes.data)  # fmt: skip
+        assert status == (0 if shape[2] in (1, 3) else -1)
+
+
+def test_a_softmax_over_more_than_one_row_is_refused():
+    """TFLite normalises each row; the C code has one softmax per image: say so."""
+    import tensorflow as tf
+
+    from edgecnn.export.mcu.graph import UnsupportedModel
+
+    keras = tf.keras
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3),
+                              keras.layers.Flatten(), keras.layers.Dense(6),
+                              keras.layers.Reshape((2, 3)), keras.layers.Softmax()])  # fmt: skip
+    rng = np.random.default_rng(0)
+    data = _full_integer(model, rng.random((20, 8, 8, 1), dtype=np.float32))
+    with pytest.raises(UnsupportedModel, match="one row of scores per image"):
+        cgen.generate(graph.read(data), cgen.sha256(data), "test", ("a", "b", "c"), True)

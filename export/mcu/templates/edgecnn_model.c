@@ -50,6 +50,7 @@ static int ec_run(const int8_t *input, const int8_t *table, void *work, int8_t *
     int32_t *best = (int32_t *)(void *)(base + 2 * EC_PATCH_VALUES);
     int8_t *arena = (int8_t *)(base + 2 * EC_PATCH_VALUES + 4 * EC_BEST_VALUES);
     int c, best_class = 0;
+    (void)ec_dense; /* used or not: a network may have no fully connected layer */
 $calls
     if (logits != NULL) {
         for (c = 0; c < EDGECNN_NUM_CLASSES; ++c) {

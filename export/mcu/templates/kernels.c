@@ -123,6 +123,7 @@ static int32_t ec_clamp(int32_t x, int32_t low, int32_t high)
  * in C (for checking that path on a machine without them).
  */
 #if defined(EDGECNN_DSP_IN_C)
+#include <string.h>
 #define EC_DSP 1
 static uint32_t ec_sxtb16(uint32_t x)
 {
@@ -150,8 +151,12 @@ static int32_t ec_smlad(uint32_t x, uint32_t y, int32_t acc)
     const int32_t y0 = (int16_t)(y & 0xFFFFu), y1 = (int16_t)(y >> 16);
     return acc + x0 * y0 + x1 * y1;
 }
-#elif defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(EDGECNN_PORTABLE)
+#elif defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && !defined(__ARM_BIG_ENDIAN) && \
+    !defined(EDGECNN_PORTABLE)
+/* SIMD32 (SXTB16, SMLAD), not just DSP: ARMv5TE defines __ARM_FEATURE_DSP without them.
+ * Little-endian only: the patch's order within a group assumes it. */
 #include <arm_acle.h>
+#include <string.h>
 #define EC_DSP 1
 #define ec_sxtb16(x) ((uint32_t)__sxtb16((int32_t)(x)))
 #define ec_sxtab16(a, x) ((uint32_t)__sxtab16((int32_t)(a), (int32_t)(x)))
@@ -190,14 +195,13 @@ static inline uint32_t ec_sxtab16_ror8(uint32_t a, uint32_t x)
 /* Four bytes as one little-endian word, at any alignment (one LDR on Cortex-M). */
 static uint32_t ec_read32(const void *p)
 {
-    const uint8_t *b = (const uint8_t *)p;
     uint32_t word;
-    __builtin_memcpy(&word, b, 4);
+    memcpy(&word, p, 4);
     return word;
 }
 static void ec_write32(void *p, uint32_t word)
 {
-    __builtin_memcpy(p, &word, 4);
+    memcpy(p, &word, 4);
 }
 /* Where value i of a group of four goes in the patch: SXTB16 unpacks the weights of a
  * group as (0, 2) and (1, 3), so the patch holds each group in that order. */
@@ -226,30 +230,30 @@ typedef struct {
      * patch (row values and then the zeros up to row). */
     const int16_t *taps;
     const uint16_t *slots;
-    int16_t in_h, in_w, in_c, out_c, k_h, k_w;
-    int16_t stride_h, stride_w, pad_h, pad_w;
-    int16_t pool_h, pool_w, pool_stride_h, pool_stride_w, out_h, out_w;
-    int16_t row;        /* values of a filter row, padded to a multiple of 4 */
-    int16_t in_offset;  /* minus the input's zero point */
-    int16_t out_offset; /* the output's zero point */
-    int16_t low, high;  /* the output's range after the activations and the pool */
+    int32_t in_h, in_w, in_c, out_c, k_h, k_w;
+    int32_t stride_h, stride_w, pad_h, pad_w;
+    int32_t pool_h, pool_w, pool_stride_h, pool_stride_w, out_h, out_w;
+    int32_t row;        /* values of a filter row, padded to a multiple of 4 */
+    int32_t in_offset;  /* minus the input's zero point */
+    int32_t out_offset; /* the output's zero point */
+    int32_t low, high;  /* the output's range after the activations and the pool */
 } ec_conv;
 
 /* n values of a patch, value k from in[corner + tap[k]] (through the pixel table when
- * it is given) plus the offset, to patch[slot[k]]. */
+ * it is given) plus the offset, to patch[slot[k]]. corner may be negative (a patch over
+ * the top or left border): only the sums, each inside the input, index it. */
 EC_NOINLINE static void ec_taps(int16_t *patch, const uint16_t *slot, const int16_t *tap, int n,
                                 const int8_t *in, const int8_t *table, long corner, int offset)
 {
     const int16_t *end = tap + n;
     if (table != NULL) {
-        const uint8_t *from = (const uint8_t *)(const void *)in + corner;
+        const uint8_t *pixels = (const uint8_t *)(const void *)in;
         while (tap < end) {
-            patch[*slot++] = (int16_t)(table[from[*tap++]] + offset);
+            patch[*slot++] = (int16_t)(table[pixels[corner + *tap++]] + offset);
         }
     } else {
-        const int8_t *from = in + corner;
         while (tap < end) {
-            patch[*slot++] = (int16_t)(from[*tap++] + offset);
+            patch[*slot++] = (int16_t)(in[corner + *tap++] + offset);
         }
     }
 }
@@ -476,7 +480,7 @@ typedef struct {
     const int32_t *bias; /* out_n, rounded up to a multiple of 4 */
     const uint64_t *mantissa;
     const int16_t *exponent;
-    int16_t in_n, out_n, out_offset, low, high;
+    int32_t in_n, out_n, out_offset, low, high;
 } ec_fc;
 
 /* The sums of a block of 4 rows with in (n values), added to sums[0..3]. */
@@ -533,10 +537,12 @@ static void ec_dense(const ec_fc *l, const int8_t *in, int8_t *out)
     const int n = l->in_n, block = 4 * ((n + 3) & ~3);
     int o, k;
     for (o = 0; o < l->out_n; o += 4) {
+        const int32_t *bias = l->bias + o;
         int32_t sums[4];
-        for (k = 0; k < 4; ++k) {
-            sums[k] = l->bias[o + k];
-        }
+        sums[0] = bias[0];
+        sums[1] = bias[1];
+        sums[2] = bias[2];
+        sums[3] = bias[3];
         ec_dot_4rows(l->weights + (long)(o / 4) * block, in, n, sums);
         for (k = 0; k < 4 && o + k < l->out_n; ++k) {
             const int32_t value =

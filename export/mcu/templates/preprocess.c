@@ -114,8 +114,8 @@ int edgecnn_preprocess(const uint8_t *frame, int format, int32_t width, int32_t 
     uint32_t bytes, cx, cy, cw, ch, i, k, y, top, end, part, border = 0;
     if (frame == NULL || pixels == NULL || format < EDGECNN_FRAME_GREY8 ||
         format > EDGECNN_FRAME_RGB565_BE || invert < EDGECNN_INVERT_NO ||
-        invert > EDGECNN_INVERT_AUTO) {
-        return EDGECNN_ERROR_ARGUMENT;
+        invert > EDGECNN_INVERT_AUTO || (c != 1 && c != 3)) {
+        return EDGECNN_ERROR_ARGUMENT; /* (a model of 1 or 3 channels: grey or RGB) */
     }
     bytes = format == EDGECNN_FRAME_GREY8 ? 1 : format == EDGECNN_FRAME_RGB888 ? 3 : 2;
     if (width < 1 || height < 1 || width > 65535 || height > 65535 ||
@@ -145,7 +145,7 @@ int edgecnn_preprocess(const uint8_t *frame, int format, int32_t width, int32_t 
             /* Crop row y spans [y h, y h + h): its part in model row i. */
             part = ((y + 1) * h < end ? (y + 1) * h : end) - (y * h > top ? y * h : top);
             for (k = 0; k < c; ++k) {
-                ec_row(frame + (size_t)y * (size_t)stride, format, ec_weights[c == 1 ? 3 : k],
+                ec_row(frame + (size_t)y * (size_t)stride, format, ec_weights[c == 1 ? 3 : k % 3],
                        bytes, cw, part, y == top / h, bins + k);
             }
         }
