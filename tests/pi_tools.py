@@ -1,5 +1,6 @@
-"""What the emulated Raspberry Pi OS tests share: running a host command, and the helpers
-of tests/pi/test_emulated_pi.py (its build, install and bundle steps) for the other files."""
+"""What the emulated Raspberry Pi OS tests share: running a host command, the helpers of
+tests/pi/test_emulated_pi.py (its build, install and bundle steps) for the other files, and
+the names of the signed install that tests/pi/conftest.py makes once a session."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ import pytest
 
 _EMULATED_PI = Path(__file__).parent / "pi" / "test_emulated_pi.py"
 EDGECNN = [sys.executable, "-m", "edgecnn"]
+#: Where the update and fleet tests' signed bundles are installed (tests/pi/conftest.py),
+#: apart from the venvs of the other pi tests.
+SIGNED_VENV = "/opt/edgecnn-signed"
+#: The bookworm systems those bundles are made for, and the bundle target of each.
+SIGNED_SYSTEMS = {"arm64": "pi64", "armhf": "pi32"}
+#: The signed bundles' model: the one install.sh verifies and makes current.
+SIGNED_BUNDLED = "model_int8.tflite"
 
 
 def tail(text: str, lines: int = 30) -> str:

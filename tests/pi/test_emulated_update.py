@@ -2,11 +2,11 @@
 
 A key made on this host with ``edgecnn keys``; a full bundle signed with it (``edgecnn
 bundle --key``) installed by its install.sh, which puts the model into the venv's store
-and trusts the key; then, inside the emulated system, ``edgecnn update`` of a model-only
-update (``edgecnn bundle --model-only``), updates that must be refused or fail verify,
-``edgecnn models rollback``, and updates killed with SIGKILL at points spread over an
-update's wall time (tests/pi/update_runner.py runs that part inside, both systems at
-once). Each system gets its own venv (VENV), so the other pi tests' venvs are left alone.
+and trusts the key (the ``signed_devices`` of tests/pi/conftest.py, shared with the fleet
+tests, in a venv of their own); then, inside the emulated system, ``edgecnn update`` of a
+model-only update (``edgecnn bundle --model-only``), updates that must be refused or fail
+verify, ``edgecnn models rollback``, and updates killed with SIGKILL (tests/pi/
+update_runner.py runs that part inside, both systems at once).
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from pi_tools import emulated_pi, model_only_update, run_or_fail, signed_bundle, tail
+from pi_tools import (
+    SIGNED_BUNDLED,
+    SIGNED_SYSTEMS,
+    SIGNED_VENV,
+    emulated_pi,
+    model_only_update,
+    tail,
+)
 from update_files import manifest_for, write_update
 
 from edgecnn.runtime import signing
@@ -30,24 +37,17 @@ pytestmark = [pytest.mark.pi, pytest.mark.slow]
 
 pi = emulated_pi()
 RUNNER = Path(__file__).with_name("update_runner.py")
-VENV = "/opt/edgecnn-update"
+VENV = SIGNED_VENV
 #: The bookworm systems, and the bundle target of each.
-TARGETS = {"arm64": "pi64", "armhf": "pi32"}
+TARGETS = SIGNED_SYSTEMS
 #: The full bundle's model (the one install.sh verifies) and the update's other model.
-BUNDLED, UPDATED = "model_int8.tflite", "model_float32.tflite"
-#: How many times ``edgecnn update`` is killed, at delays spread over its wall time.
-KILLS = 6
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    """The owner's key and another one, made by ``edgecnn keys`` (private key paths)."""
-    folder = tmp_path_factory.mktemp("keys")
-    made = {}
-    for who in ("owner", "other"):
-        run_or_fail([*pi.EDGECNN, "keys", "--out", str(folder / who)], "edgecnn keys")
-        made[who] = folder / who / "owner"
-    return SimpleNamespace(**made)
+BUNDLED, UPDATED = SIGNED_BUNDLED, "model_float32.tflite"
+#: Where ``edgecnn update`` is killed (update_runner.PHASES): while the file is checked in
+#: its scratch folder, before anything of the new version exists; and once the new
+#: version's folder is being filled and verified (most of an update's time), not yet
+#: named or current. The switch after that is one rename of a link; on this host,
+#: tests/runtime/test_store.py cuts the store's operations at every one of their steps.
+KILL_PHASES = ("checking", "verifying")
 
 
 def _flip_middle_byte(path: Path) -> None:
@@ -73,17 +73,6 @@ def _update_json(update: Path) -> dict:
         return json.load(member)
 
 
-@pytest.fixture(scope="module")
-def bundles(exported, keys, tmp_path_factory):
-    """Per system, the full bundle signed with the owner's key (Python 3.11, BUNDLED)."""
-    folder = tmp_path_factory.mktemp("signed-bundles")
-    made = {}
-    for arch, target in TARGETS.items():
-        made[arch] = folder / f"edgecnn-{target}.tar.gz"
-        signed_bundle(exported.out, target, keys.owner, BUNDLED, made[arch])
-    return made
-
-
 def _bundle_json(bundle: Path, target: str) -> dict:
     with tarfile.open(bundle) as tar:
         member = tar.extractfile(f"edgecnn-{target}/bundle.json")
@@ -107,7 +96,7 @@ def _make_update_files(work: Path, target: str, exported, keys, unprovable: Path
     _flip_middle_byte(work / "damaged.edgecnn-update")
     update = _update_json(work / "update.edgecnn-update")
     versions = {"fails-verify": unprovable}
-    versions |= {f"kill-{i:02d}": exported.out / UPDATED for i in range(KILLS)}
+    versions |= {f"kill-{i:02d}": exported.out / UPDATED for i in range(len(KILL_PHASES))}
     versions["after"] = exported.out / UPDATED
     for version, model in versions.items():
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -120,26 +109,27 @@ def _make_update_files(work: Path, target: str, exported, keys, unprovable: Path
 
 
 @pytest.fixture(scope="module")
-def device(bundles, exported, keys, tmp_path_factory):
-    """Both systems at once: the signed bundle installed into VENV, then the update files
-    made, then update_runner.py inside; per system the install's output, the files and
-    what the runner recorded."""
-    pi._build(*TARGETS)
-    installed = pi._install(bundles, {arch: arch for arch in TARGETS}, venv=VENV)
+def device(signed_devices, exported, owner_keys, tmp_path_factory):
+    """Both systems at once: the store as the signed bundle's install.sh left it, then the
+    update files made, then update_runner.py inside; per system the install's output, the
+    files and what the runner recorded."""
+    signed_devices.fresh()
     root = tmp_path_factory.mktemp("device-files")
     unprovable = _model_with_another_reference(exported.out, root / "unprovable")
     files = {}
     for arch, target in TARGETS.items():
         work = root / arch
         work.mkdir()
-        update = _make_update_files(work, target, exported, keys, unprovable)
+        update = _make_update_files(work, target, exported, owner_keys, unprovable)
         assert update["machine"] == pi.MACHINES[arch]
+        bundled = _bundle_json(signed_devices.bundles[arch], target)
         files[arch] = SimpleNamespace(work=work, name=update["name"], update=update,
-                                      bundled=_bundle_json(bundles[arch], target))  # fmt: skip
+                                      bundled=bundled)  # fmt: skip
     procs = {
         arch: subprocess.Popen(
             ["bash", str(pi.SCRIPT), "run", arch, "--bind", str(f.work), f"{VENV}/bin/python3",
-             str(f.work / RUNNER.name), str(f.work), f"{VENV}/bin/edgecnn", str(KILLS)],
+             str(f.work / RUNNER.name), str(f.work), f"{VENV}/bin/edgecnn",
+             ",".join(KILL_PHASES)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         for arch, f in files.items()
@@ -149,7 +139,7 @@ def device(bundles, exported, keys, tmp_path_factory):
     if failed:
         pytest.fail("update_runner.py failed\n" + "\n".join(failed), pytrace=False)
     return {
-        arch: SimpleNamespace(install=installed[arch].output, files=f,
+        arch: SimpleNamespace(install=signed_devices.install[arch], files=f,
                               info=json.loads((f.work / "info.json").read_text()))
         for arch, f in files.items()
     }  # fmt: skip
@@ -169,11 +159,11 @@ def _one_line_error(step: dict, code: int, message: str) -> None:
 
 
 @pytest.mark.parametrize("arch", list(TARGETS))
-def test_a_signed_bundle_installs_into_the_store_and_trusts_its_key(device, keys, arch):
+def test_a_signed_bundle_installs_into_the_store_and_trusts_its_key(device, owner_keys, arch):
     result = device[arch]
     name, version = result.files.name, _bundle_version(result.files)
     assert f"Installed edgecnn into {VENV}" in result.install, result.install
-    fingerprint = signing.fingerprint(keys.owner.with_name("owner.pub"))
+    fingerprint = signing.fingerprint(owner_keys.owner.with_name("owner.pub"))
     assert (f"This venv now takes updates signed by the owner's key {fingerprint} "
             f"({VENV}/keys/allowed_signers)") in result.install  # fmt: skip
     assert f"The current model is {name} {version} ({VENV}/models/{name}/{version})" in (
@@ -181,7 +171,7 @@ def test_a_signed_bundle_installs_into_the_store_and_trusts_its_key(device, keys
     )
     installed = result.info["installed"]
     trusted = signing.allowed_signers_line(
-        signing.public_key_text(keys.owner.with_name("owner.pub"))
+        signing.public_key_text(owner_keys.owner.with_name("owner.pub"))
     )
     assert installed["allowed_signers"] == trusted
     assert installed["current"] == f"{name}/{version}"
@@ -239,16 +229,19 @@ def test_rollback_returns_to_the_bundled_model(device, arch):
 
 @pytest.mark.parametrize("arch", list(TARGETS))
 def test_a_killed_update_leaves_a_current_model_that_verifies(device, arch):
-    """SIGKILL at points spread over an update's wall time: ``current`` is the old
-    version or the new one, never anything else, and passes ``edgecnn verify``; the
-    store takes a later update."""
+    """SIGKILL in each of KILL_PHASES: ``current`` is the old version or the new one,
+    never anything else, and passes ``edgecnn verify``; the store takes a later update."""
     result = device[arch]
     name, points = result.files.name, result.info["kills"]
-    killed = [p for p in points if p["killed"]]
-    assert len(killed) >= KILLS - 2, [(p["delay"], p["returncode"]) for p in points]
+    assert [p["phase"] for p in points] == list(KILL_PHASES)
+    assert all(p["killed"] for p in points), [(p["phase"], p["returncode"]) for p in points]
     for point in points:
         version = point["file"].removesuffix(".edgecnn-update")
         assert point["current"] in (point["current_before"], f"{name}/{version}"), point
+        # The kill came in its phase: what the store was left holding says which.
+        building = [e for e in point["entries"] if e.startswith(f"{name}/.{version}.tmp-")]
+        scratch = [e for e in point["entries"] if e.startswith(".update.tmp-")]
+        assert scratch and bool(building) == (point["phase"] == "verifying"), point["entries"]
         check = point["verify"]
         assert check["returncode"] == 0 and check["passed"], (point["delay"], check)
         assert check["model"].startswith(f"{VENV}/models/{point['current']}/"), check
@@ -257,14 +250,15 @@ def test_a_killed_update_leaves_a_current_model_that_verifies(device, arch):
     assert after["current"] == f"{name}/after"
     assert "verify: PASS" in after["stdout"], after["stdout"]
     assert not [e for e in after["entries"] if ".tmp-" in e], after["entries"]
-    outcomes = [(round(p["delay"], 1), p["current"] != p["current_before"]) for p in points]
-    print(f"\n{arch}: kill delay (s), switched: {outcomes}")
+    outcomes = [(p["phase"], round(p["delay"], 1), p["current"] != p["current_before"])
+                for p in points]  # fmt: skip
+    print(f"\n{arch}: kill phase, after (s), switched: {outcomes}")
 
 
 @pytest.mark.parametrize("arch", list(TARGETS))
 def test_an_update_cut_mid_way_completes_when_run_again(device, arch):
-    """Most of an update's time is its verify, so some kill lands while the new version
-    is written or verified; the same update run again installs, verifies and switches."""
+    """The kill in the verifying phase leaves the new version half made; the same update
+    run again installs, verifies and switches."""
     result = device[arch]
     point = next((p for p in result.info["kills"] if "again" in p), None)
     assert point is not None, [(p["delay"], p["entries"]) for p in result.info["kills"]]

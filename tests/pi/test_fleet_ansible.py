@@ -2,11 +2,11 @@
 
 Bookworm 64-bit (the canary, first in the inventory) and 32-bit, reached by Ansible's
 ``community.general.chroot`` connection: Ansible runs each device's own python3 in its
-root filesystem, on the emulated CPU (qemu-user through binfmt). Each device first gets
-edgecnn from a full bundle signed with the owner's key (``edgecnn bundle --key``), by its
-install.sh, into a venv of its own (VENV), so the other pi tests' venvs are left alone.
-Then rollout.yml with the update files of ``edgecnn bundle --model-only``, one that fails
-verify on the canary, and rollback.yml.
+root filesystem, on the emulated CPU (qemu-user through binfmt). Each device holds edgecnn
+as a full bundle signed with the owner's key (``edgecnn bundle --key``) was installed by
+its install.sh (the ``signed_devices`` of tests/pi/conftest.py, shared with the update
+tests, in a venv of their own). Then rollout.yml with the update files of ``edgecnn bundle
+--model-only``, one that fails verify on the canary, and rollback.yml.
 
 What a network adds (ssh, sudo, a device that drops off mid-copy) is not tested here.
 """
@@ -24,7 +24,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from pi_tools import emulated_pi, model_only_update, run_or_fail, signed_bundle, tail
+from pi_tools import (
+    SIGNED_BUNDLED,
+    SIGNED_SYSTEMS,
+    SIGNED_VENV,
+    emulated_pi,
+    model_only_update,
+    tail,
+)
 from update_files import manifest_for, write_update
 
 pytestmark = [pytest.mark.pi, pytest.mark.slow]
@@ -32,11 +39,11 @@ pytestmark = [pytest.mark.pi, pytest.mark.slow]
 
 pi = emulated_pi()
 FLEET = Path(__file__).resolve().parents[2] / "examples" / "fleet"
-VENV = "/opt/edgecnn-fleet"
+VENV = SIGNED_VENV
 #: The devices in inventory order (the first is the canary), their system and target.
 DEVICES = {"pi64-canary": ("arm64", "pi64"), "pi32": ("armhf", "pi32")}
 #: The full bundle's model, and the one the good update brings (another version).
-BUNDLED, UPDATED = "model_int8.tflite", "model_float32.tflite"
+BUNDLED, UPDATED = SIGNED_BUNDLED, "model_float32.tflite"
 FAILING_VERSION = "2-fails-verify"
 
 
@@ -65,14 +72,15 @@ def _store(device: str) -> SimpleNamespace:
 
 
 @pytest.fixture(scope="module")
-def fleet(exported, tmp_path_factory):
-    """Both devices installed from signed bundles; the update files; an inventory."""
+def fleet(signed_devices, owner_keys, exported, tmp_path_factory):
+    """Both devices as installed from signed bundles; the update files; an inventory."""
     if shutil.which("ansible-playbook") is None:
         pytest.fail("ansible-playbook is missing: apt-get install ansible (tools/bootstrap.sh "
                     "test does)", pytrace=False)  # fmt: skip
+    assert {system: target for system, target in DEVICES.values()} == SIGNED_SYSTEMS
+    signed_devices.fresh()
     root = tmp_path_factory.mktemp("fleet")
-    run_or_fail([*pi.EDGECNN, "keys", "--out", str(root / "keys")], "edgecnn keys")
-    owner = root / "keys" / "owner"
+    owner = owner_keys.owner
     # The good update's model beside another file's reference (which records that file's
     # SHA-256): signed by the owner, so every check passes but edgecnn verify on the device.
     unprovable = root / "unprovable"
@@ -80,21 +88,6 @@ def fleet(exported, tmp_path_factory):
     for suffix in ("", ".json"):
         shutil.copy(exported.out / f"{BUNDLED}{suffix}", unprovable / f"{BUNDLED}{suffix}")
     shutil.copy(exported.out / f"{UPDATED}.reference.npz", unprovable / f"{BUNDLED}.reference.npz")
-    bundles = {}
-    for device, (_, target) in DEVICES.items():
-        bundles[device] = root / f"edgecnn-{target}.tar.gz"
-        signed_bundle(exported.out, target, owner, BUNDLED, bundles[device])
-    pi._build(*(system for system, _ in DEVICES.values()))
-    procs = {
-        device: subprocess.Popen(["bash", str(pi.SCRIPT), "install", system,
-                                  str(bundles[device]), VENV],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for device, (system, _) in DEVICES.items()
-    }  # fmt: skip
-    logs = {device: proc.communicate()[0] for device, proc in procs.items()}
-    failed = [f"{d}:\n{tail(logs[d])}" for d, p in procs.items() if p.returncode]
-    if failed:
-        pytest.fail("install.sh failed\n" + "\n".join(failed), pytrace=False)
     # The updates are made after the install, as a user makes them: edgecnn update refuses
     # one made before the current model (a downgrade).
     files = {}
@@ -165,11 +158,18 @@ def _recap(output: str, device: str) -> dict[str, int]:
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line.group(1))}
 
 
-def test_a_good_rollout_updates_the_canary_then_the_rest(fleet):
+@pytest.fixture(scope="module")
+def good_rollout(fleet) -> subprocess.CompletedProcess[str]:
+    """rollout.yml with the good update files, run once: the tests that need the fleet on
+    the good update's version take it from here rather than rolling it out again."""
+    return _rollout(fleet, "good")
+
+
+def test_a_good_rollout_updates_the_canary_then_the_rest(fleet, good_rollout):
     name = fleet.name
     version = fleet.files["pi64"].update["version"]
     assert fleet.files["pi32"].update["version"] == version  # one model, two targets
-    done = _rollout(fleet, "good")
+    done = good_rollout
     print(done.stdout)
     assert done.returncode == 0, tail(done.stdout + done.stderr, 60)
     assert _summary(done.stdout) == [f"{device}: {name} {version}" for device in DEVICES]
@@ -217,10 +217,12 @@ def test_a_canary_that_fails_verify_stops_the_rollout(fleet):
     assert _store("pi32").mtime == before["pi32"].mtime
 
 
-def test_rollback_goes_back_once(fleet):
+def test_rollback_goes_back_once(fleet, good_rollout):
     """rollback.yml -e rollback_from=VERSION: back to the installed model; run again, left."""
     version = fleet.files["pi64"].update["version"]
-    assert _rollout(fleet, "good").returncode == 0
+    assert good_rollout.returncode == 0, tail(good_rollout.stdout + good_rollout.stderr, 60)
+    for device in DEVICES:  # the good update's version, whatever ran since
+        assert _store(device).current == f"{fleet.name}/{version}"
     done = _playbook(fleet, "rollback.yml", "-e", f"rollback_from={version}")
     print(done.stdout)
     assert done.returncode == 0, tail(done.stdout + done.stderr, 60)

@@ -1,17 +1,18 @@
 """Run inside an emulated Raspberry Pi OS: a device's life with signed model-only updates.
 
-Usage: ``python3 update_runner.py WORK EDGECNN KILLS``. ``EDGECNN`` is the ``edgecnn``
-of a venv that install.sh filled from a signed bundle (its store: ``VENV/models``);
-``WORK`` holds the update files the host made, and receives ``info.json``: every command
-run, with its exit code, output, wall time and the store's ``current`` link afterwards.
+Usage: ``python3 update_runner.py WORK EDGECNN PHASE[,PHASE...]``. ``EDGECNN`` is the
+``edgecnn`` of a venv that install.sh filled from a signed bundle (its store:
+``VENV/models``); ``WORK`` holds the update files the host made, and receives
+``info.json``: every command run, with its exit code, output, wall time and the store's
+``current`` link afterwards.
 
-The order: the good update (its wall time is the update time), the refused ones (wrong
-key, damaged) and the one that fails verify, ``models rollback``; then ``KILLS`` runs of
-``edgecnn update kill-NN.edgecnn-update`` killed with SIGKILL after delays spread over
-the good update's wall time, each followed by ``edgecnn verify`` of whatever is current
-(the first one cut while its version was being written or verified is run again at once);
-then ``after.edgecnn-update``, which must succeed. Only the
-standard library is imported here: the commands are what a user would type.
+The order: the good update, the refused ones (wrong key, damaged) and the one that fails
+verify, ``models rollback``; then, for each ``PHASE`` (a key of PHASES), ``edgecnn update
+kill-NN.edgecnn-update`` killed with SIGKILL as soon as the store shows it in that phase,
+each followed by ``edgecnn verify`` of whatever is current (the first one cut while its
+version was being written or verified is run again at once); then
+``after.edgecnn-update``, which must succeed. Only the standard library is imported here:
+the commands are what a user would type.
 """
 
 from __future__ import annotations
@@ -38,13 +39,24 @@ def run(command: list[str], timeout: float = 900) -> dict:
     }
 
 
-def killed_after(command: list[str], delay: float) -> dict:
-    """``command`` started, then SIGKILL after ``delay`` seconds (unless it ended first)."""
+#: Where an update is cut, by the temporary entry of the store that shows it has begun
+#: (``{name}`` and ``{version}``: the update's): ``checking``, the update's scratch folder,
+#: where the file is unpacked and checked before anything of the new version exists;
+#: ``verifying``, the new version's temporary folder, where its files are moved and then
+#: verified (most of an update's time) before the folder is named and made current.
+PHASES = {"checking": ".update.tmp-", "verifying": "{name}/.{version}.tmp-"}
+#: How often the store is looked at while an update runs.
+POLL_SECONDS = 0.05
+
+
+def killed_in(command: list[str], begun) -> dict:
+    """``command`` started, then SIGKILL once ``begun()`` is true (unless it ended first)."""
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
+    while proc.poll() is None and not begun():
+        time.sleep(POLL_SECONDS)
+    delay = time.perf_counter() - start
+    if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     stdout, stderr = proc.communicate()
     return {
@@ -70,12 +82,16 @@ class Device:
         return os.readlink(link) if link.is_symlink() else None
 
     def entries(self) -> list[str]:
-        """Every entry of the store, two levels deep (version folders, links, leftovers)."""
+        """Every entry of the store, two levels deep (version folders, links, leftovers);
+        a folder removed while it is read (an update is running) is listed empty."""
         found = []
         for entry in sorted(self.models.iterdir()):
             found.append(entry.name)
-            if entry.is_dir() and not entry.is_symlink():
-                found += [f"{entry.name}/{sub.name}" for sub in sorted(entry.iterdir())]
+            try:
+                if entry.is_dir() and not entry.is_symlink():
+                    found += [f"{entry.name}/{sub.name}" for sub in sorted(entry.iterdir())]
+            except FileNotFoundError:
+                pass
         return found
 
     def step(self, *args: str) -> dict:
@@ -101,16 +117,22 @@ class Device:
                 "model": document.get("model"), "stderr": done["stderr"]}  # fmt: skip
 
 
-def kill_points(device: Device, update_seconds: float, kills: int) -> list[dict]:
-    """``edgecnn update`` killed after delays spread over ``update_seconds``; after each,
-    the store as it was left and ``edgecnn verify`` of its current model."""
+def kill_points(device: Device, phases: list[str]) -> list[dict]:
+    """``edgecnn update`` killed in each of ``phases``; after each, the store as it was left
+    and ``edgecnn verify`` of its current model."""
     points = []
-    for i in range(kills):
+    for i, phase in enumerate(phases):
         before = device.current()
-        delay = update_seconds * (i + 0.5) / kills
         file = f"kill-{i:02d}.edgecnn-update"
-        point = killed_after([device.edgecnn, "update", str(device.work / file)], delay)
-        point.update(file=file, current_before=before, current=device.current(),
+        mark = PHASES[phase].format(name=(before or "/").split("/")[0],
+                                    version=file.removesuffix(".edgecnn-update"))  # fmt: skip
+        there = set(device.entries())
+
+        def begun(mark: str = mark, there: set[str] = there) -> bool:
+            return any(e.startswith(mark) for e in set(device.entries()) - there)
+
+        point = killed_in([device.edgecnn, "update", str(device.work / file)], begun)
+        point.update(file=file, phase=phase, current_before=before, current=device.current(),
                      entries=device.entries(), verify=device.verified())  # fmt: skip
         if cut_mid_way(point) and not [p for p in points if "again" in p]:
             # Run again at once, as a user would after the cut.
@@ -130,7 +152,7 @@ def cut_mid_way(point: dict) -> bool:
 
 
 def main() -> None:
-    work, edgecnn, kills = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    work, edgecnn, phases = Path(sys.argv[1]), sys.argv[2], sys.argv[3].split(",")
     device = Device(edgecnn, work)
     keys = device.models.parent / "keys" / "allowed_signers"
     trusted = keys.read_text() if keys.is_file() else None
@@ -142,7 +164,7 @@ def main() -> None:
         info[what] = device.update(f"{what}.edgecnn-update")
         info[what]["entries"] = device.entries()
     info["rollback"] = device.step("models", "rollback")
-    info["kills"] = kill_points(device, info["update"]["seconds"], kills)
+    info["kills"] = kill_points(device, phases)
     # after verifies its model before it switches: its output says so.
     info["after"] = device.update("after.edgecnn-update")
     info["after"]["entries"] = device.entries()
