@@ -5,8 +5,9 @@
 flash on a microcontroller), every multiplier and shift TFLite would compute when it
 prepares the model, and one function per entry point that runs the layers in order
 through a caller-provided work buffer. Each convolution is fused with the max-pool after
-it, so its full-size output never exists: the work buffer holds two regions, the output
-of one layer and the next, sized to the largest of each.
+it, so its full-size output never exists: the work buffer holds two int16 patches, a
+running max and each layer's output where :mod:`~edgecnn.export.mcu.arena` places it (a
+convolution's output may grow into its input).
 
 The arithmetic is ``templates/kernels.c``: TFLite's reference kernels, bit for bit.
 The rest of both files is ``templates/edgecnn_model.h`` and ``templates/edgecnn_model.c``
