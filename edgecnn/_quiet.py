@@ -55,9 +55,14 @@ def _fd2_captured(keep: Callable[[bytes, bool], bytes]) -> Iterator[None]:
             return
         try:
             with tempfile.TemporaryFile() as sink:
-                os.dup2(sink.fileno(), 2)
                 failed = False
+                # Ctrl-C raises KeyboardInterrupt after any call returns, the finally
+                # blocks' own calls included: the redirection is made inside the try and
+                # undone in a finally of its own, so that no moment of the block can
+                # leave descriptor 2 on the temporary file (and the command's last line,
+                # "error: interrupted", unseen).
                 try:
+                    os.dup2(sink.fileno(), 2)
                     yield
                 except KeyboardInterrupt:
                     raise  # the user stopped it: what the libraries printed is not the story
@@ -65,9 +70,11 @@ def _fd2_captured(keep: Callable[[bytes, bool], bytes]) -> Iterator[None]:
                     failed = True
                     raise
                 finally:
-                    with contextlib.suppress(OSError, ValueError):
-                        sys.stderr.flush()
-                    os.dup2(saved, 2)
+                    try:
+                        with contextlib.suppress(OSError, ValueError):
+                            sys.stderr.flush()
+                    finally:
+                        os.dup2(saved, 2)
                     sink.seek(0)
                     rest = keep(sink.read(), failed)
                     if rest:

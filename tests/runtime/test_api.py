@@ -1,4 +1,5 @@
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -294,3 +295,46 @@ def test_what_others_write_to_stderr_during_a_load_is_passed_on(capfd):
         os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
         os.write(2, b"a line of the app's\n")
     assert capfd.readouterr().err == "a line of the app's\n"
+
+
+def test_ctrl_c_after_any_call_of_a_hidden_block_gives_stderr_back():
+    """Wherever KeyboardInterrupt strikes, descriptor 2 is the process's stderr again.
+
+    Python raises a signal's exception once a call returns. A profile function raises it
+    as the n-th call the redirection makes returns, for every n: at the block's start and
+    in its clean-up. (Once, a Ctrl-C that came during the clean-up left descriptor 2 on
+    the temporary file, and the command's "error: interrupted" unseen.)
+    """
+    from edgecnn import _quiet
+
+    code = _quiet._fd2_captured.__wrapped__.__code__
+
+    def identity() -> tuple[int, int]:
+        st = os.fstat(2)
+        return st.st_dev, st.st_ino
+
+    before = identity()
+    for strike in itertools.count(1):
+        returned = 0
+
+        def profile(frame, event, arg, strike=strike):
+            nonlocal returned
+            made_here = event == "c_return" and frame.f_code is code
+            made_here |= event == "return" and frame.f_back and frame.f_back.f_code is code
+            if made_here:
+                returned += 1
+                if returned == strike:
+                    raise KeyboardInterrupt
+
+        sys.setprofile(profile)
+        try:
+            with _quiet.native_stderr_hidden():
+                os.write(2, b"hidden\n")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.setprofile(None)
+        assert identity() == before, f"descriptor 2 not given back after call {strike}"
+        if returned < strike:  # ran to the end unstruck: every call was tried
+            break
+    assert strike > 10
