@@ -29,7 +29,7 @@ _HEAVY_REPORTED = pytest.StashKey[bool]()  # a test is failed for it once
 #: at collection: the import check below would catch it only when the fixture is set up
 #: (the first test using it), and a test ``-m "not slow"`` deselects should not wait for a
 #: model to be trained to be told. Fixtures local to one module are marked there.
-SLOW_FIXTURES = {"trained_run", "exported", "keras_reference", "pipeline_run"}
+SLOW_FIXTURES = {"trained_run", "exported", "keras_reference", "pipeline_run", "crafted_run"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -145,6 +145,32 @@ def exported(trained_run, tmp_path_factory, fashion_dir):
     return SimpleNamespace(
         out=out, report=report, log=log.getvalue(), model_path=trained_run.out_dir / "model.keras"
     )
+
+
+@pytest.fixture(scope="session")
+def crafted_run(trained_run, tmp_path_factory, fashion_dir):
+    """The trained fixture's run with conv1's channel 3 scaled up 100x and conv2's weights
+    from it scaled down 100x (:data:`int8_helpers.CRAFTED`): the same float function (its
+    logits checked equal to 1e-5 of their span on the test images), which plain per-tensor
+    int8 calibration fails. ``out_dir`` is a run folder like ``trained_run``'s."""
+    import shutil
+
+    import keras
+    from int8_helpers import CRAFTED, craft, float_change
+
+    from edgecnn.trainer.dataset import to_float
+    from edgecnn.trainer.idx import load_dataset
+
+    out = tmp_path_factory.mktemp("crafted") / "run"
+    shutil.copytree(trained_run.out_dir, out)
+    original = keras.models.load_model(trained_run.out_dir / "model.keras")
+    model = craft(keras.models.load_model(trained_run.out_dir / "model.keras"), **CRAFTED)
+    images = to_float(load_dataset("fashion", fashion_dir).x_test)
+    change = float_change(original, model, images)
+    assert change < 1e-5, change
+    (out / "model.keras").unlink()
+    model.save(out / "model.keras")
+    return SimpleNamespace(out_dir=out, model_path=out / "model.keras", float_change=change)
 
 
 @pytest.fixture(scope="session")
