@@ -25,18 +25,28 @@ SCHEMES = {
     "int8": "int8, per-channel weights; the last layer and softmax in float32",
 }
 FULL_INTEGER_SCHEME = "full integer int8, per-channel weights"
+INT16_SCHEME = "16-bit activations, 8-bit per-channel weights (16x8), float input and output"
 
 
 def convert(precision: str, job: Job) -> tuple[bytes, ModelMetadata]:
     """The ``precision`` flatbuffer of ``job.model``, with its metadata embedded and sealed."""
     calibration = job.calibration if precision == "int8" else None
     full_integer = job.config.full_integer
-    data = convert_model(job.model, precision, calibration, full_integer=full_integer)
     quantization: dict[str, Any] = {}
     if SCHEMES[precision]:
         quantization["scheme"] = SCHEMES[precision]
     if precision == "int8" and full_integer:
         quantization["scheme"] = FULL_INTEGER_SCHEME
+    if precision == "int8" and job.float_layers:
+        data = _with_float_layers(job)
+        quantization["scheme"] += f"; {', '.join(job.float_layers)} in float32"
+    elif precision == "int8" and job.remedy == "int16":
+        data = convert_int16(job.model, job.calibration)
+        quantization["scheme"] = INT16_SCHEME
+    else:
+        data = convert_model(job.model, precision, calibration, full_integer=full_integer)
+    if precision == "int8" and job.remedy != "none":
+        quantization["remedy"] = job.remedy
     if precision == "int8":
         quantization.update(io_quantization(data))
         quantization["calibration"] = job.calibration_summary("minmax (TFLite converter)")
@@ -133,10 +143,33 @@ def _float_tail(converter: Any) -> bytes:
     This is the calibrate-then-quantize path of ``tf.lite.experimental.QuantizationDebugger``
     (its ``denylisted_nodes``), with the int8 input the usual full-int8 file has.
     """
+    converter._experimental_calibrate_only = True
+    return quantize_calibrated(converter.convert())
+
+
+def calibrate(model: Any, calibration: np.ndarray) -> bytes:
+    """The float flatbuffer with every tensor's range on ``calibration`` recorded in it.
+
+    What :func:`quantize_calibrated` makes int8 files from: one calibration, any number
+    of quantizations (the doctor's per-layer trials).
+    """
+    with tempfile.TemporaryDirectory(prefix="edgecnn-savedmodel-") as folder:
+        _saved_model(model, folder)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder, [SIGNATURE_KEY])
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(calibration)
+        converter._experimental_calibrate_only = True
+        return bytes(converter.convert())
+
+
+def quantize_calibrated(calibrated: bytes, float_nodes: tuple[str, ...] = ()) -> bytes:
+    """The int8 file (float logits and softmax) from a calibrated flatbuffer.
+
+    ``float_nodes``: more operators to keep in float, by output tensor name
+    (:func:`operator_outputs`).
+    """
     from tensorflow.lite.python import convert
 
-    converter._experimental_calibrate_only = True
-    calibrated = converter.convert()
     softmax_inputs = _softmax_inputs(calibrated)
     if not softmax_inputs:
         raise ValueError("the model has no softmax to keep in float")
@@ -147,9 +180,22 @@ def _float_tail(converter: Any) -> bytes:
             input_data_type=tf.int8,
             output_data_type=tf.float32,
             denylisted_ops=["SOFTMAX"],
-            denylisted_nodes=softmax_inputs,
+            denylisted_nodes=[*softmax_inputs, *float_nodes],
         )
     )
+
+
+def operator_outputs(flatbuffer: bytes) -> list[str]:
+    """The names of every operator's output tensors, in the order they run."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    return [
+        graph.tensors[i].name.decode()
+        for graph in model.subgraphs
+        for op in graph.operators
+        for i in op.outputs
+    ]
 
 
 def _softmax_inputs(flatbuffer: bytes) -> list[str]:
@@ -165,6 +211,33 @@ def _softmax_inputs(flatbuffer: bytes) -> list[str]:
             if codes[op.opcodeIndex] == schema.BuiltinOperator.SOFTMAX:
                 names.append(graph.tensors[op.inputs[0]].name.decode())
     return names
+
+
+def _with_float_layers(job: Job) -> bytes:
+    """The int8 file with ``job.float_layers``' operators (and the logits) in float."""
+    from edgecnn.export.doctor.diagnosis import float_nodes
+
+    calibrated = calibrate(job.model, job.calibration)
+    nodes = float_nodes(calibrated, job.model, job.float_layers)
+    return quantize_calibrated(calibrated, nodes)
+
+
+def convert_int16(model: Any, calibration: np.ndarray) -> bytes:
+    """16-bit activations and 8-bit weights throughout (TFLite's 16x8 mode), float I/O.
+
+    TFLite's quantizer sets the activation width for a whole model, not for one layer;
+    its 16x8 kernels need every activation symmetric, which its own 16x8 path gives (the
+    MLIR quantizer asked for int16 directly leaves zero-points a kernel refuses).
+    """
+    with tempfile.TemporaryDirectory(prefix="edgecnn-savedmodel-") as folder:
+        _saved_model(model, folder)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder, [SIGNATURE_KEY])
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(calibration)
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+        return bytes(converter.convert())
 
 
 def full_integer_flatbuffer(job: Job, source: Path, memo: dict[str, Any]) -> bytes:
