@@ -54,6 +54,15 @@ def export_command(
         str, typer.Option(help="ONNX int8 calibration: minmax, entropy or percentile.")
     ] = _DEFAULTS.calib_method,
     seed: Annotated[int, typer.Option(help="Seed for drawing calibration images.")] = 0,
+    remedy: Annotated[
+        str,
+        typer.Option(
+            help="For int8 files that fail their gate: auto (plain int8, then each remedy "
+            "until one passes), or one of calibration (more images), equalize (cross-layer "
+            "equalization), bias-correction, float-layer (the most sensitive layer in "
+            "float), int16 (16-bit activations). Implies --int8. See 'edgecnn doctor'."
+        ),
+    ] = "none",
     out: Annotated[
         Path | None,
         typer.Option(
@@ -115,7 +124,7 @@ def export_command(
 
     config = ExportConfig(
         formats=_formats(formats),
-        int8=int8,
+        int8=int8 or remedy != "none",
         fp16=fp16,
         dynamic=dynamic,
         calib_samples=calib_samples,
@@ -125,6 +134,7 @@ def export_command(
         max_accuracy_drop=max_accuracy_drop,
         min_agreement=min_agreement,
         verify_with=backend_names(verify_with),
+        remedy=remedy,
     )
     check_runtimes(config.verify_with)  # a backend not installed stops before any work
     source = resolve_model(target)  # bad paths are answered before TensorFlow's slow import
@@ -142,6 +152,8 @@ def export_command(
             )
             agreement = 100 * record.agreement
             typer.echo(f"  {record.file:22s} agreement {agreement:6.2f}%{elsewhere}  {status}")
+            if record.remedy is not None:
+                typer.echo(f"    remedy {record.remedy.summary()}")
 
     if not as_json:
         typer.echo(f"Exporting {source.model_path} ...")
@@ -166,8 +178,11 @@ def export_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``edgecnn export`` to the app."""
+    """Add ``edgecnn export`` and ``edgecnn doctor`` to the app."""
+    from edgecnn.export.doctor import cli as doctor_cli
+
     app.command("export")(export_command)
+    doctor_cli.register(app)
 
 
 def _formats(text: str) -> tuple[str, ...]:
