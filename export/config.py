@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from edgecnn.errors import ConfigError
 from edgecnn.export import formats as registry
+from edgecnn.export.auto import REMEDY_CHOICES
 from edgecnn.records import Fields, JSONObject
 from edgecnn.runtime.backends import BACKENDS
 from edgecnn.runtime.gate import GATES, Gate
@@ -39,6 +40,8 @@ class ExportConfig:
     min_agreement: float | None = None
     #: Backends that must also pass each file they run (beyond the one ``auto`` picks).
     verify_with: tuple[str, ...] = ()
+    #: What to do for an int8 file that fails its gate (edgecnn.export.auto).
+    remedy: str = "none"
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.formats if f not in FORMATS]
@@ -58,6 +61,14 @@ class ExportConfig:
                 )
         if self.full_integer and ("tflite", "int8") not in self.targets():
             raise ConfigError("--full-integer changes the int8 .tflite file; add --int8")
+        if self.remedy not in REMEDY_CHOICES:
+            raise ConfigError(f"--remedy must be one of {', '.join(REMEDY_CHOICES)}")
+        if (
+            self.remedy != "none"
+            and ("tflite", "int8") not in self.targets()
+            and not any(t == (f, "int8") for f in ("onnx",) for t in self.targets())
+        ):
+            raise ConfigError("--remedy changes the int8 files; add --int8")
         if self.calib_samples < 1:
             raise ConfigError(f"--calib-samples must be at least 1, got {self.calib_samples}")
         if self.calib_method not in CALIBRATION_METHODS:
@@ -161,6 +172,7 @@ class ExportConfig:
             max_accuracy_drop=f.optional_number("max_accuracy_drop"),
             min_agreement=f.optional_number("min_agreement"),
             verify_with=f.texts("verify_with", default=()),
+            remedy=f.text("remedy", default.remedy),
         )
 
 

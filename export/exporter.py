@@ -199,18 +199,56 @@ def _convert(fmt: str, precision: str, job: Job) -> tuple[bytes, ModelMetadata]:
 def export_file(prepared: Prepared, fmt: str, precision: str) -> ExportedFile | None:
     """Convert one file, verify it under a temporary name, then keep or reject it.
 
-    Returns its record; None for a format this machine cannot write (said in the
-    report's ``skipped``).
+    An int8 file under ``--remedy`` is made once per remedy tried
+    (:func:`edgecnn.export.auto.candidates`) until one passes; the last one made is kept
+    or rejected. Returns its record; None for a format this machine cannot write (said in
+    the report's ``skipped``).
     """
     if FORMATS[fmt].folder:
         return export_folder(prepared, fmt, precision)
+    asked = prepared.job.config.remedy
+    if precision != "int8" or asked == "none":
+        return _export_with(prepared, fmt, precision, prepared.job, last=True)
+    from edgecnn.export.auto import RemedyRecord, Trial, candidates
+
+    tries = list(candidates(prepared.job, fmt, asked, prepared.data.x_train))
+    trials: list[Trial] = []
+    record = None
+    for i, (remedy, job) in enumerate(tries):
+        record = _export_with(prepared, fmt, precision, job, last=i == len(tries) - 1)
+        trials.append(Trial(remedy, record.agreement, record.passed, _note(fmt, job)))
+        if record.passed:
+            if fmt == "tflite" and not _note(fmt, job):  # the integer-only forms follow it
+                prepared.memo["int8_job"] = job
+            break
+    assert record is not None
+    chosen = trials[-1].remedy if trials[-1].passed else None
+    return dataclasses.replace(record, remedy=RemedyRecord(asked, chosen, tuple(trials)))
+
+
+def _note(fmt: str, job: Job) -> str:
+    """What a remedy means beyond its file (the integer-only forms cannot follow it)."""
+    from edgecnn.export.auto import INTEGER_ONLY
+
+    if fmt == "tflite" and job.remedy not in ("none", *INTEGER_ONLY):
+        return (
+            "the C library and the TFLite Micro bundle are integer-only: they are made "
+            "from the plain int8 form"
+        )
+    return ""
+
+
+def _export_with(
+    prepared: Prepared, fmt: str, precision: str, job: Job, last: bool
+) -> ExportedFile:
+    """Convert ``job``'s file, verify it; keep it if it passes, reject it if ``last``."""
     name = FORMATS[fmt].file_name(precision)
     started = time.perf_counter()
-    data, meta = _convert(fmt, precision, prepared.job)
+    data, meta = _convert(fmt, precision, job)
     convert_s = time.perf_counter() - started
     final = prepared.out / name
     tmp = _atomic.temporary_path(final)
-    gate = prepared.job.config.gate(precision)
+    gate = job.config.gate(precision)
     try:
         _atomic.write_synced(tmp, data)
         # Verified under its temporary name: an unproven file never sits where users
@@ -226,8 +264,10 @@ def export_file(prepared: Prepared, fmt: str, precision: str) -> ExportedFile | 
             _atomic.write_json(sidecar_path(final), sidecar_document(meta, name, len(data), digest))
             os.replace(tmp, final)
             _write_reference(prepared, final, digest, precision, measured, gate)
-        else:
+        elif last:
             os.replace(tmp, prepared.out / f"{name}.rejected")
+        else:
+            tmp.unlink()
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -305,7 +345,8 @@ def export_folder(prepared: Prepared, fmt: str, precision: str) -> ExportedFile 
     try:
         with native_stderr_hidden():
             try:
-                result = spec.export(prepared.job, source, folder, check)
+                job = prepared.memo.get("int8_job", prepared.job)
+                result = spec.export(job, source, folder, check)
             except spec.skip_errors() as e:
                 shutil.rmtree(folder, ignore_errors=True)
                 prepared.skipped.append(Skipped(fmt, str(e), error=True))

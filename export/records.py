@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from edgecnn.export.auto import RemedyRecord
 from edgecnn.export.config import ExportConfig
 from edgecnn.export.formats import FORMATS, Details
 from edgecnn.records import Fields, JSONObject, RecordError, check_schema
@@ -108,6 +109,8 @@ class ExportedFile:
     runtimes: Mapping[str, RuntimeCheck] = field(default_factory=dict)
     #: What only its format measures (the folder formats'), or None.
     details: Details | None = None
+    #: What ``--remedy`` tried for an int8 file, and what it kept.
+    remedy: RemedyRecord | None = None
 
     @property
     def name(self) -> str:
@@ -150,6 +153,8 @@ class ExportedFile:
             out["runtimes"] = {name: r.to_dict() for name, r in self.runtimes.items()}
         if self.details is not None:
             out["details"] = self.details.to_dict()
+        if self.remedy is not None:
+            out["remedy"] = self.remedy.to_dict()
         return out
 
     @classmethod
@@ -192,6 +197,7 @@ class ExportedFile:
                 for k in runtimes.data
             },
             details=details,
+            remedy=RemedyRecord.from_fields(f.object("remedy")) if "remedy" in f else None,
         )
 
 

@@ -44,6 +44,10 @@ class Job:
     base: ModelMetadata
     #: Intermediate results shared between formats (the float ONNX graph, say).
     cache: dict[str, bytes] = field(default_factory=dict)
+    #: The ``--remedy`` this job's int8 files are made with (edgecnn.export.auto).
+    remedy: str = "none"
+    #: Layers the int8 ``.tflite`` keeps in float (the ``float-layer`` remedy).
+    float_layers: tuple[str, ...] = ()
 
     def calibration_summary(self, method: str) -> dict[str, Any]:
         """Where the int8 calibration images came from, for the file's metadata."""
