@@ -47,6 +47,10 @@ REPORT_FILE = "report.html"
 SAMPLE_FILE = "sample.png"
 #: Drawn for the report, beside the tutorial's pictures.
 CHART_FILES = ("training_curves.png", "export_chart.png")
+#: Written by ``edgecnn run`` when an int8 file fails its gate or agrees with Keras on less
+#: than 99.5% of the test images: ``edgecnn doctor``'s findings, and the report's chart of them.
+DOCTOR_FILE = "doctor.json"
+DOCTOR_CHART = "doctor_chart.png"
 
 
 def new_run_dir(root: Path = RUNS_ROOT) -> Path:

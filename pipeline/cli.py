@@ -96,6 +96,13 @@ def run_command(
             "openvino), with the same gate. [default: only the backend the runtime picks]"
         ),
     ] = None,
+    remedy: Annotated[
+        str | None,
+        typer.Option(
+            help="For int8 files that fail their gate: auto, or one remedy (see 'edgecnn "
+            "export --help'). [default: none]"
+        ),
+    ] = None,
 ) -> None:
     """Train, evaluate, export (verified), benchmark, and write report.html, in one go.
 
@@ -117,6 +124,7 @@ def run_command(
         "train_subset": train_subset,
         "bench_runs": bench_runs,
         "verify_with": None if verify_with is None else ",".join(backend_names(verify_with)),
+        "remedy": remedy,
     }
     if mcu and int8 is False:
         raise ConfigError(
@@ -152,8 +160,8 @@ def what_to_try(run: RunData) -> str:
     if run.config.train_subset or epochs < 5:
         tips.append("train longer (a short run leaves many near-ties that int8 rounding flips)")
     tips += [
-        f"re-export with more calibration images (edgecnn export {exports} --int8 "
-        "--calib-samples 2000)",
+        f"see which layer loses it (edgecnn doctor {exports}; report.html has its findings)",
+        f"re-export with a remedy (edgecnn export {exports} --remedy auto)",
         "or accept a looser gate knowingly (--min-agreement 0.98, --max-accuracy-drop 1)",
     ]
     return "try: " + "; ".join(tips)

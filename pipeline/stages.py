@@ -98,6 +98,39 @@ def _export(ctx: RunContext) -> None:
     _evaluate_int8(ctx, report.kept, held[0] if held else None)
 
 
+#: Below this top-1 agreement with Keras, an int8 .tflite gets the doctor's findings.
+DOCTOR_BELOW = 0.995
+
+
+def _doctor_if_needed(ctx: RunContext, files: tuple[ExportedFile, ...]) -> None:
+    """``edgecnn doctor`` into ``doctor.json`` when the int8 .tflite needs it.
+
+    That is when it failed its gate or agrees with Keras less than :data:`DOCTOR_BELOW`;
+    the report shows the findings.
+    """
+    from edgecnn.pipeline.report.doctor import read_diagnosis
+    from edgecnn.run_folder import DOCTOR_FILE
+
+    if read_diagnosis(ctx.out) is not None:
+        return  # the findings about this very file are there already (a resumed run)
+    (ctx.out / DOCTOR_FILE).unlink(missing_ok=True)  # an earlier export's findings
+    int8 = next((f for f in files if f.format == "tflite" and f.precision == "int8"), None)
+    if int8 is None or (int8.passed and int8.agreement >= DOCTOR_BELOW):
+        return
+    from edgecnn.export.doctor.cli import find_patient
+    from edgecnn.export.doctor.examine import examine
+
+    try:
+        diagnosis = examine(find_patient(ctx.out), data_dir=ctx.data_dir)
+    except (EdgecnnError, OSError) as e:
+        ctx.say(f"  the doctor could not examine {int8.file}: {e}")
+        return
+    _atomic.write_json(ctx.out / DOCTOR_FILE, diagnosis.to_dict())
+    named = f"it names {diagnosis.culprit}" if diagnosis.culprit else "no single layer stands out"
+    ctx.say(f"  {int8.file} agrees {100 * int8.agreement:.2f}% with Keras: the doctor looked "
+            f"({named}; report.html has its findings)")  # fmt: skip
+
+
 def _backend_for(ctx: RunContext, name: str) -> tuple[str | None, str]:
     """The backend to run the kept file ``name`` with, and the backend its format needs.
 
@@ -195,7 +228,10 @@ def _bench(ctx: RunContext) -> None:
 
 
 def _report(ctx: RunContext) -> None:
+    from edgecnn.export.report_file import load_report
     from edgecnn.pipeline.report import write_report
+
+    _doctor_if_needed(ctx, load_report(ctx.out / EXPORTS_DIR).files)
 
     path = write_report(ctx.out)
     ctx.say(f"  wrote {path} ({path.stat().st_size / 1024:.0f} KiB, self-contained)")

@@ -75,6 +75,8 @@ class RunOptions:
     bench_runs: int = 300
     #: Backends that must also pass each exported file they run, comma-separated.
     verify_with: str = ""
+    #: ``edgecnn export --remedy`` for the int8 files (edgecnn.export.auto).
+    remedy: str = "none"
 
     def __post_init__(self) -> None:
         """Each field of its type and in its range, as ``run.json`` may have been edited.
@@ -91,6 +93,13 @@ class RunOptions:
         for name in ("skip_bad_images", "int8", "mcu", "augment"):
             check_type(name, getattr(self, name), bool, "true or false")
         check_type("verify_with", self.verify_with, str, "backend names")
+        check_type("remedy", self.remedy, str, "a remedy's name")
+        from edgecnn.export.auto import REMEDY_CHOICES
+
+        if self.remedy not in REMEDY_CHOICES:
+            raise ConfigError(f"remedy must be one of {', '.join(REMEDY_CHOICES)}")
+        if self.remedy != "none" and not self.int8:
+            raise ConfigError("--remedy changes the int8 files; it needs --int8")
         if self.image_size is not None:
             check_int("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
         if self.channels not in (None, 1, 3) or isinstance(self.channels, bool):
@@ -152,7 +161,12 @@ class RunOptions:
         formats = DEFAULT_FORMATS + (FOLDER_FORMATS if self.int8 and self.mcu else ())
         verify_with = backend_names(self.verify_with)
         return Config(
-            formats=formats, int8=self.int8, fp16=True, dynamic=True, verify_with=verify_with
+            formats=formats,
+            int8=self.int8,
+            fp16=True,
+            dynamic=True,
+            verify_with=verify_with,
+            remedy=self.remedy,
         )
 
 

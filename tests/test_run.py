@@ -283,6 +283,20 @@ def _copy_run(pipeline_run, tmp_path):
     return copy
 
 
+def test_findings_about_another_file_are_not_shown(pipeline_run, tmp_path):
+    """A doctor.json whose file is not the export's int8 file now is left out of the report."""
+    from edgecnn.pipeline.report import write_report
+
+    run = _copy_run(pipeline_run, tmp_path)
+    stale = {"file": str(run / "exports" / "model_int8.tflite"), "file_sha256": "0" * 64,
+             "agreement": 0.5, "test": [], "calibration": [], "onnx_file": None, "onnx": [],
+             "sensitivity": [], "sweep": [], "culprit": "conv1", "finding": "stale findings",
+             "seconds": 1.0}  # fmt: skip
+    (run / "doctor.json").write_text(json.dumps(stale))
+    page = write_report(run).read_text()
+    assert "stale findings" not in page and "no diagnosis was needed" in page
+
+
 def test_a_stage_run_again_runs_every_later_stage_again(pipeline_run, tmp_path):
     run = _copy_run(pipeline_run, tmp_path)
     (run / "bench.json").unlink()
@@ -332,7 +346,14 @@ def test_a_rejected_file_is_reported_and_the_run_exits_1(pipeline_run, tmp_path)
     page = (run / "report.html").read_text()
     assert "FAIL</span> agreement 99.00% &lt; 99.50%" in page
     assert "Rejected by the verification gate" in page  # in the summary, not only the table
-    assert "try: " in result.stderr and "--calib-samples 2000" in result.stderr
+    assert "try: " in result.stderr and "--remedy auto" in result.stderr
+    # A failed int8 file gets the doctor's findings: doctor.json, and a section with a chart.
+    diagnosis = json.loads((run / "doctor.json").read_text())
+    assert diagnosis["file"].endswith("model_int8.tflite") and diagnosis["sensitivity"]
+    assert (run / "doctor_chart.png").is_file()
+    doctor = page.split('id="doctor"', 1)[1].split("</section>", 1)[0]
+    assert "Top-1 agreement with Keras:" in doctor and "median channel dB" in doctor
+    assert "SQNR per quantized tensor" in doctor and "--remedy auto" in doctor
     # The rejected file is recommended nowhere, for no target.
     recommendations = result.stdout.split("Recommended files, per target:")[1]
     assert "model_int8.tflite" not in recommendations

@@ -2,7 +2,8 @@
 
 ``html`` builds the page from parts, ``sections`` describes the run itself (summary,
 training, accuracy, the network), ``exports`` the exported files (gates, benchmark,
-microcontrollers, usage), ``int8`` what the int8 files changed against Keras, ``charts``
+microcontrollers, usage), ``int8`` what the int8 files changed against Keras, ``doctor``
+why int8 lost agreement (when it did), ``charts``
 draws the report's own figures, ``style`` is its stylesheet.
 """
 
@@ -11,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecnn import _atomic
-from edgecnn.run_folder import CHART_FILES, REPORT_FILE
+from edgecnn.run_folder import CHART_FILES, DOCTOR_CHART, REPORT_FILE
 
 
 def write_report(run_dir: Path) -> Path:
     """Draw the report's charts into ``run_dir`` and write ``report.html`` beside them."""
-    from edgecnn.pipeline.report import charts, exports, int8, sections
+    from edgecnn.pipeline.report import charts, doctor, exports, int8, sections
     from edgecnn.pipeline.report.html import page, section
     from edgecnn.pipeline.results import RunData
     from edgecnn.trainer.plots import save_figure
@@ -29,6 +30,7 @@ def write_report(run_dir: Path) -> Path:
         ("exports", "Exported models", exports.exports),
         ("benchmark", "Benchmark", exports.benchmark),
         ("int8", "What int8 changed", int8.int8_changes),
+        ("doctor", "int8 doctor", doctor.doctor),
         ("mcu", "On a microcontroller", exports.microcontrollers),
         ("use", "Use it", exports.usage),
     ]
@@ -36,6 +38,9 @@ def write_report(run_dir: Path) -> Path:
     curves, sizes = CHART_FILES
     save_figure(charts.plot_history(run.history), run_dir / curves)
     save_figure(charts.plot_exports(run.export.files, run.latency_by_file()), run_dir / sizes)
+    diagnosis = doctor.read_diagnosis(run_dir)
+    if diagnosis is not None:
+        save_figure(charts.plot_doctor(diagnosis), run_dir / DOCTOR_CHART)
     parts = [(anchor, title, build(run)) for anchor, title, build in parts_of_page]
     document = page(
         f"edgecnn run {run.name}",

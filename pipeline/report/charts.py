@@ -1,4 +1,4 @@
-"""The report's own charts: training curves, and size and latency per exported file."""
+"""The report's own charts: training curves, size and latency per file, the doctor's findings."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from edgecnn.export.doctor.diagnosis import WEAK_SQNR_DB, Diagnosis
 from edgecnn.export.records import ExportedFile
 from edgecnn.pipeline.results import Epoch
 from edgecnn.trainer import plots  # selects matplotlib's Agg backend before any figure
@@ -64,6 +65,37 @@ def plot_exports(files: Sequence[ExportedFile], latency_us: dict[str, float]) ->
         ax.invert_yaxis()
         ax.set_title(f"{title} ({unit})")
         ax.set_xlim(0, np.nanmax(values) * 1.25 if np.isfinite(values).any() else 1)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_doctor(diagnosis: Diagnosis) -> Figure:
+    """The doctor's findings: SQNR per quantized tensor, and agreement per trial."""
+    tensors = diagnosis.test
+    trials = [("int8 as exported", diagnosis.agreement)]
+    trials += [(f"{t.layer} in float", t.agreement) for t in diagnosis.sensitivity]
+    trials += [(f"calibrated on {p.images:,}", p.agreement) for p in diagnosis.sweep]
+    rows = max(len(tensors), len(trials))
+    fig, axes = plots.plt.subplots(1, 2, figsize=(9, 0.32 * rows + 1.6))
+    y = np.arange(len(tensors))
+    axes[0].barh(y - 0.2, [t.sqnr_db for t in tensors], 0.4, label="whole tensor")
+    axes[0].barh(y + 0.2, [t.median_channel_sqnr_db for t in tensors], 0.4,
+                 label="median channel")  # fmt: skip
+    axes[0].set_yticks(y, [t.layer for t in tensors], fontsize=8)
+    axes[0].axvline(WEAK_SQNR_DB, color="#c44e52", lw=1, ls="--")
+    axes[0].set_title("SQNR against Keras (dB)")
+    axes[0].legend(fontsize=7, loc="lower right")
+    y = np.arange(len(trials))
+    values = [100 * a for _, a in trials]
+    axes[1].barh(y, values, color=["#dd8452"] + ["#4c72b0"] * (len(trials) - 1))
+    for yi, v in zip(y, values, strict=True):
+        axes[1].text(v, yi, f" {v:.2f}", va="center", fontsize=8)
+    axes[1].set_yticks(y, [name for name, _ in trials], fontsize=8)
+    axes[1].set_xlim(min(values) - 1, 100.8)
+    axes[1].set_title("Top-1 agreement with Keras (%)")
+    for ax in axes:
+        ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
