@@ -23,8 +23,9 @@ from edgecnn.records import Fields, JSONObject
 REMEDIES = ("calibration", "equalize", "bias-correction", "float-layer", "int16")
 #: What ``--remedy`` accepts.
 REMEDY_CHOICES = ("none", "auto", *REMEDIES)
-#: ``calibration`` uses this many training images, or all of them if fewer.
-MORE_CALIBRATION = 5_000
+#: ``calibration`` uses this many training images (or four times ``--calib-samples`` if
+#: more; all of them if fewer), and is skipped when that is no more than plain int8 had.
+MORE_CALIBRATION = 2_000
 #: Remedies the integer-only forms (``--full-integer``, the C library, TFLite Micro) can
 #: take: they change the weights or the calibration, not the operators' types.
 INTEGER_ONLY = ("calibration", "equalize", "bias-correction")
@@ -102,7 +103,18 @@ def candidates(job: Job, fmt: str, asked: str, train: np.ndarray) -> Iterator[tu
     for name in names:
         if not applies(name, fmt, job.config.full_integer):
             continue
+        if (
+            name == "calibration"
+            and asked == "auto"
+            and calibration_size(job, train) <= len(job.calibration)
+        ):
+            continue  # no more images than plain int8 had: the same file again
         yield name, remedied(job, name, train)
+
+
+def calibration_size(job: Job, train: np.ndarray) -> int:
+    """How many training images the ``calibration`` remedy calibrates on."""
+    return min(max(MORE_CALIBRATION, 4 * job.config.calib_samples), len(train))
 
 
 def applies(remedy: str, fmt: str, full_integer: bool) -> bool:
@@ -121,7 +133,7 @@ def remedied(job: Job, remedy: str, train: np.ndarray) -> Job:
 
     fresh = dataclasses.replace(job, cache={}, remedy=remedy)
     if remedy == "calibration":
-        n = min(MORE_CALIBRATION, len(train))
+        n = calibration_size(job, train)
         rng = np.random.default_rng(job.config.seed)
         indices = np.sort(rng.choice(len(train), size=n, replace=False))
         record = {**job.calibration_record, "samples": int(n), "train_indices": indices.tolist()}

@@ -47,6 +47,12 @@ def doctor_command(
     images: Annotated[
         int, typer.Option(help="Test and calibration images the per-tensor errors use.")
     ] = 1000,
+    sweep: Annotated[
+        str,
+        typer.Option(
+            help="Calibration sizes the sweep tries, comma-separated, or none.",
+        ),
+    ] = "100,500,2000,10000",
     as_json: Annotated[bool, typer.Option("--json", help="Print the diagnosis as JSON.")] = False,
 ) -> None:
     """Per-tensor int8 error, per-layer sensitivity and a calibration sweep, then a verdict.
@@ -59,17 +65,35 @@ def doctor_command(
     """
     if images < 1:
         raise ConfigError(f"--images must be at least 1, got {images}")
+    sizes = sweep_sizes(sweep)
     patient = find_patient(target)
     from edgecnn import _json
     from edgecnn.export.doctor.examine import examine
 
-    diagnosis = examine(patient, data_dir=data_dir, data=data, tensor_images=images)
+    diagnosis = examine(
+        patient, data_dir=data_dir, data=data, tensor_images=images, sweep_sizes=sizes
+    )
     if as_json:
         typer.echo(_json.dumps(diagnosis.to_dict()))
         return
     from edgecnn.export.doctor.table import format_diagnosis
 
     typer.echo(format_diagnosis(diagnosis))
+
+
+def sweep_sizes(text: str) -> tuple[int, ...]:
+    """``--sweep``: whole numbers of at least 1 separated by commas, or ``none``."""
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(
+            f"--sweep takes image counts separated by commas (100,500) or none, got {text!r:.40}"
+        )
+    return sizes
 
 
 def find_patient(target: Path) -> Patient:

@@ -172,12 +172,14 @@ def diagnose(
     seed: int = 0,
     onnx: tuple[Any, Any] | None = None,
     tensor_images: int = 1000,
+    sweep_sizes: tuple[int, ...] = SWEEP_SIZES,
 ) -> Diagnosis:
     """Measure why ``flatbuffer`` (the int8 ``.tflite`` of ``model``) differs from Keras.
 
     ``calibration``: the images it was calibrated on; ``train``: the training images
     the sweep draws from (with ``seed``); ``test``: the images agreement is measured on
-    (float32, [0, 1]); ``onnx``: the float and int8 ONNX files' paths, if any.
+    (float32, [0, 1]); ``onnx``: the float and int8 ONNX files' paths, if any;
+    ``sweep_sizes``: the calibration sizes the sweep tries (none: no sweep).
     """
     from edgecnn.export.doctor.tflite_tensors import tflite_tensor_errors
     from edgecnn.export.formats.tflite import calibrate, quantize_calibrated
@@ -195,7 +197,7 @@ def diagnose(
         data = quantize_calibrated(calibrated, float_nodes(calibrated, model, group))
         trials.append(LayerTrial(layer, group, top1_agreement(data, test, reference)))
     sweep = []
-    for size in sorted({min(n, len(train)) for n in SWEEP_SIZES}):
+    for size in sorted({min(n, len(train)) for n in sweep_sizes}):
         rng = np.random.default_rng(seed)
         chosen = train[np.sort(rng.choice(len(train), size=size, replace=False))]
         data = quantize_calibrated(calibrate(model, chosen))

@@ -21,6 +21,7 @@ def examine(
     data_dir: Path | None = None,
     data: Path | None = None,
     tensor_images: int = 1000,
+    sweep_sizes: tuple[int, ...] | None = None,
 ) -> Diagnosis:
     """Diagnose the patient's int8 file on the data its run used.
 
@@ -29,7 +30,7 @@ def examine(
     """
     flatbuffer = patient.tflite.read_bytes()
     _check_runs(patient.tflite, flatbuffer)  # a corrupt file is said before TensorFlow loads
-    from edgecnn.export.doctor.diagnosis import diagnose
+    from edgecnn.export.doctor.diagnosis import SWEEP_SIZES, diagnose
     from edgecnn.trainer import training_data
     from edgecnn.trainer.dataset import to_float
     from edgecnn.trainer.evaluate import load_keras_model
@@ -50,6 +51,7 @@ def examine(
             seed=seed,
             onnx=patient.onnx,
             tensor_images=tensor_images,
+            sweep_sizes=SWEEP_SIZES if sweep_sizes is None else sweep_sizes,
         )
 
 

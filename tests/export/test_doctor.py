@@ -11,6 +11,7 @@ from cli_helpers import assert_one_line_error, invoke
 from own_data import write_folder
 
 from edgecnn.export.doctor.diagnosis import Diagnosis
+from edgecnn.export.doctor.table import format_diagnosis
 from edgecnn.export.records import ExportReport
 from edgecnn.records import Fields
 
@@ -25,7 +26,9 @@ def crafted_plain(crafted_run, fashion_dir):
 
 @pytest.fixture(scope="module")
 def diagnosis(crafted_plain, fashion_dir):
-    done = invoke("doctor", crafted_plain, "--data-dir", fashion_dir, "--json")
+    rejected = crafted_plain / "exports" / "model_int8.tflite.rejected"
+    options = ("--images", 300, "--sweep", "100,2000", "--json")
+    done = invoke("doctor", rejected, "--data-dir", fashion_dir, *options)
     assert done.exit_code == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -46,20 +49,19 @@ def test_the_doctor_names_the_scaled_layer(diagnosis):
     by_layer = {t.layer: t for t in d.sensitivity}
     assert by_layer["conv1"].agreement >= 0.99  # its output in float: the loss is gone
     assert by_layer["conv1"].agreement > max(t.agreement for t in d.sensitivity[1:])
-    assert [p.images for p in d.sweep] == [100, 500, 2000, 10000]
+    assert [p.images for p in d.sweep] == [100, 2000]
+    assert all(t.images == 300 for t in d.test + d.calibration + d.onnx)
     assert all(p.agreement < 0.99 for p in d.sweep)  # more images cannot fix it
     assert [t.layer for t in d.onnx][:2] == ["image", "conv1"]
     assert "conv1" in d.finding and "--remedy auto" in d.finding
     assert Diagnosis.from_fields(Fields(d.to_dict())) == d
 
 
-def test_the_doctor_prints_its_tables(crafted_plain, fashion_dir):
-    done = invoke("doctor", crafted_plain / "exports" / "model_int8.tflite.rejected",
-                  "--data-dir", fashion_dir, "--images", 200)  # fmt: skip
-    assert done.exit_code == 0, done.stderr
-    for heading in ("SQNR dB", "Sensitivity", "Calibration sweep", "int8 ONNX"):
-        assert heading in done.stdout
-    assert "The first tensor to lose its signal is conv1's output" in done.stdout
+def test_the_diagnosis_reads_as_tables(diagnosis):
+    text = format_diagnosis(Diagnosis.from_fields(Fields(diagnosis)))
+    for heading in ("SQNR dB", "median ch", "Sensitivity", "Calibration sweep", "int8 ONNX"):
+        assert heading in text
+    assert "The first tensor to lose its signal is conv1's output" in text
 
 
 def test_auto_ends_with_files_that_pass_and_names_the_remedy(crafted_run, fashion_dir, tmp_path):
@@ -118,6 +120,7 @@ def test_doctor_bad_targets_are_one_line(tmp_path, tiny):
     shutil.copy(tiny / "model_int8.tflite", lone)
     assert_one_line_error(invoke("doctor", lone / "model_int8.tflite"), "no model.keras")
     assert_one_line_error(invoke("doctor", run, "--images", 0), "--images")
+    assert_one_line_error(invoke("doctor", run, "--sweep", "100,lots"), "--sweep")
 
 
 def test_export_refuses_an_unknown_remedy(tmp_path):
