@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from edgecnn.errors import ConfigError
 from edgecnn.export import formats as registry
-from edgecnn.export.auto import REMEDY_CHOICES
+from edgecnn.export.auto import INTEGER_ONLY, REMEDY_CHOICES
 from edgecnn.records import Fields, JSONObject
 from edgecnn.runtime.backends import BACKENDS
 from edgecnn.runtime.gate import GATES, Gate
@@ -63,12 +63,13 @@ class ExportConfig:
             raise ConfigError("--full-integer changes the int8 .tflite file; add --int8")
         if self.remedy not in REMEDY_CHOICES:
             raise ConfigError(f"--remedy must be one of {', '.join(REMEDY_CHOICES)}")
-        if (
-            self.remedy != "none"
-            and ("tflite", "int8") not in self.targets()
-            and not any(t == (f, "int8") for f in ("onnx",) for t in self.targets())
-        ):
+        if self.remedy != "none" and not self.int8:
             raise ConfigError("--remedy changes the int8 files; add --int8")
+        if self.full_integer and self.remedy not in ("none", "auto", *INTEGER_ONLY):
+            raise ConfigError(
+                f"--remedy {self.remedy} keeps operators out of int8, which --full-integer "
+                f"forbids; with it, choose from {', '.join(INTEGER_ONLY)} (or auto)"
+            )
         if self.calib_samples < 1:
             raise ConfigError(f"--calib-samples must be at least 1, got {self.calib_samples}")
         if self.calib_method not in CALIBRATION_METHODS:

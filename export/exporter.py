@@ -209,21 +209,44 @@ def export_file(prepared: Prepared, fmt: str, precision: str) -> ExportedFile | 
     asked = prepared.job.config.remedy
     if precision != "int8" or asked == "none":
         return _export_with(prepared, fmt, precision, prepared.job, last=True)
-    from edgecnn.export.auto import RemedyRecord, Trial, candidates
+    return export_remedied(prepared, fmt, asked)
 
-    tries = list(candidates(prepared.job, fmt, asked, prepared.data.x_train))
+
+def export_remedied(prepared: Prepared, fmt: str, asked: str) -> ExportedFile:
+    """``fmt``'s int8 file under ``--remedy asked``: each remedy made only when its turn comes.
+
+    Plain int8 first (the number before); ``auto`` stops at the first file that passes,
+    a named remedy is always made after it. A remedy this model cannot take is a trial
+    with a note, not a failure.
+    """
+    from edgecnn.export.auto import RemedyRecord, Trial, plan, remedied
+
+    names, left_out = plan(asked, fmt, prepared.job.config.full_integer)
     trials: list[Trial] = []
-    record = None
-    for i, (remedy, job) in enumerate(tries):
-        record = _export_with(prepared, fmt, precision, job, last=i == len(tries) - 1)
-        trials.append(Trial(remedy, record.agreement, record.passed, _note(fmt, job)))
-        if record.passed:
-            if fmt == "tflite" and not _note(fmt, job):  # the integer-only forms follow it
-                prepared.memo["int8_job"] = job
+    made: ExportedFile | None = None  # the file left in the folder, kept or rejected
+    made_by = "none"
+    for i, name in enumerate(names):
+        final = i == len(names) - 1
+        try:
+            with native_stderr_hidden():
+                job = prepared.job if name == "none" else remedied(
+                    prepared.job, name, fmt, prepared.data.x_train
+                )  # fmt: skip
+        except ValueError as e:
+            trials.append(Trial(name, None, False, str(e)))
+            continue
+        before_only = asked != "auto" and not final  # a named remedy's plain number
+        record = _export_with(prepared, fmt, "int8", job, last=final, measure_only=before_only)
+        trials.append(Trial(name, record.agreement, record.passed, _note(fmt, job) or left_out))
+        if (record.passed and not before_only) or final:
+            made, made_by = record, name
+            if record.passed and fmt == "tflite" and not _note(fmt, job):
+                prepared.memo["int8_job"] = job  # the integer-only forms follow it
             break
-    assert record is not None
-    chosen = trials[-1].remedy if trials[-1].passed else None
-    return dataclasses.replace(record, remedy=RemedyRecord(asked, chosen, tuple(trials)))
+    if made is None:  # the last remedies could not be made: plain int8 stands
+        made = _export_with(prepared, fmt, "int8", prepared.job, last=True)
+    chosen = made_by if made.passed else None
+    return dataclasses.replace(made, remedy=RemedyRecord(asked, chosen, tuple(trials)))
 
 
 def _note(fmt: str, job: Job) -> str:
@@ -239,9 +262,17 @@ def _note(fmt: str, job: Job) -> str:
 
 
 def _export_with(
-    prepared: Prepared, fmt: str, precision: str, job: Job, last: bool
+    prepared: Prepared,
+    fmt: str,
+    precision: str,
+    job: Job,
+    last: bool,
+    measure_only: bool = False,
 ) -> ExportedFile:
-    """Convert ``job``'s file, verify it; keep it if it passes, reject it if ``last``."""
+    """Convert ``job``'s file and verify it; keep it if it passes, reject it if ``last``.
+
+    ``measure_only``: verify, then remove it whatever the gate says.
+    """
     name = FORMATS[fmt].file_name(precision)
     started = time.perf_counter()
     data, meta = _convert(fmt, precision, job)
@@ -259,7 +290,9 @@ def _export_with(
             runtimes = verify_elsewhere(prepared, tmp, name, gate, measured.backend)
         failures = gate.failures(measured.scores)
         failures += [f"on {r.backend}: {why}" for r in runtimes.values() for why in r.failures]
-        if not failures:
+        if measure_only:
+            tmp.unlink()
+        elif not failures:
             digest = hashlib.sha256(data).hexdigest()  # the reference records it too
             _atomic.write_json(sidecar_path(final), sidecar_document(meta, name, len(data), digest))
             os.replace(tmp, final)

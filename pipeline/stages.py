@@ -98,22 +98,19 @@ def _export(ctx: RunContext) -> None:
     _evaluate_int8(ctx, report.kept, held[0] if held else None)
 
 
-#: Below this top-1 agreement with Keras, an int8 .tflite gets the doctor's findings.
-DOCTOR_BELOW = 0.995
-
-
 def _doctor_if_needed(ctx: RunContext, files: tuple[ExportedFile, ...]) -> None:
     """``edgecnn doctor`` into ``doctor.json`` when the int8 .tflite needs it.
 
     That is when it failed its gate or agrees with Keras less than :data:`DOCTOR_BELOW`;
     the report shows the findings.
     """
-    from edgecnn.pipeline.report.doctor import read_diagnosis
-    from edgecnn.run_folder import DOCTOR_FILE
+    from edgecnn.pipeline.report.doctor import DOCTOR_BELOW, read_diagnosis
+    from edgecnn.run_folder import DOCTOR_CHART, DOCTOR_FILE
 
     if read_diagnosis(ctx.out) is not None:
         return  # the findings about this very file are there already (a resumed run)
-    (ctx.out / DOCTOR_FILE).unlink(missing_ok=True)  # an earlier export's findings
+    for stale in (DOCTOR_FILE, DOCTOR_CHART):  # an earlier export's findings
+        (ctx.out / stale).unlink(missing_ok=True)
     int8 = next((f for f in files if f.format == "tflite" and f.precision == "int8"), None)
     if int8 is None or (int8.passed and int8.agreement >= DOCTOR_BELOW):
         return

@@ -118,8 +118,9 @@ def find_patient(target: Path) -> Patient:
         tflite = _either(exports / INT8_TFLITE)
     run = exports.parent
     if not (run / MODEL_FILE).is_file():
+        where = f"{target} or {run}" if target.is_dir() else f"{run}"
         raise ConfigError(
-            f"the doctor compares with the float Keras model: no {MODEL_FILE} in {run}; "
+            f"the doctor compares with the float Keras model: no {MODEL_FILE} in {where}; "
             "give the run folder"
         )
     if not tflite.is_file():

@@ -84,6 +84,7 @@ class Diagnosis:
     culprit: str | None  # the layer the doctor names, if any
     finding: str  # one paragraph: what is wrong and what to try
     seconds: float
+    remedy: str = "none"  # the --remedy the file was made with (its metadata's)
 
     def to_dict(self) -> JSONObject:
         """JSON-ready form (``edgecnn doctor --json``)."""
@@ -100,6 +101,7 @@ class Diagnosis:
             "culprit": self.culprit,
             "finding": self.finding,
             "seconds": self.seconds,
+            "remedy": self.remedy,
         }
 
     @classmethod
@@ -118,6 +120,7 @@ class Diagnosis:
             culprit=f.optional_text("culprit"),
             finding=f.text("finding"),
             seconds=f.number("seconds"),
+            remedy=f.text("remedy", "none"),
         )
 
 
@@ -203,13 +206,19 @@ def diagnose(
         data = quantize_calibrated(calibrate(model, chosen))
         sweep.append(SweepPoint(size, top1_agreement(data, test, reference)))
     onnx_errors: list[TensorError] = []
+    onnx_note = ""
     if onnx is not None:
         from edgecnn.export.doctor.onnx_tensors import onnx_tensor_errors
 
         names = [layer.name for layer in model.layers]
-        onnx_errors = onnx_tensor_errors(onnx[0], onnx[1], test[:tensor_images], names)
+        try:
+            onnx_errors = onnx_tensor_errors(onnx[0], onnx[1], test[:tensor_images], names)
+        except (ValueError, RuntimeError, OSError) as e:  # onnxruntime's are RuntimeErrors
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            onnx_note = f"The int8 ONNX file could not be examined: {first}"
     agreement = top1_agreement(flatbuffer, test, reference)
     culprit, finding = verdict(model, agreement, on_test, trials, sweep)
+    finding = f"{finding} {onnx_note}".strip()
     return Diagnosis(
         file=file,
         file_sha256=hashlib.sha256(flatbuffer).hexdigest(),

@@ -67,6 +67,8 @@ def _metadata(job: Job, g: graph.Graph) -> ModelMetadata:
         **io,
         "calibration": job.calibration_summary("minmax (TFLite converter)"),
     }
+    if job.remedy != "none":  # the int8 .tflite's, when the library can follow it
+        quantization["remedy"] = job.remedy
     return placeholder_metadata(job.base, "int8", quantization)
 
 

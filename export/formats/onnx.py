@@ -43,6 +43,8 @@ def convert(precision: str, job: Job) -> tuple[bytes, ModelMetadata]:
             "input": {"dtype": "float32", "note": "quantized inside the graph"},
             "calibration": job.calibration_summary(method),
         }
+        if job.remedy != "none":
+            quantization["remedy"] = job.remedy
     meta = placeholder_metadata(job.base, precision, quantization)
     return sealed(set_metadata(data, METADATA_KEY, meta.to_json()), meta)
 

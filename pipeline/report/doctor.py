@@ -15,7 +15,11 @@ from edgecnn.export.doctor.tensors import TensorError
 from edgecnn.pipeline.report.html import E, figure, pct, table
 from edgecnn.pipeline.results import RunData
 from edgecnn.records import Fields, RecordError
-from edgecnn.run_folder import DOCTOR_CHART, DOCTOR_FILE
+from edgecnn.run_folder import DOCTOR_CHART, DOCTOR_FILE, EXPORTS_DIR
+
+#: Below this top-1 agreement with Keras, ``edgecnn run`` has the doctor examine the int8
+#: .tflite (a file that failed its gate always).
+DOCTOR_BELOW = 0.995
 
 
 def read_diagnosis(run_dir: Path) -> Diagnosis | None:
@@ -28,7 +32,7 @@ def read_diagnosis(run_dir: Path) -> Diagnosis | None:
         examined = Path(diagnosis.file)
         current = examined if examined.is_absolute() else run_dir.parent / examined
         if not current.is_file():
-            current = run_dir / "exports" / examined.name
+            current = run_dir / EXPORTS_DIR / examined.name
         digest = hashlib.sha256(current.read_bytes()).hexdigest()
     except (OSError, ValueError, RecordError):
         return None
@@ -39,11 +43,7 @@ def doctor(run: RunData) -> str:
     """The doctor's verdict, its chart, and its tables; or why it was not needed."""
     diagnosis = read_diagnosis(run.run_dir)
     if diagnosis is None:
-        return (
-            "<p>The int8 <code>.tflite</code> passed its gate and agrees with Keras on at "
-            "least 99.5% of the test images: no diagnosis was needed (<code>edgecnn doctor "
-            "RUN</code> runs one anyway).</p>"
-        )
+        return f"<p>{E(_why_none(run))}</p>"
     tensors = _tensor_table(diagnosis.test, diagnosis.calibration)
     onnx = ""
     if diagnosis.onnx:
@@ -63,6 +63,23 @@ def doctor(run: RunData) -> str:
         + "<p>Fix it with <code>edgecnn export RUN --remedy auto</code>: it tries more "
         "calibration images, cross-layer equalization, bias correction, a layer in float "
         "and 16-bit activations, and keeps the first file that passes its gate.</p>"
+    )
+
+
+def _why_none(run: RunData) -> str:
+    """Why the report has no findings: no int8 file, none needed, or the doctor failed."""
+    int8 = [f for f in run.export.files if f.format == "tflite" and f.precision == "int8"]
+    if not int8:
+        return "This export has no int8 .tflite."
+    if int8[0].passed and int8[0].agreement >= DOCTOR_BELOW:
+        return (
+            f"The int8 .tflite passed its gate and agrees with Keras on at least "
+            f"{100 * DOCTOR_BELOW:g}% of the test images: no diagnosis was needed "
+            "('edgecnn doctor RUN' runs one anyway)."
+        )
+    return (
+        "The doctor could not examine the int8 .tflite (the run's output says why); "
+        "'edgecnn doctor RUN' tries again."
     )
 
 
