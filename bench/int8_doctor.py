@@ -9,10 +9,11 @@ Two models are measured:
   that channel scaled down 100x (the float outputs unchanged, checked), which plain
   per-tensor int8 calibration fails. It is exported (int8 .tflite) plain, with each
   ``--remedy`` alone, and with ``--remedy auto``: the top-1 agreement with Keras of each
-  int8 file on the 10,000 test images, and the time of ``auto``. Then ``edgecnn doctor``
-  on the plain export: the layer it names, and its time.
-* **RUN's own model**: ``edgecnn doctor`` on a plain int8 export: its per-tensor table,
-  sensitivity and sweep, and its time (the target is under 60 s).
+  int8 file on the 10,000 test images, and each export's time (a named remedy's includes
+  the plain file it is measured against). Then ``edgecnn doctor`` on a plain export (int8
+  .tflite and ONNX): the layer it names, and its time.
+* **RUN's own model**: ``edgecnn doctor`` on a plain int8 export (.tflite and ONNX): its
+  per-tensor tables, sensitivity and sweep, and its time (the target is under 60 s).
 """
 
 from __future__ import annotations
@@ -58,12 +59,14 @@ def craft(run: Path, out: Path, data_dir: Path | None) -> float:
     return float(np.abs(a - b).max() / np.abs(a).max())
 
 
-def export_int8(run: Path, remedy: str, out: Path, data_dir: Path | None) -> dict[str, Any]:
+def export_int8(
+    run: Path, remedy: str, out: Path, data_dir: Path | None, formats: tuple[str, ...] = ("tflite",)
+) -> dict[str, Any]:
     """Export ``run``'s int8 .tflite with ``remedy``; its agreement, pass and seconds."""
     from edgecnn.export.config import ExportConfig
     from edgecnn.export.exporter import export_model
 
-    config = ExportConfig(int8=True, formats=("tflite",), remedy=remedy)
+    config = ExportConfig(int8=True, formats=formats, remedy=remedy)
     started = time.perf_counter()
     report = export_model(run, config, out_dir=out, data_dir=data_dir, stream=io.StringIO())
     seconds = time.perf_counter() - started
@@ -104,13 +107,14 @@ def main() -> int:
                   + (f"  (kept: {rows[-1]['chosen']})" if remedy == "auto" else ""),
                   file=sys.stderr)  # fmt: skip
         result["crafted"] = rows
-        export_int8(crafted, "none", crafted / "exports", args.data_dir)  # the doctor's patient
+        # The doctor's patients: plain int8 .tflite and ONNX, as `edgecnn export --int8`.
+        export_int8(crafted, "none", crafted / "exports", args.data_dir, ("tflite", "onnx"))
         diagnosis, seconds = doctor(crafted, args.data_dir)
         result["crafted_doctor"] = {"culprit": diagnosis.culprit, "seconds": seconds}
         print(f"crafted  doctor names {diagnosis.culprit} in {seconds:.1f} s", file=sys.stderr)
         own = Path(scratch) / "own"
         shutil.copytree(args.run, own, ignore=shutil.ignore_patterns("exports", "checkpoint*"))
-        export_int8(own, "none", own / "exports", args.data_dir)
+        export_int8(own, "none", own / "exports", args.data_dir, ("tflite", "onnx"))
         diagnosis, seconds = doctor(own, args.data_dir)
         result["model_doctor"] = {"seconds": seconds, "diagnosis": diagnosis.to_dict()}
     if args.json:
