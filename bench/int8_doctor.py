@@ -93,7 +93,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from edgecnn.export.auto import REMEDIES
-    from edgecnn.export.doctor.table import format_diagnosis
+    from edgecnn.export.doctor.show import format_diagnosis
 
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="edgecnn-bench-doctor-") as scratch:

@@ -76,7 +76,7 @@ def doctor_command(
     if as_json:
         typer.echo(_json.dumps(diagnosis.to_dict()))
         return
-    from edgecnn.export.doctor.table import format_diagnosis
+    from edgecnn.export.doctor.show import format_diagnosis
 
     typer.echo(format_diagnosis(diagnosis))
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.export.doctor.tensors import TensorError, layer_of
+from edgecnn.export.doctor.tensors import TensorError
 from edgecnn.records import Fields, JSONObject
 
 #: Calibration sizes the sweep tries (capped at the training split).
@@ -142,14 +142,6 @@ def float_group(model: Any, layer: str) -> tuple[str, ...]:
     return tuple(group)
 
 
-def float_nodes(calibrated: bytes, model: Any, layers: tuple[str, ...]) -> tuple[str, ...]:
-    """The calibrated file's operator outputs that belong to ``layers``."""
-    from edgecnn.export.formats.tflite import operator_outputs
-
-    names = [layer.name for layer in model.layers]
-    return tuple(n for n in operator_outputs(calibrated) if layer_of(n, names) in layers)
-
-
 def top1_agreement(flatbuffer: bytes, images: np.ndarray, reference: np.ndarray) -> float:
     """The file's top-1 agreement with ``reference`` (the Keras classes) on ``images``."""
     from ai_edge_litert.interpreter import Interpreter
@@ -185,7 +177,7 @@ def diagnose(
     ``sweep_sizes``: the calibration sizes the sweep tries (none: no sweep).
     """
     from edgecnn.export.doctor.tflite_tensors import tflite_tensor_errors
-    from edgecnn.export.formats.tflite import calibrate, quantize_calibrated
+    from edgecnn.export.formats.tflite import calibrate, layer_operators, quantize_calibrated
 
     started = time.perf_counter()
     reference = model.predict(test, batch_size=1000, verbose=0).argmax(axis=1)
@@ -197,7 +189,7 @@ def diagnose(
     trials = []
     for layer in weighted_layers(model)[:-1]:  # the logits layer is float already
         group = float_group(model, layer)
-        data = quantize_calibrated(calibrated, float_nodes(calibrated, model, group))
+        data = quantize_calibrated(calibrated, layer_operators(calibrated, model, group))
         trials.append(LayerTrial(layer, group, top1_agreement(data, test, reference)))
     sweep = []
     for size in sorted({min(n, len(train)) for n in sweep_sizes}):

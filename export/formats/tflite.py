@@ -215,11 +215,21 @@ def _softmax_inputs(flatbuffer: bytes) -> list[str]:
 
 def _with_float_layers(job: Job) -> bytes:
     """The int8 file with ``job.float_layers``' operators (and the logits) in float."""
-    from edgecnn.export.doctor.diagnosis import float_nodes
-
     calibrated = calibrate(job.model, job.calibration)
-    nodes = float_nodes(calibrated, job.model, job.float_layers)
+    nodes = layer_operators(calibrated, job.model, job.float_layers)
     return quantize_calibrated(calibrated, nodes)
+
+
+def layer_operators(flatbuffer: bytes, model: Any, layers: tuple[str, ...]) -> tuple[str, ...]:
+    """The outputs of ``flatbuffer``'s operators that belong to ``model``'s ``layers``.
+
+    Converted tensors are named after the Keras layers they came from
+    (:func:`~edgecnn.export.doctor.tensors.layer_of`).
+    """
+    from edgecnn.export.doctor.tensors import layer_of
+
+    names = [layer.name for layer in model.layers]
+    return tuple(n for n in operator_outputs(flatbuffer) if layer_of(n, names) in layers)
 
 
 def convert_int16(model: Any, calibration: np.ndarray) -> bytes:

@@ -11,7 +11,7 @@ from cli_helpers import assert_one_line_error, invoke
 from own_data import write_folder
 
 from edgecnn.export.doctor.diagnosis import Diagnosis
-from edgecnn.export.doctor.table import format_diagnosis
+from edgecnn.export.doctor.show import format_diagnosis
 from edgecnn.export.records import ExportReport
 from edgecnn.records import Fields
 
