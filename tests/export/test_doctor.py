@@ -118,6 +118,7 @@ def test_a_named_remedy_the_onnx_file_cannot_take_leaves_it_plain(trained_run, t
     assert sorted(p.name for p in out.iterdir() if ".tmp" in p.name or "partial" in p.name) == []
 
 
+@pytest.mark.slow
 def test_auto_is_a_no_op_when_plain_int8_passes(tmp_path, test_images):
     root = tmp_path / "own"
     write_folder(root, test_images.x[:3000], test_images.y[:3000])
