@@ -5,6 +5,7 @@ the names of the signed install that tests/pi/conftest.py makes once a session."
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,11 @@ def run_or_fail(command: list[str], what: str) -> subprocess.CompletedProcess[st
         pytest.fail(f"{what} failed ({done.returncode}):\n{tail(done.stdout + done.stderr)}",
                     pytrace=False)  # fmt: skip
     return done
+
+
+def pi_cache() -> Path:
+    """Where tools/pi_emulation.sh keeps the root filesystems (its own default)."""
+    return Path(os.environ.get("EDGECNN_PI_CACHE", Path.home() / ".cache/edgecnn/pi"))
 
 
 def emulated_pi() -> ModuleType:

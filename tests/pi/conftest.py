@@ -21,12 +21,30 @@ from pi_tools import (
     SIGNED_SYSTEMS,
     SIGNED_VENV,
     emulated_pi,
+    pi_cache,
     run_or_fail,
     signed_bundle,
     tail,
 )
 
 pi = emulated_pi()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_session_at_a_time():
+    """Hold a lock on the cached root filesystems for the whole session.
+
+    The tests install into those systems and change their stores; two pytest sessions
+    running them at once would break each other's installs. A second session waits here
+    until the first ends (the lock goes with the process, however it ends).
+    """
+    import fcntl
+
+    cache = pi_cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".pytest-session.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ from pi_tools import (
     SIGNED_VENV,
     emulated_pi,
     model_only_update,
+    pi_cache,
     tail,
 )
 from update_files import manifest_for, write_update
@@ -47,11 +48,6 @@ BUNDLED, UPDATED = SIGNED_BUNDLED, "model_float32.tflite"
 FAILING_VERSION = "2-fails-verify"
 
 
-def _cache() -> Path:
-    """Where tools/pi_emulation.sh keeps the root filesystems (its own default)."""
-    return Path(os.environ.get("EDGECNN_PI_CACHE", Path.home() / ".cache/edgecnn/pi"))
-
-
 def _update_json(update: Path) -> dict:
     with tarfile.open(update) as tar:
         member = tar.extractfile("update.json")
@@ -61,7 +57,7 @@ def _update_json(update: Path) -> dict:
 
 def _store(device: str) -> SimpleNamespace:
     """The device's store as its files say: current, previous, the version folders."""
-    models = _cache() / DEVICES[device][0] / VENV.lstrip("/") / "models"
+    models = pi_cache() / DEVICES[device][0] / VENV.lstrip("/") / "models"
 
     def link(name: str) -> str | None:
         return os.readlink(models / name) if (models / name).is_symlink() else None
@@ -105,7 +101,7 @@ def fleet(signed_devices, owner_keys, exported, tmp_path_factory):
         files[target] = SimpleNamespace(good=good, failing=failing, update=update)
     inventory = root / "inventory.ini"
     lines = ["[edgecnn]"]
-    lines += [f"{device} ansible_host={_cache() / system}" for device, (system, _) in
+    lines += [f"{device} ansible_host={pi_cache() / system}" for device, (system, _) in
               DEVICES.items()]  # fmt: skip
     lines += ["[edgecnn:vars]", "ansible_connection=community.general.chroot",
               "ansible_python_interpreter=/usr/bin/python3", f"edgecnn_venv={VENV}"]  # fmt: skip
