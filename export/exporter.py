@@ -200,8 +200,9 @@ def export_file(prepared: Prepared, fmt: str, precision: str) -> ExportedFile | 
     """Convert one file, verify it under a temporary name, then keep or reject it.
 
     An int8 file under ``--remedy`` is made once per remedy tried
-    (:func:`export_remedied`) until one passes; the last one made is kept or rejected. Returns its record; None for a format this machine cannot write (said in
-    the report's ``skipped``).
+    (:func:`export_remedied`) until one passes; the last one made is kept or rejected.
+    Returns its record; None for a format this machine cannot write (said in the
+    report's ``skipped``).
     """
     if FORMATS[fmt].folder:
         return export_folder(prepared, fmt, precision)

@@ -125,9 +125,12 @@ def _reference(
     images = to_float(calibration)
     if remedy == "none":
         return model, images
-    reference, images, _ = remedied_model(
-        model, images, remedy, dataset.x_train, seed, len(calibration), not full_integer
-    )
+    try:
+        reference, images, _ = remedied_model(
+            model, images, remedy, dataset.x_train, seed, len(calibration), not full_integer
+        )
+    except ValueError:  # a remedy the export could not make either: the model as it is
+        return model, images
     return reference, images
 
 
