@@ -201,15 +201,12 @@ def most_sensitive(job: Job) -> tuple[str, ...]:
     Measured on the calibration images (never the test images the gate judges on):
     :func:`~edgecnn.export.doctor.diagnosis.float_group` of each layer in turn.
     """
-    from edgecnn.export.doctor.diagnosis import float_group, top1_agreement, weighted_layers
-    from edgecnn.export.formats.tflite import calibrate, layer_operators, quantize_calibrated
+    from edgecnn.export.doctor.diagnosis import layer_trials
+    from edgecnn.export.formats.tflite import calibrate
 
     calibrated = calibrate(job.model, job.calibration)
     reference = job.model.predict(job.calibration, batch_size=1000, verbose=0).argmax(axis=1)
-    best: tuple[float, tuple[str, ...]] = (-1.0, ())
-    for layer in weighted_layers(job.model)[:-1]:
-        group = float_group(job.model, layer)
-        data = quantize_calibrated(calibrated, layer_operators(calibrated, job.model, group))
-        score = top1_agreement(data, job.calibration, reference)
-        best = max(best, (score, group))
-    return best[1]
+    trials = layer_trials(job.model, calibrated, job.calibration, reference)
+    if not trials:
+        return ()
+    return max(trials, key=lambda t: (t.agreement, t.float_layers)).float_layers

@@ -142,6 +142,24 @@ def float_group(model: Any, layer: str) -> tuple[str, ...]:
     return tuple(group)
 
 
+def layer_trials(
+    model: Any, calibrated: bytes, images: np.ndarray, reference: np.ndarray
+) -> list[LayerTrial]:
+    """Each weighted layer's output kept in float in turn, and the agreement on ``images``.
+
+    ``calibrated``: ``model``'s calibrated flatbuffer; ``reference``: the Keras classes
+    of ``images``. The logits layer is float in the int8 file already: not tried.
+    """
+    from edgecnn.export.formats.tflite import layer_operators, quantize_calibrated
+
+    trials = []
+    for layer in weighted_layers(model)[:-1]:
+        group = float_group(model, layer)
+        data = quantize_calibrated(calibrated, layer_operators(calibrated, model, group))
+        trials.append(LayerTrial(layer, group, top1_agreement(data, images, reference)))
+    return trials
+
+
 def top1_agreement(flatbuffer: bytes, images: np.ndarray, reference: np.ndarray) -> float:
     """The file's top-1 agreement with ``reference`` (the Keras classes) on ``images``."""
     from ai_edge_litert.interpreter import Interpreter
@@ -177,7 +195,7 @@ def diagnose(
     ``sweep_sizes``: the calibration sizes the sweep tries (none: no sweep).
     """
     from edgecnn.export.doctor.tflite_tensors import tflite_tensor_errors
-    from edgecnn.export.formats.tflite import calibrate, layer_operators, quantize_calibrated
+    from edgecnn.export.formats.tflite import calibrate, quantize_calibrated
 
     started = time.perf_counter()
     reference = model.predict(test, batch_size=1000, verbose=0).argmax(axis=1)
@@ -186,11 +204,7 @@ def diagnose(
         on_test = tflite_tensor_errors(model, flatbuffer, test[:tensor_images])
         on_calibration = tflite_tensor_errors(model, flatbuffer, calibration[:tensor_images])
     calibrated = calibrate(model, calibration)
-    trials = []
-    for layer in weighted_layers(model)[:-1]:  # the logits layer is float already
-        group = float_group(model, layer)
-        data = quantize_calibrated(calibrated, layer_operators(calibrated, model, group))
-        trials.append(LayerTrial(layer, group, top1_agreement(data, test, reference)))
+    trials = layer_trials(model, calibrated, test, reference)
     sweep = []
     for size in sorted({min(n, len(train)) for n in sweep_sizes}):
         rng = np.random.default_rng(seed)
