@@ -27,7 +27,13 @@ from edgecnn import __version__, _atomic
 from edgecnn._quiet import native_stderr_hidden
 from edgecnn.export.config import ExportConfig
 from edgecnn.export.formats import FORMATS, Check, Job
-from edgecnn.export.measure import Measured, check_runtimes, runtimes_for, verify_file
+from edgecnn.export.measure import (
+    Measured,
+    check_runtimes,
+    fit_confidence,
+    runtimes_for,
+    verify_file,
+)
 from edgecnn.export.records import ExportedFile, ExportReport, RuntimeCheck, Skipped
 from edgecnn.export.staging import staged_folder
 from edgecnn.export.table import format_table
@@ -186,7 +192,7 @@ def prepare(
         source_sha256=sha256(source.model_path),
         edgecnn_version=__version__,
     )
-    job = Job(model, config, calibration, record, base)
+    job = Job(model, config, calibration, record, base, validation=(dataset.x_val, dataset.y_val))
     return Prepared(source, out, final, job, dataset, images, reference)
 
 
@@ -282,6 +288,7 @@ def _export_with(
     gate = job.config.gate(precision)
     try:
         _atomic.write_synced(tmp, data)
+        data, meta = _calibrated(fmt, tmp, data, meta, job)
         # Verified under its temporary name: an unproven file never sits where users
         # would pick it up, and a replaced export is swapped in one rename.
         with native_stderr_hidden():
@@ -310,6 +317,23 @@ def _export_with(
         gate=gate, passed=not failures, failures=tuple(failures), runtimes=runtimes,
         convert_seconds=convert_s, verify_seconds=time.perf_counter() - started - convert_s,
     )  # fmt: skip
+
+
+def _calibrated(
+    fmt: str, tmp: Path, data: bytes, meta: ModelMetadata, job: Job
+) -> tuple[bytes, ModelMetadata]:
+    """The file at ``tmp`` with its own temperature and "unknown" threshold in its metadata.
+
+    Fitted on its raw outputs on the validation split: an int8 file's differ from the
+    float model's. ``tmp`` is rewritten; the file is unchanged without a validation split.
+    """
+    with native_stderr_hidden():
+        fitted = fit_confidence(tmp, *job.validation)
+    if fitted is None:
+        return data, meta
+    data, meta = FORMATS[fmt].with_metadata(data, dataclasses.replace(meta, confidence=fitted))
+    _atomic.write_synced(tmp, data)
+    return data, meta
 
 
 def verify_elsewhere(

@@ -15,6 +15,7 @@ import numpy as np
 from edgecnn.errors import ConfigError
 from edgecnn.runtime import Classifier, load_classifier
 from edgecnn.runtime.backends import BACKENDS
+from edgecnn.runtime.confidence import MIN_FIT_IMAGES, Confidence, fit
 from edgecnn.runtime.errors import BackendUnavailable
 from edgecnn.runtime.gate import Scores, compare
 
@@ -53,8 +54,10 @@ def verify_file(
 
     ``labels`` are those of the first images (the test split); see
     :func:`edgecnn.runtime.gate.compare`. ``backend`` is the runtime's choice unless named.
+    The file's raw outputs are compared (its temperature is not applied): the gate proves
+    the conversion, against the Keras model's own probabilities.
     """
-    classifier = load_classifier(path, backend=backend)
+    classifier = load_classifier(path, backend=backend, calibrated=False)
     probs = classifier.predict(images)
     latency = single_image_latency_us(classifier, images[:1])
     return Measured(compare(probs, reference, labels), classifier.backend_name, latency, probs)
@@ -77,3 +80,18 @@ def runtimes_for(path: Path, names: tuple[str, ...], verified_by: str) -> tuple[
     """The backends of ``names`` that run ``path``'s format, but for the one that did."""
     suffix = path.suffix.lower()
     return tuple(n for n in names if suffix in BACKENDS[n].suffixes and n != verified_by)
+
+
+def fit_confidence(
+    path: Path, images: np.ndarray, labels: np.ndarray, backend: str = "auto"
+) -> Confidence | None:
+    """``path``'s temperature and "unknown" threshold, fitted on its own raw outputs.
+
+    ``images`` and ``labels`` are the validation split; None when it holds fewer than
+    :data:`~edgecnn.runtime.confidence.MIN_FIT_IMAGES` pictures (the file is then left
+    uncalibrated).
+    """
+    if len(labels) < MIN_FIT_IMAGES:
+        return None
+    classifier = load_classifier(path, backend=backend, calibrated=False, check_integrity=False)
+    return fit(classifier.predict(images), labels)

@@ -12,6 +12,7 @@ import numpy as np
 
 from edgecnn._files import as_path, read_regular_file
 from edgecnn.runtime.backends import BACKENDS, Backend
+from edgecnn.runtime.confidence import UNKNOWN, calibrate, check_probability, rejected
 from edgecnn.runtime.errors import MODEL_MAX_BYTES, InputError, ModelError
 from edgecnn.runtime.images import is_image_source, load_image
 from edgecnn.runtime.loading import (
@@ -73,6 +74,10 @@ class Classifier:
     ``generic_labels`` is True for a file without edgecnn metadata: its classes are then
     named ``class_0`` .. ``class_<n-1>`` after its outputs, and its input taken from the
     model itself.
+
+    ``temperature`` is applied to every output (1.0: the model's raw probabilities);
+    ``reject_below`` is the least top probability a picture needs not to be "unknown"
+    (None: never). :func:`load_classifier` takes both from the file's metadata.
     """
 
     path: Path
@@ -80,6 +85,8 @@ class Classifier:
     metadata: ModelMetadata
     backend: Backend
     generic_labels: bool = False
+    temperature: float = 1.0
+    reject_below: float | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -92,7 +99,7 @@ class Classifier:
         return self.metadata.input_shape
 
     def predict(self, images: Any, invert: bool | None = None) -> np.ndarray:
-        """Class probabilities, float32 ``(N, classes)``.
+        """Class probabilities, float32 ``(N, classes)``, calibrated by :attr:`temperature`.
 
         ``images`` is a uint8 [0, 255] or float [0, 1] array of one or more images of
         :attr:`input_shape`, or a picture (path or encoded bytes), or a list of pictures.
@@ -117,7 +124,12 @@ class Classifier:
         outputs = self.backend.predict(batch)
         if self.metadata.output_kind == "logits":
             outputs = softmax(outputs)
-        return self._checked(outputs)
+        probs = self._checked(outputs)
+        return probs if self.temperature == 1.0 else calibrate(probs, self.temperature)
+
+    def unknown(self, probs: np.ndarray) -> np.ndarray:
+        """Which rows of :meth:`predict`'s ``probs`` are "unknown" (bool ``(N,)``)."""
+        return rejected(probs, self.reject_below)
 
     def _checked(self, probs: np.ndarray) -> np.ndarray:
         """``probs``, once it is certain they are finite rows of probabilities."""
@@ -190,6 +202,35 @@ class Classifier:
         order = np.argsort(-probs, kind="stable")[:k]
         return [(self.labels[i], float(probs[i])) for i in order]
 
+    def answer(self, image: Any, top_k: int | None = None, invert: bool | None = None) -> Answer:
+        """One image's answer: its label, or "unknown" when the model is not sure enough.
+
+        The top class is reported whatever the label (:attr:`Answer.top_label`).
+
+        Raises:
+            InputError: as :meth:`classify`.
+        """
+        ranked = self.classify(image, top_k, invert)
+        top_label, confidence = ranked[0]
+        unknown = self.reject_below is not None and confidence < np.float32(self.reject_below)
+        return Answer(UNKNOWN if unknown else top_label, top_label, confidence, unknown, ranked)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What :meth:`Classifier.answer` says of one image.
+
+    ``label`` is ``top_label`` or, when ``unknown``, the string ``"unknown"`` (a class
+    of that name is told apart by ``unknown``). ``top_k`` lists (label, probability)
+    pairs, most likely first.
+    """
+
+    label: str
+    top_label: str
+    confidence: float
+    unknown: bool
+    top_k: list[tuple[str, float]]
+
 
 def top_k_count(value: Any, classes: int) -> int:
     """``value`` as a count of classes to list; None is :data:`DEFAULT_TOP_K`, at most ``classes``.
@@ -217,6 +258,8 @@ def load_classifier(
     backend: str = "auto",
     num_threads: int | None = None,
     check_integrity: bool = True,
+    calibrated: bool = True,
+    reject: bool | float = True,
 ) -> Classifier:
     """Load ``path`` (``.tflite``, ``.onnx`` or ``weights.npz``) with ``backend``.
 
@@ -234,13 +277,21 @@ def load_classifier(
     described by the model itself: its input, and classes ``class_0`` .. ``class_<n-1>``
     (:attr:`Classifier.generic_labels`).
 
+    Probabilities are calibrated with the temperature the file's metadata holds
+    (``calibrated=False``: the model's raw outputs). ``reject=True`` answers "unknown"
+    below the file's fitted threshold (none for a file without one), ``False`` never, a
+    number in 0..1 below that probability (:meth:`Classifier.answer`,
+    :meth:`Classifier.unknown`).
+
     Raises:
         ModelError: missing, empty, damaged or corrupt file, an unknown or missing
             backend, a native library under ``auto`` or without its sealed sidecar, a
             model whose input or outputs this runtime does not support, or metadata that
             says logits on outputs that are already probabilities.
-        InputError: ``path`` or ``num_threads`` is not of a usable type or value.
+        InputError: ``path``, ``num_threads`` or ``reject`` is not of a usable type or
+            value.
     """
+    threshold = _threshold_option(reject)
     path = library_in(as_path(path, InputError, "a model file"))
     backend = check_backend_name(backend)
     threads = check_threads(num_threads)
@@ -257,4 +308,23 @@ def load_classifier(
     metadata = generic_metadata(loaded) if described is None else described
     check_contract(path, metadata, loaded)
     check_output_kind(path, metadata, loaded)
-    return Classifier(path, name, metadata, loaded, generic_labels=described is None)
+    confidence = metadata.confidence
+    temperature = confidence.temperature if confidence and calibrated else 1.0
+    if threshold is True:
+        # A threshold fitted on calibrated probabilities means nothing on raw ones.
+        threshold = confidence.reject_below if confidence and calibrated else None
+    return Classifier(path, name, metadata, loaded, described is None, temperature, threshold)
+
+
+def _threshold_option(reject: object) -> float | None | bool:
+    """``reject`` checked: True (the file's own threshold), None (never), or 0..1."""
+    if reject is True:
+        return True
+    if reject is False or reject is None:
+        return None
+    try:
+        return check_probability(reject, "reject")
+    except ModelError:
+        raise InputError(
+            f"reject must be True, False or a probability in 0..1, got {reject!r:.20}"
+        ) from None

@@ -23,6 +23,7 @@ from typing import Any, TypeGuard
 
 from edgecnn._files import read_regular_file
 from edgecnn.records import JSONObject
+from edgecnn.runtime.confidence import Confidence
 from edgecnn.runtime.contract import (
     DEFAULT_INPUT_SHAPE,
     INPUT_NAME,
@@ -70,10 +71,13 @@ class ModelMetadata:
     #: ``{"content_sha256": ...}`` (TFLite, ONNX) or ``{"weights_sha256": ...}`` (npz).
     integrity: dict[str, str] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
+    #: Temperature and "unknown" threshold fitted for this file (edgecnn.runtime.confidence);
+    #: None for a file exported before edgecnn had them, or by hand.
+    confidence: Confidence | None = None
 
     def to_dict(self) -> JSONObject:
         """JSON-ready form, the one written into model files."""
-        return {
+        document: JSONObject = {
             "format": "edgecnn-model",
             "schema": self.schema,
             "labels": list(self.labels),
@@ -95,6 +99,10 @@ class ModelMetadata:
             "edgecnn_version": self.edgecnn_version,
             "integrity": self.integrity,
         }
+        # Optional: a runtime from before calibration reads the rest and ignores it.
+        if self.confidence is not None:
+            document["confidence"] = self.confidence.to_dict()
+        return document
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> ModelMetadata:
@@ -147,6 +155,7 @@ def _parse(data: Mapping[str, object]) -> ModelMetadata:
     quantization = data.get("quantization") or {}
     if not isinstance(quantization, dict):
         raise ModelError("metadata quantization must be an object")
+    confidence = data.get("confidence")
     return ModelMetadata(
         labels=check_labels(data["labels"]),
         dataset=_text(data.get("dataset", "fashion"), "dataset"),
@@ -163,6 +172,7 @@ def _parse(data: Mapping[str, object]) -> ModelMetadata:
         quantization=quantization,
         integrity=dict(integrity),
         schema=schema,
+        confidence=None if confidence is None else Confidence.from_dict(confidence),
     )
 
 

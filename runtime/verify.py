@@ -158,7 +158,7 @@ def verify(
     recorded = Gate.from_dict(meta)  # read_reference checked its numbers
     base = VerifyResult(str(model), str(ref_path), len(ref["images"]), meta, False, ())
     try:
-        clf = load_classifier(model, backend=backend, num_threads=num_threads)
+        clf = load_classifier(model, backend=backend, num_threads=num_threads, calibrated=False)
     except IntegrityError as e:
         return replace(base, failures=(str(e),))
     precision = clf.metadata.precision

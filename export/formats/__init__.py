@@ -48,6 +48,11 @@ class Job:
     remedy: str = "none"
     #: Layers the int8 ``.tflite`` keeps in float (the ``float-layer`` remedy).
     float_layers: tuple[str, ...] = ()
+    #: The validation split (uint8 images, labels) each file's temperature and "unknown"
+    #: threshold are fitted on (edgecnn.runtime.confidence); empty when there is none.
+    validation: tuple[np.ndarray, np.ndarray] = field(
+        default_factory=lambda: (np.zeros((0, 1, 1, 1), np.uint8), np.zeros(0, np.int64))
+    )
 
     def calibration_summary(self, method: str) -> dict[str, Any]:
         """Where the int8 calibration images came from, for the file's metadata."""
@@ -89,6 +94,11 @@ class Format:
     def convert(self, precision: str, job: Job) -> tuple[bytes, ModelMetadata]:
         """The file's bytes and metadata (imports the format's module)."""
         result: tuple[bytes, ModelMetadata] = self.load_module().convert(precision, job)
+        return result
+
+    def with_metadata(self, data: bytes, meta: ModelMetadata) -> tuple[bytes, ModelMetadata]:
+        """A file's bytes with ``meta`` in place of the metadata they hold, sealed again."""
+        result: tuple[bytes, ModelMetadata] = self.load_module().with_metadata(data, meta)
         return result
 
     def export(self, job: Job, source: Path, folder: Path, check: Check) -> FolderResult:

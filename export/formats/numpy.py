@@ -23,6 +23,18 @@ def convert(precision: str, job: Job) -> tuple[bytes, ModelMetadata]:
     return weights_archive(job.model, dataclasses.replace(job.base, precision=precision))
 
 
+def with_metadata(data: bytes, meta: ModelMetadata) -> tuple[bytes, ModelMetadata]:
+    """The archive ``data`` with ``meta`` in place of its metadata.
+
+    The integrity record is the weights' own digest, so it stands.
+    """
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files if name != "metadata"}
+    buffer = io.BytesIO()
+    np.savez(buffer, metadata=np.array(meta.to_json()), **arrays)
+    return buffer.getvalue(), meta
+
+
 def weights_archive(model: Any, base: ModelMetadata) -> tuple[bytes, ModelMetadata]:
     """The ``.npz`` bytes of ``model``'s weights with ``base`` and their digest inside."""
     arrays: dict[str, np.ndarray] = {}

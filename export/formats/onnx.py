@@ -49,6 +49,12 @@ def convert(precision: str, job: Job) -> tuple[bytes, ModelMetadata]:
     return sealed(set_metadata(data, METADATA_KEY, meta.to_json()), meta)
 
 
+def with_metadata(data: bytes, meta: ModelMetadata) -> tuple[bytes, ModelMetadata]:
+    """``data`` with ``meta`` in place of its metadata, sealed again."""
+    meta = placeholder_metadata(meta, meta.precision, meta.quantization)
+    return sealed(set_metadata(data, METADATA_KEY, meta.to_json()), meta)
+
+
 def convert_float(model: Any) -> bytes:
     """The float32 ONNX graph of the serving function, with a dynamic batch dimension.
 

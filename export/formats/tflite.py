@@ -54,6 +54,12 @@ def convert(precision: str, job: Job) -> tuple[bytes, ModelMetadata]:
     return sealed(embed_metadata(data, METADATA_KEY, meta.to_json().encode()), meta)
 
 
+def with_metadata(data: bytes, meta: ModelMetadata) -> tuple[bytes, ModelMetadata]:
+    """``data`` with ``meta`` embedded in place of its metadata, sealed again."""
+    meta = placeholder_metadata(meta, meta.precision, meta.quantization)
+    return sealed(embed_metadata(data, METADATA_KEY, meta.to_json().encode()), meta)
+
+
 def io_quantization(flatbuffer: bytes) -> dict[str, Any]:
     """The quantized input and output tensors' dtype, scale and zero-point."""
     from ai_edge_litert.interpreter import Interpreter
@@ -266,21 +272,28 @@ def full_integer_flatbuffer(job: Job, source: Path, memo: dict[str, Any]) -> byt
 
 
 def embed_metadata(flatbuffer: bytes, name: str, payload: bytes) -> bytes:
-    """Append a ``name`` entry holding ``payload`` to the model's metadata list.
+    """Set the model's ``name`` metadata entry to ``payload`` (appended if it has none).
 
-    Interpreters ignore metadata they do not know; the runtime reads it back with a
-    dependency-free parser (:mod:`edgecnn.runtime.tflite_metadata`).
+    An entry of that name already there keeps its buffer, whose bytes are replaced: the
+    old payload leaves the file. Interpreters ignore metadata they do not know; the
+    runtime reads it back with a dependency-free parser
+    (:mod:`edgecnn.runtime.tflite_metadata`).
     """
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
-    model.metadata = [m for m in (model.metadata or []) if m.name.decode() != name]
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(payload, dtype=np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = name
-    entry.buffer = len(model.buffers) - 1
-    model.metadata.append(entry)
+    data = np.frombuffer(payload, dtype=np.uint8)
+    for entry in model.metadata or []:
+        if entry.name.decode() == name:
+            model.buffers[entry.buffer].data = data
+            break
+    else:
+        buffer = schema.BufferT()
+        buffer.data = data
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = name
+        entry.buffer = len(model.buffers) - 1
+        model.metadata = [*(model.metadata or []), entry]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
