@@ -51,7 +51,7 @@ def test_every_file_is_written_verified_and_reported(exported):
     [("model_float32.tflite", 1e-5), ("model_float32.onnx", 1e-5), ("weights.npz", 1e-5)],
 )
 def test_float32_files_match_keras(exported, keras_reference, name, atol):
-    probs = load_classifier(exported.out / name).predict(keras_reference.x)
+    probs = load_classifier(exported.out / name, calibrated=False).predict(keras_reference.x)
     np.testing.assert_allclose(probs, keras_reference.probs, atol=atol)
     assert np.mean(probs.argmax(1) == keras_reference.probs.argmax(1)) >= 0.999
 
@@ -196,6 +196,15 @@ def test_metadata_is_embedded_and_beside(exported, name):
     record = {"name": name, "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     assert sidecar == {**meta.to_dict(), "file": record}
     assert meta.schema == 2 and meta.integrity
+    # Each file's own temperature and threshold, fitted on the validation split at export;
+    # the classifier applies them.
+    confidence = meta.confidence
+    assert confidence is not None and confidence.fitted_on == "validation"
+    assert 0.01 <= confidence.temperature <= 100
+    assert confidence.ece_after is not None and confidence.ece_before is not None
+    assert confidence.ece_after <= max(confidence.ece_before, 0.02)
+    assert confidence.reject_below is not None and 0 < confidence.reject_below < 1
+    assert (clf.temperature, clf.reject_below) == (confidence.temperature, confidence.reject_below)
     if "int8" in name:
         assert meta.precision == "int8"
         assert meta.quantization["calibration"]["split"] == "train"
