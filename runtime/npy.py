@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -42,6 +44,22 @@ ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
     NotImplementedError, RuntimeError,
 )  # fmt: skip
+#: One header parsed at a time. numpy reads the header's text with ``ast.literal_eval``,
+#: and CPython before 3.11.8 keeps the AST builder's depth count in one place for every
+#: thread (python/cpython#106905): a garbage collection that runs Python code in the
+#: middle of one parse lets another thread's parse in, and one of them fails with
+#: ``SystemError`` (two of serve's workers did, while a reload made garbage).
+_HEADER_LOCK = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    """In a forked child: a free lock (a thread of the parent may have held the old one)."""
+    global _HEADER_LOCK
+    _HEADER_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 class NpyError(ValueError):
@@ -100,7 +118,8 @@ def read_header(stream: IO[bytes], kinds: str = NUMERIC_KINDS) -> NpyHeader:
     fmt = np.lib.format
     parse = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
     try:
-        shape, fortran, dtype = parse(io.BytesIO(length_bytes + text))
+        with _HEADER_LOCK:
+            shape, fortran, dtype = parse(io.BytesIO(length_bytes + text))
     except (ValueError, TypeError, SyntaxError, OverflowError, RecursionError) as e:
         raise NpyError(f"unreadable header ({str(e)[:120]})") from None
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:

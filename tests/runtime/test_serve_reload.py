@@ -4,14 +4,18 @@ The two tiny models answer the same picture with slightly different probabilitie
 every answer tells which model gave it.
 """
 
+import ast
+import gc
 import http.client
 import json
 import os
 import re
 import signal
+import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 from serve_helpers import call, npy_bytes, running_server, wait_until
 from shared import TINY
@@ -394,4 +398,137 @@ def test_a_log_that_fails_neither_stops_the_reloads_nor_keeps_the_old_workers(tm
         assert said[2].startswith("edgecnn: now serving") and reloader._thread.is_alive()
     finally:
         reloader.stop()
+        service.close()
+
+
+class TakingTurns:
+    """A ``gc.callbacks`` entry: two threads hand each other the GIL at every collection
+    that starts inside ``ast.parse``.
+
+    A reload's garbage does this now and then to serve's workers (a collection running
+    Python code while numpy parses a ``.npy`` header's text); here it happens at every
+    collection, so two parses overlap each time unless something keeps them apart. The
+    first thread to collect waits up to ``patience`` seconds for the other; one that never
+    comes (it waits for the first to finish) leaves the first to go on alone.
+    """
+
+    def __init__(self, names, patience=0.5):
+        self.names, self.patience = set(names), patience
+        self.turn, self.finished, self.alone = None, set(), False
+        self.changed = threading.Condition()
+
+    def __call__(self, phase, info):
+        me = threading.current_thread().name
+        if phase != "start" or me not in self.names or self.alone:
+            return
+        if sys._getframe(1).f_code is not ast.parse.__code__:
+            return
+        (other,) = self.names - {me}
+        with self.changed:
+            self.turn = other
+            self.changed.notify_all()
+            back = self.changed.wait_for(
+                lambda: self.turn == me or other in self.finished, self.patience
+            )
+            self.alone = self.alone or not back
+
+    def finish(self):
+        """The calling thread has parsed: the other need not wait for it any more."""
+        with self.changed:
+            self.finished.add(threading.current_thread().name)
+            self.changed.notify_all()
+
+
+def test_two_workers_reading_npy_bodies_at_once_both_answer(test_images):
+    """Two of serve's workers parse ``.npy`` headers at once, and both get the array.
+
+    What the 500 (SystemError) seen once in the store-switch test above was: numpy parses
+    a header's text with ``ast.literal_eval``, and CPython before 3.11.8 counts the AST
+    builder's depth in one place for every thread (python/cpython#106905). The two parses
+    here take turns at every collection inside it, so they overlap every run, not once in
+    ten.
+    """
+    from edgecnn.runtime.serve.service import read_npy
+
+    image, shape = test_images.x[0], load_classifier(OLD).input_shape
+    body = npy_bytes(image)
+    turns, parsed = TakingTurns(("worker-a", "worker-b")), {}
+
+    def parse():
+        name = threading.current_thread().name
+        try:
+            parsed[name] = read_npy(body, shape)
+        except Exception as e:  # noqa: BLE001 - a failed parse is the finding
+            parsed[name] = f"{type(e).__name__}: {e}"
+        finally:
+            turns.finish()
+
+    threads = [threading.Thread(target=parse, name=name) for name in sorted(turns.names)]
+    thresholds = gc.get_threshold()
+    gc.callbacks.append(turns)
+    gc.set_threshold(1)  # a collection at almost every allocation
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        gc.callbacks.remove(turns)
+        gc.set_threshold(*thresholds)
+    failed = {name: got for name, got in parsed.items() if isinstance(got, str)}
+    assert not failed and len(parsed) == 2, failed
+    for array in parsed.values():
+        np.testing.assert_array_equal(array, image)
+
+
+class HeldClassifier:
+    """A real classifier whose ``answer`` waits for ``release`` while ``hold`` is set."""
+
+    def __init__(self, classifier):
+        self._classifier = classifier
+        self.hold, self.entered, self.release = (threading.Event() for _ in range(3))
+
+    def __getattr__(self, name):
+        return getattr(self._classifier, name)
+
+    def answer(self, image, top_k=None):
+        if self.hold.is_set():
+            self.entered.set()
+            assert self.release.wait(60)
+        return self._classifier.answer(image, top_k=top_k)
+
+
+def test_a_request_inside_the_old_model_during_the_switch_is_answered_by_it(tmp_path, pictures):
+    """The switch closes nothing under a request: the old workers go once it is answered.
+
+    Meanwhile new requests are answered by the new model.
+    """
+    from edgecnn.runtime.serve.reload import Reloader
+    from edgecnn.runtime.serve.service import ClassifierService
+
+    bodies, answers = pictures
+    model = tmp_path / "model.tflite"
+    model.write_bytes(NEW.read_bytes())
+    old = HeldClassifier(load_classifier(OLD, num_threads=1))
+    service = ClassifierService(old, 1)
+    reloader = Reloader(service, model, lambda p: load_classifier(p, num_threads=1), None,
+                        log=lambda line: None)  # fmt: skip
+    old_workers, reloaded = service.served, []
+    try:
+        old.hold.set()
+        held = service.submit(bodies[0], 10)
+        assert old.entered.wait(60)
+        reloading = threading.Thread(target=lambda: reloaded.append(reloader.reload()))
+        reloading.start()
+        wait_until(lambda: service.served is not old_workers, "switched")
+        reply = service.submit(bodies[1], 10).result(60)
+        assert [(p["label"], p["probability"]) for p in reply["top_k"]] == answers["new"][1]
+        assert reloading.is_alive()  # closing the old workers waits for the held request
+        old.release.set()
+        reply = held.result(60)
+        assert [(p["label"], p["probability"]) for p in reply["top_k"]] == answers["old"][0]
+        reloading.join(60)
+        assert reloaded == [True]
+    finally:
+        old.release.set()
         service.close()
