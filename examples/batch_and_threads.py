@@ -36,8 +36,10 @@ def main(model_path: str, images_path: str) -> int:
         f"{len(images)} images: one batch {batch_s * 1e3:.1f} ms, one at a time from 4 threads "
         f"{threads_s * 1e3:.1f} ms; same answers: {same}"
     )
-    labels = [classifier.labels[i] for i in batch.argmax(1)[:5]]
-    print("first five:", ", ".join(labels))
+    # "unknown" where the calibrated top probability is below the file's fitted threshold.
+    best, unknown = batch.argmax(1)[:5], classifier.unknown(batch)
+    labels = ["unknown" if unknown[k] else classifier.labels[i] for k, i in enumerate(best)]
+    print(f"first five: {', '.join(labels)}; unknown: {unknown.sum()} of {len(batch)}")
     return 0 if same else 1
 
 

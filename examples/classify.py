@@ -11,7 +11,7 @@ from edgecnn.runtime import InferenceError, load_classifier
 
 
 def main(model_path: str, pictures: list[str]) -> int:
-    """Print the three most likely classes of each picture."""
+    """Print each picture's answer ("unknown" if none of the classes) and its top classes."""
     try:
         classifier = load_classifier(model_path)  # the backend follows the file's suffix
     except InferenceError as e:  # ModelError: missing, corrupt or foreign model file
@@ -22,13 +22,17 @@ def main(model_path: str, pictures: list[str]) -> int:
     for picture in pictures:
         try:
             # Any size or colour mode; dark-on-light photos are inverted automatically.
-            ranked = classifier.classify(picture)  # the 3 likeliest (or every class if fewer)
+            answer = classifier.answer(picture)  # the 3 likeliest (or every class if fewer)
         except InferenceError as e:  # InputError: not a picture, unreadable, too large
             print(f"{picture}: {e}", file=sys.stderr)
             return 2
-        label, probability = ranked[0]
-        others = ", ".join(f"{name} {p:.3f}" for name, p in ranked[1:])
-        print(f"{picture}: {label} ({probability:.1%}); then {others}")
+        # Calibrated confidence; "unknown" below the threshold fitted at export, where the
+        # picture is likely none of the classes (load_classifier(reject=False): never).
+        label = answer.label
+        if answer.unknown:
+            label = f"unknown, most like {answer.top_label}"
+        others = ", ".join(f"{name} {p:.3f}" for name, p in answer.top_k[1:])
+        print(f"{picture}: {label} ({answer.confidence:.1%}); then {others}")
     return 0
 
 

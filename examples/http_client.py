@@ -33,8 +33,10 @@ def main(base_url: str, picture: str) -> int:
         print(f"cannot reach {base_url}: {reason}", file=sys.stderr)
         return 1
     ranked = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in reply["top_k"])
+    # "unknown": the model is not sure enough of any class; top_label is its best guess.
+    label = f"unknown, most like {reply['top_label']}" if reply["unknown"] else reply["label"]
     print(
-        f"{picture}: {reply['label']} ({reply['confidence']:.1%}) by {reply['model']} "
+        f"{picture}: {label} ({reply['confidence']:.1%}) by {reply['model']} "
         f"in {reply['latency_ms']:.2f} ms; top {len(reply['top_k'])}: {ranked}"
     )
     return 0

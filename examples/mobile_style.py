@@ -16,7 +16,7 @@ from PIL import Image
 
 
 def main(model_path: str, picture: str) -> int:
-    """Preprocess, quantize, run the signature by name, dequantize, pick the label."""
+    """Preprocess, quantize, run the signature by name, dequantize, calibrate, pick the label."""
     with open(model_path + ".json") as f:
         meta = json.load(f)
     height, width, channels = meta["input"]["shape"]  # 28, 28, 1 for Fashion-MNIST
@@ -55,8 +55,23 @@ def main(model_path: str, picture: str) -> int:
         probabilities /= probabilities.sum()  # int8 steps of 1/256 need not sum to exactly 1
     else:
         probabilities = q_out.astype(np.float32)
+
+    # 5. Calibrate, then answer "unknown" below the threshold, with the file's own numbers
+    #    (fitted at export; a file without them: neither). softmax(log(p) / T) is the
+    #    temperature-scaled softmax of the logits; a top probability below reject_below
+    #    means the picture is likely none of the classes.
+    confidence = meta.get("confidence") or {}
+    temperature = confidence.get("temperature", 1.0)
+    if temperature != 1.0:
+        z = np.log(np.maximum(probabilities, 1e-30), dtype=np.float64) / temperature
+        e = np.exp(z - z.max())
+        probabilities = (e / e.sum()).astype(np.float32)
     best = int(np.argmax(probabilities))
-    print(f"{picture}: {meta['labels'][best]} ({probabilities[best]:.1%})")
+    label = meta["labels"][best]
+    threshold = confidence.get("reject_below")
+    if threshold is not None and probabilities[best] < threshold:
+        label = f"unknown, most like {label}"
+    print(f"{picture}: {label} ({probabilities[best]:.1%})")
     return 0
 
 

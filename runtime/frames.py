@@ -6,9 +6,11 @@ video: take the crop (by default the centred square), read the colour order it w
 (picamera2's ``RGB888`` arrays are BGR in memory; OpenCV's are BGR), resize exactly as a
 picture file is resized, and invert dark-on-light frames for a light-on-dark model. The
 polarity of a stream is decided once, from its first frames, so it cannot flicker from
-frame to frame as the scene's border changes. :class:`StableLabel` turns the per-frame
-labels into the events an app acts on: one when the label that has held for several
-frames changes.
+frame to frame as the scene's border changes. A frame the model is not sure enough of
+is labelled "unknown", as :meth:`~edgecnn.runtime.classifier.Classifier.answer` labels a
+picture. :class:`StableLabel` turns the per-frame labels into the events an app acts on:
+one when the label that has held for several frames changes ("unknown" is a label of
+its own there).
 
 Needs numpy and Pillow (for the resize), never a video library.
 """
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.runtime.classifier import Classifier, top_k_count
+from edgecnn.runtime.confidence import UNKNOWN
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.images import LIGHT_BORDER, border_mean, resize_array
 
@@ -136,20 +139,30 @@ def invert_choice(value: Any) -> bool | None:
 
 @dataclass(frozen=True)
 class FrameResult:
-    """One classified frame: ``top_k`` ``(label, probability)`` pairs, most likely first."""
+    """One classified frame: ``top_k`` ``(label, probability)`` pairs, most likely first.
+
+    ``unknown``: the model is not sure enough of it (its top probability is below the
+    classifier's ``reject_below``); its label is then "unknown".
+    """
 
     index: int
     time: float
     top_k: tuple[tuple[str, float], ...]
+    unknown: bool = False
 
     @property
     def label(self) -> str:
-        """The most likely label."""
+        """The most likely label, or "unknown"."""
+        return UNKNOWN if self.unknown else self.top_k[0][0]
+
+    @property
+    def top_label(self) -> str:
+        """The most likely label, whatever :attr:`label` says."""
         return self.top_k[0][0]
 
     @property
     def confidence(self) -> float:
-        """Its probability."""
+        """The most likely label's probability."""
         return self.top_k[0][1]
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,6 +171,8 @@ class FrameResult:
             "frame": self.index,
             "time": round(self.time, 3),
             "label": self.label,
+            "unknown": self.unknown,
+            "top_label": self.top_label,
             "confidence": self.confidence,
             "top_k": [{"label": label, "probability": p} for label, p in self.top_k],
         }
@@ -234,13 +249,18 @@ class FrameClassifier:
     def results(
         self, probs: np.ndarray, indices: Sequence[int], times: Sequence[float]
     ) -> list[FrameResult]:
-        """The :class:`FrameResult` of each row of probabilities, ranked as ``classify`` ranks."""
+        """The :class:`FrameResult` of each row of probabilities, ranked as ``classify`` ranks.
+
+        A row is "unknown" as :meth:`~edgecnn.runtime.classifier.Classifier.unknown` says.
+        """
         order = np.argsort(-probs, axis=1, kind="stable")[:, : self.top_k]
         top = np.take_along_axis(probs, order, axis=1).tolist()
+        unknown = self.classifier.unknown(probs).tolist()
         labels = self.classifier.labels
+        rows = zip(indices, times, order.tolist(), top, unknown, strict=True)
         return [
-            FrameResult(i, t, tuple((labels[c], p) for c, p in zip(row, values, strict=True)))
-            for i, t, row, values in zip(indices, times, order.tolist(), top, strict=True)
+            FrameResult(i, t, tuple((labels[c], p) for c, p in zip(row, values, strict=True)), flag)
+            for i, t, row, values, flag in rows
         ]
 
     def classify(self, frame: Any, time: float | None = None) -> FrameResult:
@@ -282,7 +302,9 @@ class StableLabel:
 
     :meth:`update` with each frame's result returns a :class:`Change` when that label
     changes (the first stable label is a change from None); a frame below the confidence
-    breaks a run.
+    breaks a run. "unknown" is a label like the others, whatever its frames' confidence
+    (their top class's, below the model's threshold): ``frames`` unknown frames in a
+    row make it stable, and a :class:`Change` to it gives the lowest of them.
     """
 
     def __init__(self, frames: int = 3, min_confidence: float = 0.5) -> None:
@@ -294,20 +316,23 @@ class StableLabel:
             raise InputError(f"min_confidence must be in 0..1, got {min_confidence!r:.20}")
         self.frames, self.min_confidence = frames, float(min_confidence)
         self.stable: str | None = None
-        self._label: str | None = None  # the label of the current run
+        self._stable: tuple[str, bool] | None = None  # stable and whether it is unknown
+        self._label: tuple[str, bool] | None = None  # the label of the current run, likewise
         self._run: deque[float] = deque(maxlen=frames)  # its last confidences
 
     def update(self, result: FrameResult) -> Change | None:
         """The change ``result`` completes, if any."""
-        if result.confidence < self.min_confidence:
+        if result.confidence < self.min_confidence and not result.unknown:
             self._label = None
             self._run.clear()
             return None
-        if result.label != self._label:
-            self._label = result.label
+        # A class named "unknown" is not the unknown label: runs are told apart by both.
+        key = (result.label, result.unknown)
+        if key != self._label:
+            self._label = key
             self._run.clear()
         self._run.append(result.confidence)
-        if len(self._run) < self.frames or result.label == self.stable:
+        if len(self._run) < self.frames or key == self._stable:
             return None
-        previous, self.stable = self.stable, result.label
+        previous, self.stable, self._stable = self.stable, result.label, key
         return Change(result.index, result.time, result.label, min(self._run), previous)

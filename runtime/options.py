@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from edgecnn.runtime.backends import BACKENDS
+from edgecnn.runtime.errors import InputError
 
 #: Backends ``--backend`` accepts: auto and every registered one.
 BackendName = Enum(  # type: ignore[misc]
@@ -56,3 +57,52 @@ IntegrityOption = Annotated[
         "edited file). A C library is checked either way: it is code.",
     ),
 ]
+
+#: The help panel of the options below, in every command that has them.
+CONFIDENCE_PANEL = "Confidence and unknown"
+RawConfidenceOption = Annotated[
+    bool,
+    typer.Option(
+        "--raw-confidence",
+        help="Show the model's own probabilities, without the temperature fitted at export "
+        "(and without the file's 'unknown' threshold, fitted on calibrated ones).",
+        rich_help_panel=CONFIDENCE_PANEL,
+    ),
+]
+RejectBelowOption = Annotated[
+    float | None,
+    typer.Option(
+        "--reject-below",
+        metavar="P",
+        help="Answer 'unknown' when the top probability is below P (0..1), in place of the "
+        "threshold fitted at export; 0 never, 1 always (short of certainty). [default: the "
+        "file's]",
+        show_default=False,
+        rich_help_panel=CONFIDENCE_PANEL,
+    ),
+]
+NoRejectOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-reject",
+        help="Never answer 'unknown': always the most likely class.",
+        rich_help_panel=CONFIDENCE_PANEL,
+    ),
+]
+
+
+def reject_option(reject_below: float | None, no_reject: bool) -> bool | float:
+    """``load_classifier``'s ``reject`` from ``--reject-below`` and ``--no-reject``.
+
+    True (the file's threshold) when neither is given.
+
+    Raises:
+        InputError: both given, or a threshold outside 0..1.
+    """
+    if reject_below is None:
+        return not no_reject
+    if no_reject:
+        raise InputError("--reject-below and --no-reject contradict each other: choose one")
+    if not 0 <= reject_below <= 1:  # NaN too
+        raise InputError(f"--reject-below must be in 0..1, got {reject_below:g}")
+    return float(reject_below)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from calibrated_files import FIT_IMAGES, calibrated_npz
+from PIL import Image
 from serve_helpers import running_server
 from shared import TINY, TINY_FILES
 
@@ -119,6 +121,49 @@ def test_http_client_gets_the_api_answer_from_a_running_server(name):
         out = run_example("http_client.py", f"http://127.0.0.1:{server.port}", PICTURE)
     assert f"{PICTURE}: {label} ({probability:.1%}) by {name}" in out
     assert json.dumps(label)  # the reply's label is the API's label, not a transformed one
+
+
+def shown(picture, answer):
+    """How the examples print an answer: "unknown, most like X" when it is unknown."""
+    label = f"unknown, most like {answer.top_label}" if answer.unknown else answer.label
+    return f"{picture}: {label} ({answer.confidence:.1%})"
+
+
+def sure_and_unsure(classifier, images, folder):
+    """A picture ``classifier`` answers with a class, and one it answers "unknown"."""
+    unknown = classifier.unknown(classifier.predict(images))
+    paths = [folder / "sure.png", folder / "unsure.png"]
+    for path, image in zip(paths, (images[~unknown][0], images[unknown][0]), strict=True):
+        Image.fromarray(image).save(path)
+    return paths
+
+
+def test_classify_and_the_http_client_say_unknown_as_the_api(test_images, tmp_path):
+    model = calibrated_npz(tmp_path, test_images.x, test_images.y)
+    clf = load_classifier(model)
+    pictures = sure_and_unsure(clf, test_images.x[FIT_IMAGES : FIT_IMAGES + 200], tmp_path)
+    answers = [clf.answer(picture) for picture in pictures]
+    assert [a.unknown for a in answers] == [False, True]
+    out = run_example("classify.py", model, *pictures)
+    assert all(shown(p, a) in out for p, a in zip(pictures, answers, strict=True))
+    with running_server(model, "--threads", "1") as server:
+        for picture, answer in zip(pictures, answers, strict=True):
+            out = run_example("http_client.py", f"http://127.0.0.1:{server.port}", picture)
+            assert f"{shown(picture, answer)} by weights.npz" in out
+
+
+def test_mobile_style_calibrates_and_says_unknown_as_the_runtime(exported, test_images, tmp_path):
+    """The exporter's fitted temperature and threshold, applied from the metadata alone."""
+    images = test_images.x[:1000]
+    for model in sorted(exported.out.glob("model_*.tflite")):
+        clf = load_classifier(model)
+        assert clf.metadata.confidence is not None, model
+        folder = tmp_path / model.stem
+        folder.mkdir()
+        for picture in sure_and_unsure(clf, images, folder):
+            assert shown(picture, clf.answer(picture)) in run_example(
+                "mobile_style.py", model, picture
+            ), model
 
 
 def test_shapes_writes_a_folder_and_an_npz_that_edgecnn_reads(tmp_path):

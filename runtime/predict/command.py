@@ -11,6 +11,10 @@ from edgecnn.runtime.options import (
     AUTO,
     BackendOption,
     IntegrityOption,
+    NoRejectOption,
+    RawConfidenceOption,
+    RejectBelowOption,
+    reject_option,
 )
 
 if TYPE_CHECKING:
@@ -88,6 +92,9 @@ def predict_command(
             "one batch.",
         ),
     ] = True,
+    raw_confidence: RawConfidenceOption = False,
+    reject_below: RejectBelowOption = None,
+    no_reject: NoRejectOption = False,
     fps: Annotated[
         float | None,
         typer.Option(help="Take at most this many frames a second.", rich_help_panel=_VIDEO),
@@ -166,7 +173,9 @@ def predict_command(
 
     Inputs are decoded and classified 256 at a time and written in input order as each
     batch completes, with the results of classifying each alone; memory stays flat for
-    any number of files.
+    any number of files. Confidences are calibrated with the temperature fitted at
+    export, and an input whose top probability is below the threshold fitted with it is
+    answered "unknown" (its most likely class still listed).
     """
     import sys
 
@@ -180,6 +189,7 @@ def predict_command(
 
     model, files = _model_and_inputs(first, files or [])
     check_threads(threads, "--threads")
+    calibrated, reject = not raw_confidence, reject_option(reject_below, no_reject)
     if as_json and as_jsonl:
         raise InputError("--json and --jsonl are two output styles: choose one")
     video: dict[str, object] = {
@@ -197,14 +207,15 @@ def predict_command(
         )  # fmt: skip
         with sigterm_interrupts():
             _predict_video(model, source, options, backend.value, threads, integrity_check,
-                           as_jsonl, top_k)  # fmt: skip
+                           calibrated, reject, as_jsonl, top_k)  # fmt: skip
         return
     with sigterm_interrupts():  # SIGTERM as Ctrl-C: the workers stopped, one line, 143
         paths, left_out = find_files(files)
         # Before the model is loaded here: workers are forked while no interpreter thread
         # exists, and each loads its own copy.
         pictures = sum(not p.lower().endswith(NPY_SUFFIX) for p in paths)
-        workers = start_workers(pictures, str(model), backend.value, threads, integrity_check)
+        workers = start_workers(pictures, str(model), backend.value, threads, integrity_check,
+                                calibrated, reject)  # fmt: skip
         try:
             with native_stderr_hidden():
                 classifier = load_classifier(
@@ -213,6 +224,8 @@ def predict_command(
                     # With workers this copy only describes the model: one thread is plenty.
                     num_threads=(threads or 1) if workers else threads,
                     check_integrity=integrity_check,
+                    calibrated=calibrated,
+                    reject=reject,
                 )
             if top_k is None:
                 top_k = min(DEFAULT_TOP_K, len(classifier.labels))
@@ -280,7 +293,8 @@ def _video_source(files: list[str], as_json: bool, video: dict[str, object]) -> 
 
 def _predict_video(
     model: Path, source: Source, options: StreamOptions, backend: str, threads: int | None,
-    integrity_check: bool, as_jsonl: bool, top_k: int | None,
+    integrity_check: bool, calibrated: bool, reject: bool | float, as_jsonl: bool,
+    top_k: int | None,
 ) -> None:  # fmt: skip
     from edgecnn._quiet import native_stderr_hidden
     from edgecnn.runtime import load_classifier
@@ -296,6 +310,8 @@ def _predict_video(
             backend=backend,
             num_threads=threads or INTERPRETER_THREADS,
             check_integrity=integrity_check,
+            calibrated=calibrated,
+            reject=reject,
         )
     if top_k is not None and top_k > len(classifier.labels):
         raise InputError(f"--top-k must be in 1..{len(classifier.labels)}, got {top_k}")
@@ -339,7 +355,8 @@ def _write_results(
         for batch in classify_batches(classifier, inputs.sources, workers, skip_bad):
             if bar is not None and shared_terminal:
                 bar.clear()
-            writer.write(batch.names, batch.probs, batch.failed)
+            unknown = None if batch.probs is None else classifier.unknown(batch.probs)
+            writer.write(batch.names, batch.probs, batch.failed, unknown)
             done += len(batch.names)
             if bar is not None:
                 bar.update(done)

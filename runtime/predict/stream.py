@@ -1,8 +1,10 @@
 """``edgecnn predict`` on a video, a camera or a network stream: a line per frame, or events.
 
 Text: ``frame N  SECONDSs  LABEL  CONFIDENCE%  [top-k]``. ``--jsonl``:
-``{"frame", "time", "label", "confidence", "top_k": [{"label", "probability"}]}`` per
-frame. With ``--on-change`` only the changes of the stable label are written (text
+``{"frame", "time", "label", "unknown", "top_label", "confidence", "top_k": [{"label",
+"probability"}]}`` per frame; LABEL is "unknown" for a frame the model is not sure
+enough of, its classes still listed. With ``--on-change`` only the changes of the stable
+label ("unknown" one of them) are written (text
 ``frame N  SECONDSs  LABEL  CONFIDENCE%  (was PREVIOUS)``; JSON ``{"event": "change", "frame",
 "time", "label", "confidence", "previous"}``), each as soon as it happens, which is what a
 script reading the pipe acts on. Lines are flushed as written, so Ctrl-C (or the end of a

@@ -54,12 +54,18 @@ THREADED_MODULES = (
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How each worker loads the model: as :func:`~edgecnn.runtime.load_classifier` does."""
+    """How each worker loads the model: as :func:`~edgecnn.runtime.load_classifier` does.
+
+    ``calibrated`` and ``reject`` are the command's: a worker's probabilities must be the
+    ones this process's copy of the model would give.
+    """
 
     path: str
     backend: str
     threads: int
     check_integrity: bool
+    calibrated: bool = True
+    reject: bool | float = True
     #: The process the workers end with (see :mod:`edgecnn.runtime.predict.lifetime`).
     parent: Parent | None = None
 
@@ -124,12 +130,14 @@ def worker_count(threads: int, model: str = "", backend: str = "auto") -> int:
 
 
 def start_workers(
-    pictures: int, model: str, backend: str, threads: int | None, check_integrity: bool
-) -> Workers | None:
+    pictures: int, model: str, backend: str, threads: int | None, check_integrity: bool,
+    calibrated: bool = True, reject: bool | float = True,
+) -> Workers | None:  # fmt: skip
     """Worker processes to classify ``pictures`` pictures, forked now; None if not worth it.
 
     Each loads the model at once, while this process loads its own copy: with
-    ``threads`` interpreter threads (one if None), as many workers as cores they fill.
+    ``threads`` interpreter threads (one if None), as many workers as cores they fill,
+    ``calibrated`` and ``reject`` as :func:`~edgecnn.runtime.load_classifier` takes them.
     """
     if not workers_pay(pictures):
         return None
@@ -143,7 +151,8 @@ def start_workers(
     load_pillow()  # without Pillow: one sentence before any work
     for stream in (sys.stdout, sys.stderr):  # a worker flushes its copies when it exits
         stream.flush()
-    spec = ModelSpec(model, backend, threads or 1, check_integrity, this_process())
+    spec = ModelSpec(model, backend, threads or 1, check_integrity, calibrated, reject,
+                     this_process())  # fmt: skip
     count = worker_count(spec.threads, model, backend)
     method = start_method()
     pool = ProcessPoolExecutor(
@@ -195,7 +204,8 @@ def _start_worker(spec: ModelSpec) -> None:
 
     try:
         with native_stderr_hidden():
-            _model = load_classifier(spec.path, spec.backend, spec.threads, spec.check_integrity)
+            _model = load_classifier(spec.path, spec.backend, spec.threads, spec.check_integrity,
+                                     spec.calibrated, spec.reject)  # fmt: skip
     except EdgecnnError as e:
         _model = e
 

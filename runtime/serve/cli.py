@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgecnn.runtime.errors import InputError
-from edgecnn.runtime.options import AUTO, BackendOption, IntegrityOption, OptionalModelArg
+from edgecnn.runtime.options import (
+    AUTO,
+    BackendOption,
+    IntegrityOption,
+    NoRejectOption,
+    OptionalModelArg,
+    RawConfidenceOption,
+    RejectBelowOption,
+    reject_option,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -69,6 +78,9 @@ def serve_command(
     ] = 10.0,
     backend: BackendOption = AUTO,
     integrity_check: IntegrityOption = True,
+    raw_confidence: RawConfidenceOption = False,
+    reject_below: RejectBelowOption = None,
+    no_reject: NoRejectOption = False,
     access_log: Annotated[
         bool, typer.Option("--access-log", help="One line per request on stderr.")
     ] = False,
@@ -110,9 +122,11 @@ def serve_command(
     """Serve a model over HTTP: POST /classify, GET /health, GET /metadata.
 
     POST a picture (PNG, JPEG, BMP) or a .npy array as the raw body to /classify
-    (?top_k=N) and get JSON back. With --source, a video is classified as it plays:
-    GET /live is a page showing it, /live/frame.jpg its latest frame with the crop box,
-    /events the results as Server-Sent Events. SIGTERM or Ctrl-C stops accepting, lets
+    (?top_k=N) and get JSON back: the label ("unknown" when the model is not sure
+    enough), the most likely class, the calibrated confidence and the top classes. With
+    --source, a video is classified as it plays: GET /live is a page showing it,
+    /live/frame.jpg its latest frame with the crop box, /events the results as
+    Server-Sent Events. SIGTERM or Ctrl-C stops accepting, lets
     in-flight requests finish, and exits 0. SIGHUP, or a change of the model file (or of
     the store's current model, without MODEL), loads the new model beside the old and
     switches between requests; a model that fails to load leaves the old one serving.
@@ -136,6 +150,7 @@ def serve_command(
     hangups.install()
     try:
         workers = check_threads(threads, "--threads") or default_threads()
+        calibrated, reject = not raw_confidence, reject_option(reject_below, no_reject)
         given = {"--crop": crop, "--invert": invert, "--source-timeout": source_timeout,
                  "--max-viewers": max_viewers}  # fmt: skip
         live = None
@@ -148,9 +163,11 @@ def serve_command(
         seen = watched_state(model)  # before loading: a change during startup is a change
 
         def load(path: Path) -> Classifier:
+            # Reloads load with these options too: a new model answers as the first did.
             return load_classifier(
-                path, backend=backend.value, num_threads=1, check_integrity=integrity_check
-            )
+                path, backend=backend.value, num_threads=1, check_integrity=integrity_check,
+                calibrated=calibrated, reject=reject,
+            )  # fmt: skip
 
         path = resolve_model(model)
         # Every worker's interpreter is made here, so LiteRT's banner is hidden once for all.

@@ -3,7 +3,8 @@
 A model installed in the store (``HOME/models/<name>/<version>/``) has a
 ``manifest.json`` beside it; its ``name`` and ``version`` are believed only when they are
 the names of the folders the file really sits in, so a stray manifest elsewhere names
-nothing.
+nothing. :func:`confidence_in_effect` says how the served model's answers are calibrated
+and when they are "unknown", as serve's options made them.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgecnn.runtime.errors import ModelError
 from edgecnn.runtime.manifest import file_sha256
 from edgecnn.runtime.store import CURRENT, NAME, home, read_manifest
+
+if TYPE_CHECKING:
+    from edgecnn.runtime.classifier import Classifier
 
 #: Hex digits of the SHA-256 shown where a short form is enough.
 SHORT_SHA = 12
@@ -57,6 +62,16 @@ class ModelInfo:
             "model_name": self.name,
             "model_version": self.version,
         }
+
+
+def confidence_in_effect(classifier: Classifier) -> dict[str, float | None]:
+    """The temperature and the "unknown" threshold the served answers use.
+
+    The file's fitted values unless serve was told otherwise (``--raw-confidence``,
+    ``--reject-below``, ``--no-reject``): a temperature of 1 is the model's own
+    probabilities, a threshold of None never answers "unknown".
+    """
+    return {"temperature": classifier.temperature, "reject_below": classifier.reject_below}
 
 
 def current_link() -> Path:

@@ -22,7 +22,7 @@ from edgecnn.runtime.classifier import DEFAULT_TOP_K, Classifier
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.images import load_pillow
 from edgecnn.runtime.npy import NpyError, parse_npy
-from edgecnn.runtime.serve.model_info import ModelInfo, describe_model
+from edgecnn.runtime.serve.model_info import ModelInfo, confidence_in_effect, describe_model
 
 #: What a body's first bytes say it is.
 MAGIC: dict[bytes, str] = {
@@ -221,6 +221,9 @@ class ClassifierService:
     def _classify(served: Workers, body: bytes, kind: str, top_k: int) -> dict[str, Any]:
         """The reply document (runs on a worker of ``served``).
 
+        ``label`` is "unknown" (``unknown`` true) when the model is not sure enough of
+        the picture, else ``top_label``, the most likely class.
+
         Raises:
             RequestError: a malformed ``.npy`` body.
             InputError: the picture or array cannot be an image for the model.
@@ -229,12 +232,14 @@ class ClassifierService:
         start = time.perf_counter()
         classifier = served.classifier
         image: Any = read_npy(body, classifier.input_shape) if kind == "npy" else body
-        ranked = classifier.classify(image, top_k=top_k)
+        answer = classifier.answer(image, top_k=top_k)
         latency_ms = (time.perf_counter() - start) * 1000
         return {
-            "label": ranked[0][0],
-            "confidence": ranked[0][1],
-            "top_k": [{"label": label, "probability": p} for label, p in ranked],
+            "label": answer.label,
+            "unknown": bool(answer.unknown),  # numpy's bool is no JSON
+            "top_label": answer.top_label,
+            "confidence": answer.confidence,
+            "top_k": [{"label": label, "probability": p} for label, p in answer.top_k],
             "model": served.info.file,
             "backend": classifier.backend_name,
             "latency_ms": round(latency_ms, 3),
@@ -248,6 +253,7 @@ class ClassifierService:
             "status": status,
             **served.info.to_health(),
             "backend": served.classifier.backend_name,
+            "confidence_in_effect": confidence_in_effect(served.classifier),
             "workers": self.workers,
             "uptime_s": round(time.monotonic() - c.started, 3),
             "requests_served": c.requests,
@@ -259,11 +265,16 @@ class ClassifierService:
         }
 
     def metadata(self) -> dict[str, Any]:
-        """The model's own metadata, as embedded in the file, with its name and backend."""
+        """The model's own metadata, as embedded in the file, with its name and backend.
+
+        ``confidence_in_effect`` beside the file's fitted ``confidence``: what serve's
+        options made of it.
+        """
         served = self._served
         return {
             "model": served.info.file,
             "backend": served.classifier.backend_name,
+            "confidence_in_effect": confidence_in_effect(served.classifier),
             **served.classifier.metadata.to_dict(),
         }
 

@@ -9,6 +9,7 @@ from shared import TINY
 from video_files import frame_of
 
 from edgecnn.runtime import load_classifier
+from edgecnn.runtime.confidence import UNKNOWN
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.frames import (
     POLARITY_FRAMES,
@@ -170,6 +171,8 @@ def test_classify_with_time_and_top_k(classifier, pictures):
         "frame": 0,
         "time": 1.25,
         "label": result.label,
+        "unknown": False,  # the tiny files have no threshold
+        "top_label": result.label,
         "confidence": result.confidence,
         "top_k": [{"label": label, "probability": p} for label, p in result.top_k],
     }
@@ -230,11 +233,47 @@ def test_polarity_window_is_one_second(classifier, pictures):
     assert frames.invert is True
 
 
+# --- unknown ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.9, 1.0])
+def test_a_frame_below_the_threshold_is_unknown(pictures, threshold):
+    classifier = load_classifier(MODEL, reject=threshold)
+    frames = FrameClassifier(classifier, top_k=2)
+    found = [frames.classify(frame_of(p)) for p in pictures]
+    probs = classifier.predict(np.stack([frames.prepare(frame_of(p)) for p in pictures]))
+    unknown = probs.max(axis=1) < np.float32(threshold)
+    assert [r.unknown for r in found] == unknown.tolist()
+    for r in found:
+        assert r.top_label == r.top_k[0][0] and r.confidence == r.top_k[0][1]
+        assert r.label == (UNKNOWN if r.unknown else r.top_label)
+        line = r.to_dict()
+        assert (line["label"], line["unknown"], line["top_label"]) == (r.label, r.unknown,
+                                                                       r.top_label)  # fmt: skip
+        assert type(line["unknown"]) is bool  # JSON's, not numpy's
+    if threshold == 0.9:
+        assert 0 < sum(unknown) < len(pictures)
+
+
+def test_frames_follow_the_files_fitted_threshold(test_images, tmp_path):
+    from calibrated_files import FIT_IMAGES, calibrated_npz
+
+    classifier = load_classifier(calibrated_npz(tmp_path, test_images.x, test_images.y))
+    images = test_images.x[FIT_IMAGES : FIT_IMAGES + 200, :, :, None]
+    frames = FrameClassifier(classifier, invert="no")
+    found = frames.classify_prepared(images, range(200), [i / 30 for i in range(200)])
+    expected = classifier.unknown(classifier.predict(images))
+    assert [r.unknown for r in found] == expected.tolist() and 0 < expected.sum() < 100
+    raw = FrameClassifier(load_classifier(tmp_path / "weights.npz", reject=False), invert="no")
+    assert not any(r.unknown for r in raw.classify_prepared(images, range(200), [0.0] * 200))
+
+
 # --- StableLabel -----------------------------------------------------------------------
 
 
-def result(index, label, confidence=0.9):
-    return FrameResult(index, index / 10, ((label, confidence), ("other", 1 - confidence)))
+def result(index, label, confidence=0.9, unknown=False):
+    top_k = ((label, confidence), ("other", 1 - confidence))
+    return FrameResult(index, index / 10, top_k, unknown)
 
 
 def feed(stable, labels, confidences=None):
@@ -316,3 +355,42 @@ def test_stable_label_follows_its_definition(frames, threshold, results):
     got = [stable.update(result(i, label, p)) for i, (label, p) in enumerate(results)]
     want = stable_reference(frames, threshold, results)
     assert [g and (g.index, g.label, g.confidence, g.previous) for g in got] == want
+
+
+def test_unknown_is_a_label_of_its_own_whatever_its_confidence():
+    stable = StableLabel(2, 0.5)
+    frames = [("a", 0.9, False), ("a", 0.9, False), ("a", 0.3, True), ("b", 0.2, True),
+              ("b", 0.9, False), ("b", 0.8, False), ("a", 0.4, True),
+              ("c", 0.35, True)]  # fmt: skip
+    events = [stable.update(result(i, *f)) for i, f in enumerate(frames)]
+    assert [e and (e.index, e.label, e.confidence, e.previous) for e in events] == [
+        None, (1, "a", 0.9, None), None, (3, UNKNOWN, 0.2, "a"),
+        None, (5, "b", 0.8, UNKNOWN), None, (7, UNKNOWN, 0.35, "b"),
+    ]  # fmt: skip
+    assert stable.stable == UNKNOWN
+    # A class named "unknown" is another label than the answer "unknown".
+    stable = StableLabel(1, 0.5)
+    named = [("unknown", 0.9, False), ("x", 0.3, True), ("unknown", 0.9, False)]
+    assert sum(stable.update(result(i, *f)) is not None for i, f in enumerate(named)) == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    frames=st.integers(1, 4),
+    threshold=st.sampled_from([0.0, 0.5, 0.8]),
+    results=st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from([0.3, 0.6, 0.9, 1.0]),
+                               st.booleans()), max_size=40),
+)  # fmt: skip
+def test_stable_label_with_unknown_follows_its_definition(frames, threshold, results):
+    stable = StableLabel(frames, threshold)
+    got = [stable.update(result(i, *r)) for i, r in enumerate(results)]
+    # An unknown frame is the label "unknown", and counts whatever its confidence.
+    plain = [(UNKNOWN, 1.0) if unknown else (label, p) for label, p, unknown in results]
+    want = stable_reference(frames, threshold, plain)
+    lowest = [[p for label, p, unknown in results[: i + 1]] for i in range(len(results))]
+    assert [g and (g.index, g.label, g.previous) for g in got] == [
+        w and (w[0], w[1], w[3]) for w in want
+    ]
+    for g in got:  # the confidence of a change is the lowest of the frames that made it
+        if g is not None:
+            assert g.confidence == min(lowest[g.index][g.index + 1 - frames :])

@@ -137,8 +137,10 @@ def test_json_document_is_streamed_whole_and_jsonl_has_one_object_per_input(mixe
     lines = invoke("predict", MODEL, root, "--jsonl", "--top-k", "2").stdout.splitlines()
     assert [json.loads(line) for line in lines] == doc["results"]
     first = doc["results"][0]
-    assert set(first) == {"file", "label", "confidence", "top_k"}
-    assert first["label"] == first["top_k"][0]["label"]
+    assert set(first) == {"file", "label", "unknown", "top_label", "confidence", "top_k"}
+    # The tiny files have no "unknown" threshold: the label is the top class.
+    assert first["label"] == first["top_label"] == first["top_k"][0]["label"]
+    assert first["unknown"] is False
     assert lines[0] == json.dumps(first)  # written as json.dumps writes it
     assert_one_line_error(invoke("predict", MODEL, PICTURE, "--json", "--jsonl"), "choose one")
 

@@ -49,6 +49,7 @@ def test_classify_png_and_npy_like_the_api(tiny_server, test_images):
             assert status == 200 and response.getheader("Content-Type") == "application/json"
             assert reply["top_k"] == expected_reply(clf.classify(same, top_k=4))
             assert (reply["label"], reply["confidence"]) == tuple(reply["top_k"][0].values())
+            assert (reply["unknown"], reply["top_label"]) == (False, reply["label"])
             assert reply["model"] == "model_float32.tflite" and reply["backend"] == "litert"
             assert reply["latency_ms"] > 0
     status, reply, _ = call(tiny_server.port, "POST", "/classify", npy_bytes(test_images.x[0]))
@@ -62,8 +63,12 @@ def test_health_and_metadata(tiny_server):
     assert health["workers"] == 2 and health["uptime_s"] > 0 and health["in_flight"] == 0
     before = health["requests_served"]
     assert call(tiny_server.port, "GET", "/health")[1]["requests_served"] == before + 1
+    # The tiny files predate calibration: no temperature or threshold is in effect.
+    in_effect = {"temperature": 1.0, "reject_below": None}
+    assert health["confidence_in_effect"] == in_effect
     status, meta, _ = call(tiny_server.port, "GET", "/metadata")
-    expected = {"model": "model_float32.tflite", "backend": "litert"}
+    expected = {"model": "model_float32.tflite", "backend": "litert",
+                "confidence_in_effect": in_effect}  # fmt: skip
     assert status == 200 and meta == {**expected, **load_classifier(TINY).metadata.to_dict()}
     assert meta["labels"][9] == "Ankle boot" and meta["input"]["shape"] == [28, 28, 1]
     assert meta["precision"] == "float32" and meta["edgecnn_version"]
