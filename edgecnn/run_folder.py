@@ -36,6 +36,9 @@ FIGURE_FILES = (
     "conv1_outputs.png",
     "conv2_outputs.png",
 )
+#: Written by ``edgecnn evaluate`` beside them (and into an exported file's evaluation):
+#: the reliability diagram, before and after calibration.
+RELIABILITY_FILE = "reliability.png"
 # Written by the exporter, in EXPORTS_DIR.
 EXPORTS_DIR = "exports"
 EXPORT_REPORT_FILE = "export_report.json"

@@ -24,6 +24,7 @@ from edgecnn.run_folder import (
     METRICS_FILE,
     RUN_FILE,
 )
+from edgecnn.trainer.calibration_metrics import CALIBRATION_KEY, CalibrationMetrics
 from edgecnn.trainer.config import TrainConfig
 from edgecnn.trainer.splits import SplitCounts, read_counts
 
@@ -43,6 +44,8 @@ class Metrics:
     train_images: int | None = None
     best_epoch: int | None = None
     confusion_matrix: tuple[tuple[int, ...], ...] = ()
+    #: ECE before and after calibration on the test images (None before edgecnn measured it).
+    calibration: CalibrationMetrics | None = None
 
     @classmethod
     def from_fields(cls, f: Fields) -> Metrics:
@@ -64,6 +67,9 @@ class Metrics:
             train_images=None if "train_images" not in f else f.integer("train_images"),
             best_epoch=None if "best_epoch" not in f else f.integer("best_epoch"),
             confusion_matrix=matrix,
+            calibration=None
+            if CALIBRATION_KEY not in f
+            else CalibrationMetrics.from_fields(f.object(CALIBRATION_KEY)),
         )
 
 

@@ -100,6 +100,7 @@ def test_nothing_is_wider_than_the_window(rendered):
         "benchmark",
         "int8",
         "doctor",
+        "confidence",
         "mcu",
         "use",
     ]

@@ -12,12 +12,20 @@ import numpy as np
 
 from edgecnn import _atomic, _json
 from edgecnn.errors import ConfigError
-from edgecnn.run_folder import FIGURE_FILES, METRICS_FILE
+from edgecnn.run_folder import FIGURE_FILES, METRICS_FILE, RELIABILITY_FILE
+from edgecnn.runtime.confidence import Confidence
 from edgecnn.runtime.contract import check_io
 from edgecnn.runtime.gate import compare, predicted
 from edgecnn.runtime.preprocess import softmax
 from edgecnn.trainer import training_data
 from edgecnn.trainer._tf import import_keras
+from edgecnn.trainer.calibration_metrics import (
+    CALIBRATION_KEY,
+    CalibrationMetrics,
+    calibration_lines,
+    fit_and_measure,
+    measure_calibration,
+)
 from edgecnn.trainer.dataset import Dataset, to_float
 from edgecnn.trainer.metrics import (
     accuracy_line,
@@ -111,6 +119,10 @@ class Evaluation:
     data: Dataset
     predictions: np.ndarray
     metrics: dict[str, Any]
+    #: ECE before and after calibration, and the "unknown" rule, on the test images.
+    calibration: CalibrationMetrics
+    #: Where the temperature came from, in words.
+    fitted: str
 
 
 def evaluate(
@@ -124,6 +136,10 @@ def evaluate(
     sample: Path | None = None,
 ) -> dict[str, Any]:
     """Measure a model on the test set; write ``metrics.json`` and the PNG figures.
+
+    Calibration too: a temperature and "unknown" threshold fitted on the validation
+    split, and the expected calibration error on the test split before and after it
+    (``metrics.json``'s ``calibration``, the reliability diagram).
 
     ``out_dir`` defaults to the run directory (or the model file's folder). If it already
     holds a ``metrics.json`` from training, the evaluation's numbers are merged into it.
@@ -139,6 +155,7 @@ def evaluate(
     result = measure(model, test, str(source.model_path))
     merged = _merge_metrics(out / METRICS_FILE, result.metrics)
     draw_figures(result, out, image_index)
+    draw_reliability(result.calibration, out, f"{source.model_path.name}, {test.title}")
     if sample is not None:
         from PIL import Image
 
@@ -157,19 +174,33 @@ def evaluate(
             + "\n"
         )
     stream.write(accuracy_line(result.metrics["test_correct"], result.metrics["test_total"]) + "\n")
-    stream.write(f"Wrote {METRICS_FILE} and {len(FIGURE_FILES)} figures to {out}\n")
+    stream.write(calibration_lines(result.calibration, result.fitted))
+    stream.write(f"Wrote {METRICS_FILE} and {len(FIGURE_FILES) + 1} figures to {out}\n")
     return merged
 
 
 def measure(model: Any, data: Dataset, model_name: str) -> Evaluation:
-    """Test and validation accuracy, per class, and the confusion matrix."""
-    pred = predict_classes(model, data.x_test)
-    val_pred = predict_classes(model, data.x_val)
+    """Test and validation accuracy, per class, the confusion matrix, and calibration."""
+    logits, val_logits = predict_logits(model, data.x_test), predict_logits(model, data.x_val)
+    pred = logits.argmax(axis=1)
     metrics = classification_metrics(data.y_test, pred, data.labels)
-    metrics["val_accuracy"] = float(np.mean(val_pred == data.y_val))
+    metrics["val_accuracy"] = float(np.mean(val_logits.argmax(axis=1) == data.y_val))
     metrics["dataset"] = data.name
     metrics["model"] = model_name
-    return Evaluation(model, data, pred, metrics)
+    calibration, fitted = fit_and_measure(softmax(val_logits), data.y_val, softmax(logits),
+                                          data.y_test)  # fmt: skip
+    metrics[CALIBRATION_KEY] = calibration.to_dict()
+    return Evaluation(model, data, pred, metrics, calibration, fitted)
+
+
+def draw_reliability(result: CalibrationMetrics, out: Path, name: str) -> None:
+    """The reliability diagram, before and after calibration, as ``reliability.png``."""
+    from edgecnn.trainer import plots
+
+    after = None if result.confidence is None else result.after
+    title = f"{name}: reliability on {result.images:,} {result.split} images"
+    fig = plots.plot_reliability(result.before, after, title, result.temperature)
+    plots.save_figure(fig, out / RELIABILITY_FILE)
 
 
 def _merge_metrics(path: Path, results: dict[str, Any]) -> dict[str, Any]:
@@ -266,8 +297,10 @@ def evaluate_exported(
     Accuracy, per class, the confusion matrix and, when the file sits in a run's
     ``exports/`` beside its ``model.keras``, its top-1 agreement with the Keras model and
     the test images whose answer differs from Keras's, measured by
-    :func:`edgecnn.runtime.gate.compare` as the export gate measures them. Written to
-    ``<file>.evaluation/`` beside the file unless ``out_dir``.
+    :func:`edgecnn.runtime.gate.compare` as the export gate measures them; and its
+    calibration: the expected calibration error of its raw outputs and of them at its own
+    temperature (from its metadata), the reliability diagram, and the share its "unknown"
+    rule rejects. Written to ``<file>.evaluation/`` beside the file unless ``out_dir``.
 
     ``keras_probs`` are the Keras model's probabilities on the test images, in the test
     set's order (further rows are ignored: the export's agreement images start with the
@@ -284,7 +317,8 @@ def evaluate_exported(
 
     stream = stream or sys.stdout
     path = Path(target)
-    clf = load_classifier(path, backend=backend)
+    # Raw outputs, calibrated here as the classifier would: both sides of the diagram.
+    clf = load_classifier(path, backend=backend, calibrated=False)
     exports = path.resolve().parent  # the C library's folder sits in exports/ too
     run_dir = exports.parent if (exports.parent / "model.keras").is_file() else None
     source = resolve_model(run_dir) if run_dir else ModelSource(path, None, None)
@@ -292,10 +326,12 @@ def evaluate_exported(
     # A file away from its run says its class order itself (--classes may have set it).
     labels = None if clf.generic_labels else clf.labels
     test = training_data.for_model(shape, source, data_dir, data, dataset, labels=labels)
-    probs = clf.predict(test.x_test)
-    pred = predicted(probs)
+    raw = clf.predict(test.x_test)
+    calibration = measure_calibration(raw, test.y_test, clf.metadata.confidence)
+    pred = predicted(raw)  # a temperature never changes the top class
     metrics = classification_metrics(test.y_test, pred, test.labels)
     metrics.update(file=str(path), backend=clf.backend_name, dataset=test.name)
+    metrics[CALIBRATION_KEY] = calibration.to_dict()
     figures = {
         "confusion_matrix.png": plots.plot_confusion_matrix(
             np.array(metrics["confusion_matrix"]), test.labels,
@@ -305,11 +341,11 @@ def evaluate_exported(
     }  # fmt: skip
     flipped_line = ""
     if keras_probs is not None:
-        keras_probs = _test_rows(keras_probs, probs.shape)
+        keras_probs = _test_rows(keras_probs, raw.shape)
     elif source.run_dir is not None:
         keras_probs = predict_probs(load_keras_model(source.model_path), test.x_test)
     if keras_probs is not None:
-        agreement = compare(probs, keras_probs, test.y_test).agreement
+        agreement = compare(raw, keras_probs, test.y_test).agreement  # as the gate: raw
         flipped = pred != predicted(keras_probs)
         metrics["keras_agreement"] = agreement
         metrics["differs_from_keras"] = [int(i) for i in np.flatnonzero(flipped)]
@@ -325,14 +361,23 @@ def evaluate_exported(
     _atomic.write_json(out / METRICS_FILE, metrics)
     for name, fig in figures.items():
         plots.save_figure(fig, out / name)
+    draw_reliability(calibration, out, path.name)
     if len(test.labels) <= TEXT_MATRIX_CLASSES:
         stream.write(f"Confusion matrix of {path.name} ({test.title} test set, rows: true class)\n")
         stream.write(format_confusion_matrix(np.array(metrics["confusion_matrix"]), test.labels))
         stream.write("\n")
     stream.write(accuracy_line(metrics["test_correct"], metrics["test_total"]) + "\n")
     stream.write(flipped_line)
-    stream.write(f"Wrote {METRICS_FILE} and {len(figures)} figures to {out}\n")
+    stream.write(calibration_lines(calibration, _fitted(clf.metadata.confidence)))
+    stream.write(f"Wrote {METRICS_FILE} and {len(figures) + 1} figures to {out}\n")
     return metrics
+
+
+def _fitted(confidence: Confidence | None) -> str:
+    """Where an exported file's temperature came from, in words."""
+    if confidence is None:
+        return "the file has no temperature in its metadata"
+    return f"the file's own, fitted on {confidence.images:,} {confidence.fitted_on} images"
 
 
 def _test_rows(keras_probs: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 from edgecnn import _atomic  # noqa: E402
+from edgecnn.runtime.confidence import Reliability  # noqa: E402
 
 #: Class names, file names and titles are the user's text: drawn as written, never read as
 #: TeX or mathtext (a class named "$^{$" would otherwise stop every figure with an error).
@@ -185,4 +186,44 @@ def plot_layer_outputs(outputs: np.ndarray, title: str, image: np.ndarray | None
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title, fontsize=10)
+    return fig
+
+
+@plain_text
+def plot_reliability(before: Reliability, after: Reliability | None, title: str,
+                     temperature: float = 1.0) -> Figure:  # fmt: skip
+    """A reliability diagram: accuracy against confidence per bin, before and after.
+
+    Above, each non-empty bin's mean confidence against its accuracy (the diagonal is
+    perfect calibration); below, how many pictures fell in each bin (log scale: the top
+    bin holds most of them). ``after`` None: the model has no temperature, one curve.
+    """
+    fig, (ax, counts_ax) = plt.subplots(
+        2, 1, figsize=(6.4, 6.6), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
+    )
+    ax.plot([0, 1], [0, 100], ls="--", color="#888888", lw=1, label="perfect calibration")
+    series = [("before (T = 1)", before, "#dd8452", "o")]
+    if after is not None:
+        series.append((f"after (T = {temperature:.3g})", after, "#4c72b0", "s"))
+    edges = np.asarray(before.edges)
+    width = np.diff(edges) / (len(series) + 1)
+    for i, (name, bins, color, marker) in enumerate(series):
+        conf, acc = np.asarray(bins.confidence), np.asarray(bins.accuracy)
+        filled = np.asarray(bins.counts) > 0
+        ax.plot(conf[filled], 100 * acc[filled], marker=marker, ms=5, color=color,
+                label=f"{name}: ECE {100 * bins.ece:.2f}%")  # fmt: skip
+        left = edges[:-1] + width * (i + 0.5)
+        counts_ax.bar(left, bins.counts, width=width, align="edge", color=color, label=name)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("accuracy in the bin (%)")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    if any(before.counts):
+        counts_ax.set_yscale("log")
+    counts_ax.set_xlim(0, 1)
+    counts_ax.set_xlabel(f"top-1 confidence ({len(before.counts)} equal-width bins)")
+    counts_ax.set_ylabel("pictures")
+    counts_ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
     return fig

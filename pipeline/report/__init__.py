@@ -3,8 +3,9 @@
 ``html`` builds the page from parts, ``sections`` describes the run itself (summary,
 training, accuracy, the network), ``exports`` the exported files (gates, benchmark,
 microcontrollers, usage), ``int8`` what the int8 files changed against Keras, ``doctor``
-why int8 lost agreement (when it did), ``charts``
-draws the report's own figures, ``style`` is its stylesheet.
+why int8 lost agreement (when it did), ``calibration`` how far each file's confidence can
+be trusted (temperature, ECE before and after, "unknown"), ``charts`` draws the report's
+own figures, ``style`` is its stylesheet.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from edgecnn.run_folder import CHART_FILES, DOCTOR_CHART, REPORT_FILE
 
 def write_report(run_dir: Path) -> Path:
     """Draw the report's charts into ``run_dir`` and write ``report.html`` beside them."""
-    from edgecnn.pipeline.report import charts, doctor, exports, int8, sections
+    from edgecnn.pipeline.report import calibration, charts, doctor, exports, int8, sections
     from edgecnn.pipeline.report.html import page, section
     from edgecnn.pipeline.results import RunData
     from edgecnn.trainer.plots import save_figure
@@ -31,6 +32,7 @@ def write_report(run_dir: Path) -> Path:
         ("benchmark", "Benchmark", exports.benchmark),
         ("int8", "What int8 changed", int8.int8_changes),
         ("doctor", "int8 doctor", doctor.doctor),
+        ("confidence", "Confidence", calibration.calibration),
         ("mcu", "On a microcontroller", exports.microcontrollers),
         ("use", "Use it", exports.usage),
     ]

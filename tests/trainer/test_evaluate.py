@@ -187,3 +187,66 @@ def test_keras_outputs_given_for_a_file_outside_a_run(fashion_dir, tmp_path):
         with pytest.raises(ValueError, match="keras_probs of shape"):
             evaluate_exported(target, out_dir=tmp_path / "bad", data_dir=fashion_dir,
                               stream=io.StringIO(), keras_probs=wrong)  # fmt: skip
+
+
+# ---- calibration: ECE before and after, "unknown", the reliability diagram ---------------
+
+ECE_LINE = (
+    r"Calibration error \(ECE, 15 bins\) on the 10,000 test images: ([\d.]+)% before, "
+    r"([\d.]+)% after \(temperature ([\d.]+), (.+)\)"
+)
+
+
+def _assert_reliability_png(path):
+    """A real PNG, with content: the diagram and its bin counts."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("RGB"), dtype=np.float32)
+    assert pixels.shape[0] >= 450 and pixels.shape[1] >= 400, pixels.shape
+    assert pixels.std() > 20 and (pixels < 128).mean() > 0.01
+
+
+def test_evaluate_measures_calibration_before_and_after(evaluated, trained_run, keras_reference):
+    """The Keras model's temperature is fitted on its validation softmax; ECE is measured
+    on the test split at T = 1 and at that temperature, and written, typed, to metrics.json."""
+    import re
+
+    from edgecnn.pipeline.results import Metrics
+    from edgecnn.records import Fields
+    from edgecnn.runtime import confidence as C
+    from edgecnn.trainer.calibration_metrics import CalibrationMetrics
+
+    out, metrics, log = evaluated
+    found = re.search(ECE_LINE, log)
+    assert found, log
+    before, after, temperature = (float(v) for v in found.groups()[:3])
+    assert found.group(4) == "fitted on 5,000 validation images"
+    saved = json.loads((out / "metrics.json").read_text())
+    record = CalibrationMetrics.from_fields(Fields(saved["calibration"]))
+    assert Metrics.from_fields(Fields(saved)).calibration == record  # the run's reader too
+    # The numbers are runtime.confidence's, on the Keras model's softmax.
+    assert record.ece_before == pytest.approx(
+        C.expected_calibration_error(keras_reference.probs, keras_reference.y), abs=1e-5
+    )
+    assert record.images == 10_000 and record.confidence is not None
+    assert record.confidence.images == 5_000 and record.confidence.fitted_on == "validation"
+    assert before == pytest.approx(100 * record.ece_before, abs=0.006)
+    assert after == pytest.approx(100 * record.ece_after, abs=0.006)
+    assert temperature == pytest.approx(record.temperature, rel=1e-3)
+    calibrated = C.calibrate(keras_reference.probs.astype(np.float32), record.temperature)
+    assert record.ece_after == pytest.approx(
+        C.expected_calibration_error(calibrated, keras_reference.y), abs=1e-5
+    )
+    assert record.ece_after < record.ece_before or record.ece_before < 0.01
+    assert sum(record.before.counts) == sum(record.after.counts) == 10_000
+    # "unknown": the validation threshold rejects about 5% of the test pictures, and the
+    # accepted ones are answered more accurately than all of them.
+    unknown = C.rejected(calibrated, record.reject_below)
+    assert record.rejected == pytest.approx(unknown.mean())
+    assert 0.02 < record.rejected < 0.10
+    assert record.accepted_accuracy > record.accuracy == pytest.approx(saved["test_accuracy"])
+    assert f'"unknown" below {record.reject_below:.4f}: {100 * record.rejected:.2f}%' in log
+    _assert_reliability_png(out / "reliability.png")
+    assert "Wrote metrics.json and 8 figures" in log
