@@ -143,6 +143,16 @@ def train_command(
     train_subset: Annotated[
         int | None, typer.Option(min=1, help="Use only the first N training images (quick trials).")
     ] = None,
+    outliers: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=4,
+            help="Synthetic pictures of no class added to each epoch, as a share of its "
+            "pictures, so that the model learns to answer 'unknown' (0 turns it off). "
+            f"{_default('outliers')}",
+        ),
+    ] = None,
     filter_size1: Annotated[int | None, typer.Option(min=1, help=_default("filter_size1"))] = None,
     num_filters1: Annotated[int | None, typer.Option(min=1, help=_default("num_filters1"))] = None,
     filter_size2: Annotated[int | None, typer.Option(min=1, help=_default("filter_size2"))] = None,
@@ -187,6 +197,7 @@ def train_command(
         lr_schedule=lr_schedule,
         seed=seed,
         train_subset=train_subset,
+        outliers=outliers,
         filter_size1=filter_size1,
         num_filters1=num_filters1,
         filter_size2=filter_size2,

@@ -89,6 +89,10 @@ class ModelConfig:
         return (self.img_size // 4) ** 2 * self.num_filters2
 
 
+#: The most synthetic outliers an epoch may add, as a share of its pictures.
+MAX_OUTLIERS = 4.0
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a model is trained.
@@ -114,6 +118,10 @@ class TrainConfig:
     augment_shift: int = 0
     augment_flip: bool = False
     train_subset: int | None = None
+    #: Synthetic outliers added to each epoch, as a share of its pictures, trained towards
+    #: "none of the classes" (edgecnn.trainer.outliers); 0, the default, turns outlier
+    #: exposure off (``edgecnn train --outliers 0.25`` turns it on).
+    outliers: float = 0.0
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -135,6 +143,9 @@ class TrainConfig:
                 f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r:.40}"
             )
         check_int("augment_shift", self.augment_shift, 0, self.model.img_size // 2 - 1)
+        share = check_type("outliers", self.outliers, (int, float), "a number")
+        if not 0 <= share <= MAX_OUTLIERS:
+            raise ConfigError(f"outliers must be in 0..{MAX_OUTLIERS:g}, got {self.outliers}")
         if self.train_subset is not None:
             check_int("train_subset", self.train_subset, 1)
         check_int("seed", self.seed, 0, MAX_SEED)
@@ -161,6 +172,8 @@ class TrainConfig:
             check_type("the configuration", data, dict, "an object")
             data = dict(data)
             model = check_type("model", data.pop("model", {}), dict, "an object")
+            # Runs from before outlier exposure trained without it (a resume must too).
+            data.setdefault("outliers", 0.0)
             return cls(model=ModelConfig(**model), **data)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"invalid training configuration: {e}") from None

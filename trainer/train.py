@@ -24,7 +24,9 @@ from edgecnn.run_folder import (
     SPLIT_FILE,
     STATE_FILE,
 )
+from edgecnn.runtime.confidence import MIN_FIT_IMAGES, Confidence, fit
 from edgecnn.runtime.contract import shape_text
+from edgecnn.runtime.preprocess import softmax
 from edgecnn.trainer import training_data
 from edgecnn.trainer._tf import import_tensorflow
 from edgecnn.trainer.augment import augment
@@ -35,9 +37,10 @@ from edgecnn.trainer.checkpoints import (
 )
 from edgecnn.trainer.config import TrainConfig
 from edgecnn.trainer.dataset import Dataset, to_float
-from edgecnn.trainer.evaluate import predict_classes
+from edgecnn.trainer.evaluate import predict_classes, predict_logits
 from edgecnn.trainer.metrics import accuracy_line, classification_metrics
 from edgecnn.trainer.model import build_model
+from edgecnn.trainer.outliers import make_outliers
 from edgecnn.trainer.progress import ProgressCallback
 from edgecnn.trainer.splits import read_record, write_record
 
@@ -62,29 +65,53 @@ class TrainResult:
 
 
 def compile_model(model: Any, config: TrainConfig, steps_per_epoch: int) -> None:
-    """Adam on sparse cross-entropy from logits, optionally with a cosine-decayed rate."""
+    """Adam on sparse cross-entropy from logits, optionally with a cosine-decayed rate.
+
+    With outliers (``config.outliers``), the loss and accuracy of
+    :mod:`edgecnn.trainer.exposure`.
+    """
     learning_rate: Any = config.learning_rate
     if config.lr_schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=config.epochs * steps_per_epoch
         )
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    if config.outliers:
+        from edgecnn.trainer.exposure import InlierAccuracy, outlier_exposure_loss
+
+        loss: Any = outlier_exposure_loss
+        metric: Any = InlierAccuracy()
+    else:
+        loss, metric = keras.losses.SparseCategoricalCrossentropy(from_logits=True), "accuracy"
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric])
+
+
+def outlier_count(config: TrainConfig, train_images: int) -> int:
+    """How many synthetic outliers each epoch adds to ``train_images`` pictures."""
+    return round(config.outliers * train_images)
 
 
 def _epoch_data(
-    x: np.ndarray, y: np.ndarray, config: TrainConfig, epoch: int
+    x: np.ndarray, y: np.ndarray, config: TrainConfig, epoch: int, pictures: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    # The order and augmentation of each epoch depend only on (seed, epoch), so a resumed
-    # run sees exactly the batches the uninterrupted run would have seen.
+    """One epoch's float pictures and labels, in order; outliers among them, labelled -1.
+
+    ``pictures`` are ``x`` as uint8, which the outliers are made from.
+    """
+    # The order, augmentation and outliers of each epoch depend only on (seed, epoch), so
+    # a resumed run sees exactly the batches the uninterrupted run would have seen.
     rng = np.random.default_rng([config.seed, epoch])
     order = rng.permutation(len(x))
     xe, ye = x[order], y[order]
     if config.augment_shift or config.augment_flip:
         xe = augment(xe, rng, config.augment_shift, config.augment_flip)
+    count = outlier_count(config, len(x))
+    if count:
+        from edgecnn.trainer.exposure import OUTLIER
+
+        outliers = to_float(make_outliers(pictures, count, rng))
+        mixed = rng.permutation(len(xe) + count)
+        xe = np.concatenate([xe, outliers])[mixed]
+        ye = np.concatenate([ye, np.full(count, OUTLIER, ye.dtype)])[mixed]
     return xe, ye
 
 
@@ -153,7 +180,8 @@ def _start(
     say: Callable[[str], None],
 ) -> Session:
     """A new model (clearing an older run's files), or the checkpoint to resume from."""
-    steps = math.ceil(len(data.x_train) / config.batch_size)
+    pictures = len(data.x_train) + outlier_count(config, len(data.x_train))
+    steps = math.ceil(pictures / config.batch_size)
     if state is None:
         model = build_model(config.model)
         compile_model(model, config, steps)
@@ -166,6 +194,8 @@ def _start(
         session = Session(out, config, data, model, steps)
     else:
         checkpoint = out / state["checkpoint"]
+        if config.outliers:
+            import edgecnn.trainer.exposure  # noqa: F401  (registers the loss the checkpoint names)
         try:
             model = keras.models.load_model(checkpoint)
         except Exception as e:  # Keras raises many types for a damaged archive
@@ -207,7 +237,7 @@ def _run_epochs(session: Session, stream: TextIO, say: Callable[[str], None]) ->
     epoch = session.start_epoch
     try:
         for epoch in range(session.start_epoch, config.epochs):
-            xe, ye = _epoch_data(x_train, y_train, config, epoch)
+            xe, ye = _epoch_data(x_train, y_train, config, epoch, data.x_train)
             started = time.perf_counter()
             fit = session.model.fit(
                 xe,
@@ -275,6 +305,9 @@ def _finish(session: Session, say: Callable[[str], None]) -> TrainResult:
     best_model = keras.models.load_model(out / MODEL_FILE)
     metrics = _final_metrics(best_model, session.data, session.history, session.train_seconds,
                              config)  # fmt: skip
+    fitted = _fit_confidence(best_model, session.data)
+    if fitted is not None:
+        metrics["confidence"] = fitted.to_dict()
     _atomic.write_json(out / METRICS_FILE, metrics)
     say(
         f"Trained {config.epochs} epochs in {format_duration(session.train_seconds)}; best "
@@ -282,7 +315,36 @@ def _finish(session: Session, say: Callable[[str], None]) -> TrainResult:
         f"saved to {out / MODEL_FILE}"
     )
     say(accuracy_line(metrics["test_correct"], metrics["test_total"]))
+    if fitted is not None:
+        say(confidence_line(fitted))
     return TrainResult(out_dir=out, config=config, metrics=metrics, history=session.history)
+
+
+def _fit_confidence(model: Any, data: Dataset) -> Confidence | None:
+    """The Keras model's temperature and "unknown" threshold on the validation split.
+
+    None when the split is too small to fit them. Every exported file is fitted again on
+    its own outputs (an int8 file's differ).
+    """
+    if len(data.y_val) < MIN_FIT_IMAGES:
+        return None
+    return fit(softmax(predict_logits(model, data.x_val)), data.y_val)
+
+
+def confidence_line(fitted: Confidence) -> str:
+    """What a fit found, in one line."""
+    assert fitted.ece_before is not None and fitted.ece_after is not None
+    line = (
+        f"Calibration on {fitted.images:,} validation images: temperature "
+        f"{fitted.temperature:.3f}, expected calibration error {100 * fitted.ece_before:.2f}% "
+        f"-> {100 * fitted.ece_after:.2f}%"
+    )
+    if fitted.reject_below is not None:
+        line += (
+            f"; 'unknown' below {100 * fitted.reject_below:.1f}% "
+            f"(keeps {100 * fitted.acceptance:.0f}%)"
+        )
+    return line
 
 
 def _interrupted_message(out: Path, epoch: int, config: TrainConfig) -> str:
