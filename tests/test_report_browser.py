@@ -80,7 +80,8 @@ def test_every_image_in_the_page_loaded(rendered, pipeline_run):
         if json.loads((d / "metrics.json").read_text())["differs_from_keras"]
     ]  # fmt: skip
     doctor = (pipeline_run.out / "doctor_chart.png").is_file()
-    assert len(images) == 9 + len(galleries) + doctor
+    # ...and the Confidence section's reliability diagram.
+    assert len(images) == 9 + len(galleries) + doctor + 1
     assert all(i["loaded"] for i in images), images
     assert all(i["src"] == "data:image/png;base64," for i in images)
     # Pictures shrink to fit a phone instead of overflowing it.

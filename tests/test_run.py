@@ -109,6 +109,7 @@ def test_every_png_decodes_and_is_not_blank(pipeline_run):
         "training_curves.png",
         "export_chart.png",
         "sample.png",
+        "reliability.png",
     }
     for path in pngs:
         with Image.open(path) as im:
@@ -144,7 +145,8 @@ def test_report_is_self_contained(pipeline_run):
         if json.loads((d / "metrics.json").read_text())["differs_from_keras"]
     ]  # fmt: skip
     assert galleries
-    assert len(parser.images) == len(FIGURES) + 2 + len(galleries)
+    # One reliability diagram in the Confidence section.
+    assert len(parser.images) == len(FIGURES) + 2 + len(galleries) + 1
     assert all(src.startswith("data:image/png;base64,") for src in parser.images)
     assert all(link.startswith("#") for link in parser.links), parser.links
     assert "<script" not in page.lower()
@@ -416,7 +418,8 @@ def test_evaluate_an_exported_file_matches_its_export_gate(pipeline_run, tmp_pat
     assert metrics["keras_agreement"] == pytest.approx(row["agreement"], abs=1e-9)
     assert len(metrics["differs_from_keras"]) == round((1 - row["agreement"]) * 10_000)
     assert {p.name for p in tmp_path.iterdir()} == {
-        "metrics.json", "confusion_matrix.png", "errors.png", "differs_from_keras.png"
+        "metrics.json", "confusion_matrix.png", "errors.png", "differs_from_keras.png",
+        "reliability.png",
     }  # fmt: skip
     assert "Top-1 agreement with model.keras" in result.stdout
 
