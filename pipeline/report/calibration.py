@@ -9,11 +9,9 @@ only while it describes the temperature the file holds now.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecnn._files import read_regular_file
 from edgecnn.errors import DataError
 from edgecnn.export.formats import FORMATS
 from edgecnn.export.records import ExportedFile
@@ -23,9 +21,9 @@ from edgecnn.pipeline.results import RunData
 from edgecnn.records import Fields, read_record
 from edgecnn.run_folder import EXPORTS_DIR, METRICS_FILE, MODEL_FILE, RELIABILITY_FILE
 from edgecnn.runtime.confidence import ECE_BINS, Confidence
-from edgecnn.runtime.errors import SIDECAR_MAX_BYTES, ModelError
+from edgecnn.runtime.errors import ModelError
 from edgecnn.runtime.loading import library_in
-from edgecnn.runtime.metadata import sidecar_path
+from edgecnn.runtime.metadata import read_sidecar
 from edgecnn.trainer.calibration_metrics import CALIBRATION_KEY, CalibrationMetrics
 
 HEADERS = [
@@ -150,12 +148,8 @@ def _stored_confidence(path: Path) -> Confidence | None:
     Raises:
         ModelError: the sidecar or its confidence is unreadable.
     """
-    sidecar = sidecar_path(library_in(path))
-    if not sidecar.is_file():
-        return None
-    document = json.loads(read_regular_file(sidecar, SIDECAR_MAX_BYTES, ModelError, "metadata"))
-    found = document.get("confidence") if isinstance(document, dict) else None
-    return None if found is None else Confidence.from_dict(found)
+    sidecar = read_sidecar(library_in(path))
+    return None if sidecar is None else sidecar.metadata.confidence
 
 
 def _evaluated(path: Path) -> CalibrationMetrics | None:
