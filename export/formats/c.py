@@ -35,9 +35,10 @@ import numpy as np
 from edgecnn import __version__, _atomic
 from edgecnn.export.formats import Check, FolderResult, Job, placeholder_metadata
 from edgecnn.export.mcu import cgen, graph, reference, toolchain
-from edgecnn.export.measure import verify_file
+from edgecnn.export.measure import fit_confidence, verify_file
 from edgecnn.records import Fields, JSONObject
 from edgecnn.runtime import integrity, load_classifier
+from edgecnn.runtime.confidence import Confidence
 from edgecnn.runtime.contract import c_library_name
 from edgecnn.runtime.metadata import ModelMetadata
 
@@ -276,11 +277,7 @@ def export(job: Job, source: Path, folder: Path, check: Check) -> FolderResult:
 
     data = tflite.full_integer_flatbuffer(job, source, check.memo)
     g = graph.read(data)
-    library = cgen.generate(g, cgen.sha256(data), __version__, job.base.labels,
-                            job.base.light_on_dark)  # fmt: skip
-    for name, text in library.files.items():
-        _atomic.write_text(folder / name, text)
-    host, sealed_size = build_host_library(folder, _metadata(job, g))
+    library, host, sealed_size = _build_calibrated(job, data, g, folder)
     measured = verify_file(host, check.images, check.labels, check.reference, "c")
     failures: list[str] = []
     backend: Any = load_classifier(host, backend="c").backend  # scores and logits too
@@ -294,6 +291,7 @@ def export(job: Job, source: Path, folder: Path, check: Check) -> FolderResult:
         failures.append(
             f"{int((~same).sum())} of {len(same)} images differ from TFLite's reference kernels"
         )
+    failures += _calibration_failures(host, backend, check.images)
     vectors, check_failures = _check_program(folder, check, scores)
     failures += check_failures
     m4 = _cortex_m4(folder)
@@ -315,6 +313,72 @@ def export(job: Job, source: Path, folder: Path, check: Check) -> FolderResult:
     size = m4.library_flash if m4.library_flash is not None else sealed_size
     return FolderResult(measured.scores, measured.backend, size, details, tuple(failures),
                         measured.latency_us)  # fmt: skip
+
+
+def _build_calibrated(
+    job: Job, data: bytes, g: graph.Graph, folder: Path
+) -> tuple[cgen.Library, Path, int]:
+    """Generate and build the library with its own temperature and "unknown" threshold.
+
+    Fitted, like every file's, on the validation split, from the library's own int8
+    logits: so it is built once at temperature 1 to measure them, then again with the
+    fitted values compiled in (``EDGECNN_TEMPERATURE``, ``EDGECNN_REJECT_BELOW``) and in
+    its metadata. Returns the library, the host build's path and its size.
+    """
+    meta = _metadata(job, g)
+    built = _generate_and_build(job, data, g, folder, meta, None)
+    fitted = fit_confidence(built[1], *job.validation, backend="c")
+    if fitted is None:  # too few validation pictures: temperature 1, nothing rejected
+        return built
+    return _generate_and_build(
+        job, data, g, folder, dataclasses.replace(meta, confidence=fitted), fitted
+    )
+
+
+def _generate_and_build(
+    job: Job,
+    data: bytes,
+    g: graph.Graph,
+    folder: Path,
+    meta: ModelMetadata,
+    confidence: Confidence | None,
+) -> tuple[cgen.Library, Path, int]:
+    library = cgen.generate(g, cgen.sha256(data), __version__, job.base.labels,
+                            job.base.light_on_dark, confidence)  # fmt: skip
+    for name, text in library.files.items():
+        _atomic.write_text(folder / name, text)
+    host, sealed_size = build_host_library(folder, meta)
+    return library, host, sealed_size
+
+
+#: How far the library's calibrated probabilities may lie from edgecnn.runtime's (float32
+#: arithmetic on both sides, in another order).
+CALIBRATED_TOLERANCE = 1e-6
+
+
+def _calibration_failures(host: Path, backend: Any, images: np.ndarray) -> list[str]:
+    """Where the library's calibrated probabilities or "unknown" answers are not the runtime's.
+
+    ``edgecnn_answer`` (C, its temperature and threshold compiled in) against
+    edgecnn.runtime's calibration of the same library's outputs, from its metadata.
+    """
+    classifier = load_classifier(host, backend="c")
+    ours = classifier.predict(images)
+    theirs, answers = backend.answers(images)
+    failures = []
+    worst = float(np.abs(ours - theirs).max())
+    if worst > CALIBRATED_TOLERANCE:
+        failures.append(
+            f"edgecnn_answer's calibrated probabilities differ from edgecnn.runtime's by "
+            f"up to {worst:.2g} (at most {CALIBRATED_TOLERANCE:g})"
+        )
+    differ = int(np.sum(classifier.unknown(ours) != (answers == cgen.UNKNOWN)))
+    if differ:
+        failures.append(
+            f"edgecnn_answer answers unknown otherwise than edgecnn.runtime on {differ} of "
+            f"{len(images)} images"
+        )
+    return failures
 
 
 def build_host_library(
@@ -452,6 +516,8 @@ def readme(library: cgen.Library, details: Details, light_on_dark: bool) -> str:
         else f"{100 * details.int8_file_agreement:.2f}",
         sizes="\n".join(sizes), polarity=polarity, light_on_dark=int(light_on_dark),
         test_vectors=details.test_vectors,
+        temperature=f"{library.confidence.temperature:g}",
+        reject_below=f"{library.confidence.reject_below or 0.0:.4f}",
     )  # fmt: skip
 
 

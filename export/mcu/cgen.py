@@ -27,11 +27,14 @@ import numpy as np
 
 from edgecnn.export.mcu import arena, quant
 from edgecnn.export.mcu.graph import Graph, Layer, UnsupportedModel
+from edgecnn.runtime.confidence import Confidence
 
 HEADER = "edgecnn_model.h"
 SOURCE = "edgecnn_model.c"
 #: Values per line in the generated arrays.
 PER_LINE = 24
+#: What edgecnn_answer and edgecnn_calibrated return for a picture of none of the classes.
+UNKNOWN = -1
 
 
 @dataclass
@@ -48,6 +51,8 @@ class Library:
     logits_tensor: int
     output_tensor: int
     details: dict[str, Any] = field(default_factory=dict)
+    #: The temperature and "unknown" threshold compiled in.
+    confidence: Confidence = field(default_factory=Confidence)
 
 
 def c_string(text: str) -> str:
@@ -77,6 +82,29 @@ def c_array(ctype: str, name: str, values: Any, comment: str = "") -> str:
         lines.append("    " + ", ".join(f"{int(v)}{suffix}" for v in flat[i : i + PER_LINE]))
     head = f"/* {comment} */\n" if comment else ""
     return f"{head}static const {ctype} {name}[{len(flat)}] = {{\n" + ",\n".join(lines) + "\n};\n"
+
+
+def float_array(name: str, values: Any) -> str:
+    """``static const float name[n] = {...};``, each value read back as the same float32."""
+    flat = np.asarray(values, dtype=np.float32).ravel().tolist()
+    per_line = PER_LINE // 3
+    lines = [
+        "    " + ", ".join(c_float(v) for v in flat[i : i + per_line])
+        for i in range(0, len(flat), per_line)
+    ]
+    return f"static const float {name}[{len(flat)}] = {{\n" + ",\n".join(lines) + "\n};\n"
+
+
+def calibration_table(logits_scale: float, temperature: float) -> np.ndarray:
+    """``exp(-scale * d / T)`` for a logit ``d`` = 0..255 steps below the largest, float32.
+
+    Calibrated probabilities are these terms over their sum: the library needs no
+    ``expf`` (nor libm), and every platform computes the same numbers.
+    """
+    steps = np.arange(256, dtype=np.float64)
+    scale = float(np.float32(logits_scale))  # as EDGECNN_LOGITS_SCALE holds it
+    table: np.ndarray = np.exp(-scale * steps / temperature).astype(np.float32)
+    return table
 
 
 def _pad(in_size: int, out_size: int, stride: int, kernel: int) -> int:
@@ -240,11 +268,12 @@ def _size(shape: tuple[int, ...]) -> int:
 
 
 def generate(graph: Graph, model_sha256: str, version: str, labels: tuple[str, ...],
-             light_on_dark: bool) -> Library:  # fmt: skip
+             light_on_dark: bool, confidence: Confidence | None = None) -> Library:  # fmt: skip
     """``edgecnn_model.h`` and ``edgecnn_model.c`` for ``graph``.
 
     Both are ``templates/`` files of the same names, with ``$name`` for each value
-    computed here.
+    computed here. ``confidence`` is the library's own temperature and "unknown"
+    threshold (None: temperature 1, nothing rejected).
 
     Raises:
         UnsupportedModel: a network this generator cannot write.
@@ -262,9 +291,21 @@ def generate(graph: Graph, model_sha256: str, version: str, labels: tuple[str, .
     scratch = 4 * row + 4 * best_values
     work = 3 + scratch + arena_bytes
     ids = {"version": version, "model_sha256": model_sha256}
-    header = _template(HEADER).substitute(ids, **_header_values(graph, work, light_on_dark))
+    confidence = confidence or Confidence()
+    header = _template(HEADER).substitute(
+        ids,
+        **_header_values(graph, work, light_on_dark),
+        temperature=c_float(confidence.temperature),
+        reject_below=c_float(confidence.reject_below or 0.0),
+        unknown=UNKNOWN,
+    )
+    q_logits = graph.layers[-1].input.quant
+    assert q_logits is not None
     source = _template(SOURCE).substitute(
         ids,
+        calibration=float_array(
+            "ec_calibration", calibration_table(q_logits.scale, confidence.temperature)
+        ),
         kernels=_text("kernels.c"),
         preprocess=_text("preprocess.c"),
         labels=",\n".join(f"    {c_string(label)}" for label in labels),
@@ -289,6 +330,7 @@ def generate(graph: Graph, model_sha256: str, version: str, labels: tuple[str, .
         output_tensor=graph.output.index,
         details={"offsets": offsets, "arena": arena_bytes, "scratch": scratch,
                  "layers": len(layers)},
+        confidence=confidence,
     )  # fmt: skip
 
 
@@ -409,18 +451,20 @@ def _header_values(graph: Graph, work: int, light_on_dark: bool) -> dict[str, An
         "classes": _size(graph.output.shape),
         "light_on_dark": 1 if light_on_dark else 0,
         "work_bytes": work,
-        "input_scale": _float(q_in.scale),
+        "input_scale": c_float(q_in.scale),
         "input_zero_point": q_in.zero_point,
-        "output_scale": _float(q_out.scale),
+        "output_scale": c_float(q_out.scale),
         "output_zero_point": q_out.zero_point,
-        "logits_scale": _float(q_logits.scale),
+        "logits_scale": c_float(q_logits.scale),
         "logits_zero_point": q_logits.zero_point,
     }
 
 
-def _float(value: float) -> str:
+def c_float(value: float) -> str:
     """A float32 as a C float literal that reads back to the same float32."""
-    return f"{float(np.float32(value)):.9g}f"
+    digits = f"{float(np.float32(value)):.9g}"
+    # "1f" is not C: a literal with neither a point nor an exponent needs its point.
+    return f"{digits}{'' if '.' in digits or 'e' in digits else '.0'}f"
 
 
 def _text(name: str) -> str:

@@ -162,6 +162,11 @@ class CBackend:
             self.embedded_metadata = text.decode("utf-8") if text else None
         except (ValueError, UnicodeDecodeError):
             self.embedded_metadata = None
+        # Libraries from edgecnn before calibration have no edgecnn_answer.
+        self._answer = getattr(library, "edgecnn_answer", None)
+        if self._answer is not None:
+            self._answer.restype = ctypes.c_int
+            self._answer.argtypes = [_POINTER, _POINTER, _POINTER]
         self._classify = library.edgecnn_classify
         self._infer = library.edgecnn_infer
         for function in (self._classify, self._infer):
@@ -199,6 +204,25 @@ class CBackend:
             for i in range(n):
                 self._infer(codes[i].ctypes.data, work, None, out[i].ctypes.data)
         return out
+
+    def answers(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``edgecnn_answer`` on each image of the uint8 batch ``x``: the C library's own.
+
+        Returns its calibrated probabilities ``(N, classes)`` and answers ``(N,)``: a class,
+        or ``EDGECNN_UNKNOWN`` (-1) under the threshold compiled in.
+
+        Raises:
+            ModelError: a library generated before edgecnn_answer existed.
+        """
+        if self._answer is None:
+            raise ModelError(f"{self.path}: no edgecnn_answer (export it again)")
+        images = self._rows(x, np.uint8)
+        probabilities = np.empty((len(images), self.num_classes), dtype=np.float32)
+        answers = np.empty(len(images), dtype=np.int64)
+        work = ctypes.create_string_buffer(self.work_bytes)
+        for i in range(len(images)):
+            answers[i] = self._answer(images[i].ctypes.data, work, probabilities[i].ctypes.data)
+        return probabilities, answers
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """The int8 scores that feed the softmax, for a batch of int8 model inputs."""

@@ -471,3 +471,23 @@ def test_float_pictures_give_the_uint8_answers(tiny_c, test_images):
     images = test_images.x[:100]
     np.testing.assert_array_equal(clf.predict(images.astype(np.float64) / 255),
                                   clf.predict(images))  # fmt: skip
+
+
+@pytest.mark.parametrize("value", [1.0, 100.0, 0.5, 1.3170000314712524, 3.4e-20, 0.0])
+def test_c_float_literals_read_back_as_the_same_float32(value):
+    literal = cgen.c_float(value)
+    assert literal.endswith("f") and ("." in literal or "e" in literal)  # "1f" is not C
+    assert np.float32(float(literal[:-1])) == np.float32(value)
+
+
+def test_the_calibration_tables_are_the_exponentials_and_powers():
+    table = cgen.calibration_table(0.125, 2.0)
+    assert table.dtype == np.float32 and len(table) == 256 and table[0] == 1.0
+    np.testing.assert_allclose(table[8], np.exp(-0.5), rtol=1e-7)
+    assert np.all(np.diff(table) <= 0)
+    # The TFLM bundle's: a score's probability raised to 1 / T, from score -128.
+    from edgecnn.export.formats.tflm import calibration_table
+    from edgecnn.export.mcu.graph import Quant
+
+    powers = calibration_table(Quant(np.float32([1 / 256]), np.array([-128])), 2.0)
+    assert powers[0] == 0.0 and powers[255] == np.float32(np.sqrt(255 / 256))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -217,8 +218,9 @@ def test_cortex_m4_build_gives_the_hosts_scores_byte_for_byte(tmp_path, test_ima
 
 
 @pytest.mark.mcu
-def test_floats_only_in_edgecnn_probabilities(tmp_path):
-    """Built for a Cortex-M without an FPU: only edgecnn_probabilities calls float helpers."""
+def test_floats_only_in_the_probabilities(tmp_path):
+    """Built for a Cortex-M without an FPU: only edgecnn_probabilities and
+    edgecnn_calibrated call float helpers (and nothing calls expf: the generator did)."""
     import subprocess
 
     folder = tmp_path / "c"
@@ -240,7 +242,8 @@ def test_floats_only_in_edgecnn_probabilities(tmp_path):
             section = line.split("[")[1].rstrip("]:")
         elif "__aeabi_" in line or "expf" in line:
             calls.setdefault(section, []).append(line.split()[-1])
-    assert set(calls) == {".text.edgecnn_probabilities"}, calls
+    assert set(calls) == {".text.edgecnn_probabilities", ".text.edgecnn_calibrated"}, calls
+    assert "expf" not in relocations
 
 
 def test_a_model_the_generator_cannot_write_is_one_line_and_no_stale_folder(
@@ -262,3 +265,110 @@ def test_a_model_the_generator_cannot_write_is_one_line_and_no_stale_folder(
     assert not (out / "c").exists()
     assert (out / "model_int8.tflite").is_file() and (out / "export_report.json").is_file()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+# ---- calibrated confidence and "unknown" in C ------------------------------------------------
+
+#: Pictures on which C and Python must agree (the issue's count).
+CONFIDENCE_IMAGES = 1000
+
+
+def _macro(text: str, name: str) -> float:
+    found = re.search(rf"^#define {name} ([-0-9.e]+)f$", text, re.MULTILINE)
+    assert found, f"no {name} in the header"
+    return float(found.group(1))
+
+
+@pytest.mark.mcu
+def test_the_c_library_calibrates_and_answers_unknown_as_the_runtime_does(
+    mcu_export, test_images, tmp_path
+):
+    """1,000 pictures: edgecnn_answer's probabilities equal the runtime's to 1e-6, and
+    edgecnn_answer and edgecnn_classify (-DEDGECNN_REJECT=1) answer unknown for exactly
+    the pictures the runtime does."""
+    import ctypes
+    import shutil
+
+    from edgecnn.export.formats.c import build_host_library
+    from edgecnn.runtime.metadata import ModelMetadata
+
+    out, _, _, _ = mcu_export
+    images = test_images.x[:CONFIDENCE_IMAGES]
+    clf = load_classifier(out / "c", backend="c")
+    confidence = clf.metadata.confidence
+    # Fitted on the library's own logits and compiled in: the header and the metadata agree.
+    assert confidence is not None and confidence.fitted_on == "validation"
+    assert confidence.temperature != 1.0 and confidence.reject_below is not None
+    assert confidence.ece_after < confidence.ece_before
+    header = (out / "c" / "edgecnn_model.h").read_text()
+    assert _macro(header, "EDGECNN_TEMPERATURE") == pytest.approx(confidence.temperature, rel=1e-6)
+    assert np.float32(_macro(header, "EDGECNN_REJECT_BELOW")) == np.float32(confidence.reject_below)
+    ours = clf.predict(images)
+    unknown = clf.unknown(ours)
+    assert 0 < unknown.sum() < len(images) // 4
+    theirs, answers = clf.backend.answers(images)
+    assert np.abs(ours - theirs).max() <= 1e-6
+    assert np.array_equal(answers == cgen.UNKNOWN, unknown)
+    assert np.array_equal(answers[~unknown], ours[~unknown].argmax(1))
+    raw = load_classifier(out / "c", backend="c", calibrated=False).predict(images)
+    assert np.array_equal(raw.argmax(1), ours.argmax(1))  # calibration never changes a rank
+
+    # The same library compiled with -DEDGECNN_REJECT=1: edgecnn_classify says unknown too.
+    folder = tmp_path / "c"
+    folder.mkdir()
+    for name in (cgen.HEADER, cgen.SOURCE):
+        shutil.copy(out / "c" / name, folder / name)
+    document = json.loads((out / "c" / "libedgecnn_model.so.json").read_text())
+    document.pop("file")
+    host, _ = build_host_library(folder, ModelMetadata.from_dict(document),
+                                 ("-DEDGECNN_REJECT=1",))  # fmt: skip
+    library = ctypes.CDLL(str(host))
+    library.edgecnn_classify.argtypes = [ctypes.c_void_p] * 3
+    work = ctypes.create_string_buffer(clf.backend.work_bytes)
+    scores = np.empty(10, dtype=np.int8)
+    pixels = np.ascontiguousarray(images)
+    classified = np.array([
+        library.edgecnn_classify(pixels[i].ctypes.data, work, scores.ctypes.data)
+        for i in range(len(pixels))
+    ])  # fmt: skip
+    assert np.array_equal(classified == cgen.UNKNOWN, unknown)
+    plain = clf.backend.scores(images).argmax(1)
+    assert np.array_equal(classified[~unknown], plain[~unknown])
+
+
+@pytest.mark.mcu
+def test_the_tflm_bundle_calibrates_its_scores_as_the_runtime_does(mcu_export, test_images,
+                                                                   tmp_path):  # fmt: skip
+    """model_info.h's EdgecnnCalibrated, compiled, against the runtime's calibrate on the
+    same int8 scores (the flatbuffer's, which the C library gives bit for bit)."""
+    import ctypes
+
+    from edgecnn.export.formats import tflm
+    from edgecnn.runtime.confidence import calibrate, rejected
+
+    out, _, _, _ = mcu_export
+    info = (out / "tflm" / "model_info.h").read_text()
+    temperature = _macro(info, "EDGECNN_TEMPERATURE")
+    reject_below = _macro(info, "EDGECNN_REJECT_BELOW")
+    assert temperature != 1.0 and 0 < reject_below < 1
+    wrapper = tmp_path / "wrapper.c"
+    wrapper.write_text(
+        '#include "model_info.h"\n'
+        "int calibrated(const int8_t *s, float *p) { return EdgecnnCalibrated(s, p); }\n"
+    )
+    library = ctypes.CDLL(str(toolchain.build_shared(
+        [wrapper], tmp_path / "libinfo.so", (f"-I{out / 'tflm'}", "-std=c99"),
+    )))  # fmt: skip
+    library.calibrated.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    scores = load_classifier(out / "c", backend="c").backend.scores(
+        test_images.x[:CONFIDENCE_IMAGES]
+    )
+    theirs = np.empty(scores.shape, dtype=np.float32)
+    answers = np.array([library.calibrated(scores[i].ctypes.data, theirs[i].ctypes.data)
+                        for i in range(len(scores))])  # fmt: skip
+    g = graph.read(_model_data(out))
+    assert g.output.quant is not None
+    ours = calibrate(tflm.probabilities(scores, g.output.quant), temperature)
+    assert np.abs(ours - theirs).max() <= 1e-6
+    unknown = rejected(ours, reject_below)
+    assert unknown.sum() > 0 and np.array_equal(answers == cgen.UNKNOWN, unknown)

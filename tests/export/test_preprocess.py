@@ -630,7 +630,8 @@ def test_the_readmes_picture_example_gives_the_c_paths_answer(tiny, test_images,
                    str(binary)], "compiling the README's example")  # fmt: skip
     labels = tiny_metadata().labels
     dims = (ctypes.c_int32 * 5).in_dll(tiny.handle, "edgecnn_dims")
-    work, scores = ctypes.create_string_buffer(dims[4]), ctypes.create_string_buffer(dims[3])
+    work = ctypes.create_string_buffer(dims[4])
+    probabilities = (ctypes.c_float * dims[3])()
     rng = np.random.default_rng(8)
     for i, fmt in enumerate(("rgb888", "grey8")):
         picture = render(test_images.x[i], 320, 240, 200, True, rng)
@@ -640,8 +641,21 @@ def test_the_readmes_picture_example_gives_the_c_paths_answer(tiny, test_images,
         done = subprocess.run([str(binary), str(tmp_path / "frame.ppm")], capture_output=True,
                               text=True, check=True)  # fmt: skip
         _, pixels = call_c(tiny, frame, fmt, 320, 240, 320 * PIXEL_BYTES[fmt])
-        best = tiny.handle.edgecnn_classify(pixels.tobytes(), work, scores)
-        assert done.stdout.rsplit(" ", 1)[0] == labels[best]
+        answer = tiny.handle.edgecnn_answer(pixels.tobytes(), work, probabilities)
+        if answer == cgen.UNKNOWN:
+            assert done.stdout == "unknown\n"
+        else:
+            label, probability = done.stdout.rsplit(" ", 1)
+            assert label == labels[answer]
+            assert float(probability) == pytest.approx(probabilities[answer], abs=5e-4)
+    # Built with a threshold no probability reaches: every picture is "unknown".
+    toolchain.run([cc, *toolchain.WARNINGS, "-O2", f"-I{tiny.folder}",
+                   "-DEDGECNN_REJECT_BELOW=1.1f", str(tiny.folder / cgen.SOURCE),
+                   str(tmp_path / "classify.c"), "-o", str(binary) + "-strict"],
+                  "compiling the README's example")  # fmt: skip
+    done = subprocess.run([str(binary) + "-strict", str(tmp_path / "frame.ppm")],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stdout == "unknown\n"
     (tmp_path / "bad.ppm").write_bytes(b"P6\n320 240\n255\n" + bytes(10))
     done = subprocess.run([str(binary), str(tmp_path / "bad.ppm")], capture_output=True,
                           text=True)  # fmt: skip

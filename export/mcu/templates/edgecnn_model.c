@@ -2,7 +2,7 @@
  * flatbuffer whose SHA-256 is $model_sha256 (the TFLM bundle's model_data.cc).
  * Do not edit: export the model again instead. C99, no dependencies, no dynamic memory,
  * no global mutable state (reentrant and thread-safe), integer arithmetic only (floats
- * appear in edgecnn_probabilities alone).
+ * appear in edgecnn_probabilities and the calibrated probabilities alone).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +26,11 @@ const float edgecnn_quantization[4] = {
     EDGECNN_INPUT_SCALE, EDGECNN_INPUT_ZERO_POINT, EDGECNN_OUTPUT_SCALE, EDGECNN_OUTPUT_ZERO_POINT
 };
 const float edgecnn_logits_quantization[2] = {EDGECNN_LOGITS_SCALE, EDGECNN_LOGITS_ZERO_POINT};
+const float edgecnn_confidence[2] = {EDGECNN_TEMPERATURE, EDGECNN_REJECT_BELOW};
+
+/* exp(-EDGECNN_LOGITS_SCALE * d / EDGECNN_TEMPERATURE) for a logit d steps below the
+ * largest (int8 logits lie at most 255 steps apart). */
+$calibration
 
 $pixel_codes
 $layers
@@ -65,9 +70,42 @@ $calls
     return best_class;
 }
 
+int edgecnn_calibrated(const int8_t *logits, float *probabilities)
+{
+    float sum = 0.0f;
+    int c, best = 0;
+    for (c = 1; c < EDGECNN_NUM_CLASSES; ++c) {
+        if (logits[c] > logits[best]) {
+            best = c;
+        }
+    }
+    for (c = 0; c < EDGECNN_NUM_CLASSES; ++c) {
+        probabilities[c] = ec_calibration[logits[best] - logits[c]];
+        sum += probabilities[c]; /* at least 1: the largest's own term */
+    }
+    for (c = 0; c < EDGECNN_NUM_CLASSES; ++c) {
+        probabilities[c] /= sum;
+    }
+    return probabilities[best] < EDGECNN_REJECT_BELOW ? EDGECNN_UNKNOWN : best;
+}
+
 int edgecnn_classify(const uint8_t *pixels, void *work, int8_t *scores)
 {
+#if EDGECNN_REJECT
+    int8_t logits[EDGECNN_NUM_CLASSES];
+    float probabilities[EDGECNN_NUM_CLASSES];
+    int best = ec_run((const int8_t *)(const void *)pixels, ec_pixel_codes, work, logits, scores);
+    return edgecnn_calibrated(logits, probabilities) == EDGECNN_UNKNOWN ? EDGECNN_UNKNOWN : best;
+#else
     return ec_run((const int8_t *)(const void *)pixels, ec_pixel_codes, work, NULL, scores);
+#endif
+}
+
+int edgecnn_answer(const uint8_t *pixels, void *work, float *probabilities)
+{
+    int8_t logits[EDGECNN_NUM_CLASSES], scores[EDGECNN_NUM_CLASSES];
+    (void)ec_run((const int8_t *)(const void *)pixels, ec_pixel_codes, work, logits, scores);
+    return edgecnn_calibrated(logits, probabilities);
 }
 
 int edgecnn_infer(const int8_t *input, void *work, int8_t *logits, int8_t *scores)

@@ -5,6 +5,12 @@
  *     int best = edgecnn_classify(pixels, work, scores);
  *     printf("%s\n", edgecnn_labels[best]);
  *
+ * or, for calibrated probabilities and "unknown" when a picture is none of the classes:
+ *
+ *     float probabilities[EDGECNN_NUM_CLASSES];
+ *     int answer = edgecnn_answer(pixels, work, probabilities);
+ *     puts(answer == EDGECNN_UNKNOWN ? "unknown" : edgecnn_labels[answer]);
+ *
  * pixels: EDGECNN_INPUT_HEIGHT x EDGECNN_INPUT_WIDTH x EDGECNN_INPUT_CHANNELS uint8 values,
  * row by row, channels interleaved (RGB for colour), as the model was trained on them:
  * EDGECNN_LIGHT_ON_DARK says whether objects must be light on a dark background (invert
@@ -44,6 +50,22 @@ extern "C" {
 #define EDGECNN_LOGITS_SCALE $logits_scale
 #define EDGECNN_LOGITS_ZERO_POINT ($logits_zero_point)
 
+/* Calibrated confidence: probability = softmax(logit value / EDGECNN_TEMPERATURE), the
+ * temperature fitted on the validation split (1 when there was none), so that a picture
+ * answered with 0.8 is right about 80% of the time. A picture whose largest calibrated
+ * probability is below EDGECNN_REJECT_BELOW is none of the classes: edgecnn_answer and
+ * edgecnn_calibrated return EDGECNN_UNKNOWN for it, and so does edgecnn_classify when
+ * compiled with -DEDGECNN_REJECT=1. The threshold keeps 95% of the validation pictures;
+ * -DEDGECNN_REJECT_BELOW=0.7f sets another one (0.0f never rejects). */
+#define EDGECNN_TEMPERATURE $temperature
+#ifndef EDGECNN_REJECT_BELOW
+#define EDGECNN_REJECT_BELOW $reject_below
+#endif
+#ifndef EDGECNN_REJECT
+#define EDGECNN_REJECT 0
+#endif
+#define EDGECNN_UNKNOWN ($unknown)
+
 /* Class names, in score order (UTF-8). */
 extern const char *const edgecnn_labels[EDGECNN_NUM_CLASSES];
 
@@ -53,17 +75,30 @@ extern const int32_t edgecnn_dims[5];
 extern const float edgecnn_quantization[4];
 /* The logits' scale and zero point. */
 extern const float edgecnn_logits_quantization[2];
+/* EDGECNN_TEMPERATURE and EDGECNN_REJECT_BELOW. */
+extern const float edgecnn_confidence[2];
 
-/* Classify one picture: fills scores (int8 probabilities) and returns the most likely
- * class (the first of equal scores). */
+/* Classify one picture: fills scores (int8 probabilities, uncalibrated) and returns the
+ * most likely class (the first of equal scores); with -DEDGECNN_REJECT=1, EDGECNN_UNKNOWN
+ * instead when edgecnn_calibrated would. */
 int edgecnn_classify(const uint8_t *pixels, void *work, int8_t *scores);
+
+/* Classify one picture: fills probabilities with the calibrated ones and returns the most
+ * likely class, or EDGECNN_UNKNOWN when its probability is below EDGECNN_REJECT_BELOW
+ * (the most likely class is still the largest of probabilities). */
+int edgecnn_answer(const uint8_t *pixels, void *work, float *probabilities);
 
 /* The same from the model's int8 input (EDGECNN_INPUT_SIZE values); logits, when not
  * NULL, receives the int8 scores that feed the softmax. */
 int edgecnn_infer(const int8_t *input, void *work, int8_t *logits, int8_t *scores);
 
-/* Scores to probabilities that sum to 1. */
+/* Scores to probabilities that sum to 1 (uncalibrated: the model's own softmax). */
 void edgecnn_probabilities(const int8_t *scores, float *probabilities);
+
+/* Logits (from edgecnn_infer) to calibrated probabilities that sum to 1; returns what
+ * edgecnn_answer does. No libm: the generator computed the exponentials, one per step a
+ * logit can lie below the largest. */
+int edgecnn_calibrated(const int8_t *logits, float *probabilities);
 
 /* ---- Camera frames ----
  *
