@@ -26,7 +26,7 @@ from edgecnn.trainer.cli import (
     class_order,
     data_path,
 )
-from edgecnn.trainer.config import MAX_SEED
+from edgecnn.trainer.config import DEFAULT_OUTLIERS, MAX_SEED
 
 if TYPE_CHECKING:
     from edgecnn.pipeline.results import RunData
@@ -86,6 +86,16 @@ def run_command(
     train_subset: Annotated[
         int | None, typer.Option(min=1, help="Train on the first N training images (quick trials).")
     ] = None,
+    outliers: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=4,
+            help="Synthetic pictures of no class added to each training epoch, as a share "
+            "of its pictures, so that the model learns to answer 'unknown' (0 turns it "
+            f"off). [default: {DEFAULT_OUTLIERS}]",
+        ),
+    ] = None,
     bench_runs: Annotated[
         int | None, typer.Option(min=10, help="Single-image runs per file in the bench stage.")
     ] = None,
@@ -122,6 +132,7 @@ def run_command(
         "augment": augment,
         "seed": seed,
         "train_subset": train_subset,
+        "outliers": outliers,
         "bench_runs": bench_runs,
         "verify_with": None if verify_with is None else ",".join(backend_names(verify_with)),
         "remedy": remedy,

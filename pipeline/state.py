@@ -70,6 +70,8 @@ class RunOptions:
     #: The C library and TFLite Micro bundle, made from the int8 .tflite.
     mcu: bool = True
     augment: bool = False
+    #: Outlier exposure's share (``--outliers``); None: the trainer's default.
+    outliers: float | None = None
     seed: int | None = None
     train_subset: int | None = None
     bench_runs: int = 300
@@ -109,6 +111,8 @@ class RunOptions:
                 check_int(name, getattr(self, name), 1)
         if self.seed is not None:
             check_int("seed", self.seed, 0, MAX_SEED)
+        if self.outliers is not None:  # TrainConfig checks its range, naming it
+            check_type("outliers", self.outliers, (int, float), "a number")
         check_int("bench_runs", self.bench_runs, MIN_BENCH_RUNS)
 
     @classmethod
@@ -143,6 +147,7 @@ class RunOptions:
             "epochs": self.epochs,
             "seed": self.seed,
             "train_subset": self.train_subset,
+            "outliers": self.outliers,
         }
         options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         sizes = {"img_size": self.image_size, "channels": self.channels}

@@ -123,3 +123,16 @@ def test_old_reports_keep_what_they_recorded_and_bad_gates_are_named(tmp_path):
         raise AssertionError("a bad gate was read")
     # An export of the C library alone still asks for --int8 and brings the int8 .tflite.
     assert ("tflite", "int8") in ExportConfig(formats=("c",), int8=True).targets()
+
+
+def test_run_options_pass_outlier_exposure_to_training(fashion_dir):
+    from edgecnn.errors import ConfigError
+    from edgecnn.trainer.config import DEFAULT_OUTLIERS
+
+    assert RunOptions().train_config(fashion_dir).outliers == DEFAULT_OUTLIERS > 0
+    assert RunOptions(outliers=0).train_config(fashion_dir).outliers == 0
+    assert RunOptions.from_dict({"outliers": 0.5}).train_config(fashion_dir).outliers == 0.5
+    with pytest.raises(ConfigError, match="outliers"):
+        RunOptions.from_dict({"outliers": "many"})
+    with pytest.raises(ConfigError, match="outliers must be in 0..4"):
+        RunOptions(outliers=9).train_config(fashion_dir)

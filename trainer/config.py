@@ -89,6 +89,9 @@ class ModelConfig:
         return (self.img_size // 4) ** 2 * self.num_filters2
 
 
+#: Outlier exposure's share by default: without it, noise, blank and inverted pictures are
+#: mostly accepted as a class (docs/benchmarks.md, "Calibrated confidence and unknown").
+DEFAULT_OUTLIERS = 0.25
 #: The most synthetic outliers an epoch may add, as a share of its pictures.
 MAX_OUTLIERS = 4.0
 
@@ -119,9 +122,9 @@ class TrainConfig:
     augment_flip: bool = False
     train_subset: int | None = None
     #: Synthetic outliers added to each epoch, as a share of its pictures, trained towards
-    #: "none of the classes" (edgecnn.trainer.outliers); 0, the default, turns outlier
-    #: exposure off (``edgecnn train --outliers 0.25`` turns it on).
-    outliers: float = 0.0
+    #: "none of the classes" (edgecnn.trainer.outliers), so that pictures of no class are
+    #: answered "unknown"; 0 turns outlier exposure off.
+    outliers: float = DEFAULT_OUTLIERS
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
