@@ -1,6 +1,7 @@
 """``edgecnn run`` end to end on a small budget: a failed export stage, then ``--resume``."""
 
 import hashlib
+import html
 import json
 import re
 import shlex
@@ -645,3 +646,40 @@ def test_a_huge_export_report_is_refused_before_it_is_read(tmp_path):
         f.truncate(MAX_REPORT_BYTES + 1)
     with pytest.raises(ReportError, match="at most 16.0 MiB"):
         load_report(tmp_path)
+
+
+def test_report_confidence_table_holds_the_fitted_and_measured_numbers(pipeline_run):
+    """Each row of the Confidence table: the temperature and validation ECE its metadata
+    stores, the test figures its evaluation measured."""
+    from edgecnn.runtime.metadata import read_sidecar
+
+    page = (pipeline_run.out / "report.html").read_text()
+    section = page[page.index('<section id="confidence">') :]
+    section = section[: section.index("</section>")]
+    rows = {
+        cells[0]: cells[1:]
+        for cells in (
+            [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+            for row in re.findall(r"<tr>(.*?)</tr>", section, re.S)
+        )
+        if cells
+    }
+
+    def pct(x):
+        return f"{100 * x:.2f}%"
+
+    metrics = json.loads((pipeline_run.out / "metrics.json").read_text())["calibration"]
+    keras = rows["model.keras (Keras)"]
+    fitted = metrics["confidence"]
+    assert keras[:4] == [f"{fitted['temperature']:.3f}", pct(fitted["ece_before"]),
+                         pct(fitted["ece_after"]), pct(metrics["ece_before"])]  # fmt: skip
+    assert keras[4:] == [pct(metrics["ece_after"]), f"{fitted['reject_below']:.3f}",
+                         pct(metrics["rejected"]), pct(metrics["accepted_accuracy"])]  # fmt: skip
+    exports = pipeline_run.out / "exports"
+    int8 = rows["model_int8.tflite"]
+    stored = read_sidecar(exports / "model_int8.tflite").confidence
+    measured = json.loads((exports / "model_int8.tflite.evaluation" / "metrics.json").read_text())
+    assert int8[:3] == [f"{stored.temperature:.3f}", pct(stored.ece_before), pct(stored.ece_after)]
+    assert int8[3:5] == [pct(measured["calibration"]["ece_before"]),
+                         pct(measured["calibration"]["ece_after"])]  # fmt: skip
+    assert int8[5] == f"{stored.reject_below:.3f}"

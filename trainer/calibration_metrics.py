@@ -189,8 +189,12 @@ def fit_and_measure(
                   f"(at least {MIN_FIT_IMAGES})")  # fmt: skip
         return measure_calibration(test_probs, test_labels, None), reason
     confidence = fit(val_probs, val_labels)
-    fitted = f"fitted on {confidence.images:,} validation images"
-    return measure_calibration(test_probs, test_labels, confidence), fitted
+    return measure_calibration(test_probs, test_labels, confidence), fitted_on(confidence)
+
+
+def fitted_on(confidence: Confidence) -> str:
+    """Where a temperature came from, in words: "fitted on 5,000 validation images"."""
+    return f"fitted on {confidence.images:,} {confidence.fitted_on} images"
 
 
 def calibration_lines(result: CalibrationMetrics, fitted: str) -> str:

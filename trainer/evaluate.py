@@ -24,6 +24,7 @@ from edgecnn.trainer.calibration_metrics import (
     CalibrationMetrics,
     calibration_lines,
     fit_and_measure,
+    fitted_on,
     measure_calibration,
 )
 from edgecnn.trainer.dataset import Dataset, to_float
@@ -377,7 +378,7 @@ def _fitted(confidence: Confidence | None) -> str:
     """Where an exported file's temperature came from, in words."""
     if confidence is None:
         return "the file has no temperature in its metadata"
-    return f"the file's own, fitted on {confidence.images:,} {confidence.fitted_on} images"
+    return f"the file's own, {fitted_on(confidence)}"
 
 
 def _test_rows(keras_probs: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
