@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import webbrowser
@@ -204,6 +205,8 @@ def _new_run(
     from edgecnn.run_folder import new_run_dir, point_latest
 
     options = RunOptions(**{k: v for k, v in given.items() if v is not None})
+    if options.outliers is None:  # recorded as a number: a resume trains as this run did
+        options = dataclasses.replace(options, outliers=DEFAULT_OUTLIERS)
     if out is not None:
         _check_fresh(out)
     # Impossible options and unusable data are answered here: before TensorFlow's slow

@@ -70,7 +70,8 @@ class RunOptions:
     #: The C library and TFLite Micro bundle, made from the int8 .tflite.
     mcu: bool = True
     augment: bool = False
-    #: Outlier exposure's share (``--outliers``); None: the trainer's default.
+    #: Outlier exposure's share (``--outliers``); None: the trainer's default. A new run
+    #: records the number; a run recorded without it trained with none.
     outliers: float | None = None
     seed: int | None = None
     train_subset: int | None = None
@@ -128,7 +129,8 @@ class RunOptions:
         unknown = sorted(str(k) for k in data if k not in known)
         if unknown:
             raise ConfigError(f"options has an unknown field {unknown[0]!r:.40}")
-        return cls(**data)
+        # A run recorded before outlier exposure trained without it (so must its resume).
+        return cls(**{"outliers": 0.0, **data})
 
     def train_config(self, data_dir: Path | None = None) -> TrainConfig:
         """The :class:`TrainConfig` of this run, its network sized to the data.

@@ -58,7 +58,7 @@ def test_a_bench_record_names_the_field_it_refuses(tmp_path, change, match):
 def test_a_schema_1_run_json_reads_and_round_trips(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps(RUN_V1))
     state = load_state(tmp_path)
-    assert state.schema == 1 and state.options == RunOptions(epochs=2)
+    assert state.schema == 1 and state.options == RunOptions(epochs=2, outliers=0.0)
     assert state.stage("train") == StageRecord("done", 3.5, "x", "y")
     assert state.environment.cores == 2 and state.environment.versions == {"NumPy": "2"}
     assert RunState.from_fields(Fields(json.loads(json.dumps(state.to_dict())))) == state
@@ -132,6 +132,8 @@ def test_run_options_pass_outlier_exposure_to_training(fashion_dir):
     assert RunOptions().train_config(fashion_dir).outliers == DEFAULT_OUTLIERS > 0
     assert RunOptions(outliers=0).train_config(fashion_dir).outliers == 0
     assert RunOptions.from_dict({"outliers": 0.5}).train_config(fashion_dir).outliers == 0.5
+    # A run recorded before outlier exposure resumes without it.
+    assert RunOptions.from_dict({"epochs": 2}).train_config(fashion_dir).outliers == 0
     with pytest.raises(ConfigError, match="outliers"):
         RunOptions.from_dict({"outliers": "many"})
     with pytest.raises(ConfigError, match="outliers must be in 0..4"):

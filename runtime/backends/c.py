@@ -213,9 +213,12 @@ class CBackend:
 
         Raises:
             ModelError: a library generated before edgecnn_answer existed.
+            InputError: pixels that are not uint8, or not of the model's shape.
         """
         if self._answer is None:
             raise ModelError(f"{self.path}: no edgecnn_answer (export it again)")
+        if np.asarray(x).dtype != np.uint8:
+            raise InputError(f"edgecnn_answer takes uint8 pixels, got {np.asarray(x).dtype}")
         images = self._rows(x, np.uint8)
         probabilities = np.empty((len(images), self.num_classes), dtype=np.float32)
         answers = np.empty(len(images), dtype=np.int64)

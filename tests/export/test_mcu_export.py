@@ -339,25 +339,30 @@ def test_the_c_library_calibrates_and_answers_unknown_as_the_runtime_does(
 @pytest.mark.mcu
 def test_the_tflm_bundle_calibrates_its_scores_as_the_runtime_does(mcu_export, test_images,
                                                                    tmp_path):  # fmt: skip
-    """model_info.h's EdgecnnCalibrated, compiled, against the runtime's calibrate on the
-    same int8 scores (the flatbuffer's, which the C library gives bit for bit)."""
+    """model_info.h's EdgecnnCalibrated, compiled together with the C library's header
+    (their macros must not clash), against the runtime's calibrate on the same int8
+    scores (the flatbuffer's, which the C library gives bit for bit)."""
     import ctypes
 
     from edgecnn.export.formats import tflm
-    from edgecnn.runtime.confidence import calibrate, rejected
+    from edgecnn.runtime.confidence import calibrate, expected_calibration_error, rejected
 
     out, _, _, _ = mcu_export
     info = (out / "tflm" / "model_info.h").read_text()
-    temperature = _macro(info, "EDGECNN_TEMPERATURE")
-    reject_below = _macro(info, "EDGECNN_REJECT_BELOW")
+    temperature = _macro(info, "EDGECNN_TFLM_TEMPERATURE")
+    reject_below = _macro(info, "EDGECNN_TFLM_REJECT_BELOW")
     assert temperature != 1.0 and 0 < reject_below < 1
+    # Fitted on the logits, as the C library's is (on int8 scores, whose true class is
+    # often 0, a likelihood fit runs to far too high a temperature).
+    library = load_classifier(out / "c", backend="c").metadata.confidence
+    assert temperature == pytest.approx(library.temperature, rel=1e-6)
     wrapper = tmp_path / "wrapper.c"
     wrapper.write_text(
-        '#include "model_info.h"\n'
+        '#include "edgecnn_model.h"\n#include "model_info.h"\n'
         "int calibrated(const int8_t *s, float *p) { return EdgecnnCalibrated(s, p); }\n"
     )
     library = ctypes.CDLL(str(toolchain.build_shared(
-        [wrapper], tmp_path / "libinfo.so", (f"-I{out / 'tflm'}", "-std=c99"),
+        [wrapper], tmp_path / "libinfo.so", (f"-I{out / 'tflm'}", f"-I{out / 'c'}", "-std=c99"),
     )))  # fmt: skip
     library.calibrated.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     scores = load_classifier(out / "c", backend="c").backend.scores(
@@ -368,7 +373,11 @@ def test_the_tflm_bundle_calibrates_its_scores_as_the_runtime_does(mcu_export, t
                         for i in range(len(scores))])  # fmt: skip
     g = graph.read(_model_data(out))
     assert g.output.quant is not None
-    ours = calibrate(tflm.probabilities(scores, g.output.quant), temperature)
+    raw = tflm.probabilities(scores, g.output.quant)
+    ours = calibrate(raw, temperature)
     assert np.abs(ours - theirs).max() <= 1e-6
+    # And calibrated they are: the test split's calibration error falls.
+    labels = test_images.y[:CONFIDENCE_IMAGES]
+    assert expected_calibration_error(ours, labels) < expected_calibration_error(raw, labels)
     unknown = rejected(ours, reject_below)
     assert unknown.sum() > 0 and np.array_equal(answers == cgen.UNKNOWN, unknown)

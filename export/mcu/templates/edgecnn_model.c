@@ -26,7 +26,7 @@ const float edgecnn_quantization[4] = {
     EDGECNN_INPUT_SCALE, EDGECNN_INPUT_ZERO_POINT, EDGECNN_OUTPUT_SCALE, EDGECNN_OUTPUT_ZERO_POINT
 };
 const float edgecnn_logits_quantization[2] = {EDGECNN_LOGITS_SCALE, EDGECNN_LOGITS_ZERO_POINT};
-const float edgecnn_confidence[2] = {EDGECNN_TEMPERATURE, EDGECNN_REJECT_BELOW};
+const float edgecnn_confidence[2] = {EDGECNN_TEMPERATURE, (float)(EDGECNN_REJECT_BELOW)};
 
 /* exp(-EDGECNN_LOGITS_SCALE * d / EDGECNN_TEMPERATURE) for a logit d steps below the
  * largest (int8 logits lie at most 255 steps apart). */
@@ -86,7 +86,7 @@ int edgecnn_calibrated(const int8_t *logits, float *probabilities)
     for (c = 0; c < EDGECNN_NUM_CLASSES; ++c) {
         probabilities[c] /= sum;
     }
-    return probabilities[best] < EDGECNN_REJECT_BELOW ? EDGECNN_UNKNOWN : best;
+    return probabilities[best] < (float)(EDGECNN_REJECT_BELOW) ? EDGECNN_UNKNOWN : best;
 }
 
 int edgecnn_classify(const uint8_t *pixels, void *work, int8_t *scores)

@@ -80,7 +80,7 @@ extern const float edgecnn_confidence[2];
 
 /* Classify one picture: fills scores (int8 probabilities, uncalibrated) and returns the
  * most likely class (the first of equal scores); with -DEDGECNN_REJECT=1, EDGECNN_UNKNOWN
- * instead when edgecnn_calibrated would. */
+ * instead when edgecnn_calibrated would (check for it before edgecnn_labels[best]). */
 int edgecnn_classify(const uint8_t *pixels, void *work, int8_t *scores);
 
 /* Classify one picture: fills probabilities with the calibrated ones and returns the most
