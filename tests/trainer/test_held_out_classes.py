@@ -27,13 +27,14 @@ def _bench():
 
 def test_far_families_are_pictures_of_no_class(test_images):
     families = _bench().far_families(test_images.x, 30)
-    assert set(families) == {"uniform noise", "blank", "inverted", "font glyphs"}
+    assert set(families) == {"uniform noise", "blank", "inverted", "font glyphs", "stripes"}
     for name, x in families.items():
         assert x.shape == (30, 28, 28) and x.dtype == np.uint8, name
     assert all(len(np.unique(p)) == 1 for p in families["blank"])
     glyphs = families["font glyphs"]
     assert (glyphs.reshape(30, -1).max(1) >= 160).all()  # drawn, light on dark
     assert (glyphs.reshape(30, -1).mean(1) < 80).all()
+    assert all(len(np.unique(p)) > 8 for p in families["stripes"])
 
 
 @pytest.mark.slow
