@@ -128,9 +128,13 @@ def quantized_weights(kernel: np.ndarray) -> np.ndarray:
     converter writes for CONV_2D and FULLY_CONNECTED alike.
     """
     reduce = tuple(range(kernel.ndim - 1))
-    scale = np.abs(kernel).max(axis=reduce) / WEIGHT_LEVELS
-    safe = np.where(scale > 0, scale, 1.0)
-    steps = np.clip(np.round(kernel / safe), -WEIGHT_LEVELS, WEIGHT_LEVELS)
+    scale = (np.abs(kernel).max(axis=reduce) / WEIGHT_LEVELS).astype(np.float32)
+    # As TFLite's quantizer does it: times the float32 inverse of the scale, rounded half
+    # away from zero (dividing instead, or numpy's round half to even, differs on a few
+    # weights in a hundred thousand).
+    inverse = np.divide(np.float32(1), scale, out=np.zeros_like(scale), where=scale > 0)
+    scaled = (kernel.astype(np.float32) * inverse).astype(np.float64)
+    steps = np.clip(np.trunc(scaled + np.copysign(0.5, scaled)), -WEIGHT_LEVELS, WEIGHT_LEVELS)
     dequantized: np.ndarray = (steps * scale).astype(kernel.dtype)
     return dequantized
 

@@ -677,7 +677,7 @@ def test_report_confidence_table_holds_the_fitted_and_measured_numbers(pipeline_
                          pct(metrics["rejected"]), pct(metrics["accepted_accuracy"])]  # fmt: skip
     exports = pipeline_run.out / "exports"
     int8 = rows["model_int8.tflite"]
-    stored = read_sidecar(exports / "model_int8.tflite").confidence
+    stored = read_sidecar(exports / "model_int8.tflite").metadata.confidence
     measured = json.loads((exports / "model_int8.tflite.evaluation" / "metrics.json").read_text())
     assert int8[:3] == [f"{stored.temperature:.3f}", pct(stored.ece_before), pct(stored.ece_after)]
     assert int8[3:5] == [pct(measured["calibration"]["ece_before"]),

@@ -85,6 +85,24 @@ def compile_model(model: Any, config: TrainConfig, steps_per_epoch: int) -> None
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric])
 
 
+def portable(model: Any, config: TrainConfig) -> Any:
+    """``model`` as ``model.keras`` keeps it: loadable by Keras without edgecnn.
+
+    Trained with outliers, the model is compiled with edgecnn's loss and metric, which
+    ``keras.models.load_model`` cannot find unless edgecnn is imported. The saved model
+    is the same network and weights compiled with the plain loss and accuracy; the
+    checkpoints, which a resume reads, keep the training compile and its optimizer.
+    """
+    if not config.outliers:
+        return model
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    twin.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                 metrics=["accuracy"])  # fmt: skip
+    return twin
+
+
 def outlier_count(config: TrainConfig, train_images: int) -> int:
     """How many synthetic outliers each epoch adds to ``train_images`` pictures."""
     return round(config.outliers * train_images)
@@ -279,7 +297,7 @@ def _record_epoch(
     if improved:
         session.best_val = record["val_accuracy"]
         with _atomic.atomic_path(out / MODEL_FILE) as tmp:
-            model.save(tmp)
+            portable(model, config).save(tmp)
     state = {
         "epoch": epoch + 1,
         "history": session.history,

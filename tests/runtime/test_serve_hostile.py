@@ -277,16 +277,18 @@ def test_listening_on_every_interface_warns():
 def test_a_model_computing_nan_gets_500_json(exported, tmp_path):
     import keras
 
-    # One conv1 weight of 3e38: a blank image (the server's warm-up) still computes
-    # zeros, any real picture overflows to infinity and then NaN.
+    # Every weight of conv1's first filter 3e38: a blank image (the server's warm-up)
+    # still computes zeros, any real picture overflows to infinity (two bright pixels
+    # under the filter are enough), then NaN. One weight alone is not enough: whether its
+    # product overflows later depends on the trained weights' signs.
     model = keras.models.load_model(exported.model_path)
     kernel = model.get_layer("conv1").get_weights()[0].astype(np.float32)
-    weight = kernel[2, 2, 0, 0].tobytes()
+    block = np.ascontiguousarray(kernel[:, :, :, 0]).tobytes()  # TFLite's OHWI: one run
     data = (exported.out / "model_float32.tflite").read_bytes()
-    assert data.count(weight) == 1
-    at = data.index(weight)
-    big = np.float32(3e38).tobytes()
-    (tmp_path / "nan.tflite").write_bytes(data[:at] + big + data[at + 4 :])
+    assert data.count(block) == 1
+    at = data.index(block)
+    big = np.full(kernel.shape[:3], 3e38, np.float32).tobytes()
+    (tmp_path / "nan.tflite").write_bytes(data[:at] + big + data[at + len(block) :])
     with running_server(tmp_path / "nan.tflite", "--no-integrity-check") as server:
         response = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         response.request("POST", "/classify", PNG)

@@ -53,3 +53,23 @@ def test_the_loss_is_cross_entropy_for_a_class_and_half_of_it_to_uniform_for_an_
     metric = InlierAccuracy()
     metric.update_state(labels, logits)
     assert float(metric.result()) == pytest.approx(0.5)  # right on the first, wrong on the third
+
+
+@pytest.mark.slow
+def test_a_model_trained_with_outliers_loads_in_keras_without_edgecnn(trained_run):
+    """model.keras is compiled with Keras's own loss: a user's keras.models.load_model
+    finds everything it names (the checkpoints keep edgecnn's, for a resume)."""
+    import subprocess
+    import sys
+
+    assert trained_run.config.outliers > 0  # the default
+    code = (
+        "import sys, keras\n"
+        "model = keras.models.load_model(sys.argv[1])\n"
+        "assert 'edgecnn' not in sys.modules, sorted(sys.modules)\n"
+        "print(type(model.loss).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(trained_run.out_dir / "model.keras")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "SparseCategoricalCrossentropy"
