@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 
 from edgecnn.export.config import ExportConfig
 
@@ -23,6 +26,22 @@ PICTURE = DATA / "ankle_boot.png"
 ARRAY = DATA / "ankle_boot.npy"
 #: What the session's export (and edgecnn run) writes, in order.
 EXPORTED_FILES = tuple(ExportConfig(int8=True, fp16=True, dynamic=True).file_names())
+
+
+def bench_module(stem: str) -> ModuleType:
+    """``bench/<stem>.py``, loaded once (bench/ is not a package).
+
+    Registered in ``sys.modules`` as ``bench_<stem>``, as its dataclasses need.
+    """
+    name = f"bench_{stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{stem}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def source_copy(folder: Path) -> Path:

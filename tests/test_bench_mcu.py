@@ -9,34 +9,20 @@ driver on this machine and its scores held against TFLite's reference kernels, a
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from mcu_helpers import TINY_INT8
-from shared import ROOT
+from shared import bench_module
 
 from edgecnn.export.mcu import cgen, graph, quant, reference, toolchain
 
-
-def _load_bench_module():
-    """bench/cmsis_nn.py (bench/ is not a package), registered as its dataclasses need."""
-    name = "bench_cmsis_nn"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "cmsis_nn.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cmsis_nn = _load_bench_module()
+cmsis_nn = bench_module("cmsis_nn")
 
 
 @pytest.fixture(scope="module")

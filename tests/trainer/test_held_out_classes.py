@@ -2,31 +2,17 @@
 classes (an ``.npz`` through ``--data``, as bench/confidence.py makes it), and the test
 pictures of the 2 held out answered "unknown" far more often than the 8 kept."""
 
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
 from cli_helpers import invoke
-from shared import ROOT
+from shared import bench_module
 
 from edgecnn.runtime import load_classifier
 from edgecnn.runtime.confidence import auroc
 
 
-def _bench():
-    """bench/confidence.py (bench/ is not a package): its held-out dataset and outsiders."""
-    name = "bench_confidence"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "confidence.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_far_families_are_pictures_of_no_class(test_images):
-    families = _bench().far_families(test_images.x, 30)
+    families = bench_module("confidence").far_families(test_images.x, 30)
     assert set(families) == {"uniform noise", "blank", "inverted", "font glyphs", "stripes"}
     for name, x in families.items():
         assert x.shape == (30, 28, 28) and x.dtype == np.uint8, name
@@ -39,7 +25,7 @@ def test_far_families_are_pictures_of_no_class(test_images):
 
 @pytest.mark.slow
 def test_a_network_trained_on_8_classes_rejects_the_other_2(fashion_dir, tmp_path):
-    bench = _bench()
+    bench = bench_module("confidence")
     from edgecnn.trainer.idx import LABELS, load_arrays
 
     (x_train, y_train, x_test, y_test), _ = load_arrays("fashion", fashion_dir)
