@@ -225,17 +225,21 @@ def fit(
     labels: np.ndarray,
     acceptance: float | None = DEFAULT_ACCEPTANCE,
     fitted_on: str = "validation",
+    temperature: float | None = None,
 ) -> Confidence:
     """Temperature and (unless ``acceptance`` is None) rejection threshold for ``probs``.
 
     ``probs`` are a file's own uncalibrated outputs on labelled pictures it was not
-    trained on (the validation split).
+    trained on (the validation split). ``temperature``, when given, was fitted elsewhere
+    (on the same pictures' logits, say) and is kept; the threshold and the calibration
+    errors are still those of ``probs``.
 
     Raises:
         ValueError: too few rows, or labels outside the classes.
     """
     probs, labels = _checked_pair(probs, labels)
-    temperature = fit_temperature(probs, labels)
+    if temperature is None:
+        temperature = fit_temperature(probs, labels)
     calibrated = calibrate(probs, temperature)
     threshold = None if acceptance is None else fit_threshold(calibrated, acceptance)
     return Confidence(

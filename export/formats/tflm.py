@@ -32,14 +32,7 @@ from edgecnn.export.formats import Check, FolderResult, Job
 from edgecnn.export.mcu import cgen, graph, reference
 from edgecnn.export.mcu.graph import UnsupportedModel
 from edgecnn.records import Fields, JSONObject
-from edgecnn.runtime.confidence import (
-    MIN_FIT_IMAGES,
-    Confidence,
-    calibrate,
-    expected_calibration_error,
-    fit_temperature,
-    fit_threshold,
-)
+from edgecnn.runtime.confidence import MIN_FIT_IMAGES, Confidence, fit, fit_temperature
 from edgecnn.runtime.gate import compare
 from edgecnn.runtime.preprocess import Quantization, dequantize_table, softmax
 
@@ -387,16 +380,7 @@ def _fitted(data: bytes, g: graph.Graph, library: cgen.Library, job: Job) -> Con
                         library.logits_tensor, library.output_tensor)  # fmt: skip
     logits = np.float32(q_logits.scale) * (ref.logits.astype(np.float32) - q_logits.zero_point)
     temperature = fit_temperature(softmax(logits), labels)
-    raw = probabilities(ref.scores, g.output.quant)
-    calibrated = calibrate(raw, temperature)
-    return Confidence(
-        temperature=temperature,
-        reject_below=fit_threshold(calibrated),
-        fitted_on="validation",
-        images=len(labels),
-        ece_before=round(expected_calibration_error(raw, labels), 6),
-        ece_after=round(expected_calibration_error(calibrated, labels), 6),
-    )
+    return fit(probabilities(ref.scores, g.output.quant), labels, temperature=temperature)
 
 
 def probabilities(scores: np.ndarray, output: graph.Quant) -> np.ndarray:

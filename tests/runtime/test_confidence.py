@@ -247,3 +247,16 @@ def test_predict_refuses_a_model_whose_confidence_metadata_is_impossible(tmp_pat
     model = _with_confidence(tmp_path, tiny, {"temperature": -1, "reject_below": 0.5})
     result = invoke("predict", model, tiny.parent / "ankle_boot.png")
     assert_one_line_error(result, "metadata confidence temperature must be a number in 0.01..100")
+
+
+def test_a_temperature_fitted_elsewhere_is_kept_and_the_rest_fitted_on_these_outputs():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 3, (400, 5))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = rng.integers(0, 5, 400)
+    given = C.fit(probs, labels, temperature=2.0)
+    assert given.temperature == 2.0 and given.images == 400
+    calibrated = C.calibrate(probs.astype(np.float32), 2.0)
+    assert given.reject_below == C.fit_threshold(calibrated)
+    assert given.ece_after == round(C.expected_calibration_error(calibrated, labels), 6)
+    assert C.fit(probs, labels).temperature != 2.0
