@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.pipeline.environment import cpu_model
+from edgecnn.runtime.confidence import Confidence
 
 #: Fashion-MNIST classes held out of the near-OOD training (Bag, Ankle boot).
 HELD_OUT = (8, 9)
@@ -145,31 +146,36 @@ class FileScores:
 
     raw: np.ndarray
     calibrated: np.ndarray
-    reject_below: float | None
-    temperature: float
+    #: The temperature and threshold its metadata holds (None: it has none).
+    confidence: Confidence | None
+
+    @property
+    def reject_below(self) -> float | None:
+        """The file's "unknown" threshold, None when it has none."""
+        return None if self.confidence is None else self.confidence.reject_below
 
 
 def scored_files(run: Path, pictures: dict[str, np.ndarray]) -> dict[str, dict[str, FileScores]]:
-    """Each kept file of ``run``'s export, on each array of ``pictures``."""
+    """Each kept file of ``run``'s export, on each array of ``pictures``.
+
+    Each picture runs once: calibrated outputs are the raw ones at the file's temperature,
+    as ``load_classifier`` computes them.
+    """
     from edgecnn.export.report_file import load_report
     from edgecnn.runtime import load_classifier
+    from edgecnn.runtime.confidence import calibrate
 
     out = run / "exports"
     files: dict[str, dict[str, FileScores]] = {}
     for row in load_report(out).kept:
-        path = out / row.file
         backend = "c" if row.format == "c" else "auto"  # never picked unasked: it is code
-        raw = load_classifier(path, backend=backend, calibrated=False)
-        calibrated = load_classifier(path, backend=backend)
-        files[row.file] = {
-            name: FileScores(
-                raw.predict(x),
-                calibrated.predict(x),
-                calibrated.reject_below,
-                calibrated.temperature,
-            )  # fmt: skip
-            for name, x in pictures.items()
-        }
+        classifier = load_classifier(out / row.file, backend=backend, calibrated=False)
+        confidence = classifier.metadata.confidence
+        temperature = 1.0 if confidence is None else confidence.temperature
+        files[row.file] = {}
+        for name, x in pictures.items():
+            raw = classifier.predict(x)
+            files[row.file][name] = FileScores(raw, calibrate(raw, temperature), confidence)
     return files
 
 
@@ -183,28 +189,25 @@ def accepted(top: np.ndarray, reject_below: float | None) -> float:
 def measure(files: dict[str, dict[str, FileScores]], y_test: np.ndarray,
             near: dict[str, dict[str, FileScores]] | None) -> dict[str, dict]:  # fmt: skip
     """The figures of each file (see the module's docstring)."""
-    from edgecnn.runtime.confidence import (
-        auroc,
-        expected_calibration_error,
-        false_accept_rate,
-    )
+    from edgecnn.runtime.confidence import auroc, false_accept_rate
+    from edgecnn.trainer.calibration_metrics import measure_calibration
 
     results = {}
     for name, scored in files.items():
         test = scored["test"]
+        # The test split's figures, as edgecnn evaluate measures them.
+        measured = measure_calibration(test.raw, y_test, test.confidence)
         inside = test.calibrated.max(1)
-        unknown = inside < np.float32(test.reject_below or 0.0)
-        right = test.calibrated.argmax(1) == y_test
         far = {f: s.calibrated.max(1) for f, s in scored.items() if f != "test"}
         pooled = np.concatenate(list(far.values()))
         entry = {
-            "temperature": test.temperature,
+            "temperature": measured.temperature,
             "reject_below": test.reject_below,
-            "accuracy": float(right.mean()),
-            "ece_before": expected_calibration_error(test.raw, y_test),
-            "ece_after": expected_calibration_error(test.calibrated, y_test),
-            "unknown_share": float(unknown.mean()),
-            "accepted_accuracy": float(right[~unknown].mean()),
+            "accuracy": measured.accuracy,
+            "ece_before": measured.ece_before,
+            "ece_after": measured.ece_after,
+            "unknown_share": measured.rejected,
+            "accepted_accuracy": measured.accepted_accuracy,
             "far": {
                 family: {
                     "auroc": auroc(inside, out),
