@@ -37,7 +37,7 @@ from edgecnn.export.formats import Check, FolderResult, Job, placeholder_metadat
 from edgecnn.export.mcu import cgen, graph, reference, toolchain
 from edgecnn.export.measure import fit_confidence, verify_file
 from edgecnn.records import Fields, JSONObject
-from edgecnn.runtime import integrity, load_classifier
+from edgecnn.runtime import Classifier, integrity, load_classifier
 from edgecnn.runtime.confidence import Confidence
 from edgecnn.runtime.contract import c_library_name
 from edgecnn.runtime.metadata import ModelMetadata
@@ -280,7 +280,8 @@ def export(job: Job, source: Path, folder: Path, check: Check) -> FolderResult:
     library, host, sealed_size = _build_calibrated(job, data, g, folder)
     measured = verify_file(host, check.images, check.labels, check.reference, "c")
     failures: list[str] = []
-    backend: Any = load_classifier(host, backend="c").backend  # scores and logits too
+    classifier = load_classifier(host, backend="c")
+    backend: Any = classifier.backend  # scores and logits too
     scores = backend.scores(check.images)
     ref = reference.shared(data, library, g, check.images, check.memo)
     assert g.input.quant is not None
@@ -291,7 +292,7 @@ def export(job: Job, source: Path, folder: Path, check: Check) -> FolderResult:
         failures.append(
             f"{int((~same).sum())} of {len(same)} images differ from TFLite's reference kernels"
         )
-    failures += _calibration_failures(host, backend, check.images)
+    failures += _calibration_failures(classifier, check.images)
     vectors, check_failures = _check_program(folder, check, scores)
     failures += check_failures
     m4 = _cortex_m4(folder)
@@ -356,14 +357,14 @@ def _generate_and_build(
 CALIBRATED_TOLERANCE = 1e-6
 
 
-def _calibration_failures(host: Path, backend: Any, images: np.ndarray) -> list[str]:
+def _calibration_failures(classifier: Classifier, images: np.ndarray) -> list[str]:
     """Where the library's calibrated probabilities or "unknown" answers are not the runtime's.
 
     ``edgecnn_answer`` (C, its temperature and threshold compiled in) against
     edgecnn.runtime's calibration of the same library's outputs, from its metadata.
     """
-    classifier = load_classifier(host, backend="c")
     ours = classifier.predict(images)
+    backend: Any = classifier.backend  # the C library's own edgecnn_answer
     theirs, answers = backend.answers(images)
     failures = []
     worst = float(np.abs(ours - theirs).max())
